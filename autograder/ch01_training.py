@@ -1,0 +1,671 @@
+"""Trusted spec of Chapter 1's graded cells (solutions/ch01_training/ch01_exercises.ipynb).
+
+Probes run inside the sandbox next to the student's code and must be self-contained
+(imports inside the function). Oracles run in the trusted test process and give the
+library implementation each exercise imitates; the test suite proves the solution
+agrees with them on every case.
+"""
+from llmprep.grading.spec import Case, Exercise, allclose
+
+CHAPTER = "ch01_training"
+NOTEBOOK = "ch01_exercises.ipynb"
+
+
+# ============================================================================ 1 log_softmax
+
+def probe_log_softmax(ns, params):
+    import torch
+
+    fn = ns["log_softmax"]
+    g = torch.Generator().manual_seed(params["seed"])
+    x = torch.randn(*params["shape"], generator=g) * params["scale"]
+    banned = {}
+
+    def forbid(owner, name):
+        original = getattr(owner, name)
+        banned[(owner, name)] = original
+
+        def blocked(*a, **k):
+            raise RuntimeError(f"calls {name}, which this exercise asks you to write yourself")
+
+        setattr(owner, name, blocked)
+
+    for owner, name in [(torch, "log_softmax"), (torch.nn.functional, "log_softmax"), (torch.Tensor, "log_softmax"),
+                        (torch, "logsumexp"), (torch.Tensor, "logsumexp"), (torch.special, "log_softmax")]:
+        forbid(owner, name)
+    try:
+        out = fn(x.clone(), dim=params["dim"])
+    finally:
+        for (owner, name), original in banned.items():
+            setattr(owner, name, original)
+    return {"out": out}
+
+
+def oracle_log_softmax():
+    import torch
+
+    library = torch.log_softmax  # bound now: the probe blocks the attribute while it runs
+
+    return {"log_softmax": lambda x, dim=-1: library(x, dim=dim)}
+
+
+# ============================================================================ 2 cross_entropy
+
+def probe_cross_entropy(ns, params):
+    import torch
+
+    fn = ns["cross_entropy"]
+    g = torch.Generator().manual_seed(params["seed"])
+    n, c = params["n"], params["c"]
+    logits = torch.randn(n, c, generator=g) * params["scale"]
+    targets = torch.randint(0, c, (n,), generator=g)
+    drop = torch.rand(n, generator=g) < params["ignore_frac"]
+    targets[drop] = params["ignore_index"]
+    saved = (torch.nn.functional.cross_entropy, torch.nn.functional.nll_loss)
+
+    def blocked(*a, **k):
+        raise RuntimeError("calls F.cross_entropy / F.nll_loss, which this exercise asks you to write yourself")
+
+    torch.nn.functional.cross_entropy = blocked
+    torch.nn.functional.nll_loss = blocked
+    try:
+        out = fn(logits.clone(), targets.clone(), ignore_index=params["ignore_index"],
+                 label_smoothing=params["eps"])
+    finally:
+        torch.nn.functional.cross_entropy, torch.nn.functional.nll_loss = saved
+    return {"loss": torch.as_tensor(out).reshape(())}
+
+
+def oracle_cross_entropy():
+    import torch.nn.functional as F
+
+    ce = F.cross_entropy
+    return {"cross_entropy": lambda logits, targets, ignore_index=-100, label_smoothing=0.0:
+            ce(logits, targets, ignore_index=ignore_index, label_smoothing=label_smoothing)}
+
+
+# ============================================================================ 3 accumulated step
+
+def probe_accumulated_step(ns, params):
+    import torch
+    import torch.nn as nn
+
+    fn = ns["accumulated_step"]
+    torch.manual_seed(params["seed"])
+    model = nn.Sequential(nn.Linear(6, 10), nn.Tanh(), nn.Linear(10, 4))
+    k, size = params["k"], params["size"]
+    x = torch.randn(k * size, 6) * 2
+    y = torch.randint(0, 4, (k * size,))
+    if params.get("stale_grads"):  # leftovers from a previous step must not leak in
+        for p in model.parameters():
+            p.grad = torch.ones_like(p) * 5.0
+    opt = torch.optim.SGD(model.parameters(), lr=params["lr"])
+    micro = [(x[i * size:(i + 1) * size], y[i * size:(i + 1) * size]) for i in range(k)]
+    loss, norm = fn(model, nn.CrossEntropyLoss(), opt, micro, params["max_norm"])
+    out = {"loss": float(loss), "grad_norm": float(norm)}
+    for i, p in enumerate(model.parameters()):
+        out[f"param{i}"] = p.detach()
+    return out
+
+
+def oracle_accumulated_step():
+    import torch
+
+    def big_batch_step(model, loss_fn, optimizer, micro_batches, max_norm=None):
+        optimizer.zero_grad(set_to_none=True)
+        x = torch.cat([b[0] for b in micro_batches])
+        y = torch.cat([b[1] for b in micro_batches])
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf") if max_norm is None else max_norm)
+        optimizer.step()
+        return loss.item(), float(norm)
+
+    return {"accumulated_step": big_batch_step}
+
+
+# ============================================================================ 4 evaluate
+
+def probe_evaluate(ns, params):
+    import torch
+    import torch.nn as nn
+
+    fn = ns["evaluate"]
+    torch.manual_seed(params["seed"])
+    model = nn.Sequential(nn.Linear(5, 24), nn.BatchNorm1d(24), nn.ReLU(), nn.Dropout(0.5), nn.Linear(24, 3))
+    # Give the batch-norm buffers non-trivial running statistics.
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(16, 5) * 2 + 1)
+    model.train(params["start_training"])
+    grad_seen = []
+    model.register_forward_pre_hook(lambda m, inp: grad_seen.append(torch.is_grad_enabled()))
+    batches = []
+    for size in params["sizes"]:
+        batches.append((torch.randn(size, 5) * 2 + 1, torch.randint(0, 3, (size,))))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng_before = torch.get_rng_state()
+    loss, acc = fn(model, batches, nn.CrossEntropyLoss())
+    unchanged = all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    no_grads = all(p.grad is None for p in model.parameters())
+    return {"loss": float(loss), "accuracy": float(acc), "training_after": bool(model.training),
+            "state_unchanged": bool(unchanged), "grads_untouched": bool(no_grads),
+            "rng_unchanged": bool(torch.equal(rng_before, torch.get_rng_state())),
+            "grad_enabled_in_forward": bool(any(grad_seen))}
+
+
+def oracle_evaluate():
+    import torch
+
+    def reference(model, batches, loss_fn):
+        mode = model.training
+        model.eval()
+        losses, hits, n = 0.0, 0, 0
+        with torch.inference_mode():
+            for x, y in batches:
+                out = model(x)
+                losses += loss_fn(out, y).item() * len(y)
+                hits += int((out.argmax(-1) == y).sum())
+                n += len(y)
+        model.train(mode)
+        return losses / n, hits / n
+
+    return {"evaluate": reference}
+
+
+# ============================================================================ 5 schedule
+
+def probe_warmup_cosine(ns, params):
+    fn = ns["warmup_cosine_lr"]
+    lrs = [float(fn(s, params["base_lr"], params["warmup"], params["total"], params["min_lr"]))
+           for s in range(params["total"] + 1)]
+    return {"lrs": lrs}
+
+
+def oracle_warmup_cosine():
+    import torch
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
+    def via_transformers(step, base_lr, warmup_steps, total_steps, min_lr=0.0):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr)
+        sched = get_cosine_with_min_lr_schedule_with_warmup(opt, warmup_steps, total_steps, min_lr=min_lr)
+        lam = sched.lr_lambdas[0]
+        return base_lr * lam(step)
+
+    return {"warmup_cosine_lr": via_transformers}
+
+
+# ============================================================================ 6 AdamW
+
+def probe_adamw(ns, params):
+    import torch
+
+    fn = ns["adamw_update"]
+    g = torch.Generator().manual_seed(params["seed"])
+    shape = params["shape"]
+    p = torch.randn(*shape, generator=g)
+    m = torch.zeros(*shape)
+    v = torch.zeros(*shape)
+    hp = dict(lr=params["lr"], betas=tuple(params["betas"]), eps=params["eps"], weight_decay=params["wd"])
+    untouched = True
+    for t in range(1, params["steps"] + 1):
+        grad = torch.randn(*shape, generator=g) * params["grad_scale"]
+        inputs = (p, grad, m, v)
+        snapshot = [x.clone() for x in inputs]
+        p, m, v = fn(p, grad, m, v, t, **hp)
+        untouched = untouched and all(torch.equal(a, b) for a, b in zip(inputs, snapshot))
+    return {"param": p, "exp_avg": m, "exp_avg_sq": v, "inputs_untouched": untouched}
+
+
+def oracle_adamw():
+    import torch
+
+    class Functional:
+        """adamw_update driven by torch.optim.AdamW (state carried between calls)."""
+
+        def __init__(self):
+            self.opt = None
+
+        def __call__(self, param, grad, exp_avg, exp_avg_sq, step, lr, betas=(0.9, 0.999), eps=1e-8,
+                      weight_decay=0.01):
+            if step == 1:
+                self.w = torch.nn.Parameter(param.clone())
+                self.opt = torch.optim.AdamW([self.w], lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+            self.w.grad = grad.clone()
+            self.opt.step()
+            state = self.opt.state[self.w]
+            return self.w.detach().clone(), state["exp_avg"].clone(), state["exp_avg_sq"].clone()
+
+    return {"adamw_update": Functional()}
+
+
+# ============================================================================ 7 early stopping
+
+def probe_early_stopping(ns, params):
+    import torch
+    import torch.nn as nn
+
+    cls = ns["EarlyStopping"]
+    model = nn.Linear(3, 2)
+    stopper = cls(params["patience"], min_delta=params["min_delta"], mode=params["mode"])
+    flags = []
+    for epoch, metric in enumerate(params["history"]):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(float(epoch))  # a training epoch changes the weights in place
+        flags.append(bool(stopper.step(metric, model)))
+        if flags[-1]:
+            break
+    stopped_at = len(flags) - 1 if flags[-1] else -1
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(-1.0)
+    stopper.restore(model)
+    return {"stopped_at": stopped_at, "best_epoch": int(stopper.best_epoch), "best": float(stopper.best),
+            "restored_weight": model.weight.detach(), "restored_bias": model.bias.detach()}
+
+
+# ============================================================================ the spec
+
+EXERCISES = [
+    Exercise(
+        grade_id="ch01_log_softmax_test", functions=("log_softmax",), points=2, title="stable log-softmax",
+        cases=(
+            Case("small logits, last dim", {"seed": 0, "shape": [4, 7], "scale": 1.0, "dim": -1}),
+            Case("logits of magnitude 1e4", {"seed": 1, "shape": [5, 6], "scale": 1e4, "dim": -1}),
+            Case("3-d input, reduce over dim 1", {"seed": 2, "shape": [2, 5, 3], "scale": 3.0, "dim": 1}),
+            Case("very negative logits (-1e4 scale, dim 0)", {"seed": 3, "shape": [6, 2], "scale": -1e4, "dim": 0}),
+        ),
+        probe=probe_log_softmax, judge=allclose(rtol=1e-5, atol=1e-4),
+        mutants={
+            "log of softmax (overflows)": """
+                def log_softmax(logits, dim=-1):
+                    e = logits.exp()
+                    return (e / e.sum(dim=dim, keepdim=True)).log()
+            """,
+            "max subtracted but log-sum-exp forgotten": """
+                def log_softmax(logits, dim=-1):
+                    return logits - logits.amax(dim=dim, keepdim=True)
+            """,
+            "always reduces the last dim": """
+                def log_softmax(logits, dim=-1):
+                    m = logits.amax(dim=-1, keepdim=True)
+                    s = logits - m
+                    return s - s.exp().sum(dim=-1, keepdim=True).log()
+            """,
+            "uses the library": """
+                def log_softmax(logits, dim=-1):
+                    return torch.log_softmax(logits, dim=dim)
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch01_cross_entropy_test", functions=("cross_entropy",), points=2,
+        title="cross-entropy with ignore_index and label smoothing",
+        cases=(
+            Case("plain, no ignored rows", {"seed": 0, "n": 8, "c": 5, "scale": 2.0, "ignore_frac": 0.0,
+                                            "ignore_index": -100, "eps": 0.0}),
+            Case("ignored rows", {"seed": 1, "n": 12, "c": 4, "scale": 2.0, "ignore_frac": 0.4,
+                                  "ignore_index": -100, "eps": 0.0}),
+            Case("label smoothing 0.1", {"seed": 2, "n": 10, "c": 6, "scale": 3.0, "ignore_frac": 0.0,
+                                         "ignore_index": -100, "eps": 0.1}),
+            Case("smoothing and ignored rows, custom ignore index", {"seed": 3, "n": 16, "c": 7, "scale": 2.0,
+                                                                     "ignore_frac": 0.3, "ignore_index": 3,
+                                                                     "eps": 0.2}),
+            Case("logits of magnitude 1e4", {"seed": 4, "n": 6, "c": 5, "scale": 1e4, "ignore_frac": 0.0,
+                                             "ignore_index": -100, "eps": 0.05}),
+        ),
+        probe=probe_cross_entropy, judge=allclose(rtol=1e-4, atol=1e-4),
+        mutants={
+            "ignored rows counted in the mean": """
+                def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0):
+                    logp = torch.log_softmax(logits, -1)
+                    keep = targets != ignore_index
+                    safe = torch.where(keep, targets, torch.zeros_like(targets))
+                    nll = -logp.gather(1, safe[:, None])[:, 0]
+                    row = (1 - label_smoothing) * nll - label_smoothing * logp.mean(-1)
+                    return (row * keep).sum() / len(targets)
+            """,
+            "smoothing spread over the C-1 wrong classes": """
+                def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0):
+                    logp = torch.log_softmax(logits, -1)
+                    keep = targets != ignore_index
+                    safe = torch.where(keep, targets, torch.zeros_like(targets))
+                    nll = -logp.gather(1, safe[:, None])[:, 0]
+                    other = (-logp.sum(-1) - nll) / (logits.shape[1] - 1)
+                    row = (1 - label_smoothing) * nll + label_smoothing * other
+                    return (row * keep).sum() / keep.sum()
+            """,
+            "smoothing ignored": """
+                def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0):
+                    logp = torch.log_softmax(logits, -1)
+                    keep = targets != ignore_index
+                    safe = torch.where(keep, targets, torch.zeros_like(targets))
+                    nll = -logp.gather(1, safe[:, None])[:, 0]
+                    return (nll * keep).sum() / keep.sum()
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch01_accumulated_step_test", functions=("accumulated_step",), points=3,
+        title="gradient accumulation and clipping",
+        cases=(
+            Case("4 micro-batches, no clipping", {"seed": 0, "k": 4, "size": 5, "lr": 0.5, "max_norm": None}),
+            Case("3 micro-batches, clipping active", {"seed": 1, "k": 3, "size": 4, "lr": 0.5, "max_norm": 0.05}),
+            Case("stale gradients from a previous step", {"seed": 2, "k": 2, "size": 6, "lr": 0.3,
+                                                          "max_norm": None, "stale_grads": True}),
+            Case("one micro-batch, loose clipping", {"seed": 3, "k": 1, "size": 8, "lr": 0.2, "max_norm": 100.0}),
+        ),
+        probe=probe_accumulated_step, judge=allclose(rtol=1e-4, atol=1e-5),
+        mutants={
+            "loss not divided by the number of micro-batches": """
+                def accumulated_step(model, loss_fn, optimizer, micro_batches, max_norm=None):
+                    optimizer.zero_grad()
+                    total = 0.0
+                    for x, y in micro_batches:
+                        loss = loss_fn(model(x), y)
+                        loss.backward()
+                        total += loss.item()
+                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm or float("inf"))
+                    optimizer.step()
+                    return total / len(micro_batches), float(norm)
+            """,
+            "clips every micro-batch": """
+                def accumulated_step(model, loss_fn, optimizer, micro_batches, max_norm=None):
+                    optimizer.zero_grad()
+                    k, total, norm = len(micro_batches), 0.0, 0.0
+                    for x, y in micro_batches:
+                        loss = loss_fn(model(x), y)
+                        (loss / k).backward()
+                        total += loss.item()
+                        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm or float("inf"))
+                    optimizer.step()
+                    return total / k, float(norm)
+            """,
+            "zero_grad inside the loop (only the last micro-batch counts)": """
+                def accumulated_step(model, loss_fn, optimizer, micro_batches, max_norm=None):
+                    k, total = len(micro_batches), 0.0
+                    for x, y in micro_batches:
+                        optimizer.zero_grad()
+                        loss = loss_fn(model(x), y)
+                        (loss / k).backward()
+                        total += loss.item()
+                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm or float("inf"))
+                    optimizer.step()
+                    return total / k, float(norm)
+            """,
+            "never clears old gradients": """
+                def accumulated_step(model, loss_fn, optimizer, micro_batches, max_norm=None):
+                    k, total = len(micro_batches), 0.0
+                    for x, y in micro_batches:
+                        loss = loss_fn(model(x), y)
+                        (loss / k).backward()
+                        total += loss.item()
+                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm or float("inf"))
+                    optimizer.step()
+                    return total / k, float(norm)
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch01_evaluate_test", functions=("evaluate",), points=3, title="evaluate without side effects",
+        cases=(
+            Case("model in train mode, uneven batches", {"seed": 0, "start_training": True, "sizes": [16, 16, 5]}),
+            Case("model already in eval mode", {"seed": 1, "start_training": False, "sizes": [8, 3]}),
+            Case("one large batch, train mode", {"seed": 2, "start_training": True, "sizes": [40]}),
+        ),
+        probe=probe_evaluate, judge=allclose(rtol=1e-5, atol=1e-6),
+        mutants={
+            "forgets model.eval() (dropout and batch-norm updates on)": """
+                def evaluate(model, batches, loss_fn):
+                    total, hits, n = 0.0, 0, 0
+                    with torch.no_grad():
+                        for x, y in batches:
+                            out = model(x)
+                            total += loss_fn(out, y).item() * len(y)
+                            hits += (out.argmax(-1) == y).sum().item()
+                            n += len(y)
+                    return total / n, hits / n
+            """,
+            "forgets torch.no_grad()": """
+                def evaluate(model, batches, loss_fn):
+                    mode = model.training
+                    model.eval()
+                    total, hits, n = 0.0, 0, 0
+                    for x, y in batches:
+                        out = model(x)
+                        total += loss_fn(out, y).item() * len(y)
+                        hits += (out.argmax(-1) == y).sum().item()
+                        n += len(y)
+                    model.train(mode)
+                    return total / n, hits / n
+            """,
+            "leaves the model in eval mode": """
+                def evaluate(model, batches, loss_fn):
+                    model.eval()
+                    total, hits, n = 0.0, 0, 0
+                    with torch.no_grad():
+                        for x, y in batches:
+                            out = model(x)
+                            total += loss_fn(out, y).item() * len(y)
+                            hits += (out.argmax(-1) == y).sum().item()
+                            n += len(y)
+                    return total / n, hits / n
+            """,
+            "averages batch means (ignores batch sizes)": """
+                def evaluate(model, batches, loss_fn):
+                    mode = model.training
+                    model.eval()
+                    losses, accs = [], []
+                    with torch.no_grad():
+                        for x, y in batches:
+                            out = model(x)
+                            losses.append(loss_fn(out, y).item())
+                            accs.append((out.argmax(-1) == y).float().mean().item())
+                    model.train(mode)
+                    return sum(losses) / len(losses), sum(accs) / len(accs)
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch01_warmup_cosine_test", functions=("warmup_cosine_lr",), points=2,
+        title="warmup + cosine schedule",
+        cases=(
+            Case("10 warmup of 100 steps", {"base_lr": 3e-4, "warmup": 10, "total": 100, "min_lr": 0.0}),
+            Case("no warmup", {"base_lr": 1e-3, "warmup": 0, "total": 50, "min_lr": 0.0}),
+            Case("with a floor (min_lr)", {"base_lr": 5e-4, "warmup": 5, "total": 40, "min_lr": 5e-5}),
+            Case("long warmup", {"base_lr": 1.0, "warmup": 30, "total": 37, "min_lr": 0.1}),
+        ),
+        probe=probe_warmup_cosine, judge=allclose(rtol=1e-9, atol=1e-12),
+        mutants={
+            "warmup off by one ((step+1)/warmup)": """
+                def warmup_cosine_lr(step, base_lr, warmup_steps, total_steps, min_lr=0.0):
+                    if step < warmup_steps:
+                        return base_lr * (step + 1) / warmup_steps
+                    p = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+                    return min_lr + (base_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * p))
+            """,
+            "cosine progress over total_steps": """
+                def warmup_cosine_lr(step, base_lr, warmup_steps, total_steps, min_lr=0.0):
+                    if step < warmup_steps:
+                        return base_lr * step / warmup_steps
+                    p = step / total_steps
+                    return min_lr + (base_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * p))
+            """,
+            "floor ignored": """
+                def warmup_cosine_lr(step, base_lr, warmup_steps, total_steps, min_lr=0.0):
+                    if step < warmup_steps:
+                        return base_lr * step / warmup_steps
+                    p = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+                    return base_lr * 0.5 * (1 + math.cos(math.pi * p))
+            """,
+            "divides by zero without warmup": """
+                def warmup_cosine_lr(step, base_lr, warmup_steps, total_steps, min_lr=0.0):
+                    w = min(1.0, step / warmup_steps)
+                    p = max(0.0, (step - warmup_steps) / (total_steps - warmup_steps))
+                    return w * (min_lr + (base_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * p)))
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch01_adamw_test", functions=("adamw_update",), points=3, title="AdamW from scratch",
+        cases=(
+            Case("5 steps, default betas", {"seed": 0, "shape": [7], "steps": 5, "lr": 1e-2, "betas": [0.9, 0.999],
+                                            "eps": 1e-8, "wd": 0.01, "grad_scale": 1.0}),
+            Case("strong weight decay", {"seed": 1, "shape": [3, 4], "steps": 8, "lr": 5e-2, "betas": [0.9, 0.99],
+                                         "eps": 1e-8, "wd": 0.5, "grad_scale": 0.1}),
+            Case("tiny gradients (eps matters)", {"seed": 2, "shape": [6], "steps": 4, "lr": 1e-3,
+                                                  "betas": [0.8, 0.95], "eps": 1e-3, "wd": 0.0, "grad_scale": 1e-4}),
+            Case("many steps", {"seed": 3, "shape": [2, 3], "steps": 30, "lr": 3e-3, "betas": [0.9, 0.999],
+                                "eps": 1e-8, "wd": 0.1, "grad_scale": 2.0}),
+        ),
+        probe=probe_adamw, judge=allclose(rtol=1e-4, atol=1e-6),
+        mutants={
+            "Adam with L2 instead of decoupled decay": """
+                def adamw_update(param, grad, exp_avg, exp_avg_sq, step, lr, betas=(0.9, 0.999), eps=1e-8,
+                                 weight_decay=0.01):
+                    b1, b2 = betas
+                    grad = grad + weight_decay * param
+                    m = b1 * exp_avg + (1 - b1) * grad
+                    v = b2 * exp_avg_sq + (1 - b2) * grad * grad
+                    p = param - lr * (m / (1 - b1 ** step)) / ((v / (1 - b2 ** step)).sqrt() + eps)
+                    return p, m, v
+            """,
+            "no bias correction": """
+                def adamw_update(param, grad, exp_avg, exp_avg_sq, step, lr, betas=(0.9, 0.999), eps=1e-8,
+                                 weight_decay=0.01):
+                    b1, b2 = betas
+                    param = param * (1 - lr * weight_decay)
+                    m = b1 * exp_avg + (1 - b1) * grad
+                    v = b2 * exp_avg_sq + (1 - b2) * grad * grad
+                    return param - lr * m / (v.sqrt() + eps), m, v
+            """,
+            "eps inside the square root": """
+                def adamw_update(param, grad, exp_avg, exp_avg_sq, step, lr, betas=(0.9, 0.999), eps=1e-8,
+                                 weight_decay=0.01):
+                    b1, b2 = betas
+                    param = param * (1 - lr * weight_decay)
+                    m = b1 * exp_avg + (1 - b1) * grad
+                    v = b2 * exp_avg_sq + (1 - b2) * grad * grad
+                    p = param - lr * (m / (1 - b1 ** step)) / (v / (1 - b2 ** step) + eps).sqrt()
+                    return p, m, v
+            """,
+            "weight decay not scaled by the learning rate": """
+                def adamw_update(param, grad, exp_avg, exp_avg_sq, step, lr, betas=(0.9, 0.999), eps=1e-8,
+                                 weight_decay=0.01):
+                    b1, b2 = betas
+                    param = param * (1 - weight_decay)
+                    m = b1 * exp_avg + (1 - b1) * grad
+                    v = b2 * exp_avg_sq + (1 - b2) * grad * grad
+                    p = param - lr * (m / (1 - b1 ** step)) / ((v / (1 - b2 ** step)).sqrt() + eps)
+                    return p, m, v
+            """,
+            "updates the input tensors in place": """
+                def adamw_update(param, grad, exp_avg, exp_avg_sq, step, lr, betas=(0.9, 0.999), eps=1e-8,
+                                 weight_decay=0.01):
+                    b1, b2 = betas
+                    param.mul_(1 - lr * weight_decay)
+                    exp_avg.mul_(b1).add_((1 - b1) * grad)
+                    exp_avg_sq.mul_(b2).add_((1 - b2) * grad * grad)
+                    denom = (exp_avg_sq / (1 - b2 ** step)).sqrt() + eps
+                    param.sub_(lr * (exp_avg / (1 - b1 ** step)) / denom)
+                    return param, exp_avg, exp_avg_sq
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch01_early_stopping_test", functions=("EarlyStopping",), points=3,
+        title="early stopping and best-checkpoint restore",
+        cases=(
+            Case("loss improves then plateaus", {"patience": 2, "min_delta": 0.0, "mode": "min",
+                                                 "history": [1.0, 0.8, 0.7, 0.75, 0.72, 0.71, 0.6]}),
+            Case("accuracy (mode max)", {"patience": 3, "min_delta": 0.0, "mode": "max",
+                                         "history": [0.5, 0.6, 0.58, 0.65, 0.64, 0.64, 0.63, 0.9]}),
+            Case("min_delta decides", {"patience": 2, "min_delta": 0.05, "mode": "min",
+                                       "history": [1.0, 0.97, 0.96, 0.9, 0.89, 0.88]}),
+            Case("patience 1", {"patience": 1, "min_delta": 0.0, "mode": "min", "history": [0.5, 0.4, 0.45, 0.3]}),
+            Case("never stops", {"patience": 3, "min_delta": 0.0, "mode": "min", "history": [5.0, 4.0, 3.0, 2.0]}),
+        ),
+        probe=probe_early_stopping, judge=allclose(rtol=0, atol=0),
+        mutants={
+            "keeps a reference to the live weights, not a copy": """
+                class EarlyStopping:
+                    def __init__(self, patience, min_delta=0.0, mode="min"):
+                        self.patience, self.min_delta, self.mode = patience, min_delta, mode
+                        self.best, self.best_epoch, self.bad, self.epoch, self.state = None, -1, 0, -1, None
+                    def step(self, metric, model):
+                        self.epoch += 1
+                        sign = 1 if self.mode == "min" else -1
+                        if self.best is None or sign * metric < sign * self.best - self.min_delta:
+                            self.best, self.best_epoch, self.bad = metric, self.epoch, 0
+                            self.state = model.state_dict()
+                        else:
+                            self.bad += 1
+                        return self.bad >= self.patience
+                    def restore(self, model):
+                        model.load_state_dict(self.state)
+            """,
+            "patience off by one (stops one epoch late)": """
+                class EarlyStopping:
+                    def __init__(self, patience, min_delta=0.0, mode="min"):
+                        self.patience, self.min_delta, self.mode = patience, min_delta, mode
+                        self.best, self.best_epoch, self.bad, self.epoch, self.state = None, -1, 0, -1, None
+                    def step(self, metric, model):
+                        self.epoch += 1
+                        sign = 1 if self.mode == "min" else -1
+                        if self.best is None or sign * metric < sign * self.best - self.min_delta:
+                            self.best, self.best_epoch, self.bad = metric, self.epoch, 0
+                            self.state = {k: v.clone() for k, v in model.state_dict().items()}
+                        else:
+                            self.bad += 1
+                        return self.bad > self.patience
+                    def restore(self, model):
+                        model.load_state_dict(self.state)
+            """,
+            "min_delta ignored": """
+                class EarlyStopping:
+                    def __init__(self, patience, min_delta=0.0, mode="min"):
+                        self.patience, self.mode = patience, mode
+                        self.best, self.best_epoch, self.bad, self.epoch, self.state = None, -1, 0, -1, None
+                    def step(self, metric, model):
+                        self.epoch += 1
+                        sign = 1 if self.mode == "min" else -1
+                        if self.best is None or sign * metric < sign * self.best:
+                            self.best, self.best_epoch, self.bad = metric, self.epoch, 0
+                            self.state = {k: v.clone() for k, v in model.state_dict().items()}
+                        else:
+                            self.bad += 1
+                        return self.bad >= self.patience
+                    def restore(self, model):
+                        model.load_state_dict(self.state)
+            """,
+            "mode ignored (always minimises)": """
+                class EarlyStopping:
+                    def __init__(self, patience, min_delta=0.0, mode="min"):
+                        self.patience, self.min_delta = patience, min_delta
+                        self.best, self.best_epoch, self.bad, self.epoch, self.state = None, -1, 0, -1, None
+                    def step(self, metric, model):
+                        self.epoch += 1
+                        if self.best is None or metric < self.best - self.min_delta:
+                            self.best, self.best_epoch, self.bad = metric, self.epoch, 0
+                            self.state = {k: v.clone() for k, v in model.state_dict().items()}
+                        else:
+                            self.bad += 1
+                        return self.bad >= self.patience
+                    def restore(self, model):
+                        model.load_state_dict(self.state)
+            """,
+        },
+    ),
+]
+
+# Library implementations the exercises imitate (used by the test suite, in the trusted process).
+ORACLES = {
+    "ch01_log_softmax_test": oracle_log_softmax,
+    "ch01_cross_entropy_test": oracle_cross_entropy,
+    "ch01_accumulated_step_test": oracle_accumulated_step,
+    "ch01_evaluate_test": oracle_evaluate,
+    "ch01_warmup_cosine_test": oracle_warmup_cosine,
+    "ch01_adamw_test": oracle_adamw,
+}

@@ -1,0 +1,5 @@
+import sys
+
+from llmprep.cli import main
+
+sys.exit(main())

@@ -1,0 +1,160 @@
+"""`llmprep` command line: data, run, lab, release, check, grade, bench."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def cmd_data(args) -> int:
+    from llmprep import assets
+
+    bad = 0
+    for name, asset in assets.ASSETS.items():
+        try:
+            folder = assets.verify(name) if args.check else _fetch_or_repair(name)
+            size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+            print(f"ok       {name:<18} {asset.requirement:<28} {size / 2**20:8.1f} MB  {folder}")
+        except assets.AssetError as exc:
+            bad += 1
+            print(f"MISSING  {name:<18} {exc}")
+    if not bad:
+        print(f"all {len(assets.ASSETS)} assets verified in {assets.cache_root() / 'assets'}")
+    return 1 if bad else 0
+
+
+def _fetch_or_repair(name: str):
+    from llmprep import assets
+
+    try:
+        return assets.verify(name)
+    except assets.AssetError:
+        return assets.fetch(name, force=True)
+
+
+def cmd_run(args) -> int:
+    from llmprep.course import run
+
+    return run(args.chapters or None)
+
+
+def cmd_lab(args) -> int:
+    from llmprep.course import nbgrader_env
+    from llmprep.grading.engine import repo_root
+
+    root = repo_root()
+    env = nbgrader_env(root)
+    cmd = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={root / 'course'}"] + args.extra
+    return subprocess.call(cmd, cwd=root / "course", env=env)
+
+
+def cmd_release(args) -> int:
+    from llmprep.course import release, release_diff
+
+    if args.check:
+        problems = release_diff()
+        for p in problems:
+            print(p)
+        print("course/ is in sync with solutions/" if not problems else
+              f"{len(problems)} difference(s): run `llmprep release` and commit course/")
+        return 1 if problems else 0
+    release(args.chapters or None)
+    print("course/ regenerated from solutions/")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from llmprep.grading.engine import GradingError, check_notebook
+
+    try:
+        result = check_notebook(Path(args.notebook))
+    except GradingError as exc:
+        print(f"error: the grader itself failed: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result.to_json(), ensure_ascii=False, indent=1))
+        return 0
+    print(f"{result.notebook} ({result.chapter or 'unknown chapter'}): {result.score:g} / {result.max_score:g} points")
+    for c in result.cells:
+        mark = "PASS" if c.points == c.max_points else "FAIL"
+        print(f"  {mark}  {c.grade_id:<32} {c.points:g}/{c.max_points:g}  {c.message}")
+    for note in result.notes:
+        print(f"  note: {note}")
+    return 0
+
+
+def cmd_grade(args) -> int:
+    from llmprep.grading.gradebook import grade_assignment
+
+    return grade_assignment(args.assignment, jobs=args.jobs or os.cpu_count() or 1, as_json=args.json)
+
+
+def cmd_bench(args) -> int:
+    from llmprep.grading.engine import repo_root
+
+    script = repo_root() / "benchmarks" / "run.py"
+    return subprocess.call([sys.executable, str(script)] + args.extra)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llmprep", description="LLM interview-prep course: data, notebooks, grading")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("data", help="fetch and verify every offline asset into the cache")
+    s.add_argument("--check", action="store_true", help="verify only; exit 1 if any asset is missing or wrong")
+    s.set_defaults(func=cmd_data)
+
+    s = sub.add_parser("run", help="execute reference and solution notebooks headless; results table")
+    s.add_argument("chapters", nargs="*")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("lab", help="JupyterLab on course/")
+    s.add_argument("extra", nargs=argparse.REMAINDER)
+    s.set_defaults(func=cmd_lab)
+
+    s = sub.add_parser("release", help="regenerate course/ from solutions/")
+    s.add_argument("--check", action="store_true", help="exit 1 if course/ differs from what would be generated")
+    s.add_argument("chapters", nargs="*")
+    s.set_defaults(func=cmd_release)
+
+    s = sub.add_parser("check", help="grade one notebook with the trusted engine")
+    s.add_argument("notebook")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("grade", help="grade every submitted/<student>/<ASSIGNMENT>/ into the gradebook and a CSV")
+    s.add_argument("assignment")
+    s.add_argument("--jobs", type=int, default=0, help="parallel submissions (default: one per core)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_grade)
+
+    s = sub.add_parser("bench", help="the benchmarks behind README's results table")
+    s.add_argument("extra", nargs=argparse.REMAINDER)
+    s.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - no traceback is the user interface
+        from llmprep.assets import AssetError
+
+        if isinstance(exc, AssetError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        if os.environ.get("LLMPREP_DEBUG"):
+            raise
+        print(f"error: {type(exc).__name__}: {exc} (set LLMPREP_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""The course on disk: chapters, release (solutions/ -> course/ via nbgrader), headless runs."""
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from llmprep.grading.engine import repo_root
+
+
+def chapters(root: Path | None = None) -> list[str]:
+    root = root or repo_root()
+    return sorted(p.name for p in (root / "solutions").iterdir() if p.is_dir() and p.name.startswith("ch"))
+
+
+def notebooks(chapter: str, root: Path | None = None) -> list[Path]:
+    """A chapter's notebooks, the reference first, then the exercises."""
+    folder = (root or repo_root()) / "solutions" / chapter
+    found = sorted(p for p in folder.glob("*.ipynb"))
+    return sorted(found, key=lambda p: (0 if "reference" in p.stem else 1, p.name))
+
+
+def nbgrader_env(root: Path | None = None) -> dict:
+    """Environment for nbgrader commands: the course's config (autograder/) and this venv's tools."""
+    root = root or repo_root()
+    env = dict(os.environ)
+    env["JUPYTER_CONFIG_PATH"] = str(repo_root() / "autograder")
+    env["LLMPREP_ROOT"] = str(root)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def nbgrader(args: list[str], root: Path | None = None, quiet: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=root or repo_root(),
+                          env=nbgrader_env(root), capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise RuntimeError(f"nbgrader {' '.join(args)} failed:\n{tail}")
+    if not quiet:
+        print(proc.stdout + proc.stderr)
+    return proc
+
+
+def release(chapter_ids: list[str] | None = None, root: Path | None = None, db: bool = True) -> None:
+    """Regenerate course/<chapter>/ from solutions/<chapter>/ with nbgrader generate_assignment."""
+    root = root or repo_root()
+    for chapter in chapter_ids or chapters(root):
+        nbgrader(["generate_assignment", chapter, "--force"] + ([] if db else ["--no-db"]), root)
+
+
+def release_diff(root: Path | None = None) -> list[str]:
+    """Differences between course/ and what `llmprep release` would generate now (empty: in sync)."""
+    root = root or repo_root()
+    with tempfile.TemporaryDirectory(prefix="llmprep-release-") as tmp:
+        shadow = Path(tmp)
+        shutil.copytree(root / "solutions", shadow / "solutions",
+                        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+        release(chapters(root), shadow, db=False)
+        expected, actual = shadow / "course", root / "course"
+        problems = []
+        exp_files = {p.relative_to(expected) for p in expected.rglob("*") if p.is_file()} if expected.exists() else set()
+        act_files = {p.relative_to(actual) for p in actual.rglob("*") if p.is_file()
+                     and ".ipynb_checkpoints" not in p.parts} if actual.exists() else set()
+        for rel in sorted(exp_files - act_files):
+            problems.append(f"course/{rel} is missing")
+        for rel in sorted(act_files - exp_files):
+            problems.append(f"course/{rel} is not generated from solutions/")
+        for rel in sorted(exp_files & act_files):
+            if not filecmp.cmp(expected / rel, actual / rel, shallow=False):
+                problems.append(f"course/{rel} differs from what solutions/ generates")
+        return problems
+
+
+# --------------------------------------------------------------------------- headless runs
+
+def execute_notebook(path: Path, out_path: Path, results_file: Path, timeout: int = 900, progress=None) -> float:
+    """Execute one notebook headless in its own folder; save the executed copy; return seconds."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(str(path), as_version=4)
+    env_before = os.environ.get("LLMPREP_RESULTS")
+    os.environ["LLMPREP_RESULTS"] = str(results_file)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    if progress is not None:
+        client.on_cell_executed = lambda **kw: progress.update(1)
+    start = time.perf_counter()
+    try:
+        client.execute()
+    finally:
+        if env_before is None:
+            os.environ.pop("LLMPREP_RESULTS", None)
+        else:
+            os.environ["LLMPREP_RESULTS"] = env_before
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, str(out_path))
+    return time.perf_counter() - start
+
+
+def run(chapter_ids: list[str] | None = None, root: Path | None = None) -> int:
+    """Execute every chapter's notebooks headless and print the results table."""
+    import nbformat
+    from tqdm.auto import tqdm
+
+    root = root or repo_root()
+    build = root / "build"
+    results_file = build / "results.jsonl"
+    build.mkdir(exist_ok=True)
+    results_file.write_text("")
+    todo = [(ch, nb) for ch in (chapter_ids or chapters(root)) for nb in notebooks(ch, root)]
+    total_cells = sum(sum(c.cell_type == "code" for c in nbformat.read(str(nb), as_version=4).cells) for _, nb in todo)
+    rows, failed = [], 0
+    with tqdm(total=total_cells, desc="llmprep run", unit="cell") as bar:
+        for chapter, nb in todo:
+            bar.set_postfix_str(f"{chapter}/{nb.name}")
+            try:
+                secs = execute_notebook(nb, build / "executed" / chapter / nb.name, results_file, progress=bar)
+                rows.append((chapter, nb.name, secs, "ok"))
+            except Exception as exc:  # noqa: BLE001 - report and go on with the next notebook
+                failed += 1
+                first = str(exc).strip().splitlines()
+                rows.append((chapter, nb.name, float("nan"), f"FAILED: {type(exc).__name__}: "
+                             f"{first[-1][:120] if first else ''}"))
+    records = [json.loads(line) for line in results_file.read_text().splitlines() if line.strip()]
+    print_table(rows, records)
+    return 1 if failed else 0
+
+
+def print_table(rows, records) -> None:
+    print()
+    print(f"{'chapter':<18} {'notebook':<28} {'time':>8}  status")
+    print("-" * 72)
+    for chapter, name, secs, status in rows:
+        shown = f"{secs:7.1f}s" if secs == secs else "      -"
+        print(f"{chapter:<18} {name:<28} {shown}  {status}")
+    if records:
+        print()
+        print(f"{'chapter':<18} {'result':<44} {'value':>10}  anchor")
+        print("-" * 100)
+        for r in records:
+            print(f"{r['chapter']:<18} {r['name']:<44} {r['value']:>10}  {r['anchor']}")

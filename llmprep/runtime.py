@@ -1,0 +1,80 @@
+"""Environment defaults, seeding and device selection shared by every chapter.
+
+The course is offline by default: ``HF_HUB_OFFLINE=1`` unless the user opts in
+to online sources with ``LLMPREP_ONLINE=1``.
+"""
+from __future__ import annotations
+
+import os
+import random
+
+ONLINE_ENV = "LLMPREP_ONLINE"
+
+
+def online_enabled() -> bool:
+    """True when the user opted in to downloading from canonical online sources."""
+    return os.environ.get(ONLINE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def apply_env_defaults() -> None:
+    """Set the environment defaults the course relies on (never overrides a user's choice)."""
+    if not online_enabled():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # JAX: keep it from grabbing all GPU memory when it shares a machine with torch.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+
+def set_threads(n: int | None = None) -> int:
+    """Limit torch's intra-op threads (``LLMPREP_THREADS`` or ``OMP_NUM_THREADS`` if set)."""
+    import torch
+
+    if n is None:
+        env = os.environ.get("LLMPREP_THREADS") or os.environ.get("OMP_NUM_THREADS")
+        n = int(env) if env and env.isdigit() else torch.get_num_threads()
+    n = max(1, int(n))
+    torch.set_num_threads(n)
+    return n
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) for reproducible runs."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def pick_device(prefer: str | None = None):
+    """CUDA if present (or ``LLMPREP_DEVICE`` / ``prefer`` says otherwise), else CPU."""
+    import torch
+
+    choice = prefer or os.environ.get("LLMPREP_DEVICE")
+    if choice:
+        return torch.device(choice)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast_dtype(device) -> "torch.dtype":
+    """The low-precision dtype for mixed precision on this device: bf16 on CPU and
+    on CUDA GPUs that support it, else fp16."""
+    import torch
+
+    if getattr(device, "type", str(device)) == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16
+
+
+def setup(seed: int = 0, threads: int | None = None):
+    """One call at the top of a notebook: env defaults, threads, seeds; returns the device."""
+    apply_env_defaults()
+    set_threads(threads)
+    seed_everything(seed)
+    return pick_device()
