@@ -1,0 +1,57 @@
+# llmprep — two commands on a fresh machine:  make run   /   make test
+# Every target bootstraps .venv (idempotent, quick when already done) and wraps the `llmprep` CLI.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.llmprep-installed
+# Tests and CI use one thread per process; `make run` may use more (LLMPREP_THREADS).
+TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 LLMPREP_THREADS=1 HF_HUB_OFFLINE=1 MPLBACKEND=Agg
+JOBS   ?= 2
+
+.PHONY: help setup data run test lab release release-check grade bench clean
+
+help:
+	@echo "make run      set up, fetch assets, execute every chapter headless, print the results table"
+	@echo "make test     set up, fetch assets, run the whole test suite"
+	@echo "make lab      JupyterLab (with nbgrader) on course/"
+	@echo "make release  regenerate course/ from solutions/   (make release-check: verify only)"
+	@echo "make grade A=ch01_training   grade submitted/<student>/<A>/ into the gradebook"
+	@echo "make bench    the measured figures behind README's results table"
+
+# torch is pinned in the same install step as everything else (pyproject.toml),
+# otherwise pip resolves a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+data: setup
+	$(BIN)/llmprep data
+
+run: data
+	$(BIN)/llmprep run $(CHAPTERS)
+
+test: data
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(JOBS) --dist loadfile tests --nbval-lax --nbval-current-env solutions
+
+lab: setup
+	$(BIN)/llmprep lab
+
+release: setup
+	$(BIN)/llmprep release
+
+release-check: setup
+	$(BIN)/llmprep release --check
+
+grade: setup
+	$(BIN)/llmprep grade $(A)
+
+bench: data
+	$(BIN)/llmprep bench
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,237 @@
+"""The trusted grading engine, chapter by chapter: the solution earns full points, the released
+stub earns zero without crashing, every mutant loses its cell's points, the cases are
+deterministic, and the solution agrees with the library implementation each exercise imitates."""
+import json
+import subprocess
+import sys
+
+import nbformat
+import numpy as np
+import pytest
+
+from llmprep.grading import engine
+from llmprep.grading.engine import Limits, all_chapters, load_spec
+
+CHAPTERS = all_chapters()
+
+
+def _solution(root, chapter):
+    return root / "solutions" / chapter / load_spec(chapter).NOTEBOOK
+
+
+def _released(root, chapter):
+    return root / "course" / chapter / load_spec(chapter).NOTEBOOK
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_spec_matches_the_notebook(root, chapter):
+    spec = load_spec(chapter)
+    cells = engine.test_cells(engine.read_notebook(_solution(root, chapter)))
+    assert set(cells) == {ex.grade_id for ex in spec.EXERCISES}
+    for ex in spec.EXERCISES:
+        assert cells[ex.grade_id]["points"] == ex.points, ex.grade_id
+        assert len(ex.cases) >= 3 and len(ex.mutants) >= 2, ex.grade_id
+        assert len({c.name for c in ex.cases}) == len(ex.cases)
+    assert len(spec.EXERCISES) >= 5
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_solution_earns_full_points(root, chapter):
+    result = engine.check_notebook(_solution(root, chapter))
+    assert result.score == result.max_score > 0, result.to_json()
+    assert not result.notes, result.notes
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_released_stub_earns_zero_with_reasons(root, chapter):
+    result = engine.check_notebook(_released(root, chapter))
+    assert result.max_score > 0 and result.score == 0
+    for cell in result.cells:
+        assert cell.points == 0 and "not implemented" in cell.message, cell
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_every_mutant_loses_points(chapter):
+    verdicts = engine.check_mutants(chapter)
+    spec = load_spec(chapter)
+    for grade_id, verdict in verdicts[engine.SUBMITTED].items():
+        assert verdict.points == verdict.max_points, verdict
+    for ex in spec.EXERCISES:
+        for mutant in ex.mutants:
+            verdict = verdicts[f"mutant:{mutant}"][ex.grade_id]
+            assert verdict.points < verdict.max_points, f"{ex.grade_id}: mutant '{mutant}' survived"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_cases_are_deterministic(root, chapter):
+    spec = load_spec(chapter)
+    job = engine.build_job(engine.read_notebook(_solution(root, chapter)), list(spec.EXERCISES))
+    first, second = engine.run_sandbox(job), engine.run_sandbox(job)
+    assert first.ok and second.ok
+    assert first.arrays.keys() == second.arrays.keys()
+    for key in first.arrays:
+        np.testing.assert_array_equal(first.arrays[key], second.arrays[key], err_msg=key)
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_solution_agrees_with_the_library_oracles(chapter):
+    """The reference outputs equal what the library implementation gives on every case."""
+    spec = load_spec(chapter)
+    ref = engine.reference_run(chapter)
+    oracles = getattr(spec, "ORACLES", {})
+    assert oracles, "every chapter compares with library implementations"
+    for ex in spec.EXERCISES:
+        if ex.grade_id not in oracles:
+            continue
+        for ci, case in enumerate(ex.cases):
+            ns = oracles[ex.grade_id]()
+            got = {k: engine_array(v) for k, v in ex.probe(ns, json.loads(json.dumps(case.params))).items()}
+            status, want = engine.outputs_of(ref, ex.grade_id, engine.SUBMITTED, len(ex.cases))[ci]
+            assert status == "ok"
+            assert ex.judge(got, want, case.params) is None, f"{ex.grade_id} / {case.name}"
+
+
+def engine_array(value):
+    from llmprep.grading.sandbox import _to_array
+
+    return _to_array(value)
+
+
+# --------------------------------------------------------------------------- malformed submissions
+
+CH01 = "ch01_training"
+
+
+def _edited(root, tmp_path, edit, name="submission.ipynb"):
+    nb = nbformat.read(str(_solution(root, CH01)), as_version=4)
+    edit(nb)
+    out = tmp_path / name
+    nbformat.write(nb, str(out))
+    return out
+
+
+def _solution_cell(nb, grade_id):
+    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+def test_invalid_json_gets_a_reason_not_a_traceback(tmp_path):
+    bad = tmp_path / "broken.ipynb"
+    bad.write_text("{ this is not json")
+    result = engine.check_notebook(bad)
+    assert result.score == 0 and result.cells == []
+    assert "not a readable notebook" in result.notes[0]
+
+
+def test_empty_file(tmp_path):
+    bad = tmp_path / "empty.ipynb"
+    bad.write_text("")
+    assert "not a readable notebook" in engine.check_notebook(bad).notes[0]
+
+
+def test_one_broken_cell_does_not_cost_the_others(root, tmp_path):
+    def edit(nb):
+        _solution_cell(nb, "ch01_adamw").source = "def adamw_update(:\n    pass"
+
+    result = engine.check_notebook(_edited(root, tmp_path, edit))
+    by_id = {c.grade_id: c for c in result.cells}
+    assert by_id["ch01_adamw_test"].points == 0
+    assert result.score == result.max_score - by_id["ch01_adamw_test"].max_points
+    assert any("SyntaxError" in n for n in result.notes)
+
+
+def test_renamed_notebook_is_matched_by_grade_ids(root, tmp_path):
+    renamed = _edited(root, tmp_path, lambda nb: None, name="my homework (final) v2.ipynb")
+    result = engine.check_notebook(renamed)
+    assert result.chapter == CH01 and result.score == result.max_score
+
+
+def test_deleted_test_cell_costs_only_that_cell(root, tmp_path):
+    def edit(nb):
+        nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "ch01_evaluate_test"]
+
+    result = engine.check_notebook(_edited(root, tmp_path, edit))
+    by_id = {c.grade_id: c for c in result.cells}
+    assert by_id["ch01_evaluate_test"].points == 0 and "missing" in by_id["ch01_evaluate_test"].message
+    assert result.score == result.max_score - 3
+
+
+def test_visible_asserts_do_not_decide_the_grade(root, tmp_path):
+    """A submission that edits the visible test cells to pass (or deletes their asserts) gains nothing."""
+    def edit(nb):
+        for c in nb.cells:
+            meta = c.metadata.get("nbgrader", {})
+            if meta.get("grade") and not meta.get("solution"):
+                c.source = "pass"
+            if meta.get("solution"):
+                c.source = c.source.replace("### BEGIN SOLUTION", "raise NotImplementedError()\n### BEGIN SOLUTION", 1)
+
+    result = engine.check_notebook(_edited(root, tmp_path, edit))
+    assert result.score == 0
+
+
+def test_patched_testing_functions_cannot_change_the_verdict(root, tmp_path):
+    """Monkeypatching numpy/torch comparison functions in the sandbox changes nothing: judging is elsewhere."""
+    def edit(nb):
+        cell = _solution_cell(nb, "ch01_log_softmax")
+        cell.source = ("import numpy, torch\nnumpy.allclose = lambda *a, **k: True\n"
+                       "numpy.testing.assert_allclose = lambda *a, **k: None\n"
+                       "torch.allclose = lambda *a, **k: True\n"
+                       "def log_softmax(logits, dim=-1):\n    return logits * 0\n")
+
+    result = engine.check_notebook(_edited(root, tmp_path, edit))
+    by_id = {c.grade_id: c for c in result.cells}
+    assert by_id["ch01_log_softmax_test"].points == 0
+
+
+def test_exit_in_a_cell_is_reported_and_later_cells_still_graded(root, tmp_path):
+    def edit(nb):
+        setup = _solution_cell(nb, "ch01_setup")
+        setup.source += "\nimport sys\nsys.exit(0)\n"
+
+    result = engine.check_notebook(_edited(root, tmp_path, edit))
+    assert result.score == result.max_score
+
+
+def test_hard_exit_gets_a_one_line_reason(root, tmp_path):
+    def edit(nb):
+        _solution_cell(nb, "ch01_warmup_cosine").source += "\nimport os\nos._exit(7)\n"
+
+    result = engine.check_notebook(_edited(root, tmp_path, edit))
+    assert result.score == 0
+    assert any("exit code 7" in n for n in result.notes)
+    assert all("not graded" in c.message for c in result.cells)
+
+
+def test_infinite_loop_hits_the_cell_time_limit(root, tmp_path):
+    def edit(nb):
+        _solution_cell(nb, "ch01_early_stopping").source += "\nwhile True:\n    pass\n"
+
+    result = engine.check_notebook(_edited(root, tmp_path, edit), Limits(cell_timeout=3, wall=120))
+    assert any("timed out" in n for n in result.notes)
+    by_id = {c.grade_id: c for c in result.cells}
+    # the class was defined before the loop started, so it is still graded
+    assert by_id["ch01_early_stopping_test"].points == by_id["ch01_early_stopping_test"].max_points
+
+
+def test_feedback_never_shows_hidden_case_data(root, tmp_path):
+    def edit(nb):
+        _solution_cell(nb, "ch01_cross_entropy").source = (
+            "def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0):\n"
+            "    raise ValueError(f'{logits.tolist()} {targets.tolist()}')\n")
+
+    result = engine.check_notebook(_edited(root, tmp_path, edit))
+    text = json.dumps(result.to_json())
+    spec = load_spec(CH01)
+    assert "seed" not in text and "ignore_frac" not in text
+    assert len(text) < 20_000
+    for ex in spec.EXERCISES:
+        assert ex.probe.__name__ not in text
+
+
+def test_cli_check_json(root):
+    proc = subprocess.run([sys.executable, "-m", "llmprep", "check", str(_released(root, CH01)), "--json"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["score"] == 0 and out["max_score"] == sum(ex.points for ex in load_spec(CH01).EXERCISES)
+    assert {"grade_id", "points", "max_points", "message"} <= set(out["cells"][0])
