@@ -111,9 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("chapters", nargs="*")
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("lab", help="JupyterLab on course/")
-    s.add_argument("extra", nargs=argparse.REMAINDER)
-    s.set_defaults(func=cmd_lab)
+    s = sub.add_parser("lab", help="JupyterLab on course/ (other options go to jupyter lab)")
+    s.set_defaults(func=cmd_lab, passthrough=True)
 
     s = sub.add_parser("release", help="regenerate course/ from solutions/")
     s.add_argument("--check", action="store_true", help="exit 1 if course/ differs from what would be generated")
@@ -132,13 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_grade)
 
     s = sub.add_parser("bench", help="the benchmarks behind README's results table")
-    s.add_argument("extra", nargs=argparse.REMAINDER)
-    s.set_defaults(func=cmd_bench)
+    s.set_defaults(func=cmd_bench, passthrough=True)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "passthrough", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     try:
         return args.func(args)
     except KeyboardInterrupt:

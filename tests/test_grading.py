@@ -235,3 +235,29 @@ def test_cli_check_json(root):
     out = json.loads(proc.stdout)
     assert out["score"] == 0 and out["max_score"] == sum(ex.points for ex in load_spec(CH01).EXERCISES)
     assert {"grade_id", "points", "max_points", "message"} <= set(out["cells"][0])
+
+
+def test_sandbox_has_no_network(root, tmp_path):
+    import socket
+
+    if not engine._network_isolation():
+        pytest.skip("this OS does not let us drop the network (no unshare -n)")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+
+    def edit(nb):
+        # The answer is right only if the network is unreachable from the sandbox.
+        _solution_cell(nb, "ch01_log_softmax").source += (
+            "\nimport socket\ntry:\n"
+            f"    socket.create_connection(('127.0.0.1', {port}), timeout=3).close()\n"
+            "    log_softmax = lambda logits, dim=-1: logits * 0\n"
+            "except OSError:\n    pass\n")
+
+    try:
+        result = engine.check_notebook(_edited(root, tmp_path, edit))
+    finally:
+        listener.close()
+    by_id = {c.grade_id: c for c in result.cells}
+    assert by_id["ch01_log_softmax_test"].points == by_id["ch01_log_softmax_test"].max_points
