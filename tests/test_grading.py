@@ -192,14 +192,30 @@ def test_exit_in_a_cell_is_reported_and_later_cells_still_graded(root, tmp_path)
     assert result.score == result.max_score
 
 
-def test_hard_exit_gets_a_one_line_reason(root, tmp_path):
+def test_process_exit_after_correct_answers_grades_what_finished(root, tmp_path):
     def edit(nb):
         _solution_cell(nb, "ch01_warmup_cosine").source += "\nimport os\nos._exit(7)\n"
 
     result = engine.check_notebook(_edited(root, tmp_path, edit))
-    assert result.score == 0
-    assert any("exit code 7" in n for n in result.notes)
-    assert all("not graded" in c.message for c in result.cells)
+    by_id = {c.grade_id: c for c in result.cells}
+    # what ran before the fatal cell is graded; that cell and the ones after it never ran
+    for before in ("ch01_log_softmax_test", "ch01_cross_entropy_test", "ch01_accumulated_step_test",
+                   "ch01_evaluate_test"):
+        assert by_id[before].points == by_id[before].max_points, by_id[before]
+    for after in ("ch01_warmup_cosine_test", "ch01_adamw_test", "ch01_early_stopping_test"):
+        assert by_id[after].points == 0
+    assert any("exit code 7" in n and "graded what ran before" in n for n in result.notes)
+
+
+def test_a_function_that_kills_the_process_costs_only_its_exercise(root, tmp_path):
+    def edit(nb):
+        _solution_cell(nb, "ch01_adamw").source = (
+            "import os\ndef adamw_update(*args, **kwargs):\n    os._exit(3)\n")
+
+    result = engine.check_notebook(_edited(root, tmp_path, edit))
+    by_id = {c.grade_id: c for c in result.cells}
+    assert by_id["ch01_adamw_test"].points == 0 and "ended the notebook process" in by_id["ch01_adamw_test"].message
+    assert result.score == result.max_score - 3
 
 
 def test_infinite_loop_hits_the_cell_time_limit(root, tmp_path):
@@ -240,8 +256,8 @@ def test_cli_check_json(root):
 def test_sandbox_has_no_network(root, tmp_path):
     import socket
 
-    if not engine._network_isolation():
-        pytest.skip("this OS does not let us drop the network (no unshare -n)")
+    if engine.isolation().level == "limits":
+        pytest.skip("this OS does not let us drop the network (no unshare)")
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
@@ -261,3 +277,45 @@ def test_sandbox_has_no_network(root, tmp_path):
         listener.close()
     by_id = {c.grade_id: c for c in result.cells}
     assert by_id["ch01_log_softmax_test"].points == by_id["ch01_log_softmax_test"].max_points
+
+
+def test_sandbox_cannot_read_the_solutions_or_specs(root, tmp_path):
+    if engine.isolation().level != "namespaces":
+        pytest.skip("no mount namespace on this OS: private files are not hidden (see README)")
+    secret = root / "solutions" / CH01 / load_spec(CH01).NOTEBOOK
+
+    def edit(nb):
+        # Right answer only if the instructor's files are invisible from inside the sandbox.
+        _solution_cell(nb, "ch01_log_softmax").source += (
+            "\nimport os\n"
+            f"if any(os.path.exists(p) for p in [{str(secret)!r}, {str(root / 'autograder')!r}, "
+            f"{str(root / '.git')!r}, {str(root / 'build')!r}, '../../solutions']):\n"
+            "    log_softmax = lambda logits, dim=-1: logits * 0\n")
+
+    result = engine.check_notebook(_edited(root, tmp_path, edit))
+    by_id = {c.grade_id: c for c in result.cells}
+    assert by_id["ch01_log_softmax_test"].points == by_id["ch01_log_softmax_test"].max_points
+
+
+def test_detached_daemon_is_killed_with_the_sandbox(root, tmp_path):
+    if engine.isolation().level != "namespaces":
+        pytest.skip("no pid namespace on this OS")
+    marker = tmp_path / "daemon-was-here"
+
+    def edit(nb):
+        _solution_cell(nb, "ch01_setup").source += (
+            "\nimport os, time\n"
+            "if os.fork() == 0:\n"
+            "    os.setsid()\n"
+            "    if os.fork() == 0:\n"
+            "        time.sleep(6)\n"
+            f"        open({str(marker)!r}, 'w').write('x')\n"
+            "        os._exit(0)\n"
+            "    os._exit(0)\n")
+
+    import time
+
+    result = engine.check_notebook(_edited(root, tmp_path, edit))
+    assert result.score == result.max_score
+    time.sleep(8)
+    assert not marker.exists(), "a detached process outlived the sandbox"

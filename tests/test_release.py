@@ -36,6 +36,9 @@ def test_released_notebooks_hold_no_solutions_or_spec_material(root):
         assert marker not in course_text
     for chapter in all_chapters():
         spec = load_spec(chapter)
+        # the graded notebook must not carry any mutant's body (reference notebooks may share
+        # ordinary lines of correct code with a mutant, e.g. an optimizer step)
+        course_text = (root / "course" / chapter / spec.NOTEBOOK).read_text()
         for ex in spec.EXERCISES:
             assert ex.probe.__name__ not in course_text
             for mutant in ex.mutants:

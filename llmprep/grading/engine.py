@@ -146,23 +146,55 @@ class Limits:
     wall: float = 900.0  # the whole run
     cpu: int = 1800  # CPU seconds
     memory: int = 12 * 2**30  # address space, bytes
-    file_size: int = 256 * 2**20  # largest file the process may write
+    file_size: int = 64 * 2**20  # largest file the process may write (caps output in bytes)
     output: int = 64 * 2**10  # bytes of stdout/stderr kept for diagnostics
 
 
+@dataclass(frozen=True)
+class Isolation:
+    level: str  # "namespaces" | "network" | "limits"
+    prefix: tuple[str, ...]  # command prefix before the python interpreter
+
+    @property
+    def describe(self) -> str:
+        return {"namespaces": "private mount, network and pid namespaces + resource limits",
+                "network": "no network + resource limits (private files NOT hidden: no mount namespace here)",
+                "limits": "resource limits only (no namespaces on this OS)"}[self.level]
+
+
 @lru_cache(maxsize=None)
-def _network_isolation() -> list[str]:
-    """``unshare -n`` where this OS lets us drop the network; else nothing."""
+def isolation() -> Isolation:
+    """The strongest isolation this OS grants us, probed once: mount+net+pid namespaces
+    (root, or unprivileged user namespaces), else only the network, else resource limits only."""
     exe = shutil.which("unshare")
-    if exe and sys.platform.startswith("linux"):
+    if os.environ.get("LLMPREP_SANDBOX") == "limits" or not exe or not sys.platform.startswith("linux"):
+        return Isolation("limits", ())
+    full = ("--mount", "--net", "--pid", "--fork", "--mount-proc", "--kill-child")
+    with tempfile.TemporaryDirectory(prefix="llmprep-probe-") as tmp:
+        for extra in ((), ("--map-root-user",)):
+            cmd = [exe, *extra, *full, "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", tmp]
+            try:
+                if shutil.which("mount") and subprocess.run(cmd, capture_output=True, timeout=20).returncode == 0:
+                    return Isolation("namespaces", (exe, *extra, *full))
+            except (OSError, subprocess.SubprocessError):
+                pass
+    for extra in ((), ("--map-root-user",)):
         try:
-            if subprocess.run([exe, "-n", "true"], capture_output=True, timeout=10).returncode == 0:
-                return [exe, "-n"]
-            if subprocess.run([exe, "-r", "-n", "true"], capture_output=True, timeout=10).returncode == 0:
-                return [exe, "-r", "-n"]
+            if subprocess.run([exe, *extra, "--net", "true"], capture_output=True, timeout=20).returncode == 0:
+                return Isolation("network", (exe, *extra, "--net"))
         except (OSError, subprocess.SubprocessError):
             pass
-    return []
+    return Isolation("limits", ())
+
+
+def private_paths() -> list[Path]:
+    """What the sandbox must not see: the repository (solutions, specs, reference cache, git
+    history, gradebook, submissions) and any extra course root named in LLMPREP_PRIVATE."""
+    paths = [repo_root()]
+    for extra in os.environ.get("LLMPREP_PRIVATE", "").split(os.pathsep):
+        if extra:
+            paths.append(Path(extra).resolve())
+    return paths
 
 
 def _sandbox_env(workdir: Path) -> dict:
@@ -176,7 +208,7 @@ def _sandbox_env(workdir: Path) -> dict:
         "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
         "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
         "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "TOKENIZERS_PARALLELISM": "false",
-        "JUPYTER_PLATFORM_DIRS": "1",
+        "JUPYTER_PLATFORM_DIRS": "1", "PYTHONWARNINGS": "ignore",
     })
     return env
 
@@ -190,10 +222,30 @@ class SandboxRun:
     arrays: dict = field(default_factory=dict)
     log_tail: str = ""
     seconds: dict = field(default_factory=dict)
+    progress: dict = field(default_factory=dict)  # where the process was when it stopped
+
+
+def _work_parent() -> str:
+    """A temporary folder outside every private path (they are hidden inside the sandbox)."""
+    base = Path(tempfile.gettempdir()).resolve()
+    if any(base == p or p in base.parents for p in private_paths()):
+        base = Path("/tmp")
+    return str(base)
+
+
+def _died(rc: int | None) -> str:
+    sig = -rc if rc is not None and rc < 0 else (rc - 128 if rc is not None and rc > 128 else 0)
+    if sig:
+        what = {signal.SIGKILL: "was killed (memory or time limit?)", signal.SIGXCPU: "ran out of CPU time",
+                signal.SIGSEGV: "crashed (segmentation fault)", signal.SIGXFSZ: "wrote more than its file-size limit",
+                signal.SIGABRT: "aborted"}.get(sig, f"died with signal {sig}")
+        return f"the notebook process {what}"
+    return f"the notebook process exited early (exit code {rc})"
 
 
 def run_sandbox(job: dict, limits: Limits | None = None) -> SandboxRun:
-    """Execute a job in a fresh temporary folder, in its own process group, under limits."""
+    """Execute a job in a fresh temporary folder, in its own process group (and namespaces where
+    the OS allows), under limits; return the data it wrote."""
     limits = limits or Limits()
     job = dict(job, cell_timeout=limits.cell_timeout, case_timeout=limits.case_timeout)
 
@@ -204,10 +256,16 @@ def run_sandbox(job: dict, limits: Limits | None = None) -> SandboxRun:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_size, limits.file_size))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
-    with tempfile.TemporaryDirectory(prefix="llmprep-sandbox-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="llmprep-sandbox-", dir=_work_parent()) as tmp:
         work = Path(tmp)
         log_path = work / "log.txt"
-        cmd = _network_isolation() + [sys.executable, "-I", "-m", "llmprep.grading.sandbox"]
+        iso = isolation()
+        if iso.level == "namespaces":
+            config = {"hide": [str(p) for p in private_paths()], "staging": str(work / ".keep"),
+                      "keep": [str(Path(__file__).resolve().parents[1]), sys.prefix]}
+            cmd = [*iso.prefix, sys.executable, "-I", "-m", "llmprep.grading.jail", json.dumps(config)]
+        else:
+            cmd = [*iso.prefix, sys.executable, "-I", "-m", "llmprep.grading.sandbox"]
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(cmd, cwd=work, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
                                     env=_sandbox_env(work), preexec_fn=preexec)
@@ -226,17 +284,16 @@ def run_sandbox(job: dict, limits: Limits | None = None) -> SandboxRun:
         with open(log_path, "rb") as fh:
             fh.seek(max(0, size - limits.output))
             tail = fh.read().decode("utf-8", "replace")
+        progress = {}
+        try:
+            progress = json.loads((work / "progress.json").read_text()[:10_000])
+        except (OSError, ValueError):
+            pass
         summary_path, npz_path = work / "summary.json", work / "outputs.npz"
         if not reason and (proc.returncode != 0 or not summary_path.is_file()):
-            rc = proc.returncode
-            if rc is not None and rc < 0:
-                what = {signal.SIGKILL: "was killed (memory or CPU limit?)", signal.SIGXCPU: "ran out of CPU time",
-                        signal.SIGSEGV: "crashed (segmentation fault)"}.get(-rc, f"died with signal {-rc}")
-                reason = f"the notebook process {what}"
-            else:
-                reason = f"the notebook process exited early (exit code {rc})"
+            reason = _died(proc.returncode)
         if reason:
-            return SandboxRun(False, reason, log_tail=tail)
+            return SandboxRun(False, reason, log_tail=tail, progress=progress if isinstance(progress, dict) else {})
         try:
             summary = json.loads(summary_path.read_text())
             with np.load(npz_path, allow_pickle=False) as data:
@@ -246,6 +303,33 @@ def run_sandbox(job: dict, limits: Limits | None = None) -> SandboxRun:
                               log_tail=tail)
         return SandboxRun(True, "", summary.get("cells", []), summary.get("probes", []), arrays, tail,
                           summary.get("seconds", {}))
+
+
+def run_submission(nb, exercises: list[Exercise], limits: Limits | None = None, attempts: int = 4):
+    """Run a submission; if its process dies part-way, grade what finished before the cell (or the
+    probed function) that killed it. Returns (run, notes, {grade_id: reason} of exercises lost)."""
+    job = build_job(nb, exercises)
+    notes: list[str] = []
+    lost: dict[str, str] = {}
+    run = SandboxRun(False, "not run")
+    for _ in range(attempts):
+        run = run_sandbox(job, limits)
+        if run.ok:
+            break
+        where = run.progress
+        if where.get("phase") == "cell" and isinstance(where.get("index"), int):
+            index = where["index"]
+            notes.append(f"{run.reason} during cell {index}; graded what ran before that cell")
+            job["cells"] = [dict(c, skip=True) if c["index"] >= index else c for c in job["cells"]]
+        elif where.get("phase") == "probe" and where.get("grade_id") in {e["grade_id"] for e in job["exercises"]}:
+            gid = where["grade_id"]
+            lost[gid] = f"calling it ended the notebook process ({run.reason})"
+            job["exercises"] = [e for e in job["exercises"] if e["grade_id"] != gid]
+        else:
+            break
+    if run.ok and lost:
+        notes += [f"{gid}: {why}" for gid, why in lost.items()]
+    return run, notes, lost
 
 
 def build_job(nb, exercises: list[Exercise], mutants: bool = False) -> dict:
@@ -396,13 +480,16 @@ def check_notebook(path: str | Path, limits: Limits | None = None) -> NotebookRe
     max_score = float(sum(ex.points for ex in exercises))
     ref = reference_run(chapter, limits)
     present = test_cells(nb)
-    run = run_sandbox(build_job(nb, exercises), limits)
-    notes = [] if run.ok else [run.reason]
+    run, notes, lost = run_submission(nb, exercises, limits)
+    if not run.ok:
+        notes.append(run.reason)
     notes += _cell_notes(run)
     verdicts = []
     for ex in exercises:
         if ex.grade_id not in present:
             verdicts.append(CellVerdict(ex.grade_id, 0.0, float(ex.points), "its test cell is missing from the notebook"))
+        elif ex.grade_id in lost:
+            verdicts.append(CellVerdict(ex.grade_id, 0.0, float(ex.points), lost[ex.grade_id]))
         elif not run.ok:
             verdicts.append(CellVerdict(ex.grade_id, 0.0, float(ex.points), f"not graded: {run.reason}"))
         else:
