@@ -1,0 +1,586 @@
+"""Trusted spec of Chapter 2's graded cells (solutions/ch02_imbalance/ch02_exercises.ipynb).
+
+Probes run inside the sandbox next to the student's code and must be self-contained
+(imports inside the function). Oracles run in the trusted test process and give the
+library implementation each exercise imitates; the test suite proves the solution
+agrees with them on every case.
+"""
+from llmprep.grading.spec import Case, Exercise, allclose
+
+CHAPTER = "ch02_imbalance"
+NOTEBOOK = "ch02_exercises.ipynb"
+
+
+# ============================================================================ 1 class weights
+
+def probe_class_weights(ns, params):
+    import torch
+
+    fn = ns["class_weights"]
+    counts = torch.tensor(params["counts"], dtype=torch.int64)
+    kwargs = {"beta": params["beta"]} if "beta" in params else {}
+    try:
+        out = fn(counts.clone(), params["scheme"], **kwargs)
+    except ValueError:
+        return {"raised": True}
+    w = torch.as_tensor(out, dtype=torch.float64).reshape(-1)
+    return {"raised": False, "weights": w}
+
+
+def oracle_class_weights():
+    import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight
+
+    def reference(counts, scheme, beta=0.999):
+        counts = np.asarray(counts, dtype=np.int64)
+        k = len(counts)
+        if scheme == "inverse":
+            y = np.repeat(np.arange(k), counts)
+            return compute_class_weight("balanced", classes=np.arange(k), y=y)  # raises ValueError on a 0 count
+        if scheme == "effective":
+            if (counts <= 0).any():
+                raise ValueError("every class needs at least one example")
+            w = (1.0 - beta) / (1.0 - beta ** counts.astype(np.float64))
+            return w * k / w.sum()
+        raise ValueError(f"unknown scheme {scheme!r}")
+
+    return {"class_weights": reference}
+
+
+# ============================================================================ 2 sampler weights
+
+def probe_sampler_weights(ns, params):
+    import torch
+
+    fn = ns["sampler_weights"]
+    labels = torch.tensor(params["labels"], dtype=torch.int64)
+    w = torch.as_tensor(fn(labels.clone())).detach().to(torch.float64).reshape(-1)
+    shape_ok = w.shape == labels.shape
+    if not shape_ok:
+        return {"one_weight_per_example": False}
+    classes = torch.unique(labels)
+    freq = torch.stack([w[labels == c].sum() for c in classes]) / w.sum()  # exact expected class frequency
+    return {"one_weight_per_example": True, "non_negative": bool((w >= 0).all()),
+            "expected_class_frequency": freq}
+
+
+def oracle_sampler_weights():
+    import numpy as np
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    return {"sampler_weights": lambda labels: np.asarray(compute_sample_weight("balanced", np.asarray(labels)))}
+
+
+# ============================================================================ 3 sigmoid focal loss
+
+def probe_sigmoid_focal(ns, params):
+    import torch
+
+    fn = ns["sigmoid_focal_loss"]
+    g = torch.Generator().manual_seed(params["seed"])
+    shape = params["shape"]
+    logits = (torch.randn(*shape, generator=g) * params["scale"]).requires_grad_(True)
+    targets = (torch.rand(*shape, generator=g) < params["pos_frac"]).float()
+    out = fn(logits, targets.clone(), alpha=params["alpha"], gamma=params["gamma"], reduction=params["reduction"])
+    out = torch.as_tensor(out)
+    result = {"loss": out.detach()}
+    if params.get("grad"):
+        (grad,) = torch.autograd.grad(out.sum(), logits)
+        result["grad"] = grad
+    return result
+
+
+def _torchvision_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="mean"):
+    """torchvision.ops.sigmoid_focal_loss, as documented (torchvision is not installable here)."""
+    import torch
+    import torch.nn.functional as F
+
+    p = torch.sigmoid(inputs)
+    ce_loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce_loss * ((1 - p_t) ** gamma)
+    if alpha >= 0:
+        alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
+        loss = alpha_t * loss
+    if reduction == "mean":
+        loss = loss.mean()
+    elif reduction == "sum":
+        loss = loss.sum()
+    return loss
+
+
+def oracle_sigmoid_focal():
+    import torch.nn.functional as F
+
+    bce = F.binary_cross_entropy_with_logits
+
+    def reference(inputs, targets, alpha=0.25, gamma=2.0, reduction="mean"):
+        if gamma == 0 and alpha < 0:  # the focal loss reduces to binary cross-entropy
+            return bce(inputs, targets, reduction=reduction)
+        return _torchvision_sigmoid_focal_loss(inputs, targets, alpha, gamma, reduction)
+
+    return {"sigmoid_focal_loss": reference}
+
+
+# ============================================================================ 4 softmax focal loss
+
+def probe_softmax_focal(ns, params):
+    import torch
+
+    fn = ns["softmax_focal_loss"]
+    g = torch.Generator().manual_seed(params["seed"])
+    n, c = params["n"], params["c"]
+    logits = (torch.randn(n, c, generator=g) * params["scale"]).requires_grad_(True)
+    targets = torch.randint(0, c, (n,), generator=g)
+    out = torch.as_tensor(fn(logits, targets.clone(), gamma=params["gamma"])).reshape(())
+    (grad,) = torch.autograd.grad(out, logits)
+    return {"loss": out.detach(), "grad": grad}
+
+
+def oracle_softmax_focal():
+    import torch
+    import torch.nn.functional as F
+
+    ce = F.cross_entropy
+
+    def reference(logits, targets, gamma=2.0):
+        if gamma == 0:
+            return ce(logits, targets)
+        nll = ce(logits, targets, reduction="none")
+        return ((1 - torch.exp(-nll)) ** gamma * nll).mean()
+
+    return {"softmax_focal_loss": reference}
+
+
+# ============================================================================ 5 macro-F1
+
+def probe_macro_f1(ns, params):
+    import torch
+
+    fn = ns["macro_f1"]
+    conf = torch.tensor(params["confusion"], dtype=torch.int64)
+    out = fn(conf.clone())
+    return {"macro_f1": torch.as_tensor(out, dtype=torch.float64).reshape(())}
+
+
+def oracle_macro_f1():
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    def reference(confusion):
+        c = np.asarray(confusion)
+        k = c.shape[0]
+        y_true, y_pred = [], []
+        for i in range(k):
+            for j in range(k):
+                y_true += [i] * int(c[i, j])
+                y_pred += [j] * int(c[i, j])
+        return f1_score(y_true, y_pred, labels=np.arange(k), average="macro", zero_division=0)
+
+    return {"macro_f1": reference}
+
+
+# ============================================================================ 6 logit-adjusted loss
+
+def probe_logit_adjusted(ns, params):
+    import torch
+
+    fn = ns["logit_adjusted_loss"]
+    g = torch.Generator().manual_seed(params["seed"])
+    n = params["n"]
+    counts = torch.tensor(params["counts"], dtype=torch.float64)
+    c = len(counts)
+    priors = (counts / counts.sum()).float()
+    logits = (torch.randn(n, c, generator=g) * params["scale"]).requires_grad_(True)
+    targets = torch.multinomial(priors, n, replacement=True, generator=g)
+    before = priors.clone()
+    out = torch.as_tensor(fn(logits, targets.clone(), priors, tau=params["tau"])).reshape(())
+    (grad,) = torch.autograd.grad(out, logits)
+    return {"loss": out.detach(), "grad": grad, "priors_untouched": bool(torch.equal(before, priors))}
+
+
+def oracle_logit_adjusted():
+    import torch
+    import torch.nn.functional as F
+
+    ce = F.cross_entropy
+    return {"logit_adjusted_loss": lambda logits, targets, class_priors, tau=1.0:
+            ce(logits + tau * torch.log(class_priors), targets)}
+
+
+# ============================================================================ 7 best threshold
+
+def probe_best_threshold(ns, params):
+    import torch
+
+    fn = ns["best_f1_threshold"]
+    if "seed" in params:
+        g = torch.Generator().manual_seed(params["seed"])
+        n = params["n"]
+        labels = (torch.rand(n, generator=g) < params["pos_frac"]).long()
+        # scores rounded to a coarse grid so that many examples share a score
+        scores = ((torch.randn(n, generator=g) + params["shift"] * labels) * params["grid"]).round() / params["grid"]
+        scores = scores.double()
+    else:
+        scores = torch.tensor(params["scores"], dtype=torch.float64)
+        labels = torch.tensor(params["labels"], dtype=torch.int64)
+    try:
+        t, f1 = fn(scores.clone(), labels.clone())
+    except ValueError:
+        return {"raised": True}
+    return {"raised": False, "threshold": float(t), "f1": float(f1)}
+
+
+def oracle_best_threshold():
+    import numpy as np
+    from sklearn.metrics import precision_recall_curve
+
+    def reference(scores, labels):
+        labels = np.asarray(labels)
+        if labels.min() == labels.max():
+            raise ValueError("need both classes")
+        precision, recall, thresholds = precision_recall_curve(labels, np.asarray(scores))
+        p, r = precision[:-1], recall[:-1]  # the last point (recall 0) has no threshold
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f1 = np.where(p + r > 0, 2 * p * r / (p + r), 0.0)
+        best = f1.max()
+        i = int(np.flatnonzero(f1 >= best - 1e-12)[0])  # thresholds increase: the first is the smallest
+        return float(thresholds[i]), float(f1[i])
+
+    return {"best_f1_threshold": reference}
+
+
+# ============================================================================ the spec
+
+EXERCISES = [
+    Exercise(
+        grade_id="ch02_class_weights_test", functions=("class_weights",), points=2,
+        title="inverse-frequency and effective-number class weights",
+        cases=(
+            Case("inverse, binary 95/5", {"counts": [950, 50], "scheme": "inverse"}),
+            Case("inverse, long tail of 5 classes", {"counts": [500, 200, 60, 20, 5], "scheme": "inverse"}),
+            Case("effective, beta 0.999", {"counts": [500, 200, 60, 20, 5], "scheme": "effective", "beta": 0.999}),
+            Case("effective, beta 0 (uniform)", {"counts": [90, 9, 1], "scheme": "effective", "beta": 0.0}),
+            Case("effective, beta 0.9999, large counts", {"counts": [5000, 1200, 300, 40], "scheme": "effective",
+                                                          "beta": 0.9999}),
+            Case("effective, default beta", {"counts": [3000, 30, 3], "scheme": "effective"}),
+            Case("a class with no examples (inverse)", {"counts": [100, 0, 10], "scheme": "inverse"}),
+            Case("a class with no examples (effective)", {"counts": [100, 10, 0], "scheme": "effective",
+                                                          "beta": 0.99}),
+            Case("unknown scheme", {"counts": [10, 5], "scheme": "sqrt"}),
+        ),
+        probe=probe_class_weights, judge=allclose(rtol=1e-4, atol=1e-7),
+        mutants={
+            "inverse frequency not normalised (1/n_c)": """
+                def class_weights(counts, scheme, beta=0.999):
+                    n = torch.as_tensor(counts, dtype=torch.float64)
+                    if (n <= 0).any() or scheme not in ("inverse", "effective"):
+                        raise ValueError("bad input")
+                    if scheme == "inverse":
+                        return 1.0 / n
+                    w = (1 - beta) / (1 - beta ** n)
+                    return w * len(n) / w.sum()
+            """,
+            "effective number used as the weight (not its inverse)": """
+                def class_weights(counts, scheme, beta=0.999):
+                    n = torch.as_tensor(counts, dtype=torch.float64)
+                    if (n <= 0).any() or scheme not in ("inverse", "effective"):
+                        raise ValueError("bad input")
+                    if scheme == "inverse":
+                        return n.sum() / (len(n) * n)
+                    w = (1 - beta ** n) / (1 - beta)
+                    return w * len(n) / w.sum()
+            """,
+            "effective weights not normalised to sum to K": """
+                def class_weights(counts, scheme, beta=0.999):
+                    n = torch.as_tensor(counts, dtype=torch.float64)
+                    if (n <= 0).any() or scheme not in ("inverse", "effective"):
+                        raise ValueError("bad input")
+                    if scheme == "inverse":
+                        return n.sum() / (len(n) * n)
+                    return (1 - beta) / (1 - beta ** n)
+            """,
+            "a zero count gives inf instead of ValueError": """
+                def class_weights(counts, scheme, beta=0.999):
+                    n = torch.as_tensor(counts, dtype=torch.float64)
+                    if scheme == "inverse":
+                        return n.sum() / (len(n) * n)
+                    if scheme == "effective":
+                        w = (1 - beta) / (1 - beta ** n)
+                        return w * len(n) / w.sum()
+                    raise ValueError("bad scheme")
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch02_sampler_weights_test", functions=("sampler_weights",), points=2,
+        title="per-example weights for balanced sampling",
+        cases=(
+            Case("binary 95/5", {"labels": [0] * 95 + [1] * 5}),
+            Case("long tail, shuffled", {"labels": [3, 0, 0, 1, 0, 2, 0, 1, 0, 0, 1, 0, 0, 2, 0, 0, 0, 1, 0, 0]}),
+            Case("non-contiguous label values", {"labels": [7, 2, 2, 2, 9, 2, 2, 7, 2, 2, 2, 2]}),
+            Case("a class with a single example", {"labels": [0] * 40 + [1] * 9 + [2]}),
+            Case("one class only", {"labels": [4, 4, 4, 4]}),
+        ),
+        probe=probe_sampler_weights, judge=allclose(rtol=1e-5, atol=1e-7),
+        mutants={
+            "one weight per class, not per example": """
+                def sampler_weights(labels):
+                    counts = torch.bincount(labels)
+                    return 1.0 / counts.double().clamp(min=1)
+            """,
+            "weights proportional to the class count": """
+                def sampler_weights(labels):
+                    counts = torch.bincount(labels).double()
+                    return counts[labels]
+            """,
+            "square-root sampling (1/sqrt(n_c))": """
+                def sampler_weights(labels):
+                    counts = torch.bincount(labels).double()
+                    return 1.0 / counts[labels].sqrt()
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch02_sigmoid_focal_test", functions=("sigmoid_focal_loss",), points=3,
+        title="sigmoid focal loss (torchvision's definition)",
+        cases=(
+            Case("defaults (alpha 0.25, gamma 2), mean", {"seed": 0, "shape": [64], "scale": 2.0, "pos_frac": 0.1,
+                                                          "alpha": 0.25, "gamma": 2.0, "reduction": "mean",
+                                                          "grad": True}),
+            Case("gamma 0, alpha -1 (plain BCE), no reduction", {"seed": 1, "shape": [8, 5], "scale": 3.0,
+                                                                  "pos_frac": 0.3, "alpha": -1.0, "gamma": 0.0,
+                                                                  "reduction": "none", "grad": True}),
+            Case("alpha 0.75, gamma 0.5, sum", {"seed": 2, "shape": [10, 3], "scale": 1.5, "pos_frac": 0.5,
+                                                "alpha": 0.75, "gamma": 0.5, "reduction": "sum", "grad": True}),
+            Case("alpha -1 (no class weighting), gamma 2", {"seed": 3, "shape": [32], "scale": 2.0,
+                                                            "pos_frac": 0.2, "alpha": -1.0, "gamma": 2.0,
+                                                            "reduction": "mean", "grad": True}),
+            Case("logits of magnitude 100", {"seed": 4, "shape": [4, 6], "scale": 100.0, "pos_frac": 0.3,
+                                             "alpha": 0.25, "gamma": 2.0, "reduction": "none"}),
+        ),
+        probe=probe_sigmoid_focal, judge=allclose(rtol=1e-4, atol=1e-6),
+        mutants={
+            "alpha applied to the wrong class": """
+                def sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0, reduction="mean"):
+                    p = torch.sigmoid(logits)
+                    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+                    p_t = p * targets + (1 - p) * (1 - targets)
+                    loss = ce * (1 - p_t) ** gamma
+                    if alpha >= 0:
+                        loss = (alpha * (1 - targets) + (1 - alpha) * targets) * loss
+                    return {"mean": loss.mean(), "sum": loss.sum()}.get(reduction, loss)
+            """,
+            "gamma on the wrong term (p_t ** gamma)": """
+                def sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0, reduction="mean"):
+                    p = torch.sigmoid(logits)
+                    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+                    p_t = p * targets + (1 - p) * (1 - targets)
+                    loss = ce * p_t ** gamma
+                    if alpha >= 0:
+                        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+                    return {"mean": loss.mean(), "sum": loss.sum()}.get(reduction, loss)
+            """,
+            "alpha missing": """
+                def sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0, reduction="mean"):
+                    p = torch.sigmoid(logits)
+                    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+                    p_t = p * targets + (1 - p) * (1 - targets)
+                    loss = ce * (1 - p_t) ** gamma
+                    return {"mean": loss.mean(), "sum": loss.sum()}.get(reduction, loss)
+            """,
+            "log of the sigmoid (not stable)": """
+                def sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0, reduction="mean"):
+                    p = torch.sigmoid(logits)
+                    ce = -(targets * torch.log(p) + (1 - targets) * torch.log(1 - p))
+                    p_t = p * targets + (1 - p) * (1 - targets)
+                    loss = ce * (1 - p_t) ** gamma
+                    if alpha >= 0:
+                        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+                    return {"mean": loss.mean(), "sum": loss.sum()}.get(reduction, loss)
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch02_softmax_focal_test", functions=("softmax_focal_loss",), points=2,
+        title="multi-class (softmax) focal loss",
+        cases=(
+            Case("gamma 0 is cross-entropy", {"seed": 0, "n": 16, "c": 5, "scale": 2.0, "gamma": 0.0}),
+            Case("gamma 2", {"seed": 1, "n": 32, "c": 4, "scale": 2.0, "gamma": 2.0}),
+            Case("gamma 5, confident logits", {"seed": 2, "n": 12, "c": 3, "scale": 4.0, "gamma": 5.0}),
+            Case("logits of magnitude 1e3", {"seed": 3, "n": 8, "c": 6, "scale": 1e3, "gamma": 1.0}),
+            Case("one example, gamma 0.5", {"seed": 4, "n": 1, "c": 7, "scale": 1.0, "gamma": 0.5}),
+        ),
+        probe=probe_softmax_focal, judge=allclose(rtol=1e-4, atol=1e-6),
+        mutants={
+            "(1 - p) replaced by p": """
+                def softmax_focal_loss(logits, targets, gamma=2.0):
+                    logp = torch.log_softmax(logits, -1).gather(1, targets[:, None])[:, 0]
+                    return (-(logp.exp() ** gamma) * logp).mean()
+            """,
+            "log of softmax (overflows)": """
+                def softmax_focal_loss(logits, targets, gamma=2.0):
+                    p = torch.softmax(logits, -1).gather(1, targets[:, None])[:, 0]
+                    return (-((1 - p) ** gamma) * torch.log(p)).mean()
+            """,
+            "modulating factor detached": """
+                def softmax_focal_loss(logits, targets, gamma=2.0):
+                    logp = torch.log_softmax(logits, -1).gather(1, targets[:, None])[:, 0]
+                    return (-((1 - logp.exp().detach()) ** gamma) * logp).mean()
+            """,
+            "sum instead of mean": """
+                def softmax_focal_loss(logits, targets, gamma=2.0):
+                    logp = torch.log_softmax(logits, -1).gather(1, targets[:, None])[:, 0]
+                    return (-((1 - logp.exp()) ** gamma) * logp).sum()
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch02_macro_f1_test", functions=("macro_f1",), points=2, title="macro-F1 from a confusion matrix",
+        cases=(
+            Case("binary, rare positives", {"confusion": [[930, 20], [30, 20]]}),
+            Case("3 classes", {"confusion": [[50, 3, 7], [10, 12, 3], [2, 1, 4]]}),
+            Case("a class with no support and no predictions", {"confusion": [[8, 0, 2], [0, 0, 0], [1, 0, 5]]}),
+            Case("a class predicted but never true", {"confusion": [[5, 4, 1], [0, 0, 0], [0, 3, 7]]}),
+            Case("a class never predicted", {"confusion": [[40, 0], [10, 0]]}),
+            Case("perfect 4-class", {"confusion": [[3, 0, 0, 0], [0, 9, 0, 0], [0, 0, 1, 0], [0, 0, 0, 27]]}),
+        ),
+        probe=probe_macro_f1, judge=allclose(rtol=1e-6, atol=1e-9),
+        mutants={
+            "micro average (accuracy)": """
+                def macro_f1(confusion):
+                    c = torch.as_tensor(confusion, dtype=torch.float64)
+                    return float(c.diag().sum() / c.sum())
+            """,
+            "weighted by support": """
+                def macro_f1(confusion):
+                    c = torch.as_tensor(confusion, dtype=torch.float64)
+                    tp, rows, cols = c.diag(), c.sum(1), c.sum(0)
+                    den = rows + cols
+                    f1 = torch.where(den > 0, 2 * tp / den.clamp(min=1e-12), torch.zeros_like(tp))
+                    return float((f1 * rows).sum() / rows.sum())
+            """,
+            "precision and recall both from column sums": """
+                def macro_f1(confusion):
+                    c = torch.as_tensor(confusion, dtype=torch.float64)
+                    tp, cols = c.diag(), c.sum(0)
+                    p = torch.where(cols > 0, tp / cols.clamp(min=1e-12), torch.zeros_like(tp))
+                    r = p
+                    f1 = torch.where(p + r > 0, 2 * p * r / (p + r).clamp(min=1e-12), torch.zeros_like(tp))
+                    return float(f1.mean())
+            """,
+            "empty classes left out of the average": """
+                def macro_f1(confusion):
+                    c = torch.as_tensor(confusion, dtype=torch.float64)
+                    tp, den = c.diag(), c.sum(0) + c.sum(1)
+                    keep = den > 0
+                    return float((2 * tp[keep] / den[keep]).mean())
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch02_logit_adjusted_test", functions=("logit_adjusted_loss",), points=2,
+        title="logit-adjusted cross-entropy (Menon et al. 2021)",
+        cases=(
+            Case("long tail, tau 1", {"seed": 0, "n": 32, "counts": [500, 120, 30, 8, 2], "scale": 2.0, "tau": 1.0}),
+            Case("tau 0 is cross-entropy", {"seed": 1, "n": 16, "counts": [90, 10], "scale": 2.0, "tau": 0.0}),
+            Case("uniform priors", {"seed": 2, "n": 20, "counts": [5, 5, 5, 5], "scale": 3.0, "tau": 1.0}),
+            Case("tau 2, a tiny prior", {"seed": 3, "n": 24, "counts": [100000, 3000, 10], "scale": 1.0, "tau": 2.0}),
+            Case("tau 0.5", {"seed": 4, "n": 10, "counts": [60, 30, 10], "scale": 2.0, "tau": 0.5}),
+        ),
+        probe=probe_logit_adjusted, judge=allclose(rtol=1e-4, atol=1e-6),
+        mutants={
+            "prior subtracted instead of added": """
+                def logit_adjusted_loss(logits, targets, class_priors, tau=1.0):
+                    return F.cross_entropy(logits - tau * torch.log(class_priors), targets)
+            """,
+            "log missing (adds the prior itself)": """
+                def logit_adjusted_loss(logits, targets, class_priors, tau=1.0):
+                    return F.cross_entropy(logits + tau * class_priors, targets)
+            """,
+            "tau inside the log": """
+                def logit_adjusted_loss(logits, targets, class_priors, tau=1.0):
+                    return F.cross_entropy(logits + torch.log(tau * class_priors + 1e-30), targets)
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch02_best_threshold_test", functions=("best_f1_threshold",), points=3,
+        title="the threshold that maximises F1 on validation scores",
+        cases=(
+            Case("tie between two thresholds", {"scores": [0.1, 0.2, 0.3, 0.4], "labels": [1, 0, 0, 1]}),
+            Case("tied scores", {"scores": [0.9, 0.5, 0.5, 0.5, 0.5, 0.1], "labels": [1, 1, 1, 0, 0, 0]}),
+            Case("best is to predict everything positive", {"scores": [0.3, 0.1, 0.2], "labels": [1, 1, 0]}),
+            Case("imbalanced, many shared scores", {"seed": 0, "n": 400, "pos_frac": 0.05, "shift": 1.5,
+                                                     "grid": 4.0}),
+            Case("balanced, fine grid", {"seed": 1, "n": 300, "pos_frac": 0.5, "shift": 1.0, "grid": 20.0}),
+            Case("all labels negative", {"scores": [0.2, 0.4, 0.1], "labels": [0, 0, 0]}),
+            Case("all labels positive", {"scores": [0.2, 0.4, 0.1], "labels": [1, 1, 1]}),
+        ),
+        probe=probe_best_threshold, judge=allclose(rtol=1e-6, atol=1e-9),
+        mutants={
+            "strict > instead of >=": """
+                def best_f1_threshold(scores, labels):
+                    if labels.min() == labels.max():
+                        raise ValueError("need both classes")
+                    best = (-1.0, None)
+                    for t in sorted(set(scores.tolist())):
+                        pred = scores > t
+                        tp = int((pred & (labels == 1)).sum()); fp = int((pred & (labels == 0)).sum())
+                        fn = int((~pred & (labels == 1)).sum())
+                        f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+                        if f1 > best[0]:
+                            best = (f1, t)
+                    return best[1], best[0]
+            """,
+            "ties broken by the largest threshold": """
+                def best_f1_threshold(scores, labels):
+                    if labels.min() == labels.max():
+                        raise ValueError("need both classes")
+                    best = (-1.0, None)
+                    for t in sorted(set(scores.tolist())):
+                        pred = scores >= t
+                        tp = int((pred & (labels == 1)).sum()); fp = int((pred & (labels == 0)).sum())
+                        fn = int((~pred & (labels == 1)).sum())
+                        f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+                        if f1 >= best[0]:
+                            best = (f1, t)
+                    return best[1], best[0]
+            """,
+            "cuts between tied scores (one example at a time)": """
+                def best_f1_threshold(scores, labels):
+                    if labels.min() == labels.max():
+                        raise ValueError("need both classes")
+                    order = torch.argsort(scores, descending=True, stable=True)
+                    s, y = scores[order], labels[order]
+                    tp = torch.cumsum(y, 0).double(); fp = torch.cumsum(1 - y, 0).double()
+                    f1 = 2 * tp / (2 * tp + fp + (y.sum() - tp))
+                    i = int(torch.argmax(f1))
+                    return float(s[i]), float(f1[i])
+            """,
+            "no check for a single class": """
+                def best_f1_threshold(scores, labels):
+                    best = (-1.0, None)
+                    for t in sorted(set(scores.tolist())):
+                        pred = scores >= t
+                        tp = int((pred & (labels == 1)).sum()); fp = int((pred & (labels == 0)).sum())
+                        fn = int((~pred & (labels == 1)).sum())
+                        f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+                        if f1 > best[0]:
+                            best = (f1, t)
+                    return best[1], best[0]
+            """,
+        },
+    ),
+]
+
+# Library implementations the exercises imitate (used by the test suite, in the trusted process).
+ORACLES = {
+    "ch02_class_weights_test": oracle_class_weights,
+    "ch02_sampler_weights_test": oracle_sampler_weights,
+    "ch02_sigmoid_focal_test": oracle_sigmoid_focal,
+    "ch02_softmax_focal_test": oracle_softmax_focal,
+    "ch02_macro_f1_test": oracle_macro_f1,
+    "ch02_logit_adjusted_test": oracle_logit_adjusted,
+    "ch02_best_threshold_test": oracle_best_threshold,
+}

@@ -1,0 +1,487 @@
+"""Trusted spec of Chapter 7's graded cells (solutions/ch07_jax/ch07_exercises.ipynb).
+
+Probes run inside the sandbox next to the student's code and must be self-contained
+(imports inside the function). Oracles run in the trusted test process and give the
+library implementation (or the precisely specified reference scheme) each exercise
+imitates; the test suite proves the solution agrees with them on every case.
+"""
+from llmprep.grading.spec import Case, Exercise, allclose
+
+CHAPTER = "ch07_jax"
+NOTEBOOK = "ch07_exercises.ipynb"
+
+
+# ============================================================================ 1 cross-entropy
+
+def probe_cross_entropy(ns, params):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    fn = ns["softmax_cross_entropy_int"]
+    rng = np.random.default_rng(params["seed"])
+    shape = tuple(params["shape"])
+    logits = jnp.asarray((rng.standard_normal(shape) * params["scale"]).astype(np.float32))
+    labels = jnp.asarray(rng.integers(0, shape[-1], size=shape[:-1]).astype(np.int32))
+    blocked = [(optax, "softmax_cross_entropy_with_integer_labels"), (optax, "softmax_cross_entropy"),
+               (optax.losses, "softmax_cross_entropy_with_integer_labels"),
+               (optax.losses, "softmax_cross_entropy"), (jax.nn, "log_softmax"), (jax.nn, "logsumexp"),
+               (jax.scipy.special, "logsumexp")]
+    saved = {}
+
+    def block(owner, name):
+        saved[(owner, name)] = getattr(owner, name)
+
+        def refuse(*a, **k):
+            raise RuntimeError(f"calls {name}, which this exercise asks you to write yourself")
+
+        setattr(owner, name, refuse)
+
+    for owner, name in blocked:
+        if hasattr(owner, name):
+            block(owner, name)
+    try:
+        out = fn(logits, labels)
+    finally:
+        for (owner, name), original in saved.items():
+            setattr(owner, name, original)
+    return {"loss": np.asarray(out, dtype=np.float32).reshape(())}
+
+
+def oracle_cross_entropy():
+    import optax
+
+    import jax
+
+    # Bound now: the probe blocks these names while it runs, and optax calls jax.nn.logsumexp internally,
+    # so the originals are put back for the duration of the library call only.
+    library = optax.softmax_cross_entropy_with_integer_labels
+    originals = [(jax.nn, "logsumexp", jax.nn.logsumexp), (jax.nn, "log_softmax", jax.nn.log_softmax),
+                 (jax.scipy.special, "logsumexp", jax.scipy.special.logsumexp)]
+
+    def softmax_cross_entropy_int(logits, labels):
+        current = [(owner, name, getattr(owner, name)) for owner, name, _ in originals]
+        for owner, name, fn in originals:
+            setattr(owner, name, fn)
+        try:
+            return library(logits, labels).mean()
+        finally:
+            for owner, name, fn in current:
+                setattr(owner, name, fn)
+
+    return {"softmax_cross_entropy_int": softmax_cross_entropy_int}
+
+
+# ============================================================================ 2 Haiku model function
+
+def probe_mlp_fn(ns, params):
+    import haiku as hk
+    import jax
+    import numpy as np
+
+    fn = ns["mlp_fn"]
+    model = hk.transform(fn)
+    rng = np.random.default_rng(params["seed"])
+    images = rng.random((params["n"], 8, 8)).astype(np.float32)
+    init_params = model.init(jax.random.PRNGKey(params["seed"]), images)
+    layout = []
+    for module in sorted(init_params):
+        for name in sorted(init_params[module]):
+            layout.append(f"{module}/{name}:{tuple(int(d) for d in init_params[module][name].shape)}")
+    # Deterministic parameters of the same structure (not the student's initializer).
+    given = {module: {name: (rng.standard_normal(init_params[module][name].shape) * params["scale"]
+                             ).astype(np.float32)
+                      for name in sorted(init_params[module])}
+             for module in sorted(init_params)}
+    logits = model.apply(given, None, images)
+    again = model.apply(given, None, images)
+    return {"layout": np.array(layout), "logits": np.asarray(logits),
+            "pure": bool(np.array_equal(np.asarray(logits), np.asarray(again)))}
+
+
+# ============================================================================ 3 jitted update step
+
+def probe_update(ns, params):
+    import haiku as hk
+    import jax
+    import numpy as np
+    import optax
+
+    make_update = ns["make_update"]
+    traces = []
+
+    def net(images):
+        x = hk.Flatten()(images)
+        x = jax.nn.tanh(hk.Linear(16, name="hidden")(x))
+        return hk.Linear(10, name="out")(x)
+
+    model = hk.without_apply_rng(hk.transform(net))
+
+    def apply_fn(p, images):
+        traces.append(1)  # runs once per trace when jitted, once per call when not
+        return model.apply(p, images)
+
+    rng = np.random.default_rng(params["seed"])
+    batches = []
+    for _ in range(params["steps"]):
+        x = rng.random((params["batch"], 8, 8)).astype(np.float32)
+        y = rng.integers(0, 10, size=params["batch"]).astype(np.int32)
+        batches.append((x, y) if params["varying"] else batches[0] if batches else (x, y))
+    p = model.init(jax.random.PRNGKey(params["seed"]), batches[0][0])
+    kind = params["optimizer"]
+    if kind == "sgd":
+        opt = optax.sgd(params["lr"])
+    elif kind == "adam":
+        opt = optax.adam(params["lr"])
+    else:
+        opt = optax.chain(optax.clip_by_global_norm(0.5), optax.adamw(params["lr"], weight_decay=0.1))
+    state = opt.init(p)
+    update = make_update(apply_fn, opt)
+    losses = []
+    for batch in batches:
+        p, state, loss = update(p, state, batch)
+        losses.append(float(loss))
+    out = {"losses": np.array(losses, dtype=np.float32), "decreased": bool(losses[-1] < losses[0]),
+           "compiled": bool(len(traces) < params["steps"])}
+    for module in sorted(p):
+        for name in sorted(p[module]):
+            out[f"{module}.{name}"] = np.asarray(p[module][name])
+    leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(state) if np.ndim(x) > 0]
+    out["opt_state_norm"] = np.float32(sum(float(np.sum(np.abs(x))) for x in leaves))
+    return out
+
+
+def oracle_update():
+    import jax
+    import optax
+
+    def make_update(apply_fn, optimizer):
+        def loss_fn(params, images, labels):
+            logits = apply_fn(params, images)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+        @jax.jit
+        def update(params, opt_state, batch):
+            images, labels = batch
+            loss, grads = jax.value_and_grad(loss_fn)(params, images, labels)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, loss
+
+        return update
+
+    return {"make_update": make_update}
+
+
+# ============================================================================ 4 batched accuracy
+
+def probe_accuracy(ns, params):
+    import jax.numpy as jnp
+    import numpy as np
+
+    fn = ns["batched_accuracy"]
+    rng = np.random.default_rng(params["seed"])
+    n = params["n"]
+    model_params = {"w": jnp.asarray(rng.standard_normal((64, 10)).astype(np.float32)),
+                    "b": jnp.asarray(rng.standard_normal(10).astype(np.float32))}
+    images = rng.random((n, 8, 8)).astype(np.float32)
+    logits = images.reshape(n, 64) @ np.asarray(model_params["w"]) + np.asarray(model_params["b"])
+    labels = logits.argmax(-1)
+    flip = rng.random(n) < params["noise"]
+    labels[flip] = (labels[flip] + rng.integers(1, 10, size=int(flip.sum()))) % 10
+    calls = []
+
+    def apply_fn(p, image):
+        if image.shape != (8, 8):
+            raise ValueError(f"apply_fn takes ONE image of shape (8, 8), got {tuple(image.shape)}: use jax.vmap")
+        calls.append(1)
+        return image.reshape(64) @ p["w"] + p["b"]
+
+    acc = fn(apply_fn, model_params, jnp.asarray(images), jnp.asarray(labels.astype(np.int32)))
+    return {"accuracy": np.float64(float(acc))}
+
+
+def oracle_accuracy():
+    import numpy as np
+
+    def batched_accuracy(apply_fn, params, images, labels):
+        logits = np.stack([np.asarray(apply_fn(params, x)) for x in images])
+        return float((logits.argmax(-1) == np.asarray(labels)).mean())
+
+    return {"batched_accuracy": batched_accuracy}
+
+
+# ============================================================================ 5 PRNG discipline
+
+def probe_split(ns, params):
+    import jax
+    import numpy as np
+
+    fn = ns["split_for_epochs"]
+
+    def raw(k):
+        k = jax.numpy.asarray(k) if not hasattr(k, "dtype") else k
+        if jax.dtypes.issubdtype(k.dtype, jax.dtypes.prng_key):
+            k = jax.random.key_data(k)
+        return np.asarray(k, dtype=np.uint32).reshape(2)
+
+    def flat(result):
+        pairs, carry = result
+        keys = [raw(k) for pair in pairs for k in pair]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ValueError("each epoch must give exactly (shuffle_key, dropout_key)")
+        return len(pairs), np.stack(keys + [raw(carry)])
+
+    key = jax.random.PRNGKey(params["seed"])
+    n = params["epochs"]
+    n_pairs, keys = flat(fn(key, n))
+    _, again = flat(fn(jax.random.PRNGKey(params["seed"]), n))
+    _, other = flat(fn(jax.random.PRNGKey(params["seed"] + 1000), n))
+    children = keys[:-1] if n > 0 else keys[:0]
+    with_parent = np.concatenate([children, raw(key)[None]])
+    return {
+        "n_pairs": n_pairs,
+        "keys": keys,
+        "children_distinct_from_each_other_and_parent": bool(len({tuple(k) for k in with_parent}) == len(with_parent)),
+        "all_returned_distinct": bool(len({tuple(k) for k in keys}) == len(keys)),
+        "deterministic": bool(np.array_equal(keys, again)),
+        "depends_on_key": bool(n == 0 or not np.array_equal(keys[:-1], other[:-1])),
+    }
+
+
+def oracle_split():
+    import jax
+
+    def split_for_epochs(key, n_epochs):
+        pairs = []
+        for _ in range(n_epochs):
+            key, shuffle_key, dropout_key = jax.random.split(key, 3)
+            pairs.append((shuffle_key, dropout_key))
+        return pairs, key
+
+    return {"split_for_epochs": split_for_epochs}
+
+
+# ============================================================================ the spec
+
+EXERCISES = [
+    Exercise(
+        grade_id="ch07_cross_entropy_test", functions=("softmax_cross_entropy_int",), points=2,
+        title="stable softmax cross-entropy with integer labels",
+        cases=(
+            Case("small logits", {"seed": 0, "shape": [6, 10], "scale": 1.0}),
+            Case("logits of magnitude 1e4", {"seed": 1, "shape": [5, 7], "scale": 1e4}),
+            Case("batch x time x classes", {"seed": 2, "shape": [3, 4, 9], "scale": 3.0}),
+            Case("very negative logits", {"seed": 3, "shape": [8, 3], "scale": -1e4}),
+        ),
+        probe=probe_cross_entropy, judge=allclose(rtol=1e-5, atol=1e-4),
+        mutants={
+            "no max subtraction (overflows)": """
+                def softmax_cross_entropy_int(logits, labels):
+                    e = jnp.exp(logits)
+                    logp = jnp.log(e / e.sum(-1, keepdims=True))
+                    return -jnp.take_along_axis(logp, labels[..., None], axis=-1).mean()
+            """,
+            "sum instead of mean": """
+                def softmax_cross_entropy_int(logits, labels):
+                    s = logits - jax.lax.stop_gradient(logits.max(-1, keepdims=True))
+                    logp = s - jnp.log(jnp.exp(s).sum(-1, keepdims=True))
+                    return -jnp.take_along_axis(logp, labels[..., None], axis=-1).sum()
+            """,
+            "mean over the classes too (one-hot times log p, averaged everywhere)": """
+                def softmax_cross_entropy_int(logits, labels):
+                    s = logits - logits.max(-1, keepdims=True)
+                    logp = s - jnp.log(jnp.exp(s).sum(-1, keepdims=True))
+                    return -(jax.nn.one_hot(labels, logits.shape[-1]) * logp).mean()
+            """,
+            "one-hot over the wrong axis": """
+                def softmax_cross_entropy_int(logits, labels):
+                    s = logits - logits.max(-1, keepdims=True)
+                    logp = s - jnp.log(jnp.exp(s).sum(-1, keepdims=True))
+                    onehot = jax.nn.one_hot(labels, logits.shape[0], axis=0)
+                    return -(onehot * logp).sum(-1).mean()
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch07_mlp_fn_test", functions=("mlp_fn",), points=2, title="a Haiku model function",
+        cases=(
+            Case("5 images", {"seed": 0, "n": 5, "scale": 0.3}),
+            Case("one image", {"seed": 1, "n": 1, "scale": 1.0}),
+            Case("17 images, larger weights", {"seed": 2, "n": 17, "scale": 2.0}),
+        ),
+        probe=probe_mlp_fn, judge=allclose(rtol=1e-5, atol=1e-4),
+        mutants={
+            "relu forgotten": """
+                def mlp_fn(images):
+                    x = hk.Flatten()(images)
+                    x = hk.Linear(64, name="hidden")(x)
+                    return hk.Linear(10, name="logits")(x)
+            """,
+            "hidden width 32": """
+                def mlp_fn(images):
+                    x = hk.Flatten()(images)
+                    x = jax.nn.relu(hk.Linear(32, name="hidden")(x))
+                    return hk.Linear(10, name="logits")(x)
+            """,
+            "default module names": """
+                def mlp_fn(images):
+                    x = hk.Flatten()(images)
+                    x = jax.nn.relu(hk.Linear(64)(x))
+                    return hk.Linear(10)(x)
+            """,
+            "tanh instead of relu": """
+                def mlp_fn(images):
+                    x = hk.Flatten()(images)
+                    x = jnp.tanh(hk.Linear(64, name="hidden")(x))
+                    return hk.Linear(10, name="logits")(x)
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch07_update_test", functions=("make_update",), points=3, title="a jitted Optax update step",
+        cases=(
+            Case("SGD, one batch repeated", {"seed": 0, "steps": 4, "batch": 8, "lr": 0.5, "optimizer": "sgd",
+                                             "varying": False}),
+            Case("Adam, fresh batches", {"seed": 1, "steps": 4, "batch": 12, "lr": 0.01, "optimizer": "adam",
+                                         "varying": True}),
+            Case("clip + AdamW chain", {"seed": 2, "steps": 5, "batch": 6, "lr": 0.02, "optimizer": "chain",
+                                        "varying": False}),
+        ),
+        probe=probe_update, judge=allclose(rtol=1e-4, atol=1e-5),
+        mutants={
+            "params - updates (wrong sign)": """
+                def make_update(apply_fn, optimizer):
+                    def loss_fn(params, images, labels):
+                        logits = apply_fn(params, images)
+                        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+                    @jax.jit
+                    def update(params, opt_state, batch):
+                        loss, grads = jax.value_and_grad(loss_fn)(params, *batch)
+                        upd, opt_state = optimizer.update(grads, opt_state, params)
+                        return jax.tree_util.tree_map(lambda p, u: p - u, params, upd), opt_state, loss
+                    return update
+            """,
+            "loss summed over the batch instead of averaged": """
+                def make_update(apply_fn, optimizer):
+                    def loss_fn(params, images, labels):
+                        logits = apply_fn(params, images)
+                        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).sum()
+                    @jax.jit
+                    def update(params, opt_state, batch):
+                        loss, grads = jax.value_and_grad(loss_fn)(params, *batch)
+                        upd, opt_state = optimizer.update(grads, opt_state, params)
+                        return optax.apply_updates(params, upd), opt_state, loss
+                    return update
+            """,
+            "grads not passed through the optimizer": """
+                def make_update(apply_fn, optimizer):
+                    def loss_fn(params, images, labels):
+                        logits = apply_fn(params, images)
+                        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+                    @jax.jit
+                    def update(params, opt_state, batch):
+                        loss, grads = jax.value_and_grad(loss_fn)(params, *batch)
+                        _, opt_state = optimizer.update(grads, opt_state, params)
+                        return jax.tree_util.tree_map(lambda p, g: p - 0.01 * g, params, grads), opt_state, loss
+                    return update
+            """,
+            "returns the old optimizer state": """
+                def make_update(apply_fn, optimizer):
+                    def loss_fn(params, images, labels):
+                        logits = apply_fn(params, images)
+                        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+                    @jax.jit
+                    def update(params, opt_state, batch):
+                        loss, grads = jax.value_and_grad(loss_fn)(params, *batch)
+                        upd, _ = optimizer.update(grads, opt_state, params)
+                        return optax.apply_updates(params, upd), opt_state, loss
+                    return update
+            """,
+            "not jitted (retraced every step)": """
+                def make_update(apply_fn, optimizer):
+                    def loss_fn(params, images, labels):
+                        logits = apply_fn(params, images)
+                        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+                    def update(params, opt_state, batch):
+                        loss, grads = jax.value_and_grad(loss_fn)(params, *batch)
+                        upd, opt_state = optimizer.update(grads, opt_state, params)
+                        return optax.apply_updates(params, upd), opt_state, loss
+                    return update
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch07_accuracy_test", functions=("batched_accuracy",), points=2, title="batched accuracy with vmap",
+        cases=(
+            Case("37 images, 30% wrong labels", {"seed": 0, "n": 37, "noise": 0.3}),
+            Case("one image", {"seed": 1, "n": 1, "noise": 0.0}),
+            Case("100 images, 60% wrong labels", {"seed": 2, "n": 100, "noise": 0.6}),
+            Case("10 images (as many as classes)", {"seed": 3, "n": 10, "noise": 0.5}),
+        ),
+        probe=probe_accuracy, judge=allclose(rtol=0, atol=1e-6),
+        mutants={
+            "argmax over the wrong axis": """
+                def batched_accuracy(apply_fn, params, images, labels):
+                    logits = jax.vmap(apply_fn, in_axes=(None, 0))(params, images)
+                    return float(jnp.mean(jnp.argmax(logits, axis=0) == labels))
+            """,
+            "count instead of fraction": """
+                def batched_accuracy(apply_fn, params, images, labels):
+                    logits = jax.vmap(apply_fn, in_axes=(None, 0))(params, images)
+                    return float(jnp.sum(jnp.argmax(logits, axis=-1) == labels))
+            """,
+            "apply_fn called on the whole batch (no vmap)": """
+                def batched_accuracy(apply_fn, params, images, labels):
+                    logits = apply_fn(params, images)
+                    return float(jnp.mean(jnp.argmax(logits, axis=-1) == labels))
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch07_split_test", functions=("split_for_epochs",), points=2, title="PRNG key discipline",
+        cases=(
+            Case("3 epochs", {"seed": 0, "epochs": 3}),
+            Case("1 epoch", {"seed": 7, "epochs": 1}),
+            Case("10 epochs", {"seed": 42, "epochs": 10}),
+            Case("0 epochs", {"seed": 3, "epochs": 0}),
+        ),
+        probe=probe_split, judge=allclose(rtol=0, atol=0),
+        mutants={
+            "same key split every epoch (keys reused)": """
+                def split_for_epochs(key, n_epochs):
+                    pairs = []
+                    for _ in range(n_epochs):
+                        _, shuffle_key, dropout_key = jax.random.split(key, 3)
+                        pairs.append((shuffle_key, dropout_key))
+                    return pairs, key
+            """,
+            "parent key returned as a child": """
+                def split_for_epochs(key, n_epochs):
+                    pairs = []
+                    for _ in range(n_epochs):
+                        new_key, dropout_key = jax.random.split(key)
+                        pairs.append((key, dropout_key))
+                        key = new_key
+                    return pairs, key
+            """,
+            "split outputs in another order than specified": """
+                def split_for_epochs(key, n_epochs):
+                    pairs = []
+                    for _ in range(n_epochs):
+                        shuffle_key, dropout_key, key = jax.random.split(key, 3)
+                        pairs.append((shuffle_key, dropout_key))
+                    return pairs, key
+            """,
+        },
+    ),
+]
+
+# Library implementations (or the specified reference scheme) the exercises imitate
+# (used by the test suite, in the trusted process).
+ORACLES = {
+    "ch07_cross_entropy_test": oracle_cross_entropy,
+    "ch07_update_test": oracle_update,
+    "ch07_accuracy_test": oracle_accuracy,
+    "ch07_split_test": oracle_split,
+}
