@@ -89,7 +89,8 @@ def cmd_check(args) -> int:
 def cmd_grade(args) -> int:
     from llmprep.grading.gradebook import grade_assignment
 
-    return grade_assignment(args.assignment, jobs=args.jobs or os.cpu_count() or 1, as_json=args.json)
+    return grade_assignment(args.assignment, jobs=args.jobs or os.cpu_count() or 1, as_json=args.json,
+                            feedback=args.feedback)
 
 
 def cmd_bench(args) -> int:
@@ -127,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("grade", help="grade every submitted/<student>/<ASSIGNMENT>/ into the gradebook and a CSV")
     s.add_argument("assignment")
     s.add_argument("--jobs", type=int, default=0, help="parallel submissions (default: one per core)")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="one JSON object per student")
+    s.add_argument("--feedback", action="store_true", help="also run nbgrader generate_feedback")
     s.set_defaults(func=cmd_grade)
 
     s = sub.add_parser("bench", help="the benchmarks behind README's results table")

@@ -225,6 +225,12 @@ class SandboxRun:
     progress: dict = field(default_factory=dict)  # where the process was when it stopped
 
 
+def _asset_cache() -> str:
+    from llmprep.assets import cache_root
+
+    return str(cache_root() / "assets")
+
+
 def _work_parent() -> str:
     """A temporary folder outside every private path (they are hidden inside the sandbox)."""
     base = Path(tempfile.gettempdir()).resolve()
@@ -262,7 +268,7 @@ def run_sandbox(job: dict, limits: Limits | None = None) -> SandboxRun:
         iso = isolation()
         if iso.level == "namespaces":
             config = {"hide": [str(p) for p in private_paths()], "staging": str(work / ".keep"),
-                      "keep": [str(Path(__file__).resolve().parents[1]), sys.prefix]}
+                      "keep": [str(Path(__file__).resolve().parents[1]), sys.prefix, _asset_cache()]}
             cmd = [*iso.prefix, sys.executable, "-I", "-m", "llmprep.grading.jail", json.dumps(config)]
         else:
             cmd = [*iso.prefix, sys.executable, "-I", "-m", "llmprep.grading.sandbox"]

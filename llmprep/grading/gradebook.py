@@ -49,13 +49,82 @@ def record(db_url: str, assignment: str, student: str, notebook: str, result: No
         gb.db.commit()
 
 
-def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, as_json: bool = False) -> int:
-    """Grade every submitted/<student>/<assignment>/; gradebook + CSV; returns an exit code:
-    0 all graded, 1 some submissions could not be graded, 2 the grader itself failed."""
-    root = root or repo_root()
-    chapter = assignment
+def pick_notebook(folder: Path, spec) -> tuple[Path | None, str]:
+    """The submitted notebook to grade: the expected name, else the one sharing most grade ids
+    with the chapter (students rename files). Returns (path, note)."""
+    from llmprep.grading.engine import read_notebook, test_cells
+
+    expected = folder / spec.NOTEBOOK
+    if expected.is_file():
+        return expected, ""
+    ids = {ex.grade_id for ex in spec.EXERCISES}
+    best, overlap = None, 0
+    for candidate in sorted(folder.glob("*.ipynb")):
+        try:
+            n = len(ids & set(test_cells(read_notebook(candidate))))
+        except GradingError:
+            continue
+        if n > overlap:
+            best, overlap = candidate, n
+    if best is None:
+        return None, f"no notebook with this assignment's graded cells in {folder.name}/"
+    return best, f"graded {best.name} as {spec.NOTEBOOK} ({overlap} of {len(ids)} graded cells matched)"
+
+
+def write_autograded(path: Path, out: Path, result: NotebookResult, template: Path) -> None:
+    """The notebook formgrader and `nbgrader generate_feedback` display: the released notebook
+    (valid nbgrader metadata whatever the submission did to its own), with the student's answer
+    in each solution cell (matched by grade id) and the trusted verdict as each test cell's output.
+    Nothing the submission printed is copied."""
+    import nbformat
+    from nbformat.v4 import new_output
+
+    from llmprep.grading.engine import nbgrader_meta, read_notebook
+
+    answers: dict[str, str] = {}
     try:
-        spec = load_spec(chapter)
+        for cell in read_notebook(path).cells:
+            meta = nbgrader_meta(cell)
+            if meta.get("solution") and str(meta.get("grade_id")) not in answers:
+                answers[str(meta.get("grade_id"))] = cell.get("source", "")
+    except GradingError:
+        pass
+    nb = read_notebook(template)
+    verdicts = {c.grade_id: c for c in result.cells}
+    for cell in nb.cells:
+        meta = nbgrader_meta(cell)
+        gid = str(meta.get("grade_id"))
+        if meta.get("solution") and gid in answers:
+            cell.source = answers[gid]
+        if cell.get("cell_type") != "code":
+            continue
+        cell.outputs = []
+        cell.execution_count = None
+        if meta.get("grade") and gid in verdicts:
+            v = verdicts[gid]
+            text = f"llmprep grader: {v.points:g} / {v.max_points:g} points. {v.message}\n"
+            cell.outputs = [new_output("stream", name="stdout", text=text)]
+    if result.notes:
+        nb.cells.insert(0, nbformat.v4.new_markdown_cell(
+            "**Notes from the grader**\n\n" + "\n".join(f"- {n}" for n in result.notes)))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(out))
+
+
+def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, as_json: bool = False,
+                     feedback: bool = False) -> int:
+    """Grade every submitted/<student>/<assignment>/; gradebook, autograded notebooks and a CSV.
+
+    Returns an exit code: 0 all graded, 1 some submissions could not be graded,
+    2 the grader itself failed."""
+    import os
+    import sys
+
+    from tqdm.auto import tqdm
+
+    root = root or repo_root()
+    try:
+        spec = load_spec(assignment)
     except GradingError as exc:
         print(f"error: {exc}")
         return 2
@@ -70,44 +139,60 @@ def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, a
         print(f"error: {exc}")
         return 2
     notebook_id = Path(spec.NOTEBOOK).stem
+    # Everything under the course root is private to the grader: hide it inside the sandbox too.
+    private = os.environ.get("LLMPREP_PRIVATE", "")
+    os.environ["LLMPREP_PRIVATE"] = os.pathsep.join(filter(None, [private, str(root.resolve())]))
 
     def one(student: str):
         folder = submitted / student / assignment
-        path = folder / spec.NOTEBOOK
-        if not path.is_file():
-            candidates = sorted(folder.glob("*.ipynb"))
-            path = next((c for c in candidates if "reference" not in c.stem), None)
-            if path is None:
-                return student, None, "missing: no notebook submitted"
-        return student, check_notebook(path), ""
+        path, note = pick_notebook(folder, spec)
+        if path is None:
+            return student, None, None, f"missing: {note}"
+        result = check_notebook(path)
+        if note:
+            result.notes.insert(0, note)
+        return student, path, result, ""
 
     rows, failed = [], 0
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(one, s) for s in students]
-        for fut in as_completed(futures):
-            try:
-                student, result, why = fut.result()
-            except GradingError as exc:
-                print(f"error: the grader failed: {exc}")
-                return 2
-            if result is None:
-                failed += 1
-                rows.append({"student": student, "status": why, "score": "", "max_score": ""})
-                print(f"{student:<20} {why}")
-                continue
-            record(gradebook_url(root), assignment, student, notebook_id, result)
-            status = "graded" if result.cells else f"failed: {'; '.join(result.notes)[:200]}"
-            failed += 0 if result.cells else 1
-            rows.append({"student": student, "status": status, "score": result.score, "max_score": result.max_score})
-            if as_json:
-                print(json.dumps({"student": student, **result.to_json()}))
-            else:
-                print(f"{student:<20} {result.score:g} / {result.max_score:g}  {status}")
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool, \
+                tqdm(total=len(students), desc=f"grading {assignment}", unit="student", file=sys.stderr) as bar:
+            futures = [pool.submit(one, s) for s in students]
+            for fut in as_completed(futures):
+                student, path, result, why = fut.result()
+                bar.update(1)
+                if result is None:
+                    failed += 1
+                    rows.append({"student": student, "status": why, "score": "", "max_score": ""})
+                    tqdm.write(json.dumps({"student": student, "status": why}) if as_json else f"{student:<20} {why}")
+                    continue
+                if result.cells:
+                    record(gradebook_url(root), assignment, student, notebook_id, result)
+                    write_autograded(path, root / "autograded" / student / assignment / spec.NOTEBOOK, result,
+                                     repo_root() / "course" / assignment / spec.NOTEBOOK)
+                    status = "graded"
+                else:
+                    failed += 1
+                    status = f"failed: {'; '.join(result.notes)[:200]}"
+                rows.append({"student": student, "status": status, "score": result.score,
+                             "max_score": result.max_score})
+                tqdm.write(json.dumps({"student": student, "status": status, **result.to_json()}) if as_json
+                           else f"{student:<20} {result.score:g} / {result.max_score:g}  {status}")
+    except GradingError as exc:
+        print(f"error: the grader itself failed: {exc}")
+        return 2
+    finally:
+        os.environ["LLMPREP_PRIVATE"] = private
     out = root / "build" / "grades" / f"{assignment}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["student", "status", "score", "max_score"])
         writer.writeheader()
         writer.writerows(sorted(rows, key=lambda r: r["student"]))
-    print(f"grades: {out}")
+    if feedback:
+        from llmprep.course import nbgrader
+
+        nbgrader(["generate_feedback", assignment, "--force"], root)
+    if not as_json:
+        print(f"grades: {out} ({len(students) - failed} graded, {failed} not)")
     return 1 if failed else 0
