@@ -93,6 +93,13 @@ def cmd_grade(args) -> int:
                             feedback=args.feedback)
 
 
+def cmd_nbgrader(args) -> int:
+    from llmprep.course import nbgrader_env
+    from llmprep.grading.engine import repo_root
+
+    return subprocess.call([sys.executable, "-m", "nbgrader", *args.extra], cwd=repo_root(), env=nbgrader_env())
+
+
 def cmd_bench(args) -> int:
     from llmprep.grading.engine import repo_root
 
@@ -131,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="one JSON object per student")
     s.add_argument("--feedback", action="store_true", help="also run nbgrader generate_feedback")
     s.set_defaults(func=cmd_grade)
+
+    s = sub.add_parser("nbgrader", help="run an nbgrader command with the course's configuration")
+    s.set_defaults(func=cmd_nbgrader, passthrough=True)
 
     s = sub.add_parser("bench", help="the benchmarks behind README's results table")
     s.set_defaults(func=cmd_bench, passthrough=True)

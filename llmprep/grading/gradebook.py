@@ -139,6 +139,9 @@ def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, a
         print(f"error: {exc}")
         return 2
     notebook_id = Path(spec.NOTEBOOK).stem
+    from llmprep.grading.engine import isolation
+
+    print(f"sandbox: {isolation().describe}", file=sys.stderr)
     # Everything under the course root is private to the grader: hide it inside the sandbox too.
     private = os.environ.get("LLMPREP_PRIVATE", "")
     os.environ["LLMPREP_PRIVATE"] = os.pathsep.join(filter(None, [private, str(root.resolve())]))
