@@ -79,33 +79,78 @@ def release_diff(root: Path | None = None) -> list[str]:
 
 # --------------------------------------------------------------------------- headless runs
 
-def execute_notebook(path: Path, out_path: Path, results_file: Path, timeout: int = 900, progress=None) -> float:
-    """Execute one notebook headless in its own folder; save the executed copy; return seconds."""
+class _PeakMemory:
+    """Samples the resident memory of this process's children (the kernel) in a thread."""
+
+    def __init__(self, interval: float = 0.25):
+        import threading
+
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, args=(interval,), daemon=True)
+
+    def _loop(self, interval: float) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.wait(interval):
+            total = 0
+            for child in me.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def execute_notebook(path: Path, out_path: Path, results_file: Path, timeout: int = 900, progress=None,
+                     threads: int | None = None) -> dict:
+    """Execute one notebook headless in its own folder; save the executed copy.
+
+    Returns {"seconds", "peak_mb"}; ``threads`` pins the kernel's thread count (graded notebooks: 1)."""
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(str(path), as_version=4)
-    env_before = os.environ.get("LLMPREP_RESULTS")
-    os.environ["LLMPREP_RESULTS"] = str(results_file)
+    overrides = {"LLMPREP_RESULTS": str(results_file)}
+    if threads:
+        overrides.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+                          "LLMPREP_THREADS": str(threads)})
+    saved = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)  # the kernel inherits them when it starts
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     if progress is not None:
         client.on_cell_executed = lambda **kw: progress.update(1)
     start = time.perf_counter()
     try:
-        client.execute()
+        with _PeakMemory() as mem:
+            client.execute()
     finally:
-        if env_before is None:
-            os.environ.pop("LLMPREP_RESULTS", None)
-        else:
-            os.environ["LLMPREP_RESULTS"] = env_before
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         out_path.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, str(out_path))
-    return time.perf_counter() - start
+    return {"seconds": time.perf_counter() - start, "peak_mb": mem.peak / 2**20}
+
+
+def is_graded(path: Path) -> bool:
+    return "reference" not in path.stem
 
 
 def run(chapter_ids: list[str] | None = None, root: Path | None = None) -> int:
-    """Execute every chapter's notebooks headless and print the results table."""
+    """Execute every chapter's notebooks headless (graded ones on one thread) and print the table."""
     import nbformat
     from tqdm.auto import tqdm
 
@@ -117,29 +162,33 @@ def run(chapter_ids: list[str] | None = None, root: Path | None = None) -> int:
     todo = [(ch, nb) for ch in (chapter_ids or chapters(root)) for nb in notebooks(ch, root)]
     total_cells = sum(sum(c.cell_type == "code" for c in nbformat.read(str(nb), as_version=4).cells) for _, nb in todo)
     rows, failed = [], 0
+    start = time.perf_counter()
     with tqdm(total=total_cells, desc="llmprep run", unit="cell") as bar:
         for chapter, nb in todo:
             bar.set_postfix_str(f"{chapter}/{nb.name}")
             try:
-                secs = execute_notebook(nb, build / "executed" / chapter / nb.name, results_file, progress=bar)
-                rows.append((chapter, nb.name, secs, "ok"))
+                stats = execute_notebook(nb, build / "executed" / chapter / nb.name, results_file, progress=bar,
+                                         threads=1 if is_graded(nb) else None)
+                rows.append((chapter, nb.name, stats["seconds"], stats["peak_mb"], "ok"))
             except Exception as exc:  # noqa: BLE001 - report and go on with the next notebook
                 failed += 1
                 first = str(exc).strip().splitlines()
-                rows.append((chapter, nb.name, float("nan"), f"FAILED: {type(exc).__name__}: "
+                rows.append((chapter, nb.name, float("nan"), float("nan"), f"FAILED: {type(exc).__name__}: "
                              f"{first[-1][:120] if first else ''}"))
     records = [json.loads(line) for line in results_file.read_text().splitlines() if line.strip()]
     print_table(rows, records)
+    print(f"\ntotal {time.perf_counter() - start:.0f} s; executed notebooks in {build / 'executed'}")
     return 1 if failed else 0
 
 
 def print_table(rows, records) -> None:
     print()
-    print(f"{'chapter':<18} {'notebook':<28} {'time':>8}  status")
-    print("-" * 72)
-    for chapter, name, secs, status in rows:
+    print(f"{'chapter':<18} {'notebook':<28} {'time':>8} {'peak mem':>9}  status")
+    print("-" * 80)
+    for chapter, name, secs, peak, status in rows:
         shown = f"{secs:7.1f}s" if secs == secs else "      -"
-        print(f"{chapter:<18} {name:<28} {shown}  {status}")
+        mem = f"{peak:6.0f} MB" if peak == peak else "        -"
+        print(f"{chapter:<18} {name:<28} {shown} {mem}  {status}")
     if records:
         print()
         print(f"{'chapter':<18} {'result':<44} {'value':>10}  anchor")
