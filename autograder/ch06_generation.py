@@ -1,0 +1,697 @@
+"""Trusted spec of Chapter 6's graded cells (solutions/ch06_generation/ch06_exercises.ipynb).
+
+Probes run inside the sandbox next to the student's code and must be self-contained
+(imports inside the function). The models they use are tiny, seeded ``GPT2LMHeadModel``s
+built on the spot (never a pretrained checkpoint), so every case takes milliseconds.
+Oracles run in the trusted test process and give the library implementation each
+exercise imitates (``transformers`` logits processors and ``model.generate``); where a
+probe blocks a library entry point while the student's function runs, the oracle binds
+the real one when it is built, i.e. before the probe runs.
+"""
+from llmprep.grading.spec import Case, Exercise, allclose
+
+CHAPTER = "ch06_generation"
+NOTEBOOK = "ch06_exercises.ipynb"
+
+
+# ============================================================================ 1 top-k
+
+def probe_top_k(ns, params):
+    import torch
+    import transformers
+
+    fn = ns["top_k_filter"]
+    g = torch.Generator().manual_seed(params["seed"])
+    b, v = params["shape"]
+    if params.get("ties"):
+        logits = torch.randint(0, params["ties"], (b, v), generator=g).float()
+    else:
+        logits = torch.randn(b, v, generator=g) * params["scale"]
+    x = logits.clone()
+    saved = transformers.TopKLogitsWarper.__call__
+
+    def blocked(*a, **k):
+        raise RuntimeError("calls TopKLogitsWarper, which this exercise asks you to write yourself")
+
+    transformers.TopKLogitsWarper.__call__ = blocked
+    try:
+        out = fn(x, params["k"], min_tokens_to_keep=params["min_keep"])
+    finally:
+        transformers.TopKLogitsWarper.__call__ = saved
+    return {"filtered": out, "input_untouched": bool(torch.equal(x, logits))}
+
+
+def oracle_top_k():
+    from transformers import TopKLogitsWarper
+
+    call = TopKLogitsWarper.__call__  # bound now: the probe blocks the attribute while it runs
+
+    def top_k_filter(logits, k, min_tokens_to_keep=1):
+        return call(TopKLogitsWarper(top_k=k, min_tokens_to_keep=min_tokens_to_keep), None, logits.clone())
+
+    return {"top_k_filter": top_k_filter}
+
+
+# ============================================================================ 2 top-p
+
+def probe_top_p(ns, params):
+    import math
+
+    import torch
+    import transformers
+
+    fn = ns["top_p_filter"]
+    if "probs" in params:  # exact dyadic probabilities: the cumulative sums hit the threshold exactly
+        logits = torch.log(torch.tensor(params["probs"], dtype=torch.float64)).float()
+        logits = logits + params.get("shift", 0.0)
+    else:
+        g = torch.Generator().manual_seed(params["seed"])
+        logits = torch.randn(*params["shape"], generator=g) * params["scale"]
+        for row, col in params.get("masked", []):
+            logits[row, col] = -math.inf
+    x = logits.clone()
+    saved = transformers.TopPLogitsWarper.__call__
+
+    def blocked(*a, **k):
+        raise RuntimeError("calls TopPLogitsWarper, which this exercise asks you to write yourself")
+
+    transformers.TopPLogitsWarper.__call__ = blocked
+    try:
+        out = fn(x, params["p"], min_tokens_to_keep=params["min_keep"])
+    finally:
+        transformers.TopPLogitsWarper.__call__ = saved
+    return {"filtered": out, "input_untouched": bool(torch.equal(x, logits))}
+
+
+def oracle_top_p():
+    from transformers import TopPLogitsWarper
+
+    call = TopPLogitsWarper.__call__
+
+    def top_p_filter(logits, p, min_tokens_to_keep=1):
+        return call(TopPLogitsWarper(top_p=p, min_tokens_to_keep=min_tokens_to_keep), None, logits.clone())
+
+    return {"top_p_filter": top_p_filter}
+
+
+# ============================================================================ 3 repetition penalty
+
+def probe_repetition_penalty(ns, params):
+    import torch
+    import transformers
+
+    fn = ns["apply_repetition_penalty"]
+    g = torch.Generator().manual_seed(params["seed"])
+    b, v, t = params["batch"], params["vocab"], params["length"]
+    logits = torch.randn(b, v, generator=g) * params["scale"] + params.get("offset", 0.0)
+    # few distinct ids, so tokens repeat inside a row
+    ids = torch.randint(0, params.get("distinct", v), (b, t), generator=g)
+    x, i = logits.clone(), ids.clone()
+    saved = transformers.RepetitionPenaltyLogitsProcessor.__call__
+
+    def blocked(*a, **k):
+        raise RuntimeError("calls RepetitionPenaltyLogitsProcessor, which this exercise asks you to write yourself")
+
+    transformers.RepetitionPenaltyLogitsProcessor.__call__ = blocked
+    try:
+        out = fn(x, i, params["penalty"])
+    finally:
+        transformers.RepetitionPenaltyLogitsProcessor.__call__ = saved
+    return {"penalised": out, "ids_untouched": bool(torch.equal(i, ids))}
+
+
+def oracle_repetition_penalty():
+    from transformers import RepetitionPenaltyLogitsProcessor
+
+    call = RepetitionPenaltyLogitsProcessor.__call__
+
+    def apply_repetition_penalty(logits, input_ids, penalty):
+        return call(RepetitionPenaltyLogitsProcessor(penalty=penalty), input_ids, logits.clone())
+
+    return {"apply_repetition_penalty": apply_repetition_penalty}
+
+
+# ============================================================================ 4 temperature
+
+def probe_temperature(ns, params):
+    import torch
+
+    fn = ns["apply_temperature"]
+    g = torch.Generator().manual_seed(params["seed"])
+    logits = torch.randn(*params["shape"], generator=g) * params["scale"]
+    x = logits.clone()
+    try:
+        out = fn(x, params["t"])
+    except ValueError:
+        return {"raised_value_error": True, "scaled": torch.zeros(0), "input_untouched": bool(torch.equal(x, logits))}
+    return {"raised_value_error": False, "scaled": out, "input_untouched": bool(torch.equal(x, logits))}
+
+
+def oracle_temperature():
+    from transformers import TemperatureLogitsWarper
+
+    def apply_temperature(logits, t):
+        return TemperatureLogitsWarper(t)(None, logits.clone())  # raises ValueError for t <= 0
+
+    return {"apply_temperature": apply_temperature}
+
+
+# ============================================================================ 5 sampling
+
+def probe_sample_next(ns, params):
+    import math
+
+    import torch
+
+    fn = ns["sample_next"]
+    rows = torch.tensor(params["rows"], dtype=torch.float64) * params.get("scale", 1.0)
+    for row, col in params.get("banned", []):  # JSON has no -inf: banned tokens are listed
+        rows[row, col] = -math.inf
+    n = params["n"]
+    logits = rows.repeat_interleave(n, dim=0).float()  # every row repeated n times: one call, n draws per row
+    probs = torch.softmax(rows, dim=-1)
+    out = fn(logits.clone(), torch.Generator().manual_seed(params["seed"]))
+    out = torch.as_tensor(out)
+    shape_ok = tuple(out.shape) == (logits.shape[0],) and out.dtype == torch.long
+    if not shape_ok:
+        return {"shape_ok": False, "allowed_only": False, "frequencies_match": False, "reproducible": False}
+    allowed = bool((probs[torch.arange(len(rows)).repeat_interleave(n), out] > 0).all())
+    freq_ok = True
+    for r in range(len(rows)):
+        counts = torch.bincount(out[r * n:(r + 1) * n], minlength=rows.shape[1]).double() / n
+        freq_ok = freq_ok and bool(((counts - probs[r]).abs() < params["tol"]).all())
+    # the same generator seed must give the same draws, whatever the global RNG is doing
+    torch.manual_seed(params["seed"] + 1)
+    again_a = torch.as_tensor(fn(logits.clone(), torch.Generator().manual_seed(params["seed"] + 7)))
+    torch.manual_seed(params["seed"] + 2)
+    again_b = torch.as_tensor(fn(logits.clone(), torch.Generator().manual_seed(params["seed"] + 7)))
+    return {"shape_ok": True, "allowed_only": allowed, "frequencies_match": freq_ok,
+            "reproducible": bool(torch.equal(again_a, again_b))}
+
+
+def oracle_sample_next():
+    import torch
+
+    def sample_next(logits, generator):
+        # what generate(do_sample=True) does after the logits processors
+        return torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1, generator=generator).squeeze(1)
+
+    return {"sample_next": sample_next}
+
+
+# ============================================================================ 6 greedy with a KV cache
+
+def probe_greedy_cache(ns, params):
+    import torch
+    import transformers
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    fn = ns["greedy_generate_with_cache"]
+    torch.manual_seed(params["seed"])
+    cfg = GPT2Config(vocab_size=params["vocab"], n_positions=64, n_embd=64, n_layer=2, n_head=4,
+                     bos_token_id=None, eos_token_id=None, pad_token_id=None, initializer_range=0.3)
+    model = GPT2LMHeadModel(cfg).eval()
+    g = torch.Generator().manual_seed(params["seed"])
+    ids = torch.randint(0, params["vocab"], (params["batch"], params["prompt"]), generator=g)
+    calls = []
+    original = model.forward
+
+    def recording(*args, **kwargs):
+        x = kwargs.get("input_ids", args[0] if args else None)
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        calls.append((int(x.shape[1]) if x is not None else -1, cache is not None))
+        return original(*args, **kwargs)
+
+    model.forward = recording
+    owner = next(k for k in type(model).__mro__ if "generate" in k.__dict__)
+    saved = owner.__dict__["generate"]
+
+    def blocked(*a, **k):
+        raise RuntimeError("calls model.generate, which this exercise asks you to write yourself")
+
+    setattr(owner, "generate", blocked)
+    try:
+        out = fn(model, ids.clone(), params["new"])
+    finally:
+        setattr(owner, "generate", saved)
+    lengths = [c[0] for c in calls]
+    return {"tokens": torch.as_tensor(out),
+            "prompt_once": bool(lengths[:1] == [params["prompt"]]),
+            "one_token_per_step": bool(all(n == 1 for n in lengths[1:])),
+            "cache_used_after_prompt": bool(all(c[1] for c in calls[1:]))}
+
+
+def oracle_greedy_cache():
+    from transformers import GenerationMixin
+
+    generate = GenerationMixin.generate  # the probe blocks model.generate while the student's code runs
+
+    def greedy_generate_with_cache(model, input_ids, max_new_tokens):
+        import torch
+
+        return generate(model, input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_new_tokens,
+                        do_sample=False, num_beams=1, eos_token_id=None, pad_token_id=0)
+
+    return {"greedy_generate_with_cache": greedy_generate_with_cache}
+
+
+# ============================================================================ 7 beam search
+
+def probe_beam_search(ns, params):
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    fn = ns["beam_search"]
+    torch.manual_seed(params["seed"])
+    cfg = GPT2Config(vocab_size=params["vocab"], n_positions=64, n_embd=64, n_layer=2, n_head=4,
+                     bos_token_id=None, eos_token_id=None, pad_token_id=None, initializer_range=0.3)
+    model = GPT2LMHeadModel(cfg).eval()
+    g = torch.Generator().manual_seed(params["seed"])
+    ids = torch.randint(0, params["vocab"], (1, params["prompt"]), generator=g)
+    owner = next(k for k in type(model).__mro__ if "generate" in k.__dict__)
+    saved = owner.__dict__["generate"]
+
+    def blocked(*a, **k):
+        raise RuntimeError("calls model.generate, which this exercise asks you to write yourself")
+
+    setattr(owner, "generate", blocked)
+    try:
+        out = fn(model, ids.clone(), params["beams"], params["new"])
+    finally:
+        setattr(owner, "generate", saved)
+    return {"tokens": torch.as_tensor(out)}
+
+
+def oracle_beam_search():
+    from transformers import GenerationMixin
+
+    generate = GenerationMixin.generate
+
+    def beam_search(model, input_ids, num_beams, max_new_tokens):
+        import torch
+
+        return generate(model, input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_new_tokens,
+                        do_sample=False, num_beams=num_beams, num_return_sequences=1, length_penalty=1.0,
+                        early_stopping=False, eos_token_id=None, pad_token_id=0)
+
+    return {"beam_search": beam_search}
+
+
+# ============================================================================ 8 perplexity
+
+def probe_perplexity(ns, params):
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    fn = ns["perplexity"]
+    torch.manual_seed(params["seed"])
+    vocab = params["vocab"]
+    cfg = GPT2Config(vocab_size=vocab, n_positions=64, n_embd=64, n_layer=2, n_head=4,
+                     bos_token_id=None, eos_token_id=None, pad_token_id=None, initializer_range=params["init"])
+    model = GPT2LMHeadModel(cfg).eval()
+    g = torch.Generator().manual_seed(params["seed"])
+    ids = torch.randint(0, vocab, (len(params["lengths"]), params["T"]), generator=g)
+    labels = ids.clone()
+    for row, n in enumerate(params["lengths"]):  # right padding: positions >= n are ignored
+        labels[row, n:] = params["ignore_index"]
+    with torch.no_grad():
+        logits = model(ids).logits
+    x, y = logits.clone(), labels.clone()
+    out = fn(x, y, ignore_index=params["ignore_index"])
+    return {"ppl": torch.as_tensor(out, dtype=torch.float64).reshape(()),
+            "inputs_untouched": bool(torch.equal(x, logits) and torch.equal(y, labels))}
+
+
+def oracle_perplexity():
+    import torch
+    from transformers.loss.loss_utils import ForCausalLMLoss  # what model(input_ids, labels=labels).loss uses
+
+    def perplexity(logits, labels, ignore_index=-100):
+        loss = ForCausalLMLoss(logits, labels, vocab_size=logits.shape[-1], ignore_index=ignore_index)
+        return torch.exp(loss.double())
+
+    return {"perplexity": perplexity}
+
+
+# ============================================================================ the spec
+
+EXERCISES = [
+    Exercise(
+        grade_id="ch06_top_k_test", functions=("top_k_filter",), points=2, title="top-k filter (ties kept)",
+        cases=(
+            Case("random logits, k=5", {"seed": 0, "shape": [3, 20], "scale": 2.0, "k": 5, "min_keep": 1}),
+            Case("ties at the k-th value", {"seed": 1, "shape": [4, 16], "ties": 4, "k": 3, "min_keep": 1}),
+            Case("k larger than the vocabulary", {"seed": 2, "shape": [2, 6], "scale": 1.0, "k": 10, "min_keep": 1}),
+            Case("min_tokens_to_keep above k", {"seed": 3, "shape": [3, 12], "scale": 3.0, "k": 2, "min_keep": 5}),
+            Case("k=1 on large logits", {"seed": 4, "shape": [5, 30], "scale": 100.0, "k": 1, "min_keep": 1}),
+        ),
+        probe=probe_top_k, judge=allclose(rtol=0, atol=0),
+        mutants={
+            "ties at the k-th value dropped (scatter of topk indices)": """
+                def top_k_filter(logits, k, min_tokens_to_keep=1):
+                    k = min(max(k, min_tokens_to_keep), logits.shape[-1])
+                    idx = torch.topk(logits, k, dim=-1).indices
+                    keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, idx, True)
+                    return logits.masked_fill(~keep, float("-inf"))
+            """,
+            "min_tokens_to_keep ignored by top-k": """
+                def top_k_filter(logits, k, min_tokens_to_keep=1):
+                    k = min(k, logits.shape[-1])
+                    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+                    return logits.masked_fill(logits < kth, float("-inf"))
+            """,
+            "crashes when k exceeds the vocabulary": """
+                def top_k_filter(logits, k, min_tokens_to_keep=1):
+                    k = max(k, min_tokens_to_keep)
+                    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+                    return logits.masked_fill(logits < kth, float("-inf"))
+            """,
+            "filters in place (changes the caller's logits)": """
+                def top_k_filter(logits, k, min_tokens_to_keep=1):
+                    k = min(max(k, min_tokens_to_keep), logits.shape[-1])
+                    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+                    logits[logits < kth] = float("-inf")
+                    return logits
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch06_top_p_test", functions=("top_p_filter",), points=3, title="top-p (nucleus) filter",
+        cases=(
+            Case("random logits, p=0.9", {"seed": 0, "shape": [4, 25], "scale": 2.0, "p": 0.9, "min_keep": 1}),
+            Case("cumulative mass hits p exactly", {"probs": [[0.5, 0.25, 0.125, 0.125], [0.125, 0.5, 0.125, 0.25]],
+                                                    "p": 0.75, "min_keep": 1}),
+            Case("exact boundary, shifted logits", {"probs": [[0.0625, 0.25, 0.5, 0.0625, 0.125]], "shift": 3.0,
+                                                    "p": 0.5, "min_keep": 1}),
+            Case("min_tokens_to_keep=3, small p", {"seed": 1, "shape": [3, 15], "scale": 4.0, "p": 0.2,
+                                                   "min_keep": 3}),
+            Case("already masked tokens, p=0.6", {"seed": 2, "shape": [2, 10], "scale": 1.5, "p": 0.6, "min_keep": 1,
+                                                  "masked": [[0, 1], [0, 4], [1, 7]]}),
+            Case("peaked logits, p=0.95", {"seed": 3, "shape": [3, 40], "scale": 6.0, "p": 0.95, "min_keep": 1}),
+        ),
+        probe=probe_top_p, judge=allclose(rtol=0, atol=0),
+        mutants={
+            "strict comparison at the boundary (keeps one token too many)": """
+                def top_p_filter(logits, p, min_tokens_to_keep=1):
+                    sorted_logits, order = torch.sort(logits, descending=False, dim=-1)
+                    cum = sorted_logits.softmax(-1).cumsum(-1)
+                    remove = cum < (1 - p)
+                    remove[..., -min_tokens_to_keep:] = False
+                    mask = remove.scatter(-1, order, remove)
+                    return logits.masked_fill(mask, float("-inf"))
+            """,
+            "drops the token that crosses p": """
+                def top_p_filter(logits, p, min_tokens_to_keep=1):
+                    sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+                    cum = sorted_logits.softmax(-1).cumsum(-1)
+                    remove = cum > p
+                    remove[..., :min_tokens_to_keep] = False
+                    mask = remove.scatter(-1, order, remove)
+                    return logits.masked_fill(mask, float("-inf"))
+            """,
+            "min_tokens_to_keep ignored by top-p": """
+                def top_p_filter(logits, p, min_tokens_to_keep=1):
+                    sorted_logits, order = torch.sort(logits, descending=False, dim=-1)
+                    cum = sorted_logits.softmax(-1).cumsum(-1)
+                    remove = cum <= (1 - p)
+                    remove[..., -1:] = False
+                    mask = remove.scatter(-1, order, remove)
+                    return logits.masked_fill(mask, float("-inf"))
+            """,
+            "ascending sort with the descending rule (keeps the least likely tokens)": """
+                def top_p_filter(logits, p, min_tokens_to_keep=1):
+                    sorted_logits, order = torch.sort(logits, descending=False, dim=-1)
+                    probs = sorted_logits.softmax(-1)
+                    remove = (probs.cumsum(-1) - probs) >= p
+                    remove[..., :min_tokens_to_keep] = False
+                    mask = remove.scatter(-1, order, remove)
+                    return logits.masked_fill(mask, float("-inf"))
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch06_repetition_penalty_test", functions=("apply_repetition_penalty",), points=2,
+        title="repetition penalty (CTRL)",
+        cases=(
+            Case("penalty 1.3, mixed signs", {"seed": 0, "batch": 2, "vocab": 12, "length": 6, "scale": 2.0,
+                                              "penalty": 1.3}),
+            Case("tokens repeated many times", {"seed": 1, "batch": 3, "vocab": 20, "length": 15, "distinct": 4,
+                                                "scale": 1.0, "penalty": 2.0}),
+            Case("all logits negative", {"seed": 2, "batch": 2, "vocab": 10, "length": 5, "scale": 0.5,
+                                         "offset": -3.0, "penalty": 1.5}),
+            Case("penalty below 1 (encourages repeats)", {"seed": 3, "batch": 2, "vocab": 9, "length": 7,
+                                                          "distinct": 5, "scale": 2.0, "penalty": 0.7}),
+        ),
+        probe=probe_repetition_penalty, judge=allclose(rtol=1e-6, atol=1e-6),
+        mutants={
+            "always divides (negative logits get more likely)": """
+                def apply_repetition_penalty(logits, input_ids, penalty):
+                    out = logits.clone()
+                    picked = out.gather(-1, input_ids)
+                    return out.scatter(-1, input_ids, picked / penalty)
+            """,
+            "penalises every occurrence again": """
+                def apply_repetition_penalty(logits, input_ids, penalty):
+                    out = logits.clone()
+                    for b in range(input_ids.shape[0]):
+                        for t in input_ids[b].tolist():
+                            s = out[b, t]
+                            out[b, t] = s * penalty if s < 0 else s / penalty
+                    return out
+            """,
+            "penalises the whole vocabulary": """
+                def apply_repetition_penalty(logits, input_ids, penalty):
+                    return torch.where(logits < 0, logits * penalty, logits / penalty)
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch06_temperature_test", functions=("apply_temperature",), points=1, title="temperature",
+        cases=(
+            Case("t=0.5", {"seed": 0, "shape": [3, 10], "scale": 2.0, "t": 0.5}),
+            Case("t=2.0", {"seed": 1, "shape": [2, 7], "scale": 1.0, "t": 2.0}),
+            Case("t=1 changes nothing", {"seed": 2, "shape": [4, 5], "scale": 3.0, "t": 1.0}),
+            Case("t=0 is an error", {"seed": 3, "shape": [2, 4], "scale": 1.0, "t": 0.0}),
+        ),
+        probe=probe_temperature, judge=allclose(rtol=1e-6, atol=1e-6),
+        mutants={
+            "temperature applied after softmax": """
+                def apply_temperature(logits, t):
+                    if t <= 0:
+                        raise ValueError("temperature must be > 0")
+                    return torch.softmax(logits, dim=-1) / t
+            """,
+            "multiplies by the temperature": """
+                def apply_temperature(logits, t):
+                    if t <= 0:
+                        raise ValueError("temperature must be > 0")
+                    return logits * t
+            """,
+            "no check for t <= 0": """
+                def apply_temperature(logits, t):
+                    return logits / max(t, 1e-6)
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch06_sample_next_test", functions=("sample_next",), points=2, title="sampling the next token",
+        cases=(
+            Case("banned tokens never drawn", {"rows": [[1.0, 0.0, 0.5, -1.0, 0.0, 2.0]], "banned": [[0, 1], [0, 4]],
+                                               "n": 20000, "seed": 0, "tol": 0.02}),
+            Case("two different rows in one batch", {"rows": [[2.0, 0.0, -1.0, 1.0], [-1.0, 1.0, 3.0, 0.5]],
+                                                     "n": 20000, "seed": 1, "tol": 0.02}),
+            Case("logits of magnitude 1000", {"rows": [[1.0, 0.999, 0.995, -1.0]], "scale": 1000.0, "n": 20000,
+                                              "seed": 2, "tol": 0.02}),
+            Case("nearly flat distribution", {"rows": [[0.1, 0.0, -0.1, 0.05, 0.02, -0.05, 0.0, 0.08]],
+                                              "n": 30000, "seed": 3, "tol": 0.02}),
+        ),
+        probe=probe_sample_next, judge=allclose(rtol=0, atol=0),
+        mutants={
+            "argmax instead of sampling": """
+                def sample_next(logits, generator):
+                    return logits.argmax(dim=-1)
+            """,
+            "softmax over the batch dimension": """
+                def sample_next(logits, generator):
+                    probs = torch.softmax(logits, dim=0)
+                    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            """,
+            "ignores the generator (global RNG)": """
+                def sample_next(logits, generator):
+                    return torch.multinomial(torch.softmax(logits, dim=-1), 1).squeeze(1)
+            """,
+            "exp without subtracting the max (overflows)": """
+                def sample_next(logits, generator):
+                    w = logits.exp()
+                    return torch.multinomial(w / w.sum(-1, keepdim=True), 1, generator=generator).squeeze(1)
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch06_greedy_cache_test", functions=("greedy_generate_with_cache",), points=3,
+        title="greedy decoding with a KV cache",
+        cases=(
+            Case("batch of 2, 8 new tokens", {"seed": 0, "vocab": 300, "batch": 2, "prompt": 5, "new": 8}),
+            Case("one prompt token, 12 new", {"seed": 1, "vocab": 200, "batch": 1, "prompt": 1, "new": 12}),
+            Case("one new token", {"seed": 2, "vocab": 150, "batch": 3, "prompt": 4, "new": 1}),
+            Case("longer prompt", {"seed": 3, "vocab": 400, "batch": 1, "prompt": 20, "new": 6}),
+        ),
+        probe=probe_greedy_cache, judge=allclose(rtol=0, atol=0),
+        mutants={
+            "feeds the new token but drops the cache": """
+                def greedy_generate_with_cache(model, input_ids, max_new_tokens):
+                    seq, step_input = input_ids, input_ids
+                    with torch.no_grad():
+                        for _ in range(max_new_tokens):
+                            logits = model(input_ids=step_input).logits
+                            nxt = logits[:, -1].argmax(-1, keepdim=True)
+                            seq = torch.cat([seq, nxt], dim=1)
+                            step_input = nxt
+                    return seq
+            """,
+            "recomputes the whole prefix every step (no cache)": """
+                def greedy_generate_with_cache(model, input_ids, max_new_tokens):
+                    seq = input_ids
+                    with torch.no_grad():
+                        for _ in range(max_new_tokens):
+                            nxt = model(input_ids=seq).logits[:, -1].argmax(-1, keepdim=True)
+                            seq = torch.cat([seq, nxt], dim=1)
+                    return seq
+            """,
+            "one token too few": """
+                def greedy_generate_with_cache(model, input_ids, max_new_tokens):
+                    seq, step_input, cache = input_ids, input_ids, None
+                    with torch.no_grad():
+                        for _ in range(max_new_tokens - 1):
+                            out = model(input_ids=step_input, cache=cache, use_cache=True)
+                            cache = out.cache
+                            step_input = out.logits[:, -1].argmax(-1, keepdim=True)
+                            seq = torch.cat([seq, step_input], dim=1)
+                    return seq
+            """,
+            "appends the prompt's own last token first": """
+                def greedy_generate_with_cache(model, input_ids, max_new_tokens):
+                    seq, step_input, cache = input_ids, input_ids, None
+                    with torch.no_grad():
+                        for _ in range(max_new_tokens):
+                            seq = torch.cat([seq, step_input[:, -1:]], dim=1)
+                            out = model(input_ids=step_input, cache=cache, use_cache=True)
+                            cache = out.cache
+                            step_input = out.logits[:, -1].argmax(-1, keepdim=True)
+                    return seq
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch06_beam_search_test", functions=("beam_search",), points=3, title="beam search",
+        cases=(
+            Case("3 beams, 7 new tokens", {"seed": 1, "vocab": 300, "prompt": 4, "beams": 3, "new": 7}),
+            Case("2 beams", {"seed": 2, "vocab": 300, "prompt": 4, "beams": 2, "new": 7}),
+            Case("4 beams, short prompt", {"seed": 3, "vocab": 300, "prompt": 4, "beams": 4, "new": 7}),
+            Case("1 beam is greedy", {"seed": 4, "vocab": 200, "prompt": 3, "beams": 1, "new": 6}),
+            Case("5 beams, one new token", {"seed": 5, "vocab": 250, "prompt": 6, "beams": 5, "new": 1}),
+        ),
+        probe=probe_beam_search, judge=allclose(rtol=0, atol=0),
+        mutants={
+            "greedy (ignores num_beams)": """
+                def beam_search(model, input_ids, num_beams, max_new_tokens):
+                    seq = input_ids
+                    with torch.no_grad():
+                        for _ in range(max_new_tokens):
+                            nxt = model(input_ids=seq).logits[:, -1].argmax(-1, keepdim=True)
+                            seq = torch.cat([seq, nxt], dim=1)
+                    return seq
+            """,
+            "beams start as identical copies (duplicates never removed)": """
+                def beam_search(model, input_ids, num_beams, max_new_tokens):
+                    seqs = input_ids.repeat(num_beams, 1)
+                    scores = torch.zeros(num_beams)
+                    with torch.no_grad():
+                        for _ in range(max_new_tokens):
+                            logp = model(input_ids=seqs).logits[:, -1].float().log_softmax(-1)
+                            total = (scores[:, None] + logp).reshape(-1)
+                            scores, flat = total.topk(num_beams)
+                            beam, tok = flat // logp.shape[-1], flat % logp.shape[-1]
+                            seqs = torch.cat([seqs[beam], tok[:, None]], dim=1)
+                    return seqs[:1]
+            """,
+            "ranks by the last token's log-prob only": """
+                def beam_search(model, input_ids, num_beams, max_new_tokens):
+                    seqs, scores = input_ids, torch.zeros(1)
+                    with torch.no_grad():
+                        for _ in range(max_new_tokens):
+                            logp = model(input_ids=seqs).logits[:, -1].float().log_softmax(-1)
+                            scores, flat = logp.reshape(-1).topk(num_beams)
+                            beam, tok = flat // logp.shape[-1], flat % logp.shape[-1]
+                            seqs = torch.cat([seqs[beam], tok[:, None]], dim=1)
+                    return seqs[:1]
+            """,
+            "each beam keeps only its own best continuation": """
+                def beam_search(model, input_ids, num_beams, max_new_tokens):
+                    with torch.no_grad():
+                        logp = model(input_ids=input_ids).logits[:, -1].float().log_softmax(-1)[0]
+                        scores, tok = logp.topk(num_beams)
+                        seqs = torch.cat([input_ids.repeat(num_beams, 1), tok[:, None]], dim=1)
+                        for _ in range(max_new_tokens - 1):
+                            logp = model(input_ids=seqs).logits[:, -1].float().log_softmax(-1)
+                            best, tok = logp.max(-1)
+                            scores = scores + best
+                            seqs = torch.cat([seqs, tok[:, None]], dim=1)
+                    return seqs[scores.argmax()][None]
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch06_perplexity_test", functions=("perplexity",), points=2, title="perplexity from logits",
+        cases=(
+            Case("no padding", {"seed": 0, "vocab": 100, "T": 12, "lengths": [12, 12], "init": 0.02,
+                                "ignore_index": -100}),
+            Case("right padding of different lengths", {"seed": 1, "vocab": 120, "T": 16, "lengths": [16, 5, 9],
+                                                        "init": 0.3, "ignore_index": -100}),
+            Case("custom ignore_index", {"seed": 2, "vocab": 80, "T": 10, "lengths": [4, 10], "init": 0.3,
+                                         "ignore_index": -1}),
+            Case("peaked model (large weights)", {"seed": 3, "vocab": 150, "T": 20, "lengths": [20, 13, 3, 17],
+                                                  "init": 0.5, "ignore_index": -100}),
+        ),
+        probe=probe_perplexity, judge=allclose(rtol=1e-4, atol=1e-6),
+        mutants={
+            "no shift (each position scores its own token)": """
+                def perplexity(logits, labels, ignore_index=-100):
+                    v = logits.shape[-1]
+                    loss = F.cross_entropy(logits.reshape(-1, v).float(), labels.reshape(-1), ignore_index=ignore_index)
+                    return torch.exp(loss)
+            """,
+            "padding counted in the mean": """
+                def perplexity(logits, labels, ignore_index=-100):
+                    lg, y = logits[:, :-1].float(), labels[:, 1:]
+                    nll = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), y.reshape(-1), ignore_index=ignore_index,
+                                          reduction="sum")
+                    return torch.exp(nll / y.numel())
+            """,
+            "mean of per-sequence perplexities": """
+                def perplexity(logits, labels, ignore_index=-100):
+                    lg, y = logits[:, :-1].float(), labels[:, 1:]
+                    ppl = [torch.exp(F.cross_entropy(lg[i], y[i], ignore_index=ignore_index)) for i in range(len(y))]
+                    return torch.stack(ppl).mean()
+            """,
+            "base 2 instead of e": """
+                def perplexity(logits, labels, ignore_index=-100):
+                    lg, y = logits[:, :-1].float(), labels[:, 1:]
+                    loss = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), y.reshape(-1), ignore_index=ignore_index)
+                    return 2 ** loss
+            """,
+        },
+    ),
+]
+
+# Library implementations the exercises imitate (used by the test suite, in the trusted process).
+ORACLES = {
+    "ch06_top_k_test": oracle_top_k,
+    "ch06_top_p_test": oracle_top_p,
+    "ch06_repetition_penalty_test": oracle_repetition_penalty,
+    "ch06_temperature_test": oracle_temperature,
+    "ch06_sample_next_test": oracle_sample_next,
+    "ch06_greedy_cache_test": oracle_greedy_cache,
+    "ch06_beam_search_test": oracle_beam_search,
+    "ch06_perplexity_test": oracle_perplexity,
+}
