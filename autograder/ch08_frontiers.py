@@ -1,0 +1,491 @@
+"""Trusted spec of Chapter 8's graded cells (solutions/ch08_frontiers/ch08_exercises.ipynb).
+
+Probes run inside the sandbox next to the student's code and must be self-contained
+(imports inside the function). Oracles run in the trusted test process and give the
+library implementation each exercise imitates (``torch.quantize_per_channel``,
+``F.kl_div`` + ``F.cross_entropy``, ``F.cross_entropy`` on the similarity matrix,
+``torch.func.vmap(grad(...))`` per-sample gradients); the test suite proves the solution
+agrees with them on every case. The cost estimators and FedAvg are closed-form and have
+no library counterpart (captum and opacus are not dependencies of the course).
+"""
+from llmprep.grading.spec import Case, Exercise, allclose
+
+CHAPTER = "ch08_frontiers"
+NOTEBOOK = "ch08_exercises.ipynb"
+
+
+# ============================================================================ 1 cost estimators
+
+def probe_costs(ns, params):
+    flops = ns["training_flops"](params["n_params"], params["n_tokens"])
+    mem = ns["training_memory_bytes"](params["n_params"], params["precision"])
+    kv = ns["kv_cache_bytes"](params["layers"], params["kv_heads"], params["head_dim"], params["seq_len"],
+                              params["batch"], params["bytes_per_elem"])
+    out = {"flops": float(flops), "kv_bytes": float(kv)}
+    for key in ("weights", "grads", "optimizer", "total"):
+        out[f"memory_{key}"] = float(mem[key])
+    return out
+
+
+# ============================================================================ 2 int8 quantization
+
+def probe_quantize(ns, params):
+    import torch
+
+    quantize, dequantize = ns["quantize_per_channel_int8"], ns["dequantize_int8"]
+    g = torch.Generator().manual_seed(params["seed"])
+    rows, cols = params["shape"]
+    w = torch.randn(rows, cols, generator=g)
+    w = w * torch.logspace(-3, 1, rows)[:, None] if params.get("spread") else w * params.get("scale", 1.0)
+    for r in params.get("zero_rows", []):
+        w[r] = 0.0
+    original = w.clone()
+    saved = torch.quantize_per_channel
+
+    def blocked(*a, **k):
+        raise RuntimeError("calls torch.quantize_per_channel, which this exercise asks you to write yourself")
+
+    torch.quantize_per_channel = blocked
+    try:
+        q, scale = quantize(w)
+        deq = dequantize(q, scale)
+    finally:
+        torch.quantize_per_channel = saved
+    scale = torch.as_tensor(scale).reshape(-1).to(torch.float32)
+    err = (deq.to(torch.float32) - original).abs()
+    within = bool((err <= scale[:, None] / 2 * (1 + 1e-5) + 1e-12).all()) if scale.numel() == rows else False
+    return {"q": q.to(torch.int64), "q_is_int8": q.dtype == torch.int8, "scale": scale,
+            "dequantized": deq.to(torch.float32), "error_within_half_scale": within,
+            "input_untouched": bool(torch.equal(w, original))}
+
+
+def oracle_quantize():
+    import warnings
+
+    import torch
+
+    library = torch.quantize_per_channel  # bound now: the probe blocks the attribute while it runs
+
+    def quantize(w):
+        amax = w.abs().amax(dim=1)
+        scale = torch.where(amax > 0, amax / 127, torch.ones_like(amax))
+        with warnings.catch_warnings():  # quantized tensor types are deprecated in recent torch, still exact
+            warnings.simplefilter("ignore")
+            qt = library(w, scale.double(), torch.zeros(w.shape[0], dtype=torch.long), 0, torch.qint8)
+        return qt.int_repr(), scale
+
+    def dequantize(q, scale):
+        return q.float() * scale[:, None]
+
+    return {"quantize_per_channel_int8": quantize, "dequantize_int8": dequantize}
+
+
+# ============================================================================ 3 distillation loss
+
+def probe_distillation(ns, params):
+    import torch
+
+    fn = ns["distillation_loss"]
+    g = torch.Generator().manual_seed(params["seed"])
+    n, c = params["n"], params["c"]
+    s = (torch.randn(n, c, generator=g) * params["scale"]).requires_grad_(True)
+    t = torch.randn(n, c, generator=g) * params["scale"] * 1.5
+    y = torch.randint(0, c, (n,), generator=g)
+    loss = fn(s, t, y, T=params["T"], alpha=params["alpha"])
+    loss.backward()
+    return {"loss": loss.detach().reshape(()), "grad_student": s.grad}
+
+
+def oracle_distillation():
+    import torch.nn.functional as F
+
+    kl, ce, ls, sm = F.kl_div, F.cross_entropy, F.log_softmax, F.softmax
+
+    def distillation_loss(student_logits, teacher_logits, labels, T=2.0, alpha=0.5):
+        soft = kl(ls(student_logits / T, dim=-1), sm(teacher_logits / T, dim=-1), reduction="batchmean")
+        return alpha * T * T * soft + (1 - alpha) * ce(student_logits, labels)
+
+    return {"distillation_loss": distillation_loss}
+
+
+# ============================================================================ 4 InfoNCE
+
+def probe_info_nce(ns, params):
+    import torch
+
+    fn = ns["info_nce"]
+    g = torch.Generator().manual_seed(params["seed"])
+    n, d = params["n"], params["d"]
+    a = torch.randn(n, d, generator=g) * params["norm"]
+    b = a + params["noise"] * torch.randn(n, d, generator=g) * params["norm"]
+    b = b * (1 + torch.rand(n, 1, generator=g) * params["norm_jitter"])
+    a.requires_grad_(True)
+    loss = fn(a, b, params["temperature"])
+    loss.backward()
+    return {"loss": loss.detach().reshape(()), "grad_a": a.grad}
+
+
+def oracle_info_nce():
+    import torch
+    import torch.nn.functional as F
+
+    ce, normalize = F.cross_entropy, F.normalize
+
+    def info_nce(a, b, temperature=0.07):
+        logits = normalize(a, dim=-1) @ normalize(b, dim=-1).T / temperature
+        target = torch.arange(a.shape[0])
+        return (ce(logits, target) + ce(logits.T, target)) / 2
+
+    return {"info_nce": info_nce}
+
+
+# ============================================================================ 5 FedAvg
+
+def probe_fedavg(ns, params):
+    import torch
+    import torch.nn as nn
+
+    fn = ns["fedavg"]
+    torch.manual_seed(params["seed"])
+    clients = []
+    for k in range(len(params["sizes"])):
+        model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
+        model.train()
+        with torch.no_grad():
+            for _ in range(params["bn_steps"][k]):
+                model(torch.randn(8, 4) * (k + 1))
+        clients.append({key: v.detach().clone() for key, v in model.state_dict().items()})
+    snapshot = [{key: v.clone() for key, v in sd.items()} for sd in clients]
+    out = fn(clients, list(params["sizes"]))
+    result = {"keys": " ".join(out.keys()),
+              "inputs_untouched": all(torch.equal(a[key], b[key]) for a, b in zip(clients, snapshot) for key in a)}
+    for key, v in out.items():
+        result[f"value:{key}"] = v.detach()
+        result[f"dtype:{key}"] = str(v.dtype)
+    fresh = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
+    fresh.load_state_dict(out)
+    fresh.eval()
+    result["averaged_model_output"] = fresh(torch.linspace(-1, 1, 8).reshape(2, 4)).detach()
+    return result
+
+
+# ============================================================================ 6 DP-SGD step
+
+def probe_dp_sgd(ns, params):
+    import torch
+    import torch.nn as nn
+
+    fn = ns["dp_sgd_step"]
+    torch.manual_seed(params["seed"])
+    model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3))
+    b = params["batch"]
+    x = torch.randn(b, 5) * 2
+    y = torch.randint(0, 3, (b,))
+    gen = torch.Generator().manual_seed(params["noise_seed"])
+    fn(model, nn.CrossEntropyLoss(), x, y, max_norm=params["max_norm"], noise_multiplier=params["sigma"],
+       lr=params["lr"], generator=gen)
+    return {f"param{i}": p.detach().clone() for i, p in enumerate(model.parameters())}
+
+
+def oracle_dp_sgd():
+    import torch
+    from torch.func import functional_call, grad, vmap
+
+    def dp_sgd_step(model, loss_fn, x, y, max_norm, noise_multiplier, lr, generator):
+        params = {k: v.detach() for k, v in model.named_parameters()}
+
+        def one(p, xi, yi):
+            return loss_fn(functional_call(model, p, (xi[None],)), yi[None])
+
+        per = vmap(grad(one), in_dims=(None, 0, 0))(params, x, y)
+        flat = torch.cat([g.reshape(len(x), -1) for g in per.values()], dim=1)
+        factor = (max_norm / (flat.norm(dim=1) + 1e-6)).clamp(max=1.0)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                g = (per[name] * factor.view(-1, *[1] * p.dim())).sum(0)
+                g = g + torch.randn(p.shape, generator=generator) * noise_multiplier * max_norm
+                p -= lr * g / len(x)
+
+    return {"dp_sgd_step": dp_sgd_step}
+
+
+# ============================================================================ the spec
+
+_KV = {"layers": 32, "kv_heads": 32, "head_dim": 128, "seq_len": 4096, "batch": 1, "bytes_per_elem": 2}
+
+EXERCISES = [
+    Exercise(
+        grade_id="ch08_costs_test",
+        functions=("training_flops", "training_memory_bytes", "kv_cache_bytes"), points=2,
+        title="training FLOPs, optimizer memory and KV-cache size",
+        cases=(
+            Case("7B model, 2T tokens, mixed precision, MHA cache",
+                 {"n_params": 7e9, "n_tokens": 2e12, "precision": "mixed", **_KV}),
+            Case("MiniLM-sized model, fp32, small cache",
+                 {"n_params": 22_713_216, "n_tokens": 1e9, "precision": "fp32", "layers": 6, "kv_heads": 12,
+                  "head_dim": 32, "seq_len": 256, "batch": 64, "bytes_per_elem": 4}),
+            Case("70B model, grouped-query cache, int8",
+                 {"n_params": 7e10, "n_tokens": 1.5e13, "precision": "mixed", "layers": 80, "kv_heads": 8,
+                  "head_dim": 128, "seq_len": 32768, "batch": 4, "bytes_per_elem": 1}),
+            Case("tiny numbers, fp32", {"n_params": 1000, "n_tokens": 50, "precision": "fp32", "layers": 1,
+                                        "kv_heads": 1, "head_dim": 1, "seq_len": 1, "batch": 1,
+                                        "bytes_per_elem": 2}),
+        ),
+        probe=probe_costs, judge=allclose(rtol=1e-9, atol=0.0),
+        mutants={
+            "forward pass only (2ND)": """
+                def training_flops(n_params, n_tokens):
+                    return 2 * n_params * n_tokens
+            """,
+            "KV cache without the factor 2 (only K or only V)": """
+                def kv_cache_bytes(layers, kv_heads, head_dim, seq_len, batch, bytes_per_elem):
+                    return layers * kv_heads * head_dim * seq_len * batch * bytes_per_elem
+            """,
+            "Adam states counted once": """
+                def training_memory_bytes(n_params, precision):
+                    if precision == "fp32":
+                        w, g, o = 4, 4, 4
+                    else:
+                        w, g, o = 2, 2, 8
+                    return {"weights": w * n_params, "grads": g * n_params, "optimizer": o * n_params,
+                            "total": (w + g + o) * n_params}
+            """,
+            "mixed precision without the fp32 master copy": """
+                def training_memory_bytes(n_params, precision):
+                    if precision == "fp32":
+                        w, g, o = 4, 4, 8
+                    else:
+                        w, g, o = 2, 2, 8
+                    return {"weights": w * n_params, "grads": g * n_params, "optimizer": o * n_params,
+                            "total": (w + g + o) * n_params}
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch08_quantize_test", functions=("quantize_per_channel_int8", "dequantize_int8"), points=3,
+        title="symmetric per-channel int8 quantization",
+        cases=(
+            Case("random 6x10 weight", {"seed": 0, "shape": [6, 10], "scale": 1.0}),
+            Case("rows spanning four orders of magnitude", {"seed": 1, "shape": [8, 16], "spread": True}),
+            Case("an all-zero row", {"seed": 2, "shape": [5, 7], "scale": 0.3, "zero_rows": [2]}),
+            Case("single column, large values", {"seed": 3, "shape": [4, 1], "scale": 50.0}),
+        ),
+        probe=probe_quantize, judge=allclose(rtol=1e-6, atol=1e-7),
+        mutants={
+            "one scale for the whole tensor": """
+                def quantize_per_channel_int8(w):
+                    s = w.abs().max() / 127
+                    s = s if s > 0 else torch.tensor(1.0)
+                    scale = s.expand(w.shape[0]).clone()
+                    return torch.clamp(torch.round(w / scale[:, None]), -127, 127).to(torch.int8), scale
+            """,
+            "truncates instead of rounding": """
+                def quantize_per_channel_int8(w):
+                    amax = w.abs().amax(dim=1)
+                    scale = torch.where(amax > 0, amax / 127, torch.ones_like(amax))
+                    return torch.clamp(torch.trunc(w / scale[:, None]), -127, 127).to(torch.int8), scale
+            """,
+            "divides by 128": """
+                def quantize_per_channel_int8(w):
+                    amax = w.abs().amax(dim=1)
+                    scale = torch.where(amax > 0, amax / 128, torch.ones_like(amax))
+                    return torch.clamp(torch.round(w / scale[:, None]), -127, 127).to(torch.int8), scale
+            """,
+            "zero row gives NaN (scale 0)": """
+                def quantize_per_channel_int8(w):
+                    scale = w.abs().amax(dim=1) / 127
+                    return torch.clamp(torch.round(w / scale[:, None]), -127, 127).to(torch.int8), scale
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch08_distillation_test", functions=("distillation_loss",), points=2,
+        title="knowledge-distillation loss with temperature",
+        cases=(
+            Case("T=2, alpha=0.5", {"seed": 0, "n": 8, "c": 5, "scale": 2.0, "T": 2.0, "alpha": 0.5}),
+            Case("T=4, pure distillation (alpha=1)", {"seed": 1, "n": 6, "c": 10, "scale": 3.0, "T": 4.0,
+                                                      "alpha": 1.0}),
+            Case("T=1, alpha=0.3", {"seed": 2, "n": 12, "c": 4, "scale": 1.0, "T": 1.0, "alpha": 0.3}),
+            Case("T=8, alpha=0.9, large logits", {"seed": 3, "n": 5, "c": 7, "scale": 10.0, "T": 8.0,
+                                                  "alpha": 0.9}),
+        ),
+        probe=probe_distillation, judge=allclose(rtol=1e-4, atol=1e-6),
+        mutants={
+            "T squared missing": """
+                def distillation_loss(student_logits, teacher_logits, labels, T=2.0, alpha=0.5):
+                    soft = F.kl_div(F.log_softmax(student_logits / T, -1), F.softmax(teacher_logits / T, -1),
+                                    reduction="batchmean")
+                    return alpha * soft + (1 - alpha) * F.cross_entropy(student_logits, labels)
+            """,
+            "KL direction swapped (student as target)": """
+                def distillation_loss(student_logits, teacher_logits, labels, T=2.0, alpha=0.5):
+                    soft = F.kl_div(F.log_softmax(teacher_logits / T, -1), F.softmax(student_logits / T, -1),
+                                    reduction="batchmean")
+                    return alpha * T * T * soft + (1 - alpha) * F.cross_entropy(student_logits, labels)
+            """,
+            "KL averaged over classes too (reduction='mean')": """
+                def distillation_loss(student_logits, teacher_logits, labels, T=2.0, alpha=0.5):
+                    soft = F.kl_div(F.log_softmax(student_logits / T, -1), F.softmax(teacher_logits / T, -1),
+                                    reduction="mean")
+                    return alpha * T * T * soft + (1 - alpha) * F.cross_entropy(student_logits, labels)
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch08_info_nce_test", functions=("info_nce",), points=2, title="symmetric InfoNCE (CLIP) loss",
+        cases=(
+            Case("8 pairs, tau=0.07", {"seed": 0, "n": 8, "d": 16, "norm": 1.0, "noise": 0.3, "norm_jitter": 0.0,
+                                       "temperature": 0.07}),
+            Case("unnormalised inputs of varied length", {"seed": 1, "n": 6, "d": 12, "norm": 5.0, "noise": 0.5,
+                                                           "norm_jitter": 3.0, "temperature": 0.1}),
+            Case("tau=1, very noisy pairs", {"seed": 2, "n": 10, "d": 8, "norm": 2.0, "noise": 2.0,
+                                             "norm_jitter": 1.0, "temperature": 1.0}),
+            Case("two pairs", {"seed": 3, "n": 2, "d": 4, "norm": 0.5, "noise": 0.1, "norm_jitter": 0.5,
+                               "temperature": 0.5}),
+        ),
+        probe=probe_info_nce, judge=allclose(rtol=1e-4, atol=1e-6),
+        mutants={
+            "no L2 normalisation": """
+                def info_nce(a, b, temperature=0.07):
+                    logits = a @ b.T / temperature
+                    t = torch.arange(a.shape[0])
+                    return (F.cross_entropy(logits, t) + F.cross_entropy(logits.T, t)) / 2
+            """,
+            "one direction only (a -> b)": """
+                def info_nce(a, b, temperature=0.07):
+                    logits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T / temperature
+                    return F.cross_entropy(logits, torch.arange(a.shape[0]))
+            """,
+            "temperature multiplied": """
+                def info_nce(a, b, temperature=0.07):
+                    logits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T * temperature
+                    t = torch.arange(a.shape[0])
+                    return (F.cross_entropy(logits, t) + F.cross_entropy(logits.T, t)) / 2
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch08_fedavg_test", functions=("fedavg",), points=2, title="FedAvg weighted aggregation",
+        cases=(
+            Case("three clients of unequal size", {"seed": 0, "sizes": [10, 30, 60], "bn_steps": [1, 3, 2]}),
+            Case("two clients, one tiny", {"seed": 1, "sizes": [1, 99], "bn_steps": [5, 1]}),
+            Case("four equal clients", {"seed": 2, "sizes": [25, 25, 25, 25], "bn_steps": [2, 2, 4, 1]}),
+            Case("one client", {"seed": 3, "sizes": [7], "bn_steps": [3]}),
+        ),
+        probe=probe_fedavg, judge=allclose(rtol=1e-5, atol=1e-6),
+        mutants={
+            "unweighted mean": """
+                def fedavg(client_state_dicts, client_sizes):
+                    out = {}
+                    for k, v in client_state_dicts[0].items():
+                        if v.is_floating_point():
+                            out[k] = sum(sd[k] for sd in client_state_dicts) / len(client_state_dicts)
+                        else:
+                            out[k] = torch.stack([sd[k] for sd in client_state_dicts]).max(0).values
+                    return out
+            """,
+            "weights not normalised": """
+                def fedavg(client_state_dicts, client_sizes):
+                    out = {}
+                    for k, v in client_state_dicts[0].items():
+                        if v.is_floating_point():
+                            out[k] = sum(n * sd[k] for n, sd in zip(client_sizes, client_state_dicts))
+                        else:
+                            out[k] = torch.stack([sd[k] for sd in client_state_dicts]).max(0).values
+                    return out
+            """,
+            "integer buffers averaged as floats": """
+                def fedavg(client_state_dicts, client_sizes):
+                    total = sum(client_sizes)
+                    return {k: sum(n / total * sd[k].float() for n, sd in zip(client_sizes, client_state_dicts))
+                            for k in client_state_dicts[0]}
+            """,
+            "integer buffers taken from the first client": """
+                def fedavg(client_state_dicts, client_sizes):
+                    total = sum(client_sizes)
+                    out = {}
+                    for k, v in client_state_dicts[0].items():
+                        if v.is_floating_point():
+                            out[k] = sum(n / total * sd[k] for n, sd in zip(client_sizes, client_state_dicts))
+                        else:
+                            out[k] = v.clone()
+                    return out
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch08_dp_sgd_test", functions=("dp_sgd_step",), points=3,
+        title="DP-SGD step: per-sample clipping and Gaussian noise",
+        cases=(
+            Case("no noise, clipping active", {"seed": 0, "batch": 8, "max_norm": 0.1, "sigma": 0.0,
+                                               "lr": 0.5, "noise_seed": 0}),
+            Case("no noise, loose clipping", {"seed": 1, "batch": 6, "max_norm": 100.0, "sigma": 0.0,
+                                              "lr": 0.3, "noise_seed": 0}),
+            Case("seeded noise, sigma 1", {"seed": 2, "batch": 10, "max_norm": 0.5, "sigma": 1.0,
+                                           "lr": 0.2, "noise_seed": 7}),
+            Case("seeded noise, sigma 0.5, mixed clipping", {"seed": 3, "batch": 12, "max_norm": 1.0, "sigma": 0.5,
+                                                             "lr": 0.1, "noise_seed": 11}),
+        ),
+        probe=probe_dp_sgd, judge=allclose(rtol=1e-4, atol=1e-6),
+        mutants={
+            "clips the batch gradient instead of each sample": """
+                def dp_sgd_step(model, loss_fn, x, y, max_norm, noise_multiplier, lr, generator):
+                    model.zero_grad()
+                    loss_fn(model(x), y).backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+                    with torch.no_grad():
+                        for p in model.parameters():
+                            noise = torch.randn(p.shape, generator=generator) * noise_multiplier * max_norm
+                            p -= lr * (p.grad + noise / len(x))
+                            p.grad = None
+            """,
+            "noise not scaled by max_norm": """
+                def dp_sgd_step(model, loss_fn, x, y, max_norm, noise_multiplier, lr, generator):
+                    params = list(model.parameters())
+                    total = [torch.zeros_like(p) for p in params]
+                    for i in range(len(x)):
+                        gs = torch.autograd.grad(loss_fn(model(x[i:i + 1]), y[i:i + 1]), params)
+                        norm = torch.sqrt(sum((g ** 2).sum() for g in gs))
+                        f = min(1.0, max_norm / (float(norm) + 1e-6))
+                        total = [t + f * g for t, g in zip(total, gs)]
+                    with torch.no_grad():
+                        for p, t in zip(params, total):
+                            t = t + torch.randn(p.shape, generator=generator) * noise_multiplier
+                            p -= lr * t / len(x)
+            """,
+            "noise added after dividing by the batch size": """
+                def dp_sgd_step(model, loss_fn, x, y, max_norm, noise_multiplier, lr, generator):
+                    params = list(model.parameters())
+                    total = [torch.zeros_like(p) for p in params]
+                    for i in range(len(x)):
+                        gs = torch.autograd.grad(loss_fn(model(x[i:i + 1]), y[i:i + 1]), params)
+                        norm = torch.sqrt(sum((g ** 2).sum() for g in gs))
+                        f = min(1.0, max_norm / (float(norm) + 1e-6))
+                        total = [t + f * g for t, g in zip(total, gs)]
+                    with torch.no_grad():
+                        for p, t in zip(params, total):
+                            t = t / len(x) + torch.randn(p.shape, generator=generator) * noise_multiplier * max_norm
+                            p -= lr * t
+            """,
+            "clips each parameter tensor separately": """
+                def dp_sgd_step(model, loss_fn, x, y, max_norm, noise_multiplier, lr, generator):
+                    params = list(model.parameters())
+                    total = [torch.zeros_like(p) for p in params]
+                    for i in range(len(x)):
+                        gs = torch.autograd.grad(loss_fn(model(x[i:i + 1]), y[i:i + 1]), params)
+                        total = [t + g * min(1.0, max_norm / (float(g.norm()) + 1e-6)) for t, g in zip(total, gs)]
+                    with torch.no_grad():
+                        for p, t in zip(params, total):
+                            t = t + torch.randn(p.shape, generator=generator) * noise_multiplier * max_norm
+                            p -= lr * t / len(x)
+            """,
+        },
+    ),
+]
+
+ORACLES = {
+    "ch08_quantize_test": oracle_quantize,
+    "ch08_distillation_test": oracle_distillation,
+    "ch08_info_nce_test": oracle_info_nce,
+    "ch08_dp_sgd_test": oracle_dp_sgd,
+}
