@@ -1,0 +1,501 @@
+"""Trusted spec of Chapter 5's graded cells (solutions/ch05_sentiment/ch05_exercises.ipynb).
+
+Probes run inside the sandbox next to the student's code and must be self-contained
+(imports inside the function). Oracles run in the trusted test process and give the
+library (or independent reference) implementation each exercise imitates; the test suite
+proves the solution agrees with them on every case.
+"""
+from llmprep.grading.spec import Case, Exercise, allclose
+
+CHAPTER = "ch05_sentiment"
+NOTEBOOK = "ch05_exercises.ipynb"
+
+
+# ============================================================================ 1 build_vocab
+
+def probe_build_vocab(ns, params):
+    import random
+
+    fn = ns["build_vocab"]
+    rng = random.Random(params["seed"])
+    words = params["words"]
+    weights = [1.0 / (i + 1) for i in range(len(words))]
+    texts = [rng.choices(words, weights=weights, k=rng.randint(1, params["max_len"])) for _ in range(params["n"])]
+    snapshot = [list(t) for t in texts]
+    kwargs = {"min_freq": params["min_freq"]}
+    if params.get("specials") is not None:
+        kwargs["specials"] = tuple(params["specials"])
+    vocab = fn(texts, **kwargs)
+    if not isinstance(vocab, dict):
+        raise TypeError(f"build_vocab returned {type(vocab).__name__}, expected a dict")
+    order = sorted(vocab.items(), key=lambda kv: int(kv[1]))
+    return {"tokens": [str(t) for t, _ in order], "indices": [int(i) for _, i in order],
+            "size": len(vocab), "input_untouched": texts == snapshot}
+
+
+def oracle_build_vocab():
+    from collections import Counter
+
+    def reference(tokenized_texts, min_freq=1, specials=("<pad>", "<unk>")):
+        counts = Counter()
+        for text in tokenized_texts:
+            counts.update(text)
+        tokens = list(dict.fromkeys(specials))
+        tokens += sorted((t for t in counts if counts[t] >= min_freq and t not in tokens),
+                         key=lambda t: (-counts[t], t))
+        return {t: i for i, t in enumerate(tokens)}
+
+    return {"build_vocab": reference}
+
+
+# ============================================================================ 2 collate
+
+def probe_collate(ns, params):
+    import torch
+
+    fn = ns["collate"]
+    g = torch.Generator().manual_seed(params["seed"])
+    batch = []
+    for n in params["lengths"]:
+        ids = torch.randint(2, 50, (n,), generator=g)
+        label = int(torch.randint(0, 2, (1,), generator=g))
+        batch.append((ids if params["as_tensor"] else ids.tolist(), label))
+    padded, lengths, labels = fn(batch, pad_index=params["pad_index"])
+    return {"padded": padded, "lengths": lengths, "labels": labels,
+            "padded_is_long": padded.dtype == torch.long, "lengths_is_long": lengths.dtype == torch.long,
+            "labels_is_float32": labels.dtype == torch.float32}
+
+
+def oracle_collate():
+    import torch
+    from torch.nn.utils.rnn import pad_sequence
+
+    def reference(batch, pad_index=0):
+        seqs = [torch.as_tensor(ids, dtype=torch.long) for ids, _ in batch]
+        return (pad_sequence(seqs, batch_first=True, padding_value=pad_index),
+                torch.tensor([len(s) for s in seqs]),
+                torch.tensor([y for _, y in batch], dtype=torch.float32))
+
+    return {"collate": reference}
+
+
+# ============================================================================ 3 last_real_hidden
+
+def probe_last_real_hidden(ns, params):
+    import torch
+    import torch.nn as nn
+
+    fn = ns["last_real_hidden"]
+    torch.manual_seed(params["seed"])
+    lstm = nn.LSTM(params["emb"], params["hidden"], num_layers=params["layers"], batch_first=True,
+                   bidirectional=params["bidirectional"])
+    lengths = torch.tensor(params["lengths"], dtype=torch.long)
+    t = int(lengths.max()) + params["extra_pad"]
+    embedded = torch.randn(len(params["lengths"]), t, params["emb"]) * 2  # padding positions hold garbage
+    before = embedded.clone()
+    out = fn(lstm, embedded, lengths.clone())
+    return {"hidden": out, "embedded_untouched": bool(torch.equal(before, embedded))}
+
+
+def oracle_last_real_hidden():
+    import torch
+
+    def one_at_a_time(lstm, embedded, lengths):
+        rows = []
+        with torch.no_grad():
+            for i, n in enumerate(lengths.tolist()):
+                _, (h, _) = lstm(embedded[i:i + 1, :n])
+                rows.append(torch.cat([h[-2, 0], h[-1, 0]]) if lstm.bidirectional else h[-1, 0])
+        return torch.stack(rows)
+
+    return {"last_real_hidden": one_at_a_time}
+
+
+# ============================================================================ 4 accuracy
+
+def probe_accuracy(ns, params):
+    import torch
+
+    g = torch.Generator().manual_seed(params["seed"])
+    n, c = params["n"], params["c"]
+    z = torch.randn(n, generator=g) * 2
+    z[torch.rand(n, generator=g) < 0.2] = 0.0  # exact zeros predict class 0
+    y = (torch.rand(n, generator=g) < params["pos_rate"]).long()
+    if params["logit_shape"] == "column":
+        z = z[:, None]
+    if params["label_dtype"] == "float":
+        y = y.float()
+    if params["label_shape"] == "column":
+        y = y[:, None]
+    logits = torch.randn(n, c, generator=g)
+    classes = torch.randint(0, c, (n,), generator=g)
+    hit = torch.rand(n, generator=g) < 0.5
+    logits[hit, classes[hit]] += 10.0
+    return {"binary": float(ns["binary_accuracy"](z, y)), "multiclass": float(ns["multiclass_accuracy"](logits, classes))}
+
+
+def oracle_accuracy():
+    from sklearn.metrics import accuracy_score
+
+    return {
+        "binary_accuracy": lambda logits, labels: accuracy_score(labels.reshape(-1).long().numpy(),
+                                                                 (logits.reshape(-1) > 0).long().numpy()),
+        "multiclass_accuracy": lambda logits, labels: accuracy_score(labels.numpy(), logits.argmax(-1).numpy()),
+    }
+
+
+# ============================================================================ 5 bug hunt: train_epoch
+
+def probe_train_epoch(ns, params):
+    import torch
+    import torch.nn as nn
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    fn = ns["train_epoch"]
+
+    class Net(nn.Module):  # the notebook's TinySentimentNet, defined here so the student cannot change it
+        def __init__(self, vocab_size, emb_dim=8, hidden=6, dropout=0.3):
+            super().__init__()
+            self.embedding = nn.Embedding(vocab_size, emb_dim, padding_idx=0)
+            self.lstm = nn.LSTM(emb_dim, hidden, batch_first=True, bidirectional=True)
+            self.dropout = nn.Dropout(dropout)
+            self.head = nn.Linear(2 * hidden, 1)
+
+        def forward(self, padded, lengths=None):
+            x = self.dropout(self.embedding(padded))
+            if lengths is None:
+                out, _ = self.lstm(x)
+                h = out[:, -1]
+            else:
+                packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+                _, (h_n, _) = self.lstm(packed)
+                h = torch.cat([h_n[-2], h_n[-1]], dim=-1)
+            return self.head(self.dropout(h)).squeeze(-1)
+
+    vocab = 30
+    g = torch.Generator().manual_seed(params["seed"])
+    batches = []
+    for size in params["sizes"]:
+        lengths = torch.randint(1, params["max_len"] + 1, (size,), generator=g)
+        lengths[0] = params["max_len"]
+        padded = torch.zeros(size, params["max_len"], dtype=torch.long)
+        for i, n in enumerate(lengths.tolist()):
+            padded[i, :n] = torch.randint(2, vocab, (n,), generator=g)
+        labels = (padded == 7).any(1).float()
+        batches.append((padded, lengths, labels))
+    torch.manual_seed(params["seed"])
+    model = Net(vocab)
+    params_list = list(model.parameters())
+    if params["optimizer"] == "adam":
+        opt = torch.optim.Adam(params_list, lr=params["lr"])
+    else:
+        opt = torch.optim.SGD(params_list, lr=params["lr"], momentum=0.5)
+    if params["stale_grads"]:
+        for p in params_list:
+            p.grad = torch.full_like(p, 3.0)
+    model.train(not params["start_eval"])
+    torch.manual_seed(params["seed"] + 100)  # the dropout masks
+    loss = fn(model, batches, opt, nn.BCEWithLogitsLoss())
+    out = {"loss": float(loss), "training_after": bool(model.training)}
+    for name, p in model.named_parameters():
+        out[name] = p.detach()
+    return out
+
+
+def oracle_train_epoch():
+    def reference(model, batches, optimizer, loss_fn):
+        model.train()
+        total, n = 0.0, 0
+        for padded, lengths, labels in batches:
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(padded, lengths), labels.float())
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(labels)
+            n += len(labels)
+        return total / n
+
+    return {"train_epoch": reference}
+
+
+# ============================================================================ the spec
+
+EXERCISES = [
+    Exercise(
+        grade_id="ch05_build_vocab_test", functions=("build_vocab",), points=2,
+        title="vocabulary with min frequency and special tokens",
+        cases=(
+            Case("min_freq 1, default specials", {"seed": 0, "n": 12, "max_len": 6, "min_freq": 1, "specials": None,
+                                                  "words": ["the", "movie", "is", "not", "good", "bad", "plot",
+                                                            "dull", "fun", "acting", "great", "a"]}),
+            Case("min_freq 2 with many ties", {"seed": 1, "n": 20, "max_len": 5, "min_freq": 2, "specials": None,
+                                               "words": ["zebra", "yak", "apple", "mango", "kiwi", "fig", "date",
+                                                         "lime", "pear", "plum", "grape", "melon", "berry"]}),
+            Case("min_freq 3, extra special that occurs in the text",
+                 {"seed": 2, "n": 30, "max_len": 7, "min_freq": 3, "specials": ["<pad>", "<unk>", "<cls>"],
+                  "words": ["film", "<cls>", "was", "boring", "<unk>", "superb", "script", "x", "y", "z", "w"]}),
+            Case("min_freq above every count", {"seed": 3, "n": 4, "max_len": 3, "min_freq": 50, "specials": None,
+                                                "words": ["only", "specials", "remain"]}),
+        ),
+        probe=probe_build_vocab, judge=allclose(rtol=0, atol=0),
+        mutants={
+            "forgets <unk>": """
+                def build_vocab(tokenized_texts, min_freq=1, specials=("<pad>", "<unk>")):
+                    from collections import Counter
+                    counts = Counter(t for text in tokenized_texts for t in text)
+                    vocab = {specials[0]: 0}
+                    for t in sorted((t for t, c in counts.items() if c >= min_freq and t not in vocab),
+                                    key=lambda t: (-counts[t], t)):
+                        vocab[t] = len(vocab)
+                    return vocab
+            """,
+            "min_freq off by one (count > min_freq)": """
+                def build_vocab(tokenized_texts, min_freq=1, specials=("<pad>", "<unk>")):
+                    from collections import Counter
+                    counts = Counter(t for text in tokenized_texts for t in text)
+                    vocab = {s: i for i, s in enumerate(specials)}
+                    for t in sorted((t for t, c in counts.items() if c > min_freq and t not in vocab),
+                                    key=lambda t: (-counts[t], t)):
+                        vocab[t] = len(vocab)
+                    return vocab
+            """,
+            "ties in first-seen order (Counter.most_common)": """
+                def build_vocab(tokenized_texts, min_freq=1, specials=("<pad>", "<unk>")):
+                    from collections import Counter
+                    counts = Counter(t for text in tokenized_texts for t in text)
+                    vocab = {s: i for i, s in enumerate(specials)}
+                    for t, c in counts.most_common():
+                        if c >= min_freq and t not in vocab:
+                            vocab[t] = len(vocab)
+                    return vocab
+            """,
+            "special tokens in the text added a second time": """
+                def build_vocab(tokenized_texts, min_freq=1, specials=("<pad>", "<unk>")):
+                    from collections import Counter
+                    counts = Counter(t for text in tokenized_texts for t in text)
+                    tokens = list(specials) + sorted((t for t, c in counts.items() if c >= min_freq),
+                                                     key=lambda t: (-counts[t], t))
+                    return {t: i for i, t in enumerate(tokens)}
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch05_collate_test", functions=("collate",), points=2,
+        title="collate with right padding, lengths and float labels",
+        cases=(
+            Case("lists, pad index 0", {"seed": 0, "lengths": [3, 1, 5, 2], "pad_index": 0, "as_tensor": False}),
+            Case("tensors, pad index 1", {"seed": 1, "lengths": [2, 6, 6, 1, 4], "pad_index": 1, "as_tensor": True}),
+            Case("pad index 7, longest sequence last", {"seed": 2, "lengths": [1, 2, 3, 8], "pad_index": 7,
+                                                        "as_tensor": False}),
+            Case("batch of one", {"seed": 3, "lengths": [4], "pad_index": 1, "as_tensor": True}),
+        ),
+        probe=probe_collate, judge=allclose(rtol=0, atol=0),
+        mutants={
+            "pads on the left": """
+                def collate(batch, pad_index=0):
+                    seqs = [torch.as_tensor(ids, dtype=torch.long) for ids, _ in batch]
+                    t = max(len(s) for s in seqs)
+                    padded = torch.full((len(seqs), t), pad_index, dtype=torch.long)
+                    for i, s in enumerate(seqs):
+                        padded[i, t - len(s):] = s
+                    return padded, torch.tensor([len(s) for s in seqs]), torch.tensor([float(y) for _, y in batch])
+            """,
+            "lengths measured after padding": """
+                def collate(batch, pad_index=0):
+                    from torch.nn.utils.rnn import pad_sequence
+                    seqs = [torch.as_tensor(ids, dtype=torch.long) for ids, _ in batch]
+                    padded = pad_sequence(seqs, batch_first=True, padding_value=pad_index)
+                    lengths = torch.tensor([len(row) for row in padded])
+                    return padded, lengths, torch.tensor([float(y) for _, y in batch])
+            """,
+            "pads with 0 whatever pad_index is": """
+                def collate(batch, pad_index=0):
+                    from torch.nn.utils.rnn import pad_sequence
+                    seqs = [torch.as_tensor(ids, dtype=torch.long) for ids, _ in batch]
+                    padded = pad_sequence(seqs, batch_first=True)
+                    return padded, torch.tensor([len(s) for s in seqs]), torch.tensor([float(y) for _, y in batch])
+            """,
+            "labels left as integers": """
+                def collate(batch, pad_index=0):
+                    from torch.nn.utils.rnn import pad_sequence
+                    seqs = [torch.as_tensor(ids, dtype=torch.long) for ids, _ in batch]
+                    padded = pad_sequence(seqs, batch_first=True, padding_value=pad_index)
+                    return padded, torch.tensor([len(s) for s in seqs]), torch.tensor([y for _, y in batch])
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch05_last_real_hidden_test", functions=("last_real_hidden",), points=3,
+        title="last real hidden state with pack_padded_sequence",
+        cases=(
+            Case("unidirectional, one layer", {"seed": 0, "emb": 5, "hidden": 4, "layers": 1, "bidirectional": False,
+                                               "lengths": [3, 7, 1, 5], "extra_pad": 0}),
+            Case("bidirectional, unsorted lengths", {"seed": 1, "emb": 4, "hidden": 3, "layers": 1,
+                                                     "bidirectional": True, "lengths": [2, 6, 4, 6, 1],
+                                                     "extra_pad": 0}),
+            Case("bidirectional, two layers, extra padding", {"seed": 2, "emb": 6, "hidden": 5, "layers": 2,
+                                                              "bidirectional": True, "lengths": [5, 1, 3],
+                                                              "extra_pad": 2}),
+            Case("unidirectional, two layers, ascending lengths", {"seed": 3, "emb": 3, "hidden": 4, "layers": 2,
+                                                                   "bidirectional": False, "lengths": [1, 2, 4, 8],
+                                                                   "extra_pad": 1}),
+        ),
+        probe=probe_last_real_hidden, judge=allclose(rtol=1e-4, atol=1e-5),
+        mutants={
+            "output[:, -1] of the padded batch": """
+                def last_real_hidden(lstm, embedded, lengths):
+                    out, _ = lstm(embedded)
+                    return out[:, -1]
+            """,
+            "sorts by length and never restores the order": """
+                def last_real_hidden(lstm, embedded, lengths):
+                    from torch.nn.utils.rnn import pack_padded_sequence
+                    order = torch.argsort(lengths, descending=True)
+                    packed = pack_padded_sequence(embedded[order], lengths[order].cpu(), batch_first=True)
+                    _, (h_n, _) = lstm(packed)
+                    if lstm.bidirectional:
+                        return torch.cat([h_n[-2], h_n[-1]], dim=-1)
+                    return h_n[-1]
+            """,
+            "forward direction only": """
+                def last_real_hidden(lstm, embedded, lengths):
+                    from torch.nn.utils.rnn import pack_padded_sequence
+                    packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+                    _, (h_n, _) = lstm(packed)
+                    return h_n[-2] if lstm.bidirectional else h_n[-1]
+            """,
+            "output at position length-1 for both directions": """
+                def last_real_hidden(lstm, embedded, lengths):
+                    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+                    packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+                    out, _ = lstm(packed)
+                    out, _ = pad_packed_sequence(out, batch_first=True)
+                    return out[torch.arange(len(lengths)), lengths - 1]
+            """,
+            "first layer's state in a stacked LSTM": """
+                def last_real_hidden(lstm, embedded, lengths):
+                    from torch.nn.utils.rnn import pack_padded_sequence
+                    packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+                    _, (h_n, _) = lstm(packed)
+                    if lstm.bidirectional:
+                        return torch.cat([h_n[0], h_n[1]], dim=-1)
+                    return h_n[0]
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch05_accuracy_test", functions=("binary_accuracy", "multiclass_accuracy"), points=2,
+        title="binary accuracy from one logit, multi-class accuracy from argmax",
+        cases=(
+            Case("[N] logits, [N] integer labels", {"seed": 0, "n": 40, "c": 3, "pos_rate": 0.5,
+                                                    "logit_shape": "flat", "label_shape": "flat",
+                                                    "label_dtype": "long"}),
+            Case("[N, 1] logits, [N] float labels", {"seed": 1, "n": 33, "c": 5, "pos_rate": 0.7,
+                                                     "logit_shape": "column", "label_shape": "flat",
+                                                     "label_dtype": "float"}),
+            Case("[N] logits, [N, 1] float labels", {"seed": 2, "n": 25, "c": 4, "pos_rate": 0.4,
+                                                     "logit_shape": "flat", "label_shape": "column",
+                                                     "label_dtype": "float"}),
+            Case("[N, 1] logits, [N, 1] integer labels", {"seed": 3, "n": 50, "c": 2, "pos_rate": 0.3,
+                                                          "logit_shape": "column", "label_shape": "column",
+                                                          "label_dtype": "long"}),
+        ),
+        probe=probe_accuracy, judge=allclose(rtol=1e-6, atol=1e-6),
+        mutants={
+            "argmax over a single logit (always class 0)": """
+                def binary_accuracy(logits, labels):
+                    preds = logits.reshape(len(logits), -1).argmax(1)
+                    return (preds == labels.reshape(-1).long()).float().mean().item()
+            """,
+            "sigmoid compared with 0 instead of 0.5": """
+                def binary_accuracy(logits, labels):
+                    preds = (torch.sigmoid(logits.reshape(-1)) > 0).long()
+                    return (preds == labels.reshape(-1).long()).float().mean().item()
+            """,
+            "[N, 1] labels broadcast against [N] predictions": """
+                def binary_accuracy(logits, labels):
+                    preds = (logits.reshape(-1) > 0).float()
+                    return (preds == labels.float()).float().mean().item()
+            """,
+            "multi-class argmax over the batch dimension": """
+                def multiclass_accuracy(logits, labels):
+                    return (logits.argmax(0)[:1] == labels).float().mean().item()
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch05_train_epoch_test", functions=("train_epoch",), points=3,
+        title="bug hunt: a correct training epoch",
+        cases=(
+            Case("SGD, model arrives in eval mode with stale gradients",
+                 {"seed": 0, "sizes": [5, 3, 4], "max_len": 6, "optimizer": "sgd", "lr": 0.5,
+                  "stale_grads": True, "start_eval": True}),
+            Case("Adam, train mode, stale gradients", {"seed": 1, "sizes": [4, 4, 2, 6], "max_len": 5,
+                                                       "optimizer": "adam", "lr": 0.05, "stale_grads": True,
+                                                       "start_eval": False}),
+            Case("SGD, eval mode, no stale gradients", {"seed": 2, "sizes": [6, 2], "max_len": 7, "optimizer": "sgd",
+                                                        "lr": 0.3, "stale_grads": False, "start_eval": True}),
+        ),
+        probe=probe_train_epoch, judge=allclose(rtol=1e-4, atol=1e-6),
+        mutants={
+            "never clears gradients (no zero_grad)": """
+                def train_epoch(model, batches, optimizer, loss_fn):
+                    model.train()
+                    total, n = 0.0, 0
+                    for x, lens, y in batches:
+                        loss = loss_fn(model(x, lens), y.float())
+                        loss.backward()
+                        optimizer.step()
+                        total += loss.item() * y.numel()
+                        n += y.numel()
+                    return total / n
+            """,
+            "calls the model without lengths (reads output[:, -1] of the padding)": """
+                def train_epoch(model, batches, optimizer, loss_fn):
+                    model.train()
+                    total, n = 0.0, 0
+                    for x, lens, y in batches:
+                        optimizer.zero_grad()
+                        loss = loss_fn(model(x), y.float())
+                        loss.backward()
+                        optimizer.step()
+                        total += loss.item() * y.numel()
+                        n += y.numel()
+                    return total / n
+            """,
+            "no model.train() (dropout stays off after an evaluation)": """
+                def train_epoch(model, batches, optimizer, loss_fn):
+                    total, n = 0.0, 0
+                    for x, lens, y in batches:
+                        optimizer.zero_grad()
+                        loss = loss_fn(model(x, lens), y.float())
+                        loss.backward()
+                        optimizer.step()
+                        total += loss.item() * y.numel()
+                        n += y.numel()
+                    return total / n
+            """,
+            "mean of batch losses instead of per-example mean": """
+                def train_epoch(model, batches, optimizer, loss_fn):
+                    model.train()
+                    losses = []
+                    for x, lens, y in batches:
+                        optimizer.zero_grad()
+                        loss = loss_fn(model(x, lens), y.float())
+                        loss.backward()
+                        optimizer.step()
+                        losses.append(loss.item())
+                    return sum(losses) / len(losses)
+            """,
+        },
+    ),
+]
+
+# Library implementations (or independent references) the exercises imitate (used by the test suite).
+ORACLES = {
+    "ch05_build_vocab_test": oracle_build_vocab,
+    "ch05_collate_test": oracle_collate,
+    "ch05_last_real_hidden_test": oracle_last_real_hidden,
+    "ch05_accuracy_test": oracle_accuracy,
+    "ch05_train_epoch_test": oracle_train_epoch,
+}
