@@ -1,0 +1,490 @@
+"""Trusted spec of Chapter 4's graded cells (solutions/ch04_applications/ch04_exercises.ipynb).
+
+Probes run inside the sandbox next to the student's code and must be self-contained
+(imports inside the function). Oracles run in the trusted test process: cosine top-k is
+compared with a brute-force normalised dot product followed by ``torch.topk``; BM25,
+recall@k / MRR, span selection and mean pooling have no library that is a dependency of the
+course (rank_bm25 and sentence-transformers are not), so their oracles are independent,
+deliberately naive reference implementations (explicit loops over documents, queries,
+span pairs and tokens), and the visible tests carry hand-computed values.
+"""
+from llmprep.grading.spec import Case, Exercise, allclose
+
+CHAPTER = "ch04_applications"
+NOTEBOOK = "ch04_exercises.ipynb"
+
+
+# ============================================================================ 1 cosine top-k
+
+def probe_cosine_top_k(ns, params):
+    import torch
+
+    fn = ns["cosine_top_k"]
+    g = torch.Generator().manual_seed(params["seed"])
+    n, d = params["n"], params["d"]
+    corpus = torch.randn(n, d, generator=g) * torch.exp(torch.randn(n, 1, generator=g) * params["norm_spread"])
+    shape = (params["m"], d) if params.get("m") else (d,)
+    query = torch.randn(*shape, generator=g) * params["query_scale"]
+    q0, c0 = query.clone(), corpus.clone()
+    scores, indices = fn(query, corpus, params["k"])
+    return {"scores": torch.as_tensor(scores).to(torch.float32),
+            "indices": torch.as_tensor(indices).to(torch.int64),
+            "inputs_untouched": bool(torch.equal(q0, query) and torch.equal(c0, corpus))}
+
+
+def oracle_cosine_top_k():
+    import torch
+
+    topk = torch.topk  # bound now
+
+    def cosine_top_k(query, corpus, k):
+        qn = query / query.norm(dim=-1, keepdim=True)
+        cn = corpus / corpus.norm(dim=-1, keepdim=True)
+        sims = qn @ cn.T
+        out = topk(sims, k, dim=-1)
+        return out.values, out.indices
+
+    return {"cosine_top_k": cosine_top_k}
+
+
+# ============================================================================ 2 BM25
+
+def probe_bm25(ns, params):
+    import random
+
+    import numpy as np
+
+    fn = ns["bm25_scores"]
+    if "docs" in params:
+        docs = [list(doc) for doc in params["docs"]]
+        query = list(params["query"])
+    else:
+        rng = random.Random(params["seed"])
+        vocab = [f"w{i}" for i in range(params["vocab"])]
+        weights = [1.0 / (i + 1) ** params["zipf"] for i in range(params["vocab"])]
+        docs = [rng.choices(vocab, weights, k=rng.randint(params["min_len"], params["max_len"]))
+                for _ in range(params["n_docs"])]
+        query = rng.choices(vocab, k=params["query_len"]) + list(params.get("extra_query", []))
+    snapshot = ([list(d) for d in docs], list(query))
+    kwargs = {key: params[key] for key in ("k1", "b") if key in params}
+    scores = fn(query, docs, **kwargs)
+    return {"scores": np.asarray([float(s) for s in scores], dtype=np.float64),
+            "inputs_untouched": snapshot == (docs, query)}
+
+
+def oracle_bm25():
+    import math
+
+    def bm25_scores(query_tokens, docs_tokens, k1=1.5, b=0.75):
+        n = len(docs_tokens)
+        avgdl = sum(len(doc) for doc in docs_tokens) / n
+        out = []
+        for doc in docs_tokens:
+            total = 0.0
+            for term in query_tokens:
+                df = 0
+                for other in docs_tokens:
+                    if term in other:
+                        df += 1
+                tf = 0
+                for tok in doc:
+                    if tok == term:
+                        tf += 1
+                idf = math.log((n - df + 0.5) / (df + 0.5) + 1.0)
+                total += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(doc) / avgdl))
+            out.append(total)
+        return out
+
+    return {"bm25_scores": bm25_scores}
+
+
+# ============================================================================ 3 recall@k and MRR
+
+def probe_retrieval_metrics(ns, params):
+    import random
+
+    recall_at_k, mrr = ns["recall_at_k"], ns["mrr"]
+    if "ranked" in params:
+        ranked = [list(r) for r in params["ranked"]]
+        relevant = [set(r) for r in params["relevant"]]
+    else:
+        rng = random.Random(params["seed"])
+        ranked, relevant = [], []
+        for _ in range(params["queries"]):
+            ranked.append(rng.sample(range(params["n_docs"]), rng.randint(1, params["list_len"])))
+            relevant.append(set(rng.sample(range(params["n_docs"]), rng.randint(1, params["max_relevant"]))))
+    out = {f"recall@{k}": float(recall_at_k(ranked, relevant, k)) for k in params["ks"]}
+    out["mrr"] = float(mrr(ranked, relevant))
+    return out
+
+
+def oracle_retrieval_metrics():
+    import numpy as np
+
+    def _hits(ranked, relevant):
+        width = max(len(r) for r in ranked)
+        hits = np.zeros((len(ranked), width))
+        for i, (r, rel) in enumerate(zip(ranked, relevant)):
+            hits[i, :len(r)] = [doc in rel for doc in r]
+        return hits
+
+    def recall_at_k(ranked, relevant, k):
+        hits = _hits(ranked, relevant)[:, :k]
+        return float(np.mean(hits.sum(1) / np.array([len(rel) for rel in relevant])))
+
+    def mrr(ranked, relevant):
+        hits = _hits(ranked, relevant)
+        first = hits.argmax(1)
+        rr = np.where(hits.any(1), 1.0 / (first + 1), 0.0)
+        return float(rr.mean())
+
+    return {"recall_at_k": recall_at_k, "mrr": mrr}
+
+
+# ============================================================================ 4 extractive-QA span
+
+def probe_best_span(ns, params):
+    import torch
+
+    fn = ns["best_span"]
+    g = torch.Generator().manual_seed(params["seed"])
+    length = params["length"]
+    if params["mode"] == "ties":
+        start = torch.randint(-2, 3, (length,), generator=g).to(torch.float32)
+        end = torch.randint(-2, 3, (length,), generator=g).to(torch.float32)
+    else:
+        start = torch.randn(length, generator=g) * 2
+        end = torch.randn(length, generator=g) * 2
+    if params["mode"] == "crossing":  # the best end sits before the best start
+        start[params["length"] - 2] = 9.0
+        end[1] = 9.0
+    if params["mode"] == "long":  # the best pair is further apart than max_len allows
+        start[1] = 8.0
+        end[length - 1] = 8.0
+    s0, e0 = start.clone(), end.clone()
+    s, e, score = fn(start, end, params["max_len"])
+    return {"start": int(s), "end": int(e), "score": float(score),
+            "inputs_untouched": bool(torch.equal(s0, start) and torch.equal(e0, end))}
+
+
+def oracle_best_span():
+    def best_span(start_logits, end_logits, max_len):
+        best = None
+        n = len(start_logits)
+        for s in range(n):
+            for e in range(s, min(n, s + max_len)):
+                score = float(start_logits[s]) + float(end_logits[e])
+                if best is None or score > best[2]:
+                    best = (s, e, score)
+        return best
+
+    return {"best_span": best_span}
+
+
+# ============================================================================ 5 mean pooling
+
+def probe_mean_pool(ns, params):
+    import torch
+
+    fn = ns["mean_pool_normalize"]
+    g = torch.Generator().manual_seed(params["seed"])
+    b, t, d = params["batch"], params["tokens"], params["dim"]
+    hidden = torch.randn(b, t, d, generator=g) * params["scale"] + params["offset"]
+    mask = torch.zeros(b, t, dtype=torch.int64)
+    for i, n in enumerate(params["lengths"]):
+        if params.get("left_padding"):
+            mask[i, t - n:] = 1
+        else:
+            mask[i, :n] = 1
+    h0, m0 = hidden.clone(), mask.clone()
+    out = fn(hidden, mask)
+    return {"embeddings": torch.as_tensor(out).to(torch.float32),
+            "inputs_untouched": bool(torch.equal(h0, hidden) and torch.equal(m0, mask))}
+
+
+def oracle_mean_pool():
+    import torch
+
+    def mean_pool_normalize(last_hidden_state, attention_mask):
+        rows = []
+        for h, m in zip(last_hidden_state, attention_mask):
+            kept = [h[j] for j in range(len(m)) if int(m[j]) == 1]
+            mean = sum(kept) / len(kept)
+            rows.append(mean / torch.sqrt((mean * mean).sum()))
+        return torch.stack(rows)
+
+    return {"mean_pool_normalize": mean_pool_normalize}
+
+
+# ============================================================================ the spec
+
+_HAND_DOCS = [["the", "cat", "sat"], ["the", "dog", "sat", "down"], ["a", "cat", "and", "a", "dog"]]
+
+EXERCISES = [
+    Exercise(
+        grade_id="ch04_cosine_top_k_test", functions=("cosine_top_k",), points=2,
+        title="cosine-similarity top-k search",
+        cases=(
+            Case("one query, unit-ish corpus", {"seed": 0, "n": 50, "d": 16, "k": 5, "norm_spread": 0.0,
+                                                "query_scale": 1.0}),
+            Case("batch of queries, corpus norms spread widely", {"seed": 1, "n": 80, "d": 8, "m": 4, "k": 10,
+                                                                  "norm_spread": 1.5, "query_scale": 3.0}),
+            Case("k equals the corpus size", {"seed": 2, "n": 7, "d": 5, "k": 7, "norm_spread": 1.0,
+                                              "query_scale": 0.2}),
+            Case("k = 1, long vectors", {"seed": 3, "n": 30, "d": 384, "m": 3, "k": 1, "norm_spread": 2.0,
+                                         "query_scale": 10.0}),
+        ),
+        probe=probe_cosine_top_k, judge=allclose(rtol=1e-4, atol=1e-5),
+        mutants={
+            "raw dot product (no normalisation)": """
+                def cosine_top_k(query, corpus, k):
+                    out = torch.topk(query @ corpus.T, k, dim=-1)
+                    return out.values, out.indices
+            """,
+            "corpus normalised, query not": """
+                def cosine_top_k(query, corpus, k):
+                    out = torch.topk(query @ F.normalize(corpus, dim=-1).T, k, dim=-1)
+                    return out.values, out.indices
+            """,
+            "ascending order (least similar first)": """
+                def cosine_top_k(query, corpus, k):
+                    sims = F.normalize(query, dim=-1) @ F.normalize(corpus, dim=-1).T
+                    out = torch.topk(sims, k, dim=-1, largest=False)
+                    return out.values, out.indices
+            """,
+            "k off by one (k - 1 results)": """
+                def cosine_top_k(query, corpus, k):
+                    sims = F.normalize(query, dim=-1) @ F.normalize(corpus, dim=-1).T
+                    order = torch.argsort(sims, dim=-1, descending=True)[..., :k - 1]
+                    return torch.gather(sims, -1, order), order
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch04_bm25_test", functions=("bm25_scores",), points=3, title="BM25 scoring",
+        cases=(
+            Case("hand-computed: three short documents", {"docs": _HAND_DOCS, "query": ["cat", "sat"]}),
+            Case("hand-computed: repeated query term, term in every document, unknown term",
+                 {"docs": [["x", "y"], ["x", "x", "x", "z"], ["x", "y", "z", "w", "v", "u"]],
+                  "query": ["x", "y", "y", "nowhere"], "k1": 1.2, "b": 0.5}),
+            Case("random Zipf corpus, default parameters",
+                 {"seed": 0, "vocab": 40, "zipf": 1.1, "n_docs": 25, "min_len": 3, "max_len": 30, "query_len": 4}),
+            Case("random corpus, b=1 and k1=2",
+                 {"seed": 1, "vocab": 15, "zipf": 0.8, "n_docs": 12, "min_len": 1, "max_len": 60, "query_len": 6,
+                  "k1": 2.0, "b": 1.0}),
+            Case("random corpus, b=0 (no length normalisation)",
+                 {"seed": 2, "vocab": 30, "zipf": 1.0, "n_docs": 10, "min_len": 2, "max_len": 20, "query_len": 3,
+                  "extra_query": ["w0"], "k1": 0.9, "b": 0.0}),
+        ),
+        probe=probe_bm25, judge=allclose(rtol=1e-9, atol=1e-12),
+        mutants={
+            "no document-length normalisation": """
+                def bm25_scores(query_tokens, docs_tokens, k1=1.5, b=0.75):
+                    from collections import Counter
+                    n = len(docs_tokens)
+                    df = Counter(t for d in docs_tokens for t in set(d))
+                    out = []
+                    for d in docs_tokens:
+                        tf = Counter(d)
+                        s = 0.0
+                        for q in query_tokens:
+                            idf = math.log((n - df[q] + 0.5) / (df[q] + 0.5) + 1)
+                            s += idf * tf[q] * (k1 + 1) / (tf[q] + k1)
+                        out.append(s)
+                    return out
+            """,
+            "idf without the +1 (negative for common terms)": """
+                def bm25_scores(query_tokens, docs_tokens, k1=1.5, b=0.75):
+                    from collections import Counter
+                    n = len(docs_tokens)
+                    avgdl = sum(len(d) for d in docs_tokens) / n
+                    df = Counter(t for d in docs_tokens for t in set(d))
+                    out = []
+                    for d in docs_tokens:
+                        tf = Counter(d)
+                        s = 0.0
+                        for q in query_tokens:
+                            idf = math.log((n - df[q] + 0.5) / (df[q] + 0.5))
+                            s += idf * tf[q] * (k1 + 1) / (tf[q] + k1 * (1 - b + b * len(d) / avgdl))
+                        out.append(s)
+                    return out
+            """,
+            "term frequency not saturated (tf * idf)": """
+                def bm25_scores(query_tokens, docs_tokens, k1=1.5, b=0.75):
+                    from collections import Counter
+                    n = len(docs_tokens)
+                    df = Counter(t for d in docs_tokens for t in set(d))
+                    out = []
+                    for d in docs_tokens:
+                        tf = Counter(d)
+                        out.append(sum(math.log((n - df[q] + 0.5) / (df[q] + 0.5) + 1) * tf[q]
+                                       for q in query_tokens))
+                    return out
+            """,
+            "df counts occurrences, not documents": """
+                def bm25_scores(query_tokens, docs_tokens, k1=1.5, b=0.75):
+                    from collections import Counter
+                    n = len(docs_tokens)
+                    avgdl = sum(len(d) for d in docs_tokens) / n
+                    df = Counter(t for d in docs_tokens for t in d)
+                    out = []
+                    for d in docs_tokens:
+                        tf = Counter(d)
+                        s = 0.0
+                        for q in query_tokens:
+                            idf = math.log((n - df[q] + 0.5) / (df[q] + 0.5) + 1)
+                            s += idf * tf[q] * (k1 + 1) / (tf[q] + k1 * (1 - b + b * len(d) / avgdl))
+                        out.append(s)
+                    return out
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch04_retrieval_metrics_test", functions=("recall_at_k", "mrr"), points=2,
+        title="recall@k and mean reciprocal rank",
+        cases=(
+            Case("closed form: three queries, one finds nothing",
+                 {"ranked": [[3, 1, 2], [5, 6, 7], [9, 8]], "relevant": [[1], [7, 4], [0]], "ks": [1, 2, 3]}),
+            Case("closed form: relevant documents beyond k and lists shorter than k",
+                 {"ranked": [[0, 1, 2, 3, 4, 5], [10, 11]], "relevant": [[0, 5], [11, 12, 13]], "ks": [1, 3, 5, 10]}),
+            Case("random: 40 queries, up to 3 relevant each",
+                 {"seed": 0, "queries": 40, "n_docs": 30, "list_len": 12, "max_relevant": 3, "ks": [1, 5, 10]}),
+            Case("random: 25 queries, long lists",
+                 {"seed": 1, "queries": 25, "n_docs": 60, "list_len": 40, "max_relevant": 6, "ks": [1, 4, 20]}),
+        ),
+        probe=probe_retrieval_metrics, judge=allclose(rtol=1e-9, atol=1e-12),
+        mutants={
+            "recall divided by k (that is precision@k)": """
+                def recall_at_k(ranked, relevant, k):
+                    return sum(len(set(r[:k]) & set(rel)) / k for r, rel in zip(ranked, relevant)) / len(ranked)
+            """,
+            "recall counts hits beyond k": """
+                def recall_at_k(ranked, relevant, k):
+                    return sum(len(set(r) & set(rel)) / len(rel) for r, rel in zip(ranked, relevant)) / len(ranked)
+            """,
+            "MRR with a 0-based rank": """
+                def mrr(ranked, relevant):
+                    total = 0.0
+                    for r, rel in zip(ranked, relevant):
+                        for i, doc in enumerate(r):
+                            if doc in rel:
+                                total += 1.0 / max(i, 1)
+                                break
+                    return total / len(ranked)
+            """,
+            "MRR averaged over queries with a hit only": """
+                def mrr(ranked, relevant):
+                    rrs = []
+                    for r, rel in zip(ranked, relevant):
+                        for i, doc in enumerate(r):
+                            if doc in rel:
+                                rrs.append(1.0 / (i + 1))
+                                break
+                    return sum(rrs) / max(len(rrs), 1)
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch04_best_span_test", functions=("best_span",), points=3,
+        title="extractive-QA span selection from start/end logits",
+        cases=(
+            Case("random logits, max_len 5", {"seed": 0, "length": 20, "max_len": 5, "mode": "random"}),
+            Case("best end lies before best start", {"seed": 1, "length": 12, "max_len": 12, "mode": "crossing"}),
+            Case("best pair longer than max_len", {"seed": 2, "length": 15, "max_len": 4, "mode": "long"}),
+            Case("integer logits with ties", {"seed": 3, "length": 16, "max_len": 3, "mode": "ties"}),
+            Case("max_len 1 (single tokens)", {"seed": 4, "length": 9, "max_len": 1, "mode": "random"}),
+            Case("max_len longer than the passage", {"seed": 5, "length": 6, "max_len": 50, "mode": "ties"}),
+        ),
+        probe=probe_best_span, judge=allclose(rtol=1e-6, atol=1e-6),
+        mutants={
+            "allows end before start": """
+                def best_span(start_logits, end_logits, max_len):
+                    n = start_logits.shape[0]
+                    i = torch.arange(n)
+                    scores = start_logits[:, None] + end_logits[None, :]
+                    valid = (i[None, :] - i[:, None]) < max_len
+                    flat = int(torch.argmax(scores.masked_fill(~valid, float("-inf"))))
+                    return flat // n, flat % n, float(scores.reshape(-1)[flat])
+            """,
+            "ignores max_len": """
+                def best_span(start_logits, end_logits, max_len):
+                    n = start_logits.shape[0]
+                    i = torch.arange(n)
+                    scores = start_logits[:, None] + end_logits[None, :]
+                    valid = i[None, :] >= i[:, None]
+                    flat = int(torch.argmax(scores.masked_fill(~valid, float("-inf"))))
+                    return flat // n, flat % n, float(scores.reshape(-1)[flat])
+            """,
+            "argmax of start and end independently": """
+                def best_span(start_logits, end_logits, max_len):
+                    s, e = int(torch.argmax(start_logits)), int(torch.argmax(end_logits))
+                    return s, e, float(start_logits[s] + end_logits[e])
+            """,
+            "span length off by one (end <= start + max_len)": """
+                def best_span(start_logits, end_logits, max_len):
+                    n = start_logits.shape[0]
+                    i = torch.arange(n)
+                    scores = start_logits[:, None] + end_logits[None, :]
+                    gap = i[None, :] - i[:, None]
+                    valid = (gap >= 0) & (gap <= max_len)
+                    flat = int(torch.argmax(scores.masked_fill(~valid, float("-inf"))))
+                    return flat // n, flat % n, float(scores.reshape(-1)[flat])
+            """,
+            "ties broken by the latest span": """
+                def best_span(start_logits, end_logits, max_len):
+                    best = None
+                    n = start_logits.shape[0]
+                    for s in range(n):
+                        for e in range(s, min(n, s + max_len)):
+                            score = float(start_logits[s] + end_logits[e])
+                            if best is None or score >= best[2]:
+                                best = (s, e, score)
+                    return best
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch04_mean_pool_test", functions=("mean_pool_normalize",), points=2,
+        title="masked mean pooling + L2 normalisation (sentence embeddings)",
+        cases=(
+            Case("right padding, varied lengths", {"seed": 0, "batch": 4, "tokens": 7, "dim": 6, "scale": 1.0,
+                                                   "offset": 0.0, "lengths": [7, 3, 1, 5]}),
+            Case("left padding", {"seed": 1, "batch": 3, "tokens": 5, "dim": 4, "scale": 2.0, "offset": 0.5,
+                                  "lengths": [2, 5, 4], "left_padding": True}),
+            Case("no padding, large offset", {"seed": 2, "batch": 2, "tokens": 4, "dim": 8, "scale": 0.1,
+                                              "offset": 3.0, "lengths": [4, 4]}),
+            Case("MiniLM-sized rows", {"seed": 3, "batch": 3, "tokens": 12, "dim": 384, "scale": 1.0,
+                                       "offset": -0.2, "lengths": [12, 2, 9]}),
+        ),
+        probe=probe_mean_pool, judge=allclose(rtol=1e-4, atol=1e-6),
+        mutants={
+            "mean over padding tokens too": """
+                def mean_pool_normalize(last_hidden_state, attention_mask):
+                    return F.normalize(last_hidden_state.mean(dim=1), dim=-1)
+            """,
+            "each token normalised before pooling": """
+                def mean_pool_normalize(last_hidden_state, attention_mask):
+                    m = attention_mask.unsqueeze(-1).to(last_hidden_state.dtype)
+                    tokens = F.normalize(last_hidden_state, dim=-1)
+                    return F.normalize((tokens * m).sum(1) / m.sum(1), dim=-1)
+            """,
+            "no L2 normalisation": """
+                def mean_pool_normalize(last_hidden_state, attention_mask):
+                    m = attention_mask.unsqueeze(-1).to(last_hidden_state.dtype)
+                    return (last_hidden_state * m).sum(1) / m.sum(1)
+            """,
+            "CLS token instead of the mean": """
+                def mean_pool_normalize(last_hidden_state, attention_mask):
+                    return F.normalize(last_hidden_state[:, 0], dim=-1)
+            """,
+        },
+    ),
+]
+
+ORACLES = {
+    "ch04_cosine_top_k_test": oracle_cosine_top_k,
+    "ch04_bm25_test": oracle_bm25,
+    "ch04_retrieval_metrics_test": oracle_retrieval_metrics,
+    "ch04_best_span_test": oracle_best_span,
+    "ch04_mean_pool_test": oracle_mean_pool,
+}
