@@ -17,6 +17,7 @@ NOTEBOOK = "ch06_exercises.ipynb"
 # ============================================================================ 1 top-k
 
 def probe_top_k(ns, params):
+    from llmprep.grading.probing import forbidden
     import torch
     import transformers
 
@@ -28,16 +29,8 @@ def probe_top_k(ns, params):
     else:
         logits = torch.randn(b, v, generator=g) * params["scale"]
     x = logits.clone()
-    saved = transformers.TopKLogitsWarper.__call__
-
-    def blocked(*a, **k):
-        raise RuntimeError("calls TopKLogitsWarper, which this exercise asks you to write yourself")
-
-    transformers.TopKLogitsWarper.__call__ = blocked
-    try:
+    with forbidden((transformers.TopKLogitsWarper, "__call__", "TopKLogitsWarper")):
         out = fn(x, params["k"], min_tokens_to_keep=params["min_keep"])
-    finally:
-        transformers.TopKLogitsWarper.__call__ = saved
     return {"filtered": out, "input_untouched": bool(torch.equal(x, logits))}
 
 
@@ -55,6 +48,7 @@ def oracle_top_k():
 # ============================================================================ 2 top-p
 
 def probe_top_p(ns, params):
+    from llmprep.grading.probing import forbidden
     import math
 
     import torch
@@ -70,16 +64,8 @@ def probe_top_p(ns, params):
         for row, col in params.get("masked", []):
             logits[row, col] = -math.inf
     x = logits.clone()
-    saved = transformers.TopPLogitsWarper.__call__
-
-    def blocked(*a, **k):
-        raise RuntimeError("calls TopPLogitsWarper, which this exercise asks you to write yourself")
-
-    transformers.TopPLogitsWarper.__call__ = blocked
-    try:
+    with forbidden((transformers.TopPLogitsWarper, "__call__", "TopPLogitsWarper")):
         out = fn(x, params["p"], min_tokens_to_keep=params["min_keep"])
-    finally:
-        transformers.TopPLogitsWarper.__call__ = saved
     return {"filtered": out, "input_untouched": bool(torch.equal(x, logits))}
 
 
@@ -97,6 +83,7 @@ def oracle_top_p():
 # ============================================================================ 3 repetition penalty
 
 def probe_repetition_penalty(ns, params):
+    from llmprep.grading.probing import forbidden
     import torch
     import transformers
 
@@ -107,16 +94,8 @@ def probe_repetition_penalty(ns, params):
     # few distinct ids, so tokens repeat inside a row
     ids = torch.randint(0, params.get("distinct", v), (b, t), generator=g)
     x, i = logits.clone(), ids.clone()
-    saved = transformers.RepetitionPenaltyLogitsProcessor.__call__
-
-    def blocked(*a, **k):
-        raise RuntimeError("calls RepetitionPenaltyLogitsProcessor, which this exercise asks you to write yourself")
-
-    transformers.RepetitionPenaltyLogitsProcessor.__call__ = blocked
-    try:
+    with forbidden((transformers.RepetitionPenaltyLogitsProcessor, "__call__", "RepetitionPenaltyLogitsProcessor")):
         out = fn(x, i, params["penalty"])
-    finally:
-        transformers.RepetitionPenaltyLogitsProcessor.__call__ = saved
     return {"penalised": out, "ids_untouched": bool(torch.equal(i, ids))}
 
 
@@ -202,6 +181,7 @@ def oracle_sample_next():
 # ============================================================================ 6 greedy with a KV cache
 
 def probe_greedy_cache(ns, params):
+    from llmprep.grading.probing import forbidden
     import torch
     import transformers
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -224,16 +204,8 @@ def probe_greedy_cache(ns, params):
 
     model.forward = recording
     owner = next(k for k in type(model).__mro__ if "generate" in k.__dict__)
-    saved = owner.__dict__["generate"]
-
-    def blocked(*a, **k):
-        raise RuntimeError("calls model.generate, which this exercise asks you to write yourself")
-
-    setattr(owner, "generate", blocked)
-    try:
+    with forbidden((owner, "generate", "model.generate")):
         out = fn(model, ids.clone(), params["new"])
-    finally:
-        setattr(owner, "generate", saved)
     lengths = [c[0] for c in calls]
     return {"tokens": torch.as_tensor(out),
             "prompt_once": bool(lengths[:1] == [params["prompt"]]),
@@ -258,6 +230,7 @@ def oracle_greedy_cache():
 # ============================================================================ 7 beam search
 
 def probe_beam_search(ns, params):
+    from llmprep.grading.probing import forbidden
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -269,16 +242,8 @@ def probe_beam_search(ns, params):
     g = torch.Generator().manual_seed(params["seed"])
     ids = torch.randint(0, params["vocab"], (1, params["prompt"]), generator=g)
     owner = next(k for k in type(model).__mro__ if "generate" in k.__dict__)
-    saved = owner.__dict__["generate"]
-
-    def blocked(*a, **k):
-        raise RuntimeError("calls model.generate, which this exercise asks you to write yourself")
-
-    setattr(owner, "generate", blocked)
-    try:
+    with forbidden((owner, "generate", "model.generate")):
         out = fn(model, ids.clone(), params["beams"], params["new"])
-    finally:
-        setattr(owner, "generate", saved)
     return {"tokens": torch.as_tensor(out)}
 
 

@@ -30,6 +30,7 @@ def probe_costs(ns, params):
 # ============================================================================ 2 int8 quantization
 
 def probe_quantize(ns, params):
+    from llmprep.grading.probing import forbidden
     import torch
 
     quantize, dequantize = ns["quantize_per_channel_int8"], ns["dequantize_int8"]
@@ -40,17 +41,9 @@ def probe_quantize(ns, params):
     for r in params.get("zero_rows", []):
         w[r] = 0.0
     original = w.clone()
-    saved = torch.quantize_per_channel
-
-    def blocked(*a, **k):
-        raise RuntimeError("calls torch.quantize_per_channel, which this exercise asks you to write yourself")
-
-    torch.quantize_per_channel = blocked
-    try:
+    with forbidden((torch, "quantize_per_channel", "torch.quantize_per_channel")):
         q, scale = quantize(w)
         deq = dequantize(q, scale)
-    finally:
-        torch.quantize_per_channel = saved
     scale = torch.as_tensor(scale).reshape(-1).to(torch.float32)
     err = (deq.to(torch.float32) - original).abs()
     within = bool((err <= scale[:, None] / 2 * (1 + 1e-5) + 1e-12).all()) if scale.numel() == rows else False
