@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.llmprep-installed
 # Tests and CI use one thread per process; `make run` may use more (LLMPREP_THREADS).
-TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 LLMPREP_THREADS=1 HF_HUB_OFFLINE=1 MPLBACKEND=Agg
+TEST_ENV := OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE MKL_NUM_THREADS=1 LLMPREP_THREADS=1 HF_HUB_OFFLINE=1 MPLBACKEND=Agg
 JOBS   ?= 2
 
 .PHONY: help setup data run test lab release release-check grade bench clean

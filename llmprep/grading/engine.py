@@ -205,7 +205,7 @@ def _sandbox_env(workdir: Path) -> dict:
     env.update({
         "HOME": str(workdir), "TMPDIR": str(workdir), "MPLBACKEND": "Agg", "MPLCONFIGDIR": str(workdir),
         "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "LLMPREP_NO_FETCH": "1",
-        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE",
         "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
         "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "TOKENIZERS_PARALLELISM": "false",
         "JUPYTER_PLATFORM_DIRS": "1", "PYTHONWARNINGS": "ignore",
