@@ -319,3 +319,26 @@ def test_detached_daemon_is_killed_with_the_sandbox(root, tmp_path):
     assert result.score == result.max_score
     time.sleep(8)
     assert not marker.exists(), "a detached process outlived the sandbox"
+
+
+def test_fork_bomb_is_bounded_by_the_process_limit(root, tmp_path):
+    probe_group = engine._pids_cgroup(8)
+    if probe_group is None:
+        pytest.skip("no writable pids cgroup on this machine")
+    engine._remove_cgroup(probe_group)
+
+    def edit(nb):
+        _solution_cell(nb, "ch01_adamw").source += (
+            "\nimport os, time\nkids = []\n"
+            "for _ in range(400):\n"
+            "    pid = os.fork()\n"
+            "    if pid == 0:\n"
+            "        time.sleep(30)\n"
+            "        os._exit(0)\n"
+            "    kids.append(pid)\n")
+
+    result = engine.check_notebook(_edited(root, tmp_path, edit), Limits(processes=64))
+    by_id = {c.grade_id: c for c in result.cells}
+    assert any("Resource temporarily unavailable" in n or "BlockingIOError" in n for n in result.notes), result.notes
+    assert by_id["ch01_adamw_test"].points == by_id["ch01_adamw_test"].max_points  # defined before the bomb
+    assert result.score == result.max_score

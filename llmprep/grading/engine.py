@@ -148,6 +148,7 @@ class Limits:
     memory: int = 12 * 2**30  # address space, bytes
     file_size: int = 64 * 2**20  # largest file the process may write (caps output in bytes)
     output: int = 64 * 2**10  # bytes of stdout/stderr kept for diagnostics
+    processes: int = 256  # processes + threads (a pids cgroup, where this machine lets us make one)
 
 
 @dataclass(frozen=True)
@@ -239,6 +240,33 @@ def _work_parent() -> str:
     return str(base)
 
 
+def _pids_cgroup(limit: int) -> Path | None:
+    """A fresh cgroup-v1 pids group capped at ``limit`` tasks, where it is writable (Linux as root);
+    root ignores RLIMIT_NPROC, so this is what bounds a fork bomb. None elsewhere."""
+    base = Path("/sys/fs/cgroup/pids")
+    if os.environ.get("LLMPREP_SANDBOX") == "limits" or not (base / "cgroup.procs").exists() \
+            or not os.access(base, os.W_OK):
+        return None
+    try:
+        group = Path(tempfile.mkdtemp(prefix="llmprep-", dir=base))
+    except OSError:
+        return None
+    try:
+        (group / "pids.max").write_text(str(limit))
+        return group
+    except OSError:
+        _remove_cgroup(group)
+        return None
+
+
+def _remove_cgroup(group: Path | None) -> None:
+    if group is not None:
+        try:
+            group.rmdir()
+        except OSError:
+            pass
+
+
 def _died(rc: int | None) -> str:
     sig = -rc if rc is not None and rc < 0 else (rc - 128 if rc is not None and rc > 128 else 0)
     if sig:
@@ -255,8 +283,13 @@ def run_sandbox(job: dict, limits: Limits | None = None) -> SandboxRun:
     limits = limits or Limits()
     job = dict(job, cell_timeout=limits.cell_timeout, case_timeout=limits.case_timeout)
 
+    cgroup = _pids_cgroup(limits.processes)
+
     def preexec():  # runs in the child before exec
         os.setsid()
+        if cgroup is not None:
+            with open(cgroup / "cgroup.procs", "w") as fh:
+                fh.write(str(os.getpid()))
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu, limits.cpu))
         resource.setrlimit(resource.RLIMIT_AS, (limits.memory, limits.memory))
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_size, limits.file_size))
@@ -286,6 +319,7 @@ def run_sandbox(job: dict, limits: Limits | None = None) -> SandboxRun:
                 except (ProcessLookupError, PermissionError):
                     pass
                 proc.wait()
+                _remove_cgroup(cgroup)
         size = log_path.stat().st_size
         with open(log_path, "rb") as fh:
             fh.seek(max(0, size - limits.output))
