@@ -181,16 +181,11 @@ def oracle_sample_next():
 # ============================================================================ 6 greedy with a KV cache
 
 def probe_greedy_cache(ns, params):
-    from llmprep.grading.probing import forbidden
+    from llmprep.grading.probing import generate_forbidden, tiny_gpt2
     import torch
-    import transformers
-    from transformers import GPT2Config, GPT2LMHeadModel
 
     fn = ns["greedy_generate_with_cache"]
-    torch.manual_seed(params["seed"])
-    cfg = GPT2Config(vocab_size=params["vocab"], n_positions=64, n_embd=64, n_layer=2, n_head=4,
-                     bos_token_id=None, eos_token_id=None, pad_token_id=None, initializer_range=0.3)
-    model = GPT2LMHeadModel(cfg).eval()
+    model = tiny_gpt2(params["vocab"], params["seed"])
     g = torch.Generator().manual_seed(params["seed"])
     ids = torch.randint(0, params["vocab"], (params["batch"], params["prompt"]), generator=g)
     calls = []
@@ -203,8 +198,7 @@ def probe_greedy_cache(ns, params):
         return original(*args, **kwargs)
 
     model.forward = recording
-    owner = next(k for k in type(model).__mro__ if "generate" in k.__dict__)
-    with forbidden((owner, "generate", "model.generate")):
+    with generate_forbidden(model):
         out = fn(model, ids.clone(), params["new"])
     lengths = [c[0] for c in calls]
     return {"tokens": torch.as_tensor(out),
@@ -230,19 +224,14 @@ def oracle_greedy_cache():
 # ============================================================================ 7 beam search
 
 def probe_beam_search(ns, params):
-    from llmprep.grading.probing import forbidden
+    from llmprep.grading.probing import generate_forbidden, tiny_gpt2
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
 
     fn = ns["beam_search"]
-    torch.manual_seed(params["seed"])
-    cfg = GPT2Config(vocab_size=params["vocab"], n_positions=64, n_embd=64, n_layer=2, n_head=4,
-                     bos_token_id=None, eos_token_id=None, pad_token_id=None, initializer_range=0.3)
-    model = GPT2LMHeadModel(cfg).eval()
+    model = tiny_gpt2(params["vocab"], params["seed"])
     g = torch.Generator().manual_seed(params["seed"])
     ids = torch.randint(0, params["vocab"], (1, params["prompt"]), generator=g)
-    owner = next(k for k in type(model).__mro__ if "generate" in k.__dict__)
-    with forbidden((owner, "generate", "model.generate")):
+    with generate_forbidden(model):
         out = fn(model, ids.clone(), params["beams"], params["new"])
     return {"tokens": torch.as_tensor(out)}
 
@@ -265,15 +254,12 @@ def oracle_beam_search():
 # ============================================================================ 8 perplexity
 
 def probe_perplexity(ns, params):
+    from llmprep.grading.probing import tiny_gpt2
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
 
     fn = ns["perplexity"]
-    torch.manual_seed(params["seed"])
     vocab = params["vocab"]
-    cfg = GPT2Config(vocab_size=vocab, n_positions=64, n_embd=64, n_layer=2, n_head=4,
-                     bos_token_id=None, eos_token_id=None, pad_token_id=None, initializer_range=params["init"])
-    model = GPT2LMHeadModel(cfg).eval()
+    model = tiny_gpt2(vocab, params["seed"], init=params["init"])
     g = torch.Generator().manual_seed(params["seed"])
     ids = torch.randint(0, vocab, (len(params["lengths"]), params["T"]), generator=g)
     labels = ids.clone()

@@ -2,6 +2,7 @@
 stub earns zero without crashing, every mutant loses its cell's points, the cases are
 deterministic, and the solution agrees with the library implementation each exercise imitates."""
 import json
+import re
 import subprocess
 import sys
 
@@ -33,6 +34,26 @@ def test_spec_matches_the_notebook(root, chapter):
         assert len(ex.cases) >= 3 and len(ex.mutants) >= 2, ex.grade_id
         assert len({c.name for c in ex.cases}) == len(ex.cases)
     assert len(spec.EXERCISES) >= 5
+
+
+def _defines(source, name):
+    return re.search(rf"^(def|class) {name}\b|^{name}\s*=", source, re.M) is not None
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_spec_functions_are_what_notebook_probe_and_mutants_name(root, chapter):
+    """``Exercise.functions`` is checked, not decorative: the solution defines each name, the probe
+    looks each one up in the namespace, and every mutant redefines at least one of them."""
+    spec = load_spec(chapter)
+    nb = engine.read_notebook(_solution(root, chapter))
+    source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    for ex in spec.EXERCISES:
+        assert ex.functions, ex.grade_id
+        for name in ex.functions:
+            assert _defines(source, name), f"{ex.grade_id}: the notebook never defines {name}"
+            assert f'"{name}"' in ex.probe_source, f"{ex.grade_id}: the probe never looks up {name}"
+        for mutant in ex.mutants:
+            assert any(_defines(ex.mutant_source(mutant), n) for n in ex.functions), f"{ex.grade_id}: {mutant}"
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)

@@ -37,7 +37,7 @@ class Case:
 @dataclass(frozen=True)
 class Exercise:
     grade_id: str  # the nbgrader test cell's grade_id
-    functions: tuple[str, ...]  # names the student defines (and mutants replace)
+    functions: tuple[str, ...]  # names the student defines, the probe looks up and mutants replace (tested)
     points: float
     cases: tuple[Case, ...]
     probe: Callable  # probe(ns, params) -> dict; must be self-contained (imports inside)
