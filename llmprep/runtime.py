@@ -31,13 +31,20 @@ def apply_env_defaults() -> None:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 
+_TORCH_DEFAULT_THREADS: int | None = None
+
+
 def set_threads(n: int | None = None) -> int:
-    """Limit torch's intra-op threads (``LLMPREP_THREADS`` or ``OMP_NUM_THREADS`` if set)."""
+    """Set torch's intra-op threads to ``n``; with ``None``, to ``LLMPREP_THREADS`` or ``OMP_NUM_THREADS``
+    if set, else torch's own default (one per core), even after an earlier call lowered it."""
+    global _TORCH_DEFAULT_THREADS
     import torch
 
+    if _TORCH_DEFAULT_THREADS is None:
+        _TORCH_DEFAULT_THREADS = torch.get_num_threads()
     if n is None:
         env = os.environ.get("LLMPREP_THREADS") or os.environ.get("OMP_NUM_THREADS")
-        n = int(env) if env and env.isdigit() else torch.get_num_threads()
+        n = int(env) if env and env.isdigit() else _TORCH_DEFAULT_THREADS
     n = max(1, int(n))
     torch.set_num_threads(n)
     return n
