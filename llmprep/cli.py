@@ -38,7 +38,7 @@ def _fetch_or_repair(name: str):
 def cmd_run(args) -> int:
     from llmprep.course import run
 
-    return run(args.chapters or None)
+    return run(args.chapters or None, jobs=args.jobs)
 
 
 def cmd_lab(args) -> int:
@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("run", help="execute reference and solution notebooks headless; results table")
     s.add_argument("chapters", nargs="*")
+    s.add_argument("--jobs", type=int, default=None,
+                   help="graded notebooks run this many at a time, one thread each (default: one per core)")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("lab", help="JupyterLab on course/ (other options go to jupyter lab)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import filecmp
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -80,12 +81,14 @@ def release_diff(root: Path | None = None) -> list[str]:
 # --------------------------------------------------------------------------- headless runs
 
 class _PeakMemory:
-    """Samples the resident memory of this process's children (the kernel) in a thread."""
+    """Samples, in a thread, the resident memory of one kernel (the process ``pid()`` names, and its
+    children) or, until that is known, of all of this process's children."""
 
-    def __init__(self, interval: float = 0.25):
+    def __init__(self, pid=lambda: None, interval: float = 0.25):
         import threading
 
         self.peak = 0
+        self._pid = pid
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, args=(interval,), daemon=True)
 
@@ -95,9 +98,15 @@ class _PeakMemory:
         me = psutil.Process()
         while not self._stop.wait(interval):
             total = 0
-            for child in me.children(recursive=True):
+            try:
+                pid = self._pid()
+                procs = [psutil.Process(pid)] + psutil.Process(pid).children(recursive=True) if pid \
+                    else me.children(recursive=True)
+            except (psutil.Error, AttributeError):
+                continue
+            for proc in procs:
                 try:
-                    total += child.memory_info().rss
+                    total += proc.memory_info().rss
                 except psutil.Error:
                     pass
             self.peak = max(self.peak, total)
@@ -113,33 +122,35 @@ class _PeakMemory:
 
 def execute_notebook(path: Path, out_path: Path, results_file: Path, timeout: int = 900, progress=None,
                      threads: int | None = None) -> dict:
-    """Execute one notebook headless in its own folder; save the executed copy.
+    """Execute one notebook headless in its own folder; save the executed copy. Safe to call from
+    several threads at once (each kernel gets its own environment).
 
     Returns {"seconds", "peak_mb"}; ``threads`` pins the kernel's thread count (graded notebooks: 1)."""
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(str(path), as_version=4)
-    overrides = {"LLMPREP_RESULTS": str(results_file)}
+    env = dict(os.environ, LLMPREP_RESULTS=str(results_file))
     if threads:
-        overrides.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-                          "LLMPREP_THREADS": str(threads)})
-    saved = {k: os.environ.get(k) for k in overrides}
-    os.environ.update(overrides)  # the kernel inherits them when it starts
+        env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+                    "LLMPREP_THREADS": str(threads)})
+    from traitlets.config import Config
+
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+                            resources={"metadata": {"path": str(path.parent)}},
+                            # CurveZMQ keys for the kernel's sockets (and no plain-TCP warning from every kernel)
+                            config=Config({"KernelManager": {"transport_encryption": "auto"}}))
     if progress is not None:
         client.on_cell_executed = lambda **kw: progress.update(1)
+
+    def kernel_pid():
+        return getattr(getattr(client.km, "provisioner", None), "pid", None) if client.km else None
+
     start = time.perf_counter()
     try:
-        with _PeakMemory() as mem:
-            client.execute()
+        with _PeakMemory(kernel_pid) as mem:
+            client.execute(env=env)
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         out_path.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, str(out_path))
     return {"seconds": time.perf_counter() - start, "peak_mb": mem.peak / 2**20}
@@ -149,9 +160,13 @@ def is_graded(path: Path) -> bool:
     return "reference" not in path.stem
 
 
-def run(chapter_ids: list[str] | None = None, root: Path | None = None) -> int:
-    """Execute every chapter's notebooks headless (graded ones on one thread) and print the table."""
+def run(chapter_ids: list[str] | None = None, root: Path | None = None, jobs: int | None = None) -> int:
+    """Execute every chapter's notebooks headless and print the table.
+
+    Reference notebooks run one after another with every core; graded notebooks run on one thread
+    each, ``jobs`` at a time (default: one per core)."""
     import nbformat
+    from concurrent.futures import ThreadPoolExecutor
     from tqdm.auto import tqdm
 
     root = root or repo_root()
@@ -160,25 +175,38 @@ def run(chapter_ids: list[str] | None = None, root: Path | None = None) -> int:
     build.mkdir(exist_ok=True)
     results_file.write_text("")
     todo = [(ch, nb) for ch in (chapter_ids or chapters(root)) for nb in notebooks(ch, root)]
+    if not jobs:
+        jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     total_cells = sum(sum(c.cell_type == "code" for c in nbformat.read(str(nb), as_version=4).cells) for _, nb in todo)
-    rows, failed = [], 0
+    rows = {}
     start = time.perf_counter()
+
+    def one(item):
+        chapter, nb = item
+        try:
+            stats = execute_notebook(nb, build / "executed" / chapter / nb.name, results_file, progress=bar,
+                                     threads=1 if is_graded(nb) else None)
+            rows[item] = (chapter, nb.name, stats["seconds"], stats["peak_mb"], "ok")
+        except Exception as exc:  # noqa: BLE001 - report and go on with the next notebook
+            first = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()  # no terminal colours
+            rows[item] = (chapter, nb.name, float("nan"), float("nan"),
+                          f"FAILED: {type(exc).__name__}: {first[-1][:120] if first else ''}")
+
     with tqdm(total=total_cells, desc="llmprep run", unit="cell") as bar:
-        for chapter, nb in todo:
-            bar.set_postfix_str(f"{chapter}/{nb.name}")
-            try:
-                stats = execute_notebook(nb, build / "executed" / chapter / nb.name, results_file, progress=bar,
-                                         threads=1 if is_graded(nb) else None)
-                rows.append((chapter, nb.name, stats["seconds"], stats["peak_mb"], "ok"))
-            except Exception as exc:  # noqa: BLE001 - report and go on with the next notebook
-                failed += 1
-                first = str(exc).strip().splitlines()
-                rows.append((chapter, nb.name, float("nan"), float("nan"), f"FAILED: {type(exc).__name__}: "
-                             f"{first[-1][:120] if first else ''}"))
+        for item in todo:
+            if not is_graded(item[1]):
+                bar.set_postfix_str(f"{item[0]}/{item[1].name}")
+                one(item)
+        bar.set_postfix_str(f"graded notebooks, {jobs} at a time on one thread each")
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(one, [item for item in todo if is_graded(item[1])]))
+    order = {ch: i for i, ch in enumerate(dict.fromkeys(ch for ch, _ in todo))}
     records = [json.loads(line) for line in results_file.read_text().splitlines() if line.strip()]
-    print_table(rows, records)
+    records.sort(key=lambda r: order.get(r.get("chapter"), len(order)))  # stable: notebook order within a chapter
+    table = [rows[item] for item in todo]
+    print_table(table, records)
     print(f"\ntotal {time.perf_counter() - start:.0f} s; executed notebooks in {build / 'executed'}")
-    return 1 if failed else 0
+    return 1 if any(r[4] != "ok" for r in table) else 0
 
 
 def print_table(rows, records) -> None:
