@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from llmprep.course import chapters, execute_notebook, is_graded, notebooks
+from llmprep.runtime import usable_cores
 from llmprep.grading import engine
 
 RUN_BUDGET_S = 600.0
@@ -100,7 +101,7 @@ def _cuda() -> bool:
 
 
 def render(rows, records, grading, device, notebook_total) -> str:
-    out = [f"Device: {device}, {os.cpu_count()} CPU cores. Notebooks in total: {notebook_total:.0f} s "
+    out = [f"Device: {device}, {usable_cores()} CPU cores. Notebooks in total: {notebook_total:.0f} s "
            f"(budget {RUN_BUDGET_S:.0f} s).", "",
            "| chapter | notebook | threads | time | peak memory | grading (solution / stub) |",
            "| --- | --- | --- | --- | --- | --- |"]

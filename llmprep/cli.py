@@ -88,8 +88,9 @@ def cmd_check(args) -> int:
 
 def cmd_grade(args) -> int:
     from llmprep.grading.gradebook import grade_assignment
+    from llmprep.runtime import usable_cores
 
-    return grade_assignment(args.assignment, jobs=args.jobs or os.cpu_count() or 1, as_json=args.json,
+    return grade_assignment(args.assignment, jobs=args.jobs or usable_cores(), as_json=args.json,
                             feedback=args.feedback)
 
 

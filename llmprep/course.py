@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from llmprep.grading.engine import repo_root
+from llmprep.runtime import usable_cores
 
 
 def chapters(root: Path | None = None) -> list[str]:
@@ -81,10 +82,10 @@ def release_diff(root: Path | None = None) -> list[str]:
 # --------------------------------------------------------------------------- headless runs
 
 class _PeakMemory:
-    """Samples, in a thread, the resident memory of one kernel (the process ``pid()`` names, and its
-    children) or, until that is known, of all of this process's children."""
+    """Samples, in a thread, the resident memory of one kernel: the process ``pid()`` names (None until it
+    has started) and its children. Other kernels running beside it are never counted."""
 
-    def __init__(self, pid=lambda: None, interval: float = 0.25):
+    def __init__(self, pid, interval: float = 0.25):
         import threading
 
         self.peak = 0
@@ -95,14 +96,12 @@ class _PeakMemory:
     def _loop(self, interval: float) -> None:
         import psutil
 
-        me = psutil.Process()
         while not self._stop.wait(interval):
             total = 0
             try:
-                pid = self._pid()
-                procs = [psutil.Process(pid)] + psutil.Process(pid).children(recursive=True) if pid \
-                    else me.children(recursive=True)
-            except (psutil.Error, AttributeError):
+                kernel = psutil.Process(self._pid())
+                procs = [kernel] + kernel.children(recursive=True)
+            except (psutil.Error, TypeError, ValueError):  # not started yet, or already gone
                 continue
             for proc in procs:
                 try:
@@ -128,14 +127,13 @@ def execute_notebook(path: Path, out_path: Path, results_file: Path, timeout: in
     Returns {"seconds", "peak_mb"}; ``threads`` pins the kernel's thread count (graded notebooks: 1)."""
     import nbformat
     from nbclient import NotebookClient
+    from traitlets.config import Config
 
     nb = nbformat.read(str(path), as_version=4)
     env = dict(os.environ, LLMPREP_RESULTS=str(results_file))
     if threads:
         env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
                     "LLMPREP_THREADS": str(threads)})
-    from traitlets.config import Config
-
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}},
                             # CurveZMQ keys for the kernel's sockets (and no plain-TCP warning from every kernel)
@@ -175,8 +173,7 @@ def run(chapter_ids: list[str] | None = None, root: Path | None = None, jobs: in
     build.mkdir(exist_ok=True)
     results_file.write_text("")
     todo = [(ch, nb) for ch in (chapter_ids or chapters(root)) for nb in notebooks(ch, root)]
-    if not jobs:
-        jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    jobs = jobs or usable_cores()
     total_cells = sum(sum(c.cell_type == "code" for c in nbformat.read(str(nb), as_version=4).cells) for _, nb in todo)
     rows = {}
     start = time.perf_counter()

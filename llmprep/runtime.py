@@ -34,6 +34,11 @@ def apply_env_defaults() -> None:
 _TORCH_DEFAULT_THREADS: int | None = None
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def set_threads(n: int | None = None) -> int:
     """Set torch's intra-op threads to ``n``; with ``None``, to ``LLMPREP_THREADS`` or ``OMP_NUM_THREADS``
     if set, else torch's own default (one per core), even after an earlier call lowered it."""

@@ -30,3 +30,7 @@ def test_set_threads_follows_env_and_returns_to_the_default(monkeypatch):
         assert runtime.set_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_usable_cores_is_within_the_machine():
+    assert 1 <= runtime.usable_cores() <= (os.cpu_count() or 1)
