@@ -81,6 +81,9 @@ def test_every_mutant_loses_points(chapter):
         for mutant in ex.mutants:
             verdict = verdicts[f"mutant:{mutant}"][ex.grade_id]
             assert verdict.points < verdict.max_points, f"{ex.grade_id}: mutant '{mutant}' survived"
+        for alt in ex.alternatives:
+            verdict = verdicts[f"alt:{alt}"][ex.grade_id]
+            assert verdict.points == verdict.max_points, f"{ex.grade_id}: correct alternative '{alt}' rejected: {verdict}"
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)

@@ -381,7 +381,9 @@ def build_job(nb, exercises: list[Exercise], mutants: bool = False) -> dict:
                 "probe": ex.probe_source,
                 "cases": [{"name": c.name, "params": c.params} for c in ex.cases],
                 "variants": [{"name": SUBMITTED, "patch": None}] + (
-                    [{"name": f"mutant:{m}", "patch": ex.mutant_source(m)} for m in ex.mutants] if mutants else []),
+                    [{"name": f"mutant:{m}", "patch": ex.mutant_source(m)} for m in ex.mutants]
+                    + [{"name": f"alt:{a}", "patch": ex.alternative_source(a)} for a in ex.alternatives]
+                    if mutants else []),
             }
             for ex in exercises
         ],
@@ -539,10 +541,12 @@ def check_notebook(path: str | Path, limits: Limits | None = None) -> NotebookRe
 
 
 def check_mutants(chapter: str, notebook: Path | None = None, limits: Limits | None = None):
-    """For the test suite: run the solution (or ``notebook``) once with every mutant swapped in.
+    """For the test suite: run the solution (or ``notebook``) once with every mutant and every
+    alternative-correct fixture swapped in.
 
-    Returns {variant name: {grade_id: CellVerdict}} for the submitted notebook and each mutant
-    (a mutant only replaces the function(s) of its own exercise)."""
+    Returns {variant name: {grade_id: CellVerdict}} for the submitted notebook, each mutant
+    (``mutant:<name>``) and each alternative (``alt:<name>``); a variant only replaces the
+    function(s) of its own exercise."""
     spec = load_spec(chapter)
     nb = read_notebook(notebook or solutions_dir() / chapter / spec.NOTEBOOK)
     ref = reference_run(chapter, limits)
@@ -551,6 +555,6 @@ def check_mutants(chapter: str, notebook: Path | None = None, limits: Limits | N
         raise GradingError(f"{chapter}: {run.reason}\n{run.log_tail[-3000:]}")
     result: dict[str, dict[str, CellVerdict]] = {}
     for ex in spec.EXERCISES:
-        for variant in [SUBMITTED] + [f"mutant:{m}" for m in ex.mutants]:
+        for variant in [SUBMITTED] + [f"mutant:{m}" for m in ex.mutants] + [f"alt:{a}" for a in ex.alternatives]:
             result.setdefault(variant, {})[ex.grade_id] = judge_exercise(ex, run, ref, variant)
     return result

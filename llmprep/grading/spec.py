@@ -13,7 +13,9 @@ nbgrader test cell:
   the submission's outputs with the reference outputs (from the solution notebook) and
   returns ``None`` when they agree or a one-line reason when not;
 * ``mutants`` — known-wrong versions of the function(s) (source text) that the judge
-  must reject; the test suite proves every one of them loses the cell's points.
+  must reject; the test suite proves every one of them loses the cell's points;
+* ``alternatives`` — correct versions written in another style (loop vs vectorised, another
+  stable formula, float32) that the judge must accept; the suite proves each earns full points.
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ class Exercise:
     probe: Callable  # probe(ns, params) -> dict; must be self-contained (imports inside)
     judge: Judge
     mutants: Mapping[str, str] = field(default_factory=dict)  # name -> source redefining `functions`
+    alternatives: Mapping[str, str] = field(default_factory=dict)  # name -> correct source in another style
     title: str = ""
 
     @property
@@ -52,6 +55,9 @@ class Exercise:
 
     def mutant_source(self, name: str) -> str:
         return textwrap.dedent(self.mutants[name])
+
+    def alternative_source(self, name: str) -> str:
+        return textwrap.dedent(self.alternatives[name])
 
 
 # --------------------------------------------------------------------------- judges
