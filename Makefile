@@ -36,6 +36,7 @@ run: data
 	$(BIN)/llmprep run $(CHAPTERS)
 
 test: data
+	$(BIN)/ruff check .
 	$(TEST_ENV) $(BIN)/python -m pytest -n $(JOBS) --dist loadfile tests --nbval-lax --nbval-current-env solutions
 
 lab: setup

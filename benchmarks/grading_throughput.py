@@ -26,7 +26,7 @@ import nbformat  # noqa: E402
 
 from llmprep.course import nbgrader_env  # noqa: E402
 from llmprep.grading.engine import load_spec, reference_run, repo_root  # noqa: E402
-from llmprep.grading.gradebook import grade_assignment  # noqa: E402
+from llmprep.grading.batch import grade_assignment  # noqa: E402
 
 
 def make_class(course: Path, chapter: str, n: int) -> None:
@@ -71,7 +71,7 @@ def main() -> int:
             stdout = sys.stdout
             sys.stdout = devnull
             try:
-                secs = timed(lambda: grade_assignment(args.chapter, root=course, jobs=jobs))
+                secs = timed(lambda jobs=jobs: grade_assignment(args.chapter, root=course, jobs=jobs))
             finally:
                 sys.stdout = stdout
             results[f"llmprep_jobs{jobs}_s"] = round(secs, 1)

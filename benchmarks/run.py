@@ -20,7 +20,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from llmprep.course import chapters, execute_notebook, is_graded, notebooks
 from llmprep.runtime import usable_cores

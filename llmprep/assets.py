@@ -30,9 +30,12 @@ import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from llmprep.runtime import online_enabled
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MANIFEST = "MANIFEST.json"
 
@@ -313,8 +316,8 @@ def ensure(name: str) -> Path:
 
 class SentencePolarity(NamedTuple):
     texts: list[str]
-    labels: "np.ndarray"  # 1 positive, 0 negative (sign of the mean human rating)
-    ratings: "np.ndarray"  # mean rating in -4..+4 (±1.0 on the online path)
+    labels: np.ndarray  # 1 positive, 0 negative (sign of the mean human rating)
+    ratings: np.ndarray  # mean rating in -4..+4 (±1.0 on the online path)
 
 
 def load_sentence_polarity(drop_neutral: bool = True) -> SentencePolarity:

@@ -67,31 +67,38 @@ def cmd_release(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from llmprep.grading.engine import GradingError, check_notebook
+    from llmprep.grading.engine import GradingError, check_notebook, isolation
 
+    iso = isolation()
     try:
         result = check_notebook(Path(args.notebook))
     except GradingError as exc:
         print(f"error: the grader itself failed: {exc}", file=sys.stderr)
         return 2
+    if result.chapter is None:  # not a gradable notebook at all: a usage error, before any work
+        print(f"error: {'; '.join(result.notes)}", file=sys.stderr)
+        return 2
+    level = iso.describe
     if args.json:
-        print(json.dumps(result.to_json(), ensure_ascii=False, indent=1))
-        return 0
-    print(f"{result.notebook} ({result.chapter or 'unknown chapter'}): {result.score:g} / {result.max_score:g} points")
-    for c in result.cells:
-        mark = "PASS" if c.points == c.max_points else "FAIL"
-        print(f"  {mark}  {c.grade_id:<32} {c.points:g}/{c.max_points:g}  {c.message}")
-    for note in result.notes:
-        print(f"  note: {note}")
-    return 0
+        print(json.dumps({**result.to_json(), "sandbox": level}, ensure_ascii=False, indent=1))
+    else:
+        print(f"{result.notebook} ({result.chapter}): {result.score:g} / {result.max_score:g} points")
+        for c in result.cells:
+            mark = "PASS" if c.points == c.max_points else "FAIL"
+            print(f"  {mark}  {c.grade_id:<32} {c.points:g}/{c.max_points:g}  {c.message}")
+        for note in result.notes:
+            print(f"  note: {note}")
+        print(f"  (ran in: {level})")
+    return 1 if args.strict and result.score < result.max_score else 0
 
 
 def cmd_grade(args) -> int:
-    from llmprep.grading.gradebook import grade_assignment
+    from llmprep.grading.batch import grade_assignment
     from llmprep.runtime import usable_cores
 
-    return grade_assignment(args.assignment, jobs=args.jobs or usable_cores(), as_json=args.json,
-                            feedback=args.feedback)
+    jobs = usable_cores() if args.jobs is None else args.jobs
+    return grade_assignment(args.assignment, jobs=jobs, as_json=args.json, feedback=args.feedback,
+                            unsandboxed=args.unsandboxed)
 
 
 def cmd_nbgrader(args) -> int:
@@ -130,14 +137,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("chapters", nargs="*")
     s.set_defaults(func=cmd_release)
 
-    s = sub.add_parser("check", help="grade one notebook with the trusted engine")
+    s = sub.add_parser("check", help="grade one notebook with the trusted engine",
+                       description="Exit codes: 0 graded; 1 with --strict when below full marks; "
+                                   "2 the file is not a gradable notebook, or the grader failed.")
     s.add_argument("notebook")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--strict", action="store_true", help="exit 1 unless the notebook earns full marks")
     s.set_defaults(func=cmd_check)
 
     s = sub.add_parser("grade", help="grade every submitted/<student>/<ASSIGNMENT>/ into the gradebook and a CSV")
     s.add_argument("assignment")
-    s.add_argument("--jobs", type=int, default=0, help="parallel submissions (default: one per core)")
+    s.add_argument("--jobs", type=int, default=None, help="parallel submissions (default: one per core)")
+    s.add_argument("--unsandboxed", action="store_true",
+                   help="grade even where no sandbox can start (only if you trust every submission)")
     s.add_argument("--json", action="store_true", help="one JSON object per student")
     s.add_argument("--feedback", action="store_true", help="also run nbgrader generate_feedback")
     s.set_defaults(func=cmd_grade)

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import os
 import random
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 ONLINE_ENV = "LLMPREP_ONLINE"
 
@@ -77,7 +81,7 @@ def pick_device(prefer: str | None = None):
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def autocast_dtype(device) -> "torch.dtype":
+def autocast_dtype(device) -> torch.dtype:
     """The low-precision dtype for mixed precision on this device: bf16 on CPU and
     on CUDA GPUs that support it, else fp16."""
     import torch

@@ -3,7 +3,8 @@ import csv
 import shutil
 
 from llmprep.grading.engine import load_spec
-from llmprep.grading.gradebook import grade_assignment, gradebook_url
+from llmprep.grading.batch import grade_assignment
+from llmprep.grading.record import gradebook_url
 
 CH01 = "ch01_training"
 

@@ -1,37 +1,55 @@
-"""The untrusted side of grading: executes a submission and the probes, writes data only.
+"""The untrusted side of grading: executes a submission and the probes, sends data only.
 
-Run by the trusted engine as ``python -I -m llmprep.grading.sandbox`` in a fresh
-temporary folder, under OS limits, with the job as JSON on standard input. It
+Run by the trusted engine as ``python -I -m llmprep.grading.sandbox`` inside the sandbox
+(:mod:`llmprep.grading.isolate`), with the job as JSON on standard input and the write end of the
+results pipe as the file descriptor named by its one argument. It
 
 1. reads the whole job from stdin, then closes stdin;
-2. executes the notebook's code cells in order in one IPython shell (cells that
-   raise are recorded and execution goes on, like ``nbgrader --allow-errors``);
-   visible test cells are skipped: they do not decide the grade;
-3. for each exercise and each variant (the submission as it is, or with one
-   function swapped for a mutant), calls the trusted probe on every case;
-4. writes ``outputs.npz`` (numeric / bool / str arrays only: loadable without
-   pickle) and ``summary.json`` into the working folder.
+2. copies the submission's own folder (helper modules, small data files), if one was given,
+   into its working folder;
+3. executes the notebook's code cells in order in one IPython shell (cells that raise are
+   recorded and execution goes on, like ``nbgrader --allow-errors``); visible test cells are
+   skipped: they do not decide the grade;
+4. for each exercise and each variant (the submission as it is, or with one function swapped for
+   a mutant or an alternative), calls the trusted probe on every case;
+5. sends framed messages on that pipe: ``progress`` before each cell and probe, then ``summary``
+   (JSON) and ``npz`` (numeric / bool / str arrays only: loadable without pickle).
 
-Nothing this process writes decides a grade by itself: the trusted engine
-compares these data with the reference outputs in its own process.
+Everything this process sends is treated by the trusted side as hostile data
+(:mod:`llmprep.grading.collect`); nothing here decides a grade.
 """
 from __future__ import annotations
 
 import io
 import json
 import os
+import shutil
 import signal
 import sys
 import time
 import traceback
 
 MAX_MESSAGE = 300
+RESULTS_FD = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 3
+SUBMISSION = "/sandbox/submission"
+
+_channel = None
+
+
+def send(kind: str, payload: bytes) -> None:
+    """One frame on the results pipe (written with the real os.write, captured at import)."""
+    global _channel
+    if _channel is None:
+        _channel = os.fdopen(os.dup(RESULTS_FD), "wb", buffering=0)
+    data = f"{kind} {len(payload)}\n".encode() + payload
+    view = memoryview(data)
+    while view:
+        view = view[_channel.write(view):]
 
 
 def mark(**where) -> None:
-    """Record where we are, so the engine can grade what finished if this process dies."""
-    with open("progress.json", "w", encoding="utf-8") as fh:
-        json.dump(where, fh)
+    """Say where we are, so the engine can grade what finished if this process dies."""
+    send("progress", json.dumps(where).encode())
 
 
 class CellTimeout(BaseException):
@@ -45,6 +63,8 @@ def _alarm(signum, frame):  # noqa: ARG001
 def _short(exc: BaseException) -> str:
     if isinstance(exc, CellTimeout):
         return "timed out"
+    if isinstance(exc, SyntaxError):
+        return f"SyntaxError: {exc.msg} (line {exc.lineno})"
     text = f"{type(exc).__name__}: {exc}".strip()
     text = " ".join(text.split())
     return text[:MAX_MESSAGE]
@@ -69,6 +89,39 @@ def _to_array(value):
     return arr
 
 
+def make_shell():
+    """An IPython shell in which the magics a notebook uses harmlessly in batch work
+    (``%matplotlib inline``, ``%%time``, ``%config``) run without a kernel."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    class BatchShell(InteractiveShell):
+        def enable_gui(self, gui=None):  # noqa: ARG002 - no event loop in batch
+            return None
+
+        def enable_matplotlib(self, gui=None):  # noqa: ARG002 - plots stay on the Agg backend
+            return "agg", "agg"
+
+    shell = BatchShell.instance(colors="nocolor")
+    shell.user_ns["__name__"] = "__main__"
+    return shell
+
+
+def copy_submission_folder() -> None:
+    """The submission's own folder, as the trusted side staged it (regular files only)."""
+    sys.path.insert(0, os.getcwd())  # as in a Jupyter kernel: modules beside the notebook import
+    if not os.path.isdir(SUBMISSION):
+        return
+    for name in os.listdir(SUBMISSION):
+        src = os.path.join(SUBMISSION, name)
+        try:
+            if os.path.isdir(src):
+                shutil.copytree(src, name, dirs_exist_ok=True)
+            else:
+                shutil.copy(src, name)
+        except OSError:
+            pass
+
+
 def run_cells(shell, cells, cell_timeout: float) -> list[dict]:
     records = []
     for cell in cells:
@@ -85,9 +138,8 @@ def run_cells(shell, cells, cell_timeout: float) -> list[dict]:
             err = exc
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
-        records.append({"index": cell["index"], "grade_id": cell.get("grade_id"),
-                        "status": "error" if err else "ok", "message": _short(err) if err else "",
-                        "seconds": round(time.monotonic() - start, 3)})
+        records.append({"index": cell["index"], "status": "error" if err else "ok",
+                        "message": _short(err) if err else "", "seconds": round(time.monotonic() - start, 3)})
         sys.stdout.flush()
     return records
 
@@ -125,9 +177,11 @@ def run_probes(user_ns: dict, exercises: list[dict], case_timeout: float):
                         raise TypeError("probe returned no outputs")
                     for name, value in out.items():
                         arrays[f"{key}|{name}"] = _to_array(value)
-                    entry.update(status="ok", keys=sorted(out))
+                    entry.update(status="ok")
                 except BaseException as exc:  # noqa: BLE001 - anything the student code raised, exit included
                     signal.setitimer(signal.ITIMER_REAL, 0)
+                    for name in [k for k in arrays if k.startswith(key + "|")]:
+                        del arrays[name]
                     entry.update(status="error", message=_short(exc))
                 summary.append(entry)
     return arrays, summary
@@ -137,18 +191,14 @@ def main() -> int:
     job = json.loads(sys.stdin.read())
     sys.stdin.close()
     sys.stdin = io.StringIO("")
-    workdir = os.getcwd()
-    out_npz = os.path.join(workdir, "outputs.npz")
-    out_json = os.path.join(workdir, "summary.json")
+    send("progress", b"{}")  # opens the channel before any student code runs
     signal.signal(signal.SIGALRM, _alarm)
+    copy_submission_folder()
 
     import matplotlib
 
     matplotlib.use("Agg")
-    from IPython.core.interactiveshell import InteractiveShell
-
-    shell = InteractiveShell.instance()
-    shell.user_ns["__name__"] = "__main__"
+    shell = make_shell()
     t0 = time.monotonic()
     cells = run_cells(shell, job["cells"], float(job.get("cell_timeout", 120)))
     t1 = time.monotonic()
@@ -157,14 +207,11 @@ def main() -> int:
 
     import numpy as np
 
-    # Write with the real builtins even if the submission replaced names in numpy.
-    with open(out_npz + ".tmp", "wb") as fh:
-        np.savez(fh, **arrays)
-    os.replace(out_npz + ".tmp", out_npz)
-    with open(out_json + ".tmp", "w", encoding="utf-8") as fh:
-        json.dump({"cells": cells, "probes": probes,
-                   "seconds": {"cells": round(t1 - t0, 3), "probes": round(t2 - t1, 3)}}, fh)
-    os.replace(out_json + ".tmp", out_json)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    send("summary", json.dumps({"cells": cells, "probes": probes,
+                                "seconds": {"cells": round(t1 - t0, 3), "probes": round(t2 - t1, 3)}}).encode())
+    send("npz", buffer.getvalue())
     sys.stdout.flush()
     os._exit(0)  # skip interpreter teardown: nothing the submission registered runs after this
 

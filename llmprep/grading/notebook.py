@@ -1,0 +1,129 @@
+"""Stage 1 of grading one submission: read the notebook as data (never executing it here),
+match it to a chapter, and turn it into the job the sandbox executes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from llmprep.grading.spec import Exercise
+from llmprep.grading.trusted import GradingError, all_chapters, load_spec
+
+SUBMITTED = "submitted"  # the variant name of the submission as it is (vs mutants and alternatives)
+MAX_NOTEBOOK_BYTES = 50 * 2**20
+
+
+def read_notebook(path: Path):
+    """The notebook as an nbformat v4 node; GradingError with a one-line reason if unreadable."""
+    import nbformat
+
+    path = Path(path)
+    if path.is_dir():
+        raise GradingError(f"{path} is a folder, not a notebook")
+    if not path.is_file():
+        raise GradingError(f"{path} does not exist")
+    if path.stat().st_size > MAX_NOTEBOOK_BYTES:
+        raise GradingError(f"{path.name} is larger than {MAX_NOTEBOOK_BYTES // 2**20} MiB")
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+        if not isinstance(nb.get("cells"), list):
+            raise ValueError("no cell list")
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the student's file, one line
+        raise GradingError(f"{path.name} is not a readable notebook ({type(exc).__name__})") from None
+    return nb
+
+
+def nbgrader_meta(cell) -> dict:
+    meta = cell.get("metadata", {}).get("nbgrader", {}) if isinstance(cell.get("metadata"), dict) else {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _source(cell) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else str(src)
+
+
+def test_cells(nb) -> dict[str, dict]:
+    """grade_id -> {points, index} of the graded test cells (grade true, solution false)."""
+    found = {}
+    for i, cell in enumerate(nb.cells):
+        meta = nbgrader_meta(cell)
+        if meta.get("grade") and not meta.get("solution") and cell.get("cell_type") == "code":
+            try:
+                points = float(meta.get("points", 0) or 0)
+            except (TypeError, ValueError):
+                points = 0.0
+            found[str(meta.get("grade_id"))] = {"points": points, "index": i}
+    return found
+
+
+def match_chapter(nb) -> str:
+    """The chapter whose spec shares the most grade ids with the notebook."""
+    ids = set(test_cells(nb))
+    best, overlap = None, 0
+    for chapter in all_chapters():
+        n = len(ids & {ex.grade_id for ex in load_spec(chapter).EXERCISES})
+        if n > overlap:
+            best, overlap = chapter, n
+    if best is None:
+        raise GradingError("no graded cell of this notebook matches an exercise of the course "
+                           "(were the test cells deleted or their ids changed?)")
+    return best
+
+
+def code_cells(nb) -> list[dict]:
+    """The cells the sandbox executes; visible test cells are skipped (they do not grade).
+
+    ``index`` counts every cell from 0 (as nbformat does); ``label`` names the cell as the learner
+    sees it in Jupyter: its position counting from 1, and the exercise whose answer it holds."""
+    cells = []
+    for i, cell in enumerate(nb.cells):
+        if cell.get("cell_type") != "code":
+            continue
+        meta = nbgrader_meta(cell)
+        skip = bool(meta.get("grade")) and not meta.get("solution")
+        gid = meta.get("grade_id") if meta.get("solution") else None
+        label = f"cell {i + 1}" + (f" (your answer for {gid})" if gid else "")
+        cells.append({"index": i, "source": _source(cell), "grade_id": str(gid) if gid else None,
+                      "label": label, "skip": skip})
+    return cells
+
+
+def build_job(nb, exercises: list[Exercise], mutants: bool = False) -> dict:
+    """What the sandbox executes: the code cells, then each exercise's probe on every case for
+    the submission (and, for the test suite, every mutant and alternative-correct fixture)."""
+    return {
+        "cells": code_cells(nb),
+        "exercises": [
+            {
+                "grade_id": ex.grade_id,
+                "probe": ex.probe_source,
+                "cases": [{"name": c.name, "params": c.params} for c in ex.cases],
+                "variants": [{"name": SUBMITTED, "patch": None}] + (
+                    [{"name": f"mutant:{m}", "patch": ex.mutant_source(m)} for m in ex.mutants]
+                    + [{"name": f"alt:{a}", "patch": ex.alternative_source(a)} for a in ex.alternatives]
+                    if mutants else []),
+            }
+            for ex in exercises
+        ],
+    }
+
+
+def pick_notebook(folder: Path, spec) -> tuple[Path | None, str]:
+    """The submitted notebook to grade: the expected name, else the one sharing most grade ids
+    with the chapter (students rename files). Returns (path, note). Symlinks are never followed."""
+    expected = folder / spec.NOTEBOOK
+    if expected.is_file() and not expected.is_symlink():
+        return expected, ""
+    ids = {ex.grade_id for ex in spec.EXERCISES}
+    best, overlap = None, 0
+    for candidate in sorted(folder.glob("*.ipynb")):
+        if candidate.is_symlink() or not candidate.is_file():
+            continue
+        try:
+            n = len(ids & set(test_cells(read_notebook(candidate))))
+        except GradingError:
+            continue
+        if n > overlap:
+            best, overlap = candidate, n
+    if best is None:
+        return None, f"no notebook with this assignment's graded cells in {folder.name}/"
+    return best, f"graded {best.name} as {spec.NOTEBOOK} ({overlap} of {len(ids)} graded cells matched)"

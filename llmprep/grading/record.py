@@ -1,0 +1,93 @@
+"""Stage 6 of grading one submission: record the trusted verdict (gradebook, the autograded
+notebook formgrader shows, what ``nbgrader generate_feedback`` renders). Written only by the
+trusted process, after the sandbox is gone; nothing the submission printed is copied, and every
+note is escaped so that it renders as text, never as HTML."""
+from __future__ import annotations
+
+import html
+import re
+import tempfile
+from pathlib import Path
+
+from llmprep.grading.judge import NotebookResult
+from llmprep.grading.notebook import nbgrader_meta, read_notebook
+from llmprep.grading.trusted import GradingError, repo_root
+
+
+def gradebook_url(root: Path | None = None) -> str:
+    return "sqlite:///" + str((root or repo_root()) / "gradebook.db")
+
+
+def ensure_assignment(assignment: str, root: Path | None = None) -> None:
+    """Make sure the gradebook knows the assignment's notebooks and grade cells (from solutions/)."""
+    from llmprep.course import nbgrader
+
+    root = root or repo_root()
+    with tempfile.TemporaryDirectory(prefix="llmprep-db-") as tmp:
+        nbgrader(["generate_assignment", assignment, "--force", f"--CourseDirectory.release_directory={tmp}"], root)
+
+
+def record(db_url: str, assignment: str, student: str, notebook: str, result: NotebookResult) -> None:
+    """Write one student's auto scores for one notebook (one transaction)."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(db_url) as gb:
+        gb.update_or_create_student(student)
+        try:
+            gb.find_submission(assignment, student)
+        except Exception:  # noqa: BLE001 - nbgrader raises MissingEntry
+            gb.add_submission(assignment, student)
+        for verdict in result.cells:
+            try:
+                grade = gb.find_grade(verdict.grade_id, notebook, assignment, student)
+            except Exception:  # noqa: BLE001 - a grade cell the gradebook does not know
+                continue
+            grade.auto_score = verdict.points
+            grade.needs_manual_grade = False
+        gb.db.commit()
+
+
+_MARKDOWN = re.compile(r"([\\`*\[\]|~])")
+
+
+def as_markdown_text(text: str) -> str:
+    """Literal text inside a markdown cell: HTML escaped and markdown syntax neutralised."""
+    return _MARKDOWN.sub(r"\\\1", html.escape(text, quote=True))
+
+
+def write_autograded(path: Path, out: Path, result: NotebookResult, template: Path) -> None:
+    """The notebook formgrader and `nbgrader generate_feedback` display: the released notebook
+    (valid nbgrader metadata whatever the submission did to its own), with the student's answer
+    in each solution cell (matched by grade id) and the trusted verdict as each test cell's output."""
+    import nbformat
+    from nbformat.v4 import new_output
+
+    answers: dict[str, str] = {}
+    try:
+        for cell in read_notebook(path).cells:
+            meta = nbgrader_meta(cell)
+            if meta.get("solution") and str(meta.get("grade_id")) not in answers:
+                src = cell.get("source", "")
+                answers[str(meta.get("grade_id"))] = "".join(src) if isinstance(src, list) else str(src)
+    except GradingError:
+        pass
+    nb = read_notebook(template)
+    verdicts = {c.grade_id: c for c in result.cells}
+    for cell in nb.cells:
+        meta = nbgrader_meta(cell)
+        gid = str(meta.get("grade_id"))
+        if meta.get("solution") and gid in answers:
+            cell.source = answers[gid]
+        if cell.get("cell_type") != "code":
+            continue
+        cell.outputs = []
+        cell.execution_count = None
+        if meta.get("grade") and gid in verdicts:
+            v = verdicts[gid]
+            text = f"llmprep grader: {v.points:g} / {v.max_points:g} points. {v.message}\n"
+            cell.outputs = [new_output("stream", name="stdout", text=text)]
+    if result.notes:
+        nb.cells.insert(0, nbformat.v4.new_markdown_cell(
+            "**Notes from the grader**\n\n" + "\n".join(f"- {as_markdown_text(n)}" for n in result.notes)))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(out))

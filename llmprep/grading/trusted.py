@@ -1,0 +1,58 @@
+"""Where the grader's private files live, and the chapter specs (trusted side only).
+
+Nothing here is reachable from a sandbox: the sandbox's filesystem view is an allow-list
+(see :mod:`llmprep.grading.isolate`) that contains none of these folders.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from functools import lru_cache
+from pathlib import Path
+from types import ModuleType
+
+
+class GradingError(RuntimeError):
+    """The grader itself cannot go on (broken spec, reference failed): not the student's fault."""
+
+
+def repo_root() -> Path:
+    env = os.environ.get("LLMPREP_ROOT")
+    return Path(env).resolve() if env else Path(__file__).resolve().parents[2]
+
+
+def autograder_dir() -> Path:
+    return repo_root() / "autograder"
+
+
+def solutions_dir() -> Path:
+    return repo_root() / "solutions"
+
+
+def cache_dir() -> Path:
+    """The reference-output cache: written only by the trusted process."""
+    return repo_root() / "build" / "grading-cache"
+
+
+@lru_cache(maxsize=None)
+def load_spec(chapter: str) -> ModuleType:
+    """Import ``autograder/<chapter>.py`` (module attributes: CHAPTER, NOTEBOOK, EXERCISES)."""
+    path = autograder_dir() / f"{chapter}.py"
+    if not path.is_file():
+        raise GradingError(f"no trusted spec {path}")
+    spec = importlib.util.spec_from_file_location(f"llmprep_autograder_{chapter}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ids = [ex.grade_id for ex in module.EXERCISES]
+    if len(set(ids)) != len(ids):
+        raise GradingError(f"{path.name}: duplicate grade ids")
+    return module
+
+
+def all_chapters() -> list[str]:
+    return sorted(p.stem for p in autograder_dir().glob("ch*.py"))
+
+
+def spec_source_hash(module: ModuleType) -> str:
+    return hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()
