@@ -92,6 +92,7 @@ def build_job(nb, exercises: list[Exercise], mutants: bool = False) -> dict:
     the submission (and, for the test suite, every mutant and alternative-correct fixture)."""
     return {
         "cells": code_cells(nb),
+        "bans": {ex.grade_id: [list(b) for b in ex.bans] for ex in exercises if ex.bans},
         "exercises": [
             {
                 "grade_id": ex.grade_id,

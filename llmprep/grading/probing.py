@@ -51,3 +51,73 @@ def generate_forbidden(model):
     """``forbidden`` for ``model.generate``, wherever in the model's class hierarchy it is defined."""
     owner = next(k for k in type(model).__mro__ if "generate" in k.__dict__)
     return forbidden((owner, "generate", "model.generate"))
+
+
+# --------------------------------------------------------------------------- bans installed before the cells run
+
+_active: set[str] = set()  # grade ids whose bans are in force right now
+_gates: dict[tuple[int, str], object] = {}
+
+
+def _resolve(dotted: str):
+    """``"torch.optim.AdamW"`` -> the object: the longest importable module prefix, then attributes."""
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            obj = getattr(obj, name)
+        return obj
+    raise ImportError(dotted)
+
+
+def install_bans(bans: dict[str, list]) -> None:
+    """Before the student's cells run, replace each banned library callable by a gate that raises
+    while the probe of an exercise that bans it is running, and otherwise calls the original. A
+    name the student binds at import time (``from torch.nn.functional import cross_entropy``) is
+    then the gate too. ``bans``: grade id -> [(owner dotted path, attribute, label), ...].
+
+    A learning aid, not a security boundary: the student's code shares this process."""
+    for grade_id, entries in bans.items():
+        for owner_path, name, label in entries:
+            try:
+                owner = _resolve(owner_path)
+                original = getattr(owner, name)
+            except (ImportError, AttributeError):
+                continue
+            gate = _gates.get((id(owner), name))
+            if gate is None:
+                gate = _make_gate(original, label)
+                try:
+                    setattr(owner, name, gate)
+                except (AttributeError, TypeError):
+                    continue
+                _gates[(id(owner), name)] = gate
+            gate._llmprep_banned_by.add(grade_id)
+
+
+def _make_gate(original, label):
+    import functools
+
+    @functools.wraps(original)
+    def gate(*args, **kwargs):
+        if _active & gate._llmprep_banned_by:
+            raise RuntimeError(f"calls {label}, which this exercise asks you to write yourself")
+        return original(*args, **kwargs)
+
+    gate._llmprep_banned_by = set()
+    return gate
+
+
+@contextmanager
+def bans_in_force(grade_id: str):
+    """While the block runs (the probes of one exercise), that exercise's installed bans raise."""
+    _active.add(grade_id)
+    try:
+        yield
+    finally:
+        _active.discard(grade_id)

@@ -147,44 +147,52 @@ def run_cells(shell, cells, cell_timeout: float) -> list[dict]:
 def run_probes(user_ns: dict, exercises: list[dict], case_timeout: float):
     import numpy as np
 
+    from llmprep.grading.probing import bans_in_force
+
     arrays: dict[str, np.ndarray] = {}
     summary = []
     for ex in exercises:
         mark(phase="probe", grade_id=ex["grade_id"])
-        probe_ns: dict = {"__name__": "llmprep_probe"}
-        exec(compile(ex["probe"], f"<probe {ex['grade_id']}>", "exec"), probe_ns)  # trusted source
-        probe = probe_ns["PROBE"]
-        for variant in ex["variants"]:
-            ns = dict(user_ns)
-            patch_error = ""
-            if variant.get("patch"):
-                try:
-                    exec(compile(variant["patch"], f"<variant {variant['name']}>", "exec"), ns)
-                except Exception as exc:  # noqa: BLE001
-                    patch_error = _short(exc)
-            for ci, case in enumerate(ex["cases"]):
-                key = f"{ex['grade_id']}|{variant['name']}|{ci}"
-                entry = {"grade_id": ex["grade_id"], "variant": variant["name"], "case": ci}
-                if patch_error:
-                    entry.update(status="error", message=f"variant failed to load: {patch_error}")
-                    summary.append(entry)
-                    continue
-                signal.setitimer(signal.ITIMER_REAL, case_timeout)
-                try:
-                    out = probe(ns, json.loads(json.dumps(case["params"])))
-                    signal.setitimer(signal.ITIMER_REAL, 0)
-                    if not isinstance(out, dict):
-                        raise TypeError("probe returned no outputs")
-                    for name, value in out.items():
-                        arrays[f"{key}|{name}"] = _to_array(value)
-                    entry.update(status="ok")
-                except BaseException as exc:  # noqa: BLE001 - anything the student code raised, exit included
-                    signal.setitimer(signal.ITIMER_REAL, 0)
-                    for name in [k for k in arrays if k.startswith(key + "|")]:
-                        del arrays[name]
-                    entry.update(status="error", message=_short(exc))
-                summary.append(entry)
+        with bans_in_force(ex["grade_id"]):
+            _probe_exercise(user_ns, ex, case_timeout, arrays, summary)
     return arrays, summary
+
+
+def _probe_exercise(user_ns: dict, ex: dict, case_timeout: float, arrays: dict, summary: list) -> None:
+    """Every variant of one exercise on every case; outputs into ``arrays``, statuses into ``summary``."""
+    probe_ns: dict = {"__name__": "llmprep_probe"}
+    exec(compile(ex["probe"], f"<probe {ex['grade_id']}>", "exec"), probe_ns)  # trusted source
+    probe = probe_ns["PROBE"]
+    for variant in ex["variants"]:
+        ns = dict(user_ns)
+        patch_error = ""
+        if variant.get("patch"):
+            try:
+                exec(compile(variant["patch"], f"<variant {variant['name']}>", "exec"), ns)
+            except Exception as exc:  # noqa: BLE001
+                patch_error = _short(exc)
+        for ci, case in enumerate(ex["cases"]):
+            key = f"{ex['grade_id']}|{variant['name']}|{ci}"
+            entry = {"grade_id": ex["grade_id"], "variant": variant["name"], "case": ci}
+            if patch_error:
+                entry.update(status="error", message=f"variant failed to load: {patch_error}")
+                summary.append(entry)
+                continue
+            signal.setitimer(signal.ITIMER_REAL, case_timeout)
+            try:
+                out = probe(ns, json.loads(json.dumps(case["params"])))
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                if not isinstance(out, dict):
+                    raise TypeError("probe returned no outputs")
+                for name, value in out.items():
+                    arrays[f"{key}|{name}"] = _to_array(value)
+                entry.update(status="ok")
+            except BaseException as exc:  # noqa: BLE001 - anything the student code raised, exit included
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                for name in [k for k in arrays if k.startswith(key + "|")]:
+                    del arrays[name]
+                entry.update(status="error", message=_short(exc))
+            summary.append(entry)
 
 
 def main() -> int:
@@ -198,6 +206,10 @@ def main() -> int:
     import matplotlib
 
     matplotlib.use("Agg")
+    if job.get("bans"):  # before any student code: names bound at import time are gated too
+        from llmprep.grading.probing import install_bans
+
+        install_bans(job["bans"])
     shell = make_shell()
     t0 = time.monotonic()
     cells = run_cells(shell, job["cells"], float(job.get("cell_timeout", 120)))

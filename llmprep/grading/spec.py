@@ -14,6 +14,9 @@ nbgrader test cell:
   returns ``None`` when they agree or a one-line reason when not;
 * ``mutants`` — known-wrong versions of the function(s) (source text) that the judge
   must reject; the test suite proves every one of them loses the cell's points;
+* ``bans`` — the library callables the exercise asks the student to write themselves, as
+  ``(owner dotted path, attribute, label)``; installed as gates before the student's cells run
+  (so a name bound at import time is caught too) and in force while this exercise is probed;
 * ``alternatives`` — correct versions written in another style (loop vs vectorised, another
   stable formula, float32) that the judge must accept; the suite proves each earns full points.
 """
@@ -46,6 +49,7 @@ class Exercise:
     judge: Judge
     mutants: Mapping[str, str] = field(default_factory=dict)  # name -> source redefining `functions`
     alternatives: Mapping[str, str] = field(default_factory=dict)  # name -> correct source in another style
+    bans: tuple[tuple[str, str, str], ...] = ()  # (owner dotted path, attribute, label) the exercise must not call
     title: str = ""
 
     @property
