@@ -427,6 +427,18 @@ def load_smollm2(dtype=None):
     return model, tok
 
 
+def load_smollm2_tokenizer():
+    """SmolLM2-135M-Instruct's tokenizer alone (its byte-level BPE and chat template, read from the GGUF
+    metadata without loading the weights; about 4 s)."""
+    from transformers import AutoTokenizer
+
+    folder, gguf = smollm2_path()
+    tok = AutoTokenizer.from_pretrained(str(folder), **({"gguf_file": gguf} if gguf else {}))
+    if len(tok) == 0:
+        raise AssetError("SmolLM2 tokenizer loaded empty; run `llmprep data` to repair the cache")
+    return tok
+
+
 def load_shakespeare() -> dict[str, str]:
     """Shakespeare's works as {title: text} (public domain, Project Gutenberg)."""
     if online_enabled():

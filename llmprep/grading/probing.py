@@ -121,3 +121,61 @@ def bans_in_force(grade_id: str):
         yield
     finally:
         _active.discard(grade_id)
+
+
+# --------------------------------------------------------------------------- tokenizers (ch10)
+# Loaded once per process from the offline asset cache (read-only inside the sandbox); dicts are
+# handed out as fresh copies so that one variant's in-place edits never reach the next one.
+
+def _cached(fn):
+    from functools import lru_cache
+
+    return lru_cache(maxsize=None)(fn)
+
+
+@_cached
+def _gpt2_tables():
+    import json
+
+    from llmprep.assets import gpt2_tokenizer_dir
+
+    folder = gpt2_tokenizer_dir()
+    encoder = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+    lines = (folder / "merges.txt").read_text(encoding="utf-8").splitlines()
+    merges = [tuple(line.split(" ")) for line in lines if line and not line.startswith("#version")]
+    return encoder, merges
+
+
+def gpt2_vocab():
+    """GPT-2's token -> id table (vocab.json), a fresh copy."""
+    return dict(_gpt2_tables()[0])
+
+
+def gpt2_ranks():
+    """GPT-2's merge ranks {(left, right): rank} from merges.txt (50,000 merges), a fresh copy."""
+    return {pair: rank for rank, pair in enumerate(_gpt2_tables()[1])}
+
+
+@_cached
+def gpt2_tokenizer():
+    from llmprep.assets import load_gpt2_tokenizer
+
+    return load_gpt2_tokenizer()
+
+
+@_cached
+def minilm_tokenizer():
+    from transformers import AutoTokenizer
+
+    from llmprep.assets import minilm_dir
+
+    tok = AutoTokenizer.from_pretrained(str(minilm_dir()))
+    assert len(tok) > 0
+    return tok
+
+
+@_cached
+def smollm2_tokenizer():
+    from llmprep.assets import load_smollm2_tokenizer
+
+    return load_smollm2_tokenizer()

@@ -1,0 +1,1297 @@
+"""Trusted spec of Chapter 10's graded cells (solutions/ch10_tokenization/ch10_exercises.ipynb).
+
+Probes run inside the sandbox next to the student's code and are self-contained (imports inside).
+They read the real tokenizer files from the offline asset cache through ``llmprep.grading.probing``
+(GPT-2's vocab.json + merges.txt, MiniLM's WordPiece vocabulary, SmolLM2's tokenizer with its chat
+template), do the trusted parts themselves (pre-tokenising the text, building the merge-rank table,
+turning text into ids) and call the student's function only on the step the exercise is about.
+
+Oracles run in the trusted test process and are the libraries' own code: GPT-2's pre-tokenizer,
+``bytes_to_unicode`` of ``transformers``, ``tokenizers``' ``BpeTrainer`` (on cases without ties;
+a trusted reference implementation where ties decide), GPT-2's BPE model, ``GPT2TokenizerFast.decode``,
+MiniLM's WordPiece model and SmolLM2's ``apply_chat_template``. A probe blocks the library entry points
+while the student's function runs; each oracle binds what it needs when it is built, before that.
+
+``RULES`` records, per exercise, every rule the instructions state, the hidden cases that exercise it
+and the mutants that break it (tests/test_ch10_tokenization.py checks the table against the spec).
+"""
+import json
+
+from llmprep.grading.spec import Case, Exercise
+
+CHAPTER = "ch10_tokenization"
+NOTEBOOK = "ch10_exercises.ipynb"
+
+
+# ============================================================================ judges
+
+def _as_list(value, what):
+    """A JSON-encoded list from a probe (a string), or a reason."""
+    import numpy as np
+
+    try:
+        data = json.loads(str(np.asarray(value).reshape(()).item()))
+    except Exception:  # noqa: BLE001 - hostile data becomes one line
+        return None, f"{what} could not be read back (return a list, as the instructions say)"
+    if not isinstance(data, list):
+        return None, f"{what} is not a list"
+    return data, None
+
+
+def sequence_diff(got, want, what="tokens"):
+    """None when equal, else "N of M <what> differ, first at position i" (or the length mismatch)."""
+    got, want = list(got), list(want)
+    n = max(len(got), len(want))
+    first = next((i for i in range(n) if i >= len(got) or i >= len(want) or got[i] != want[i]), None)
+    if first is None:
+        return None
+    if len(got) != len(want):
+        return f"you returned {len(got)} {what}, expected {len(want)}; the first difference is at position {first}"
+    bad = sum(g != w for g, w in zip(got, want))
+    return f"{bad} of {len(want)} {what} differ, first at position {first}"
+
+
+def _kind(piece):
+    import unicodedata
+
+    if not piece:
+        return "an empty piece"
+    core = piece[1:] if piece[0] == " " and len(piece) > 1 else piece
+    if piece in {"'s", "'t", "'re", "'ve", "'m", "'ll", "'d"}:
+        return "a contraction"
+    if core.isspace():
+        return "whitespace"
+    cat = unicodedata.category(core[0])[0]
+    return {"L": "letters", "N": "digits"}.get(cat, "punctuation or symbols") + \
+        (" with a leading space" if core is not piece else "")
+
+
+def judge_pieces(got, want, params):
+    mine, why = _as_list(got["pieces"], "your list of pieces")
+    if why:
+        return why
+    expected, _ = _as_list(want["pieces"], "expected")
+    reason = sequence_diff(mine, expected, "pieces")
+    if reason:
+        i = next(i for i in range(max(len(mine), len(expected)))
+                 if i >= len(mine) or i >= len(expected) or mine[i] != expected[i])
+        if i < len(expected):
+            reason += f" (the expected piece there is {_kind(expected[i])})"
+        if "".join(map(str, mine)) != "".join(expected):
+            reason += "; your pieces do not join back into the input text"
+    return reason
+
+
+def judge_byte_table(got, want, params):
+    import numpy as np
+
+    if not bool(np.asarray(got["keys_ok"])):
+        return "the table's keys must be exactly the 256 byte values 0..255 (ints)"
+    g, w = np.asarray(got["codepoints"]), np.asarray(want["codepoints"])
+    if g.shape != w.shape:
+        return "the table has the wrong size"
+    bad = np.flatnonzero(g != w)
+    if bad.size:
+        b = int(np.asarray(params_bytes(params))[bad[0]])
+        return f"{bad.size} of {w.size} bytes map to the wrong character, first byte {b}"
+    if not bool(np.asarray(got["bijective"])):
+        return "two bytes map to the same character (the table must be one-to-one)"
+    return None
+
+
+def params_bytes(params):
+    sel = params["bytes"]
+    return list(range(256)) if sel == "all" else [b for lo, hi in sel for b in range(lo, hi + 1)]
+
+
+def _pair_counts(word_counts, merges_done):
+    """Pair counts after replaying ``merges_done`` (the trusted rule) on the case's words."""
+    from collections import Counter
+
+    words = [(list(w), c) for w, c in word_counts.items()]
+    for pair in merges_done:
+        new = []
+        for sym, c in words:
+            out, i = [], 0
+            while i < len(sym):
+                if i + 1 < len(sym) and (sym[i], sym[i + 1]) == pair:
+                    out.append(sym[i] + sym[i + 1])
+                    i += 2
+                else:
+                    out.append(sym[i])
+                    i += 1
+            new.append((out, c))
+        words = new
+    counts = Counter()
+    for sym, c in words:
+        for p in zip(sym, sym[1:]):
+            counts[p] += c
+    return counts
+
+
+def judge_merges(got, want, params):
+    mine, why = _as_list(got["merges"], "your merge list")
+    if why:
+        return why
+    expected, _ = _as_list(want["merges"], "expected")
+    try:
+        mine = [tuple(m) for m in mine]
+        assert all(len(m) == 2 and all(isinstance(s, str) for s in m) for m in mine)
+    except Exception:  # noqa: BLE001
+        return "each merge must be a pair (left, right) of strings"
+    expected = [tuple(m) for m in expected]
+    reason = sequence_diff(mine, expected, "merges")
+    if not reason:
+        return None
+    i = next(i for i in range(max(len(mine), len(expected)))
+             if i >= len(mine) or i >= len(expected) or mine[i] != expected[i])
+    if i < len(mine) and i < len(expected) and "word_counts" in params:
+        counts = _pair_counts(params["word_counts"], expected[:i])
+        yours, right = counts.get(mine[i], 0), counts[expected[i]]
+        if yours == right:
+            reason += (f" (your pair and the expected one are tied at count {right}: the rule picks the "
+                       f"lexicographically greater pair)")
+        else:
+            reason += f" (your pair occurs {yours} times at that point, the expected one {right} times)"
+    elif len(mine) > len(expected):
+        reason += " (merging must stop when no adjacent pair is left)"
+    return reason
+
+
+def judge_tokens(got, want, params):
+    mine, why = _as_list(got["tokens"], "your token list")
+    if why:
+        return why
+    expected, _ = _as_list(want["tokens"], "expected")
+    return sequence_diff(mine, expected, "tokens")
+
+
+def judge_texts(got, want, params):
+    mine, why = _as_list(got["texts"], "your decoded texts")
+    if why:
+        return why
+    expected, _ = _as_list(want["texts"], "expected")
+    if len(mine) != len(expected):
+        return "the probe got the wrong number of decoded texts"
+    for k, (m, e) in enumerate(zip(mine, expected)):
+        if not isinstance(m, str):
+            return f"slice {k}: decode_ids must return a str"
+        if m != e:
+            j = next((j for j in range(min(len(m), len(e))) if m[j] != e[j]), min(len(m), len(e)))
+            extra = ""
+            if m.count("\ufffd") != e.count("\ufffd"):
+                extra = (f"; yours has {m.count(chr(0xFFFD))} replacement characters (U+FFFD), "
+                         f"expected {e.count(chr(0xFFFD))}")
+            return (f"slice {k} of {len(expected)}: decoded text differs at character {j} "
+                    f"({len(m)} characters, expected {len(e)}){extra}")
+    return None
+
+
+def judge_chat(got, want, params):
+    import numpy as np
+
+    text, expected_text = str(np.asarray(got["text"]).reshape(()).item()), str(np.asarray(want["text"]).item())
+    if text != expected_text:
+        j = next((j for j in range(min(len(text), len(expected_text))) if text[j] != expected_text[j]),
+                 min(len(text), len(expected_text)))
+        return (f"render_chat: the text differs from the template's at character {j} "
+                f"({len(text)} characters, expected {len(expected_text)})")
+    ids, mask = np.asarray(got["ids"]).ravel(), np.asarray(got["mask"]).ravel()
+    want_ids, want_mask = np.asarray(want["ids"]).ravel(), np.asarray(want["mask"]).ravel()
+    reason = sequence_diff(ids.tolist(), want_ids.tolist(), "token ids")
+    if reason:
+        return f"tokenize_chat: {reason}"
+    if mask.shape != want_mask.shape:
+        return f"tokenize_chat: the mask has {mask.size} entries for {want_ids.size} tokens"
+    bad = np.flatnonzero(mask.astype(np.int64) != want_mask)
+    if bad.size:
+        i = int(bad[0])
+        return (f"tokenize_chat: the assistant mask is wrong at {bad.size} of {want_mask.size} tokens, first at "
+                f"position {i} (yours {int(mask[i])}, expected {int(want_mask[i])})")
+    return None
+
+
+# ============================================================================ 1 GPT-2 pre-tokenization
+
+def probe_pretokenize(ns, params):
+    import json
+
+    import tokenizers
+    import tokenizers.pre_tokenizers
+    import transformers
+
+    from llmprep.grading.probing import forbidden
+
+    fn = ns["gpt2_pretokenize"]
+    with forbidden((tokenizers.pre_tokenizers, "ByteLevel", "the ByteLevel pre-tokenizer"),
+                   (tokenizers, "Tokenizer", "tokenizers.Tokenizer"),
+                   (transformers, "GPT2TokenizerFast", "GPT2TokenizerFast"),
+                   (transformers, "AutoTokenizer", "AutoTokenizer")):
+        out = fn(params["text"])
+    return {"pieces": json.dumps([str(p) for p in out])}
+
+
+def oracle_pretokenize():
+    from llmprep.grading.probing import gpt2_tokenizer
+
+    pre = gpt2_tokenizer().backend_tokenizer.pre_tokenizer  # the real GPT-2 pre-tokenizer (byte-level output)
+
+    def gpt2_pretokenize(text):
+        return [text[a:b] for _, (a, b) in pre.pre_tokenize_str(text)]  # offsets are character offsets
+
+    return {"gpt2_pretokenize": gpt2_pretokenize}
+
+
+# ============================================================================ 2 bytes_to_unicode
+
+def probe_byte_table(ns, params):
+    import transformers.convert_slow_tokenizer as conv
+
+    from llmprep.grading.probing import forbidden
+
+    fn = ns["bytes_to_unicode"]
+    with forbidden((conv, "bytes_to_unicode", "transformers' bytes_to_unicode")):
+        table = fn()
+    keys_ok = isinstance(table, dict) and set(table) == set(range(256)) and all(type(k) is int for k in table)
+    if not keys_ok:
+        return {"keys_ok": False, "codepoints": [0], "bijective": False}
+    sel = params["bytes"]
+    chosen = list(range(256)) if sel == "all" else [b for lo, hi in sel for b in range(lo, hi + 1)]
+    ok_chars = all(isinstance(v, str) and len(v) == 1 for v in table.values())
+    return {"keys_ok": ok_chars,
+            "codepoints": [ord(table[b]) if ok_chars else -1 for b in chosen],
+            "bijective": len(set(table.values())) == 256}
+
+
+def oracle_byte_table():
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    return {"bytes_to_unicode": bytes_to_unicode}
+
+
+# ============================================================================ 3 BPE training
+
+def probe_train_bpe(ns, params):
+    import json
+
+    import tokenizers
+    import tokenizers.trainers
+
+    from llmprep.grading.probing import forbidden
+
+    fn = ns["train_bpe"]
+    if "word_counts" in params:
+        counts = dict(params["word_counts"])
+    else:  # the most frequent GPT-2 pre-tokens of one play, byte-mapped (real data)
+        from collections import Counter
+
+        from llmprep.assets import load_shakespeare
+        from llmprep.grading.probing import gpt2_tokenizer
+
+        text = next(t for title, t in sorted(load_shakespeare().items()) if title.startswith(params["play"]))
+        pre = gpt2_tokenizer().backend_tokenizer.pre_tokenizer
+        freq = Counter(w for w, _ in pre.pre_tokenize_str(text[:params["chars"]]))
+        counts = dict(sorted(freq.items(), key=lambda kv: (-kv[1], kv[0]))[:params["words"]])
+    with forbidden((tokenizers.trainers, "BpeTrainer", "tokenizers' BpeTrainer"),
+                   (tokenizers, "Tokenizer", "tokenizers.Tokenizer")):
+        merges = fn(counts, params["num_merges"])
+    return {"merges": json.dumps([list(m) for m in merges])}
+
+
+def oracle_train_bpe():
+    """``tokenizers``' BpeTrainer where no step has a tie; the trusted reference rule where one does
+    (BpeTrainer breaks ties by token id, not by the stated lexicographic rule)."""
+    from collections import Counter
+
+    from tokenizers import Tokenizer
+    from tokenizers.models import BPE
+    from tokenizers.trainers import BpeTrainer
+
+    def reference(word_counts, num_merges):
+        words = [(list(w), c) for w, c in word_counts.items()]
+        merges, tied = [], False
+        for _ in range(num_merges):
+            counts = Counter()
+            for sym, c in words:
+                for p in zip(sym, sym[1:]):
+                    counts[p] += c
+            if not counts:
+                break
+            top = max(counts.values())
+            tied = tied or sum(v == top for v in counts.values()) > 1
+            best = max(p for p, v in counts.items() if v == top)
+            merges.append(best)
+            new = []
+            for sym, c in words:
+                out, i = [], 0
+                while i < len(sym):
+                    if i + 1 < len(sym) and (sym[i], sym[i + 1]) == best:
+                        out.append(sym[i] + sym[i + 1])
+                        i += 2
+                    else:
+                        out.append(sym[i])
+                        i += 1
+                new.append((out, c))
+            words = new
+        return merges, tied
+
+    def library(word_counts, num_merges):
+        alphabet = sorted({ch for w in word_counts for ch in w})
+        tok = Tokenizer(BPE())
+        trainer = BpeTrainer(vocab_size=len(alphabet) + num_merges, min_frequency=0, show_progress=False,
+                             special_tokens=[])
+        tok.train_from_iterator((w for w, c in word_counts.items() for _ in range(c)), trainer=trainer)
+        return [tuple(m.split(" ")) if isinstance(m, str) else tuple(m)
+                for m in json.loads(tok.to_str())["model"]["merges"]]
+
+    def train_bpe(word_counts, num_merges):
+        merges, tied = reference(word_counts, num_merges)
+        if tied:
+            return merges
+        lib = library(word_counts, num_merges)
+        assert lib == merges, "BpeTrainer disagrees with the reference on a case without ties"
+        return lib
+
+    return {"train_bpe": train_bpe}
+
+
+# ============================================================================ 4 BPE encoding of one pre-token
+
+def probe_bpe_encode(ns, params):
+    import json
+
+    import tokenizers
+    import tokenizers.models
+    import transformers
+
+    from llmprep.grading.probing import forbidden, gpt2_ranks, gpt2_tokenizer
+
+    fn = ns["bpe_encode"]
+    if "ranks" in params:  # a small merge table: [[left, right], ...] in rank order
+        ranks = {tuple(p): r for r, p in enumerate(params["ranks"])}
+        words = params["words"]
+    else:  # GPT-2's real merges on real text, pre-tokenised and byte-mapped here (trusted)
+        ranks = gpt2_ranks()
+        pre = gpt2_tokenizer().backend_tokenizer.pre_tokenizer
+        words = [w for w, _ in pre.pre_tokenize_str(params["text"])]
+    tokens = []
+    with forbidden((tokenizers.models, "BPE", "tokenizers' BPE model"),
+                   (tokenizers, "Tokenizer", "tokenizers.Tokenizer"),
+                   (transformers, "GPT2TokenizerFast", "GPT2TokenizerFast"),
+                   (transformers, "AutoTokenizer", "AutoTokenizer")):
+        for w in words:
+            tokens.extend(str(t) for t in fn(w, ranks))
+    return {"tokens": json.dumps(tokens)}
+
+
+def oracle_bpe_encode():
+    from tokenizers.models import BPE
+
+    from llmprep.grading.probing import gpt2_ranks, gpt2_tokenizer
+
+    gpt2_model = gpt2_tokenizer().backend_tokenizer.model  # GPT2TokenizerFast's own BPE with the real merges
+    n_gpt2 = len(gpt2_ranks())
+
+    def bpe_encode(word, ranks):
+        if len(ranks) == n_gpt2:
+            model = gpt2_model
+        else:  # a small table: tokenizers' BPE model built from it (every symbol in the vocabulary)
+            merges = [p for p, _ in sorted(ranks.items(), key=lambda kv: kv[1])]
+            symbols = set(word) | {s for p in merges for s in p} | {a + b for a, b in merges}
+            model = BPE(vocab={s: i for i, s in enumerate(sorted(symbols))}, merges=merges)
+        return [t.value for t in model.tokenize(word)]
+
+    return {"bpe_encode": bpe_encode}
+
+
+# ============================================================================ 5 decoding ids
+
+def probe_decode(ns, params):
+    import json
+
+    import tokenizers
+    import transformers
+
+    from llmprep.grading.probing import forbidden, gpt2_tokenizer, gpt2_vocab
+
+    fn = ns["decode_ids"]
+    tok = gpt2_tokenizer()
+    ids = tok(params["text"]).input_ids
+    id_to_token = {i: t for t, i in gpt2_vocab().items()}
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    byte_decoder = {c: b for b, c in bytes_to_unicode().items()}
+    texts = []
+    with forbidden((tokenizers, "Tokenizer", "tokenizers.Tokenizer"),
+                   (tokenizers, "decoders", "tokenizers.decoders"),
+                   (transformers, "GPT2TokenizerFast", "GPT2TokenizerFast"),
+                   (transformers, "AutoTokenizer", "AutoTokenizer")):
+        for a, b in params["slices"]:
+            out = fn(ids[a:b], dict(id_to_token), dict(byte_decoder))
+            texts.append(out if isinstance(out, str) else repr(type(out)))
+    return {"texts": json.dumps(texts)}
+
+
+def oracle_decode():
+    from llmprep.grading.probing import gpt2_tokenizer
+
+    tok = gpt2_tokenizer()
+    decode = type(tok).decode
+
+    def decode_ids(ids, id_to_token, byte_decoder):
+        return decode(tok, list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    return {"decode_ids": decode_ids}
+
+
+# ============================================================================ 6 WordPiece
+
+def probe_wordpiece(ns, params):
+    import json
+
+    import tokenizers
+    import tokenizers.models
+    import transformers
+
+    from llmprep.grading.probing import forbidden, minilm_tokenizer
+
+    fn = ns["wordpiece"]
+    backend = minilm_tokenizer().backend_tokenizer
+    # BERT's normaliser (lower-case, accents, spaces around CJK) and pre-tokenizer, done here (trusted)
+    words = [w for w, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(params["text"]))]
+    vocab = backend.get_vocab()
+    tokens = []
+    with forbidden((tokenizers.models, "WordPiece", "tokenizers' WordPiece model"),
+                   (tokenizers, "Tokenizer", "tokenizers.Tokenizer"),
+                   (transformers, "BertTokenizerFast", "BertTokenizerFast"),
+                   (transformers, "BertTokenizer", "BertTokenizer"),
+                   (transformers, "AutoTokenizer", "AutoTokenizer")):
+        for w in words:
+            tokens.extend(str(t) for t in fn(w, vocab))
+    return {"tokens": json.dumps(tokens)}
+
+
+def oracle_wordpiece():
+    from llmprep.grading.probing import minilm_tokenizer
+
+    model = minilm_tokenizer().backend_tokenizer.model  # BertTokenizerFast's WordPiece (unk [UNK], ##, 100)
+
+    def wordpiece(word, vocab, unk_token="[UNK]", max_chars=100):
+        return [t.value for t in model.tokenize(word)]
+
+    return {"wordpiece": wordpiece}
+
+
+# ============================================================================ 7 chat template + assistant mask
+
+def probe_chat(ns, params):
+    from llmprep.grading.probing import forbidden, smollm2_tokenizer
+
+    render, tokenize = ns["render_chat"], ns["tokenize_chat"]
+    tok = smollm2_tokenizer()
+    messages = [dict(m) for m in params["messages"]]
+    gen = params["add_generation_prompt"]
+    with forbidden((type(tok), "apply_chat_template", "apply_chat_template")):
+        text = render([dict(m) for m in messages], add_generation_prompt=gen)
+        ids, mask = tokenize([dict(m) for m in messages], tok, add_generation_prompt=gen)
+    return {"text": str(text), "ids": [int(i) for i in ids], "mask": [int(m) for m in mask]}
+
+
+def oracle_chat():
+    """SmolLM2's own template. Its template has no generation tags, so the mask comes from rendering
+    each conversation with and without every assistant turn: an assistant turn's tokens are those the
+    full rendering adds after the prefix rendered with ``add_generation_prompt=True``."""
+    from llmprep.grading.probing import smollm2_tokenizer
+
+    tok = smollm2_tokenizer()
+    apply = type(tok).apply_chat_template  # bound now: the probe blocks it while the student's code runs
+
+    def ids_of(messages, gen):
+        out = apply(tok, messages, tokenize=True, add_generation_prompt=gen)
+        return list(out["input_ids"] if hasattr(out, "keys") else out)
+
+    def render_chat(messages, add_generation_prompt=False):
+        return apply(tok, messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+    def tokenize_chat(messages, tokenizer, add_generation_prompt=False):
+        ids = ids_of(messages, add_generation_prompt)
+        mask = [0] * len(ids)
+        for i, m in enumerate(messages):
+            if m["role"] != "assistant":
+                continue
+            before, upto = ids_of(messages[:i], True), ids_of(messages[:i + 1], False)
+            assert upto[:len(before)] == before == ids[:len(before)] and ids[:len(upto)] == upto
+            for k in range(len(before), len(upto)):
+                mask[k] = 1
+        return ids, mask
+
+    return {"render_chat": render_chat, "tokenize_chat": tokenize_chat}
+
+
+
+def _chat_variant(header_flag=False, end_flag=True, all_turns=False):
+    """Source of a ``tokenize_chat`` that gets one mask rule wrong (the ids stay right)."""
+    return f'''
+def tokenize_chat(messages, tokenizer, add_generation_prompt=False):
+    ids, mask = [], []
+
+    def add(text, flag):
+        piece = tokenizer.encode(text, add_special_tokens=False)
+        ids.extend(piece)
+        mask.extend([flag] * len(piece))
+
+    if messages[0]["role"] != "system":
+        add("<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face", {int(all_turns)})
+        add("<|im_end|>\\n", 0)
+    for m in messages:
+        flag = int(m["role"] == "assistant" or {all_turns})
+        add(f"<|im_start|>{{m['role']}}\\n", flag if {header_flag} else 0)
+        add(m["content"], flag)
+        add("<|im_end|>\\n", flag if {end_flag} else 0)
+    if add_generation_prompt:
+        add("<|im_start|>assistant\\n", 0)
+    return ids, mask
+'''
+
+
+# ============================================================================ case data
+
+ENGLISH = ("I'm sure you'll say it's the best; we've done what they'd do, and I've  seen   more.\n"
+           "HAMLET. To be, or not to be: that is the question.\n\n  Whether 'tis nobler...")
+CHINESE = "分词器把文本切成子词：中文每个汉字常常要两到三个 token。你好，世界！"
+CODE = "def f(x):\n    return x ** 2  # square\n\n\nprint(f(3), [1, 2, 3])\n"
+
+EXERCISES = [
+    Exercise(
+        grade_id="ch10_pretokenize_test", functions=("gpt2_pretokenize",), points=2,
+        title="GPT-2 pre-tokenization",
+        cases=(
+            Case("English prose with contractions", {"text": ENGLISH}),
+            Case("upper-case contractions", {"text": "DON'T SHOUT, I'M HERE. She'S fine, isn'T she? 'tis 'll"}),
+            Case("runs of spaces, tabs and newlines", {"text": "Hello   world\n\n  indented\tTab \n end \t  "}),
+            Case("digits and symbols", {"text": "Price: $1,234.56 (approx.) -- 2024-01-01 #tag @user 100%!!! x2y"}),
+            Case("Chinese, accents and mixed scripts", {"text": "你好，世界！Héllo naïve café 東京2024年 ça va Привет"}),
+            Case("Python code", {"text": CODE}),
+        ),
+        probe=probe_pretokenize, judge=judge_pieces,
+        mutants={
+            "ASCII letters only ([a-zA-Z] instead of \\p{L})": r'''
+                def gpt2_pretokenize(text):
+                    pat = r"""'s|'t|'re|'ve|'m|'ll|'d| ?[a-zA-Z]+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+                    return regex.findall(pat, text)
+            ''',
+            "contractions matched case-insensitively": r'''
+                def gpt2_pretokenize(text):
+                    pat = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+                    return regex.findall(pat, text)
+            ''',
+            "whitespace runs taken whole (no lookahead)": r'''
+                def gpt2_pretokenize(text):
+                    pat = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+"""
+                    return regex.findall(pat, text)
+            ''',
+            "letters and digits in one run": r'''
+                def gpt2_pretokenize(text):
+                    pat = r"""'s|'t|'re|'ve|'m|'ll|'d| ?[\p{L}\p{N}]+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+                    return regex.findall(pat, text)
+            ''',
+            "symbols never take the leading space": r'''
+                def gpt2_pretokenize(text):
+                    pat = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+|[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+                    return regex.findall(pat, text)
+            ''',
+        },
+        alternatives={
+            "a hand-written scanner (unicodedata, no regex)": r'''
+                import unicodedata as _ud
+
+                def gpt2_pretokenize(text):
+                    def cls(ch):
+                        if ch.isspace():
+                            return "S"
+                        c = _ud.category(ch)[0]
+                        return c if c in "LN" else "O"
+                    out, i, n = [], 0, len(text)
+                    while i < n:
+                        if text[i] == "'":
+                            hit = next((c for c in ("re", "ve", "ll", "s", "t", "m", "d")
+                                        if text.startswith(c, i + 1)), None)
+                            if hit:
+                                out.append("'" + hit)
+                                i += 1 + len(hit)
+                                continue
+                        start = i + 1 if text[i] == " " and i + 1 < n and cls(text[i + 1]) != "S" else i
+                        kind = cls(text[start])
+                        if kind != "S":
+                            j = start
+                            while j < n and cls(text[j]) == kind:
+                                j += 1
+                            out.append(text[i:j])
+                            i = j
+                            continue
+                        j = i
+                        while j < n and cls(text[j]) == "S":
+                            j += 1
+                        if j < n and j - i > 1:
+                            j -= 1
+                        out.append(text[i:j])
+                        i = j
+                    return out
+            ''',
+        },
+    ),
+    Exercise(
+        grade_id="ch10_bytes_to_unicode_test", functions=("bytes_to_unicode",), points=1,
+        title="the byte-to-unicode table",
+        cases=(
+            Case("the whole table", {"bytes": "all"}),
+            Case("printable ASCII and Latin-1 bytes", {"bytes": [[33, 126], [161, 172], [174, 255]]}),
+            Case("space, control bytes, DEL..NBSP and the soft hyphen", {"bytes": [[0, 32], [127, 160], [173, 173]]}),
+        ),
+        probe=probe_byte_table, judge=judge_byte_table,
+        mutants={
+            "soft hyphen (173) kept as itself": '''
+                def bytes_to_unicode():
+                    keep = set(range(33, 127)) | set(range(161, 256))
+                    table, n = {}, 0
+                    for b in range(256):
+                        if b in keep:
+                            table[b] = chr(b)
+                        else:
+                            table[b] = chr(256 + n)
+                            n += 1
+                    return table
+            ''',
+            "other bytes mapped to chr(256 + b)": '''
+                def bytes_to_unicode():
+                    keep = set(range(33, 127)) | set(range(161, 173)) | set(range(174, 256))
+                    return {b: chr(b) if b in keep else chr(256 + b) for b in range(256)}
+            ''',
+            "space (32) kept as itself": '''
+                def bytes_to_unicode():
+                    keep = set(range(32, 127)) | set(range(161, 173)) | set(range(174, 256))
+                    table, n = {}, 0
+                    for b in range(256):
+                        if b in keep:
+                            table[b] = chr(b)
+                        else:
+                            table[b] = chr(256 + n)
+                            n += 1
+                    return table
+            ''',
+        },
+        alternatives={
+            "GPT-2's original two-list construction": '''
+                def bytes_to_unicode():
+                    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\\u00a1"), ord("\\u00ac") + 1)) \\
+                        + list(range(ord("\\u00ae"), ord("\\u00ff") + 1))
+                    cs = bs[:]
+                    n = 0
+                    for b in range(2 ** 8):
+                        if b not in bs:
+                            bs.append(b)
+                            cs.append(2 ** 8 + n)
+                            n += 1
+                    return dict(zip(bs, map(chr, cs)))
+            ''',
+        },
+    ),
+    Exercise(
+        grade_id="ch10_train_bpe_test", functions=("train_bpe",), points=3, title="BPE training from word counts",
+        cases=(
+            Case("low, lower, newest, widest", {"word_counts": {"low": 5, "lower": 2, "newest": 6, "widest": 3},
+                                                "num_merges": 10}),
+            Case("ties broken by the greater pair", {"word_counts": {"ab": 1, "cd": 1, "ef": 1, "ac": 1},
+                                                     "num_merges": 4}),
+            Case("counts weight the pairs", {"word_counts": {"ab": 5, "cd": 1, "xcd": 1, "ycd": 1},
+                                             "num_merges": 3}),
+            Case("overlapping pairs in aaa", {"word_counts": {"aaa": 3, "bc": 5}, "num_merges": 3}),
+            Case("merges respect symbol boundaries", {"word_counts": {"xa": 10, "xab": 2, "ab": 5},
+                                                      "num_merges": 3}),
+            Case("stops when nothing is left", {"word_counts": {"ab": 2, "c": 7}, "num_merges": 5}),
+            Case("Hamlet's 400 most frequent byte-level words", {"play": "Hamlet", "chars": 60000, "words": 400,
+                                                                  "num_merges": 60}),
+        ),
+        probe=probe_train_bpe, judge=judge_merges,
+        mutants={
+            "ties broken by the smaller pair": '''
+                def train_bpe(word_counts, num_merges):
+                    def _merge_pair(symbols, pair):
+                        out, i = [], 0
+                        while i < len(symbols):
+                            if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
+                                out.append(symbols[i] + symbols[i + 1])
+                                i += 2
+                            else:
+                                out.append(symbols[i])
+                                i += 1
+                        return out
+                    from collections import Counter
+                    words = [(list(w), c) for w, c in word_counts.items()]
+                    merges = []
+                    for _ in range(num_merges):
+                        counts = Counter()
+                        for s, c in words:
+                            for p in zip(s, s[1:]):
+                                counts[p] += c
+                        if not counts:
+                            break
+                        best = min(counts, key=lambda p: (-counts[p], p))
+                        merges.append(best)
+                        words = [(_merge_pair(s, best), c) for s, c in words]
+                    return merges
+            ''',
+            "every word counted once (counts ignored)": '''
+                def train_bpe(word_counts, num_merges):
+                    def _merge_pair(symbols, pair):
+                        out, i = [], 0
+                        while i < len(symbols):
+                            if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
+                                out.append(symbols[i] + symbols[i + 1])
+                                i += 2
+                            else:
+                                out.append(symbols[i])
+                                i += 1
+                        return out
+                    from collections import Counter
+                    words = [(list(w), c) for w, c in word_counts.items()]
+                    merges = []
+                    for _ in range(num_merges):
+                        counts = Counter()
+                        for s, c in words:
+                            for p in zip(s, s[1:]):
+                                counts[p] += 1
+                        if not counts:
+                            break
+                        best = max(counts, key=lambda p: (counts[p], p))
+                        merges.append(best)
+                        words = [(_merge_pair(s, best), c) for s, c in words]
+                    return merges
+            ''',
+            "overlapping occurrences counted once (aaa has one (a, a))": '''
+                def train_bpe(word_counts, num_merges):
+                    def _merge_pair(symbols, pair):
+                        out, i = [], 0
+                        while i < len(symbols):
+                            if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
+                                out.append(symbols[i] + symbols[i + 1])
+                                i += 2
+                            else:
+                                out.append(symbols[i])
+                                i += 1
+                        return out
+                    from collections import Counter
+                    words = [(list(w), c) for w, c in word_counts.items()]
+                    merges = []
+                    for _ in range(num_merges):
+                        counts = Counter()
+                        for s, c in words:
+                            i = 0
+                            while i + 1 < len(s):
+                                counts[(s[i], s[i + 1])] += c
+                                i += 2 if s[i] == s[i + 1] else 1
+                        if not counts:
+                            break
+                        best = max(counts, key=lambda p: (counts[p], p))
+                        merges.append(best)
+                        words = [(_merge_pair(s, best), c) for s, c in words]
+                    return merges
+            ''',
+            "merges right to left (aaa becomes a + aa)": '''
+                def train_bpe(word_counts, num_merges):
+                    from collections import Counter
+                    def merge_rtl(s, pair):
+                        out, i = [], len(s) - 1
+                        while i >= 0:
+                            if i > 0 and (s[i - 1], s[i]) == pair:
+                                out.append(s[i - 1] + s[i])
+                                i -= 2
+                            else:
+                                out.append(s[i])
+                                i -= 1
+                        return out[::-1]
+                    words = [(list(w), c) for w, c in word_counts.items()]
+                    merges = []
+                    for _ in range(num_merges):
+                        counts = Counter()
+                        for s, c in words:
+                            for p in zip(s, s[1:]):
+                                counts[p] += c
+                        if not counts:
+                            break
+                        best = max(counts, key=lambda p: (counts[p], p))
+                        merges.append(best)
+                        words = [(merge_rtl(s, best), c) for s, c in words]
+                    return merges
+            ''',
+            "string replace on space-joined symbols (crosses boundaries)": '''
+                def train_bpe(word_counts, num_merges):
+                    from collections import Counter
+                    words = {" ".join(w): c for w, c in word_counts.items()}
+                    merges = []
+                    for _ in range(num_merges):
+                        counts = Counter()
+                        for w, c in words.items():
+                            s = w.split(" ")
+                            for p in zip(s, s[1:]):
+                                counts[p] += c
+                        if not counts:
+                            break
+                        best = max(counts, key=lambda p: (counts[p], p))
+                        merges.append(best)
+                        words = {w.replace(" ".join(best), "".join(best)): c for w, c in words.items()}
+                    return merges
+            ''',
+            "does not stop when no pair is left": '''
+                def train_bpe(word_counts, num_merges):
+                    def _merge_pair(symbols, pair):
+                        out, i = [], 0
+                        while i < len(symbols):
+                            if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
+                                out.append(symbols[i] + symbols[i + 1])
+                                i += 2
+                            else:
+                                out.append(symbols[i])
+                                i += 1
+                        return out
+                    from collections import Counter
+                    words = [(list(w), c) for w, c in word_counts.items()]
+                    merges = []
+                    for _ in range(num_merges):
+                        counts = Counter()
+                        for s, c in words:
+                            for p in zip(s, s[1:]):
+                                counts[p] += c
+                        best = max(counts, key=lambda p: (counts[p], p))
+                        merges.append(best)
+                        words = [(_merge_pair(s, best), c) for s, c in words]
+                    return merges
+            ''',
+        },
+        alternatives={
+            "incremental pair counts with an index of words per pair": '''
+                def train_bpe(word_counts, num_merges):
+                    from collections import defaultdict
+                    words = [list(w) for w in word_counts]
+                    freq = list(word_counts.values())
+                    counts, where = defaultdict(int), defaultdict(set)
+                    for k, s in enumerate(words):
+                        for p in zip(s, s[1:]):
+                            counts[p] += freq[k]
+                            where[p].add(k)
+                    merges = []
+                    for _ in range(num_merges):
+                        live = {p: c for p, c in counts.items() if c > 0}
+                        if not live:
+                            break
+                        best = max(live, key=lambda p: (live[p], p))
+                        merges.append(best)
+                        for k in sorted(where.pop(best, ())):
+                            s = words[k]
+                            for p in zip(s, s[1:]):
+                                counts[p] -= freq[k]
+                            out, i = [], 0
+                            while i < len(s):
+                                if i + 1 < len(s) and (s[i], s[i + 1]) == best:
+                                    out.append(s[i] + s[i + 1])
+                                    i += 2
+                                else:
+                                    out.append(s[i])
+                                    i += 1
+                            words[k] = out
+                            for p in zip(out, out[1:]):
+                                counts[p] += freq[k]
+                                where[p].add(k)
+                        counts.pop(best, None)
+                    return merges
+            ''',
+        },
+    ),
+    Exercise(
+        grade_id="ch10_bpe_encode_test", functions=("bpe_encode",), points=3,
+        title="BPE encoding of one pre-token with a merge-rank table",
+        cases=(
+            Case("GPT-2 merges on English prose", {"text": ENGLISH}),
+            Case("GPT-2 merges on Chinese", {"text": CHINESE}),
+            Case("GPT-2 merges on Python code", {"text": CODE + "    aaaa = '!!!!!' + '....' ;;;; \n"}),
+            Case("lowest rank first, not leftmost", {"ranks": [["b", "c"], ["a", "b"], ["c", "d"], ["a", "bc"]],
+                                                     "words": ["abc", "abcd", "cdab", "x", "ab"]}),
+            Case("repeated pairs merge left to right", {"ranks": [["a", "a"], ["b", "b"], ["aa", "a"]],
+                                                        "words": ["aaa", "aaaaa", "bbb", "abbba", "a"]}),
+        ),
+        probe=probe_bpe_encode, judge=judge_tokens,
+        mutants={
+            "leftmost mergeable pair instead of the lowest rank": '''
+                def bpe_encode(word, ranks):
+                    parts = list(word)
+                    while True:
+                        i = next((i for i in range(len(parts) - 1) if (parts[i], parts[i + 1]) in ranks), None)
+                        if i is None:
+                            return parts
+                        parts[i:i + 2] = [parts[i] + parts[i + 1]]
+            ''',
+            "repeated pairs merged right to left": '''
+                def bpe_encode(word, ranks):
+                    parts = list(word)
+                    while len(parts) > 1:
+                        pairs = [p for p in zip(parts, parts[1:]) if p in ranks]
+                        if not pairs:
+                            break
+                        best = min(pairs, key=ranks.__getitem__)
+                        out, i = [], len(parts) - 1
+                        while i >= 0:
+                            if i > 0 and (parts[i - 1], parts[i]) == best:
+                                out.append(parts[i - 1] + parts[i])
+                                i -= 2
+                            else:
+                                out.append(parts[i])
+                                i -= 1
+                        parts = out[::-1]
+                    return parts
+            ''',
+            "one merge step only": '''
+                def bpe_encode(word, ranks):
+                    def _merge_pair(symbols, pair):
+                        out, i = [], 0
+                        while i < len(symbols):
+                            if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
+                                out.append(symbols[i] + symbols[i + 1])
+                                i += 2
+                            else:
+                                out.append(symbols[i])
+                                i += 1
+                        return out
+                    parts = list(word)
+                    pairs = [p for p in zip(parts, parts[1:]) if p in ranks]
+                    return _merge_pair(parts, min(pairs, key=ranks.__getitem__)) if pairs else parts
+            ''',
+        },
+        alternatives={
+            "one occurrence per step (leftmost of the lowest rank)": '''
+                def bpe_encode(word, ranks):
+                    parts = list(word)
+                    while len(parts) > 1:
+                        scored = [(ranks[(parts[i], parts[i + 1])], i) for i in range(len(parts) - 1)
+                                  if (parts[i], parts[i + 1]) in ranks]
+                        if not scored:
+                            break
+                        _, i = min(scored)
+                        parts[i:i + 2] = [parts[i] + parts[i + 1]]
+                    return parts
+            ''',
+        },
+    ),
+    Exercise(
+        grade_id="ch10_decode_test", functions=("decode_ids",), points=2,
+        title="decoding ids, including ids that split a UTF-8 character",
+        cases=(
+            Case("English round trip", {"text": ENGLISH, "slices": [[0, 1000], [3, 17]]}),
+            Case("Chinese cut inside characters", {"text": CHINESE,
+                                                   "slices": [[0, 1000], [1, 1000], [0, 3], [1, 2], [2, 9]]}),
+            Case("emoji and 4-byte characters split", {"text": "ok 🙂👍🏽 𝔘𝔫𝔦 done", "slices": [[0, 1000], [1, 4], [2, 6]]}),
+            Case("newlines, tabs and <|endoftext|>", {"text": "line one\n\tline two\r\n<|endoftext|>  end \n",
+                                                      "slices": [[0, 1000], [2, 9]]}),
+        ),
+        probe=probe_decode, judge=judge_texts,
+        mutants={
+            "each token decoded on its own": '''
+                def decode_ids(ids, id_to_token, byte_decoder):
+                    return "".join(bytes(byte_decoder[c] for c in id_to_token[i]).decode("utf-8", errors="replace")
+                                   for i in ids)
+            ''',
+            "invalid bytes dropped (errors='ignore')": '''
+                def decode_ids(ids, id_to_token, byte_decoder):
+                    data = bytes(byte_decoder[c] for i in ids for c in id_to_token[i])
+                    return data.decode("utf-8", errors="ignore")
+            ''',
+            "only Ġ mapped back to a space": '''
+                def decode_ids(ids, id_to_token, byte_decoder):
+                    return "".join(id_to_token[i] for i in ids).replace("\\u0120", " ")
+            ''',
+        },
+        alternatives={
+            "an incremental UTF-8 decoder fed token by token": '''
+                import codecs as _codecs
+
+                def decode_ids(ids, id_to_token, byte_decoder):
+                    dec = _codecs.getincrementaldecoder("utf-8")(errors="replace")
+                    out = [dec.decode(bytes(byte_decoder[c] for c in id_to_token[i])) for i in ids]
+                    out.append(dec.decode(b"", final=True))
+                    return "".join(out)
+            ''',
+        },
+    ),
+    Exercise(
+        grade_id="ch10_wordpiece_test", functions=("wordpiece",), points=2,
+        title="WordPiece greedy longest-match-first",
+        cases=(
+            Case("English words split into pieces", {"text": "Tokenization is unaffable; preprocessing embeddings "
+                                                             "rehearsed quickly by transformers."}),
+            Case("an unknown character inside a word", {"text": "abc☃def hello ☃ snow☃ ok"}),
+            Case("words of 101 and 100 characters", {"text": "x" * 101 + " ok " + "ab" * 50 + " fine"}),
+            Case("Chinese and accents after normalisation", {"text": "你好 Héllo naïve Zürich résumé 東京"}),
+        ),
+        probe=probe_wordpiece, judge=judge_tokens,
+        mutants={
+            "shortest match first": '''
+                def wordpiece(word, vocab, unk_token="[UNK]", max_chars=100):
+                    if len(word) > max_chars:
+                        return [unk_token]
+                    pieces, start = [], 0
+                    while start < len(word):
+                        for end in range(start + 1, len(word) + 1):
+                            piece = word[start:end] if start == 0 else "##" + word[start:end]
+                            if piece in vocab:
+                                break
+                        else:
+                            return [unk_token]
+                        pieces.append(piece)
+                        start = end
+                    return pieces
+            ''',
+            "only the unmatched part becomes [UNK]": '''
+                def wordpiece(word, vocab, unk_token="[UNK]", max_chars=100):
+                    if len(word) > max_chars:
+                        return [unk_token]
+                    pieces, start = [], 0
+                    while start < len(word):
+                        end = len(word)
+                        while start < end:
+                            piece = word[start:end] if start == 0 else "##" + word[start:end]
+                            if piece in vocab:
+                                break
+                            end -= 1
+                        if start == end:
+                            pieces.append(unk_token)
+                            start += 1
+                            continue
+                        pieces.append(piece)
+                        start = end
+                    return pieces
+            ''',
+            "no ## on continuation pieces": '''
+                def wordpiece(word, vocab, unk_token="[UNK]", max_chars=100):
+                    if len(word) > max_chars:
+                        return [unk_token]
+                    pieces, start = [], 0
+                    while start < len(word):
+                        end = len(word)
+                        while start < end and word[start:end] not in vocab:
+                            end -= 1
+                        if start == end:
+                            return [unk_token]
+                        pieces.append(word[start:end])
+                        start = end
+                    return pieces
+            ''',
+            "no limit on the word length": '''
+                def wordpiece(word, vocab, unk_token="[UNK]", max_chars=100):
+                    pieces, start = [], 0
+                    while start < len(word):
+                        end = len(word)
+                        while start < end:
+                            piece = word[start:end] if start == 0 else "##" + word[start:end]
+                            if piece in vocab:
+                                break
+                            end -= 1
+                        if start == end:
+                            return [unk_token]
+                        pieces.append(piece)
+                        start = end
+                    return pieces
+            ''',
+        },
+        alternatives={
+            "recursive, bounded by the longest vocabulary entry": '''
+                def wordpiece(word, vocab, unk_token="[UNK]", max_chars=100):
+                    if len(word) > max_chars:
+                        return [unk_token]
+                    longest = max(len(t) for t in vocab)
+
+                    def rest(start):
+                        if start == len(word):
+                            return []
+                        for end in range(min(len(word), start + longest), start, -1):
+                            piece = ("##" if start else "") + word[start:end]
+                            if piece in vocab:
+                                tail = rest(end)
+                                return None if tail is None else [piece] + tail
+                        return None
+
+                    out = rest(0)
+                    return [unk_token] if out is None else out
+            ''',
+        },
+    ),
+    Exercise(
+        grade_id="ch10_chat_template_test", functions=("render_chat", "tokenize_chat"), points=3,
+        title="chat template and assistant-token mask",
+        cases=(
+            Case("user and assistant, default system prompt", {
+                "messages": [{"role": "user", "content": "What is BPE?"},
+                             {"role": "assistant", "content": "Byte-pair encoding: merge frequent pairs."}],
+                "add_generation_prompt": False}),
+            Case("own system prompt, two assistant turns", {
+                "messages": [{"role": "system", "content": "Answer in one line."},
+                             {"role": "user", "content": "2+2?"},
+                             {"role": "assistant", "content": "4"},
+                             {"role": "user", "content": "And 3*3?"},
+                             {"role": "assistant", "content": "9, since 3 times 3 is 9."}],
+                "add_generation_prompt": False}),
+            Case("generation prompt after the last user turn", {
+                "messages": [{"role": "user", "content": "Say hi."},
+                             {"role": "assistant", "content": "Hi!"},
+                             {"role": "user", "content": "Again?"}],
+                "add_generation_prompt": True}),
+            Case("multi-line and Chinese content", {
+                "messages": [{"role": "system", "content": "你是一个助手。\nBe kind."},
+                             {"role": "user", "content": "分词是什么？\nExplain."},
+                             {"role": "assistant", "content": "分词就是把文本切成 token。\n- BPE\n- WordPiece"}],
+                "add_generation_prompt": False}),
+        ),
+        probe=probe_chat, judge=judge_chat,
+        mutants={
+            "no default system message": '''
+                def render_chat(messages, add_generation_prompt=False):
+                    text = "".join(f"<|im_start|>{m['role']}\\n{m['content']}<|im_end|>\\n" for m in messages)
+                    return text + ("<|im_start|>assistant\\n" if add_generation_prompt else "")
+
+                def tokenize_chat(messages, tokenizer, add_generation_prompt=False):
+                    ids, mask = [], []
+                    for m in messages:
+                        for text, flag in ((f"<|im_start|>{m['role']}\\n", 0),
+                                           (f"{m['content']}<|im_end|>\\n", int(m["role"] == "assistant"))):
+                            piece = tokenizer.encode(text, add_special_tokens=False)
+                            ids += piece
+                            mask += [flag] * len(piece)
+                    if add_generation_prompt:
+                        piece = tokenizer.encode("<|im_start|>assistant\\n", add_special_tokens=False)
+                        ids += piece
+                        mask += [0] * len(piece)
+                    return ids, mask
+            ''',
+            "generation prompt ignored": '''
+                _right_render, _right_tokenize = render_chat, tokenize_chat
+
+                def render_chat(messages, add_generation_prompt=False):
+                    return _right_render(messages, False)
+
+                def tokenize_chat(messages, tokenizer, add_generation_prompt=False):
+                    return _right_tokenize(messages, tokenizer, False)
+            ''',
+            "mask covers the assistant header too": _chat_variant(header_flag=True),
+            "mask stops before <|im_end|>": _chat_variant(end_flag=False),
+            "every turn's content masked in (user and system too)": _chat_variant(all_turns=True),
+        },
+        alternatives={
+            "tokenise the whole text once, mark tokens by character offsets": '''
+                def tokenize_chat(messages, tokenizer, add_generation_prompt=False):
+                    text = render_chat(messages, add_generation_prompt)
+                    spans, pos = [], 0
+                    for m in messages:
+                        block = f"<|im_start|>{m['role']}\\n{m['content']}<|im_end|>\\n"
+                        pos = text.index(block, pos)
+                        if m["role"] == "assistant":
+                            head = len(f"<|im_start|>{m['role']}\\n")
+                            spans.append((pos + head, pos + len(block)))
+                        pos += len(block)
+                    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+                    mask = [int(any(a <= s and e <= b for a, b in spans)) for s, e in enc["offset_mapping"]]
+                    return list(enc["input_ids"]), mask
+            ''',
+        },
+    ),
+]
+
+# Library implementations the exercises imitate (used by the test suite, in the trusted process).
+ORACLES = {
+    "ch10_pretokenize_test": oracle_pretokenize,
+    "ch10_bytes_to_unicode_test": oracle_byte_table,
+    "ch10_train_bpe_test": oracle_train_bpe,
+    "ch10_bpe_encode_test": oracle_bpe_encode,
+    "ch10_decode_test": oracle_decode,
+    "ch10_wordpiece_test": oracle_wordpiece,
+    "ch10_chat_template_test": oracle_chat,
+}
+
+# Every rule the instructions state -> (hidden cases that exercise it, mutants that break it).
+RULES = {
+    "ch10_pretokenize_test": {
+        "letters are Unicode letters (\\p{L}), one optional leading space": (
+            ["Chinese, accents and mixed scripts"], ["ASCII letters only ([a-zA-Z] instead of \\p{L})"]),
+        "contractions are the lower-case 's 't 're 've 'm 'll 'd only": (
+            ["upper-case contractions"], ["contractions matched case-insensitively"]),
+        "a whitespace run before a word leaves its last character to that word": (
+            ["runs of spaces, tabs and newlines", "Python code"], ["whitespace runs taken whole (no lookahead)"]),
+        "digits form their own runs, apart from letters": (
+            ["digits and symbols", "Chinese, accents and mixed scripts"], ["letters and digits in one run"]),
+        "other symbols form runs with one optional leading space": (
+            ["digits and symbols", "English prose with contractions"], ["symbols never take the leading space"]),
+    },
+    "ch10_bytes_to_unicode_test": {
+        "bytes 33-126, 161-172, 174-255 map to themselves": (
+            ["printable ASCII and Latin-1 bytes", "the whole table"], ["soft hyphen (173) kept as itself"]),
+        "the other 68 bytes map to chr(256 + n), n counting them in byte order": (
+            ["space, control bytes, DEL..NBSP and the soft hyphen"],
+            ["other bytes mapped to chr(256 + b)", "space (32) kept as itself"]),
+    },
+    "ch10_train_bpe_test": {
+        "pair counts are weighted by the word counts": (
+            ["counts weight the pairs"], ["every word counted once (counts ignored)"]),
+        "ties go to the lexicographically greater pair": (
+            ["ties broken by the greater pair"], ["ties broken by the smaller pair"]),
+        "every adjacent position counts (aaa holds (a, a) twice)": (
+            ["overlapping pairs in aaa"], ["overlapping occurrences counted once (aaa has one (a, a))"]),
+        "a merge replaces non-overlapping occurrences left to right": (
+            ["overlapping pairs in aaa"], ["merges right to left (aaa becomes a + aa)"]),
+        "merges join whole symbols only": (
+            ["merges respect symbol boundaries"], ["string replace on space-joined symbols (crosses boundaries)"]),
+        "training stops early when no pair is left": (
+            ["stops when nothing is left"], ["does not stop when no pair is left"]),
+    },
+    "ch10_bpe_encode_test": {
+        "the pair with the lowest rank merges first": (
+            ["lowest rank first, not leftmost", "GPT-2 merges on English prose"],
+            ["leftmost mergeable pair instead of the lowest rank"]),
+        "occurrences of the chosen pair merge left to right": (
+            ["repeated pairs merge left to right"], ["repeated pairs merged right to left"]),
+        "merging repeats until no adjacent pair has a rank": (
+            ["GPT-2 merges on English prose", "GPT-2 merges on Chinese", "GPT-2 merges on Python code"],
+            ["one merge step only"]),
+    },
+    "ch10_decode_test": {
+        "the bytes of all ids are joined before UTF-8 decoding": (
+            ["Chinese cut inside characters", "emoji and 4-byte characters split"], ["each token decoded on its own"]),
+        "invalid byte sequences become U+FFFD (errors='replace')": (
+            ["Chinese cut inside characters", "emoji and 4-byte characters split"],
+            ["invalid bytes dropped (errors='ignore')"]),
+        "every character maps back through byte_decoder (not only Ġ)": (
+            ["newlines, tabs and <|endoftext|>", "Chinese cut inside characters"], ["only Ġ mapped back to a space"]),
+    },
+    "ch10_wordpiece_test": {
+        "the longest vocabulary match is taken first": (
+            ["English words split into pieces"], ["shortest match first"]),
+        "pieces after the first carry the ## prefix": (
+            ["English words split into pieces"], ["no ## on continuation pieces"]),
+        "a word with any unmatched position becomes one [UNK]": (
+            ["an unknown character inside a word"], ["only the unmatched part becomes [UNK]"]),
+        "a word longer than max_chars becomes [UNK]": (
+            ["words of 101 and 100 characters"], ["no limit on the word length"]),
+    },
+    "ch10_chat_template_test": {
+        "a default system message comes first when the first message is not a system message": (
+            ["user and assistant, default system prompt", "generation prompt after the last user turn"],
+            ["no default system message"]),
+        "add_generation_prompt appends <|im_start|>assistant\\n": (
+            ["generation prompt after the last user turn"], ["generation prompt ignored"]),
+        "the mask excludes each assistant header": (
+            ["user and assistant, default system prompt", "own system prompt, two assistant turns"],
+            ["mask covers the assistant header too"]),
+        "the mask includes the assistant's <|im_end|> and the newline after it": (
+            ["own system prompt, two assistant turns", "multi-line and Chinese content"],
+            ["mask stops before <|im_end|>"]),
+        "system and user turns are masked out": (
+            ["own system prompt, two assistant turns", "multi-line and Chinese content"],
+            ["every turn's content masked in (user and system too)"]),
+    },
+}
