@@ -58,7 +58,8 @@ def _new_cell(code):
 # ---------------------------------------------------------------------- attacks (code run by students)
 
 # Try to leave the jail: unmount, remount, mount over, pivot through /proc, join the host's
-# namespaces, ptrace the parent, create a user namespace, then write to every host location.
+# namespaces, ptrace the parent, create a user namespace, make device nodes, then write to every
+# host location (directly and through /proc/1/root).
 ESCAPE = r'''
 import ctypes, ctypes.util, os, glob
 libc = ctypes.CDLL(None, use_errno=True)
@@ -75,6 +76,13 @@ for ns in glob.glob("/proc/1/ns/*") + glob.glob("/proc/*/ns/mnt"):
         pass
 libc.ptrace(16, os.getppid(), None, None)  # PTRACE_ATTACH
 os.system("umount -l / 2>/dev/null; mount -o remount,rw / 2>/dev/null")
+import stat
+for dev, kind in [("disk", stat.S_IFBLK | 0o666), ("mem", stat.S_IFCHR | 0o666)]:
+    try:  # a block device of the host disk (8, 0) or /dev/mem (1, 1), if it could be made
+        os.mknod(dev, kind, os.makedev(8, 0) if dev == "disk" else os.makedev(1, 1))
+        open(dev, "r+b").write(b"x")
+    except OSError:
+        pass
 secret = None
 for root in ["", "/proc/1/root", "/proc/self/root", "/proc/2/root"] + [f"/proc/{{p}}/root" for p in range(3, 40)]:
     try:
