@@ -1,0 +1,1266 @@
+"""Trusted spec of Chapter 9's graded cells (solutions/ch09_transformer/ch09_exercises.ipynb).
+
+Probes run inside the sandbox next to the student's code and must be self-contained (imports
+inside the function). Every tensor is built on the spot from a seeded generator; the models are
+small random configurations (never SmolLM2), so each case takes milliseconds. While the student's
+function runs, the probe blocks the library implementation the exercise imitates
+(``probing.forbidden``). Oracles run in the trusted test process and call that very library
+implementation (``F.scaled_dot_product_attention``, ``nn.MultiheadAttention``, transformers' Llama
+modules, Mixtral's router and ``load_balancing_loss_func``); they capture the real functions when
+they are built and put them back for the duration of their own call, because they are called
+inside the probe's ``forbidden`` block.
+
+``RULES`` at the bottom is the table the exercise-precision rules ask for: for every rule the
+instructions state, the hidden cases that exercise it and the mutants that break it
+(``tests/test_ch09.py`` checks that every name in it exists and every mutant is listed).
+"""
+from contextlib import contextmanager
+
+import numpy as np
+
+from llmprep.grading.spec import Case, Exercise, compare_arrays
+
+CHAPTER = "ch09_transformer"
+NOTEBOOK = "ch09_exercises.ipynb"
+
+
+# ============================================================================ judging helpers
+
+def ordered(*items):
+    """Judge: keys in the given order (the returned value first, then auxiliary outputs), each with a
+    label in words and its own tolerance. ``items`` are ``(key, label, rtol, atol)``; ``rtol=None``
+    marks an integer output compared exactly ("N of M differ (first at position i)"), and
+    ``atol="dtype"`` a string output naming a dtype."""
+
+    def judge(got, want, params):
+        for key, label, rtol, atol in items:
+            if key not in got:
+                return f"no value for {label}"
+            g, w = np.asarray(got[key]), np.asarray(want[key])
+            if atol == "dtype":
+                if str(g) != str(w):
+                    return f"{label} is {g} for a {params.get('dtype', str(w))} input; return the input's dtype ({w})"
+                continue
+            if rtol is None:
+                if g.shape != w.shape:
+                    return f"{label} has shape {tuple(g.shape)}, expected {tuple(w.shape)}"
+                if g.dtype.kind not in "biu":
+                    return f"{label} should hold integers (got dtype {g.dtype})"
+                wrong = np.argwhere(g != w)
+                if len(wrong):
+                    return (f"{label}: {len(wrong)} of {w.size} entries differ "
+                            f"(first at position {tuple(int(i) for i in wrong[0])})")
+                continue
+            reason = compare_arrays(label, g, w, rtol, atol)
+            if reason:
+                return reason
+        return None
+
+    judge.__name__ = "ordered(" + ", ".join(i[0] for i in items) + ")"
+    return judge
+
+
+def _library(*targets):
+    """Capture the real ``(owner, attribute)`` functions now (when an oracle is built, before any probe
+    blocks them); the returned context manager restores them while the oracle itself runs."""
+    missing = object()
+    saved = [(owner, name, getattr(owner, name)) for owner, name in targets]
+
+    @contextmanager
+    def real():
+        current = [(o, n, o.__dict__.get(n, missing) if isinstance(o, type) else getattr(o, n)) for o, n, _ in saved]
+        try:
+            for owner, name, original in saved:
+                setattr(owner, name, original)
+            yield
+        finally:
+            for owner, name, value in reversed(current):
+                if value is missing:
+                    delattr(owner, name)
+                else:
+                    setattr(owner, name, value)
+
+    return real
+
+
+def _causal_additive(batch, length):
+    import torch
+
+    mask = torch.full((length, length), float("-inf")).triu(1)
+    return mask[None, None].expand(batch, 1, length, length)
+
+
+def _llama_config(hidden, heads, kv_heads, head_dim, intermediate=None, eps=1e-6):
+    from transformers import LlamaConfig
+
+    cfg = LlamaConfig(vocab_size=32, hidden_size=hidden, intermediate_size=intermediate or 2 * hidden,
+                      num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim,
+                      rms_norm_eps=eps, attention_bias=False, mlp_bias=False, hidden_act="silu",
+                      num_hidden_layers=1, max_position_embeddings=4096)
+    cfg._attn_implementation = "eager"
+    return cfg
+
+
+# ============================================================================ 1 attention with masks
+
+def probe_attention(ns, params):
+    from llmprep.grading.probing import forbidden
+    import torch
+    import torch.nn.functional as F
+
+    fn = ns["attention"]
+    g = torch.Generator().manual_seed(params["seed"])
+    b, h, lq, lk, d = params["B"], params["H"], params["Lq"], params["Lk"], params["D"]
+    q = torch.randn(b, h, lq, d, generator=g) * params.get("scale", 1.0)
+    k = torch.randn(b, h, lk, d, generator=g) * params.get("scale", 1.0)
+    v = torch.randn(b, h, lk, d, generator=g)
+    keep = None
+    if "lengths" in params:  # real tokens per row; padding on the given side
+        keep = torch.zeros(b, lk, dtype=torch.bool)
+        for row, n in enumerate(params["lengths"]):
+            if n:
+                keep[row, :n] = True
+        if params.get("side") == "left":
+            keep = keep.flip(-1)
+    with forbidden((F, "scaled_dot_product_attention", "F.scaled_dot_product_attention"),
+                   (F, "multi_head_attention_forward", "F.multi_head_attention_forward")):
+        out = fn(q, k, v, causal=params["causal"], key_padding_mask=keep)
+    return {"out": out}
+
+
+def oracle_attention():
+    import torch
+    import torch.nn.functional as F
+
+    real = _library((F, "scaled_dot_product_attention"))
+
+    def attention(q, k, v, causal=False, key_padding_mask=None):
+        lq, lk = q.shape[-2], k.shape[-2]
+        allowed = torch.ones(q.shape[0], 1, lq, lk, dtype=torch.bool)
+        if causal:  # bottom-right aligned: the last query sits at the last key
+            allowed = allowed & torch.ones(lq, lk, dtype=torch.bool).tril(lk - lq)
+        if key_padding_mask is not None:
+            allowed = allowed & key_padding_mask[:, None, None, :]
+        with real():
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        return torch.where(allowed.any(-1, keepdim=True), out, torch.zeros_like(out))
+
+    return {"attention": attention}
+
+
+# ============================================================================ 2 multi-head attention
+
+def probe_mha(ns, params):
+    from llmprep.grading.probing import forbidden
+    import torch
+    import torch.nn.functional as F
+
+    fn = ns["multi_head_attention"]
+    g = torch.Generator().manual_seed(params["seed"])
+    b, lq, lk, e, heads = params["B"], params["Lq"], params["Lk"], params["E"], params["heads"]
+    query = torch.randn(b, lq, e, generator=g)
+    if params.get("self"):
+        key = value = query
+    else:
+        key = torch.randn(b, lk, e, generator=g)
+        value = torch.randn(b, lk, e, generator=g)
+    w_in = torch.randn(3 * e, e, generator=g) * params.get("w", 0.3)
+    b_in = torch.randn(3 * e, generator=g) * 0.1
+    w_out = torch.randn(e, e, generator=g) * 0.2
+    b_out = torch.randn(e, generator=g) * 0.1
+    pad = None
+    if "lengths" in params:  # PyTorch convention: True = padding, ignored
+        pad = torch.arange(key.shape[1])[None, :] >= torch.tensor(params["lengths"])[:, None]
+    with forbidden((torch.nn.MultiheadAttention, "forward", "nn.MultiheadAttention"),
+                   (F, "multi_head_attention_forward", "F.multi_head_attention_forward")):
+        out, weights = fn(query, key, value, w_in, b_in, w_out, b_out, heads, key_padding_mask=pad)
+    return {"out": out, "weights": weights}
+
+
+def oracle_mha():
+    import torch
+    import torch.nn.functional as F
+
+    real = _library((torch.nn.MultiheadAttention, "forward"), (F, "multi_head_attention_forward"))
+
+    def multi_head_attention(query, key, value, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias,
+                             num_heads, key_padding_mask=None):
+        e = query.shape[-1]
+        mha = torch.nn.MultiheadAttention(e, num_heads, batch_first=True).eval()
+        with torch.no_grad():
+            mha.in_proj_weight.copy_(in_proj_weight)
+            mha.in_proj_bias.copy_(in_proj_bias)
+            mha.out_proj.weight.copy_(out_proj_weight)
+            mha.out_proj.bias.copy_(out_proj_bias)
+            with real():
+                return mha(query, key, value, key_padding_mask=key_padding_mask, need_weights=True,
+                           average_attn_weights=True)
+
+    return {"multi_head_attention": multi_head_attention}
+
+
+# ============================================================================ 3 RoPE
+
+def probe_rope(ns, params):
+    from llmprep.grading.probing import forbidden
+    import torch
+    from transformers.models.llama import modeling_llama as ml
+
+    fn = ns["apply_rope"]
+    g = torch.Generator().manual_seed(params["seed"])
+    b, h, hkv, length, d = params["B"], params["H"], params["Hkv"], params["L"], params["D"]
+    q = torch.randn(b, h, length, d, generator=g)
+    k = torch.randn(b, hkv, length, d, generator=g)
+    pos = torch.arange(length)[None, :] + torch.tensor(params["offsets"])[:, None]
+    with forbidden((ml, "apply_rotary_pos_emb", "transformers' apply_rotary_pos_emb"),
+                   (ml, "rotate_half", "transformers' rotate_half"),
+                   (ml.LlamaRotaryEmbedding, "forward", "LlamaRotaryEmbedding")):
+        q_rot, k_rot = fn(q, k, pos, theta=params["theta"])
+    return {"q_rot": q_rot, "k_rot": k_rot}
+
+
+def oracle_rope():
+    from transformers.models.llama import modeling_llama as ml
+
+    real = _library((ml, "apply_rotary_pos_emb"), (ml, "rotate_half"), (ml.LlamaRotaryEmbedding, "forward"))
+
+    def apply_rope(q, k, position_ids, theta=10000.0):
+        d = q.shape[-1]
+        cfg = _llama_config(hidden=d * q.shape[1], heads=q.shape[1], kv_heads=k.shape[1], head_dim=d)
+        cfg.rope_parameters = {"rope_type": "default", "rope_theta": float(theta)}
+        with real():
+            cos, sin = ml.LlamaRotaryEmbedding(cfg)(q, position_ids)
+            return ml.apply_rotary_pos_emb(q, k, cos, sin)
+
+    return {"apply_rope": apply_rope}
+
+
+# ============================================================================ 4 RMSNorm
+
+def probe_rms_norm(ns, params):
+    from llmprep.grading.probing import forbidden
+    import torch
+    import torch.nn.functional as F
+    from transformers.models.llama import modeling_llama as ml
+
+    fn = ns["rms_norm"]
+    g = torch.Generator().manual_seed(params["seed"])
+    x = torch.randn(*params["shape"], generator=g) * params["scale"]
+    if params.get("row_scales"):  # rows of very different magnitude
+        x = x * torch.logspace(-2, 2, x.shape[-2])[:, None]
+    weight = 1.0 + 0.5 * torch.randn(params["shape"][-1], generator=g)
+    dtype = getattr(torch, params["dtype"])
+    x, weight = x.to(dtype), weight.to(dtype)
+    with forbidden((F, "rms_norm", "F.rms_norm"), (torch, "rms_norm", "torch.rms_norm"),
+                   (torch.nn.RMSNorm, "forward", "nn.RMSNorm"), (ml.LlamaRMSNorm, "forward", "LlamaRMSNorm")):
+        y = fn(x, weight, eps=params["eps"])
+    return {"y": torch.as_tensor(y).float(), "dtype": str(torch.as_tensor(y).dtype)}
+
+
+def judge_rms_norm(got, want, params):
+    """Tolerance of a few units in the last place of the input's dtype (float32-correct arithmetic in any order,
+    with the weight applied before or after the cast back, passes)."""
+    rtol, atol = {"float32": (1e-5, 1e-6), "float16": (4e-3, 1e-3), "bfloat16": (2.4e-2, 1e-2)}[params["dtype"]]
+    return ordered(("y", "the normalised output", rtol, atol), ("dtype", "the result's dtype", None, "dtype"))(
+        got, want, params)
+
+
+def oracle_rms_norm():
+    import torch
+    import torch.nn.functional as F
+
+    real = _library((F, "rms_norm"), (torch, "rms_norm"), (torch.nn.RMSNorm, "forward"))
+
+    def rms_norm(x, weight, eps=1e-6):
+        norm = torch.nn.RMSNorm(x.shape[-1], eps=eps, dtype=x.dtype)
+        with torch.no_grad(), real():
+            norm.weight.copy_(weight)
+            return norm(x)
+
+    return {"rms_norm": rms_norm}
+
+
+# ============================================================================ 5 grouped-query attention
+
+def probe_gqa(ns, params):
+    from llmprep.grading.probing import forbidden
+    import torch
+    from transformers.models.llama import modeling_llama as ml
+
+    fn = ns["gqa_attention"]
+    g = torch.Generator().manual_seed(params["seed"])
+    b, length, hidden, heads, kv, hd = (params[k] for k in ("B", "L", "hidden", "heads", "kv_heads", "head_dim"))
+    x = torch.randn(b, length, hidden, generator=g)
+    wq = torch.randn(heads * hd, hidden, generator=g) * 0.4
+    wk = torch.randn(kv * hd, hidden, generator=g) * 0.4
+    wv = torch.randn(kv * hd, hidden, generator=g) * 0.3
+    wo = torch.randn(hidden, heads * hd, generator=g) * 0.2
+    # cos, sin in the rotate-half layout for positions offset..offset+L-1 (what LlamaRotaryEmbedding returns)
+    inv = 1.0 / params["theta"] ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd)
+    ang = (torch.arange(length, dtype=torch.float32) + params["offset"])[:, None] * inv
+    emb = torch.cat([ang, ang], dim=-1)
+    cos, sin = emb.cos()[None].expand(b, -1, -1).contiguous(), emb.sin()[None].expand(b, -1, -1).contiguous()
+    with forbidden((ml.LlamaAttention, "forward", "LlamaAttention"), (ml, "repeat_kv", "transformers' repeat_kv"),
+                   (ml, "eager_attention_forward", "transformers' eager_attention_forward")):
+        out = fn(x, wq, wk, wv, wo, heads, kv, cos, sin)
+    return {"out": out}
+
+
+def oracle_gqa():
+    import torch
+    from transformers.models.llama import modeling_llama as ml
+
+    real = _library((ml.LlamaAttention, "forward"), (ml, "repeat_kv"), (ml, "eager_attention_forward"))
+
+    def gqa_attention(x, q_weight, k_weight, v_weight, o_weight, num_heads, num_kv_heads, cos, sin):
+        hd = q_weight.shape[0] // num_heads
+        att = ml.LlamaAttention(_llama_config(x.shape[-1], num_heads, num_kv_heads, hd), layer_idx=0).eval()
+        with torch.no_grad(), real():
+            for lin, w in ((att.q_proj, q_weight), (att.k_proj, k_weight), (att.v_proj, v_weight),
+                           (att.o_proj, o_weight)):
+                lin.weight.copy_(w)
+            out, _ = att(x, position_embeddings=(cos, sin), attention_mask=_causal_additive(x.shape[0], x.shape[1]))
+        return out
+
+    return {"gqa_attention": gqa_attention}
+
+
+# ============================================================================ 6 SwiGLU
+
+def probe_swiglu(ns, params):
+    from llmprep.grading.probing import forbidden
+    import torch
+    from transformers.models.llama import modeling_llama as ml
+
+    fn = ns["swiglu_mlp"]
+    g = torch.Generator().manual_seed(params["seed"])
+    d, f = params["hidden"], params["inter"]
+    x = torch.randn(*params["lead"], d, generator=g) * params.get("scale", 1.0)
+    gate = torch.randn(f, d, generator=g) / d ** 0.5
+    up = torch.randn(f, d, generator=g) / d ** 0.5
+    down = torch.randn(d, f, generator=g) / f ** 0.5
+    with forbidden((ml.LlamaMLP, "forward", "LlamaMLP")):
+        out = fn(x, gate, up, down)
+    return {"out": out}
+
+
+def oracle_swiglu():
+    import torch
+    from transformers.models.llama import modeling_llama as ml
+
+    real = _library((ml.LlamaMLP, "forward"))
+
+    def swiglu_mlp(x, gate_weight, up_weight, down_weight):
+        d, f = x.shape[-1], gate_weight.shape[0]
+        mlp = ml.LlamaMLP(_llama_config(d, 1, 1, d, intermediate=f))
+        with torch.no_grad(), real():
+            mlp.gate_proj.weight.copy_(gate_weight)
+            mlp.up_proj.weight.copy_(up_weight)
+            mlp.down_proj.weight.copy_(down_weight)
+            return mlp(x)
+
+    return {"swiglu_mlp": swiglu_mlp}
+
+
+# ============================================================================ 7 decoder layer
+
+def probe_decoder_layer(ns, params):
+    from llmprep.grading.probing import forbidden
+    import torch
+    from transformers.models.llama import modeling_llama as ml
+
+    fn = ns["decoder_layer"]
+    g = torch.Generator().manual_seed(params["seed"])
+    b, length, hidden, heads, kv, hd, inter = (params[k] for k in ("B", "L", "hidden", "heads", "kv_heads",
+                                                                     "head_dim", "inter"))
+    x = torch.randn(b, length, hidden, generator=g) * params.get("scale", 1.0)
+    shapes = {"self_attn.q_proj.weight": (heads * hd, hidden, 0.4), "self_attn.k_proj.weight": (kv * hd, hidden, 0.4),
+              "self_attn.v_proj.weight": (kv * hd, hidden, 0.3), "self_attn.o_proj.weight": (hidden, heads * hd, 0.2),
+              "mlp.gate_proj.weight": (inter, hidden, hidden ** -0.5), "mlp.up_proj.weight": (inter, hidden, hidden ** -0.5),
+              "mlp.down_proj.weight": (hidden, inter, inter ** -0.5)}
+    weights = {"input_layernorm.weight": 1.0 + 0.5 * torch.randn(hidden, generator=g),
+               "post_attention_layernorm.weight": 1.0 + 0.5 * torch.randn(hidden, generator=g)}
+    for name, (rows, cols, std) in shapes.items():
+        weights[name] = torch.randn(rows, cols, generator=g) * std
+    inv = 1.0 / params["theta"] ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd)
+    ang = (torch.arange(length, dtype=torch.float32) + params["offset"])[:, None] * inv
+    emb = torch.cat([ang, ang], dim=-1)
+    cos, sin = emb.cos()[None].expand(b, -1, -1).contiguous(), emb.sin()[None].expand(b, -1, -1).contiguous()
+    with forbidden((ml.LlamaDecoderLayer, "forward", "LlamaDecoderLayer"), (ml.LlamaAttention, "forward", "LlamaAttention"),
+                   (ml.LlamaMLP, "forward", "LlamaMLP"), (ml.LlamaRMSNorm, "forward", "LlamaRMSNorm")):
+        out = fn(x, dict(weights), heads, kv, cos, sin, eps=params["eps"])
+    return {"out": out}
+
+
+def oracle_decoder_layer():
+    import torch
+    from transformers.models.llama import modeling_llama as ml
+
+    real = _library((ml.LlamaDecoderLayer, "forward"), (ml.LlamaAttention, "forward"), (ml.LlamaMLP, "forward"),
+                    (ml.LlamaRMSNorm, "forward"))
+
+    def decoder_layer(x, weights, num_heads, num_kv_heads, cos, sin, eps=1e-6):
+        hd = weights["self_attn.q_proj.weight"].shape[0] // num_heads
+        inter = weights["mlp.gate_proj.weight"].shape[0]
+        cfg = _llama_config(x.shape[-1], num_heads, num_kv_heads, hd, intermediate=inter, eps=eps)
+        layer = ml.LlamaDecoderLayer(cfg, layer_idx=0).eval()
+        layer.load_state_dict(weights)
+        with torch.no_grad(), real():
+            return layer(x, attention_mask=_causal_additive(x.shape[0], x.shape[1]), position_embeddings=(cos, sin))
+
+    return {"decoder_layer": decoder_layer}
+
+
+# ============================================================================ 8 top-k router + load balancing
+
+def probe_router(ns, params):
+    from llmprep.grading.probing import forbidden
+    import torch
+    from transformers.models.mixtral import modeling_mixtral as mm
+
+    fn = ns["route_top_k"]
+    g = torch.Generator().manual_seed(params["seed"])
+    b, s, e = params["B"], params["S"], params["E"]
+    logits = torch.randn(b * s, e, generator=g) * params["scale"]
+    if "favour" in params:  # a router that prefers one expert: the loss should be large
+        logits[:, params["favour"]] += params["bias"]
+    mask = None
+    if "lengths" in params:
+        mask = (torch.arange(s)[None, :] < torch.tensor(params["lengths"])[:, None]).long()
+    with forbidden((mm, "load_balancing_loss_func", "Mixtral's load_balancing_loss_func"),
+                   (mm.MixtralTopKRouter, "forward", "MixtralTopKRouter")):
+        weights, experts, loss = fn(logits.clone(), params["k"], attention_mask=mask)
+    return {"weights": weights, "experts": torch.as_tensor(experts).long(),
+            "aux_loss": torch.as_tensor(loss, dtype=torch.float64).reshape(())}
+
+
+def oracle_router():
+    import torch
+    from transformers import MixtralConfig
+    from transformers.models.mixtral import modeling_mixtral as mm
+
+    real = _library((mm, "load_balancing_loss_func"), (mm.MixtralTopKRouter, "forward"))
+
+    def route_top_k(router_logits, top_k, attention_mask=None):
+        e = router_logits.shape[-1]
+        router = mm.MixtralTopKRouter(MixtralConfig(hidden_size=e, num_local_experts=e, num_experts_per_tok=top_k))
+        with torch.no_grad(), real():
+            router.weight.copy_(torch.eye(e))  # identity gate: the router's logits are the given ones
+            _, weights, experts = router(router_logits)
+            loss = mm.load_balancing_loss_func((router_logits,), e, top_k, attention_mask)
+        return weights, experts, loss
+
+    return {"route_top_k": route_top_k}
+
+
+# ============================================================================ the spec
+
+EXERCISES = [
+    Exercise(
+        grade_id="ch09_attention_test", functions=("attention",), points=3,
+        title="scaled dot-product attention with causal and key-padding masks",
+        cases=(
+            Case("no mask", {"seed": 0, "B": 2, "H": 3, "Lq": 5, "Lk": 5, "D": 8, "causal": False}),
+            Case("causal, square", {"seed": 1, "B": 2, "H": 2, "Lq": 6, "Lk": 6, "D": 16, "causal": True}),
+            Case("causal after a cached prefix (fewer queries than keys)",
+                 {"seed": 2, "B": 2, "H": 2, "Lq": 3, "Lk": 7, "D": 8, "causal": True}),
+            Case("right padding", {"seed": 3, "B": 3, "H": 2, "Lq": 5, "Lk": 6, "D": 8, "causal": False,
+                                   "lengths": [6, 2, 4], "side": "right"}),
+            Case("left padding with causal: early queries see no key",
+                 {"seed": 4, "B": 2, "H": 2, "Lq": 6, "Lk": 6, "D": 8, "causal": True, "lengths": [6, 3],
+                  "side": "left"}),
+            Case("a row that is all padding", {"seed": 5, "B": 2, "H": 1, "Lq": 4, "Lk": 5, "D": 4, "causal": False,
+                                               "lengths": [5, 0], "side": "right"}),
+            Case("scores of magnitude ~1000", {"seed": 6, "B": 1, "H": 2, "Lq": 4, "Lk": 4, "D": 16, "causal": True,
+                                               "scale": 16.0}),
+        ),
+        probe=probe_attention, judge=ordered(("out", "the attention output", 1e-4, 1e-5)),
+        mutants={
+            "scales by 1/d instead of 1/sqrt(d)": """
+                def attention(q, k, v, causal=False, key_padding_mask=None):
+                    lq, lk = q.shape[-2], k.shape[-2]
+                    allowed = torch.ones(q.shape[0], 1, lq, lk, dtype=torch.bool)
+                    if causal:
+                        allowed = allowed & torch.ones(lq, lk, dtype=torch.bool).tril(lk - lq)
+                    if key_padding_mask is not None:
+                        allowed = allowed & key_padding_mask[:, None, None, :]
+                    scores = (q @ k.transpose(-2, -1) / q.shape[-1]).masked_fill(~allowed, float("-inf"))
+                    w = torch.softmax(scores, dim=-1).nan_to_num(0.0)
+                    return w @ v
+            """,
+            "causal mask aligned top-left (ignores the cached prefix)": """
+                def attention(q, k, v, causal=False, key_padding_mask=None):
+                    lq, lk = q.shape[-2], k.shape[-2]
+                    allowed = torch.ones(q.shape[0], 1, lq, lk, dtype=torch.bool)
+                    if causal:
+                        allowed = allowed & torch.ones(lq, lk, dtype=torch.bool).tril()
+                    if key_padding_mask is not None:
+                        allowed = allowed & key_padding_mask[:, None, None, :]
+                    scores = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).masked_fill(~allowed, float("-inf"))
+                    w = torch.softmax(scores, dim=-1).nan_to_num(0.0)
+                    return w @ v
+            """,
+            "padding mask read as True = padding": """
+                def attention(q, k, v, causal=False, key_padding_mask=None):
+                    lq, lk = q.shape[-2], k.shape[-2]
+                    allowed = torch.ones(q.shape[0], 1, lq, lk, dtype=torch.bool)
+                    if causal:
+                        allowed = allowed & torch.ones(lq, lk, dtype=torch.bool).tril(lk - lq)
+                    if key_padding_mask is not None:
+                        allowed = allowed & ~key_padding_mask[:, None, None, :]
+                    scores = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).masked_fill(~allowed, float("-inf"))
+                    w = torch.softmax(scores, dim=-1).nan_to_num(0.0)
+                    return w @ v
+            """,
+            "fully masked rows come out as NaN": """
+                def attention(q, k, v, causal=False, key_padding_mask=None):
+                    lq, lk = q.shape[-2], k.shape[-2]
+                    allowed = torch.ones(q.shape[0], 1, lq, lk, dtype=torch.bool)
+                    if causal:
+                        allowed = allowed & torch.ones(lq, lk, dtype=torch.bool).tril(lk - lq)
+                    if key_padding_mask is not None:
+                        allowed = allowed & key_padding_mask[:, None, None, :]
+                    scores = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).masked_fill(~allowed, float("-inf"))
+                    return torch.softmax(scores, dim=-1) @ v
+            """,
+            "masks with -1e9: fully masked rows average every value": """
+                def attention(q, k, v, causal=False, key_padding_mask=None):
+                    lq, lk = q.shape[-2], k.shape[-2]
+                    allowed = torch.ones(q.shape[0], 1, lq, lk, dtype=torch.bool)
+                    if causal:
+                        allowed = allowed & torch.ones(lq, lk, dtype=torch.bool).tril(lk - lq)
+                    if key_padding_mask is not None:
+                        allowed = allowed & key_padding_mask[:, None, None, :]
+                    scores = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).masked_fill(~allowed, -1e9)
+                    return torch.softmax(scores, dim=-1) @ v
+            """,
+            "exp without subtracting the row maximum (overflows)": """
+                def attention(q, k, v, causal=False, key_padding_mask=None):
+                    lq, lk = q.shape[-2], k.shape[-2]
+                    allowed = torch.ones(q.shape[0], 1, lq, lk, dtype=torch.bool)
+                    if causal:
+                        allowed = allowed & torch.ones(lq, lk, dtype=torch.bool).tril(lk - lq)
+                    if key_padding_mask is not None:
+                        allowed = allowed & key_padding_mask[:, None, None, :]
+                    e = torch.exp(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5) * allowed
+                    total = e.sum(-1, keepdim=True)
+                    return torch.where(total > 0, e / total.clamp_min(1e-30), 0.0) @ v
+            """,
+        },
+        alternatives={
+            "loop over batch and heads, float64, explicit index lists": """
+                def attention(q, k, v, causal=False, key_padding_mask=None):
+                    b, h, lq, d = q.shape
+                    lk = k.shape[-2]
+                    out = torch.zeros(b, h, lq, v.shape[-1], dtype=torch.float64)
+                    for bi in range(b):
+                        for hi in range(h):
+                            for i in range(lq):
+                                keys = [j for j in range(lk)
+                                        if (not causal or j <= i + lk - lq)
+                                        and (key_padding_mask is None or bool(key_padding_mask[bi, j]))]
+                                if not keys:
+                                    continue
+                                s = k[bi, hi, keys].double() @ q[bi, hi, i].double() / math.sqrt(d)
+                                out[bi, hi, i] = torch.softmax(s, dim=0) @ v[bi, hi, keys].double()
+                    return out.float()
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch09_mha_test", functions=("multi_head_attention",), points=3,
+        title="multi-head attention from packed in-projection weights",
+        cases=(
+            Case("self-attention, 4 heads", {"seed": 0, "B": 2, "Lq": 5, "Lk": 5, "E": 16, "heads": 4, "self": True}),
+            Case("cross-attention, different lengths", {"seed": 1, "B": 2, "Lq": 3, "Lk": 6, "E": 12, "heads": 3}),
+            Case("key padding (True = ignore)", {"seed": 2, "B": 3, "Lq": 4, "Lk": 5, "E": 16, "heads": 2,
+                                                  "lengths": [5, 2, 3]}),
+            Case("one head", {"seed": 3, "B": 1, "Lq": 4, "Lk": 4, "E": 8, "heads": 1, "self": True}),
+            Case("8 heads, peaked attention", {"seed": 4, "B": 2, "Lq": 6, "Lk": 6, "E": 32, "heads": 8, "w": 0.6,
+                                               "lengths": [6, 4]}),
+        ),
+        probe=probe_mha, judge=ordered(("out", "the attention output", 1e-4, 1e-5),
+                                       ("weights", "the returned attention map (mean over heads)", 1e-4, 1e-6)),
+        mutants={
+            "q, k, v blocks read in the wrong order (k, q, v)": """
+                def multi_head_attention(query, key, value, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias,
+                                         num_heads, key_padding_mask=None):
+                    b, lq, e = query.shape
+                    hd = e // num_heads
+                    wk, wq, wv = in_proj_weight.chunk(3)
+                    bk, bq, bv = in_proj_bias.chunk(3)
+                    q = F.linear(query, wq, bq).view(b, lq, num_heads, hd).transpose(1, 2)
+                    k = F.linear(key, wk, bk).view(b, key.shape[1], num_heads, hd).transpose(1, 2)
+                    v = F.linear(value, wv, bv).view(b, key.shape[1], num_heads, hd).transpose(1, 2)
+                    s = q @ k.transpose(-2, -1) / hd ** 0.5
+                    if key_padding_mask is not None:
+                        s = s.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
+                    w = s.softmax(-1)
+                    return F.linear((w @ v).transpose(1, 2).reshape(b, lq, e), out_proj_weight, out_proj_bias), w.mean(1)
+            """,
+            "scaled by sqrt(embed_dim) instead of sqrt(head_dim)": """
+                def multi_head_attention(query, key, value, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias,
+                                         num_heads, key_padding_mask=None):
+                    b, lq, e = query.shape
+                    hd = e // num_heads
+                    wq, wk, wv = in_proj_weight.chunk(3)
+                    bq, bk, bv = in_proj_bias.chunk(3)
+                    q = F.linear(query, wq, bq).view(b, lq, num_heads, hd).transpose(1, 2)
+                    k = F.linear(key, wk, bk).view(b, key.shape[1], num_heads, hd).transpose(1, 2)
+                    v = F.linear(value, wv, bv).view(b, key.shape[1], num_heads, hd).transpose(1, 2)
+                    s = q @ k.transpose(-2, -1) / e ** 0.5
+                    if key_padding_mask is not None:
+                        s = s.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
+                    w = s.softmax(-1)
+                    return F.linear((w @ v).transpose(1, 2).reshape(b, lq, e), out_proj_weight, out_proj_bias), w.mean(1)
+            """,
+            "key_padding_mask read as True = keep": """
+                def multi_head_attention(query, key, value, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias,
+                                         num_heads, key_padding_mask=None):
+                    b, lq, e = query.shape
+                    hd = e // num_heads
+                    wq, wk, wv = in_proj_weight.chunk(3)
+                    bq, bk, bv = in_proj_bias.chunk(3)
+                    q = F.linear(query, wq, bq).view(b, lq, num_heads, hd).transpose(1, 2)
+                    k = F.linear(key, wk, bk).view(b, key.shape[1], num_heads, hd).transpose(1, 2)
+                    v = F.linear(value, wv, bv).view(b, key.shape[1], num_heads, hd).transpose(1, 2)
+                    s = q @ k.transpose(-2, -1) / hd ** 0.5
+                    if key_padding_mask is not None:
+                        s = s.masked_fill(~key_padding_mask[:, None, None, :], float("-inf"))
+                    w = s.softmax(-1)
+                    return F.linear((w @ v).transpose(1, 2).reshape(b, lq, e), out_proj_weight, out_proj_bias), w.mean(1)
+            """,
+            "keys and values projected from the query (self-attention only)": """
+                def multi_head_attention(query, key, value, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias,
+                                         num_heads, key_padding_mask=None):
+                    b, lq, e = query.shape
+                    hd = e // num_heads
+                    q, k, v = F.linear(query, in_proj_weight, in_proj_bias).view(b, lq, 3, num_heads, hd).permute(2, 0, 3, 1, 4)
+                    s = q @ k.transpose(-2, -1) / hd ** 0.5
+                    if key_padding_mask is not None and key_padding_mask.shape[1] == lq:
+                        s = s.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
+                    w = s.softmax(-1)
+                    return F.linear((w @ v).transpose(1, 2).reshape(b, lq, e), out_proj_weight, out_proj_bias), w.mean(1)
+            """,
+            "heads split with view(b, heads, L, head_dim) (no transpose)": """
+                def multi_head_attention(query, key, value, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias,
+                                         num_heads, key_padding_mask=None):
+                    b, lq, e = query.shape
+                    hd = e // num_heads
+                    wq, wk, wv = in_proj_weight.chunk(3)
+                    bq, bk, bv = in_proj_bias.chunk(3)
+                    q = F.linear(query, wq, bq).reshape(b, num_heads, lq, hd)
+                    k = F.linear(key, wk, bk).reshape(b, num_heads, key.shape[1], hd)
+                    v = F.linear(value, wv, bv).reshape(b, num_heads, key.shape[1], hd)
+                    s = q @ k.transpose(-2, -1) / hd ** 0.5
+                    if key_padding_mask is not None:
+                        s = s.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
+                    w = s.softmax(-1)
+                    return F.linear((w @ v).reshape(b, lq, e), out_proj_weight, out_proj_bias), w.mean(1)
+            """,
+            "returns the first head's weights instead of the mean over heads": """
+                def multi_head_attention(query, key, value, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias,
+                                         num_heads, key_padding_mask=None):
+                    b, lq, e = query.shape
+                    hd = e // num_heads
+                    wq, wk, wv = in_proj_weight.chunk(3)
+                    bq, bk, bv = in_proj_bias.chunk(3)
+                    q = F.linear(query, wq, bq).view(b, lq, num_heads, hd).transpose(1, 2)
+                    k = F.linear(key, wk, bk).view(b, key.shape[1], num_heads, hd).transpose(1, 2)
+                    v = F.linear(value, wv, bv).view(b, key.shape[1], num_heads, hd).transpose(1, 2)
+                    s = q @ k.transpose(-2, -1) / hd ** 0.5
+                    if key_padding_mask is not None:
+                        s = s.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
+                    w = s.softmax(-1)
+                    return F.linear((w @ v).transpose(1, 2).reshape(b, lq, e), out_proj_weight, out_proj_bias), w[:, 0]
+            """,
+        },
+        alternatives={
+            "one head at a time from weight slices, einsum": """
+                def multi_head_attention(query, key, value, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias,
+                                         num_heads, key_padding_mask=None):
+                    e = query.shape[-1]
+                    hd = e // num_heads
+                    outs, maps = [], []
+                    for h in range(num_heads):
+                        rows = slice(h * hd, (h + 1) * hd)
+                        q = torch.einsum("ble,de->bld", query, in_proj_weight[:e][rows]) + in_proj_bias[:e][rows]
+                        k = torch.einsum("ble,de->bld", key, in_proj_weight[e:2 * e][rows]) + in_proj_bias[e:2 * e][rows]
+                        v = torch.einsum("ble,de->bld", value, in_proj_weight[2 * e:][rows]) + in_proj_bias[2 * e:][rows]
+                        s = torch.einsum("bqd,bkd->bqk", q, k) * hd ** -0.5
+                        if key_padding_mask is not None:
+                            s = torch.where(key_padding_mask[:, None, :], torch.tensor(float("-inf")), s)
+                        p = torch.softmax(s, dim=-1)
+                        maps.append(p)
+                        outs.append(torch.einsum("bqk,bkd->bqd", p, v))
+                    out = torch.cat(outs, dim=-1) @ out_proj_weight.T + out_proj_bias
+                    return out, torch.stack(maps).mean(0)
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch09_rope_test", functions=("apply_rope",), points=3,
+        title="rotary position embedding (rotate-half) with position offsets",
+        cases=(
+            Case("positions from 0, theta 10000", {"seed": 0, "B": 1, "H": 2, "Hkv": 2, "L": 6, "D": 8,
+                                                   "offsets": [0], "theta": 10000.0}),
+            Case("one decode step at position 37", {"seed": 1, "B": 2, "H": 4, "Hkv": 2, "L": 1, "D": 16,
+                                                    "offsets": [37, 37], "theta": 10000.0}),
+            Case("rows at different offsets", {"seed": 2, "B": 3, "H": 2, "Hkv": 1, "L": 4, "D": 8,
+                                               "offsets": [0, 5, 123], "theta": 10000.0}),
+            Case("theta 100000 (SmolLM2), positions near 1000", {"seed": 3, "B": 1, "H": 3, "Hkv": 1, "L": 5, "D": 32,
+                                                                  "offsets": [1000], "theta": 100000.0}),
+            Case("theta 500000, head_dim 64", {"seed": 4, "B": 2, "H": 2, "Hkv": 2, "L": 3, "D": 64,
+                                               "offsets": [7, 300], "theta": 500000.0}),
+        ),
+        probe=probe_rope, judge=ordered(("q_rot", "the rotated query tensor", 1e-4, 1e-3),
+                                        ("k_rot", "the rotated key tensor", 1e-4, 1e-3)),
+        mutants={
+            "pairs adjacent dimensions (interleaved, GPT-J style)": """
+                def apply_rope(q, k, position_ids, theta=10000.0):
+                    d = q.shape[-1]
+                    inv = 1.0 / theta ** (torch.arange(0, d, 2).float() / d)
+                    ang = (position_ids[..., None].float() * inv).repeat_interleave(2, -1)[:, None]
+                    def rot(x):
+                        return torch.stack([-x[..., 1::2], x[..., ::2]], dim=-1).flatten(-2)
+                    return q * ang.cos() + rot(q) * ang.sin(), k * ang.cos() + rot(k) * ang.sin()
+            """,
+            "positions 0..L-1 whatever position_ids say": """
+                def apply_rope(q, k, position_ids, theta=10000.0):
+                    d, length = q.shape[-1], q.shape[-2]
+                    inv = 1.0 / theta ** (torch.arange(0, d, 2).float() / d)
+                    ang = torch.arange(length).float()[:, None] * inv
+                    ang = torch.cat([ang, ang], -1)
+                    def rot(x):
+                        return torch.cat([-x[..., d // 2:], x[..., :d // 2]], -1)
+                    return q * ang.cos() + rot(q) * ang.sin(), k * ang.cos() + rot(k) * ang.sin()
+            """,
+            "theta fixed at 10000": """
+                def apply_rope(q, k, position_ids, theta=10000.0):
+                    d = q.shape[-1]
+                    inv = 1.0 / 10000.0 ** (torch.arange(0, d, 2).float() / d)
+                    ang = position_ids[..., None].float() * inv
+                    ang = torch.cat([ang, ang], -1)[:, None]
+                    def rot(x):
+                        return torch.cat([-x[..., d // 2:], x[..., :d // 2]], -1)
+                    return q * ang.cos() + rot(q) * ang.sin(), k * ang.cos() + rot(k) * ang.sin()
+            """,
+            "rotates the wrong way (sign of rotate_half flipped)": """
+                def apply_rope(q, k, position_ids, theta=10000.0):
+                    d = q.shape[-1]
+                    inv = 1.0 / theta ** (torch.arange(0, d, 2).float() / d)
+                    ang = position_ids[..., None].float() * inv
+                    ang = torch.cat([ang, ang], -1)[:, None]
+                    def rot(x):
+                        return torch.cat([x[..., d // 2:], -x[..., :d // 2]], -1)
+                    return q * ang.cos() + rot(q) * ang.sin(), k * ang.cos() + rot(k) * ang.sin()
+            """,
+            "frequencies theta^(-i/d) instead of theta^(-2i/d)": """
+                def apply_rope(q, k, position_ids, theta=10000.0):
+                    d = q.shape[-1]
+                    inv = 1.0 / theta ** (torch.arange(0, d // 2).float() / d)
+                    ang = position_ids[..., None].float() * inv
+                    ang = torch.cat([ang, ang], -1)[:, None]
+                    def rot(x):
+                        return torch.cat([-x[..., d // 2:], x[..., :d // 2]], -1)
+                    return q * ang.cos() + rot(q) * ang.sin(), k * ang.cos() + rot(k) * ang.sin()
+            """,
+        },
+        alternatives={
+            "complex multiplication in float64": """
+                def apply_rope(q, k, position_ids, theta=10000.0):
+                    d = q.shape[-1]
+                    inv = theta ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+                    rotor = torch.polar(torch.ones(1, dtype=torch.float64), position_ids[..., None].double() * inv)[:, None]
+                    def turn(x):
+                        z = torch.complex(x[..., :d // 2].double(), x[..., d // 2:].double()) * rotor
+                        return torch.cat([z.real, z.imag], dim=-1).to(x.dtype)
+                    return turn(q), turn(k)
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch09_rms_norm_test", functions=("rms_norm",), points=2,
+        title="RMSNorm in float32 for half-precision input",
+        cases=(
+            Case("float32, rows of very different scale", {"seed": 0, "shape": [5, 16], "scale": 1.0,
+                                                            "row_scales": True, "dtype": "float32", "eps": 1e-6}),
+            Case("float16 with values near 500 (x^2 overflows float16)",
+                 {"seed": 1, "shape": [3, 64], "scale": 500.0, "dtype": "float16", "eps": 1e-6}),
+            Case("bfloat16, 3-D input", {"seed": 2, "shape": [2, 3, 32], "scale": 2.0, "dtype": "bfloat16",
+                                         "eps": 1e-5}),
+            Case("tiny inputs: eps matters", {"seed": 3, "shape": [4, 8], "scale": 1e-3, "dtype": "float32",
+                                              "eps": 1e-5}),
+            Case("float16, 3-D, eps 1e-5", {"seed": 4, "shape": [2, 4, 48], "scale": 3.0, "dtype": "float16",
+                                            "eps": 1e-5}),
+        ),
+        probe=probe_rms_norm,
+        judge=judge_rms_norm,
+        mutants={
+            "computes in the input's precision (float16 x^2 overflows)": """
+                def rms_norm(x, weight, eps=1e-6):
+                    return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+            """,
+            "eps added outside the square root": """
+                def rms_norm(x, weight, eps=1e-6):
+                    xf = x.float()
+                    return (weight.float() * xf / (xf.pow(2).mean(-1, keepdim=True).sqrt() + eps)).to(x.dtype)
+            """,
+            "subtracts the mean first (LayerNorm without bias)": """
+                def rms_norm(x, weight, eps=1e-6):
+                    xf = x.float()
+                    xf = xf - xf.mean(-1, keepdim=True)
+                    return (weight.float() * xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+            """,
+            "returns float32 for half-precision input": """
+                def rms_norm(x, weight, eps=1e-6):
+                    xf = x.float()
+                    return weight.float() * xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+            """,
+            "one statistic for the whole tensor, not per row": """
+                def rms_norm(x, weight, eps=1e-6):
+                    xf = x.float()
+                    return (weight.float() * xf * torch.rsqrt(xf.pow(2).mean() + eps)).to(x.dtype)
+            """,
+        },
+        alternatives={
+            "vector norm in float64, divide, cast back": """
+                def rms_norm(x, weight, eps=1e-6):
+                    xd = x.double()
+                    rms = torch.sqrt(torch.linalg.vector_norm(xd, dim=-1, keepdim=True) ** 2 / x.shape[-1] + eps)
+                    return ((xd / rms).to(x.dtype) * weight).to(x.dtype)
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch09_gqa_test", functions=("gqa_attention",), points=3,
+        title="grouped-query attention (LlamaAttention)",
+        cases=(
+            Case("6 query heads share 2 KV heads", {"seed": 0, "B": 2, "L": 5, "hidden": 24, "heads": 6,
+                                                    "kv_heads": 2, "head_dim": 4, "offset": 0, "theta": 10000.0}),
+            Case("multi-query (1 KV head)", {"seed": 1, "B": 1, "L": 6, "hidden": 16, "heads": 4, "kv_heads": 1,
+                                             "head_dim": 4, "offset": 3, "theta": 10000.0}),
+            Case("multi-head (as many KV heads as query heads)", {"seed": 2, "B": 2, "L": 4, "hidden": 16, "heads": 2,
+                                                                  "kv_heads": 2, "head_dim": 8, "offset": 0,
+                                                                  "theta": 10000.0}),
+            Case("head_dim not hidden / heads", {"seed": 3, "B": 1, "L": 5, "hidden": 20, "heads": 4, "kv_heads": 2,
+                                                 "head_dim": 16, "offset": 10, "theta": 100000.0}),
+            Case("SmolLM2's ratio: 9 query heads, 3 KV heads", {"seed": 4, "B": 2, "L": 7, "hidden": 36, "heads": 9,
+                                                                "kv_heads": 3, "head_dim": 8, "offset": 40,
+                                                                "theta": 100000.0}),
+        ),
+        probe=probe_gqa, judge=ordered(("out", "the attention block's output", 1e-4, 1e-4)),
+        mutants={
+            "KV heads tiled (repeat) instead of grouped (repeat_interleave)": """
+                def gqa_attention(x, q_weight, k_weight, v_weight, o_weight, num_heads, num_kv_heads, cos, sin):
+                    b, l, _ = x.shape
+                    hd = q_weight.shape[0] // num_heads
+                    q = (x @ q_weight.T).view(b, l, num_heads, hd).transpose(1, 2)
+                    k = (x @ k_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
+                    v = (x @ v_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
+                    rot = lambda t: torch.cat([-t[..., hd // 2:], t[..., :hd // 2]], dim=-1)
+                    q, k = q * cos[:, None] + rot(q) * sin[:, None], k * cos[:, None] + rot(k) * sin[:, None]
+                    k, v = k.repeat(1, num_heads // num_kv_heads, 1, 1), v.repeat(1, num_heads // num_kv_heads, 1, 1)
+                    s = (q @ k.transpose(-2, -1) / hd ** 0.5).masked_fill(torch.ones(l, l).triu(1).bool(), float("-inf"))
+                    return (s.softmax(-1) @ v).transpose(1, 2).reshape(b, l, -1) @ o_weight.T
+            """,
+            "no causal mask": """
+                def gqa_attention(x, q_weight, k_weight, v_weight, o_weight, num_heads, num_kv_heads, cos, sin):
+                    b, l, _ = x.shape
+                    hd = q_weight.shape[0] // num_heads
+                    q = (x @ q_weight.T).view(b, l, num_heads, hd).transpose(1, 2)
+                    k = (x @ k_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
+                    v = (x @ v_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
+                    rot = lambda t: torch.cat([-t[..., hd // 2:], t[..., :hd // 2]], dim=-1)
+                    q, k = q * cos[:, None] + rot(q) * sin[:, None], k * cos[:, None] + rot(k) * sin[:, None]
+                    g = num_heads // num_kv_heads
+                    k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
+                    s = q @ k.transpose(-2, -1) / hd ** 0.5
+                    return (s.softmax(-1) @ v).transpose(1, 2).reshape(b, l, -1) @ o_weight.T
+            """,
+            "RoPE applied to the queries only": """
+                def gqa_attention(x, q_weight, k_weight, v_weight, o_weight, num_heads, num_kv_heads, cos, sin):
+                    b, l, _ = x.shape
+                    hd = q_weight.shape[0] // num_heads
+                    q = (x @ q_weight.T).view(b, l, num_heads, hd).transpose(1, 2)
+                    k = (x @ k_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
+                    v = (x @ v_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
+                    rot = lambda t: torch.cat([-t[..., hd // 2:], t[..., :hd // 2]], dim=-1)
+                    q = q * cos[:, None] + rot(q) * sin[:, None]
+                    g = num_heads // num_kv_heads
+                    k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
+                    s = (q @ k.transpose(-2, -1) / hd ** 0.5).masked_fill(torch.ones(l, l).triu(1).bool(), float("-inf"))
+                    return (s.softmax(-1) @ v).transpose(1, 2).reshape(b, l, -1) @ o_weight.T
+            """,
+            "scaled by sqrt(hidden / heads) instead of sqrt(head_dim)": """
+                def gqa_attention(x, q_weight, k_weight, v_weight, o_weight, num_heads, num_kv_heads, cos, sin):
+                    b, l, hidden = x.shape
+                    hd = q_weight.shape[0] // num_heads
+                    q = (x @ q_weight.T).view(b, l, num_heads, hd).transpose(1, 2)
+                    k = (x @ k_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
+                    v = (x @ v_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
+                    rot = lambda t: torch.cat([-t[..., hd // 2:], t[..., :hd // 2]], dim=-1)
+                    q, k = q * cos[:, None] + rot(q) * sin[:, None], k * cos[:, None] + rot(k) * sin[:, None]
+                    g = num_heads // num_kv_heads
+                    k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
+                    s = (q @ k.transpose(-2, -1) / (hidden / num_heads) ** 0.5)
+                    s = s.masked_fill(torch.ones(l, l).triu(1).bool(), float("-inf"))
+                    return (s.softmax(-1) @ v).transpose(1, 2).reshape(b, l, -1) @ o_weight.T
+            """,
+            "RoPE applied to the values too": """
+                def gqa_attention(x, q_weight, k_weight, v_weight, o_weight, num_heads, num_kv_heads, cos, sin):
+                    b, l, _ = x.shape
+                    hd = q_weight.shape[0] // num_heads
+                    q = (x @ q_weight.T).view(b, l, num_heads, hd).transpose(1, 2)
+                    k = (x @ k_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
+                    v = (x @ v_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
+                    rot = lambda t: torch.cat([-t[..., hd // 2:], t[..., :hd // 2]], dim=-1)
+                    q, k = q * cos[:, None] + rot(q) * sin[:, None], k * cos[:, None] + rot(k) * sin[:, None]
+                    v = v * cos[:, None] + rot(v) * sin[:, None]
+                    g = num_heads // num_kv_heads
+                    k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
+                    s = (q @ k.transpose(-2, -1) / hd ** 0.5).masked_fill(torch.ones(l, l).triu(1).bool(), float("-inf"))
+                    return (s.softmax(-1) @ v).transpose(1, 2).reshape(b, l, -1) @ o_weight.T
+            """,
+        },
+        alternatives={
+            "loop over query heads, each picking its KV head h // group, float64": """
+                def gqa_attention(x, q_weight, k_weight, v_weight, o_weight, num_heads, num_kv_heads, cos, sin):
+                    b, l, _ = x.shape
+                    hd = q_weight.shape[0] // num_heads
+                    group = num_heads // num_kv_heads
+                    xd, c, s_ = x.double(), cos.double(), sin.double()
+                    def rope(t):
+                        return t * c + torch.cat([-t[..., hd // 2:], t[..., :hd // 2]], dim=-1) * s_
+                    heads = []
+                    future = torch.triu(torch.ones(l, l, dtype=torch.bool), diagonal=1)
+                    for h in range(num_heads):
+                        j = h // group
+                        q = rope(xd @ q_weight[h * hd:(h + 1) * hd].double().T)
+                        k = rope(xd @ k_weight[j * hd:(j + 1) * hd].double().T)
+                        v = xd @ v_weight[j * hd:(j + 1) * hd].double().T
+                        scores = (q @ k.transpose(1, 2)) / math.sqrt(hd)
+                        heads.append(torch.softmax(scores.masked_fill(future, -math.inf), dim=-1) @ v)
+                    return (torch.cat(heads, dim=-1) @ o_weight.double().T).float()
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch09_swiglu_test", functions=("swiglu_mlp",), points=1, title="SwiGLU MLP (LlamaMLP)",
+        cases=(
+            Case("2-D input, width 8/3 d", {"seed": 0, "lead": [5], "hidden": 24, "inter": 64}),
+            Case("3-D input (batch, seq, hidden)", {"seed": 1, "lead": [2, 3], "hidden": 16, "inter": 40}),
+            Case("intermediate narrower than hidden", {"seed": 2, "lead": [4], "hidden": 32, "inter": 8}),
+            Case("large pre-activations", {"seed": 3, "lead": [2, 2], "hidden": 8, "inter": 20, "scale": 10.0}),
+        ),
+        probe=probe_swiglu, judge=ordered(("out", "the MLP output", 1e-5, 1e-5)),
+        mutants={
+            "SiLU on the up projection instead of the gate": """
+                def swiglu_mlp(x, gate_weight, up_weight, down_weight):
+                    return (x @ gate_weight.T * F.silu(x @ up_weight.T)) @ down_weight.T
+            """,
+            "GELU instead of SiLU (GeGLU)": """
+                def swiglu_mlp(x, gate_weight, up_weight, down_weight):
+                    return (F.gelu(x @ gate_weight.T) * (x @ up_weight.T)) @ down_weight.T
+            """,
+            "sigmoid gate (GLU) instead of SiLU": """
+                def swiglu_mlp(x, gate_weight, up_weight, down_weight):
+                    return (torch.sigmoid(x @ gate_weight.T) * (x @ up_weight.T)) @ down_weight.T
+            """,
+            "flattens the leading dimensions (returns 2-D)": """
+                def swiglu_mlp(x, gate_weight, up_weight, down_weight):
+                    x2 = x.reshape(-1, x.shape[-1])
+                    return (F.silu(x2 @ gate_weight.T) * (x2 @ up_weight.T)) @ down_weight.T
+            """,
+            "no gate: SiLU MLP on the up projection only": """
+                def swiglu_mlp(x, gate_weight, up_weight, down_weight):
+                    return F.silu(x @ up_weight.T) @ down_weight.T
+            """,
+        },
+        alternatives={
+            "explicit g * sigmoid(g) with einsum": """
+                def swiglu_mlp(x, gate_weight, up_weight, down_weight):
+                    g = torch.einsum("...d,fd->...f", x, gate_weight)
+                    u = torch.einsum("...d,fd->...f", x, up_weight)
+                    return torch.einsum("...f,df->...d", g * torch.sigmoid(g) * u, down_weight)
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch09_decoder_layer_test", functions=("decoder_layer",), points=3,
+        title="one Llama decoder layer (LlamaDecoderLayer)",
+        cases=(
+            Case("GQA layer", {"seed": 0, "B": 2, "L": 5, "hidden": 24, "heads": 6, "kv_heads": 2, "head_dim": 4,
+                               "inter": 64, "offset": 0, "theta": 10000.0, "eps": 1e-6}),
+            Case("MHA layer, offset positions", {"seed": 1, "B": 1, "L": 6, "hidden": 16, "heads": 2, "kv_heads": 2,
+                                                 "head_dim": 8, "inter": 40, "offset": 20, "theta": 10000.0,
+                                                 "eps": 1e-5}),
+            Case("small activations: eps reaches both norms", {"seed": 2, "B": 2, "L": 4, "hidden": 16, "heads": 4,
+                                                               "kv_heads": 1, "head_dim": 4, "inter": 32, "offset": 0,
+                                                               "theta": 10000.0, "eps": 1e-2, "scale": 0.05}),
+            Case("SmolLM2-shaped (9 / 3 heads)", {"seed": 3, "B": 1, "L": 7, "hidden": 36, "heads": 9, "kv_heads": 3,
+                                                  "head_dim": 8, "inter": 96, "offset": 5, "theta": 100000.0,
+                                                  "eps": 1e-5, "scale": 3.0}),
+        ),
+        probe=probe_decoder_layer, judge=ordered(("out", "the layer's output", 1e-4, 1e-4)),
+        mutants={
+            "post-norm (normalises after adding the residual)": """
+                def decoder_layer(x, weights, num_heads, num_kv_heads, cos, sin, eps=1e-6):
+                    w = weights
+                    h = rms_norm(x + gqa_attention(x, w["self_attn.q_proj.weight"], w["self_attn.k_proj.weight"],
+                                                   w["self_attn.v_proj.weight"], w["self_attn.o_proj.weight"],
+                                                   num_heads, num_kv_heads, cos, sin), w["input_layernorm.weight"], eps)
+                    return rms_norm(h + swiglu_mlp(h, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"],
+                                                   w["mlp.down_proj.weight"]), w["post_attention_layernorm.weight"], eps)
+            """,
+            "residual adds the normalised input": """
+                def decoder_layer(x, weights, num_heads, num_kv_heads, cos, sin, eps=1e-6):
+                    w = weights
+                    n = rms_norm(x, w["input_layernorm.weight"], eps)
+                    h = n + gqa_attention(n, w["self_attn.q_proj.weight"], w["self_attn.k_proj.weight"],
+                                          w["self_attn.v_proj.weight"], w["self_attn.o_proj.weight"],
+                                          num_heads, num_kv_heads, cos, sin)
+                    n = rms_norm(h, w["post_attention_layernorm.weight"], eps)
+                    return n + swiglu_mlp(n, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"], w["mlp.down_proj.weight"])
+            """,
+            "input_layernorm's weight used for both norms": """
+                def decoder_layer(x, weights, num_heads, num_kv_heads, cos, sin, eps=1e-6):
+                    w = weights
+                    h = x + gqa_attention(rms_norm(x, w["input_layernorm.weight"], eps), w["self_attn.q_proj.weight"],
+                                          w["self_attn.k_proj.weight"], w["self_attn.v_proj.weight"],
+                                          w["self_attn.o_proj.weight"], num_heads, num_kv_heads, cos, sin)
+                    n = rms_norm(h, w["input_layernorm.weight"], eps)
+                    return h + swiglu_mlp(n, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"], w["mlp.down_proj.weight"])
+            """,
+            "eps ignored (always 1e-6)": """
+                def decoder_layer(x, weights, num_heads, num_kv_heads, cos, sin, eps=1e-6):
+                    w = weights
+                    h = x + gqa_attention(rms_norm(x, w["input_layernorm.weight"]), w["self_attn.q_proj.weight"],
+                                          w["self_attn.k_proj.weight"], w["self_attn.v_proj.weight"],
+                                          w["self_attn.o_proj.weight"], num_heads, num_kv_heads, cos, sin)
+                    n = rms_norm(h, w["post_attention_layernorm.weight"])
+                    return h + swiglu_mlp(n, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"], w["mlp.down_proj.weight"])
+            """,
+            "parallel block (MLP reads x, not the attention output)": """
+                def decoder_layer(x, weights, num_heads, num_kv_heads, cos, sin, eps=1e-6):
+                    w = weights
+                    a = gqa_attention(rms_norm(x, w["input_layernorm.weight"], eps), w["self_attn.q_proj.weight"],
+                                      w["self_attn.k_proj.weight"], w["self_attn.v_proj.weight"],
+                                      w["self_attn.o_proj.weight"], num_heads, num_kv_heads, cos, sin)
+                    n = rms_norm(x, w["post_attention_layernorm.weight"], eps)
+                    return x + a + swiglu_mlp(n, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"], w["mlp.down_proj.weight"])
+            """,
+        },
+        alternatives={
+            "self-contained (no helper functions), float64 inside": """
+                def decoder_layer(x, weights, num_heads, num_kv_heads, cos, sin, eps=1e-6):
+                    w = {name: t.double() for name, t in weights.items()}
+                    b, l, _ = x.shape
+                    hd = w["self_attn.q_proj.weight"].shape[0] // num_heads
+                    c, s_ = cos.double()[:, None], sin.double()[:, None]
+                    def norm(t, g):
+                        return g * t / torch.sqrt(t.pow(2).mean(-1, keepdim=True) + eps)
+                    def split(t, n):
+                        return t.reshape(b, l, n, hd).permute(0, 2, 1, 3)
+                    def rope(t):
+                        return t * c + torch.cat([-t[..., hd // 2:], t[..., :hd // 2]], dim=-1) * s_
+                    xd = x.double()
+                    n1 = norm(xd, w["input_layernorm.weight"])
+                    q = rope(split(n1 @ w["self_attn.q_proj.weight"].T, num_heads))
+                    k = rope(split(n1 @ w["self_attn.k_proj.weight"].T, num_kv_heads))
+                    v = split(n1 @ w["self_attn.v_proj.weight"].T, num_kv_heads)
+                    idx = torch.arange(num_heads) // (num_heads // num_kv_heads)
+                    scores = q @ k[:, idx].transpose(-1, -2) / math.sqrt(hd)
+                    scores = scores + torch.full((l, l), -math.inf, dtype=torch.float64).triu(1)
+                    att = (scores.softmax(-1) @ v[:, idx]).permute(0, 2, 1, 3).reshape(b, l, -1)
+                    h = xd + att @ w["self_attn.o_proj.weight"].T
+                    n2 = norm(h, w["post_attention_layernorm.weight"])
+                    g = n2 @ w["mlp.gate_proj.weight"].T
+                    mlp = (g * torch.sigmoid(g) * (n2 @ w["mlp.up_proj.weight"].T)) @ w["mlp.down_proj.weight"].T
+                    return (h + mlp).float()
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch09_router_test", functions=("route_top_k",), points=3,
+        title="top-k router with the load-balancing loss",
+        cases=(
+            Case("8 experts, top-2", {"seed": 0, "B": 2, "S": 6, "E": 8, "k": 2, "scale": 1.0}),
+            Case("top-1 (Switch)", {"seed": 1, "B": 1, "S": 10, "E": 4, "k": 1, "scale": 2.0}),
+            Case("padding tokens excluded", {"seed": 2, "B": 3, "S": 5, "E": 6, "k": 2, "scale": 1.5,
+                                             "lengths": [5, 2, 3]}),
+            Case("top-3 of 5, peaked logits", {"seed": 3, "B": 2, "S": 4, "E": 5, "k": 3, "scale": 4.0}),
+            Case("a router that favours one expert", {"seed": 4, "B": 2, "S": 8, "E": 8, "k": 2, "scale": 1.0,
+                                                      "favour": 3, "bias": 3.0, "lengths": [8, 6]}),
+        ),
+        probe=probe_router, judge=ordered(("weights", "the tensor of routing weights", 1e-5, 1e-6),
+                                          ("experts", "the tensor of chosen experts", None, None),
+                                          ("aux_loss", "the load-balancing loss", 1e-5, 1e-6)),
+        mutants={
+            "top-k probabilities not renormalised": """
+                def route_top_k(router_logits, top_k, attention_mask=None):
+                    probs = router_logits.float().softmax(-1)
+                    w, idx = probs.topk(top_k, dim=-1)
+                    m = torch.ones(len(probs)) if attention_mask is None else attention_mask.reshape(-1).float()
+                    f = torch.zeros(probs.shape[1]).index_add_(0, idx.reshape(-1), m.repeat_interleave(top_k)) / m.sum()
+                    p = (probs * m[:, None]).sum(0) / m.sum()
+                    return w, idx, probs.shape[1] * (f * p).sum()
+            """,
+            "assignment fractions divided by k (they should sum to k)": """
+                def route_top_k(router_logits, top_k, attention_mask=None):
+                    probs = router_logits.float().softmax(-1)
+                    w, idx = probs.topk(top_k, dim=-1)
+                    m = torch.ones(len(probs)) if attention_mask is None else attention_mask.reshape(-1).float()
+                    f = torch.zeros(probs.shape[1]).index_add_(0, idx.reshape(-1), m.repeat_interleave(top_k)) / m.sum()
+                    p = (probs * m[:, None]).sum(0) / m.sum()
+                    return w / w.sum(-1, keepdim=True), idx, probs.shape[1] * (f / top_k * p).sum()
+            """,
+            "padding tokens counted in the loss": """
+                def route_top_k(router_logits, top_k, attention_mask=None):
+                    probs = router_logits.float().softmax(-1)
+                    w, idx = probs.topk(top_k, dim=-1)
+                    f = torch.zeros(probs.shape[1]).index_add_(0, idx.reshape(-1), torch.ones(idx.numel())) / len(probs)
+                    return w / w.sum(-1, keepdim=True), idx, probs.shape[1] * (f * probs.mean(0)).sum()
+            """,
+            "loss missing the factor num_experts": """
+                def route_top_k(router_logits, top_k, attention_mask=None):
+                    probs = router_logits.float().softmax(-1)
+                    w, idx = probs.topk(top_k, dim=-1)
+                    m = torch.ones(len(probs)) if attention_mask is None else attention_mask.reshape(-1).float()
+                    f = torch.zeros(probs.shape[1]).index_add_(0, idx.reshape(-1), m.repeat_interleave(top_k)) / m.sum()
+                    p = (probs * m[:, None]).sum(0) / m.sum()
+                    return w / w.sum(-1, keepdim=True), idx, (f * p).sum()
+            """,
+            "experts listed by index, not by weight": """
+                def route_top_k(router_logits, top_k, attention_mask=None):
+                    probs = router_logits.float().softmax(-1)
+                    _, idx = probs.topk(top_k, dim=-1)
+                    idx = idx.sort(dim=-1).values
+                    w = probs.gather(-1, idx)
+                    m = torch.ones(len(probs)) if attention_mask is None else attention_mask.reshape(-1).float()
+                    f = torch.zeros(probs.shape[1]).index_add_(0, idx.reshape(-1), m.repeat_interleave(top_k)) / m.sum()
+                    p = (probs * m[:, None]).sum(0) / m.sum()
+                    return w / w.sum(-1, keepdim=True), idx, probs.shape[1] * (f * p).sum()
+            """,
+        },
+        alternatives={
+            "softmax over the k chosen logits; counts with one_hot": """
+                def route_top_k(router_logits, top_k, attention_mask=None):
+                    n, e = router_logits.shape
+                    top_logits, experts = torch.topk(router_logits, top_k, dim=-1)
+                    weights = torch.softmax(top_logits, dim=-1)
+                    keep = torch.ones(n, dtype=torch.bool) if attention_mask is None else attention_mask.reshape(-1).bool()
+                    probs = torch.softmax(router_logits.double(), dim=-1)[keep]
+                    hits = F.one_hot(experts[keep], e).sum(dim=1).double()
+                    frac_tokens = hits.mean(0)
+                    frac_probs = probs.mean(0)
+                    return weights, experts, e * torch.dot(frac_tokens, frac_probs)
+            """,
+        },
+    ),
+]
+
+# Library implementations the exercises imitate (used by the test suite, in the trusted process).
+ORACLES = {
+    "ch09_attention_test": oracle_attention,
+    "ch09_mha_test": oracle_mha,
+    "ch09_rope_test": oracle_rope,
+    "ch09_rms_norm_test": oracle_rms_norm,
+    "ch09_gqa_test": oracle_gqa,
+    "ch09_swiglu_test": oracle_swiglu,
+    "ch09_decoder_layer_test": oracle_decoder_layer,
+    "ch09_router_test": oracle_router,
+}
+
+# Every rule the instructions state: (rule, hidden cases that exercise it, mutants that break it).
+RULES = {
+    "ch09_attention_test": [
+        ("scores scaled by 1/sqrt(d)", ["no mask", "causal, square"], ["scales by 1/d instead of 1/sqrt(d)"]),
+        ("causal mask aligned bottom-right (query i sees keys j <= i + Lk - Lq)",
+         ["causal after a cached prefix (fewer queries than keys)"],
+         ["causal mask aligned top-left (ignores the cached prefix)"]),
+        ("key_padding_mask: True = real token, False = padding",
+         ["right padding", "left padding with causal: early queries see no key"],
+         ["padding mask read as True = padding"]),
+        ("a query with no allowed key returns zeros, not NaN",
+         ["left padding with causal: early queries see no key", "a row that is all padding"],
+         ["fully masked rows come out as NaN", "masks with -1e9: fully masked rows average every value"]),
+        ("finite for scores of any magnitude", ["scores of magnitude ~1000"],
+         ["exp without subtracting the row maximum (overflows)"]),
+    ],
+    "ch09_mha_test": [
+        ("in_proj rows [0:E] are q, [E:2E] k, [2E:3E] v", ["self-attention, 4 heads", "one head"],
+         ["q, k, v blocks read in the wrong order (k, q, v)"]),
+        ("head h uses features h*hd:(h+1)*hd of each projection", ["self-attention, 4 heads", "8 heads, peaked attention"],
+         ["heads split with view(b, heads, L, head_dim) (no transpose)"]),
+        ("scores scaled by 1/sqrt(head_dim)", ["self-attention, 4 heads", "8 heads, peaked attention"],
+         ["scaled by sqrt(embed_dim) instead of sqrt(head_dim)"]),
+        ("keys and values come from key and value (cross-attention)", ["cross-attention, different lengths"],
+         ["keys and values projected from the query (self-attention only)"]),
+        ("key_padding_mask: True = ignore (PyTorch convention)", ["key padding (True = ignore)",
+                                                                  "8 heads, peaked attention"],
+         ["key_padding_mask read as True = keep"]),
+        ("returned weights are averaged over heads", ["self-attention, 4 heads", "8 heads, peaked attention"],
+         ["returns the first head's weights instead of the mean over heads"]),
+    ],
+    "ch09_rope_test": [
+        ("rotate-half pairing (i, i + d/2)", ["positions from 0, theta 10000"],
+         ["pairs adjacent dimensions (interleaved, GPT-J style)", "rotates the wrong way (sign of rotate_half flipped)"]),
+        ("angles from position_ids (offsets, per row)", ["one decode step at position 37", "rows at different offsets"],
+         ["positions 0..L-1 whatever position_ids say"]),
+        ("frequencies theta^(-2i/d) with the given theta",
+         ["theta 100000 (SmolLM2), positions near 1000", "theta 500000, head_dim 64"],
+         ["theta fixed at 10000", "frequencies theta^(-i/d) instead of theta^(-2i/d)"]),
+    ],
+    "ch09_rms_norm_test": [
+        ("statistics in float32 whatever the input dtype", ["float16 with values near 500 (x^2 overflows float16)"],
+         ["computes in the input's precision (float16 x^2 overflows)"]),
+        ("eps inside the square root", ["tiny inputs: eps matters"], ["eps added outside the square root"]),
+        ("no mean subtraction", ["float32, rows of very different scale", "bfloat16, 3-D input"],
+         ["subtracts the mean first (LayerNorm without bias)"]),
+        ("result has the input's dtype", ["float16 with values near 500 (x^2 overflows float16)", "bfloat16, 3-D input"],
+         ["returns float32 for half-precision input"]),
+        ("one statistic per row (last dimension)", ["float32, rows of very different scale"],
+         ["one statistic for the whole tensor, not per row"]),
+    ],
+    "ch09_gqa_test": [
+        ("query head h uses KV head h // (heads / kv_heads)", ["6 query heads share 2 KV heads",
+                                                               "SmolLM2's ratio: 9 query heads, 3 KV heads"],
+         ["KV heads tiled (repeat) instead of grouped (repeat_interleave)"]),
+        ("causal", ["6 query heads share 2 KV heads", "multi-query (1 KV head)"], ["no causal mask"]),
+        ("RoPE on queries and keys, not values", ["6 query heads share 2 KV heads", "multi-query (1 KV head)"],
+         ["RoPE applied to the queries only", "RoPE applied to the values too"]),
+        ("head_dim from the weights; scale 1/sqrt(head_dim)", ["head_dim not hidden / heads"],
+         ["scaled by sqrt(hidden / heads) instead of sqrt(head_dim)"]),
+    ],
+    "ch09_swiglu_test": [
+        ("down(silu(gate(x)) * up(x))", ["2-D input, width 8/3 d", "intermediate narrower than hidden"],
+         ["SiLU on the up projection instead of the gate", "no gate: SiLU MLP on the up projection only"]),
+        ("the activation is SiLU", ["large pre-activations", "2-D input, width 8/3 d"],
+         ["GELU instead of SiLU (GeGLU)", "sigmoid gate (GLU) instead of SiLU"]),
+        ("any leading dimensions, same shape out", ["3-D input (batch, seq, hidden)", "large pre-activations"],
+         ["flattens the leading dimensions (returns 2-D)"]),
+    ],
+    "ch09_decoder_layer_test": [
+        ("pre-norm: each sublayer reads a normalised copy", ["GQA layer", "SmolLM2-shaped (9 / 3 heads)"],
+         ["post-norm (normalises after adding the residual)"]),
+        ("residuals add the un-normalised stream", ["GQA layer", "MHA layer, offset positions"],
+         ["residual adds the normalised input"]),
+        ("two norms with their own weights", ["GQA layer"], ["input_layernorm's weight used for both norms"]),
+        ("eps reaches both norms", ["small activations: eps reaches both norms"], ["eps ignored (always 1e-6)"]),
+        ("sequential: the MLP reads the stream after attention", ["GQA layer", "SmolLM2-shaped (9 / 3 heads)"],
+         ["parallel block (MLP reads x, not the attention output)"]),
+    ],
+    "ch09_router_test": [
+        ("softmax in float32, top-k weights renormalised to sum 1", ["8 experts, top-2", "top-3 of 5, peaked logits"],
+         ["top-k probabilities not renormalised"]),
+        ("experts in descending order of probability", ["8 experts, top-2", "top-3 of 5, peaked logits"],
+         ["experts listed by index, not by weight"]),
+        ("f_i counts all k choices (sums to k)", ["8 experts, top-2", "top-3 of 5, peaked logits"],
+         ["assignment fractions divided by k (they should sum to k)"]),
+        ("loss = E * sum_i f_i P_i", ["top-1 (Switch)", "a router that favours one expert"],
+         ["loss missing the factor num_experts"]),
+        ("padding tokens (attention_mask 0) excluded from f and P",
+         ["padding tokens excluded", "a router that favours one expert"], ["padding tokens counted in the loss"]),
+    ],
+}
