@@ -83,9 +83,19 @@ class Exercise:
 
 # --------------------------------------------------------------------------- judges
 
-# What a boolean flag returned by a probe means when it is False (or True where the solution's is
-# False), in words a learner can act on. Probes name their flags with these keys; a judge may add more.
+# What a boolean flag returned by a probe means when the submission's differs from the solution's, in
+# words a learner can act on: one sentence, or a pair (said when the expected value is True, when False).
+# Probes name their flags with these keys; a judge may add more (``allclose(messages=...)``).
 FLAG_MESSAGES = {
+    "raised": ("no ValueError was raised, but this input must raise one",
+               "a ValueError was raised, but this input is valid"),
+    "raised_value_error": ("no ValueError was raised, but this input must raise one",
+                           "a ValueError was raised, but this input is valid"),
+    "one_weight_per_example": "your function must return one weight per example (a tensor shaped like labels)",
+    "non_negative": "some weights are negative",
+    "priors_untouched": "your function modified class_priors in place",
+    "ids_untouched": "your function modified the input ids in place",
+    "embedded_untouched": "your function modified its input embeddings in place",
     "input_untouched": "your function modified its input in place",
     "inputs_untouched": "your function modified its inputs in place",
     "state_unchanged": "the model's parameters or buffers changed (evaluation must leave them bit-identical)",
@@ -119,7 +129,7 @@ def judging_order(keys) -> list[str]:
 
 
 def compare_arrays(key: str, got: np.ndarray, want: np.ndarray, rtol: float, atol: float,
-                   message: str | None = None) -> str | None:
+                   message: str | tuple[str, str] | None = None) -> str | None:
     """None when ``got`` matches ``want`` within tolerance, else a reason in words, without the data.
 
     ``message`` replaces the reason for a boolean flag (``FLAG_MESSAGES`` gives the default)."""
@@ -130,7 +140,8 @@ def compare_arrays(key: str, got: np.ndarray, want: np.ndarray, rtol: float, ato
     if want.dtype.kind == "b" and want.ndim == 0:
         if got.dtype.kind in "biuf" and got.size == 1 and bool(got.reshape(())) == bool(want):
             return None
-        return message or FLAG_MESSAGES.get(key) or f"{key} should be {bool(want)}"
+        said = message or FLAG_MESSAGES.get(key) or f"{key} should be {bool(want)}"
+        return said if isinstance(said, str) else said[0 if bool(want) else 1]
     if got.dtype.kind not in "biuf":
         return f"{key} is not numeric (got dtype {got.dtype})"
     if got.shape != want.shape:
@@ -139,7 +150,7 @@ def compare_arrays(key: str, got: np.ndarray, want: np.ndarray, rtol: float, ato
         bad = got.astype(np.float64) != want.astype(np.float64)
         if not bad.any():
             return None
-        if message:
+        if isinstance(message, str):
             return message
         if want.ndim == 0:
             return f"{key} is {got.item()!r}, which is not the expected value"
@@ -162,7 +173,7 @@ def compare_arrays(key: str, got: np.ndarray, want: np.ndarray, rtol: float, ato
     bad = err > tol
     if not bad.any():
         return None
-    if message:
+    if isinstance(message, str):
         return message
     if w.ndim == 0:
         return f"{key} differs from the expected value (abs error {_fmt(float(err.max()))})"
@@ -173,7 +184,7 @@ def compare_arrays(key: str, got: np.ndarray, want: np.ndarray, rtol: float, ato
 
 def allclose(rtol: float = 1e-5, atol: float = 1e-6, keys: tuple[str, ...] | None = None,
              tolerances: Mapping[str, tuple[float, float]] | None = None,
-             messages: Mapping[str, str] | None = None) -> Judge:
+             messages: Mapping[str, str | tuple[str, str]] | None = None) -> Judge:
     """Judge: every output (or the listed keys, in that order) matches the reference within tolerance.
 
     Without ``keys`` the returned value is judged first, then gradients and side-effect flags
