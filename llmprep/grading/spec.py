@@ -94,6 +94,9 @@ FLAG_MESSAGES = {
     "one_weight_per_example": "your function must return one weight per example (a tensor shaped like labels)",
     "non_negative": "some weights are negative",
     "priors_untouched": "your function modified class_priors in place",
+    "padded_is_long": "padded must have dtype torch.long",
+    "lengths_is_long": "lengths must have dtype torch.long",
+    "labels_is_float32": "labels must have dtype torch.float32",
     "ids_untouched": "your function modified the input ids in place",
     "embedded_untouched": "your function modified its input embeddings in place",
     "input_untouched": "your function modified its input in place",
@@ -136,7 +139,17 @@ def compare_arrays(key: str, got: np.ndarray, want: np.ndarray, rtol: float, ato
     got = np.asarray(got)
     want = np.asarray(want)
     if want.dtype.kind in "US":
-        return None if got.dtype.kind in "US" and np.array_equal(got, want) else f"{key} has the wrong value"
+        if got.dtype.kind in "US" and np.array_equal(got, want):
+            return None
+        if isinstance(message, str):
+            return message
+        if got.dtype.kind in "US" and got.shape == want.shape and want.ndim > 0:
+            bad = got != want
+            first = _position(np.unravel_index(int(np.argmax(bad)), bad.shape))
+            return f"{key}: {int(bad.sum())} of {bad.size} values differ (first at position {first})"
+        if got.dtype.kind in "US" and want.ndim == 1 and got.ndim == 1:
+            return f"{key} has {got.size} entries, expected {want.size}"
+        return f"{key} has the wrong value"
     if want.dtype.kind == "b" and want.ndim == 0:
         if got.dtype.kind in "biuf" and got.size == 1 and bool(got.reshape(())) == bool(want):
             return None
