@@ -523,14 +523,16 @@ RULES = {
     "ch08_quantize_test": (
         R("give every output row $r$ its own scale", ("rows spanning four orders of magnitude",),
           {"one scale for the whole tensor": "q"}),
-        R("Quantize by rounding to the nearest integer", ("random 6x10 weight",), {"truncates instead of rounding": "q"}),
+        R("Quantize by rounding to the nearest integer", ("random 6x10 weight",),
+          {"truncates instead of rounding": "q"}),
         R("(`torch.round`, ties to even)", ("exact .5 ties",), {"rounds half away from zero": "q"}),
         R("$s_r = \\max_j |w_{rj}| / 127$", ("random 6x10 weight",), {"divides by 128": "q"}),
         R("define its scale as `1.0`", ("an all-zero row",), {"zero row gives NaN (scale 0)": "scale"}),
         R("Do not modify\n`w`", ("random 6x10 weight",), {"scales w in place": "modified its input in place"}),
     ),
     "ch08_distillation_test": (
-        R("the $T^2$\nkeeps its weight comparable", ("T=4, pure distillation (alpha=1)",), {"T squared missing": "loss"}),
+        R("the $T^2$\nkeeps its weight comparable", ("T=4, pure distillation (alpha=1)",),
+          {"T squared missing": "loss"}),
         R("`kl_div` takes the\nstudent's **log**-probabilities first", ("T=2, alpha=0.5",),
           {"KL direction swapped (student as target)": "loss"}),
         R("summed over classes and averaged over the batch", ("T=2, alpha=0.5",),
@@ -538,7 +540,8 @@ RULES = {
     ),
     "ch08_info_nce_test": (
         R("L2-normalise both sides", ("unnormalised inputs of varied length",), {"no L2 normalisation": "loss"}),
-        R("and each\ncolumn likewise (text → image)", ("8 pairs, tau=0.07",), {"one direction only (a -> b)": "loss"}),
+        R("and each\ncolumn likewise (text → image)", ("8 pairs, tau=0.07",),
+          {"one direction only (a -> b)": "loss"}),
         R("$L = \\hat a \\hat b^\\top / \\tau$", ("tau=1, very noisy pairs", "8 pairs, tau=0.07"),
           {"temperature multiplied": "loss"}),
         R("returning a\nscalar tensor", ("8 pairs, tau=0.07",), {"text tower detached (no gradient to b)": "grad_b"}),

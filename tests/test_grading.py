@@ -86,7 +86,8 @@ def test_every_mutant_loses_points(chapter):
                 f"{ex.grade_id}: the feedback on mutant '{mutant}' does not name {word!r}: {verdict.message}")
         for alt in ex.alternatives:
             verdict = verdicts[f"alt:{alt}"][ex.grade_id]
-            assert verdict.points == verdict.max_points, f"{ex.grade_id}: correct alternative '{alt}' rejected: {verdict}"
+            assert verdict.points == verdict.max_points, \
+                f"{ex.grade_id}: correct alternative '{alt}' rejected: {verdict}"
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
