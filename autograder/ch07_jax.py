@@ -195,10 +195,12 @@ def probe_accuracy(ns, params):
 
 
 def oracle_accuracy():
+    import jax
     import numpy as np
 
     def batched_accuracy(apply_fn, params, images, labels):
-        logits = np.stack([np.asarray(apply_fn(params, x)) for x in images])
+        # the library the exercise imitates is jax.vmap itself; the accuracy is counted in numpy
+        logits = np.asarray(jax.vmap(apply_fn, in_axes=(None, 0))(params, images))
         return float((logits.argmax(-1) == np.asarray(labels)).mean())
 
     return {"batched_accuracy": batched_accuracy}
