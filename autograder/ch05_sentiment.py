@@ -516,13 +516,13 @@ EXERCISES = [
                 def train_epoch(model, batches, optimizer, loss_fn):
                     model.train()
                     total, n = 0.0, 0
-                    for padded, lengths, labels in batches:
+                    for x, lens, y in batches:
                         optimizer.zero_grad()
-                        loss = loss_fn(model(padded, lengths), labels.float())
+                        loss = loss_fn(model(x, lens), y.float())
                         loss.backward()
                         optimizer.step()
-                        total += loss.item() * len(labels)
-                        n += len(labels)
+                        total += loss.item() * y.numel()
+                        n += y.numel()
                     model.eval()
                     return total / n
             """,
