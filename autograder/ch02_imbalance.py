@@ -5,7 +5,7 @@ Probes run inside the sandbox next to the student's code and must be self-contai
 library implementation each exercise imitates; the test suite proves the solution
 agrees with them on every case.
 """
-from llmprep.grading.spec import Case, Exercise, allclose
+from llmprep.grading.spec import Case, Exercise, Rule, allclose, tabled
 
 CHAPTER = "ch02_imbalance"
 NOTEBOOK = "ch02_exercises.ipynb"
@@ -310,6 +310,16 @@ EXERCISES = [
                         return w * len(n) / w.sum()
                     raise ValueError("bad scheme")
             """,
+            "unknown scheme falls back to inverse": """
+                def class_weights(counts, scheme, beta=0.999):
+                    n = counts.double()
+                    if (n <= 0).any():
+                        raise ValueError("empty class")
+                    if scheme == "effective":
+                        w = (1 - beta) / (1 - beta ** n)
+                        return w * len(n) / w.sum()
+                    return n.sum() / (len(n) * n)
+            """,
         },
     ),
     Exercise(
@@ -339,6 +349,12 @@ EXERCISES = [
                     counts = torch.bincount(labels).double()
                     return 1.0 / counts[labels].sqrt()
             """,
+            "assumes labels are 0..K-1": """
+                def sampler_weights(labels):
+                    k = len(torch.unique(labels))
+                    counts = torch.stack([(labels == c).sum() for c in range(k)])
+                    return 1.0 / counts[labels].double()
+            """,
         },
     ),
     Exercise(
@@ -356,6 +372,8 @@ EXERCISES = [
             Case("alpha -1 (no class weighting), gamma 2", {"seed": 3, "shape": [32], "scale": 2.0,
                                                             "pos_frac": 0.2, "alpha": -1.0, "gamma": 2.0,
                                                             "reduction": "mean", "grad": True}),
+            Case("alpha 0 (negatives only), gamma 1, none", {"seed": 5, "shape": [12], "scale": 2.0, "pos_frac": 0.5,
+                                                             "alpha": 0.0, "gamma": 1.0, "reduction": "none"}),
             Case("logits of magnitude 100", {"seed": 4, "shape": [4, 6], "scale": 100.0, "pos_frac": 0.3,
                                              "alpha": 0.25, "gamma": 2.0, "reduction": "none"}),
         ),
@@ -398,6 +416,26 @@ EXERCISES = [
                     if alpha >= 0:
                         loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
                     return {"mean": loss.mean(), "sum": loss.sum()}.get(reduction, loss)
+            """,
+            "alpha = 0 treated as no weighting (alpha > 0)": """
+                def sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0, reduction="mean"):
+                    p = torch.sigmoid(logits)
+                    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+                    p_t = p * targets + (1 - p) * (1 - targets)
+                    loss = ce * (1 - p_t) ** gamma
+                    if alpha > 0:
+                        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+                    return {"mean": loss.mean(), "sum": loss.sum()}.get(reduction, loss)
+            """,
+            "reduction ignored (always the mean)": """
+                def sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0, reduction="mean"):
+                    p = torch.sigmoid(logits)
+                    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+                    p_t = p * targets + (1 - p) * (1 - targets)
+                    loss = ce * (1 - p_t) ** gamma
+                    if alpha >= 0:
+                        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+                    return loss.mean()
             """,
         },
     ),
@@ -502,6 +540,10 @@ EXERCISES = [
                 def logit_adjusted_loss(logits, targets, class_priors, tau=1.0):
                     return F.cross_entropy(logits + torch.log(tau * class_priors + 1e-30), targets)
             """,
+            "takes the log of the priors in place": """
+                def logit_adjusted_loss(logits, targets, class_priors, tau=1.0):
+                    return F.cross_entropy(logits + tau * class_priors.log_(), targets)
+            """,
         },
     ),
     Exercise(
@@ -573,6 +615,155 @@ EXERCISES = [
         },
     ),
 ]
+
+# ============================================================================ rule table and alternatives
+
+R = Rule
+RULES = {
+    "ch02_class_weights_test": (
+        R(r"$w_c = \dfrac{N}{K\,n_c}$", ("inverse, binary 95/5", "inverse, long tail of 5 classes"),
+          {"inverse frequency not normalised (1/n_c)": "weights"}),
+        R(r"The weight is $1/E_c", ("effective, beta 0.999",),
+          {"effective number used as the weight (not its inverse)": "weights"}),
+        R("normalised so that the weights sum to $K$", ("effective, beta 0.999", "effective, default beta"),
+          {"effective weights not normalised to sum to K": "weights"}),
+        R("Raise `ValueError` if any count is 0", ("a class with no examples (inverse)",
+                                                   "a class with no examples (effective)"),
+          {"a zero count gives inf instead of ValueError": "ValueError"}),
+        R("or if `scheme` is unknown", ("unknown scheme",), {"unknown scheme falls back to inverse": "ValueError"}),
+    ),
+    "ch02_sampler_weights_test": (
+        R("the weights are **per example**", ("binary 95/5",),
+          {"one weight per class, not per example": "one weight per example"}),
+        R("every class **present in `labels`** is drawn with probability exactly $1/K$",
+          ("long tail, shuffled", "a class with a single example"),
+          {"weights proportional to the class count": "expected_class_frequency",
+           "square-root sampling (1/sqrt(n_c))": "expected_class_frequency"}),
+        R("not necessarily $0..K-1$", ("non-contiguous label values",),
+          {"assumes labels are 0..K-1": "non-contiguous"}),
+    ),
+    "ch02_sigmoid_focal_test": (
+        R(r"\alpha_t = \alpha\,t + (1-\alpha)(1-t)", ("defaults (alpha 0.25, gamma 2), mean",),
+          {"alpha applied to the wrong class": "loss", "alpha missing": "loss"}),
+        R(r"$(1-p_t)^\gamma$ down-weights the many **easy** examples", ("defaults (alpha 0.25, gamma 2), mean",),
+          {"gamma on the wrong term (p_t ** gamma)": "loss"}),
+        R("never `log(sigmoid(x))`", ("logits of magnitude 100",), {"log of the sigmoid (not stable)": "loss"}),
+        R("apply $\\alpha_t$ only when `alpha >= 0`", ("alpha 0 (negatives only), gamma 1, none",),
+          {"alpha = 0 treated as no weighting (alpha > 0)": "loss"}),
+        R('`reduction` is `"none"`', ("gamma 0, alpha -1 (plain BCE), no reduction", "alpha 0.75, gamma 0.5, sum"),
+          {"reduction ignored (always the mean)": "loss"}),
+    ),
+    "ch02_softmax_focal_test": (
+        R(r"-\,(1-p_{i,y_i})^{\gamma}\,\log p_{i,y_i}", ("gamma 2",), {"(1 - p) replaced by p": "loss"}),
+        R("logits of magnitude $10^3$ must give finite values", ("logits of magnitude 1e3",),
+          {"log of softmax (overflows)": "infinities"}),
+        R("do not detach it", ("gamma 2",), {"modulating factor detached": "grad"}),
+        R("returning the scalar mean", ("gamma 2",), {"sum instead of mean": "loss"}),
+    ),
+    "ch02_macro_f1_test": (
+        R("Macro-F1 averages the per-class F1 with equal weight per class", ("3 classes",),
+          {"micro average (accuracy)": "macro_f1", "weighted by support": "macro_f1"}),
+        R(r"recall $R_c = C_{cc} / \sum_j C_{cj}$ (row sum)", ("3 classes",),
+          {"precision and recall both from column sums": "macro_f1"}),
+        R("**and still counts in the average**", ("a class with no support and no predictions",),
+          {"empty classes left out of the average": "macro_f1"}),
+    ),
+    "ch02_logit_adjusted_test": (
+        R(r"\mathrm{CE}\big(x + \tau \log \pi,\; y\big)", ("long tail, tau 1", "tau 2, a tiny prior"),
+          {"prior subtracted instead of added": "loss", "log missing (adds the prior itself)": "loss",
+           "tau inside the log": "loss"}),
+        R("do not modify `class_priors` in place", ("long tail, tau 1",),
+          {"takes the log of the priors in place": "modified class_priors in place"}),
+    ),
+    "ch02_best_threshold_test": (
+        R("predicting positive when **`score >= t`**", ("tie between two thresholds",),
+          {"strict > instead of >=": "threshold"}),
+        R("so all examples sharing a score fall on the same side", ("tied scores", "imbalanced, many shared scores"),
+          {"cuts between tied scores (one example at a time)": "threshold"}),
+        R("return the **smallest** one", ("tie between two thresholds",),
+          {"ties broken by the largest threshold": "threshold"}),
+        R("Raise `ValueError` when `labels` contains only one class", ("all labels negative", "all labels positive"),
+          {"no check for a single class": "ValueError"}),
+    ),
+}
+
+ALTERNATIVES = {
+    "ch02_class_weights_test": {"numpy float64, effective weights via expm1": """
+        import numpy as np
+
+        def class_weights(counts, scheme, beta=0.999):
+            n = np.asarray(counts, dtype=np.float64)
+            if (n == 0).any():
+                raise ValueError("a class has no examples")
+            if scheme == "inverse":
+                w = n.sum() / (len(n) * n)
+            elif scheme == "effective":
+                w = 1.0 / (1.0 - beta ** n) if beta == 0 else np.log(beta) / np.expm1(n * np.log(beta))
+                w = w / w.sum() * len(n)
+            else:
+                raise ValueError(scheme)
+            return torch.from_numpy(w)
+    """},
+    "ch02_sampler_weights_test": {"a Python dict of counts, float32": """
+        from collections import Counter
+
+        def sampler_weights(labels):
+            counts = Counter(labels.tolist())
+            return torch.tensor([1.0 / counts[y] for y in labels.tolist()], dtype=torch.float32) * 7.0
+    """},
+    "ch02_sigmoid_focal_test": {"logsigmoid formulation": """
+        def sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0, reduction="mean"):
+            log_p_t = torch.where(targets > 0.5, F.logsigmoid(logits), F.logsigmoid(-logits))
+            loss = -((1 - log_p_t.exp()) ** gamma) * log_p_t
+            if alpha >= 0:
+                loss = torch.where(targets > 0.5, alpha * loss, (1 - alpha) * loss)
+            if reduction == "none":
+                return loss
+            return loss.sum() if reduction == "sum" else loss.mean()
+    """},
+    "ch02_softmax_focal_test": {"from F.cross_entropy per row": """
+        def softmax_focal_loss(logits, targets, gamma=2.0):
+            ce = F.cross_entropy(logits, targets, reduction="none")
+            return torch.mean(ce * (-torch.expm1(-ce)) ** gamma)
+    """},
+    "ch02_macro_f1_test": {"per-class loop with precision and recall": """
+        def macro_f1(confusion):
+            c = confusion.tolist()
+            k, scores = len(c), []
+            for i in range(k):
+                tp = c[i][i]
+                pred = sum(c[j][i] for j in range(k))
+                true = sum(c[i])
+                p = tp / pred if pred else 0.0
+                r = tp / true if true else 0.0
+                scores.append(2 * p * r / (p + r) if p + r else 0.0)
+            return sum(scores) / k
+    """},
+    "ch02_logit_adjusted_test": {"log-softmax and gather by hand": """
+        def logit_adjusted_loss(logits, targets, class_priors, tau=1.0):
+            z = logits + tau * class_priors.log()
+            logp = z - torch.logsumexp(z, dim=1, keepdim=True)
+            return -logp[torch.arange(len(targets)), targets].mean()
+    """},
+    "ch02_best_threshold_test": {"brute force over distinct scores": """
+        def best_f1_threshold(scores, labels):
+            y = labels.tolist()
+            if len(set(y)) < 2:
+                raise ValueError("both classes needed")
+            best_t, best_f1 = None, -1.0
+            for t in sorted(set(scores.tolist())):
+                pred = [s >= t for s in scores.tolist()]
+                tp = sum(p and l == 1 for p, l in zip(pred, y))
+                fp = sum(p and l == 0 for p, l in zip(pred, y))
+                fn = sum((not p) and l == 1 for p, l in zip(pred, y))
+                f1 = 2 * tp / (2 * tp + fp + fn)
+                if f1 > best_f1:
+                    best_t, best_f1 = t, f1
+            return best_t, best_f1
+    """},
+}
+
+EXERCISES = tabled(EXERCISES, RULES, ALTERNATIVES)
 
 # Library implementations the exercises imitate (used by the test suite, in the trusted process).
 ORACLES = {

@@ -8,7 +8,7 @@ library implementation each exercise imitates (peft's parameter count, peft's Lo
 layer, ``get_peft_model``, sentence-transformers' mean pooling); the test suite proves the
 solution agrees with them on every case.
 """
-from llmprep.grading.spec import Case, Exercise, allclose
+from llmprep.grading.spec import Case, Exercise, Rule, allclose, tabled
 
 CHAPTER = "ch03_finetuning"
 NOTEBOOK = "ch03_exercises.ipynb"
@@ -96,8 +96,8 @@ def probe_lora_linear(ns, params):
     out = {}
     with torch.no_grad():
         y0 = layer(x)
-    out["init_minus_base"] = (y0 - ref0).abs().max()
     out["B_init_is_zero"] = bool(torch.count_nonzero(layer.lora_B.detach()) == 0)
+    out["init_minus_base"] = (y0 - ref0).abs().max()
     out["A_init_nonzero"] = bool(torch.count_nonzero(layer.lora_A.detach()) > 0)
     out["A_shape"] = list(layer.lora_A.shape)
     out["B_shape"] = list(layer.lora_B.shape)
@@ -114,6 +114,17 @@ def probe_lora_linear(ns, params):
     out["y"] = y.detach()
     out["grad_A"] = layer.lora_A.grad.detach().clone()
     out["grad_B"] = layer.lora_B.grad.detach().clone()
+    # In train mode, dropout acts on the input of the LoRA branch only, with the given probability.
+    layer.train()
+    out["dropout_p"] = float(layer.dropout.p)
+    torch.manual_seed(params["seed"] + 7)
+    with torch.no_grad():
+        y_train = layer(x)
+        saved_B = layer.lora_B.detach().clone()
+        layer.lora_B.zero_()
+        out["base_not_dropped"] = (layer(x) - base(x)).abs().max()
+        layer.lora_B.copy_(saved_B)
+    out["y_train"] = y_train
     layer.eval()
     with torch.no_grad():
         layer.merge()
@@ -144,6 +155,9 @@ def oracle_lora_linear():
         lora_A = property(lambda self: self.inner.lora_A["default"].weight)
         lora_B = property(lambda self: self.inner.lora_B["default"].weight)
         scaling = property(lambda self: self.inner.scaling["default"])
+        # peft uses nn.Identity for dropout 0
+        dropout = property(lambda self: getattr(self.inner.lora_dropout["default"], "p", None) is not None
+                           and self.inner.lora_dropout["default"] or nn.Dropout(0.0))
 
         def forward(self, x):
             return self.inner(x)
@@ -232,13 +246,17 @@ def probe_mean_pool(ns, params):
     lengths = params["lengths"]
     mask = torch.zeros(b, t, dtype=torch.long)
     for i, n in enumerate(lengths):
-        mask[i, :n] = 1
+        if params.get("left_padded"):
+            mask[i, t - n:] = 1
+        else:
+            mask[i, :n] = 1
     if params.get("bool_mask"):
         mask = mask.bool()
     hidden[mask == 0] = 1e3  # padded positions hold large junk: they must not leak in
-    snapshot = hidden.clone()
+    snapshot, mask_snapshot = hidden.clone(), mask.clone()
     pooled = fn(hidden, mask)
-    return {"pooled": pooled, "dtype_kept": pooled.dtype == dtype, "input_untouched": bool(torch.equal(hidden, snapshot))}
+    untouched = torch.equal(hidden, snapshot) and torch.equal(mask, mask_snapshot)
+    return {"pooled": pooled, "dtype_kept": pooled.dtype == dtype, "inputs_untouched": bool(untouched)}
 
 
 def oracle_mean_pool():
@@ -327,6 +345,18 @@ EXERCISES = [
                         p.requires_grad_(any(n.startswith(h) for h in head_names))
                     return model
             """,
+            "only unfreezes the head (leaves the rest as it was)": """
+                def freeze_all_but_head(model, head_names):
+                    for n, p in model.named_parameters():
+                        if any(n == h or n.startswith(h + ".") for h in head_names):
+                            p.requires_grad_(True)
+                    return model
+            """,
+            "counts tied weights twice": """
+                def count_parameters(model):
+                    ps = [p for _, p in model.named_parameters(remove_duplicate=False)]
+                    return sum(p.numel() for p in ps if p.requires_grad), sum(p.numel() for p in ps)
+            """,
         },
     ),
     Exercise(
@@ -337,12 +367,22 @@ EXERCISES = [
                                              "dropout": 0.0, "batch": [5]}),
             Case("r=1, alpha=1, no bias, 3-d input", {"seed": 1, "fin": 7, "fout": 9, "r": 1, "alpha": 1,
                                                       "bias": False, "dropout": 0.0, "batch": [2, 3]}),
-            Case("r=8, alpha=32, dropout in eval mode", {"seed": 2, "fin": 16, "fout": 6, "r": 8, "alpha": 32,
+            Case("r=8, alpha=32, dropout 0.3", {"seed": 2, "fin": 16, "fout": 6, "r": 8, "alpha": 32,
                                                          "bias": True, "dropout": 0.3, "batch": [4]}),
+            Case("dropout 0.5 in train mode", {"seed": 4, "fin": 9, "fout": 7, "r": 3, "alpha": 6, "bias": True,
+                                               "dropout": 0.5, "batch": [6]}),
             Case("r larger than alpha (scaling 0.25)", {"seed": 3, "fin": 5, "fout": 5, "r": 8, "alpha": 2,
                                                         "bias": True, "dropout": 0.0, "batch": [3]}),
         ),
-        probe=probe_lora_linear, judge=allclose(rtol=1e-5, atol=1e-5),
+        probe=probe_lora_linear, judge=allclose(rtol=1e-5, atol=1e-5, messages={
+            "B_init_is_zero": "lora_B is not all zeros at initialisation",
+            "A_init_nonzero": "lora_A is all zeros at initialisation (it must be random)",
+            "base_frozen": "the parameters of the base layer you were given are still trainable",
+            "adapters_trainable": "lora_A and lora_B must both be trainable",
+            "dropout_p": "self.dropout does not have the probability `dropout`",
+            "base_not_dropped": "in train mode, dropout changes the base layer's output "
+                                "(apply it to the LoRA branch only)",
+        }),
         mutants={
             "B not zero-initialised": """
                 class LoRALinear(nn.Module):
@@ -449,6 +489,107 @@ EXERCISES = [
                     def unmerge(self):
                         self.base.weight.data -= self.lora_B @ self.lora_A * self.scaling
             """,
+            "dropout on the LoRA output (wrong term)": """
+                class LoRALinear(nn.Module):
+                    def __init__(self, base, r, alpha, dropout=0.0):
+                        super().__init__()
+                        self.base = base
+                        self.r, self.scaling, self.merged = r, alpha / r, False
+                        for p in self.base.parameters():
+                            p.requires_grad_(False)
+                        self.lora_A = nn.Parameter(torch.randn(r, base.in_features) / r)
+                        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r))
+                        self.dropout = nn.Dropout(dropout)
+                    def forward(self, x):
+                        y = self.base(x)
+                        if self.merged:
+                            return y
+                        return y + self.dropout(x @ self.lora_A.T @ self.lora_B.T) * self.scaling
+                    def merge(self):
+                        with torch.no_grad():
+                            self.base.weight += self.lora_B @ self.lora_A * self.scaling
+                        self.merged = True
+                    def unmerge(self):
+                        with torch.no_grad():
+                            self.base.weight -= self.lora_B @ self.lora_A * self.scaling
+                        self.merged = False
+            """,
+            "dropout probability hard-coded to 0.1": """
+                class LoRALinear(nn.Module):
+                    def __init__(self, base, r, alpha, dropout=0.0):
+                        super().__init__()
+                        self.base = base
+                        self.r, self.scaling, self.merged = r, alpha / r, False
+                        for p in self.base.parameters():
+                            p.requires_grad_(False)
+                        self.lora_A = nn.Parameter(torch.randn(r, base.in_features) / r)
+                        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r))
+                        self.dropout = nn.Dropout(0.1)
+                    def forward(self, x):
+                        y = self.base(x)
+                        if self.merged:
+                            return y
+                        return y + self.dropout(x) @ self.lora_A.T @ self.lora_B.T * self.scaling
+                    def merge(self):
+                        with torch.no_grad():
+                            self.base.weight += self.lora_B @ self.lora_A * self.scaling
+                        self.merged = True
+                    def unmerge(self):
+                        with torch.no_grad():
+                            self.base.weight -= self.lora_B @ self.lora_A * self.scaling
+                        self.merged = False
+            """,
+            "dropout on the input of the base layer too": """
+                class LoRALinear(nn.Module):
+                    def __init__(self, base, r, alpha, dropout=0.0):
+                        super().__init__()
+                        self.base = base
+                        self.r, self.scaling, self.merged = r, alpha / r, False
+                        for p in self.base.parameters():
+                            p.requires_grad_(False)
+                        self.lora_A = nn.Parameter(torch.randn(r, base.in_features) / r)
+                        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r))
+                        self.dropout = nn.Dropout(dropout)
+                    def forward(self, x):
+                        y = self.base(x)
+                        if self.merged:
+                            return y
+                        d = self.dropout(x)
+                        return self.base(d) + d @ self.lora_A.T @ self.lora_B.T * self.scaling
+                    def merge(self):
+                        with torch.no_grad():
+                            self.base.weight += self.lora_B @ self.lora_A * self.scaling
+                        self.merged = True
+                    def unmerge(self):
+                        with torch.no_grad():
+                            self.base.weight -= self.lora_B @ self.lora_A * self.scaling
+                        self.merged = False
+            """,
+            "copies the base layer": """
+                class LoRALinear(nn.Module):
+                    def __init__(self, base, r, alpha, dropout=0.0):
+                        super().__init__()
+                        import copy; self.base = copy.deepcopy(base)
+                        self.r, self.scaling, self.merged = r, alpha / r, False
+                        for p in self.base.parameters():
+                            p.requires_grad_(False)
+                        self.lora_A = nn.Parameter(torch.randn(r, base.in_features) / r)
+                        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r))
+                        self.dropout = nn.Dropout(dropout)
+                    def forward(self, x):
+                        y = self.base(x)
+                        if self.merged:
+                            return y
+                        return y + self.dropout(x) @ self.lora_A.T @ self.lora_B.T * self.scaling
+                    def merge(self):
+                        with torch.no_grad():
+                            self.base.weight += self.lora_B @ self.lora_A * self.scaling
+                        self.merged = True
+                    def unmerge(self):
+                        with torch.no_grad():
+                            self.base.weight -= self.lora_B @ self.lora_A * self.scaling
+                        self.merged = False
+            """,
         },
     ),
     Exercise(
@@ -505,13 +646,16 @@ EXERCISES = [
                                                "dtype": "float32"}),
             Case("bool mask, float64", {"seed": 2, "shape": [2, 5, 3], "lengths": [2, 5], "dtype": "float64",
                                         "bool_mask": True}),
+            Case("left-padded masks", {"seed": 3, "shape": [3, 6, 4], "lengths": [6, 2, 4], "dtype": "float32",
+                                       "left_padded": True}),
             Case("real MiniLM, padded batch", {"real_model": True, "sentences": [
                 "A gripping, beautifully acted film.",
                 "Dull.",
                 "The plot wanders for two hours and never arrives anywhere worth the trip.",
                 "Not bad at all, honestly."]}),
         ),
-        probe=probe_mean_pool, judge=allclose(rtol=1e-5, atol=1e-5),
+        probe=probe_mean_pool, judge=allclose(rtol=1e-5, atol=1e-5, messages={
+            "dtype_kept": "the result does not have the dtype of last_hidden_state"}),
         mutants={
             "padding not masked": """
                 def masked_mean_pool(last_hidden_state, attention_mask):
@@ -526,6 +670,23 @@ EXERCISES = [
                 def masked_mean_pool(last_hidden_state, attention_mask):
                     m = attention_mask.unsqueeze(-1).to(last_hidden_state.dtype)
                     return (last_hidden_state * m).sum(1) / m.sum(1)
+            """,
+            "assumes right padding (first n tokens)": """
+                def masked_mean_pool(last_hidden_state, attention_mask):
+                    n = attention_mask.sum(1)
+                    rows = [last_hidden_state[i, :int(n[i])].sum(0) / max(int(n[i]), 1e-9) for i in range(len(n))]
+                    return torch.stack(rows).to(last_hidden_state.dtype)
+            """,
+            "zeroes the padding in place": """
+                def masked_mean_pool(last_hidden_state, attention_mask):
+                    last_hidden_state[attention_mask == 0] = 0
+                    n = attention_mask.sum(1, keepdim=True).to(last_hidden_state.dtype).clamp(min=1e-9)
+                    return last_hidden_state.sum(1) / n
+            """,
+            "returns float32 whatever the input dtype": """
+                def masked_mean_pool(last_hidden_state, attention_mask):
+                    m = attention_mask.unsqueeze(-1).float()
+                    return (last_hidden_state.float() * m).sum(1) / m.sum(1).clamp(min=1e-9)
             """,
         },
     ),
@@ -623,6 +784,165 @@ EXERCISES = [
         },
     ),
 ]
+
+# ============================================================================ rule table and alternatives
+
+R = Rule
+RULES = {
+    "ch03_freeze_count_test": (
+        R("set `p.requires_grad = True` if `name` equals a head name", ("BERT classifier, head only",),
+          {"freezes the head too": "requires_grad"}),
+        R("**not** `header.weight`", ("tied weights and look-alike names",),
+          {"head matched as a bare prefix": "requires_grad"}),
+        R("and `False` otherwise — whatever it was before", ("BERT classifier, head only",),
+          {"only unfreezes the head (leaves the rest as it was)": "requires_grad"}),
+        R("a parameter is trainable when `requires_grad` is True", ("count a peft-wrapped model",),
+          {"counts frozen parameters as trainable": "trainable"}),
+        R("numbers of scalar entries (`numel`) over `model.parameters()`", ("BERT classifier, head only",),
+          {"forgets the biases": "trainable"}),
+        R("so tied weights count once", ("tied weights and look-alike names",), {"counts tied weights twice": "total"}),
+    ),
+    "ch03_lora_linear_test": (
+        R("$B=0$ at the start", ("r=4, alpha=8, with bias",), {"B not zero-initialised": "lora_B"}),
+        R("`self.scaling = alpha / r`", ("r=4, alpha=8, with bias", "r larger than alpha (scaling 0.25)"),
+          {"scaling r/alpha": "scaling"}),
+        R("freeze all parameters of `base`", ("r=4, alpha=8, with bias",),
+          {"base weights left trainable": "base layer"}),
+        R("keep that same object as `self.base`; do not copy it", ("r=4, alpha=8, with bias",),
+          {"copies the base layer": "base layer"}),
+        R("`merge()`: add `B @ A * scaling` to `base.weight` in place", ("r=4, alpha=8, with bias",),
+          {"merge without scaling": "merged_weight"}),
+        R("or just `base(x)` while merged", ("r=4, alpha=8, with bias",),
+          {"adds the update again after merging": "y_merged"}),
+        R("an `nn.Dropout` with probability `dropout`", ("dropout 0.5 in train mode",),
+          {"dropout probability hard-coded to 0.1": "probability"}),
+        R("applied to the input of the LoRA branch only", ("dropout 0.5 in train mode",),
+          {"dropout on the LoRA output (wrong term)": "y_train",
+           "dropout on the input of the base layer too": "base layer's output"}),
+    ),
+    "ch03_inject_lora_test": (
+        R("freezes **every** parameter of `model`", ("query and value, 2 layers, r=8",),
+          {"forgets to freeze the base model": "adapted_modules"}),
+        R("whose own attribute name (the last part of its qualified name) is in `targets`",
+          ("query and value, 2 layers, r=8", "value only, 3 layers, r=2"),
+          {"also adapts the key projection": "adapted_modules"}),
+        R("— in every layer", ("value only, 3 layers, r=2",), {"adapts only the first layer": "adapted_modules"}),
+    ),
+    "ch03_mean_pool_test": (
+        R("Padded positions hold arbitrary vectors and must not count", ("ragged lengths",),
+          {"padding not masked": "pooled"}),
+        R("divided by the number of such tokens", ("ragged lengths",), {"divides by the sequence length": "pooled"}),
+        R("clamped below at `1e-9`", ("a row that is all padding",), {"no clamp on the token count": "NaN"}),
+        R("where the mask is 1", ("left-padded masks",), {"assumes right padding (first n tokens)": "pooled"}),
+        R("Do not modify the inputs", ("ragged lengths",), {"zeroes the padding in place": "modified its inputs"}),
+        R("in the dtype of `last_hidden_state`", ("bool mask, float64",),
+          {"returns float32 whatever the input dtype": "dtype"}),
+    ),
+    "ch03_llrd_test": (
+        R("`base_lr * decay ** (L - 1 - k)`", ("BertModel, 2 layers",), {"decay exponent reversed": "lr"}),
+        R("`base_lr * decay ** L`", ("classifier on 3 layers",), {"embeddings treated as the top layer": "lr"}),
+        R("for every parameter of an `nn.LayerNorm`", ("BertModel, 2 layers",),
+          {"LayerNorm weights decayed": "weight_decay"}),
+        R("frozen parameters in none", ("frozen embeddings are left out",), {"frozen parameters included": "lr"}),
+    ),
+}
+
+ALTERNATIVES = {
+    "ch03_freeze_count_test": {"attribute assignment, ids to count each parameter once": """
+        def freeze_all_but_head(model, head_names):
+            heads = tuple(head_names)
+            for name, p in model.named_parameters():
+                p.requires_grad = name in heads or name.startswith(tuple(h + "." for h in heads))
+            return model
+
+        def count_parameters(model):
+            seen = {}
+            for _, p in model.named_parameters(remove_duplicate=False):
+                seen[id(p)] = p
+            return (sum(p.numel() for p in seen.values() if p.requires_grad),
+                    sum(p.numel() for p in seen.values()))
+    """},
+    "ch03_lora_linear_test": {"F.linear branch, nn.init.zeros_, functional dropout through the module": """
+        class LoRALinear(nn.Module):
+            def __init__(self, base, r, alpha, dropout=0.0):
+                super().__init__()
+                self.base = base
+                base.requires_grad_(False)
+                self.lora_A = nn.Parameter(torch.empty(r, base.in_features))
+                self.lora_B = nn.Parameter(torch.empty(base.out_features, r))
+                nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+                nn.init.zeros_(self.lora_B)
+                self.scaling = float(alpha) / float(r)
+                self.dropout = nn.Dropout(p=dropout)
+                self.merged = False
+
+            def delta(self):
+                return self.scaling * (self.lora_B @ self.lora_A)
+
+            def forward(self, x):
+                out = self.base(x)
+                if not self.merged:
+                    lin = torch.nn.functional.linear
+                    out = out + lin(lin(self.dropout(x), self.lora_A), self.lora_B) * self.scaling
+                return out
+
+            @torch.no_grad()
+            def merge(self):
+                if not self.merged:
+                    self.base.weight.add_(self.delta())
+                    self.merged = True
+
+            @torch.no_grad()
+            def unmerge(self):
+                if self.merged:
+                    self.base.weight.sub_(self.delta())
+                    self.merged = False
+    """},
+    "ch03_inject_lora_test": {"recursive walk over named_children": """
+        def inject_lora(model, r, alpha, targets=("query", "value")):
+            model.requires_grad_(False)
+
+            def walk(module):
+                for name, child in list(module.named_children()):
+                    if name in targets and type(child) is nn.Linear:
+                        setattr(module, name, LoRALinear(child, r, alpha))
+                    else:
+                        walk(child)
+
+            walk(model)
+            return model
+    """},
+    "ch03_mean_pool_test": {"einsum over the mask": """
+        def masked_mean_pool(last_hidden_state, attention_mask):
+            m = attention_mask.to(last_hidden_state.dtype)
+            total = torch.einsum("bth,bt->bh", last_hidden_state, m)
+            return total / torch.clamp(m.sum(dim=1, keepdim=True), min=1e-9)
+    """},
+    "ch03_llrd_test": {"one group per parameter, depth from the name": """
+        def layerwise_lr_groups(model, base_lr, decay, weight_decay):
+            L = model.config.num_hidden_layers
+            norms = set()
+            for mod_name, mod in model.named_modules():
+                if isinstance(mod, nn.LayerNorm):
+                    norms.update(f"{mod_name}.{n}" for n, _ in mod.named_parameters())
+            groups = []
+            for name, p in model.named_parameters():
+                if not p.requires_grad:
+                    continue
+                parts = name.split(".")
+                if "embeddings" in parts:
+                    depth = L
+                elif "layer" in parts and "encoder" in parts:
+                    depth = L - 1 - int(parts[parts.index("layer") + 1])
+                else:
+                    depth = 0
+                wd = 0.0 if name.endswith("bias") or name in norms else weight_decay
+                groups.append({"params": [p], "lr": base_lr * decay ** depth, "weight_decay": wd})
+            return groups
+    """},
+}
+
+EXERCISES = tabled(EXERCISES, RULES, ALTERNATIVES)
 
 # Library implementations the exercises imitate (used by the test suite, in the trusted process).
 ORACLES = {

@@ -5,7 +5,7 @@ Probes run inside the sandbox next to the student's code and must be self-contai
 library (or independent reference) implementation each exercise imitates; the test suite
 proves the solution agrees with them on every case.
 """
-from llmprep.grading.spec import Case, Exercise, allclose
+from llmprep.grading.spec import Case, Exercise, Rule, allclose, tabled
 
 CHAPTER = "ch05_sentiment"
 NOTEBOOK = "ch05_exercises.ipynb"
@@ -131,7 +131,9 @@ def probe_accuracy(ns, params):
     classes = torch.randint(0, c, (n,), generator=g)
     hit = torch.rand(n, generator=g) < 0.5
     logits[hit, classes[hit]] += 10.0
-    return {"binary": float(ns["binary_accuracy"](z, y)), "multiclass": float(ns["multiclass_accuracy"](logits, classes))}
+    binary, multiclass = ns["binary_accuracy"](z, y), ns["multiclass_accuracy"](logits, classes)
+    return {"binary": float(binary), "multiclass": float(multiclass),
+            "returns_floats": isinstance(binary, float) and isinstance(multiclass, float)}
 
 
 def oracle_accuracy():
@@ -277,6 +279,16 @@ EXERCISES = [
                                                      key=lambda t: (-counts[t], t))
                     return {t: i for i, t in enumerate(tokens)}
             """,
+            "specials sorted like the other tokens": """
+                def build_vocab(tokenized_texts, min_freq=1, specials=("<pad>", "<unk>")):
+                    counts = Counter(t for text in tokenized_texts for t in text)
+                    vocab = {s: i for i, s in enumerate(sorted(specials))}
+                    kept = sorted((t for t, c in counts.items() if c >= min_freq and t not in vocab),
+                                  key=lambda t: (-counts[t], t))
+                    for t in kept:
+                        vocab[t] = len(vocab)
+                    return vocab
+            """,
         },
     ),
     Exercise(
@@ -400,7 +412,8 @@ EXERCISES = [
                                                           "logit_shape": "column", "label_shape": "column",
                                                           "label_dtype": "long"}),
         ),
-        probe=probe_accuracy, judge=allclose(rtol=1e-6, atol=1e-6),
+        probe=probe_accuracy, judge=allclose(rtol=1e-6, atol=1e-6, messages={
+            "returns_floats": "both functions must return a Python float (use .item() or float(...))"}),
         mutants={
             "argmax over a single logit (always class 0)": """
                 def binary_accuracy(logits, labels):
@@ -421,6 +434,17 @@ EXERCISES = [
                 def multiclass_accuracy(logits, labels):
                     return (logits.argmax(0)[:1] == labels).float().mean().item()
             """,
+            "a logit of exactly 0 predicts 1 (>= 0)": """
+                def binary_accuracy(logits, labels):
+                    return ((logits.reshape(-1) >= 0).long() == labels.reshape(-1).long()).float().mean().item()
+            """,
+            "returns 0-d tensors": """
+                def binary_accuracy(logits, labels):
+                    return ((logits.reshape(-1) > 0).long() == labels.reshape(-1).long()).float().mean()
+
+                def multiclass_accuracy(logits, labels):
+                    return (logits.argmax(dim=-1) == labels).float().mean()
+            """,
         },
     ),
     Exercise(
@@ -436,7 +460,8 @@ EXERCISES = [
             Case("SGD, eval mode, no stale gradients", {"seed": 2, "sizes": [6, 2], "max_len": 7, "optimizer": "sgd",
                                                         "lr": 0.3, "stale_grads": False, "start_eval": True}),
         ),
-        probe=probe_train_epoch, judge=allclose(rtol=1e-4, atol=1e-6),
+        probe=probe_train_epoch, judge=allclose(rtol=1e-4, atol=1e-6, messages={
+            "training_after": "the model must be left in training mode"}),
         mutants={
             "never clears gradients (no zero_grad)": """
                 def train_epoch(model, batches, optimizer, loss_fn):
@@ -487,9 +512,139 @@ EXERCISES = [
                         losses.append(loss.item())
                     return sum(losses) / len(losses)
             """,
+            "switches to eval mode at the end": """
+                def train_epoch(model, batches, optimizer, loss_fn):
+                    model.train()
+                    total, n = 0.0, 0
+                    for x, lens, y in batches:
+                        optimizer.zero_grad()
+                        loss = loss_fn(model(x, lens), y.float())
+                        loss.backward()
+                        optimizer.step()
+                        total += loss.item() * y.numel()
+                        n += y.numel()
+                    model.eval()
+                    return total / n
+            """,
         },
     ),
 ]
+
+# ============================================================================ rule table and alternatives
+
+R = Rule
+RULES = {
+    "ch05_build_vocab_test": (
+        R("the `specials` come first, in the order given", ("min_freq 3, extra special that occurs in the text",),
+          {"forgets <unk>": "tokens", "specials sorted like the other tokens": "tokens"}),
+        R("whose total count over all texts is **at least** `min_freq`", ("min_freq 2 with many ties",),
+          {"min_freq off by one (count > min_freq)": "tokens"}),
+        R("for equal counts, alphabetically (Python's string order)", ("min_freq 2 with many ties",),
+          {"ties in first-seen order (Counter.most_common)": "tokens"}),
+        R("a token that is also a special is not added a second time",
+          ("min_freq 3, extra special that occurs in the text",),
+          {"special tokens in the text added a second time": "tokens"}),
+    ),
+    "ch05_collate_test": (
+        R("Pad every sequence on the **right**", ("lists, pad index 0",), {"pads on the left": "padded"}),
+        R("keep the **original** lengths", ("lists, pad index 0",), {"lengths measured after padding": "lengths"}),
+        R("positions after its end filled with `pad_index`", ("tensors, pad index 1",),
+          {"pads with 0 whatever pad_index is": "padded"}),
+        R("`labels`: `torch.float32`", ("lists, pad index 0",), {"labels left as integers": "torch.float32"}),
+    ),
+    "ch05_last_real_hidden_test": (
+        R("the final state of every sequence", ("unidirectional, one layer",),
+          {"output[:, -1] of the padded batch": "hidden"}),
+        R("**in the original batch order**", ("bidirectional, unsorted lengths",),
+          {"sorts by length and never restores the order": "hidden"}),
+        R("the concatenation `[forward final, backward final]`", ("bidirectional, unsorted lengths",),
+          {"forward direction only": "shape", "output at position length-1 for both directions": "hidden"}),
+        R("for the **last layer**", ("unidirectional, two layers, ascending lengths",),
+          {"first layer's state in a stacked LSTM": "hidden"}),
+    ),
+    "ch05_accuracy_test": (
+        R("`argmax` over a dimension of size 1 is always 0", ("[N, 1] logits, [N] float labels",),
+          {"argmax over a single logit (always class 0)": "binary"}),
+        R("Predict 1 iff the logit is `> 0`", ("[N] logits, [N] integer labels",),
+          {"sigmoid compared with 0 instead of 0.5": "binary"}),
+        R("(a logit of exactly 0 predicts 0)", ("[N] logits, [N] integer labels",),
+          {"a logit of exactly 0 predicts 1 (>= 0)": "binary"}),
+        R("`labels` of shape `[N]` or `[N, 1]`", ("[N] logits, [N, 1] float labels",),
+          {"[N, 1] labels broadcast against [N] predictions": "binary"}),
+        R("the prediction is the `argmax` over the class dimension", ("[N] logits, [N] integer labels",),
+          {"multi-class argmax over the batch dimension": "multiclass"}),
+        R("each returning a Python `float`", ("[N] logits, [N] integer labels",),
+          {"returns 0-d tensors": "Python float"}),
+    ),
+    "ch05_train_epoch_test": (
+        R("when gradients from an earlier step are still stored in the parameters",
+          ("SGD, model arrives in eval mode with stale gradients",), {"never clears gradients (no zero_grad)": "loss"}),
+        R("feeds the model the lengths", ("SGD, eval mode, no stale gradients",),
+          {"calls the model without lengths (reads output[:, -1] of the padding)": "loss"}),
+        R("dropout must be active while training", ("SGD, eval mode, no stale gradients",),
+          {"no model.train() (dropout stays off after an evaluation)": "loss"}),
+        R("each batch's loss weighted by its size", ("Adam, train mode, stale gradients",),
+          {"mean of batch losses instead of per-example mean": "loss"}),
+        R("checks that the model is left in training mode", ("Adam, train mode, stale gradients",),
+          {"switches to eval mode at the end": "training mode"}),
+    ),
+}
+
+ALTERNATIVES = {
+    "ch05_build_vocab_test": {"one sorted list, itertools.count": """
+        import itertools
+
+        def build_vocab(tokenized_texts, min_freq=1, specials=("<pad>", "<unk>")):
+            counts = {}
+            for text in tokenized_texts:
+                for tok in text:
+                    counts[tok] = counts.get(tok, 0) + 1
+            ordered = list(dict.fromkeys(specials))
+            ordered += sorted((t for t in counts if counts[t] >= min_freq and t not in ordered),
+                              key=lambda t: (-counts[t], t))
+            return dict(zip(ordered, itertools.count()))
+    """},
+    "ch05_collate_test": {"pad_sequence": """
+        from torch.nn.utils.rnn import pad_sequence
+
+        def collate(batch, pad_index=0):
+            seqs = [torch.tensor(ids) if not torch.is_tensor(ids) else ids for ids, _ in batch]
+            padded = pad_sequence(seqs, batch_first=True, padding_value=pad_index).long()
+            lengths = torch.tensor([s.numel() for s in seqs])
+            return padded, lengths, torch.tensor([y for _, y in batch]).float()
+    """},
+    "ch05_last_real_hidden_test": {"each sequence run alone, no packing": """
+        def last_real_hidden(lstm, embedded, lengths):
+            rows = []
+            for i, n in enumerate(lengths.tolist()):
+                _, (h, _) = lstm(embedded[i:i + 1, :n])
+                rows.append(torch.cat([h[-2, 0], h[-1, 0]]) if lstm.bidirectional else h[-1, 0])
+            return torch.stack(rows)
+    """},
+    "ch05_accuracy_test": {"numpy comparisons": """
+        def binary_accuracy(logits, labels):
+            pred = logits.detach().numpy().ravel() > 0
+            return float((pred == (labels.numpy().ravel() > 0.5)).mean())
+
+        def multiclass_accuracy(logits, labels):
+            return float((logits.detach().numpy().argmax(axis=1) == labels.numpy()).mean())
+    """},
+    "ch05_train_epoch_test": {"losses summed as tensors, set_to_none=False": """
+        def train_epoch(model, batches, optimizer, loss_fn):
+            model.train(True)
+            weighted, count = torch.zeros(()), 0
+            for padded, lengths, labels in batches:
+                optimizer.zero_grad(set_to_none=False)
+                loss = loss_fn(model(padded, lengths=lengths), labels.to(torch.float32))
+                loss.backward()
+                optimizer.step()
+                weighted += loss.detach() * labels.shape[0]
+                count += labels.shape[0]
+            return float(weighted / count)
+    """},
+}
+
+EXERCISES = tabled(EXERCISES, RULES, ALTERNATIVES)
 
 # Library implementations (or independent references) the exercises imitate (used by the test suite).
 ORACLES = {

@@ -8,7 +8,7 @@ exercise imitates (``transformers`` logits processors and ``model.generate``); w
 probe blocks a library entry point while the student's function runs, the oracle binds
 the real one when it is built, i.e. before the probe runs.
 """
-from llmprep.grading.spec import Case, Exercise, allclose
+from llmprep.grading.spec import Case, Exercise, Rule, allclose, tabled
 
 CHAPTER = "ch06_generation"
 NOTEBOOK = "ch06_exercises.ipynb"
@@ -96,7 +96,7 @@ def probe_repetition_penalty(ns, params):
     x, i = logits.clone(), ids.clone()
     with forbidden((transformers.RepetitionPenaltyLogitsProcessor, "__call__", "RepetitionPenaltyLogitsProcessor")):
         out = fn(x, i, params["penalty"])
-    return {"penalised": out, "ids_untouched": bool(torch.equal(i, ids))}
+    return {"penalised": out, "inputs_untouched": bool(torch.equal(i, ids) and torch.equal(x, logits))}
 
 
 def oracle_repetition_penalty():
@@ -194,7 +194,7 @@ def probe_greedy_cache(ns, params):
     def recording(*args, **kwargs):
         x = kwargs.get("input_ids", args[0] if args else None)
         cache = kwargs.get("cache", kwargs.get("past_key_values"))
-        calls.append((int(x.shape[1]) if x is not None else -1, cache is not None))
+        calls.append((int(x.shape[1]) if x is not None else -1, cache is not None, torch.is_grad_enabled()))
         return original(*args, **kwargs)
 
     model.forward = recording
@@ -204,7 +204,8 @@ def probe_greedy_cache(ns, params):
     return {"tokens": torch.as_tensor(out),
             "prompt_once": bool(lengths[:1] == [params["prompt"]]),
             "one_token_per_step": bool(all(n == 1 for n in lengths[1:])),
-            "cache_used_after_prompt": bool(all(c[1] for c in calls[1:]))}
+            "cache_used_after_prompt": bool(all(c[1] for c in calls[1:])),
+            "no_grad": bool(not any(c[2] for c in calls))}
 
 
 def oracle_greedy_cache():
@@ -270,6 +271,7 @@ def probe_perplexity(ns, params):
     x, y = logits.clone(), labels.clone()
     out = fn(x, y, ignore_index=params["ignore_index"])
     return {"ppl": torch.as_tensor(out, dtype=torch.float64).reshape(()),
+            "zero_d_tensor": bool(torch.is_tensor(out) and out.ndim == 0),
             "inputs_untouched": bool(torch.equal(x, logits) and torch.equal(y, labels))}
 
 
@@ -369,6 +371,14 @@ EXERCISES = [
                     mask = remove.scatter(-1, order, remove)
                     return logits.masked_fill(mask, float("-inf"))
             """,
+            "filters in place": """
+                def top_p_filter(logits, p, min_tokens_to_keep=1):
+                    ascending, order = torch.sort(logits, dim=-1)
+                    drop = torch.softmax(ascending, dim=-1).cumsum(dim=-1) <= (1.0 - p)
+                    drop[..., -min_tokens_to_keep:] = False
+                    logits[torch.zeros_like(drop).scatter(-1, order, drop)] = -math.inf
+                    return logits
+            """,
             "ascending sort with the descending rule (keeps the least likely tokens)": """
                 def top_p_filter(logits, p, min_tokens_to_keep=1):
                     sorted_logits, order = torch.sort(logits, descending=False, dim=-1)
@@ -414,6 +424,12 @@ EXERCISES = [
                 def apply_repetition_penalty(logits, input_ids, penalty):
                     return torch.where(logits < 0, logits * penalty, logits / penalty)
             """,
+            "penalises the logits in place": """
+                def apply_repetition_penalty(logits, input_ids, penalty):
+                    seen = torch.gather(logits, 1, input_ids)
+                    logits.scatter_(1, input_ids, torch.where(seen > 0, seen / penalty, seen * penalty))
+                    return logits
+            """,
         },
     ),
     Exercise(
@@ -442,6 +458,12 @@ EXERCISES = [
                 def apply_temperature(logits, t):
                     return logits / max(t, 1e-6)
             """,
+            "divides in place": """
+                def apply_temperature(logits, t):
+                    if t <= 0:
+                        raise ValueError("t must be positive")
+                    return logits.div_(t)
+            """,
         },
     ),
     Exercise(
@@ -456,7 +478,11 @@ EXERCISES = [
             Case("nearly flat distribution", {"rows": [[0.1, 0.0, -0.1, 0.05, 0.02, -0.05, 0.0, 0.08]],
                                               "n": 30000, "seed": 3, "tol": 0.02}),
         ),
-        probe=probe_sample_next, judge=allclose(rtol=0, atol=0),
+        probe=probe_sample_next, judge=allclose(rtol=0, atol=0, messages={
+            "shape_ok": "the result must be an int64 tensor of shape (batch,)",
+            "allowed_only": "a token whose logit is -inf was drawn",
+            "frequencies_match": "the frequencies of your draws do not match softmax(logits)",
+            "reproducible": "the same seeded generator did not reproduce your draws (use only `generator`)"}),
         mutants={
             "argmax instead of sampling": """
                 def sample_next(logits, generator):
@@ -487,7 +513,11 @@ EXERCISES = [
             Case("one new token", {"seed": 2, "vocab": 150, "batch": 3, "prompt": 4, "new": 1}),
             Case("longer prompt", {"seed": 3, "vocab": 400, "batch": 1, "prompt": 20, "new": 6}),
         ),
-        probe=probe_greedy_cache, judge=allclose(rtol=0, atol=0),
+        probe=probe_greedy_cache, judge=allclose(rtol=0, atol=0, messages={
+            "prompt_once": "the first model call must take the whole prompt",
+            "one_token_per_step": "after the prompt, each model call must take input_ids of length 1",
+            "cache_used_after_prompt": "the calls after the prompt must pass the cache returned by the previous call",
+            "no_grad": "autograd was recording during generation (use torch.no_grad())"}),
         mutants={
             "feeds the new token but drops the cache": """
                 def greedy_generate_with_cache(model, input_ids, max_new_tokens):
@@ -519,6 +549,17 @@ EXERCISES = [
                             step_input = out.logits[:, -1].argmax(-1, keepdim=True)
                             seq = torch.cat([seq, step_input], dim=1)
                     return seq
+            """,
+            "no torch.no_grad()": """
+                def greedy_generate_with_cache(model, input_ids, max_new_tokens):
+                    out = model(input_ids=input_ids, use_cache=True)
+                    seq = input_ids
+                    for step in range(max_new_tokens):
+                        nxt = out.logits[:, -1].argmax(-1, keepdim=True)
+                        seq = torch.cat([seq, nxt], dim=1)
+                        if step + 1 < max_new_tokens:
+                            out = model(input_ids=nxt, cache=out.cache, use_cache=True)
+                    return seq.detach()
             """,
             "appends the prompt's own last token first": """
                 def greedy_generate_with_cache(model, input_ids, max_new_tokens):
@@ -604,7 +645,8 @@ EXERCISES = [
             Case("peaked model (large weights)", {"seed": 3, "vocab": 150, "T": 20, "lengths": [20, 13, 3, 17],
                                                   "init": 0.5, "ignore_index": -100}),
         ),
-        probe=probe_perplexity, judge=allclose(rtol=1e-4, atol=1e-6),
+        probe=probe_perplexity, judge=allclose(rtol=1e-4, atol=1e-6, messages={
+            "zero_d_tensor": "perplexity must return a 0-d tensor (not a Python float or a 1-element tensor)"}),
         mutants={
             "no shift (each position scores its own token)": """
                 def perplexity(logits, labels, ignore_index=-100):
@@ -631,9 +673,170 @@ EXERCISES = [
                     loss = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), y.reshape(-1), ignore_index=ignore_index)
                     return 2 ** loss
             """,
+            "ignore index hard-coded to -100": """
+                def perplexity(logits, labels, ignore_index=-100):
+                    lg, y = logits[:, :-1].float(), labels[:, 1:]
+                    return torch.exp(F.cross_entropy(lg.reshape(-1, lg.shape[-1]), y.reshape(-1), ignore_index=-100))
+            """,
+            "returns a Python float": """
+                def perplexity(logits, labels, ignore_index=-100):
+                    lg, y = logits[:, :-1].float(), labels[:, 1:]
+                    loss = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), y.reshape(-1), ignore_index=ignore_index)
+                    return loss.exp().item()
+            """,
         },
     ),
 ]
+
+# ============================================================================ rule table and alternatives
+
+R = Rule
+RULES = {
+    "ch06_top_k_test": (
+        R("every token tied with the $k$-th value is **kept**", ("ties at the k-th value",),
+          {"ties at the k-th value dropped (scatter of topk indices)": "filtered"}),
+        R(r"the effective $k$ is $\min(\max(k, m), V)$", ("min_tokens_to_keep above k", "k larger than the vocabulary"),
+          {"min_tokens_to_keep ignored by top-k": "filtered", "crashes when k exceeds the vocabulary": "k larger"}),
+        R("returning a new tensor of the same shape", ("random logits, k=5",),
+          {"filters in place (changes the caller's logits)": "modified its input in place"}),
+    ),
+    "ch06_top_p_test": (
+        R("remove a token iff its cumulative sum satisfies $c \\le 1 - p$", ("cumulative mass hits p exactly",),
+          {"strict comparison at the boundary (keeps one token too many)": "filtered"}),
+        R("so the token that makes the running total reach $p$ is **kept**", ("random logits, p=0.9",),
+          {"drops the token that crosses p": "filtered"}),
+        R("the $m$ most likely tokens are never removed", ("min_tokens_to_keep=3, small p",),
+          {"min_tokens_to_keep ignored by top-p": "filtered"}),
+        R("sort the probabilities in **ascending** order", ("random logits, p=0.9",),
+          {"ascending sort with the descending rule (keeps the least likely tokens)": "filtered"}),
+        R("returning a new tensor", ("random logits, p=0.9",), {"filters in place": "modified its input in place"}),
+    ),
+    "ch06_repetition_penalty_test": (
+        R(r"$s \cdot \text{penalty}$ if $s \le 0$", ("penalty 1.3, mixed signs", "all logits negative"),
+          {"always divides (negative logits get more likely)": "penalised"}),
+        R("A token that occurs five times is penalised **once**", ("tokens repeated many times",),
+          {"penalises every occurrence again": "penalised"}),
+        R("Tokens not in `input_ids` are unchanged", ("penalty 1.3, mixed signs",),
+          {"penalises the whole vocabulary": "penalised"}),
+        R("return a new tensor", ("penalty 1.3, mixed signs", "tokens repeated many times"),
+          {"penalises the logits in place": "modified its inputs in place"}),
+    ),
+    "ch06_temperature_test": (
+        R("return `logits / t`", ("t=0.5", "t=2.0"),
+          {"temperature applied after softmax": "scaled", "multiplies by the temperature": "scaled"}),
+        R("raise `ValueError` if `t <= 0`", ("t=0 is an error",), {"no check for t <= 0": "ValueError"}),
+        R("`transformers.TemperatureLogitsWarper(t)`", ("t=0.5",), {"divides in place": "modified its input in place"}),
+    ),
+    "ch06_sample_next_test": (
+        R(r"row $i$ drawn from $\mathrm{softmax}(\text{logits}_i)$", ("two different rows in one batch",),
+          {"argmax instead of sampling": "frequencies", "softmax over the batch dimension": "probability"}),
+        R("using **only** `generator` for randomness", ("nearly flat distribution",),
+          {"ignores the generator (global RNG)": "generator"}),
+        R("as large as\n$10^3$", ("logits of magnitude 1000",),
+          {"exp without subtracting the max (overflows)": "logits of magnitude 1000"}),
+    ),
+    "ch06_greedy_cache_test": (
+        R("equal token for token to", ("batch of 2, 8 new tokens", "one new token"),
+          {"one token too few": "tokens", "appends the prompt's own last token first": "tokens"}),
+        R("then once per further token with `input_ids` of length 1", ("batch of 2, 8 new tokens",),
+          {"recomputes the whole prefix every step (no cache)": "length 1"}),
+        R("and the cache returned by\nthe previous call", ("batch of 2, 8 new tokens",),
+          {"feeds the new token but drops the cache": "tokens"}),
+        R("Use `torch.no_grad()`", ("one prompt token, 12 new",), {"no torch.no_grad()": "torch.no_grad"}),
+    ),
+    "ch06_beam_search_test": (
+        R("the best `num_beams` of all\n`num_beams × vocab` candidates survive", ("3 beams, 7 new tokens",),
+          {"each beam keeps only its own best continuation": "tokens", "greedy (ignores num_beams)": "tokens"}),
+        R("never\n  `num_beams` identical copies of it", ("4 beams, short prompt",),
+          {"beams start as identical copies (duplicates never removed)": "tokens"}),
+        R("scores are summed", ("3 beams, 7 new tokens",), {"ranks by the last token's log-prob only": "tokens"}),
+    ),
+    "ch06_perplexity_test": (
+        R("position $t$'s logits score `labels[:, t+1]`", ("no padding",),
+          {"no shift (each position scores its own token)": "ppl"}),
+        R("average over all non-ignored targets of the whole batch", ("right padding of different lengths",),
+          {"padding counted in the mean": "ppl", "mean of per-sequence perplexities": "ppl"}),
+        R("`ignore_index`", ("custom ignore_index",), {"ignore index hard-coded to -100": "custom ignore_index"}),
+        R("Perplexity is $\\exp$ of the mean", ("no padding",), {"base 2 instead of e": "ppl"}),
+        R("return a 0-d tensor", ("no padding",), {"returns a Python float": "0-d tensor"}),
+    ),
+}
+
+ALTERNATIVES = {
+    "ch06_top_k_test": {"kthvalue threshold and torch.where": """
+        def top_k_filter(logits, k, min_tokens_to_keep=1):
+            v = logits.shape[-1]
+            k = min(max(k, min_tokens_to_keep), v)
+            kth = torch.kthvalue(logits, v - k + 1, dim=-1, keepdim=True).values
+            return torch.where(logits < kth, torch.full_like(logits, float("-inf")), logits)
+    """},
+    "ch06_top_p_test": {"descending sort, mass strictly before each token": """
+        def top_p_filter(logits, p, min_tokens_to_keep=1):
+            probs, order = torch.sort(torch.softmax(logits, dim=-1), dim=-1, descending=True, stable=True)
+            before = probs.cumsum(dim=-1) - probs
+            keep_sorted = before < p
+            keep_sorted[..., :min_tokens_to_keep] = True
+            keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+            return torch.where(keep, logits, torch.full_like(logits, -math.inf))
+    """},
+    "ch06_repetition_penalty_test": {"a loop over rows and distinct ids": """
+        def apply_repetition_penalty(logits, input_ids, penalty):
+            out = logits.clone()
+            for row, ids in enumerate(input_ids.tolist()):
+                for tok in set(ids):
+                    s = out[row, tok]
+                    out[row, tok] = s / penalty if s > 0 else s * penalty
+            return out
+    """},
+    "ch06_temperature_test": {"multiplication by 1/t in float64": """
+        def apply_temperature(logits, t):
+            if not t > 0:
+                raise ValueError(f"temperature must be > 0, got {t}")
+            return (logits.double() * (1.0 / t)).to(logits.dtype)
+    """},
+    "ch06_sample_next_test": {"Gumbel-max with the given generator": """
+        def sample_next(logits, generator):
+            u = torch.rand(logits.shape, generator=generator).clamp(min=1e-20)
+            return torch.argmax(logits.float() - torch.log(-torch.log(u)), dim=-1)
+    """},
+    "ch06_greedy_cache_test": {"positional input_ids, last call skipped with a break": """
+        def greedy_generate_with_cache(model, input_ids, max_new_tokens):
+            pieces = [input_ids]
+            with torch.no_grad():
+                out = model(input_ids, use_cache=True)
+                for i in range(max_new_tokens):
+                    pieces.append(out.logits[:, -1:].argmax(dim=-1))
+                    if i == max_new_tokens - 1:
+                        break
+                    out = model(pieces[-1], cache=out.cache, use_cache=True)
+            return torch.cat(pieces, dim=1)
+    """},
+    "ch06_beam_search_test": {"Python lists of (score, tokens), each beam's top candidates": """
+        def beam_search(model, input_ids, num_beams, max_new_tokens):
+            beams = [(0.0, input_ids[0].tolist())]
+            with torch.no_grad():
+                for _ in range(max_new_tokens):
+                    batch = torch.tensor([seq for _, seq in beams])
+                    logp = torch.log_softmax(model(batch).logits[:, -1].float(), dim=-1)
+                    candidates = []
+                    for (score, seq), row in zip(beams, logp):
+                        top = torch.topk(row, num_beams)
+                        for lp, tok in zip(top.values.tolist(), top.indices.tolist()):
+                            candidates.append((score + lp, seq + [tok]))
+                    beams = sorted(candidates, key=lambda c: -c[0])[:num_beams]
+            return torch.tensor([beams[0][1]])
+    """},
+    "ch06_perplexity_test": {"log_softmax, gather and a mask": """
+        def perplexity(logits, labels, ignore_index=-100):
+            logp = torch.log_softmax(logits[:, :-1].double(), dim=-1)
+            target = labels[:, 1:]
+            keep = target != ignore_index
+            picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            return torch.exp(-(picked * keep).sum() / keep.sum()).float()
+    """},
+}
+
+EXERCISES = tabled(EXERCISES, RULES, ALTERNATIVES)
 
 # Library implementations the exercises imitate (used by the test suite, in the trusted process).
 ORACLES = {

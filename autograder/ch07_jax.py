@@ -5,7 +5,7 @@ Probes run inside the sandbox next to the student's code and must be self-contai
 library implementation (or the precisely specified reference scheme) each exercise
 imitates; the test suite proves the solution agrees with them on every case.
 """
-from llmprep.grading.spec import Case, Exercise, allclose
+from llmprep.grading.spec import Case, Exercise, Rule, allclose, tabled
 
 CHAPTER = "ch07_jax"
 NOTEBOOK = "ch07_exercises.ipynb"
@@ -122,13 +122,20 @@ def probe_update(ns, params):
     else:
         opt = optax.chain(optax.clip_by_global_norm(0.5), optax.adamw(params["lr"], weight_decay=0.1))
     state = opt.init(p)
-    update = make_update(apply_fn, opt)
+    optimizer_calls = []
+
+    def counted_update(grads, opt_state, params=None):
+        optimizer_calls.append(1)  # once per trace inside jax.jit, once per step outside it
+        return opt.update(grads, opt_state, params)
+
+    update = make_update(apply_fn, optax.GradientTransformation(opt.init, counted_update))
     losses = []
     for batch in batches:
         p, state, loss = update(p, state, batch)
         losses.append(float(loss))
     out = {"losses": np.array(losses, dtype=np.float32), "decreased": bool(losses[-1] < losses[0]),
-           "compiled": bool(len(traces) < params["steps"])}
+           "compiled": bool(len(traces) < params["steps"]),
+           "optimizer_step_jitted": bool(len(optimizer_calls) < params["steps"])}
     for module in sorted(p):
         for name in sorted(p[module]):
             out[f"{module}.{name}"] = np.asarray(p[module][name])
@@ -183,14 +190,17 @@ def probe_accuracy(ns, params):
         return image.reshape(64) @ p["w"] + p["b"]
 
     acc = fn(apply_fn, model_params, jnp.asarray(images), jnp.asarray(labels.astype(np.int32)))
-    return {"accuracy": np.float64(float(acc))}
+    # vmap traces apply_fn once for the whole batch; a Python loop calls it once per image
+    return {"accuracy": np.float64(float(acc)), "apply_fn_traced_once": bool(len(calls) <= 1)}
 
 
 def oracle_accuracy():
+    import jax
     import numpy as np
 
     def batched_accuracy(apply_fn, params, images, labels):
-        logits = np.stack([np.asarray(apply_fn(params, x)) for x in images])
+        # the library the exercise imitates is jax.vmap itself; the accuracy is counted in numpy
+        logits = np.asarray(jax.vmap(apply_fn, in_axes=(None, 0))(params, images))
         return float((logits.argmax(-1) == np.asarray(labels)).mean())
 
     return {"batched_accuracy": batched_accuracy}
@@ -286,6 +296,11 @@ EXERCISES = [
                     onehot = jax.nn.one_hot(labels, logits.shape[0], axis=0)
                     return -(onehot * logp).sum(-1).mean()
             """,
+            "uses jax.nn.log_softmax": """
+                def softmax_cross_entropy_int(logits, labels):
+                    logp = jax.nn.log_softmax(logits, axis=-1)
+                    return -jnp.mean(jnp.take_along_axis(logp, labels[..., None], axis=-1))
+            """,
         },
     ),
     Exercise(
@@ -333,7 +348,11 @@ EXERCISES = [
             Case("clip + AdamW chain", {"seed": 2, "steps": 5, "batch": 6, "lr": 0.02, "optimizer": "chain",
                                         "varying": False}),
         ),
-        probe=probe_update, judge=allclose(rtol=1e-4, atol=1e-5),
+        probe=probe_update, judge=allclose(rtol=1e-4, atol=1e-5, messages={
+            "decreased": "the loss did not decrease over the steps",
+            "compiled": "update is not jitted: apply_fn was traced again on every step (wrap the step in jax.jit)",
+            "optimizer_step_jitted": "optimizer.update ran outside jax.jit on every step: jit the whole step "
+                                     "(gradients, optimizer update and apply_updates), not only the gradient"}),
         mutants={
             "params - updates (wrong sign)": """
                 def make_update(apply_fn, optimizer):
@@ -394,6 +413,18 @@ EXERCISES = [
                         return optax.apply_updates(params, upd), opt_state, loss
                     return update
             """,
+            "only the gradient is jitted (optimizer step outside jit)": """
+                def make_update(apply_fn, optimizer):
+                    def loss_fn(params, images, labels):
+                        logits = apply_fn(params, images)
+                        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+                    grad_fn = jax.jit(jax.value_and_grad(loss_fn))
+                    def update(params, opt_state, batch):
+                        loss, grads = grad_fn(params, *batch)
+                        upd, opt_state = optimizer.update(grads, opt_state, params)
+                        return optax.apply_updates(params, upd), opt_state, loss
+                    return update
+            """,
         },
     ),
     Exercise(
@@ -404,7 +435,9 @@ EXERCISES = [
             Case("100 images, 60% wrong labels", {"seed": 2, "n": 100, "noise": 0.6}),
             Case("10 images (as many as classes)", {"seed": 3, "n": 10, "noise": 0.5}),
         ),
-        probe=probe_accuracy, judge=allclose(rtol=0, atol=1e-6),
+        probe=probe_accuracy, judge=allclose(rtol=0, atol=1e-6, messages={
+            "apply_fn_traced_once": "apply_fn was called once per image (a Python loop): map it over the batch "
+                                    "with jax.vmap, which calls it once"}),
         mutants={
             "argmax over the wrong axis": """
                 def batched_accuracy(apply_fn, params, images, labels):
@@ -420,6 +453,11 @@ EXERCISES = [
                 def batched_accuracy(apply_fn, params, images, labels):
                     logits = apply_fn(params, images)
                     return float(jnp.mean(jnp.argmax(logits, axis=-1) == labels))
+            """,
+            "a Python loop over the images": """
+                def batched_accuracy(apply_fn, params, images, labels):
+                    hits = [int(jnp.argmax(apply_fn(params, im)) == y) for im, y in zip(images, labels)]
+                    return sum(hits) / len(hits)
             """,
         },
     ),
@@ -461,6 +499,104 @@ EXERCISES = [
         },
     ),
 ]
+
+# ============================================================================ rule table and alternatives
+
+R = Rule
+RULES = {
+    "ch07_cross_entropy_test": (
+        R("subtract the maximum $m$ along the class axis first", ("logits of magnitude 1e4", "very negative logits"),
+          {"no max subtraction (overflows)": "loss"}),
+        R("the **mean** (not the sum) of the per-position\nlosses", ("small logits",),
+          {"sum instead of mean": "loss",
+           "mean over the classes too (one-hot times log p, averaged everywhere)": "loss"}),
+        R("any number of leading axes", ("batch x time x classes",),
+          {"one-hot over the wrong axis": "incompatible shapes"}),
+        R("Do not call the optax losses, `jax.nn.log_softmax`", ("small logits",),
+          {"uses jax.nn.log_softmax": "calls"}),
+    ),
+    "ch07_mlp_fn_test": (
+        R('`hk.Linear(64, name="hidden")`, then `jax.nn.relu`', ("5 images", "17 images, larger weights"),
+          {"relu forgotten": "logits", "tanh instead of relu": "logits", "hidden width 32": "layout"}),
+        R("checks the parameter names and shapes", ("one image",), {"default module names": "layout"}),
+    ),
+    "ch07_update_test": (
+        R("`optax.apply_updates(params,\nupdates)` adds them to the parameters", ("SGD, one batch repeated",),
+          {"params - updates (wrong sign)": "losses"}),
+        R("`loss` is the mean softmax cross-entropy", ("SGD, one batch repeated",),
+          {"loss summed over the batch instead of averaged": "losses"}),
+        R("go through `optimizer.update(grads, opt_state, params)`", ("clip + AdamW chain",),
+          {"grads not passed through the optimizer": "losses"}),
+        R("returns new parameters and a new state", ("Adam, fresh batches",),
+          {"returns the old optimizer state": "losses"}),
+        R("`update` is wrapped in `jax.jit`", ("SGD, one batch repeated",),
+          {"not jitted (retraced every step)": "not jitted"}),
+        R("is one jitted function", ("Adam, fresh batches",),
+          {"only the gradient is jitted (optimizer step outside jit)": "optimizer.update ran outside jax.jit"}),
+    ),
+    "ch07_accuracy_test": (
+        R("the share of images whose arg-max logit equals the label", ("37 images, 30% wrong labels",),
+          {"argmax over the wrong axis": "incompatible shapes"}),
+        R("**fraction** in [0, 1]", ("37 images, 30% wrong labels",), {"count instead of fraction": "accuracy"}),
+        R("takes **one** image of\nshape `(8, 8)`", ("37 images, 30% wrong labels",),
+          {"apply_fn called on the whole batch (no vmap)": "jax.vmap"}),
+        R("Use `jax.vmap`, not a Python loop", ("37 images, 30% wrong labels",),
+          {"a Python loop over the images": "jax.vmap"}),
+    ),
+    "ch07_split_test": (
+        R("never use a key again after splitting it", ("3 epochs",),
+          {"same key split every epoch (keys reused)": "keys", "parent key returned as a child": "keys"}),
+        R("new carry first, then shuffle, then dropout", ("1 epoch",),
+          {"split outputs in another order than specified": "keys"}),
+    ),
+}
+
+ALTERNATIVES = {
+    "ch07_cross_entropy_test": {"one-hot and a log-sum-exp by hand, float32": """
+        def softmax_cross_entropy_int(logits, labels):
+            m = jnp.max(logits, axis=-1, keepdims=True)
+            lse = m[..., 0] + jnp.log(jnp.exp(logits - m).sum(axis=-1))
+            picked = (jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype) * logits).sum(axis=-1)
+            return jnp.mean(lse - picked)
+    """},
+    "ch07_mlp_fn_test": {"hk.Sequential with a reshape": """
+        def mlp_fn(images):
+            net = hk.Sequential([lambda x: x.reshape(x.shape[0], -1), hk.Linear(64, name="hidden"), jax.nn.relu,
+                                 hk.Linear(10, name="logits")])
+            return net(images)
+    """},
+    "ch07_update_test": {"jax.jit called on a named step, value_and_grad with has_aux": """
+        def make_update(apply_fn, optimizer):
+            def loss_fn(params, batch):
+                images, labels = batch
+                logits = apply_fn(params, images)
+                loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+                return loss, logits
+
+            def step(params, opt_state, batch):
+                (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch)
+                updates, new_state = optimizer.update(grads, opt_state, params)
+                return optax.apply_updates(params, updates), new_state, loss
+
+            return jax.jit(step)
+    """},
+    "ch07_accuracy_test": {"vmap of a closure, jitted, returns a Python float": """
+        def batched_accuracy(apply_fn, params, images, labels):
+            predict = jax.jit(jax.vmap(lambda image: jnp.argmax(apply_fn(params, image))))
+            return float((predict(images) == labels).sum()) / images.shape[0]
+    """},
+    "ch07_split_test": {"one split array unpacked by index, while loop": """
+        def split_for_epochs(key, n_epochs):
+            pairs = []
+            while len(pairs) < n_epochs:
+                keys = jax.random.split(key, 3)
+                key = keys[0]
+                pairs.append([keys[1], keys[2]])
+            return pairs, key
+    """},
+}
+
+EXERCISES = tabled(EXERCISES, RULES, ALTERNATIVES)
 
 # Library implementations (or the specified reference scheme) the exercises imitate
 # (used by the test suite, in the trusted process).

@@ -8,7 +8,7 @@ library implementation each exercise imitates (``torch.quantize_per_channel``,
 agrees with them on every case. The cost estimators and FedAvg are closed-form and have
 no library counterpart (captum and opacus are not dependencies of the course).
 """
-from llmprep.grading.spec import Case, Exercise, allclose
+from llmprep.grading.spec import Case, Exercise, Rule, allclose, tabled
 
 CHAPTER = "ch08_frontiers"
 NOTEBOOK = "ch08_exercises.ipynb"
@@ -37,7 +37,12 @@ def probe_quantize(ns, params):
     g = torch.Generator().manual_seed(params["seed"])
     rows, cols = params["shape"]
     w = torch.randn(rows, cols, generator=g)
-    w = w * torch.logspace(-3, 1, rows)[:, None] if params.get("spread") else w * params.get("scale", 1.0)
+    if "rows" in params:  # exact values: w / scale lands on x.5, where ties round to even
+        w = torch.tensor(params["rows"], dtype=torch.float32)
+    elif params.get("spread"):
+        w = w * torch.logspace(-3, 1, rows)[:, None]
+    else:
+        w = w * params.get("scale", 1.0)
     for r in params.get("zero_rows", []):
         w[r] = 0.0
     original = w.clone()
@@ -113,9 +118,11 @@ def probe_info_nce(ns, params):
     b = a + params["noise"] * torch.randn(n, d, generator=g) * params["norm"]
     b = b * (1 + torch.rand(n, 1, generator=g) * params["norm_jitter"])
     a.requires_grad_(True)
+    b.requires_grad_(True)
     loss = fn(a, b, params["temperature"])
     loss.backward()
-    return {"loss": loss.detach().reshape(()), "grad_a": a.grad}
+    grad_b = b.grad if b.grad is not None else torch.zeros_like(b)  # both towers must receive a gradient
+    return {"loss": loss.detach().reshape(()), "grad_a": a.grad, "grad_b": grad_b}
 
 
 def oracle_info_nce():
@@ -262,6 +269,8 @@ EXERCISES = [
             Case("rows spanning four orders of magnitude", {"seed": 1, "shape": [8, 16], "spread": True}),
             Case("an all-zero row", {"seed": 2, "shape": [5, 7], "scale": 0.3, "zero_rows": [2]}),
             Case("single column, large values", {"seed": 3, "shape": [4, 1], "scale": 50.0}),
+            Case("exact .5 ties", {"seed": 4, "shape": [2, 6], "rows": [[127.0, 2.5, -3.5, 0.5, 1.5, -0.5],
+                                                                      [63.5, 1.25, -0.75, 0.25, 2.25, 0.0]]}),
         ),
         probe=probe_quantize, judge=allclose(rtol=1e-6, atol=1e-7),
         mutants={
@@ -288,6 +297,21 @@ EXERCISES = [
                 def quantize_per_channel_int8(w):
                     scale = w.abs().amax(dim=1) / 127
                     return torch.clamp(torch.round(w / scale[:, None]), -127, 127).to(torch.int8), scale
+            """,
+            "rounds half away from zero": """
+                def quantize_per_channel_int8(w):
+                    amax = w.abs().amax(dim=1)
+                    scale = torch.where(amax > 0, amax / 127, torch.ones_like(amax)).float()
+                    x = w / scale[:, None]
+                    q = torch.sign(x) * torch.floor(x.abs() + 0.5)
+                    return q.clamp(-127, 127).to(torch.int8), scale
+            """,
+            "scales w in place": """
+                def quantize_per_channel_int8(w):
+                    amax = w.abs().amax(dim=1)
+                    scale = torch.where(amax > 0, amax / 127, torch.ones_like(amax)).float()
+                    w /= scale[:, None]
+                    return torch.round(w).clamp(-127, 127).to(torch.int8), scale
             """,
         },
     ),
@@ -354,6 +378,12 @@ EXERCISES = [
                     logits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T * temperature
                     t = torch.arange(a.shape[0])
                     return (F.cross_entropy(logits, t) + F.cross_entropy(logits.T, t)) / 2
+            """,
+            "text tower detached (no gradient to b)": """
+                def info_nce(a, b, temperature=0.07):
+                    logits = F.normalize(a, dim=-1) @ F.normalize(b.detach(), dim=-1).T / temperature
+                    target = torch.arange(len(a))
+                    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
             """,
         },
     ),
@@ -475,6 +505,144 @@ EXERCISES = [
         },
     ),
 ]
+
+# ============================================================================ rule table and alternatives
+
+R = Rule
+RULES = {
+    "ch08_costs_test": (
+        R("the standard estimate $C \\approx 6ND$", ("7B model, 2T tokens, mixed precision, MHA cache",),
+          {"forward pass only (2ND)": "flops"}),
+        R("the 2 is for K **and** V", ("70B model, grouped-query cache, int8",),
+          {"KV cache without the factor 2 (only K or only V)": "kv"}),
+        R("optimizer 8 (Adam's `m` and `v` in fp32)", ("MiniLM-sized model, fp32, small cache",),
+          {"Adam states counted once": "memory"}),
+        R("with an fp32 master copy", ("7B model, 2T tokens, mixed precision, MHA cache",),
+          {"mixed precision without the fp32 master copy": "memory"}),
+    ),
+    "ch08_quantize_test": (
+        R("give every output row $r$ its own scale", ("rows spanning four orders of magnitude",),
+          {"one scale for the whole tensor": "q"}),
+        R("Quantize by rounding to the nearest integer", ("random 6x10 weight",),
+          {"truncates instead of rounding": "q"}),
+        R("(`torch.round`, ties to even)", ("exact .5 ties",), {"rounds half away from zero": "q"}),
+        R("$s_r = \\max_j |w_{rj}| / 127$", ("random 6x10 weight",), {"divides by 128": "q"}),
+        R("define its scale as `1.0`", ("an all-zero row",), {"zero row gives NaN (scale 0)": "scale"}),
+        R("Do not modify\n`w`", ("random 6x10 weight",), {"scales w in place": "modified its input in place"}),
+    ),
+    "ch08_distillation_test": (
+        R("the $T^2$\nkeeps its weight comparable", ("T=4, pure distillation (alpha=1)",),
+          {"T squared missing": "loss"}),
+        R("`kl_div` takes the\nstudent's **log**-probabilities first", ("T=2, alpha=0.5",),
+          {"KL direction swapped (student as target)": "loss"}),
+        R("summed over classes and averaged over the batch", ("T=2, alpha=0.5",),
+          {"KL averaged over classes too (reduction='mean')": "loss"}),
+    ),
+    "ch08_info_nce_test": (
+        R("L2-normalise both sides", ("unnormalised inputs of varied length",), {"no L2 normalisation": "loss"}),
+        R("and each\ncolumn likewise (text → image)", ("8 pairs, tau=0.07",),
+          {"one direction only (a -> b)": "loss"}),
+        R("$L = \\hat a \\hat b^\\top / \\tau$", ("tau=1, very noisy pairs", "8 pairs, tau=0.07"),
+          {"temperature multiplied": "loss"}),
+        R("returning a\nscalar tensor", ("8 pairs, tau=0.07",), {"text tower detached (no gradient to b)": "grad_b"}),
+    ),
+    "ch08_fedavg_test": (
+        R("the size-weighted average above", ("three clients of unequal size",),
+          {"unweighted mean": "value", "weights not normalised": "value"}),
+        R("the **maximum** over clients, keeping the integer dtype", ("three clients of unequal size",),
+          {"integer buffers averaged as floats": "num_batches_tracked",
+           "integer buffers taken from the first client": "num_batches_tracked"}),
+    ),
+    "ch08_dp_sgd_test": (
+        R("clip each to norm `max_norm` $C$", ("no noise, clipping active",),
+          {"clips the batch gradient instead of each sample": "param"}),
+        R("the norm over **all** parameters together", ("no noise, clipping active",),
+          {"clips each parameter tensor separately": "param"}),
+        R("`torch.randn(p.shape, generator=generator) * noise_multiplier * max_norm`", ("seeded noise, sigma 1",),
+          {"noise not scaled by max_norm": "param"}),
+        R("divide by the batch size $B$", ("seeded noise, sigma 1",),
+          {"noise added after dividing by the batch size": "param"}),
+    ),
+}
+
+ALTERNATIVES = {
+    "ch08_costs_test": {"integer arithmetic and a table of bytes": """
+        def training_flops(n_params, n_tokens):
+            return 2 * n_params * n_tokens * 3
+
+        def training_memory_bytes(n_params, precision):
+            per = {"fp32": (4, 4, 8), "mixed": (2, 2, 12)}[precision]
+            parts = dict(zip(("weights", "grads", "optimizer"), (b * n_params for b in per)))
+            parts["total"] = sum(parts.values())
+            return parts
+
+        def kv_cache_bytes(layers, kv_heads, head_dim, seq_len, batch, bytes_per_elem):
+            per_token = 2 * kv_heads * head_dim * bytes_per_elem
+            return per_token * layers * seq_len * batch
+    """},
+    "ch08_quantize_test": {"amax with keepdim, torch.where for zero rows": """
+        def quantize_per_channel_int8(w):
+            amax = w.abs().amax(dim=1, keepdim=True)
+            scale = torch.where(amax == 0, torch.ones_like(amax), amax / 127.0)
+            q = torch.round(w / scale).clamp(min=-127, max=127).to(torch.int8)
+            return q, scale.squeeze(1).to(torch.float32)
+
+        def dequantize_int8(q, scale):
+            return q.to(torch.float32) * scale.to(torch.float32).unsqueeze(1)
+    """},
+    "ch08_distillation_test": {"KL written out with log_softmax on both sides": """
+        def distillation_loss(student_logits, teacher_logits, labels, T=2.0, alpha=0.5):
+            log_p = F.log_softmax(teacher_logits / T, dim=-1)
+            log_q = F.log_softmax(student_logits / T, dim=-1)
+            kl = (log_p.exp() * (log_p - log_q)).sum(dim=-1).mean()
+            return alpha * T ** 2 * kl + (1 - alpha) * F.cross_entropy(student_logits, labels)
+    """},
+    "ch08_info_nce_test": {"norms by hand and log_softmax along both axes": """
+        def info_nce(a, b, temperature=0.07):
+            a_hat = a / a.norm(dim=1, keepdim=True)
+            b_hat = b / b.norm(dim=1, keepdim=True)
+            logits = a_hat @ b_hat.T / temperature
+            diag = torch.arange(len(a))
+            rows = -torch.log_softmax(logits, dim=1)[diag, diag].mean()
+            cols = -torch.log_softmax(logits, dim=0)[diag, diag].mean()
+            return 0.5 * (rows + cols)
+    """},
+    "ch08_fedavg_test": {"torch.stack with a weight vector": """
+        def fedavg(client_state_dicts, client_sizes):
+            weights = torch.tensor(client_sizes, dtype=torch.float64)
+            weights = weights / weights.sum()
+            out = {}
+            for key, first in client_state_dicts[0].items():
+                stacked = torch.stack([sd[key] for sd in client_state_dicts])
+                if first.is_floating_point():
+                    shape = (-1,) + (1,) * first.dim()
+                    out[key] = (stacked.double() * weights.reshape(shape)).sum(0).to(first.dtype)
+                else:
+                    out[key] = stacked.amax(0)
+            return out
+    """},
+    "ch08_dp_sgd_test": {"torch.func per-sample gradients": """
+        from torch.func import functional_call, grad, vmap
+
+        def dp_sgd_step(model, loss_fn, x, y, max_norm, noise_multiplier, lr, generator):
+            names = [n for n, _ in model.named_parameters()]
+            params = {n: p.detach() for n, p in model.named_parameters()}
+
+            def one(p, xi, yi):
+                return loss_fn(functional_call(model, p, (xi[None],)), yi[None])
+
+            per = vmap(grad(one), in_dims=(None, 0, 0))(params, x, y)
+            norms = torch.sqrt(sum(per[n].reshape(len(x), -1).pow(2).sum(1) for n in names))
+            factor = torch.clamp(max_norm / (norms + 1e-6), max=1.0)
+            with torch.no_grad():
+                for n, p in model.named_parameters():
+                    total = (per[n] * factor.reshape((-1,) + (1,) * p.dim())).sum(0)
+                    noise = torch.randn(p.shape, generator=generator) * noise_multiplier * max_norm
+                    p -= lr * (total + noise) / len(x)
+    """},
+}
+
+EXERCISES = tabled(EXERCISES, RULES, ALTERNATIVES)
 
 ORACLES = {
     "ch08_quantize_test": oracle_quantize,

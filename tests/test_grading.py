@@ -81,9 +81,13 @@ def test_every_mutant_loses_points(chapter):
         for mutant in ex.mutants:
             verdict = verdicts[f"mutant:{mutant}"][ex.grade_id]
             assert verdict.points < verdict.max_points, f"{ex.grade_id}: mutant '{mutant}' survived"
+            word = ex.mentions(mutant)
+            assert word and word.lower() in verdict.message.lower(), (
+                f"{ex.grade_id}: the feedback on mutant '{mutant}' does not name {word!r}: {verdict.message}")
         for alt in ex.alternatives:
             verdict = verdicts[f"alt:{alt}"][ex.grade_id]
-            assert verdict.points == verdict.max_points, f"{ex.grade_id}: correct alternative '{alt}' rejected: {verdict}"
+            assert verdict.points == verdict.max_points, \
+                f"{ex.grade_id}: correct alternative '{alt}' rejected: {verdict}"
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)

@@ -18,7 +18,10 @@ nbgrader test cell:
   ``(owner dotted path, attribute, label)``; installed as gates before the student's cells run
   (so a name bound at import time is caught too) and in force while this exercise is probed;
 * ``alternatives`` — correct versions written in another style (loop vs vectorised, another
-  stable formula, float32) that the judge must accept; the suite proves each earns full points.
+  stable formula, float32) that the judge must accept; the suite proves each earns full points;
+* ``rules`` — the table of rules the instructions state: each rule quotes the instructions, names
+  the case(s) that break when the rule is broken and the mutant(s) that break it, each mutant with
+  the word its feedback must contain (tests/test_exercise_rules.py and tests/test_grading.py read it).
 """
 from __future__ import annotations
 
@@ -40,6 +43,16 @@ class Case:
 
 
 @dataclass(frozen=True)
+class Rule:
+    """One rule the instructions state. ``quote`` is copied from the exercise's instructions (the test
+    finds it there, whitespace and case aside); ``cases`` name the hidden cases that break when the rule
+    is broken; ``mutants`` maps each mutant that breaks it to a word its feedback must contain."""
+    quote: str
+    cases: tuple[str, ...]
+    mutants: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class Exercise:
     grade_id: str  # the nbgrader test cell's grade_id
     functions: tuple[str, ...]  # names the student defines, the probe looks up and mutants replace (tested)
@@ -51,6 +64,14 @@ class Exercise:
     alternatives: Mapping[str, str] = field(default_factory=dict)  # name -> correct source in another style
     bans: tuple[tuple[str, str, str], ...] = ()  # (owner dotted path, attribute, label) the exercise must not call
     title: str = ""
+    rules: tuple[Rule, ...] = ()  # which stated rule each case and mutant exercises
+
+    def mentions(self, mutant: str) -> str | None:
+        """The word the feedback on ``mutant`` must contain (from the rule table)."""
+        for rule in self.rules:
+            if mutant in rule.mutants:
+                return rule.mutants[mutant]
+        return None
 
     @property
     def probe_source(self) -> str:
@@ -66,22 +87,92 @@ class Exercise:
 
 # --------------------------------------------------------------------------- judges
 
+# What a boolean flag returned by a probe means when the submission's differs from the solution's, in
+# words a learner can act on: one sentence, or a pair (said when the expected value is True, when False).
+# Probes name their flags with these keys; a judge may add more (``allclose(messages=...)``).
+FLAG_MESSAGES = {
+    "raised": ("no ValueError was raised, but this input must raise one",
+               "a ValueError was raised, but this input is valid"),
+    "raised_value_error": ("no ValueError was raised, but this input must raise one",
+                           "a ValueError was raised, but this input is valid"),
+    "one_weight_per_example": "your function must return one weight per example (a tensor shaped like labels)",
+    "non_negative": "some weights are negative",
+    "priors_untouched": "your function modified class_priors in place",
+    "padded_is_long": "padded must have dtype torch.long",
+    "lengths_is_long": "lengths must have dtype torch.long",
+    "labels_is_float32": "labels must have dtype torch.float32",
+    "ids_untouched": "your function modified the input ids in place",
+    "embedded_untouched": "your function modified its input embeddings in place",
+    "input_untouched": "your function modified its input in place",
+    "inputs_untouched": "your function modified its inputs in place",
+    "state_unchanged": "the model's parameters or buffers changed (evaluation must leave them bit-identical)",
+    "grads_untouched": "gradients were computed (run the forward pass under torch.no_grad())",
+    "rng_unchanged": "the random-number generator advanced (dropout was on: call model.eval())",
+    "training_after": "the model was not left in the train/eval mode it had before",
+    "grad_enabled_in_forward": "autograd was recording during the forward pass (use torch.no_grad())",
+}
+
+# Keys judged after the returned value: gradients, flags about side effects, structure counters.
+_AUX_WORDS = ("untouched", "unchanged", "calls", "traces", "training_after", "grad_enabled")
+
+
 def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def compare_arrays(key: str, got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> str | None:
-    """None when ``got`` matches ``want`` within tolerance, else a reason without the data."""
+def _position(index: tuple[int, ...]) -> str:
+    return str(index[0]) if len(index) == 1 else str(tuple(int(i) for i in index))
+
+
+def _is_aux(key: str) -> bool:
+    gradient = key == "grad" or key.startswith("grad_") and key != "grad_norm"
+    return gradient or any(w in key for w in _AUX_WORDS)
+
+
+def judging_order(keys) -> list[str]:
+    """The returned value(s) first, in the probe's order; gradients and side-effect flags after."""
+    keys = list(keys)
+    return [k for k in keys if not _is_aux(k)] + [k for k in keys if _is_aux(k)]
+
+
+def compare_arrays(key: str, got: np.ndarray, want: np.ndarray, rtol: float, atol: float,
+                   message: str | tuple[str, str] | None = None) -> str | None:
+    """None when ``got`` matches ``want`` within tolerance, else a reason in words, without the data.
+
+    ``message`` replaces the reason for a boolean flag (``FLAG_MESSAGES`` gives the default)."""
     got = np.asarray(got)
     want = np.asarray(want)
     if want.dtype.kind in "US":
-        return None if got.dtype.kind in "US" and np.array_equal(got, want) else f"{key} has the wrong value"
+        if got.dtype.kind in "US" and np.array_equal(got, want):
+            return None
+        if isinstance(message, str):
+            return message
+        if got.dtype.kind in "US" and got.shape == want.shape and want.ndim > 0:
+            bad = got != want
+            first = _position(np.unravel_index(int(np.argmax(bad)), bad.shape))
+            return f"{key}: {int(bad.sum())} of {bad.size} values differ (first at position {first})"
+        if got.dtype.kind in "US" and want.ndim == 1 and got.ndim == 1:
+            return f"{key} has {got.size} entries, expected {want.size}"
+        return f"{key} has the wrong value"
+    if want.dtype.kind == "b" and want.ndim == 0:
+        if got.dtype.kind in "biuf" and got.size == 1 and bool(got.reshape(())) == bool(want):
+            return None
+        said = message or FLAG_MESSAGES.get(key) or f"{key} should be {bool(want)}"
+        return said if isinstance(said, str) else said[0 if bool(want) else 1]
     if got.dtype.kind not in "biuf":
         return f"{key} is not numeric (got dtype {got.dtype})"
     if got.shape != want.shape:
         return f"{key} has shape {tuple(got.shape)}, expected {tuple(want.shape)}"
-    if want.dtype.kind == "b":
-        return None if np.array_equal(got.astype(bool), want) else f"{key} is wrong"
+    if want.dtype.kind in "biu" and (got.dtype.kind in "biu" or rtol == atol == 0):
+        bad = got.astype(np.float64) != want.astype(np.float64)
+        if not bad.any():
+            return None
+        if isinstance(message, str):
+            return message
+        if want.ndim == 0:
+            return f"{key} is {got.item()!r}, which is not the expected value"
+        first = _position(np.unravel_index(int(np.argmax(bad)), bad.shape))
+        return f"{key}: {int(bad.sum())} of {bad.size} values differ (first at position {first})"
     g = got.astype(np.float64)
     w = want.astype(np.float64)
     nan_g, nan_w = np.isnan(g), np.isnan(w)
@@ -96,22 +187,48 @@ def compare_arrays(key: str, got: np.ndarray, want: np.ndarray, rtol: float, ato
         return None
     err = np.abs(g[finite] - w[finite])
     tol = atol + rtol * np.abs(w[finite])
-    if np.all(err <= tol):
+    bad = err > tol
+    if not bad.any():
         return None
-    return f"{key} differs from the expected value (max abs error {_fmt(float(err.max()))})"
+    if isinstance(message, str):
+        return message
+    if w.ndim == 0:
+        return f"{key} differs from the expected value (abs error {_fmt(float(err.max()))})"
+    first = _position(np.unravel_index(int(np.flatnonzero(finite)[np.argmax(bad)]), w.shape))
+    return (f"{key}: {int(bad.sum())} of {int(finite.sum())} values differ from the expected ones "
+            f"(first at position {first}, max abs error {_fmt(float(err.max()))})")
 
 
-def allclose(rtol: float = 1e-5, atol: float = 1e-6, keys: tuple[str, ...] | None = None) -> Judge:
-    """Judge: every output (or the listed keys) matches the reference within tolerance."""
+def allclose(rtol: float = 1e-5, atol: float = 1e-6, keys: tuple[str, ...] | None = None,
+             tolerances: Mapping[str, tuple[float, float]] | None = None,
+             messages: Mapping[str, str | tuple[str, str]] | None = None) -> Judge:
+    """Judge: every output (or the listed keys, in that order) matches the reference within tolerance.
+
+    Without ``keys`` the returned value is judged first, then gradients and side-effect flags
+    (``judging_order``), so the first reason names what is wrong first. ``tolerances`` gives
+    some keys their own ``(rtol, atol)``; ``messages`` gives a key its own reason in words."""
+    tolerances = dict(tolerances or {})
+    messages = dict(messages or {})
 
     def judge(got: Outputs, want: Outputs, params: dict) -> str | None:
-        for key in keys or sorted(want):
+        for key in keys or judging_order(want):
             if key not in got:
                 return f"no value for '{key}'"
-            reason = compare_arrays(key, got[key], want[key], rtol, atol)
+            r, a = tolerances.get(key, (rtol, atol))
+            reason = compare_arrays(key, got[key], want[key], r, a, messages.get(key))
             if reason:
                 return reason
         return None
 
     judge.__name__ = f"allclose(rtol={rtol}, atol={atol})"
     return judge
+
+
+def tabled(exercises, rules: Mapping[str, tuple[Rule, ...]], alternatives: Mapping[str, Mapping[str, str]] = None):
+    """The chapter's exercises with their rule table and alternative-correct fixtures attached
+    (each spec keeps both tables at its end, keyed by grade_id)."""
+    from dataclasses import replace
+
+    alternatives = alternatives or {}
+    return [replace(ex, rules=tuple(rules.get(ex.grade_id, ())),
+                    alternatives={**ex.alternatives, **alternatives.get(ex.grade_id, {})}) for ex in exercises]

@@ -1,0 +1,93 @@
+"""The rule table of every exercise (``Exercise.rules``) is complete and true to the instructions.
+
+Fast and static (no sandbox): every rule quotes the exercise's own instructions, names at least one
+hidden case and one mutant that exist, every mutant targets a stated rule and declares the word its
+feedback must contain, and every exercise has an alternative-correct fixture. That the cases and
+mutants really break (and the feedback really names the word) is proven in test_grading.py."""
+import re
+
+import pytest
+
+from llmprep.grading import engine
+from llmprep.grading.engine import all_chapters, load_spec
+from llmprep.grading.spec import compare_arrays, judging_order
+
+CHAPTERS = all_chapters()
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def instructions(chapter: str) -> dict[str, str]:
+    """grade_id of each test cell -> the markdown written since the previous test cell."""
+    spec = load_spec(chapter)
+    nb = engine.read_notebook(engine.solutions_dir() / chapter / spec.NOTEBOOK)
+    result, text = {}, []
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "markdown":
+            text.append(cell.source)
+        elif meta.get("grade") and not meta.get("solution"):
+            result[meta["grade_id"]] = _norm("\n".join(text))
+            text = []
+    return result
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_every_stated_rule_has_a_case_and_a_mutant(chapter):
+    spec = load_spec(chapter)
+    told = instructions(chapter)
+    for ex in spec.EXERCISES:
+        assert ex.rules, f"{ex.grade_id}: no rule table"
+        cases = {c.name for c in ex.cases}
+        for rule in ex.rules:
+            assert _norm(rule.quote) in told[ex.grade_id], \
+                f"{ex.grade_id}: rule not in the instructions: {rule.quote!r}"
+            assert rule.cases, f"{ex.grade_id}: no case for {rule.quote!r}"
+            assert rule.mutants, f"{ex.grade_id}: no mutant for {rule.quote!r}"
+            for case in rule.cases:
+                assert case in cases, f"{ex.grade_id}: rule {rule.quote!r} names unknown case {case!r}"
+            for mutant, word in rule.mutants.items():
+                assert mutant in ex.mutants, f"{ex.grade_id}: rule {rule.quote!r} names unknown mutant {mutant!r}"
+                assert word and isinstance(word, str), f"{ex.grade_id}: {mutant!r} declares no word"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_every_mutant_targets_a_stated_rule(chapter):
+    for ex in load_spec(chapter).EXERCISES:
+        for mutant in ex.mutants:
+            assert ex.mentions(mutant), f"{ex.grade_id}: mutant {mutant!r} is in no rule of the table"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_every_exercise_has_an_alternative_correct_fixture(chapter):
+    for ex in load_spec(chapter).EXERCISES:
+        assert ex.alternatives, f"{ex.grade_id}: no alternative-correct solution"
+
+
+# --------------------------------------------------------------------------- the judge's words
+
+def test_value_is_judged_before_gradients_and_flags():
+    assert judging_order(["grad_A", "input_untouched", "out", "loss"]) == ["out", "loss", "grad_A", "input_untouched"]
+
+
+def test_integer_outputs_report_how_many_differ_and_where():
+    import numpy as np
+
+    msg = compare_arrays("tokens", np.array([1, 2, 9, 4, 7]), np.array([1, 2, 3, 4, 5]), 0, 0)
+    assert msg == "tokens: 2 of 5 values differ (first at position 2)"
+
+
+def test_flags_are_explained_in_words():
+    import numpy as np
+
+    msg = compare_arrays("input_untouched", np.array(False), np.array(True), 0, 0)
+    assert msg == "your function modified its input in place"
+
+
+def test_float_reason_counts_the_wrong_positions():
+    import numpy as np
+
+    msg = compare_arrays("out", np.array([1.0, 2.0, 3.5]), np.array([1.0, 2.0, 3.0]), 1e-5, 1e-6)
+    assert msg.startswith("out: 1 of 3 values differ from the expected ones (first at position 2")
