@@ -75,7 +75,7 @@ def test_released_stub_earns_zero_with_reasons(root, chapter):
 def test_every_mutant_loses_points(chapter):
     verdicts = engine.check_mutants(chapter)
     spec = load_spec(chapter)
-    for grade_id, verdict in verdicts[engine.SUBMITTED].items():
+    for _grade_id, verdict in verdicts[engine.SUBMITTED].items():
         assert verdict.points == verdict.max_points, verdict
     for ex in spec.EXERCISES:
         for mutant in ex.mutants:
