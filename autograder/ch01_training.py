@@ -257,6 +257,9 @@ def probe_early_stopping(ns, params):
 EXERCISES = [
     Exercise(
         grade_id="ch01_log_softmax_test", functions=("log_softmax",), points=2, title="stable log-softmax",
+        bans=(("torch", "log_softmax", "torch.log_softmax"), ("torch.nn.functional", "log_softmax", "F.log_softmax"),
+              ("torch.Tensor", "log_softmax", "Tensor.log_softmax"), ("torch", "logsumexp", "torch.logsumexp"),
+              ("torch.Tensor", "logsumexp", "Tensor.logsumexp"), ("torch.special", "log_softmax", "torch.special.log_softmax")),
         cases=(
             Case("small logits, last dim", {"seed": 0, "shape": [4, 7], "scale": 1.0, "dim": -1}),
             Case("logits of magnitude 1e4", {"seed": 1, "shape": [5, 6], "scale": 1e4, "dim": -1}),
@@ -288,6 +291,8 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch01_cross_entropy_test", functions=("cross_entropy",), points=2,
+        bans=(("torch.nn.functional", "cross_entropy", "F.cross_entropy"), ("torch.nn.functional", "nll_loss", "F.nll_loss"),
+              ("torch.nn.CrossEntropyLoss", "forward", "nn.CrossEntropyLoss")),
         title="cross-entropy with ignore_index and label smoothing",
         cases=(
             Case("plain, no ignored rows", {"seed": 0, "n": 8, "c": 5, "scale": 2.0, "ignore_frac": 0.0,
@@ -494,6 +499,9 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch01_warmup_cosine_test", functions=("warmup_cosine_lr",), points=2,
+        bans=(("transformers.optimization", "get_cosine_schedule_with_warmup", "transformers' cosine schedule"),
+              ("transformers.optimization", "get_cosine_with_min_lr_schedule_with_warmup", "transformers' cosine schedule"),
+              ("torch.optim.lr_scheduler.LRScheduler", "__init__", "a torch.optim.lr_scheduler scheduler")),
         title="warmup + cosine schedule",
         cases=(
             Case("10 warmup of 100 steps", {"base_lr": 3e-4, "warmup": 10, "total": 100, "min_lr": 0.0}),
@@ -541,6 +549,8 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch01_adamw_test", functions=("adamw_update",), points=3, title="AdamW from scratch",
+        bans=(("torch.optim.AdamW", "step", "torch.optim.AdamW"), ("torch.optim.Adam", "step", "torch.optim.Adam"),
+              ("torch.optim.adamw", "adamw", "torch.optim.adamw.adamw")),
         cases=(
             Case("5 steps, default betas", {"seed": 0, "shape": [7], "steps": 5, "lr": 1e-2, "betas": [0.9, 0.999],
                                             "eps": 1e-8, "wd": 0.01, "grad_scale": 1.0}),
