@@ -171,36 +171,57 @@ def isolation() -> Isolation:
 
 # --------------------------------------------------------------------------- cgroups
 
-V1 = Path("/sys/fs/cgroup")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+# per controller: (cgroup v1 file, cgroup v2 file) of the limit
+LIMIT_FILES = {"pids": ("pids.max", "pids.max"), "memory": ("memory.limit_in_bytes", "memory.max")}
+
+
+def _v2_root() -> Path | None:
+    """The cgroup v2 hierarchy where this process may create groups with pids and memory enabled."""
+    root = CGROUP_ROOT
+    if not (root / "cgroup.controllers").exists() or not os.access(root, os.W_OK):
+        return None
+    try:
+        wanted = {"pids", "memory"} & set((root / "cgroup.controllers").read_text().split())
+        enabled = set((root / "cgroup.subtree_control").read_text().split())
+        missing = wanted - enabled
+        if missing:
+            (root / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in sorted(missing)))
+    except OSError:
+        return None
+    return root
 
 
 @lru_cache(maxsize=None)
 def cgroup_support() -> tuple[str, ...]:
-    """Controllers of cgroup v1 under which this process can create groups (Linux as root)."""
-    found = []
-    for ctrl in ("pids", "memory"):
-        base = V1 / ctrl
-        if (base / "cgroup.procs").exists() and os.access(base, os.W_OK):
-            found.append(ctrl)
-    return tuple(found)
+    """Controllers under which this process can create per-run groups: cgroup v2 (unified) when it
+    is the mounted hierarchy, else cgroup v1 (``pids``, ``memory``) where writable (Linux as root)."""
+    v2 = _v2_root()
+    if v2 is not None:
+        return tuple(c for c in ("pids", "memory") if c in (v2 / "cgroup.subtree_control").read_text().split())
+    return tuple(ctrl for ctrl in ("pids", "memory")
+                 if (CGROUP_ROOT / ctrl / "cgroup.procs").exists() and os.access(CGROUP_ROOT / ctrl, os.W_OK))
 
 
 class Cgroup:
-    """Per-run cgroups (v1 pids + memory where writable); removed when the run is over."""
+    """Per-run cgroups (v2, or v1 pids + memory, where writable); removed when the run is over."""
 
     def __init__(self, limits: Limits):
         self.groups: list[Path] = []
-        if os.environ.get("LLMPREP_SANDBOX") == "limits":
+        controllers = () if os.environ.get("LLMPREP_SANDBOX") == "limits" else cgroup_support()
+        if not controllers:
             return
-        settings = {"pids": {"pids.max": str(limits.processes)},
-                    "memory": {"memory.limit_in_bytes": str(limits.resident)}}
-        for ctrl in cgroup_support():
+        values = {"pids": str(limits.processes), "memory": str(limits.resident)}
+        v2 = _v2_root()
+        parents = [(v2, [(LIMIT_FILES[c][1], values[c]) for c in controllers])] if v2 is not None else \
+            [(CGROUP_ROOT / c, [(LIMIT_FILES[c][0], values[c])]) for c in controllers]
+        for parent, settings in parents:
             try:
-                group = Path(tempfile.mkdtemp(prefix="llmprep-", dir=V1 / ctrl))
+                group = Path(tempfile.mkdtemp(prefix="llmprep-", dir=parent))
             except OSError:
                 continue
             try:
-                for name, value in settings[ctrl].items():
+                for name, value in settings:
                     (group / name).write_text(value)
                 self.groups.append(group)
             except OSError:
