@@ -5,24 +5,23 @@ import nbformat
 
 from llmprep.grading import engine
 from llmprep.grading.engine import load_spec
+from notebooks import grade_cell
 
 CH01 = "ch01_training"
 
 
-def _cell(nb, grade_id):
-    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
 
 
 def test_import_time_bindings_of_banned_calls_lose_points(root, tmp_path):
     nb = nbformat.read(str(root / "solutions" / CH01 / load_spec(CH01).NOTEBOOK), as_version=4)
-    _cell(nb, "ch01_setup").source += (
+    grade_cell(nb, "ch01_setup").source += (
         "\nfrom torch import log_softmax as _library_log_softmax\n"
         "from torch.optim import AdamW as _LibraryAdamW\n"
         "import torch.nn.functional as _F\n"
         "_F.log_softmax(torch.zeros(2, 3), dim=-1)  # allowed outside the probes\n")
-    _cell(nb, "ch01_log_softmax").source = (
+    grade_cell(nb, "ch01_log_softmax").source = (
         "def log_softmax(logits, dim=-1):\n    return _library_log_softmax(logits, dim=dim)\n")
-    _cell(nb, "ch01_adamw").source = (
+    grade_cell(nb, "ch01_adamw").source = (
         "def adamw_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,\n"
         "                 weight_decay=0.01):\n"
         "    p = param.clone().requires_grad_(True)\n"

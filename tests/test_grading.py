@@ -6,12 +6,12 @@ import re
 import subprocess
 import sys
 
-import nbformat
 import numpy as np
 import pytest
 
 from llmprep.grading import engine
 from llmprep.grading.engine import Limits, all_chapters, load_spec
+from notebooks import grade_cell, edited_solution
 
 CHAPTERS = all_chapters()
 
@@ -130,16 +130,6 @@ def engine_array(value):
 CH01 = "ch01_training"
 
 
-def _edited(root, tmp_path, edit, name="submission.ipynb"):
-    nb = nbformat.read(str(_solution(root, CH01)), as_version=4)
-    edit(nb)
-    out = tmp_path / name
-    nbformat.write(nb, str(out))
-    return out
-
-
-def _solution_cell(nb, grade_id):
-    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
 
 
 def test_invalid_json_gets_a_reason_not_a_traceback(tmp_path):
@@ -158,9 +148,9 @@ def test_empty_file(tmp_path):
 
 def test_one_broken_cell_does_not_cost_the_others(root, tmp_path):
     def edit(nb):
-        _solution_cell(nb, "ch01_adamw").source = "def adamw_update(:\n    pass"
+        grade_cell(nb, "ch01_adamw").source = "def adamw_update(:\n    pass"
 
-    result = engine.check_notebook(_edited(root, tmp_path, edit))
+    result = engine.check_notebook(edited_solution(tmp_path, edit))
     by_id = {c.grade_id: c for c in result.cells}
     assert by_id["ch01_adamw_test"].points == 0
     assert result.score == result.max_score - by_id["ch01_adamw_test"].max_points
@@ -168,7 +158,7 @@ def test_one_broken_cell_does_not_cost_the_others(root, tmp_path):
 
 
 def test_renamed_notebook_is_matched_by_grade_ids(root, tmp_path):
-    renamed = _edited(root, tmp_path, lambda nb: None, name="my homework (final) v2.ipynb")
+    renamed = edited_solution(tmp_path, lambda nb: None, name="my homework (final) v2.ipynb")
     result = engine.check_notebook(renamed)
     assert result.chapter == CH01 and result.score == result.max_score
 
@@ -177,7 +167,7 @@ def test_deleted_test_cell_costs_only_that_cell(root, tmp_path):
     def edit(nb):
         nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "ch01_evaluate_test"]
 
-    result = engine.check_notebook(_edited(root, tmp_path, edit))
+    result = engine.check_notebook(edited_solution(tmp_path, edit))
     by_id = {c.grade_id: c for c in result.cells}
     assert by_id["ch01_evaluate_test"].points == 0 and "missing" in by_id["ch01_evaluate_test"].message
     assert result.score == result.max_score - 3
@@ -193,38 +183,38 @@ def test_visible_asserts_do_not_decide_the_grade(root, tmp_path):
             if meta.get("solution"):
                 c.source = c.source.replace("### BEGIN SOLUTION", "raise NotImplementedError()\n### BEGIN SOLUTION", 1)
 
-    result = engine.check_notebook(_edited(root, tmp_path, edit))
+    result = engine.check_notebook(edited_solution(tmp_path, edit))
     assert result.score == 0
 
 
 def test_patched_testing_functions_cannot_change_the_verdict(root, tmp_path):
     """Monkeypatching numpy/torch comparison functions in the sandbox changes nothing: judging is elsewhere."""
     def edit(nb):
-        cell = _solution_cell(nb, "ch01_log_softmax")
+        cell = grade_cell(nb, "ch01_log_softmax")
         cell.source = ("import numpy, torch\nnumpy.allclose = lambda *a, **k: True\n"
                        "numpy.testing.assert_allclose = lambda *a, **k: None\n"
                        "torch.allclose = lambda *a, **k: True\n"
                        "def log_softmax(logits, dim=-1):\n    return logits * 0\n")
 
-    result = engine.check_notebook(_edited(root, tmp_path, edit))
+    result = engine.check_notebook(edited_solution(tmp_path, edit))
     by_id = {c.grade_id: c for c in result.cells}
     assert by_id["ch01_log_softmax_test"].points == 0
 
 
 def test_exit_in_a_cell_is_reported_and_later_cells_still_graded(root, tmp_path):
     def edit(nb):
-        setup = _solution_cell(nb, "ch01_setup")
+        setup = grade_cell(nb, "ch01_setup")
         setup.source += "\nimport sys\nsys.exit(0)\n"
 
-    result = engine.check_notebook(_edited(root, tmp_path, edit))
+    result = engine.check_notebook(edited_solution(tmp_path, edit))
     assert result.score == result.max_score
 
 
 def test_process_exit_after_correct_answers_grades_what_finished(root, tmp_path):
     def edit(nb):
-        _solution_cell(nb, "ch01_warmup_cosine").source += "\nimport os\nos._exit(7)\n"
+        grade_cell(nb, "ch01_warmup_cosine").source += "\nimport os\nos._exit(7)\n"
 
-    result = engine.check_notebook(_edited(root, tmp_path, edit))
+    result = engine.check_notebook(edited_solution(tmp_path, edit))
     by_id = {c.grade_id: c for c in result.cells}
     # what ran before the fatal cell is graded; that cell and the ones after it never ran
     for before in ("ch01_log_softmax_test", "ch01_cross_entropy_test", "ch01_accumulated_step_test",
@@ -237,10 +227,10 @@ def test_process_exit_after_correct_answers_grades_what_finished(root, tmp_path)
 
 def test_a_function_that_kills_the_process_costs_only_its_exercise(root, tmp_path):
     def edit(nb):
-        _solution_cell(nb, "ch01_adamw").source = (
+        grade_cell(nb, "ch01_adamw").source = (
             "import os\ndef adamw_update(*args, **kwargs):\n    os._exit(3)\n")
 
-    result = engine.check_notebook(_edited(root, tmp_path, edit))
+    result = engine.check_notebook(edited_solution(tmp_path, edit))
     by_id = {c.grade_id: c for c in result.cells}
     assert by_id["ch01_adamw_test"].points == 0 and "ended the notebook process" in by_id["ch01_adamw_test"].message
     assert result.score == result.max_score - 3
@@ -248,9 +238,9 @@ def test_a_function_that_kills_the_process_costs_only_its_exercise(root, tmp_pat
 
 def test_infinite_loop_hits_the_cell_time_limit(root, tmp_path):
     def edit(nb):
-        _solution_cell(nb, "ch01_early_stopping").source += "\nwhile True:\n    pass\n"
+        grade_cell(nb, "ch01_early_stopping").source += "\nwhile True:\n    pass\n"
 
-    result = engine.check_notebook(_edited(root, tmp_path, edit), Limits(cell_timeout=3, wall=120))
+    result = engine.check_notebook(edited_solution(tmp_path, edit), Limits(cell_timeout=3, wall=120))
     assert any("timed out" in n for n in result.notes)
     by_id = {c.grade_id: c for c in result.cells}
     # the class was defined before the loop started, so it is still graded
@@ -259,11 +249,11 @@ def test_infinite_loop_hits_the_cell_time_limit(root, tmp_path):
 
 def test_feedback_never_shows_hidden_case_data(root, tmp_path):
     def edit(nb):
-        _solution_cell(nb, "ch01_cross_entropy").source = (
+        grade_cell(nb, "ch01_cross_entropy").source = (
             "def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0):\n"
             "    raise ValueError(f'{logits.tolist()} {targets.tolist()}')\n")
 
-    result = engine.check_notebook(_edited(root, tmp_path, edit))
+    result = engine.check_notebook(edited_solution(tmp_path, edit))
     text = json.dumps(result.to_json())
     spec = load_spec(CH01)
     assert "seed" not in text and "ignore_frac" not in text

@@ -27,6 +27,7 @@ from llmprep.grading import engine
 from llmprep.grading.batch import grade_assignment
 from llmprep.grading.engine import Limits, load_spec
 from llmprep.grading.record import gradebook_url
+from notebooks import grade_cell
 
 CH01 = "ch01_training"
 FULL = 18.0
@@ -39,13 +40,11 @@ pytestmark = pytest.mark.skipif(not engine.isolation().strong,
                                 reason=f"no sandbox on this machine: {engine.isolation().why}")
 
 
-def _cell(nb, grade_id):
-    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
 
 
 def _append(grade_id, code, wrong=True):
     def edit(nb, ctx):
-        _cell(nb, grade_id).source += "\n" + (WRONG_LOG_SOFTMAX if wrong else "") + code.format(**ctx)
+        grade_cell(nb, grade_id).source += "\n" + (WRONG_LOG_SOFTMAX if wrong else "") + code.format(**ctx)
     return edit
 
 
@@ -226,19 +225,19 @@ HELPER_MODULE = ("import torch\n\ndef log_softmax(logits, dim=-1):\n"
 
 
 def _use_helper(nb, ctx):
-    cell = _cell(nb, "ch01_log_softmax")
+    cell = grade_cell(nb, "ch01_log_softmax")
     cell.source = "from my_helpers import log_softmax\n"
 
 
 def _magics(nb, ctx):
-    cell = _cell(nb, "ch01_log_softmax")
+    cell = grade_cell(nb, "ch01_log_softmax")
     cell.source = "%matplotlib inline\n%config InlineBackend.figure_format = 'png'\n" + cell.source
-    cell = _cell(nb, "ch01_cross_entropy")
+    cell = grade_cell(nb, "ch01_cross_entropy")
     cell.source = "%%time\n" + cell.source
 
 
 def _syntax_error(nb, ctx):
-    _cell(nb, "ch01_log_softmax").source += "\ndef broken(:\n    pass\n"
+    grade_cell(nb, "ch01_log_softmax").source += "\ndef broken(:\n    pass\n"
 
 
 # student -> (edit of the solution notebook, expected score, file name, extra files)
@@ -286,7 +285,7 @@ def _changed_ids(nb, ctx):
 
 
 def _duplicate_test_cell(nb, ctx):
-    nb.cells.append(nbformat.from_dict(json.loads(json.dumps(_cell(nb, "ch01_adamw_test")))))
+    nb.cells.append(nbformat.from_dict(json.loads(json.dumps(grade_cell(nb, "ch01_adamw_test")))))
 
 
 def _unknown_schema(nb, ctx):
@@ -368,8 +367,8 @@ def batch(root, tmp_path_factory):
             nbformat.write(nbformat.convert(nb, 3), str(target), version=3)
             continue
         if edit == "retype":
-            _cell(nb, "ch01_log_softmax").cell_type = "markdown"
-            del _cell(nb, "ch01_log_softmax")["outputs"], _cell(nb, "ch01_log_softmax")["execution_count"]
+            grade_cell(nb, "ch01_log_softmax").cell_type = "markdown"
+            del grade_cell(nb, "ch01_log_softmax")["outputs"], grade_cell(nb, "ch01_log_softmax")["execution_count"]
         elif edit is not None:
             edit(nb, ctx)
         nbformat.write(nb, str(target))

@@ -1,11 +1,11 @@
 """The sandbox seen from outside, one protection per test (the batch-wide attack suite is
 tests/test_hostile.py). Each edited submission is right only if the protection holds."""
-import nbformat
 import pytest
 
 from llmprep.grading import engine
 from llmprep.grading.engine import Limits, load_spec
 from llmprep.grading.isolate import cgroup_support
+from notebooks import grade_cell, edited_solution
 
 CH01 = "ch01_training"
 
@@ -13,16 +13,6 @@ pytestmark = pytest.mark.skipif(not engine.isolation().strong,
                                 reason=f"no sandbox on this machine: {engine.isolation().why}")
 
 
-def _edited(root, tmp_path, edit, name="submission.ipynb"):
-    nb = nbformat.read(str(root / "solutions" / CH01 / load_spec(CH01).NOTEBOOK), as_version=4)
-    edit(nb)
-    path = tmp_path / name
-    nbformat.write(nb, str(path))
-    return path
-
-
-def _solution_cell(nb, grade_id):
-    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
 
 
 def test_sandbox_has_no_network(root, tmp_path):
@@ -35,14 +25,14 @@ def test_sandbox_has_no_network(root, tmp_path):
 
     def edit(nb):
         # The answer is right only if the network is unreachable from the sandbox.
-        _solution_cell(nb, "ch01_log_softmax").source += (
+        grade_cell(nb, "ch01_log_softmax").source += (
             "\nimport socket\ntry:\n"
             f"    socket.create_connection(('127.0.0.1', {port}), timeout=3).close()\n"
             "    log_softmax = lambda logits, dim=-1: logits * 0\n"
             "except OSError:\n    pass\n")
 
     try:
-        result = engine.check_notebook(_edited(root, tmp_path, edit))
+        result = engine.check_notebook(edited_solution(tmp_path, edit))
     finally:
         listener.close()
     by_id = {c.grade_id: c for c in result.cells}
@@ -54,13 +44,13 @@ def test_sandbox_cannot_read_the_solutions_or_specs(root, tmp_path):
 
     def edit(nb):
         # Right answer only if the instructor's files are invisible from inside the sandbox.
-        _solution_cell(nb, "ch01_log_softmax").source += (
+        grade_cell(nb, "ch01_log_softmax").source += (
             "\nimport os\n"
             f"if any(os.path.exists(p) for p in [{str(secret)!r}, {str(root / 'autograder')!r}, "
             f"{str(root / '.git')!r}, {str(root / 'build')!r}, '../../solutions']):\n"
             "    log_softmax = lambda logits, dim=-1: logits * 0\n")
 
-    result = engine.check_notebook(_edited(root, tmp_path, edit))
+    result = engine.check_notebook(edited_solution(tmp_path, edit))
     by_id = {c.grade_id: c for c in result.cells}
     assert by_id["ch01_log_softmax_test"].points == by_id["ch01_log_softmax_test"].max_points
 
@@ -69,7 +59,7 @@ def test_detached_daemon_is_killed_with_the_sandbox(root, tmp_path):
     marker = tmp_path / "daemon-was-here"
 
     def edit(nb):
-        _solution_cell(nb, "ch01_setup").source += (
+        grade_cell(nb, "ch01_setup").source += (
             "\nimport os, time\n"
             "if os.fork() == 0:\n"
             "    os.setsid()\n"
@@ -81,7 +71,7 @@ def test_detached_daemon_is_killed_with_the_sandbox(root, tmp_path):
 
     import time
 
-    result = engine.check_notebook(_edited(root, tmp_path, edit))
+    result = engine.check_notebook(edited_solution(tmp_path, edit))
     assert result.score == result.max_score
     time.sleep(8)
     assert not marker.exists(), "a detached process outlived the sandbox"
@@ -92,7 +82,7 @@ def test_fork_bomb_is_bounded_by_the_process_limit(root, tmp_path):
         pytest.skip("no writable pids cgroup on this machine")
 
     def edit(nb):
-        _solution_cell(nb, "ch01_adamw").source += (
+        grade_cell(nb, "ch01_adamw").source += (
             "\nimport os, time\nkids = []\n"
             "for _ in range(400):\n"
             "    pid = os.fork()\n"
@@ -101,7 +91,7 @@ def test_fork_bomb_is_bounded_by_the_process_limit(root, tmp_path):
             "        os._exit(0)\n"
             "    kids.append(pid)\n")
 
-    result = engine.check_notebook(_edited(root, tmp_path, edit), Limits(processes=64))
+    result = engine.check_notebook(edited_solution(tmp_path, edit), Limits(processes=64))
     by_id = {c.grade_id: c for c in result.cells}
     assert any("Resource temporarily unavailable" in n or "BlockingIOError" in n for n in result.notes), result.notes
     assert by_id["ch01_adamw_test"].points == by_id["ch01_adamw_test"].max_points  # defined before the bomb
@@ -132,7 +122,7 @@ def test_the_view_from_inside_is_an_unprivileged_allow_list(root, tmp_path):
         "if bad:\n    log_softmax = lambda logits, dim=-1: logits * 0\n")
     if not sys.prefix.startswith("/root"):
         checks = checks.replace("'/root', ", "")
-    result = engine.check_notebook(_edited(root, tmp_path, lambda nb: setattr(
-        _solution_cell(nb, "ch01_log_softmax"), "source", _solution_cell(nb, "ch01_log_softmax").source + checks)))
+    result = engine.check_notebook(edited_solution(tmp_path, lambda nb: setattr(
+        grade_cell(nb, "ch01_log_softmax"), "source", grade_cell(nb, "ch01_log_softmax").source + checks)))
     by_id = {c.grade_id: c for c in result.cells}
     assert by_id["ch01_log_softmax_test"].points == by_id["ch01_log_softmax_test"].max_points, result.notes
