@@ -10,15 +10,15 @@ modules, Mixtral's router and ``load_balancing_loss_func``); they capture the re
 they are built and put them back for the duration of their own call, because they are called
 inside the probe's ``forbidden`` block.
 
-``RULES`` at the bottom is the table the exercise-precision rules ask for: for every rule the
-instructions state, the hidden cases that exercise it and the mutants that break it
-(``tests/test_ch09.py`` checks that every name in it exists and every mutant is listed).
+``RULES`` at the bottom is the shared rule table (``llmprep.grading.spec.Rule``): every rule the
+instructions state, quoted from them, with the hidden cases that exercise it and the mutants that break
+it, each mapped to a word its feedback must contain (tests/test_exercise_rules.py, tests/test_grading.py).
 """
 from contextlib import contextmanager
 
 import numpy as np
 
-from llmprep.grading.spec import Case, Exercise, compare_arrays
+from llmprep.grading.spec import Case, Exercise, Rule, compare_arrays, tabled
 
 CHAPTER = "ch09_transformer"
 NOTEBOOK = "ch09_exercises.ipynb"
@@ -126,6 +126,22 @@ def probe_attention(ns, params):
                    (F, "multi_head_attention_forward", "F.multi_head_attention_forward")):
         out = fn(q, k, v, causal=params["causal"], key_padding_mask=keep)
     return {"out": out}
+
+
+_attention_values = ordered(("out", "the attention output", 1e-4, 1e-5))
+
+
+def judge_attention(got, want, params):
+    """The attention output; a query left with no allowed key (its expected row is all zeros) that gets
+    finite non-zero values is named as such (NaN there is reported by the value comparison)."""
+    if "out" in got:
+        g, w = np.asarray(got["out"]), np.asarray(want["out"])
+        if g.shape == w.shape and g.dtype.kind == "f" and w.ndim:
+            empty = (w == 0).all(-1)
+            if empty.any() and np.isfinite(g[empty]).all() and (np.abs(g[empty]) > 1e-6).any():
+                return ("the attention output is not zero for a query that has no allowed key: such a query must "
+                        "return a row of zeros")
+    return _attention_values(got, want, params)
 
 
 def oracle_attention():
@@ -474,7 +490,7 @@ EXERCISES = [
             Case("scores of magnitude ~1000", {"seed": 6, "B": 1, "H": 2, "Lq": 4, "Lk": 4, "D": 16, "causal": True,
                                                "scale": 16.0}),
         ),
-        probe=probe_attention, judge=ordered(("out", "the attention output", 1e-4, 1e-5)),
+        probe=probe_attention, judge=judge_attention,
         mutants={
             "scales by 1/d instead of 1/sqrt(d)": """
                 def attention(q, k, v, causal=False, key_padding_mask=None):
@@ -1093,8 +1109,8 @@ EXERCISES = [
             Case("a router that favours one expert", {"seed": 4, "B": 2, "S": 8, "E": 8, "k": 2, "scale": 1.0,
                                                       "favour": 3, "bias": 3.0, "lengths": [8, 6]}),
         ),
-        probe=probe_router, judge=ordered(("weights", "the tensor of routing weights", 1e-5, 1e-6),
-                                          ("experts", "the tensor of chosen experts", None, None),
+        probe=probe_router, judge=ordered(("experts", "the tensor of chosen experts", None, None),
+                                          ("weights", "the tensor of routing weights", 1e-5, 1e-6),
                                           ("aux_loss", "the load-balancing loss", 1e-5, 1e-6)),
         mutants={
             "top-k probabilities not renormalised": """
@@ -1172,95 +1188,114 @@ ORACLES = {
     "ch09_router_test": oracle_router,
 }
 
-# Every rule the instructions state: (rule, hidden cases that exercise it, mutants that break it).
+R = Rule
+
+# Every rule the instructions state, quoted from them: the hidden cases that break when it is broken, and the
+# mutants that break it, each with a word its feedback must contain (tests/test_exercise_rules.py, test_grading.py).
 RULES = {
-    "ch09_attention_test": [
-        ("scores scaled by 1/sqrt(d)", ["no mask", "causal, square"], ["scales by 1/d instead of 1/sqrt(d)"]),
-        ("causal mask aligned bottom-right (query i sees keys j <= i + Lk - Lq)",
-         ["causal after a cached prefix (fewer queries than keys)"],
-         ["causal mask aligned top-left (ignores the cached prefix)"]),
-        ("key_padding_mask: True = real token, False = padding",
-         ["right padding", "left padding with causal: early queries see no key"],
-         ["padding mask read as True = padding"]),
-        ("a query with no allowed key returns zeros, not NaN",
-         ["left padding with causal: early queries see no key", "a row that is all padding"],
-         ["fully masked rows come out as NaN", "masks with -1e9: fully masked rows average every value"]),
-        ("finite for scores of any magnitude", ["scores of magnitude ~1000"],
-         ["exp without subtracting the row maximum (overflows)"]),
-    ],
-    "ch09_mha_test": [
-        ("in_proj rows [0:E] are q, [E:2E] k, [2E:3E] v", ["self-attention, 4 heads", "one head"],
-         ["q, k, v blocks read in the wrong order (k, q, v)"]),
-        ("head h uses features h*hd:(h+1)*hd of each projection", ["self-attention, 4 heads", "8 heads, peaked attention"],
-         ["heads split with view(b, heads, L, head_dim) (no transpose)"]),
-        ("scores scaled by 1/sqrt(head_dim)", ["self-attention, 4 heads", "8 heads, peaked attention"],
-         ["scaled by sqrt(embed_dim) instead of sqrt(head_dim)"]),
-        ("keys and values come from key and value (cross-attention)", ["cross-attention, different lengths"],
-         ["keys and values projected from the query (self-attention only)"]),
-        ("key_padding_mask: True = ignore (PyTorch convention)", ["key padding (True = ignore)",
-                                                                  "8 heads, peaked attention"],
-         ["key_padding_mask read as True = keep"]),
-        ("returned weights are averaged over heads", ["self-attention, 4 heads", "8 heads, peaked attention"],
-         ["returns the first head's weights instead of the mean over heads"]),
-    ],
-    "ch09_rope_test": [
-        ("rotate-half pairing (i, i + d/2)", ["positions from 0, theta 10000"],
-         ["pairs adjacent dimensions (interleaved, GPT-J style)", "rotates the wrong way (sign of rotate_half flipped)"]),
-        ("angles from position_ids (offsets, per row)", ["one decode step at position 37", "rows at different offsets"],
-         ["positions 0..L-1 whatever position_ids say"]),
-        ("frequencies theta^(-2i/d) with the given theta",
-         ["theta 100000 (SmolLM2), positions near 1000", "theta 500000, head_dim 64"],
-         ["theta fixed at 10000", "frequencies theta^(-i/d) instead of theta^(-2i/d)"]),
-    ],
-    "ch09_rms_norm_test": [
-        ("statistics in float32 whatever the input dtype", ["float16 with values near 500 (x^2 overflows float16)"],
-         ["computes in the input's precision (float16 x^2 overflows)"]),
-        ("eps inside the square root", ["tiny inputs: eps matters"], ["eps added outside the square root"]),
-        ("no mean subtraction", ["float32, rows of very different scale", "bfloat16, 3-D input"],
-         ["subtracts the mean first (LayerNorm without bias)"]),
-        ("result has the input's dtype", ["float16 with values near 500 (x^2 overflows float16)", "bfloat16, 3-D input"],
-         ["returns float32 for half-precision input"]),
-        ("one statistic per row (last dimension)", ["float32, rows of very different scale"],
-         ["one statistic for the whole tensor, not per row"]),
-    ],
-    "ch09_gqa_test": [
-        ("query head h uses KV head h // (heads / kv_heads)", ["6 query heads share 2 KV heads",
-                                                               "SmolLM2's ratio: 9 query heads, 3 KV heads"],
-         ["KV heads tiled (repeat) instead of grouped (repeat_interleave)"]),
-        ("causal", ["6 query heads share 2 KV heads", "multi-query (1 KV head)"], ["no causal mask"]),
-        ("RoPE on queries and keys, not values", ["6 query heads share 2 KV heads", "multi-query (1 KV head)"],
-         ["RoPE applied to the queries only", "RoPE applied to the values too"]),
-        ("head_dim from the weights; scale 1/sqrt(head_dim)", ["head_dim not hidden / heads"],
-         ["scaled by sqrt(hidden / heads) instead of sqrt(head_dim)"]),
-    ],
-    "ch09_swiglu_test": [
-        ("down(silu(gate(x)) * up(x))", ["2-D input, width 8/3 d", "intermediate narrower than hidden"],
-         ["SiLU on the up projection instead of the gate", "no gate: SiLU MLP on the up projection only"]),
-        ("the activation is SiLU", ["large pre-activations", "2-D input, width 8/3 d"],
-         ["GELU instead of SiLU (GeGLU)", "sigmoid gate (GLU) instead of SiLU"]),
-        ("any leading dimensions, same shape out", ["3-D input (batch, seq, hidden)", "large pre-activations"],
-         ["flattens the leading dimensions (returns 2-D)"]),
-    ],
-    "ch09_decoder_layer_test": [
-        ("pre-norm: each sublayer reads a normalised copy", ["GQA layer", "SmolLM2-shaped (9 / 3 heads)"],
-         ["post-norm (normalises after adding the residual)"]),
-        ("residuals add the un-normalised stream", ["GQA layer", "MHA layer, offset positions"],
-         ["residual adds the normalised input"]),
-        ("two norms with their own weights", ["GQA layer"], ["input_layernorm's weight used for both norms"]),
-        ("eps reaches both norms", ["small activations: eps reaches both norms"], ["eps ignored (always 1e-6)"]),
-        ("sequential: the MLP reads the stream after attention", ["GQA layer", "SmolLM2-shaped (9 / 3 heads)"],
-         ["parallel block (MLP reads x, not the attention output)"]),
-    ],
-    "ch09_router_test": [
-        ("softmax in float32, top-k weights renormalised to sum 1", ["8 experts, top-2", "top-3 of 5, peaked logits"],
-         ["top-k probabilities not renormalised"]),
-        ("experts in descending order of probability", ["8 experts, top-2", "top-3 of 5, peaked logits"],
-         ["experts listed by index, not by weight"]),
-        ("f_i counts all k choices (sums to k)", ["8 experts, top-2", "top-3 of 5, peaked logits"],
-         ["assignment fractions divided by k (they should sum to k)"]),
-        ("loss = E * sum_i f_i P_i", ["top-1 (Switch)", "a router that favours one expert"],
-         ["loss missing the factor num_experts"]),
-        ("padding tokens (attention_mask 0) excluded from f and P",
-         ["padding tokens excluded", "a router that favours one expert"], ["padding tokens counted in the loss"]),
-    ],
+    "ch09_attention_test": (
+        R(r"scores are scaled by $1/\sqrt{d}$", ("no mask", "causal, square"),
+          {"scales by 1/d instead of 1/sqrt(d)": "attention output"}),
+        R("the mask is aligned **bottom-right**", ("causal after a cached prefix (fewer queries than keys)",),
+          {"causal mask aligned top-left (ignores the cached prefix)": "attention output"}),
+        R("**True = real token, False = padding**",
+          ("right padding", "left padding with causal: early queries see no key"),
+          {"padding mask read as True = padding": "attention output"}),
+        R("returns a row of **zeros**, not NaN",
+          ("left padding with causal: early queries see no key", "a row that is all padding"),
+          {"fully masked rows come out as NaN": "NaN",
+           "masks with -1e9: fully masked rows average every value": "zeros"}),
+        R("the result must be finite for scores of any magnitude", ("scores of magnitude ~1000",),
+          {"exp without subtracting the row maximum (overflows)": "NaN"}),
+    ),
+    "ch09_mha_test": (
+        R("rows `[0:E]` of the packed matrix (and bias) project the query, `[E:2E]` the key, `[2E:3E]` the value",
+          ("self-attention, 4 heads", "one head"),
+          {"q, k, v blocks read in the wrong order (k, q, v)": "attention output"}),
+        R("head $h$ uses features `h*head_dim:(h+1)*head_dim`", ("self-attention, 4 heads", "8 heads, peaked attention"),
+          {"heads split with view(b, heads, L, head_dim) (no transpose)": "attention output"}),
+        R(r"scores are scaled by $1/\sqrt{\text{head\_dim}}$", ("self-attention, 4 heads", "8 heads, peaked attention"),
+          {"scaled by sqrt(embed_dim) instead of sqrt(head_dim)": "attention output"}),
+        R("they may differ (**cross-attention**)", ("cross-attention, different lengths",),
+          {"keys and values projected from the query (self-attention only)": "attention output"}),
+        R("**PyTorch's convention: True = padding, ignored**", ("key padding (True = ignore)", "8 heads, peaked attention"),
+          {"key_padding_mask read as True = keep": "attention output"}),
+        R("`weights` is the attention map **averaged over the heads**",
+          ("self-attention, 4 heads", "8 heads, peaked attention"),
+          {"returns the first head's weights instead of the mean over heads": "mean over heads"}),
+    ),
+    "ch09_rope_test": (
+        R("feature $i$ is paired with feature $i + d/2$", ("positions from 0, theta 10000",),
+          {"pairs adjacent dimensions (interleaved, GPT-J style)": "rotated query"}),
+        R(r"\mathrm{rotate\_half}([x_1, x_2]) = [-x_2, x_1]", ("positions from 0, theta 10000",),
+          {"rotates the wrong way (sign of rotate_half flipped)": "rotated query"}),
+        R("the angles come from `position_ids`, **not** from `0..L-1`",
+          ("one decode step at position 37", "rows at different offsets"),
+          {"positions 0..L-1 whatever position_ids say": "rotated query"}),
+        R("use the given `theta`", ("theta 100000 (SmolLM2), positions near 1000", "theta 500000, head_dim 64"),
+          {"theta fixed at 10000": "rotated query"}),
+        R(r"$\omega_i = \theta^{-2i/d}$", ("positions from 0, theta 10000", "theta 500000, head_dim 64"),
+          {"frequencies theta^(-i/d) instead of theta^(-2i/d)": "rotated query"}),
+    ),
+    "ch09_rms_norm_test": (
+        R("computed in **float32** whatever the input dtype", ("float16 with values near 500 (x^2 overflows float16)",),
+          {"computes in the input's precision (float16 x^2 overflows)": "normalised output"}),
+        R(r"$\varepsilon$ goes **inside** the square root", ("tiny inputs: eps matters",),
+          {"eps added outside the square root": "normalised output"}),
+        R("no mean is subtracted", ("float32, rows of very different scale", "bfloat16, 3-D input"),
+          {"subtracts the mean first (LayerNorm without bias)": "normalised output"}),
+        R("the result has the **input's dtype**",
+          ("float16 with values near 500 (x^2 overflows float16)", "bfloat16, 3-D input"),
+          {"returns float32 for half-precision input": "dtype"}),
+        R("one statistic per row: the mean of $x^2$ over the **last** dimension", ("float32, rows of very different scale",),
+          {"one statistic for the whole tensor, not per row": "normalised output"}),
+    ),
+    "ch09_gqa_test": (
+        R("`repeat_kv` is `repeat_interleave`, **not** `repeat`/tiling",
+          ("6 query heads share 2 KV heads", "SmolLM2's ratio: 9 query heads, 3 KV heads"),
+          {"KV heads tiled (repeat) instead of grouped (repeat_interleave)": "attention block"}),
+        R("causal attention", ("6 query heads share 2 KV heads", "multi-query (1 KV head)"),
+          {"no causal mask": "attention block"}),
+        R("to the **queries and keys** (not the values)", ("6 query heads share 2 KV heads", "multi-query (1 KV head)"),
+          {"RoPE applied to the queries only": "attention block", "RoPE applied to the values too": "attention block"}),
+        R("`head_dim = q_weight.shape[0] // num_heads` — in Llama configs it need **not** equal `hidden // num_heads`",
+          ("head_dim not hidden / heads",),
+          {"scaled by sqrt(hidden / heads) instead of sqrt(head_dim)": "attention block"}),
+    ),
+    "ch09_swiglu_test": (
+        R("the SiLU goes on the **gate** branch only", ("2-D input, width 8/3 d", "intermediate narrower than hidden"),
+          {"SiLU on the up projection instead of the gate": "MLP output",
+           "no gate: SiLU MLP on the up projection only": "MLP output"}),
+        R(r"$\mathrm{SiLU}(z) = z\,\sigma(z)$", ("large pre-activations", "2-D input, width 8/3 d"),
+          {"GELU instead of SiLU (GeGLU)": "MLP output", "sigmoid gate (GLU) instead of SiLU": "MLP output"}),
+        R("the result has the same shape as `x`", ("3-D input (batch, seq, hidden)", "large pre-activations"),
+          {"flattens the leading dimensions (returns 2-D)": "shape"}),
+    ),
+    "ch09_decoder_layer_test": (
+        R("each reading a **normalised copy** of the residual stream", ("GQA layer", "SmolLM2-shaped (9 / 3 heads)"),
+          {"post-norm (normalises after adding the residual)": "layer's output"}),
+        R("adding its output to the **un-normalised** stream", ("GQA layer", "MHA layer, offset positions"),
+          {"residual adds the normalised input": "layer's output"}),
+        R("the two norms have their **own** weights", ("GQA layer",),
+          {"input_layernorm's weight used for both norms": "layer's output"}),
+        R("both use the given `eps`", ("small activations: eps reaches both norms",),
+          {"eps ignored (always 1e-6)": "layer's output"}),
+        R("reads the stream **after** the attention residual", ("GQA layer", "SmolLM2-shaped (9 / 3 heads)"),
+          {"parallel block (MLP reads x, not the attention output)": "layer's output"}),
+    ),
+    "ch09_router_test": (
+        R("their probabilities **renormalised to sum to 1** per token", ("8 experts, top-2", "top-3 of 5, peaked logits"),
+          {"top-k probabilities not renormalised": "routing weights"}),
+        R("in **descending order of probability**", ("8 experts, top-2", "top-3 of 5, peaked logits"),
+          {"experts listed by index, not by weight": "chosen experts"}),
+        R("all $k$ choices of every token count", ("8 experts, top-2", "top-3 of 5, peaked logits"),
+          {"assignment fractions divided by k (they should sum to k)": "load-balancing loss"}),
+        R(r"$= E \sum_{i=1}^{E} f_i P_i$", ("top-1 (Switch)", "a router that favours one expert"),
+          {"loss missing the factor num_experts": "load-balancing loss"}),
+        R("padding tokens are left out of both $f$ and $P$",
+          ("padding tokens excluded", "a router that favours one expert"),
+          {"padding tokens counted in the loss": "load-balancing loss"}),
+    ),
 }
+
+EXERCISES = tabled(EXERCISES, RULES)

@@ -12,12 +12,13 @@ a trusted reference implementation where ties decide), GPT-2's BPE model, ``GPT2
 MiniLM's WordPiece model and SmolLM2's ``apply_chat_template``. A probe blocks the library entry points
 while the student's function runs; each oracle binds what it needs when it is built, before that.
 
-``RULES`` records, per exercise, every rule the instructions state, the hidden cases that exercise it
-and the mutants that break it (tests/test_ch10_tokenization.py checks the table against the spec).
+``RULES`` is the shared rule table (``llmprep.grading.spec.Rule``): every rule the instructions state,
+quoted from them, with the hidden cases that exercise it and the mutants that break it, each mapped to a
+word its feedback must contain (tests/test_exercise_rules.py, tests/test_grading.py).
 """
 import json
 
-from llmprep.grading.spec import Case, Exercise
+from llmprep.grading.spec import Case, Exercise, Rule, tabled
 
 CHAPTER = "ch10_tokenization"
 NOTEBOOK = "ch10_exercises.ipynb"
@@ -66,6 +67,21 @@ def _kind(piece):
         (" with a leading space" if core is not piece else "")
 
 
+_CONTRACTIONS = {"'s", "'t", "'re", "'ve", "'m", "'ll", "'d"}
+
+
+def _mine_explained(piece):
+    """What is wrong with the student's own piece at the first difference, when it breaks a stated rule."""
+    import unicodedata
+
+    if piece.lower() in _CONTRACTIONS and piece not in _CONTRACTIONS:
+        return f"; your piece {piece!r} is not a contraction: contractions are lower case only"
+    kinds = {unicodedata.category(c)[0] for c in piece}
+    if {"L", "N"} <= kinds:
+        return "; your piece there mixes letters and digits (digits form their own runs)"
+    return ""
+
+
 def judge_pieces(got, want, params):
     mine, why = _as_list(got["pieces"], "your list of pieces")
     if why:
@@ -77,6 +93,8 @@ def judge_pieces(got, want, params):
                  if i >= len(mine) or i >= len(expected) or mine[i] != expected[i])
         if i < len(expected):
             reason += f" (the expected piece there is {_kind(expected[i])})"
+        if i < len(mine):
+            reason += _mine_explained(str(mine[i]))
         if "".join(map(str, mine)) != "".join(expected):
             reason += "; your pieces do not join back into the input text"
     return reason
@@ -164,6 +182,29 @@ def judge_tokens(got, want, params):
         return why
     expected, _ = _as_list(want["tokens"], "expected")
     return sequence_diff(mine, expected, "tokens")
+
+
+def judge_wordpiece(got, want, params):
+    """judge_tokens, plus what the expected token at the first difference is ([UNK], a ## continuation)
+    or that the student's piece there is a shorter prefix of it (not the longest match)."""
+    mine, why = _as_list(got["tokens"], "your token list")
+    if why:
+        return why
+    expected, _ = _as_list(want["tokens"], "expected")
+    reason = sequence_diff(mine, expected, "tokens")
+    if not reason:
+        return None
+    i = next(i for i in range(max(len(mine), len(expected)))
+             if i >= len(mine) or i >= len(expected) or mine[i] != expected[i])
+    if i < len(expected):
+        yours, right = (str(mine[i]) if i < len(mine) else None), str(expected[i])
+        if right == "[UNK]":
+            reason += " (the expected token there is [UNK], which replaces the whole word)"
+        elif yours is not None and len(yours) < len(right) and right.startswith(yours):
+            reason += " (your piece there is a shorter prefix of the expected one: take the longest match in vocab)"
+        elif right.startswith("##") and yours is not None and not yours.startswith("##"):
+            reason += " (the expected token there is a continuation piece, with the ## prefix)"
+    return reason
 
 
 def judge_texts(got, want, params):
@@ -1031,7 +1072,7 @@ EXERCISES = [
             Case("words of 101 and 100 characters", {"text": "x" * 101 + " ok " + "ab" * 50 + " fine"}),
             Case("Chinese and accents after normalisation", {"text": "你好 Héllo naïve Zürich résumé 東京"}),
         ),
-        probe=probe_wordpiece, judge=judge_tokens,
+        probe=probe_wordpiece, judge=judge_wordpiece,
         mutants={
             "shortest match first": '''
                 def wordpiece(word, vocab, unk_token="[UNK]", max_chars=100):
@@ -1214,84 +1255,92 @@ ORACLES = {
     "ch10_chat_template_test": oracle_chat,
 }
 
-# Every rule the instructions state -> (hidden cases that exercise it, mutants that break it).
+R = Rule
+
+# Every rule the instructions state, quoted from them: the hidden cases that break when it is broken, and the
+# mutants that break it, each with a word its feedback must contain (tests/test_exercise_rules.py, test_grading.py).
 RULES = {
-    "ch10_pretokenize_test": {
-        "letters are Unicode letters (\\p{L}), one optional leading space": (
-            ["Chinese, accents and mixed scripts"], ["ASCII letters only ([a-zA-Z] instead of \\p{L})"]),
-        "contractions are the lower-case 's 't 're 've 'm 'll 'd only": (
-            ["upper-case contractions"], ["contractions matched case-insensitively"]),
-        "a whitespace run before a word leaves its last character to that word": (
-            ["runs of spaces, tabs and newlines", "Python code"], ["whitespace runs taken whole (no lookahead)"]),
-        "digits form their own runs, apart from letters": (
-            ["digits and symbols", "Chinese, accents and mixed scripts"], ["letters and digits in one run"]),
-        "other symbols form runs with one optional leading space": (
-            ["digits and symbols", "English prose with contractions"], ["symbols never take the leading space"]),
-    },
-    "ch10_bytes_to_unicode_test": {
-        "bytes 33-126, 161-172, 174-255 map to themselves": (
-            ["printable ASCII and Latin-1 bytes", "the whole table"], ["soft hyphen (173) kept as itself"]),
-        "the other 68 bytes map to chr(256 + n), n counting them in byte order": (
-            ["space, control bytes, DEL..NBSP and the soft hyphen"],
-            ["other bytes mapped to chr(256 + b)", "space (32) kept as itself"]),
-    },
-    "ch10_train_bpe_test": {
-        "pair counts are weighted by the word counts": (
-            ["counts weight the pairs"], ["every word counted once (counts ignored)"]),
-        "ties go to the lexicographically greater pair": (
-            ["ties broken by the greater pair"], ["ties broken by the smaller pair"]),
-        "every adjacent position counts (aaa holds (a, a) twice)": (
-            ["overlapping pairs in aaa"], ["overlapping occurrences counted once (aaa has one (a, a))"]),
-        "a merge replaces non-overlapping occurrences left to right": (
-            ["overlapping pairs in aaa"], ["merges right to left (aaa becomes a + aa)"]),
-        "merges join whole symbols only": (
-            ["merges respect symbol boundaries"], ["string replace on space-joined symbols (crosses boundaries)"]),
-        "training stops early when no pair is left": (
-            ["stops when nothing is left"], ["does not stop when no pair is left"]),
-    },
-    "ch10_bpe_encode_test": {
-        "the pair with the lowest rank merges first": (
-            ["lowest rank first, not leftmost", "GPT-2 merges on English prose"],
-            ["leftmost mergeable pair instead of the lowest rank"]),
-        "occurrences of the chosen pair merge left to right": (
-            ["repeated pairs merge left to right"], ["repeated pairs merged right to left"]),
-        "merging repeats until no adjacent pair has a rank": (
-            ["GPT-2 merges on English prose", "GPT-2 merges on Chinese", "GPT-2 merges on Python code"],
-            ["one merge step only"]),
-    },
-    "ch10_decode_test": {
-        "the bytes of all ids are joined before UTF-8 decoding": (
-            ["Chinese cut inside characters", "emoji and 4-byte characters split"], ["each token decoded on its own"]),
-        "invalid byte sequences become U+FFFD (errors='replace')": (
-            ["Chinese cut inside characters", "emoji and 4-byte characters split"],
-            ["invalid bytes dropped (errors='ignore')"]),
-        "every character maps back through byte_decoder (not only Ġ)": (
-            ["newlines, tabs and <|endoftext|>", "Chinese cut inside characters"], ["only Ġ mapped back to a space"]),
-    },
-    "ch10_wordpiece_test": {
-        "the longest vocabulary match is taken first": (
-            ["English words split into pieces"], ["shortest match first"]),
-        "pieces after the first carry the ## prefix": (
-            ["English words split into pieces"], ["no ## on continuation pieces"]),
-        "a word with any unmatched position becomes one [UNK]": (
-            ["an unknown character inside a word"], ["only the unmatched part becomes [UNK]"]),
-        "a word longer than max_chars becomes [UNK]": (
-            ["words of 101 and 100 characters"], ["no limit on the word length"]),
-    },
-    "ch10_chat_template_test": {
-        "a default system message comes first when the first message is not a system message": (
-            ["user and assistant, default system prompt", "generation prompt after the last user turn"],
-            ["no default system message"]),
-        "add_generation_prompt appends <|im_start|>assistant\\n": (
-            ["generation prompt after the last user turn"], ["generation prompt ignored"]),
-        "the mask excludes each assistant header": (
-            ["user and assistant, default system prompt", "own system prompt, two assistant turns"],
-            ["mask covers the assistant header too"]),
-        "the mask includes the assistant's <|im_end|> and the newline after it": (
-            ["own system prompt, two assistant turns", "multi-line and Chinese content"],
-            ["mask stops before <|im_end|>"]),
-        "system and user turns are masked out": (
-            ["own system prompt, two assistant turns", "multi-line and Chinese content"],
-            ["every turn's content masked in (user and system too)"]),
-    },
+    "ch10_pretokenize_test": (
+        R(r"a run of Unicode **letters** (`\p{L}`: any script", ("Chinese, accents and mixed scripts",),
+          {"ASCII letters only ([a-zA-Z] instead of \\p{L})": "letters"}),
+        R("**lower case only**", ("upper-case contractions",),
+          {"contractions matched case-insensitively": "lower case"}),
+        R("a run of whitespace before a word leaves its **last** character for the word",
+          ("runs of spaces, tabs and newlines", "Python code"),
+          {"whitespace runs taken whole (no lookahead)": "whitespace"}),
+        R("never mixed with letters", ("digits and symbols", "Chinese, accents and mixed scripts"),
+          {"letters and digits in one run": "digits"}),
+        R("an optional space followed by a run of characters that are neither whitespace, letters nor digits",
+          ("digits and symbols", "English prose with contractions"),
+          {"symbols never take the leading space": "leading space"}),
+    ),
+    "ch10_bytes_to_unicode_test": (
+        R("the other 68 bytes (0–32, 127–160 and 173, the soft hyphen) map to `chr(256 + n)`",
+          ("the whole table", "space, control bytes, DEL..NBSP and the soft hyphen"),
+          {"soft hyphen (173) kept as itself": "byte 173", "space (32) kept as itself": "byte 32"}),
+        R("`n` counts those bytes in increasing byte order",
+          ("the whole table", "space, control bytes, DEL..NBSP and the soft hyphen"),
+          {"other bytes mapped to chr(256 + b)": "wrong character"}),
+    ),
+    "ch10_train_bpe_test": (
+        R("**weighted by the word's count**", ("counts weight the pairs", "low, lower, newest, widest"),
+          {"every word counted once (counts ignored)": "occurs"}),
+        R("on a **tie**, pick the **lexicographically greatest** pair", ("ties broken by the greater pair",),
+          {"ties broken by the smaller pair": "lexicographically greater"}),
+        R("every adjacent position counts, so `aaa` (count 1) holds the pair", ("overlapping pairs in aaa",),
+          {"overlapping occurrences counted once (aaa has one (a, a))": "occurs"}),
+        R("**non-overlapping, left to right** (`a a a` → `aa a`)", ("overlapping pairs in aaa",),
+          {"merges right to left (aaa becomes a + aa)": "occurs"}),
+        R("a merge joins two whole *symbols* only", ("merges respect symbol boundaries",),
+          {"string replace on space-joined symbols (crosses boundaries)": "merges"}),
+        R("stop early if no word has two symbols left", ("stops when nothing is left",),
+          {"does not stop when no pair is left": "nothing is left"}),
+    ),
+    "ch10_bpe_encode_test": (
+        R("pick the one with the **lowest rank** (not the leftmost pair", ("lowest rank first, not leftmost",
+                                                                          "GPT-2 merges on English prose"),
+          {"leftmost mergeable pair instead of the lowest rank": "tokens"}),
+        R("merge **all** its occurrences, non-overlapping, **left to right**", ("repeated pairs merge left to right",),
+          {"repeated pairs merged right to left": "tokens"}),
+        R("repeat until no adjacent pair has a rank",
+          ("GPT-2 merges on English prose", "GPT-2 merges on Chinese", "GPT-2 merges on Python code"),
+          {"one merge step only": "tokens"}),
+    ),
+    "ch10_decode_test": (
+        R("join the bytes of **all** ids first, then decode the whole byte string as UTF-8 once",
+          ("Chinese cut inside characters", "emoji and 4-byte characters split"),
+          {"each token decoded on its own": "replacement"}),
+        R('with `errors="replace"`', ("Chinese cut inside characters", "emoji and 4-byte characters split"),
+          {"invalid bytes dropped (errors='ignore')": "replacement"}),
+        R("every character, not only `Ġ`", ("English round trip", "newlines, tabs and <|endoftext|>"),
+          {"only Ġ mapped back to a space": "decoded text"}),
+    ),
+    "ch10_wordpiece_test": (
+        R("take the **longest** prefix that is in `vocab`", ("English words split into pieces",),
+          {"shortest match first": "longest"}),
+        R("every piece after the first must be looked up with the continuation prefix `##`",
+          ("English words split into pieces",), {"no ## on continuation pieces": "##"}),
+        R("the **whole word** becomes the single token `[unk_token]` (not only the unmatched part)",
+          ("an unknown character inside a word",), {"only the unmatched part becomes [UNK]": "[UNK]"}),
+        R("if the word has more than `max_chars` characters (100 for BERT), the result is `[unk_token]`",
+          ("words of 101 and 100 characters",), {"no limit on the word length": "[UNK]"}),
+    ),
+    "ch10_chat_template_test": (
+        R("if the **first** message is not a `system` message, a default system message comes first",
+          ("user and assistant, default system prompt", "generation prompt after the last user turn"),
+          {"no default system message": "render_chat"}),
+        R(r"with `add_generation_prompt=True`, the text ends with `<|im_start|>assistant\n`",
+          ("generation prompt after the last user turn",), {"generation prompt ignored": "render_chat"}),
+        R(r"every `<|im_start|>assistant\n` header", ("user and assistant, default system prompt",
+                                                       "own system prompt, two assistant turns"),
+          {"mask covers the assistant header too": "assistant mask"}),
+        R(r"its closing `<|im_end|>` and the `\n` after it",
+          ("own system prompt, two assistant turns", "multi-line and Chinese content"),
+          {"mask stops before <|im_end|>": "assistant mask"}),
+        R("0 for everything else — system and user turns",
+          ("own system prompt, two assistant turns", "multi-line and Chinese content"),
+          {"every turn's content masked in (user and system too)": "assistant mask"}),
+    ),
 }
+
+EXERCISES = tabled(EXERCISES, RULES)
