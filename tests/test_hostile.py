@@ -331,7 +331,6 @@ def batch(root, tmp_path_factory):
         "spec": root / "autograder" / f"{CH01}.py",
         "solution": root / "solutions" / CH01 / nb_name,
         "sandbox code": root / "llmprep" / "grading" / "sandbox.py",
-        "reference cache": root / "build" / "grading-cache",
         "git HEAD": root / ".git" / "HEAD",
         "asset cache": cache_root() / "assets" / "gpt2_tokenizer",
         "interpreter library": stdlib / "os.py",
@@ -343,14 +342,16 @@ def batch(root, tmp_path_factory):
         "var tmp": var_tmp,
         "course copy of the solutions": course / "solutions" / CH01 / nb_name,
     }
+    cache = root / "build" / "grading-cache"  # (other chapters' references may be added meanwhile, by us)
+    sentinels.update({f"reference cache {p.name}": p for p in cache.glob(f"{CH01}-*")})
     before = {k: _digest(v) for k, v in sentinels.items()}
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
     listener.setblocking(False)
     ctx = {"solution": str(root / "solutions" / CH01 / nb_name), "gradebook": str(course / "gradebook.db"),
-           "repo_b": str(root).encode(), "targets": [str(p) for k, p in sentinels.items() if k != "reference cache"]
-           + [str(p / "x") for p in (sentinels["reference cache"], shared_tmp)],
+           "repo_b": str(root).encode(), "targets": [str(p) for p in sentinels.values()]
+           + [str(p / "x") for p in (cache, shared_tmp)],
            "tmp_parent": tempfile.gettempdir(), "marker": MARKER, "port": listener.getsockname()[1]}
     for student, (edit, _, name, extra) in STUDENTS.items():
         folder = course / "submitted" / student / CH01

@@ -57,13 +57,13 @@ def safe_message(text: str, fragments: list[str]) -> str:
     return text
 
 
-def explain(message: str) -> str:
+def explain(message: str, functions: tuple[str, ...] = ()) -> str:
+    """A probe's error in words; ``functions``: the names the probe looks up in the notebook."""
     if message.startswith("NotImplementedError"):
         return "not implemented yet (the function still raises NotImplementedError)"
-    if message.startswith("KeyError: '") and message.endswith("'"):
+    if message.startswith("KeyError: '") and message.endswith("'") and message[len("KeyError: '"):-1] in functions:
         name = message[len("KeyError: '"):-1]
-        if name.isidentifier():
-            return f"{name} is not defined (did its answer cell run without errors?)"
+        return f"{name} is not defined (did its answer cell run without errors?)"
     if message.startswith("NameError") or "is not defined" in message:
         return f"{message} (did its answer cell run without errors?)"
     return message
@@ -79,7 +79,7 @@ def judge_exercise(ex: Exercise, run: SandboxRun, ref: SandboxRun, variant: str 
         if w_status != "ok":
             raise GradingError(f"reference outputs missing for {ex.grade_id} case '{case.name}'")
         if g_status != "ok":
-            failures.append(f"case '{case.name}': {explain(safe_message(got, fragments))}")
+            failures.append(f"case '{case.name}': {explain(safe_message(got, fragments), ex.functions)}")
             continue
         try:
             reason = ex.judge(got, want, case.params)
