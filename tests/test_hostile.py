@@ -34,7 +34,7 @@ FULL = 18.0
 WRONG_LOG_SOFTMAX = "\ndef log_softmax(logits, dim=-1):\n    return logits * 0\n"
 HONEST_WRONG = 14.0  # a wrong log_softmax loses its 2 points and cross_entropy's 2 (which calls it)
 MARKER = "llmprep-hostile-marker"
-LIMITS = Limits(wall=150, cell_timeout=15, case_timeout=15)
+LIMITS = Limits(wall=300, cell_timeout=60, case_timeout=60)  # generous: CI runs this beside other tests
 
 pytestmark = pytest.mark.skipif(not engine.isolation().strong,
                                 reason=f"no sandbox on this machine: {engine.isolation().why}")

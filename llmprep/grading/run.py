@@ -1,7 +1,7 @@
 """Stage 3 of grading one submission: start the sandbox, feed it the job, enforce the budget.
 
-``run_sandbox`` is one run; ``run_submission`` retries after a crash (grading what finished
-before the cell or the probed function that killed the process) within **one** wall-clock budget
+``run_sandbox`` is one run; ``run_submission`` retries after a crash (without the cell or the
+probed function that killed the process) within **one** wall-clock budget
 for the whole submission, so a hostile notebook costs at most ``Limits.wall`` seconds.
 """
 from __future__ import annotations
@@ -181,8 +181,8 @@ def run_sandbox(job: dict, limits: Limits | None = None, folder: Path | None = N
 
 
 def run_submission(nb, exercises: list[Exercise], limits: Limits | None = None, folder: Path | None = None):
-    """Run a submission; if its process dies part-way, grade what finished before the cell (or the
-    probed function) that killed it, all within one time budget.
+    """Run a submission; if its process dies part-way, run it again without the cell (or the probed
+    function) that killed it, all within one time budget.
     Returns (run, notes, {grade_id: reason} of exercises lost)."""
     limits = limits or Limits()
     job = build_job(nb, exercises)
@@ -203,8 +203,9 @@ def run_submission(nb, exercises: list[Exercise], limits: Limits | None = None, 
         where = run.progress
         if where.get("phase") == "cell":
             index = where["index"]
-            notes.append(f"{run.reason} during {labels.get(index, 'a cell')}; graded what ran before that cell")
-            job["cells"] = [dict(c, skip=True) if c["index"] >= index else c for c in job["cells"]]
+            notes.append(f"{run.reason} during {labels.get(index, 'a cell')}; that cell was skipped and the rest "
+                         "run again")
+            job["cells"] = [dict(c, skip=True) if c["index"] == index else c for c in job["cells"]]
         elif where.get("phase") == "probe":
             gid = where["grade_id"]
             lost[gid] = f"calling it ended the notebook process ({run.reason})"
