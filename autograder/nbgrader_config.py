@@ -32,3 +32,4 @@ if not _exchange:
     os.makedirs(_exchange, exist_ok=True)  # course-local: ours to create (a shared one is the admin's)
 c.Exchange.root = _exchange
 c.Exchange.assignment_dir = os.environ.get("LLMPREP_WORKSPACE") or os.path.join(_root, "work")
+os.makedirs(c.Exchange.assignment_dir, exist_ok=True)  # the lab's Assignment List fails without it
