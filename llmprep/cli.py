@@ -241,8 +241,9 @@ def filter_tracebacks(lines, out) -> None:
     prefix = ""
     for line in lines:
         if _TRACEBACK in line:
+            if not in_tb:  # a chained traceback inside one keeps the first one's log prefix
+                prefix = line[: line.index(_TRACEBACK)]
             in_tb, last = True, ""
-            prefix = line[: line.index(_TRACEBACK)]
             continue
         if in_tb:
             if not line.strip() or line[:1].isspace() or line.startswith("During handling") \
