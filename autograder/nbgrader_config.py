@@ -33,3 +33,11 @@ if not _exchange:
 c.Exchange.root = _exchange
 c.Exchange.assignment_dir = os.environ.get("LLMPREP_WORKSPACE") or os.path.join(_root, "work")
 os.makedirs(c.Exchange.assignment_dir, exist_ok=True)  # the lab's Assignment List fails without it
+
+# Feedback pages: nbgrader's two preprocessors, then one that lets the grader's verdict lines wrap.
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import GetGrades  # noqa: E402
+
+from llmprep.feedback import WrapVerdicts  # noqa: E402
+
+c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, WrapVerdicts]

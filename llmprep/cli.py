@@ -106,7 +106,7 @@ def lab_command(extra: list[str], root: Path, uid: int | None = None) -> tuple[l
     env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(kernels), env.get("JUPYTER_PATH", "")) if p)
     work = workspace(root)
     opens = "work" if work.is_dir() and any(work.iterdir()) else "course"
-    cmd = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={root}",
+    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}",
            f"--LabApp.default_url=/lab/tree/{opens}"]
     uid = os.getuid() if uid is None and hasattr(os, "getuid") else uid
     if uid == 0 and "--allow-root" not in extra:

@@ -48,7 +48,7 @@ def _student(monkeypatch, tmp_path, base_env, name):
     return lst, home / "work"
 
 
-def test_exchange_round_trip_three_students(root, tmp_path, monkeypatch):
+def test_exchange_round_trip_three_students(root, tmp_path, monkeypatch, capsys):
     course = tmp_path / "course_root"
     for top in ("solutions", "course"):
         shutil.copytree(root / top / CH, course / top / CH)
@@ -99,6 +99,8 @@ def test_exchange_round_trip_three_students(root, tmp_path, monkeypatch):
     # 4. trusted grading (by this repository's engine, specs and reference cache)
     monkeypatch.delenv("LLMPREP_ROOT")
     assert grade_assignment(CH, root=course, jobs=2) == 0
+    out = capsys.readouterr().out
+    assert f"note: graded carol_ch01.ipynb as {nb_name}" in out  # the rename shows in the text output
     rows = {r["student"]: r for r in csv.DictReader(open(course / "build" / "grades" / f"{CH}.csv"))}
     full = sum(ex.points for ex in load_spec(CH).EXERCISES)
     assert {s: float(r["score"]) for s, r in rows.items()} == {"alice": full, "bob": 0.0, "carol": full}
@@ -110,7 +112,8 @@ def test_exchange_round_trip_three_students(root, tmp_path, monkeypatch):
     result = api.release_feedback(CH)
     assert result["success"], result
     for student in ("alice", "bob", "carol"):
-        assert (course / "feedback" / student / CH / nb_name.replace(".ipynb", ".html")).is_file()
+        page = (course / "feedback" / student / CH / nb_name.replace(".ipynb", ".html")).read_text()
+        assert 'white-space: pre-wrap; overflow-wrap: anywhere">llmprep grader:' in page  # verdicts wrap
     lst, work = _student(monkeypatch, tmp_path, env, "alice")
     assert lst.fetch_feedback("llmprep", CH)["success"]
     assert list((work / CH / "feedback").rglob("*.html"))

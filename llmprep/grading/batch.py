@@ -121,6 +121,8 @@ def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, a
                     tqdm.write(json.dumps({**row, **(result.to_json() if result else {})}))
                 elif row["score"] != "":
                     tqdm.write(f"{student:<20} {row['score']:g} / {row['max_score']:g}  {status}")
+                    for note in result.notes:  # e.g. a renamed notebook matched by its graded cells
+                        tqdm.write(f"{'':<20} note: {note}")
                 else:
                     tqdm.write(f"{student:<20} {status}")
     except GradingError as exc:
