@@ -1,9 +1,17 @@
-"""nbgrader configuration of the course (used by `llmprep release`, `llmprep grade` and `make lab`).
+"""nbgrader configuration of the course (used by `llmprep release`, `llmprep grade`, `llmprep nbgrader ...`
+and `llmprep lab`).
 
 solutions/ is nbgrader's SOURCE directory and course/ its RELEASE directory. The
 verdict of every graded cell comes from llmprep's trusted engine (see
 autograder/README.md); nbgrader keeps release, collect, the gradebook, formgrader,
 feedback and export.
+
+The exchange (release_assignment, fetch, submit, collect, release_feedback, fetch_feedback and the
+lab's Assignment List) is course-local by default: ``exchange/`` in the course root, created on first
+use, for a class on one machine or a demonstration. For a shared machine set ``LLMPREP_EXCHANGE`` to a
+folder every student can write (nbgrader's usual ``/srv/nbgrader/exchange``, created once by an admin
+with mode 0777). Fetched assignments land in the learner's workspace ``work/`` (``LLMPREP_WORKSPACE``
+to change it), the folder `llmprep start` copies chapters into.
 """
 import os
 
@@ -17,3 +25,19 @@ c.CourseDirectory.release_directory = "course"
 c.CourseDirectory.db_url = os.environ.get("LLMPREP_GRADEBOOK") or "sqlite:///" + os.path.join(_root, "gradebook.db")
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+_exchange = os.environ.get("LLMPREP_EXCHANGE")
+if not _exchange:
+    _exchange = os.path.join(_root, "exchange")
+    os.makedirs(_exchange, exist_ok=True)  # course-local: ours to create (a shared one is the admin's)
+c.Exchange.root = _exchange
+c.Exchange.assignment_dir = os.environ.get("LLMPREP_WORKSPACE") or os.path.join(_root, "work")
+os.makedirs(c.Exchange.assignment_dir, exist_ok=True)  # the lab's Assignment List fails without it
+
+# Feedback pages: nbgrader's two preprocessors, then one that lets the grader's verdict lines wrap.
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import GetGrades  # noqa: E402
+
+from llmprep.feedback import WrapVerdicts  # noqa: E402
+
+c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, WrapVerdicts]

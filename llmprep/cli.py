@@ -1,13 +1,49 @@
-"""`llmprep` command line: data, run, lab, release, check, grade, bench."""
+"""`llmprep` command line: data, run, start, lab, release, check, grade, nbgrader, bench.
+
+Bad input is refused before any work with one line ``error: ...`` on stderr and exit code 2; paths are
+resolved from the folder the command is run in.
+"""
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
+import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
+EXIT_USAGE = 2
+
+
+class UsageFailure(Exception):
+    """Raised by a command for bad input: ``error: <message>`` on stderr, exit 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``error: ...``, then where to find help) instead of a usage block."""
+
+    def error(self, message):  # noqa: D401 - argparse's hook
+        self.exit(EXIT_USAGE, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number (got '{text}')") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+def _usage(exc) -> None:
+    raise UsageFailure(str(exc))
+
+
+# --------------------------------------------------------------------------- commands
 
 def cmd_data(args) -> int:
     from llmprep import assets
@@ -36,48 +72,105 @@ def _fetch_or_repair(name: str):
 
 
 def cmd_run(args) -> int:
-    from llmprep.course import run
+    from llmprep.course import UsageError, resolve_chapters, run
 
-    return run(args.chapters or None, jobs=args.jobs)
+    try:
+        chapters = resolve_chapters(args.chapters)
+    except UsageError as exc:
+        _usage(exc)
+    return run(chapters, jobs=args.jobs)
+
+
+def cmd_start(args) -> int:
+    from llmprep.course import UsageError, start
+
+    dest = Path(args.dir).expanduser().resolve() if args.dir else None
+    try:
+        folder = start(args.chapter, dest)
+    except UsageError as exc:
+        _usage(exc)
+    notebooks = sorted(p.name for p in folder.glob("*.ipynb"))
+    print(f"copied course/{folder.name} to {folder}: {', '.join(notebooks)}")
+    print("open it with `llmprep lab` (or `make lab`); inside a notebook, `%llmprep_check` grades it with the "
+          f"trusted engine; on the command line: llmprep check {folder / notebooks[-1] if notebooks else folder}")
+    return 0
+
+
+def lab_command(extra: list[str], root: Path, uid: int | None = None) -> tuple[list[str], dict]:
+    """The `jupyter lab` command line and environment of `llmprep lab` (for the tests)."""
+    from llmprep.course import nbgrader_env, workspace
+    from llmprep.jupyter import kernel_spec_dir
+
+    env = nbgrader_env(root)
+    kernels = kernel_spec_dir(root / "build" / "jupyter")  # kernels that load %llmprep_check
+    env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(kernels), env.get("JUPYTER_PATH", "")) if p)
+    work = workspace(root)
+    opens = "work" if work.is_dir() and any(work.iterdir()) else "course"
+    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}",
+           f"--LabApp.default_url=/lab/tree/{opens}"]
+    uid = os.getuid() if uid is None and hasattr(os, "getuid") else uid
+    if uid == 0 and "--allow-root" not in extra:
+        cmd.append("--allow-root")  # jupyter refuses to start as root without it (containers, `make lab` as root)
+    return cmd + list(extra), env
 
 
 def cmd_lab(args) -> int:
-    from llmprep.course import nbgrader_env
     from llmprep.grading.engine import repo_root
 
     root = repo_root()
-    env = nbgrader_env(root)
-    cmd = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={root / 'course'}"] + args.extra
-    return subprocess.call(cmd, cwd=root / "course", env=env)
+    cmd, env = lab_command(args.extra, root)
+    return subprocess.call(cmd, cwd=root, env=env)
 
 
 def cmd_release(args) -> int:
-    from llmprep.course import release, release_diff
+    from llmprep.course import UsageError, release, release_diff, resolve_chapters
 
     if args.check:
+        if args.chapters:
+            _usage("--check compares all of course/ and takes no chapters")
         problems = release_diff()
         for p in problems:
             print(p)
         print("course/ is in sync with solutions/" if not problems else
               f"{len(problems)} difference(s): run `llmprep release` and commit course/")
         return 1 if problems else 0
-    release(args.chapters or None)
+    try:
+        chapters = resolve_chapters(args.chapters)
+    except UsageError as exc:
+        _usage(exc)
+    release(chapters)
     print("course/ regenerated from solutions/")
     return 0
 
 
+def usable_notebook(path: Path) -> str | None:
+    """Why ``path`` cannot be a notebook, in words (None: worth reading)."""
+    if path.is_dir():
+        return f"{path} is a folder, not a notebook"
+    if not path.exists():
+        return f"{path} does not exist"
+    if not path.is_file():
+        return f"{path} is not a regular file"
+    if path.stat().st_size == 0:
+        return f"{path} is empty"
+    return None
+
+
 def cmd_check(args) -> int:
+    path = Path(args.notebook).expanduser()
+    why = usable_notebook(path)
+    if why:
+        _usage(why)
     from llmprep.grading.engine import GradingError, check_notebook, isolation
 
     iso = isolation()
     try:
-        result = check_notebook(Path(args.notebook))
+        result = check_notebook(path)
     except GradingError as exc:
-        print(f"error: the grader itself failed: {exc}", file=sys.stderr)
+        print(f"error: the grader itself failed: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     if result.chapter is None:  # not a gradable notebook at all: a usage error, before any work
-        print(f"error: {'; '.join(result.notes)}", file=sys.stderr)
-        return 2
+        _usage("; ".join(result.notes))
     level = iso.describe
     if args.json:
         print(json.dumps({**result.to_json(), "sandbox": level}, ensure_ascii=False, indent=1))
@@ -94,18 +187,95 @@ def cmd_check(args) -> int:
 
 def cmd_grade(args) -> int:
     from llmprep.grading.batch import grade_assignment
+    from llmprep.grading.trusted import all_chapters
     from llmprep.runtime import usable_cores
 
+    if args.assignment not in all_chapters():
+        _usage(f"unknown assignment '{args.assignment}'; the assignments are: {', '.join(all_chapters())}")
     jobs = usable_cores() if args.jobs is None else args.jobs
     return grade_assignment(args.assignment, jobs=jobs, as_json=args.json, feedback=args.feedback,
                             unsandboxed=args.unsandboxed)
 
 
+# nbgrader commands whose positional arguments are notebook paths (the others take assignment names)
+_PATH_COMMANDS = {"validate"}
+_TRACEBACK = "Traceback (most recent call last):"
+_EXC_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning)|[\w.]+\.\w+): ")
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def nbgrader_paths(extra: list[str], cwd: Path) -> None:
+    """Refuse, before nbgrader runs, a path command (``validate``) whose notebooks do not exist or cannot
+    be read; paths are relative to ``cwd`` (the user's folder)."""
+    from llmprep.grading.notebook import read_notebook
+    from llmprep.grading.trusted import GradingError
+
+    words = [w for w in extra if not w.startswith("-")]
+    if not words or words[0] not in _PATH_COMMANDS or {"-h", "--help", "--help-all"} & set(extra):
+        return
+    paths = words[1:]
+    if not paths:
+        _usage(f"nbgrader {words[0]} needs a notebook path")
+    for pattern in paths:
+        full = pattern if os.path.isabs(pattern) else os.path.join(cwd, pattern)
+        hits = sorted(glob.glob(os.path.expanduser(full)))
+        if not hits:
+            _usage(f"no notebook matches '{pattern}' (paths are relative to {cwd})")
+        for hit in hits:
+            why = usable_notebook(Path(hit))
+            if why:
+                _usage(why)
+            try:
+                read_notebook(Path(hit))
+            except GradingError as exc:
+                _usage(str(exc))
+
+
+def filter_tracebacks(lines, out) -> None:
+    """Copy nbgrader's stderr to ``out``, each Python traceback in it replaced by its last line."""
+    in_tb, last = False, ""
+    prefix = ""
+    for line in lines:
+        if _TRACEBACK in line:
+            if not in_tb:  # a chained traceback inside one keeps the first one's log prefix
+                prefix = line[: line.index(_TRACEBACK)]
+            in_tb, last = True, ""
+            continue
+        if in_tb:
+            if not line.strip() or line[:1].isspace() or line.startswith("During handling") \
+                    or line.startswith("The above exception"):
+                if _EXC_LINE.match(line) and not line.strip().startswith("File "):
+                    last = line.strip()
+                continue
+            if _EXC_LINE.match(line):  # an unindented traceback ends with its exception line
+                last = line.strip()
+                line = ""
+            out.write(f"{prefix}{_one_line(last or 'an exception')} (LLMPREP_DEBUG=1 shows the traceback)\n")
+            in_tb = False
+            if not line:
+                continue
+        out.write(line)
+    if in_tb:
+        out.write(f"{prefix}{_one_line(last or 'an exception')} (LLMPREP_DEBUG=1 shows the traceback)\n")
+    out.flush()
+
+
 def cmd_nbgrader(args) -> int:
     from llmprep.course import nbgrader_env
-    from llmprep.grading.engine import repo_root
 
-    return subprocess.call([sys.executable, "-m", "nbgrader", *args.extra], cwd=repo_root(), env=nbgrader_env())
+    cwd = Path.cwd()
+    nbgrader_paths(args.extra, cwd)
+    cmd = [sys.executable, "-m", "nbgrader", *args.extra]
+    if os.environ.get("LLMPREP_DEBUG"):
+        return subprocess.call(cmd, cwd=cwd, env=nbgrader_env())
+    proc = subprocess.Popen(cmd, cwd=cwd, env=nbgrader_env(), stderr=subprocess.PIPE, text=True,
+                            errors="replace")
+    filter_tracebacks(proc.stderr, sys.stderr)
+    return proc.wait()
 
 
 def cmd_bench(args) -> int:
@@ -115,49 +285,102 @@ def cmd_bench(args) -> int:
     return subprocess.call([sys.executable, str(script)] + args.extra)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="llmprep", description="LLM interview-prep course: data, notebooks, grading")
-    sub = p.add_subparsers(dest="command", required=True)
+# --------------------------------------------------------------------------- parser
 
-    s = sub.add_parser("data", help="fetch and verify every offline asset into the cache")
+def _doc(description: str, example: str, codes: str) -> dict:
+    epilog = f"example:\n{textwrap.indent(example.strip(), '  ')}\n\nexit codes:\n{textwrap.indent(codes.strip(), '  ')}"
+    return {"description": description, "epilog": epilog, "formatter_class": argparse.RawDescriptionHelpFormatter}
+
+
+USAGE_CODE = "2  bad input (one line `error: ...` on stderr, nothing done)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from llmprep import __version__
+
+    p = Parser(prog="llmprep", **_doc(
+        "LLM interview-prep course: offline data, headless notebook runs, a learner workspace, JupyterLab, "
+        "release of the course, and trusted grading.",
+        "llmprep start ch01_training && llmprep lab\nllmprep check work/ch01_training/ch01_exercises.ipynb",
+        f"0  success\n1  the command ran and found problems (see each command's --help)\n{USAGE_CODE}"))
+    p.add_argument("--version", action="version", version=f"llmprep {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("data", help="fetch and verify every offline asset into the cache", **_doc(
+        "Fetch (or repair) every offline asset into the cache and verify its checksum.",
+        "llmprep data\nllmprep data --check", f"0  every asset verified\n1  an asset is missing or wrong\n{USAGE_CODE}"))
     s.add_argument("--check", action="store_true", help="verify only; exit 1 if any asset is missing or wrong")
     s.set_defaults(func=cmd_data)
 
-    s = sub.add_parser("run", help="execute reference and solution notebooks headless; results table")
-    s.add_argument("chapters", nargs="*")
-    s.add_argument("--jobs", type=int, default=None,
-                   help="graded notebooks run this many at a time, one thread each (default: one per core)")
+    s = sub.add_parser("run", help="execute reference and solution notebooks headless; results table", **_doc(
+        "Execute the chapters' notebooks from solutions/ headless: reference notebooks one after another on "
+        "every core, then the graded notebooks on one thread each, several at a time. Prints the time, peak "
+        "memory and status of each notebook and the recorded results; build/results.jsonl keeps the latest "
+        "results of every chapter (a run replaces only the chapters it ran).",
+        "llmprep run                      # every chapter\nllmprep run ch06_generation ch09 --jobs 2",
+        f"0  every notebook ran\n1  a notebook failed (its row says why)\n{USAGE_CODE}"))
+    s.add_argument("chapters", nargs="*", metavar="CHAPTER",
+                   help="chapter id (ch06_generation), its number (ch06) or its folder; default: all")
+    s.add_argument("--jobs", type=positive_int, default=None, metavar="N",
+                   help="graded notebooks run N at a time, one thread each (default: one per core)")
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("lab", help="JupyterLab on course/ (other options go to jupyter lab)")
+    s = sub.add_parser("start", help="copy a chapter into your workspace (work/) to solve it there", **_doc(
+        "Copy course/CHAPTER/ into a learner workspace (default work/CHAPTER/, which `llmprep lab` opens on) "
+        "so that course/ stays pristine. Never overwrites an existing folder.",
+        "llmprep start ch01_training\nllmprep start ch02 ~/llm-practice/ch02",
+        f"0  copied\n{USAGE_CODE}: unknown chapter, or the destination exists"))
+    s.add_argument("chapter", metavar="CHAPTER", help="chapter id (ch01_training) or number (ch01)")
+    s.add_argument("dir", nargs="?", metavar="DIR", help="destination folder (default: work/CHAPTER)")
+    s.set_defaults(func=cmd_start)
+
+    s = sub.add_parser("lab", add_help=False, help="JupyterLab with nbgrader on the course (`llmprep lab --help`: "
+                                                   "jupyter lab's own options, all passed through)")
     s.set_defaults(func=cmd_lab, passthrough=True)
 
-    s = sub.add_parser("release", help="regenerate course/ from solutions/")
+    s = sub.add_parser("release", help="regenerate course/ from solutions/", **_doc(
+        "Regenerate course/CHAPTER/ from solutions/CHAPTER/ with nbgrader generate_assignment (solutions "
+        "become stubs; the kernel metadata the installed kernel reports is stored).",
+        "llmprep release\nllmprep release ch01_training\nllmprep release --check",
+        f"0  done / in sync\n1  with --check: course/ differs from what solutions/ generates\n{USAGE_CODE}"))
     s.add_argument("--check", action="store_true", help="exit 1 if course/ differs from what would be generated")
-    s.add_argument("chapters", nargs="*")
+    s.add_argument("chapters", nargs="*", metavar="CHAPTER", help="chapters to release (default: all)")
     s.set_defaults(func=cmd_release)
 
-    s = sub.add_parser("check", help="grade one notebook with the trusted engine",
-                       description="Exit codes: 0 graded; 1 with --strict when below full marks; "
-                                   "2 the file is not a gradable notebook, or the grader failed.")
-    s.add_argument("notebook")
-    s.add_argument("--json", action="store_true")
+    s = sub.add_parser("check", help="grade one notebook with the trusted engine", **_doc(
+        "Grade one notebook with the trusted engine the instructor uses (in a sandbox): points and a reason "
+        "per exercise. The chapter is found from the notebook's graded cells, whatever the file is called. "
+        "Inside Jupyter, `%llmprep_check` does the same for the open notebook. (nbgrader's Validate button "
+        "only runs the visible asserts.)",
+        "llmprep check work/ch01_training/ch01_exercises.ipynb\nllmprep check my.ipynb --json --strict",
+        "0  graded (whatever the score)\n1  with --strict: graded, below full marks\n"
+        "2  unusable input: missing, a folder, empty, not a notebook, no graded cell of the course;\n"
+        "   or the grader itself failed"))
+    s.add_argument("notebook", metavar="NOTEBOOK", help="path of the .ipynb file (relative to this folder)")
+    s.add_argument("--json", action="store_true", help='print {"score", "max_score", "cells": [...], "notes"} as JSON')
     s.add_argument("--strict", action="store_true", help="exit 1 unless the notebook earns full marks")
     s.set_defaults(func=cmd_check)
 
-    s = sub.add_parser("grade", help="grade every submitted/<student>/<ASSIGNMENT>/ into the gradebook and a CSV")
-    s.add_argument("assignment")
-    s.add_argument("--jobs", type=int, default=None, help="parallel submissions (default: one per core)")
+    s = sub.add_parser("grade", help="grade every submitted/<student>/<ASSIGNMENT>/ into the gradebook and a CSV", **_doc(
+        "Grade every submitted/<student>/ASSIGNMENT/ with the trusted engine, one sandbox per submission: "
+        "scores into the gradebook, autograded/<student>/ASSIGNMENT/, and build/grades/ASSIGNMENT.csv.",
+        "llmprep grade ch01_training --jobs 2 --feedback",
+        "0  every submission graded\n1  some submissions could not be graded, or none were found\n"
+        "2  unknown assignment or bad option; the grader failed; no sandbox (without --unsandboxed)"))
+    s.add_argument("assignment", metavar="ASSIGNMENT", help="a chapter id, e.g. ch01_training")
+    s.add_argument("--jobs", type=positive_int, default=None, metavar="N",
+                   help="grade N submissions at a time (default: one per core)")
     s.add_argument("--unsandboxed", action="store_true",
                    help="grade even where no sandbox can start (only if you trust every submission)")
     s.add_argument("--json", action="store_true", help="one JSON object per student")
     s.add_argument("--feedback", action="store_true", help="also run nbgrader generate_feedback")
     s.set_defaults(func=cmd_grade)
 
-    s = sub.add_parser("nbgrader", help="run an nbgrader command with the course's configuration")
+    s = sub.add_parser("nbgrader", add_help=False, help="an nbgrader command with the course's configuration "
+                                                        "(`llmprep nbgrader CMD --help`: nbgrader's own help)")
     s.set_defaults(func=cmd_nbgrader, passthrough=True)
 
-    s = sub.add_parser("bench", help="the benchmarks behind README's results table")
+    s = sub.add_parser("bench", add_help=False, help="the benchmarks behind README's results table")
     s.set_defaults(func=cmd_bench, passthrough=True)
     return p
 
@@ -166,22 +389,30 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "passthrough", False):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        parser.exit(EXIT_USAGE, f"error: unrecognized arguments: {' '.join(extra)} (see `llmprep {args.command} --help`)\n")
     args.extra = extra
     try:
         return args.func(args)
+    except UsageFailure as exc:
+        print(f"error: {_one_line(str(exc), 600)}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - no traceback is the user interface
         from llmprep.assets import AssetError
+        from llmprep.course import UsageError
 
+        if isinstance(exc, UsageError):
+            print(f"error: {_one_line(str(exc), 600)}", file=sys.stderr)
+            return EXIT_USAGE
         if isinstance(exc, AssetError):
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {_one_line(str(exc), 600)}", file=sys.stderr)
             return 1
         if os.environ.get("LLMPREP_DEBUG"):
             raise
-        print(f"error: {type(exc).__name__}: {exc} (set LLMPREP_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(f"error: {type(exc).__name__}: {_one_line(str(exc), 600)} (set LLMPREP_DEBUG=1 for the traceback)",
+              file=sys.stderr)
         return 2
 
 

@@ -28,6 +28,27 @@ def notebooks(chapter: str, root: Path | None = None) -> list[Path]:
     return sorted(found, key=lambda p: (0 if "reference" in p.stem else 1, p.name))
 
 
+class UsageError(ValueError):
+    """Bad input from the command line: reported as one ``error: ...`` line, before any work."""
+
+
+def resolve_chapters(names: list[str] | None, root: Path | None = None) -> list[str]:
+    """Chapter ids from what a user typed: ``ch01_training``, ``ch01``, or a path to a chapter folder
+    (``course/ch01_training``, ``solutions/ch01_training/``). UsageError names the valid chapters."""
+    known = chapters(root)
+    if not names:
+        return known
+    picked = []
+    for name in names:
+        stem = Path(name.rstrip("/\\")).name if name.strip() else ""
+        hits = [stem] if stem in known else [ch for ch in known if stem and ch.split("_")[0] == stem]
+        if len(hits) != 1:
+            raise UsageError(f"unknown chapter '{name}'; the chapters are: {', '.join(known)}")
+        if hits[0] not in picked:
+            picked.append(hits[0])
+    return picked
+
+
 def nbgrader_env(root: Path | None = None) -> dict:
     """Environment for nbgrader commands: the course's config (autograder/) and this venv's tools."""
     root = root or repo_root()
@@ -49,11 +70,58 @@ def nbgrader(args: list[str], root: Path | None = None, quiet: bool = True) -> s
     return proc
 
 
+# What the course's kernel (ipykernel's ``python3``) reports, stored in every released notebook so that
+# opening one in JupyterLab changes nothing: JupyterLab rewrites ``kernelspec`` with the kernel's spec and
+# ``language_info`` with its kernel_info reply, and marks the notebook modified when either differs. The
+# Python version is left out (it depends on the machine); autograder/jupyter_server_config.py drops it
+# again on save, so a saved notebook stays byte-identical.
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+LANGUAGE_INFO = {"codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
+                 "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
+                 "pygments_lexer": "ipython3"}
+
+
+def normalise_metadata(path: Path) -> None:
+    """Store the course kernel's spec and language info in one notebook (only rewritten if they differ)."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    if nb.metadata.get("kernelspec") == KERNELSPEC and nb.metadata.get("language_info") == LANGUAGE_INFO:
+        return
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    nb.metadata["language_info"] = json.loads(json.dumps(LANGUAGE_INFO))
+    nbformat.write(nb, str(path))
+
+
 def release(chapter_ids: list[str] | None = None, root: Path | None = None, db: bool = True) -> None:
     """Regenerate course/<chapter>/ from solutions/<chapter>/ with nbgrader generate_assignment."""
     root = root or repo_root()
     for chapter in chapter_ids or chapters(root):
         nbgrader(["generate_assignment", chapter, "--force"] + ([] if db else ["--no-db"]), root)
+        for path in sorted((root / "course" / chapter).glob("*.ipynb")):
+            normalise_metadata(path)
+
+
+def workspace(root: Path | None = None) -> Path:
+    """The learner's workspace: ``work/`` in the course root (ignored by git); JupyterLab opens on it."""
+    return (root or repo_root()) / "work"
+
+
+def start(chapter: str, dest: Path | None = None, root: Path | None = None) -> Path:
+    """Copy course/<chapter>/ into the learner's workspace (default ``work/<chapter>``) so that course/
+    stays pristine. Never overwrites: an existing destination is a UsageError."""
+    root = root or repo_root()
+    (chapter,) = resolve_chapters([chapter], root)
+    source = root / "course" / chapter
+    if not source.is_dir():
+        raise UsageError(f"course/{chapter} does not exist; run `llmprep release {chapter}` first")
+    dest = Path(dest) if dest is not None else workspace(root) / chapter
+    if dest.exists():
+        raise UsageError(f"{dest} already exists; your work there is kept (choose another folder, "
+                         "or remove it to start over)")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source, dest, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    return dest
 
 
 def release_diff(root: Path | None = None) -> list[str]:
@@ -168,11 +236,18 @@ def run(chapter_ids: list[str] | None = None, root: Path | None = None, jobs: in
     from tqdm.auto import tqdm
 
     root = root or repo_root()
+    chapter_ids = resolve_chapters(chapter_ids, root)
+    if jobs is not None and jobs < 1:
+        raise UsageError(f"--jobs must be at least 1 (got {jobs})")
+    todo = [(ch, nb) for ch in chapter_ids for nb in notebooks(ch, root)]
+    if not todo:
+        raise UsageError(f"no notebooks to run in solutions/{{{','.join(chapter_ids)}}}")
     build = root / "build"
-    results_file = build / "results.jsonl"
     build.mkdir(exist_ok=True)
+    # This run's records go to a file of their own; build/results.jsonl gets them at the end, replacing
+    # only the chapters that ran (an interrupted or partial run never erases earlier results).
+    results_file = build / f"results.{os.getpid()}.partial.jsonl"
     results_file.write_text("")
-    todo = [(ch, nb) for ch in (chapter_ids or chapters(root)) for nb in notebooks(ch, root)]
     jobs = jobs or usable_cores()
     total_cells = sum(sum(c.cell_type == "code" for c in nbformat.read(str(nb), as_version=4).cells) for _, nb in todo)
     rows = {}
@@ -189,21 +264,53 @@ def run(chapter_ids: list[str] | None = None, root: Path | None = None, jobs: in
             rows[item] = (chapter, nb.name, float("nan"), float("nan"),
                           f"FAILED: {type(exc).__name__}: {first[-1][:120] if first else ''}")
 
-    with tqdm(total=total_cells, desc="llmprep run", unit="cell") as bar:
-        for item in todo:
-            if not is_graded(item[1]):
-                bar.set_postfix_str(f"{item[0]}/{item[1].name}")
-                one(item)
-        bar.set_postfix_str(f"graded notebooks, {jobs} at a time on one thread each")
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            list(pool.map(one, [item for item in todo if is_graded(item[1])]))
-    order = {ch: i for i, ch in enumerate(dict.fromkeys(ch for ch, _ in todo))}
-    records = [json.loads(line) for line in results_file.read_text().splitlines() if line.strip()]
-    records.sort(key=lambda r: order.get(r.get("chapter"), len(order)))  # stable: notebook order within a chapter
+    try:
+        with tqdm(total=total_cells, desc="llmprep run", unit="cell") as bar:
+            for item in todo:
+                if not is_graded(item[1]):
+                    bar.set_postfix_str(f"{item[0]}/{item[1].name}")
+                    one(item)
+            bar.set_postfix_str(f"graded notebooks, {jobs} at a time on one thread each")
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                list(pool.map(one, [item for item in todo if is_graded(item[1])]))
+        order = {ch: i for i, ch in enumerate(dict.fromkeys(ch for ch, _ in todo))}
+        records = _read_records(results_file)
+        records.sort(key=lambda r: order.get(r.get("chapter"), len(order)))  # stable: notebook order within a chapter
+        merge_results(build / "results.jsonl", records, chapter_ids, chapters(root))
+    finally:
+        results_file.unlink(missing_ok=True)
     table = [rows[item] for item in todo]
     print_table(table, records)
     print(f"\ntotal {time.perf_counter() - start:.0f} s; executed notebooks in {build / 'executed'}")
     return 1 if any(r[4] != "ok" for r in table) else 0
+
+
+def _read_records(path: Path) -> list[dict]:
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            records.append(rec)
+    return records
+
+
+def _chapter_of(record: dict) -> str:
+    return str(record.get("chapter", "")).split("_")[0]
+
+
+def merge_results(path: Path, records: list[dict], ran: list[str], known: list[str]) -> None:
+    """Write ``records`` (from the chapters in ``ran``) into ``path``, keeping every earlier record of a
+    chapter that did not run; chapters in course order."""
+    done = {ch.split("_")[0] for ch in ran}
+    kept = [r for r in _read_records(path) if _chapter_of(r) not in done]
+    rank = {ch.split("_")[0]: i for i, ch in enumerate(known)}
+    merged = sorted(kept + records, key=lambda r: rank.get(_chapter_of(r), len(rank)))
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in merged), encoding="utf-8")
+    tmp.replace(path)
 
 
 def print_table(rows, records) -> None:

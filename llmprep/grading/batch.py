@@ -28,6 +28,16 @@ def _error(message: str) -> int:
     return EXIT_GRADER
 
 
+def _copy_timestamp(folder: Path, out: Path) -> None:
+    """nbgrader's exchange leaves timestamp.txt and submission_secret.txt beside a submission;
+    generate_feedback and release_feedback need them in the autograded folder (as nbgrader autograde
+    leaves them)."""
+    for name in ("timestamp.txt", "submission_secret.txt"):
+        stamp = folder / name
+        if stamp.is_file() and not stamp.is_symlink() and stamp.stat().st_size < 4096:
+            (out / name).write_text(stamp.read_text(errors="replace"))
+
+
 def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, as_json: bool = False,
                      feedback: bool = False, unsandboxed: bool = False, limits: Limits | None = None) -> int:
     """Grade every submitted/<student>/<assignment>/; gradebook, autograded notebooks and a CSV.
@@ -92,6 +102,7 @@ def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, a
                         record(gradebook_url(root), assignment, student, notebook_id, result)
                         write_autograded(path, root / "autograded" / student / assignment / spec.NOTEBOOK, result,
                                          repo_root() / "course" / assignment / spec.NOTEBOOK)
+                        _copy_timestamp(submitted / student / assignment, root / "autograded" / student / assignment)
                         status = "graded"
                     except Exception as exc:  # noqa: BLE001 - recorded as this student's failure
                         result, status = None, f"failed: could not be recorded ({type(exc).__name__})"
@@ -110,6 +121,8 @@ def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, a
                     tqdm.write(json.dumps({**row, **(result.to_json() if result else {})}))
                 elif row["score"] != "":
                     tqdm.write(f"{student:<20} {row['score']:g} / {row['max_score']:g}  {status}")
+                    for note in result.notes:  # e.g. a renamed notebook matched by its graded cells
+                        tqdm.write(f"{'':<20} note: {note}")
                 else:
                     tqdm.write(f"{student:<20} {status}")
     except GradingError as exc:

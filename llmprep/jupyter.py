@@ -1,0 +1,122 @@
+"""llmprep inside Jupyter: the ``%llmprep_check`` magic and the contents hook `llmprep lab` installs.
+
+``%llmprep_check`` grades the open notebook (its last saved version) with the same trusted engine as
+``llmprep check`` and the instructor's ``llmprep grade``, and shows the verdict of every exercise.
+Under ``llmprep lab`` it is loaded in every kernel; elsewhere ``%load_ext llmprep.jupyter`` first.
+nbgrader's *Validate* button, by contrast, only runs the visible ``assert``s in the notebook.
+
+Kept light: importing this module imports neither torch nor the grading engine.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+USAGE = "usage: %llmprep_check [NOTEBOOK]   (default: the notebook this kernel belongs to; save it first)"
+
+
+def _session_notebook(user_ns: dict) -> str | None:
+    """The notebook a Jupyter kernel was started for (ipykernel's ``__session__``, from JPY_SESSION_NAME)."""
+    path = user_ns.get("__session__") or os.environ.get("JPY_SESSION_NAME")
+    return path if isinstance(path, str) and path.endswith(".ipynb") else None
+
+
+def run_check(path: str | Path, timeout: float = 900) -> tuple[int, dict | None, str]:
+    """``llmprep check --json PATH`` in a fresh process: (exit code, the JSON result or None, stderr)."""
+    proc = subprocess.run([sys.executable, "-m", "llmprep", "check", "--json", str(path)],
+                          capture_output=True, text=True, timeout=timeout)
+    try:
+        result = json.loads(proc.stdout) if proc.stdout.strip() else None
+    except ValueError:
+        result = None
+    return proc.returncode, result, proc.stderr.strip()
+
+
+def render(result: dict, saved_ago: float | None = None) -> tuple[str, str]:
+    """(plain text, HTML) of one check result; every string from the result is escaped."""
+    esc = html.escape
+    score, max_score = result.get("score", 0), result.get("max_score", 0)
+    head = f"{result.get('notebook')} ({result.get('chapter')}): {score:g} / {max_score:g} points"
+    rows_txt, rows_html = [], []
+    for cell in result.get("cells", []):
+        ok = cell.get("points") == cell.get("max_points")
+        mark = "PASS" if ok else "FAIL"
+        pts = f"{cell.get('points', 0):g}/{cell.get('max_points', 0):g}"
+        rows_txt.append(f"  {mark}  {cell.get('grade_id', ''):<32} {pts:>7}  {cell.get('message', '')}")
+        colour = "#1a7f37" if ok else "#cf222e"
+        rows_html.append(f"<tr><td style='color:{colour};font-weight:bold'>{mark}</td><td><code>{esc(str(cell.get('grade_id')))}"
+                         f"</code></td><td>{pts}</td><td style='white-space:pre-wrap;text-align:left'>"
+                         f"{esc(str(cell.get('message', '')))}</td></tr>")
+    notes = [f"note: {n}" for n in result.get("notes", [])]
+    tail = [f"(graded by the trusted engine in: {result.get('sandbox', '?')})"]
+    if saved_ago is not None:
+        tail.append(f"checked the notebook as last saved, {saved_ago:.0f} s ago: save (Ctrl+S) before checking")
+    text = "\n".join([head, *rows_txt, *["  " + n for n in notes], *["  " + t for t in tail]])
+    page = (f"<div><b>{esc(head)}</b><table><tr><th></th><th>exercise</th><th>points</th>"
+            f"<th style='text-align:left'>verdict</th></tr>{''.join(rows_html)}</table>"
+            + "".join(f"<div style='white-space:pre-wrap'>{esc(n)}</div>" for n in notes)
+            + "".join(f"<div><small>{esc(t)}</small></div>" for t in tail) + "</div>")
+    return text, page
+
+
+def llmprep_check(line: str, user_ns: dict | None = None) -> dict | None:
+    """The magic's body: returns the result (also displayed), or None after printing why not."""
+    from IPython.display import display
+
+    path = line.strip().strip("'\"") or _session_notebook(user_ns or {})
+    if not path:
+        print(f"error: this kernel does not know its notebook; {USAGE}", file=sys.stderr)
+        return None
+    path = Path(path).expanduser()
+    saved_ago = time.time() - path.stat().st_mtime if path.is_file() else None
+    code, result, err = run_check(path)
+    if result is None:
+        print(err or f"error: llmprep check exited with {code}", file=sys.stderr)
+        return None
+    text, page = render(result, saved_ago)
+    display({"text/plain": text, "text/html": page}, raw=True)
+    return result
+
+
+def load_ipython_extension(ipython) -> None:
+    def magic(line=""):
+        llmprep_check(line, ipython.user_ns)
+
+    magic.__doc__ = (__doc__ or "") + "\n" + USAGE
+    ipython.register_magic_function(magic, "line", "llmprep_check")
+
+
+# --------------------------------------------------------------------------- Jupyter server side
+
+def pre_save(model, path=None, contents_manager=None, **kwargs) -> None:
+    """Contents-manager pre-save hook (autograder/jupyter_server_config.py): drop the Python version
+    JupyterLab writes into ``language_info`` of the course's notebooks, so that opening and saving a
+    notebook leaves the file as it was on every Python version (course.LANGUAGE_INFO stores no version)."""
+    if not isinstance(model, dict) or model.get("type") != "notebook" or not isinstance(model.get("content"), dict):
+        return
+    from llmprep.course import LANGUAGE_INFO
+
+    info = model["content"].get("metadata", {}).get("language_info")
+    if isinstance(info, dict) and "version" in info and {k: v for k, v in info.items() if k != "version"} == LANGUAGE_INFO:
+        del info["version"]
+
+
+def kernel_spec_dir(folder: Path) -> Path:
+    """Write a ``python3`` kernel spec (the same name, display name and language as ipykernel's, so the
+    notebooks' metadata still matches) whose kernels load this extension; `llmprep lab` puts ``folder``
+    first on JUPYTER_PATH."""
+    from llmprep.course import KERNELSPEC
+
+    spec = folder / "kernels" / KERNELSPEC["name"]
+    spec.mkdir(parents=True, exist_ok=True)
+    body = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                     "--InteractiveShellApp.extensions=llmprep.jupyter"],
+            "display_name": KERNELSPEC["display_name"], "language": KERNELSPEC["language"],
+            "interrupt_mode": "signal", "metadata": {"debugger": True}}
+    (spec / "kernel.json").write_text(json.dumps(body, indent=1))
+    return folder
