@@ -37,7 +37,7 @@ run: data
 
 test: data
 	$(BIN)/ruff check .
-	$(TEST_ENV) $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup tests --nbval-lax --nbval-current-env solutions
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(JOBS) --dist loadfile tests --nbval-lax --nbval-current-env solutions
 
 lab: setup
 	$(BIN)/llmprep lab
