@@ -12,7 +12,7 @@ inside the probe's ``forbidden`` block.
 
 ``RULES`` at the bottom is the shared rule table (``llmprep.grading.spec.Rule``): every rule the
 instructions state, quoted from them, with the hidden cases that exercise it and the mutants that break
-it, each mapped to a word its feedback must contain (tests/test_exercise_rules.py, tests/test_grading.py).
+it, each mapped to a word its feedback must contain (tests/test_exercise_rules.py, tests/test_mutants.py).
 """
 from contextlib import contextmanager
 
@@ -1191,7 +1191,7 @@ ORACLES = {
 R = Rule
 
 # Every rule the instructions state, quoted from them: the hidden cases that break when it is broken, and the
-# mutants that break it, each with a word its feedback must contain (tests/test_exercise_rules.py, test_grading.py).
+# mutants that break it, each with a word its feedback must contain (tests/test_exercise_rules.py, test_mutants.py).
 RULES = {
     "ch09_attention_test": (
         R(r"scores are scaled by $1/\sqrt{d}$", ("no mask", "causal, square"),

@@ -14,7 +14,7 @@ while the student's function runs; each oracle binds what it needs when it is bu
 
 ``RULES`` is the shared rule table (``llmprep.grading.spec.Rule``): every rule the instructions state,
 quoted from them, with the hidden cases that exercise it and the mutants that break it, each mapped to a
-word its feedback must contain (tests/test_exercise_rules.py, tests/test_grading.py).
+word its feedback must contain (tests/test_exercise_rules.py, tests/test_mutants.py).
 """
 import json
 
@@ -1258,7 +1258,7 @@ ORACLES = {
 R = Rule
 
 # Every rule the instructions state, quoted from them: the hidden cases that break when it is broken, and the
-# mutants that break it, each with a word its feedback must contain (tests/test_exercise_rules.py, test_grading.py).
+# mutants that break it, each with a word its feedback must contain (tests/test_exercise_rules.py, test_mutants.py).
 RULES = {
     "ch10_pretokenize_test": (
         R(r"a run of Unicode **letters** (`\p{L}`: any script", ("Chinese, accents and mixed scripts",),

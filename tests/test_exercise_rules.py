@@ -3,7 +3,7 @@
 Fast and static (no sandbox): every rule quotes the exercise's own instructions, names at least one
 hidden case and one mutant that exist, every mutant targets a stated rule and declares the word its
 feedback must contain, and every exercise has an alternative-correct fixture. That the cases and
-mutants really break (and the feedback really names the word) is proven in test_grading.py."""
+mutants really break (and the feedback really names the word) is proven in test_mutants.py."""
 import re
 
 import pytest

@@ -21,7 +21,7 @@ nbgrader test cell:
   stable formula, float32) that the judge must accept; the suite proves each earns full points;
 * ``rules`` — the table of rules the instructions state: each rule quotes the instructions, names
   the case(s) that break when the rule is broken and the mutant(s) that break it, each mutant with
-  the word its feedback must contain (tests/test_exercise_rules.py and tests/test_grading.py read it).
+  the word its feedback must contain (tests/test_exercise_rules.py and tests/test_mutants.py read it).
 """
 from __future__ import annotations
 
