@@ -129,11 +129,11 @@ def bwrap_command(exe: str, submission: str | None) -> list[str]:
             cmd += ["--symlink", os.readlink(link), link]
         elif os.path.isdir(link):
             cmd += ["--ro-bind", link, link]
+    # the private /tmp first: a checkout or cache that lives under the host's /tmp is bound on top of it
+    cmd += ["--size", str(limits.tmp_size), "--tmpfs", "/tmp"]
     for path in _ro_paths():
         cmd += ["--ro-bind", path, path]
-    cmd += ["--proc", "/proc", "--dev", "/dev",
-            "--size", str(limits.tmp_size), "--tmpfs", "/tmp",
-            "--size", str(limits.work_size), "--tmpfs", WORK]
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.work_size), "--tmpfs", WORK]
     if submission:
         cmd += ["--ro-bind", submission, SUBMISSION]
     cmd += ["--remount-ro", "/", "--chdir", WORK, "--"]  # the root itself (bwrap's tmpfs) is read-only too
