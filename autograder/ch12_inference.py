@@ -1,0 +1,1738 @@
+"""Trusted spec of Chapter 12's graded cells (solutions/ch12_inference/ch12_exercises.ipynb).
+
+Probes run inside the sandbox next to the student's code and are self-contained (imports inside). Every input is
+built on the spot from a seed: tiny random GPT-2s (``probing.tiny_gpt2``), random probability rows, scripts of
+block-manager operations, request streams, random weights. The structural exercises (block manager, scheduler) are
+driven by the probe itself: it replays a script or simulates a stream with the student's decisions and returns the
+whole trace as JSON, which the judge compares with the reference trace step by step.
+
+Oracles run in the trusted test process: ``model.generate`` (greedy decoding of the target itself),
+``F.scaled_dot_product_attention`` with ``torch.logsumexp``, a float64 re-implementation of GPTQ's asymmetric
+min-max quantizer, and, where no library exists (speculative sampling, the allocator, the scheduler, the roofline),
+a trusted reference written in another style than the solution (the same source as the alternative-correct fixture).
+"""
+import json
+import textwrap
+
+from llmprep.grading.spec import Case, Exercise, Rule, compare_arrays, tabled
+
+CHAPTER = "ch12_inference"
+NOTEBOOK = "ch12_exercises.ipynb"
+
+
+# ============================================================================ judging helpers
+
+def _trace(value, what):
+    """A JSON trace written by a probe, or a reason."""
+    import numpy as np
+
+    try:
+        data = json.loads(str(np.asarray(value).reshape(()).item()))
+    except Exception:  # noqa: BLE001 - hostile data becomes one line
+        return None, f"{what} could not be read back"
+    if not isinstance(data, list):
+        return None, f"{what} is not a list"
+    return data, None
+
+
+def _tokens_reason(label, got, want):
+    import numpy as np
+
+    g, w = np.asarray(got).reshape(-1), np.asarray(want).reshape(-1)
+    if g.dtype.kind not in "biu":
+        return f"{label} should be integer token ids (got dtype {g.dtype})"
+    if g.size != w.size:
+        return f"{label}: you emitted {g.size} tokens, expected {w.size}"
+    bad = np.flatnonzero(g != w)
+    if bad.size:
+        return f"{label}: {bad.size} of {w.size} tokens differ (first at position {int(bad[0])})"
+    return None
+
+
+# ============================================================================ 1 greedy speculative verification
+
+def probe_verify_greedy(ns, params):
+    from llmprep.grading.probing import generate_forbidden, tiny_gpt2
+    import torch
+
+    fn = ns["verify_greedy"]
+    vocab, k, n = params["vocab"], params["k"], params["prompt"]
+    model = tiny_gpt2(vocab, params["seed"], init=params.get("init", 0.5))
+    g = torch.Generator().manual_seed(params["seed"])
+    ids = torch.randint(0, vocab, (1, n), generator=g)
+
+    def argmax_after(prefix):
+        with torch.no_grad():
+            return int(model(prefix).logits[0, -1].argmax())
+
+    draft = []
+    for i in range(k):  # the target's greedy path, broken where the case says, re-agreeing where it says
+        prefix = torch.cat([ids, torch.tensor([draft], dtype=torch.long).reshape(1, -1)], dim=1)
+        best = argmax_after(prefix)
+        draft.append((best + 1 + i) % vocab if i in params.get("wrong_at", []) else best)
+    draft = torch.tensor(draft, dtype=torch.long)
+    calls = [0]
+    original = model.forward
+
+    def counting(*args, **kwargs):
+        calls[0] += 1
+        return original(*args, **kwargs)
+
+    model.forward = counting
+    with generate_forbidden(model):
+        out = fn(model, ids.clone(), draft.clone())
+    return {"tokens": torch.as_tensor(out).reshape(-1), "forward_calls": calls[0]}
+
+
+def judge_verify_greedy(got, want, params):
+    import numpy as np
+
+    reason = _tokens_reason("the emitted tokens", got["tokens"], want["tokens"])
+    if reason:
+        return reason
+    calls = int(np.asarray(got["forward_calls"]).reshape(()))
+    if calls != 1:
+        return f"the target model was called {calls} times; call it exactly once, on prompt + draft"
+    return None
+
+
+def oracle_verify_greedy():
+    from transformers import GenerationMixin
+
+    generate = GenerationMixin.generate  # the probe blocks model.generate while the function runs
+
+    def verify_greedy(model, input_ids, draft):
+        import torch
+
+        clone = type(model)(model.config).eval()  # a fresh instance: generate's calls are not counted
+        clone.load_state_dict(model.state_dict())
+        n, k = input_ids.shape[1], len(draft)
+        greedy = generate(clone, input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=k + 1,
+                          do_sample=False, num_beams=1, eos_token_id=None, pad_token_id=0)[0, n:]
+        accepted = 0
+        while accepted < k and int(draft[accepted]) == int(greedy[accepted]):
+            accepted += 1
+        with torch.no_grad():  # the one verification pass the exercise requires
+            model(torch.cat([input_ids, draft[None]], dim=1))
+        return greedy[:accepted + 1]
+
+    return {"verify_greedy": verify_greedy}
+
+
+# ============================================================================ 2 speculative sampling
+
+def probe_speculative_accept(ns, params):
+    import torch
+
+    fn = ns["speculative_accept"]
+    g = torch.Generator().manual_seed(params["seed"])
+    vocab, n = params["V"], params["grid"]
+
+    def rows(count, temperature, zeros=()):
+        probs = torch.softmax(torch.randn(count, vocab, generator=g) * temperature, dim=-1)
+        if zeros:
+            probs[:, list(zeros)] = 0.0
+            probs = probs / probs.sum(-1, keepdim=True)
+        return probs
+
+    p = rows(1, params["t_p"], params.get("p_zero", ()))[0]
+    q = p.clone() if params.get("same") else rows(1, params["t_q"], params.get("q_zero", ()))[0]
+    # the exact-distribution grid: every x (weighted by q(x)), u and v on midpoints
+    mid = (torch.arange(n, dtype=torch.float32) + 0.5) / n
+    x = torch.arange(vocab).repeat_interleave(n * n)
+    u = mid.repeat_interleave(n).repeat(vocab)
+    v = mid.repeat(vocab * n)
+    big = len(x)
+    tokens, _ = fn(p.expand(big, vocab).clone(), q.expand(big, vocab).clone(), x.clone(), u.clone(), v.clone())
+    tokens = torch.as_tensor(tokens).long().reshape(-1)
+    weight = (q.double()[x] / (n * n))
+    dist = torch.zeros(vocab, dtype=torch.float64).index_add_(0, tokens.clamp(0, vocab - 1), weight)
+    # random rows, each with its own p and q, x drawn from q
+    b = params["B"]
+    pr = rows(b, params["t_p"], params.get("p_zero", ()))
+    qr = rows(b, params["t_q"], params.get("q_zero", ()))
+    xr = torch.multinomial(qr, 1, generator=g)[:, 0]
+    ur, vr = torch.rand(b, generator=g), torch.rand(b, generator=g)
+    tok_r, acc_r = fn(pr.clone(), qr.clone(), xr.clone(), ur.clone(), vr.clone())
+    return {"distribution": dist, "target": p.double(), "tokens": torch.as_tensor(tok_r).long().reshape(-1),
+            "accepted": torch.as_tensor(acc_r).reshape(-1).to(torch.int64)}
+
+
+def judge_speculative_accept(got, want, params):
+    import numpy as np
+
+    dist, target = np.asarray(got["distribution"], dtype=np.float64), np.asarray(want["target"], dtype=np.float64)
+    if dist.shape != target.shape:
+        return "the emitted tokens could not be counted (return int64 token ids of shape (B,))"
+    gap = float(np.abs(dist - target).max())
+    if gap > 1.5 / params["grid"] + 1e-3:  # a midpoint grid of n points is exact up to 1/(2n) per uniform
+        return (f"the distribution of the emitted tokens is not the target p (max abs difference {gap:.3f} "
+                f"over a fine grid of x ~ q, u, v)")
+    reason = _tokens_reason("the tokens on random rows", got["tokens"], want["tokens"])
+    if reason:
+        return reason
+    return compare_arrays("the accepted flags on random rows", np.asarray(got["accepted"]),
+                          np.asarray(want["accepted"]), 0, 0)
+
+
+SPECULATIVE_REFERENCE = """
+    import numpy as np
+
+    def speculative_accept(p, q, x, u, v):
+        P, Q = p.double().numpy(), q.double().numpy()
+        xs = x.numpy()
+        rows = np.arange(len(xs))
+        px, qx = P[rows, xs], Q[rows, xs]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(qx > 0, px / np.where(qx > 0, qx, 1.0), np.inf)
+        accepted = u.double().numpy() < ratio
+        residual = np.maximum(P - Q, 0.0)
+        total = residual.sum(axis=1, keepdims=True)
+        cdf = np.cumsum(residual / np.where(total > 0, total, 1.0), axis=1)
+        vv = v.double().numpy()
+        picked = np.array([min(int(np.searchsorted(c, t, side="right")), P.shape[1] - 1) for c, t in zip(cdf, vv)])
+        tokens = np.where(accepted, xs, picked)
+        return torch.from_numpy(tokens).long(), torch.from_numpy(accepted)
+"""
+
+
+def _from_source(source):
+    import torch
+
+    ns = {"torch": torch}
+    exec(textwrap.dedent(source), ns)  # noqa: S102 - trusted reference source of this spec
+    return ns
+
+
+def oracle_speculative_accept():
+    return {"speculative_accept": _from_source(SPECULATIVE_REFERENCE)["speculative_accept"]}
+
+
+# ============================================================================ 3 paged KV cache
+
+def probe_block_manager(ns, params):
+    import json as _json
+
+    cls = ns["BlockManager"]
+    total = params["num_blocks"]
+    bm = cls(total, params["block_size"])
+    live, trace = [], []
+    for op in params["ops"]:
+        kind, seq = op[0], op[1]
+        raised, returned = False, None
+        try:
+            if kind == "alloc":
+                bm.allocate(seq, op[2])
+                live.append(seq)
+            elif kind == "append":
+                returned = bm.append(seq)
+            elif kind == "fork":
+                bm.fork(seq, op[2])
+                live.append(op[2])
+            elif kind == "free":
+                bm.free(seq)
+                live.remove(seq)
+        except MemoryError:
+            raised = True
+        except Exception as exc:  # noqa: BLE001 - reported as this operation's failure
+            raised = type(exc).__name__
+        if returned is not None:
+            returned = [int(b) for b in returned]
+        tables = {}
+        for s in live:
+            try:
+                tables[s] = [int(b) for b in bm.block_table(s)]
+            except Exception as exc:  # noqa: BLE001
+                tables[s] = type(exc).__name__
+        trace.append({"op": kind, "raised": raised, "returned": returned, "free": int(bm.num_free()),
+                      "tables": tables, "refs": [int(bm.ref_count(b)) for b in range(total)]})
+    return {"trace": _json.dumps(trace)}
+
+
+_ARTICLE = {"alloc": "an allocate", "append": "an append", "fork": "a fork", "free": "a free"}
+
+
+def judge_block_manager(got, want, params):
+    mine, why = _trace(got["trace"], "the trace of your block manager")
+    if why:
+        return why
+    expected, _ = _trace(want["trace"], "expected")
+    if len(mine) != len(expected):
+        return "the operations could not all be replayed"
+    for i, (g, w) in enumerate(zip(mine, expected)):
+        where = f"after operation {i + 1} ({_ARTICLE.get(w['op'], w['op'])})"
+        if g.get("raised") != w["raised"]:
+            if isinstance(g.get("raised"), str):
+                return f"{where}: your code raised {g['raised'][:40]}"
+            return f"{where}: " + ("MemoryError was expected (not enough free blocks)" if w["raised"]
+                                   else "MemoryError was raised, but enough blocks were free")
+        if g.get("returned") != w["returned"]:
+            return (f"{where}: append returned the wrong copy-on-write pair" if w["returned"] or g.get("returned")
+                    else f"{where}: append returned the wrong value")
+        if g.get("tables") != w["tables"]:
+            return f"{where}: a block table differs from the expected one"
+        if g.get("free") != w["free"]:
+            return f"{where}: the number of free blocks differs from the expected one"
+        if g.get("refs") != w["refs"]:
+            return f"{where}: a block's reference count differs from the expected one"
+    return None
+
+
+BLOCK_MANAGER_REFERENCE = """
+    import heapq
+
+    class BlockManager:
+        def __init__(self, num_blocks, block_size):
+            self.size = block_size
+            self.heap = list(range(num_blocks))
+            self.count = {}
+            self.seqs = {}
+
+        def _take(self):
+            if not self.heap:
+                raise MemoryError("out of blocks")
+            block = heapq.heappop(self.heap)
+            self.count[block] = 1
+            return block
+
+        def _drop(self, block):
+            self.count[block] -= 1
+            if self.count[block] == 0:
+                del self.count[block]
+                heapq.heappush(self.heap, block)
+
+        def num_free(self):
+            return len(self.heap)
+
+        def ref_count(self, block):
+            return self.count.get(block, 0)
+
+        def block_table(self, seq_id):
+            return self.seqs[seq_id][0][:]
+
+        def allocate(self, seq_id, num_tokens):
+            blocks = (num_tokens + self.size - 1) // self.size
+            if blocks > len(self.heap):
+                raise MemoryError("out of blocks")
+            self.seqs[seq_id] = ([self._take() for _ in range(blocks)], num_tokens)
+
+        def append(self, seq_id):
+            table, length = self.seqs[seq_id]
+            pair = None
+            if length == len(table) * self.size:
+                table = table + [self._take()]
+            elif self.count[table[-1]] >= 2:
+                fresh = self._take()
+                pair = (table[-1], fresh)
+                self._drop(table[-1])
+                table = table[:-1] + [fresh]
+            self.seqs[seq_id] = (table, length + 1)
+            return pair
+
+        def fork(self, parent_id, child_id):
+            table, length = self.seqs[parent_id]
+            for block in table:
+                self.count[block] += 1
+            self.seqs[child_id] = (table[:], length)
+
+        def free(self, seq_id):
+            table, _ = self.seqs.pop(seq_id)
+            for block in table:
+                self._drop(block)
+"""
+
+
+def oracle_block_manager():
+    return {"BlockManager": _from_source(BLOCK_MANAGER_REFERENCE)["BlockManager"]}
+
+
+# ============================================================================ 4 continuous-batching scheduler
+
+def probe_schedule(ns, params):
+    import json as _json
+
+    fn = ns["schedule_step"]
+    bs, budget = params["block_size"], params["token_budget"]
+
+    def blocks(n):
+        return -(-n // bs)
+
+    if "state" in params:  # one decision on a given state
+        st = params["state"]
+        out = fn([tuple(r) for r in st["running"]], [tuple(w) for w in st["waiting"]], st["free_blocks"], bs, budget)
+        decision = {key: [str(x) for x in out[key]] for key in ("decode", "prefill", "preempted")}
+        decision["free_blocks"] = int(out["free_blocks"])
+        return {"trace": _json.dumps([decision])}
+    running, waiting, free, trace = [], [], params["num_blocks"], []   # entries: [id, tokens, produced, max_new]
+    for step in range(params["steps"]):
+        for i, (arrival, prompt, new) in enumerate(params["requests"]):
+            if arrival == step:
+                waiting.append([f"r{i}", prompt, 0, new])
+        out = fn([(r[0], r[1]) for r in running], [(w[0], w[1]) for w in waiting], free, bs, budget)
+        decision = {key: [str(x) for x in out[key]] for key in ("decode", "prefill", "preempted")}
+        decision["free_blocks"] = int(out["free_blocks"])
+        trace.append(decision)
+        by_id = {r[0]: r for r in running}
+        for rid in decision["preempted"]:          # recompute later: cached tokens + the pending one
+            r = by_id.pop(rid)
+            running.remove(r)
+            free += blocks(r[1])
+            waiting.insert(0, [rid, r[1] + 1, r[2], r[3]])
+        for rid in decision["decode"]:
+            r = by_id[rid]
+            free -= 1 if r[1] % bs == 0 else 0
+            r[1] += 1
+            r[2] += 1
+        for rid in decision["prefill"]:
+            w = next(w for w in waiting if w[0] == rid)
+            waiting.remove(w)
+            free -= blocks(w[1])
+            running.append([rid, w[1], w[2] + 1, w[3]])
+        for r in [r for r in running if r[2] >= r[3]]:
+            running.remove(r)
+            free += blocks(r[1])
+    return {"trace": _json.dumps(trace)}
+
+
+def judge_schedule(got, want, params):
+    mine, why = _trace(got["trace"], "the trace of your scheduler")
+    if why:
+        return why
+    expected, _ = _trace(want["trace"], "expected")
+    if len(mine) != len(expected):
+        return "the simulation could not run every step with your decisions"
+    words = {"decode": "the decoded requests", "prefill": "the admitted (prefill) requests",
+             "preempted": "the preempted requests", "free_blocks": "free_blocks"}
+    for step, (g, w) in enumerate(zip(mine, expected)):
+        for key in ("preempted", "decode", "prefill", "free_blocks"):
+            if g.get(key) != w[key]:
+                return f"step {step + 1}: {words[key]} differ from the reference scheduler's"
+    return None
+
+
+SCHEDULER_REFERENCE = """
+    from collections import deque
+
+    def schedule_step(running, waiting, free_blocks, block_size, token_budget):
+        def blocks(n):
+            return (n + block_size - 1) // block_size
+
+        queue = deque(running)
+        decode, preempted = [], []
+        free, budget = free_blocks, token_budget
+        while queue and budget > 0:
+            rid, n = queue[0]
+            need = int(n % block_size == 0)
+            while free < need and len(queue) > 1:
+                victim = queue.pop()
+                preempted.append(victim[0])
+                free += blocks(victim[1])
+            if free < need:
+                queue.popleft()
+                preempted.append(rid)
+                free += blocks(n)
+                break
+            queue.popleft()
+            free -= need
+            budget -= 1
+            decode.append(rid)
+        prefill = []
+        for rid, n in ([] if preempted else waiting):
+            if budget < n or free < blocks(n):
+                break
+            prefill.append(rid)
+            budget -= n
+            free -= blocks(n)
+        return {"decode": decode, "prefill": prefill, "preempted": preempted, "free_blocks": free}
+"""
+
+
+def oracle_schedule():
+    return {"schedule_step": _from_source(SCHEDULER_REFERENCE)["schedule_step"]}
+
+
+# ============================================================================ 5 int4 group-wise quantization
+
+def probe_int4(ns, params):
+    import torch
+
+    quantize, dequantize = ns["quantize_int4"], ns["dequantize_int4"]
+    g = torch.Generator().manual_seed(params["seed"])
+    rows, cols, gs = params["rows"], params["cols"], params["group_size"]
+    w = torch.randn(rows, cols, generator=g) * params.get("std", 0.05)
+    if params.get("halves"):  # exact halves: scale 1, zero 0 in row 0; scale 0.5, zero round(2.5) in row 1
+        w[0, :gs] = torch.tensor([0.0, 15.0] + [float(i % 15) + 0.5 for i in range(gs - 2)])
+        w[1, :gs] = torch.tensor([-1.25, 6.25] + [((i * 7) % 15) * 0.5 - 1.0 for i in range(gs - 2)])
+    if params.get("zero_group"):
+        w[-1, :gs] = 0.0
+    if params.get("positive_group"):
+        w[0, -gs:] = w[0, -gs:].abs() + 0.3
+    if params.get("outlier"):
+        w[:, params["outlier"]] *= 25.0
+    if cols % gs:
+        try:
+            quantize(w.clone(), gs)
+        except ValueError:
+            return {"raised": True}
+        return {"raised": False}
+    q, scale, zero = quantize(w.clone(), gs)
+    w_hat = dequantize(q, scale, zero, gs)
+    # where float32 and float64 may round differently (within 1e-4 of a half, not exactly a half)
+    wd = w.double().reshape(rows, cols // gs, gs)
+    lo, hi = wd.amin(-1).clamp_max(0), wd.amax(-1).clamp_min(0)
+    s = torch.where(hi > lo, (hi - lo) / 15, torch.ones_like(hi))
+    r, z = wd / s[..., None], -lo / s
+
+    def near(t):
+        frac = t - t.floor()
+        return ((frac - 0.5).abs() < 1e-4) & (frac != 0.5)
+
+    return {"raised": False, "q": torch.as_tensor(q).to(torch.int64), "scale": torch.as_tensor(scale).double(),
+            "zero": torch.as_tensor(zero).double(), "w_hat": torch.as_tensor(w_hat).double(),
+            "near_q": near(r).reshape(rows, cols), "near_zero": near(z)}
+
+
+def judge_int4(got, want, params):
+    import numpy as np
+
+    if bool(np.asarray(got["raised"])) != bool(np.asarray(want["raised"])):
+        return ("no ValueError was raised, but in_features is not a multiple of group_size"
+                if bool(np.asarray(want["raised"])) else "a ValueError was raised, but this input is valid")
+    if bool(np.asarray(want["raised"])):
+        return None
+    for key in ("q", "scale", "zero", "w_hat"):
+        if key not in got:
+            return f"no value for {key}"
+    gs = params["group_size"]
+    near_zero = np.asarray(want["near_zero"], dtype=bool)
+    skip = np.repeat(near_zero, gs, axis=1) | np.asarray(want["near_q"], dtype=bool)   # per element
+    q, wq = np.asarray(got["q"]), np.asarray(want["q"])
+    if q.shape != wq.shape:
+        return f"the quantized values q have shape {q.shape}, expected {wq.shape} (one value per weight)"
+    bad = (q != wq) & ~(skip & (np.abs(q.astype(np.int64) - wq) <= 1))
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        return f"the quantized values q: {int(bad.sum())} of {wq.size} differ (first at position {first})"
+    for key, label in (("scale", "the scales"), ("zero", "the zero points")):
+        g, w = np.asarray(got[key], dtype=np.float64), np.asarray(want[key], dtype=np.float64)
+        if g.shape != w.shape:
+            return f"{label} have shape {g.shape}, expected {w.shape} (one per group of consecutive columns)"
+        if key == "zero":
+            g, w = np.where(near_zero, 0, g), np.where(near_zero, 0, w)
+        reason = compare_arrays(label, g, w, 1e-5 if key == "scale" else 0.0, 0.0 if key == "zero" else 1e-12)
+        if reason:
+            return reason
+    g, w = np.asarray(got["w_hat"], dtype=np.float64), np.asarray(want["w_hat"], dtype=np.float64)
+    if g.shape != w.shape:
+        return f"the dequantized weight has shape {g.shape}, expected {w.shape}"
+    return compare_arrays("the dequantized weight", np.where(skip, 0, g), np.where(skip, 0, w), 1e-5, 1e-7)
+
+
+INT4_REFERENCE = """
+    import numpy as np
+
+    def quantize_int4(w, group_size):
+        rows, cols = w.shape
+        if cols % group_size != 0:
+            raise ValueError("in_features must be a multiple of group_size")
+        x = w.double().numpy()
+        n_groups = cols // group_size
+        q = np.zeros((rows, cols), dtype=np.int64)
+        scale = np.ones((rows, n_groups))
+        zero = np.zeros((rows, n_groups))
+        for i in range(rows):
+            for j in range(n_groups):
+                grp = x[i, j * group_size:(j + 1) * group_size]
+                lo, hi = min(grp.min(), 0.0), max(grp.max(), 0.0)
+                s = (hi - lo) / 15 if hi > lo else 1.0
+                z = np.round(-lo / s)
+                scale[i, j], zero[i, j] = s, z
+                q[i, j * group_size:(j + 1) * group_size] = np.clip(np.round(grp / s) + z, 0, 15)
+        return torch.from_numpy(q), torch.from_numpy(scale), torch.from_numpy(zero)
+
+    def dequantize_int4(q, scale, zero, group_size):
+        s = np.repeat(scale.double().numpy(), group_size, axis=1)
+        z = np.repeat(zero.double().numpy(), group_size, axis=1)
+        return torch.from_numpy((q.double().numpy() - z) * s)
+"""
+
+
+def oracle_int4():
+    ns = _from_source(INT4_REFERENCE)
+    return {"quantize_int4": ns["quantize_int4"], "dequantize_int4": ns["dequantize_int4"]}
+
+
+# ============================================================================ 6 FlashAttention forward
+
+def probe_flash(ns, params):
+    from llmprep.grading.probing import forbidden
+    import torch
+    import torch.nn.functional as F
+
+    fn = ns["flash_attention"]
+    g = torch.Generator().manual_seed(params["seed"])
+    lead, lq, lk, d = params["lead"], params["Lq"], params["Lk"], params["D"]
+    q = torch.randn(*lead, lq, d, generator=g) * params.get("scale", 1.0)
+    k = torch.randn(*lead, lk, d, generator=g) * params.get("scale", 1.0)
+    v = torch.randn(*lead, lk, d, generator=g)
+    with forbidden((F, "scaled_dot_product_attention", "F.scaled_dot_product_attention")):
+        out, lse = fn(q, k, v, params["block"], causal=params["causal"])
+    return {"out": out, "lse": lse}
+
+
+def judge_flash(got, want, params):
+    for key, label, rtol, atol in (("out", "the attention output", 1e-4, 1e-5), ("lse", "the log-sum-exp", 1e-5, 1e-4)):
+        if key not in got:
+            return f"no value for {label}"
+        reason = compare_arrays(label, got[key], want[key], rtol, atol)
+        if reason:
+            return reason
+    return None
+
+
+def oracle_flash():
+    import torch
+    import torch.nn.functional as F
+
+    sdpa = F.scaled_dot_product_attention  # bound now, before the probe blocks it
+
+    def flash_attention(q, k, v, block_size, causal=False):
+        lq, lk = q.shape[-2], k.shape[-2]
+        allowed = torch.ones(lq, lk, dtype=torch.bool)
+        if causal:
+            allowed = allowed.tril(lk - lq)
+        scores = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).masked_fill(~allowed, float("-inf"))
+        return sdpa(q, k, v, attn_mask=allowed), torch.logsumexp(scores, dim=-1)
+
+    return {"flash_attention": flash_attention}
+
+
+# ============================================================================ 7 roofline
+
+def probe_roofline(ns, params):
+    args = params["args"]
+    if params["kind"] == "matmul":
+        out = ns["matmul_roofline"](*args)
+    else:
+        out = ns["decode_attention_roofline"](*args)
+    intensity, seconds, bound = out
+    return {"intensity": float(intensity), "seconds": float(seconds), "bound": str(bound)}
+
+
+def judge_roofline(got, want, params):
+    for key, label in (("intensity", "the arithmetic intensity"), ("seconds", "the roofline time")):
+        reason = compare_arrays(label, got[key], want[key], 1e-6, 0.0)
+        if reason:
+            return reason
+    if str(got["bound"]) != str(want["bound"]):
+        return "the bound (\"compute\" or \"memory\") is wrong for this case"
+    return None
+
+
+ROOFLINE_REFERENCE = """
+    from fractions import Fraction
+
+    def _verdict(flops, moved, peak_flops, bandwidth):
+        t_compute, t_memory = Fraction(flops) / Fraction(peak_flops), Fraction(moved) / Fraction(bandwidth)
+        bound = "compute" if t_compute >= t_memory else "memory"
+        return float(Fraction(flops) / Fraction(moved)), float(max(t_compute, t_memory)), bound
+
+    def matmul_roofline(m, n, k, bytes_per_element, peak_flops, bandwidth):
+        return _verdict(2 * m * n * k, (m * k + k * n + m * n) * bytes_per_element, peak_flops, bandwidth)
+
+    def decode_attention_roofline(batch, num_heads, num_kv_heads, head_dim, context, bytes_per_element, peak_flops,
+                                  bandwidth):
+        flops = 2 * batch * num_heads * context * head_dim * 2
+        moved = 2 * batch * num_kv_heads * context * head_dim * bytes_per_element
+        return _verdict(flops, moved, peak_flops, bandwidth)
+"""
+
+
+def oracle_roofline():
+    ns = _from_source(ROOFLINE_REFERENCE)
+    return {"matmul_roofline": ns["matmul_roofline"], "decode_attention_roofline": ns["decode_attention_roofline"]}
+
+
+# ============================================================================ the spec
+
+SDPA_BAN = (("torch.nn.functional", "scaled_dot_product_attention", "F.scaled_dot_product_attention"),)
+
+EXERCISES = [
+    Exercise(
+        grade_id="ch12_verify_greedy_test", functions=("verify_greedy",), points=3,
+        title="greedy speculative verification in one forward pass",
+        cases=(
+            Case("the whole draft accepted: bonus token", {"seed": 0, "vocab": 40, "prompt": 5, "k": 4}),
+            Case("first draft token wrong", {"seed": 1, "vocab": 40, "prompt": 4, "k": 3, "wrong_at": [0]}),
+            Case("rejected in the middle", {"seed": 2, "vocab": 50, "prompt": 6, "k": 5, "wrong_at": [2]}),
+            Case("later draft tokens agree again after a mismatch",
+                 {"seed": 3, "vocab": 32, "prompt": 3, "k": 5, "wrong_at": [1]}),
+            Case("empty draft", {"seed": 4, "vocab": 40, "prompt": 5, "k": 0}),
+            Case("last draft token wrong", {"seed": 5, "vocab": 48, "prompt": 7, "k": 6, "wrong_at": [5]}),
+        ),
+        probe=probe_verify_greedy, judge=judge_verify_greedy,
+        mutants={
+            "no bonus token when the whole draft is accepted": """
+                def verify_greedy(model, input_ids, draft):
+                    k, n = draft.shape[0], input_ids.shape[1]
+                    with torch.no_grad():
+                        greedy = model(torch.cat([input_ids, draft[None]], dim=1)).logits[0, n - 1:].argmax(-1)
+                    j = 0
+                    while j < k and int(draft[j]) == int(greedy[j]):
+                        j += 1
+                    return draft if j == k and k > 0 else torch.cat([draft[:j], greedy[j:j + 1]])
+            """,
+            "compares each draft token with the logits at its own position (off by one)": """
+                def verify_greedy(model, input_ids, draft):
+                    k, n = draft.shape[0], input_ids.shape[1]
+                    with torch.no_grad():
+                        greedy = model(torch.cat([input_ids, draft[None]], dim=1)).logits[0, n:].argmax(-1)
+                    j = 0
+                    while j < k and int(draft[j]) == int(greedy[j]):
+                        j += 1
+                    last = model(input_ids).logits[0, -1].argmax() if j == 0 else greedy[j - 1]
+                    return torch.cat([draft[:j], last.reshape(1)])
+            """,
+            "accepts every matching draft token, not the matching prefix": """
+                def verify_greedy(model, input_ids, draft):
+                    k, n = draft.shape[0], input_ids.shape[1]
+                    with torch.no_grad():
+                        greedy = model(torch.cat([input_ids, draft[None]], dim=1)).logits[0, n - 1:].argmax(-1)
+                    keep = [int(d) for d, g in zip(draft, greedy) if int(d) == int(g)]
+                    j = len(keep)
+                    return torch.tensor(keep + [int(greedy[j])], dtype=torch.long)
+            """,
+            "emits the draft token at the first mismatch": """
+                def verify_greedy(model, input_ids, draft):
+                    k, n = draft.shape[0], input_ids.shape[1]
+                    with torch.no_grad():
+                        greedy = model(torch.cat([input_ids, draft[None]], dim=1)).logits[0, n - 1:].argmax(-1)
+                    j = 0
+                    while j < k and int(draft[j]) == int(greedy[j]):
+                        j += 1
+                    return draft[:j + 1] if j < k else torch.cat([draft, greedy[k:]])
+            """,
+            "one target forward pass per draft token": """
+                def verify_greedy(model, input_ids, draft):
+                    out = []
+                    ids = input_ids
+                    with torch.no_grad():
+                        for i in range(draft.shape[0] + 1):
+                            best = model(ids).logits[0, -1].argmax()
+                            out.append(int(best))
+                            if i == draft.shape[0] or int(draft[i]) != int(best):
+                                break
+                            ids = torch.cat([ids, draft[i].reshape(1, 1)], dim=1)
+                    return torch.tensor(out, dtype=torch.long)
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch12_speculative_accept_test", functions=("speculative_accept",), points=3,
+        title="speculative sampling: accept or resample from the residual",
+        cases=(
+            Case("draft and target quite different", {"seed": 0, "V": 5, "grid": 100, "t_p": 1.5, "t_q": 1.5, "B": 64}),
+            Case("target forbids some tokens the draft proposes",
+                 {"seed": 1, "V": 6, "grid": 100, "t_p": 1.0, "t_q": 0.5, "p_zero": [1, 4], "B": 64}),
+            Case("draft never proposes some tokens the target likes",
+                 {"seed": 2, "V": 5, "grid": 100, "t_p": 1.0, "t_q": 1.0, "q_zero": [0, 2], "B": 64}),
+            Case("a peaked target, a flat draft", {"seed": 3, "V": 4, "grid": 120, "t_p": 3.0, "t_q": 0.1, "B": 80}),
+            Case("draft equals target: everything accepted",
+                 {"seed": 4, "V": 5, "grid": 60, "t_p": 1.0, "t_q": 1.0, "same": True, "B": 32}),
+        ),
+        probe=probe_speculative_accept, judge=judge_speculative_accept,
+        mutants={
+            "always accepts the draft token": """
+                def speculative_accept(p, q, x, u, v):
+                    return x.clone(), torch.ones_like(x, dtype=torch.bool)
+            """,
+            "resamples from p instead of max(0, p - q)": """
+                def speculative_accept(p, q, x, u, v):
+                    px, qx = p.gather(1, x[:, None])[:, 0], q.gather(1, x[:, None])[:, 0]
+                    accepted = u * qx < px
+                    cdf = p.cumsum(1) / p.sum(1, keepdim=True)
+                    resampled = (cdf <= v[:, None]).sum(1).clamp_max(p.shape[1] - 1)
+                    return torch.where(accepted, x, resampled), accepted
+            """,
+            "accepts with probability q(x) / p(x)": """
+                def speculative_accept(p, q, x, u, v):
+                    px, qx = p.gather(1, x[:, None])[:, 0], q.gather(1, x[:, None])[:, 0]
+                    accepted = u * px < qx
+                    r = (p - q).clamp_min(0)
+                    cdf = r.cumsum(1) / r.sum(1, keepdim=True)
+                    resampled = (cdf <= v[:, None]).sum(1).clamp_max(p.shape[1] - 1)
+                    return torch.where(accepted, x, resampled), accepted
+            """,
+            "residual max(0, q - p)": """
+                def speculative_accept(p, q, x, u, v):
+                    px, qx = p.gather(1, x[:, None])[:, 0], q.gather(1, x[:, None])[:, 0]
+                    accepted = u * qx < px
+                    r = (q - p).clamp_min(0)
+                    cdf = r.cumsum(1) / r.sum(1, keepdim=True)
+                    resampled = (cdf <= v[:, None]).sum(1).clamp_max(p.shape[1] - 1)
+                    return torch.where(accepted, x, resampled), accepted
+            """,
+            "residual not normalised before the inverse CDF": """
+                def speculative_accept(p, q, x, u, v):
+                    px, qx = p.gather(1, x[:, None])[:, 0], q.gather(1, x[:, None])[:, 0]
+                    accepted = u * qx < px
+                    cdf = (p - q).clamp_min(0).cumsum(1)
+                    resampled = (cdf <= v[:, None]).sum(1).clamp_max(p.shape[1] - 1)
+                    return torch.where(accepted, x, resampled), accepted
+            """,
+            "inverse CDF counted from the last token": """
+                def speculative_accept(p, q, x, u, v):
+                    px, qx = p.gather(1, x[:, None])[:, 0], q.gather(1, x[:, None])[:, 0]
+                    accepted = u * qx < px
+                    r = (p - q).clamp_min(0).flip(1)
+                    cdf = r.cumsum(1) / r.sum(1, keepdim=True)
+                    resampled = p.shape[1] - 1 - (cdf <= v[:, None]).sum(1).clamp_max(p.shape[1] - 1)
+                    return torch.where(accepted, x, resampled), accepted
+            """,
+            "accepts when u > 1 - p(x) / q(x)": """
+                def speculative_accept(p, q, x, u, v):
+                    px, qx = p.gather(1, x[:, None])[:, 0], q.gather(1, x[:, None])[:, 0]
+                    accepted = (1 - u) * qx < px
+                    r = (p - q).clamp_min(0)
+                    cdf = r.cumsum(1) / r.sum(1, keepdim=True)
+                    resampled = (cdf <= v[:, None]).sum(1).clamp_max(p.shape[1] - 1)
+                    return torch.where(accepted, x, resampled), accepted
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch12_block_manager_test", functions=("BlockManager",), points=3,
+        title="paged KV cache: block tables, reference counts, copy-on-write",
+        cases=(
+            Case("grow one sequence across block boundaries",
+                 {"num_blocks": 6, "block_size": 4, "ops": [["alloc", "a", 3], ["append", "a"], ["append", "a"],
+                                                            ["append", "a"], ["alloc", "b", 4], ["append", "b"],
+                                                            ["free", "a"], ["alloc", "c", 9], ["free", "b"],
+                                                            ["free", "c"]]}),
+            Case("parallel samples: fork, then copy on write",
+                 {"num_blocks": 10, "block_size": 4, "ops": [["alloc", "p", 6], ["fork", "p", "s1"], ["fork", "p", "s2"],
+                                                             ["append", "s1"], ["append", "s2"], ["append", "p"],
+                                                             ["append", "p"], ["append", "p"], ["free", "p"],
+                                                             ["append", "s1"], ["free", "s1"], ["free", "s2"]]}),
+            Case("beam search: fork at a block boundary, free the parent",
+                 {"num_blocks": 8, "block_size": 2, "ops": [["alloc", "b0", 4], ["fork", "b0", "b1"], ["append", "b1"],
+                                                            ["append", "b0"], ["free", "b0"], ["fork", "b1", "b2"],
+                                                            ["append", "b2"], ["append", "b1"], ["free", "b1"],
+                                                            ["alloc", "x", 3], ["free", "b2"], ["free", "x"]]}),
+            Case("the pool runs out",
+                 {"num_blocks": 5, "block_size": 4, "ops": [["alloc", "a", 8], ["alloc", "b", 16], ["alloc", "c", 9],
+                                                            ["fork", "a", "a2"], ["append", "a"], ["append", "a2"],
+                                                            ["free", "a"], ["append", "a2"], ["free", "c"],
+                                                            ["alloc", "b", 5], ["append", "a2"], ["free", "a2"],
+                                                            ["free", "b"]]}),
+            Case("blocks freed out of order are reused lowest first",
+                 {"num_blocks": 8, "block_size": 2, "ops": [["alloc", "a", 2], ["alloc", "b", 4], ["alloc", "c", 2],
+                                                            ["free", "b"], ["free", "a"], ["alloc", "d", 3],
+                                                            ["append", "c"], ["free", "c"], ["free", "d"]]}),
+        ),
+        probe=probe_block_manager, judge=judge_block_manager,
+        mutants={
+            "free returns every block to the pool, shared or not": """
+                class BlockManager:
+                    def __init__(self, num_blocks, block_size):
+                        self.block_size, self.free_ids = block_size, set(range(num_blocks))
+                        self.refs, self.tables, self.lengths = [0] * num_blocks, {}, {}
+                    def _take(self):
+                        if not self.free_ids:
+                            raise MemoryError()
+                        b = min(self.free_ids); self.free_ids.remove(b); self.refs[b] = 1
+                        return b
+                    def num_free(self): return len(self.free_ids)
+                    def ref_count(self, block): return self.refs[block]
+                    def block_table(self, seq_id): return list(self.tables[seq_id])
+                    def allocate(self, seq_id, num_tokens):
+                        need = -(-num_tokens // self.block_size)
+                        if need > len(self.free_ids):
+                            raise MemoryError()
+                        self.tables[seq_id] = [self._take() for _ in range(need)]; self.lengths[seq_id] = num_tokens
+                    def append(self, seq_id):
+                        t, n = self.tables[seq_id], self.lengths[seq_id]; copy = None
+                        if n % self.block_size == 0:
+                            t.append(self._take())
+                        elif self.refs[t[-1]] > 1:
+                            new = self._take(); self.refs[t[-1]] -= 1; copy = (t[-1], new); t[-1] = new
+                        self.lengths[seq_id] = n + 1
+                        return copy
+                    def fork(self, parent_id, child_id):
+                        self.tables[child_id] = list(self.tables[parent_id]); self.lengths[child_id] = self.lengths[parent_id]
+                        for b in self.tables[child_id]:
+                            self.refs[b] += 1
+                    def free(self, seq_id):
+                        for b in self.tables.pop(seq_id):
+                            self.refs[b] = max(self.refs[b] - 1, 0); self.free_ids.add(b)
+                        del self.lengths[seq_id]
+            """,
+            "fork copies the parent's blocks instead of sharing them": """
+                class BlockManager:
+                    def __init__(self, num_blocks, block_size):
+                        self.block_size, self.free_ids = block_size, set(range(num_blocks))
+                        self.refs, self.tables, self.lengths = [0] * num_blocks, {}, {}
+                    def _take(self):
+                        if not self.free_ids:
+                            raise MemoryError()
+                        b = min(self.free_ids); self.free_ids.remove(b); self.refs[b] = 1
+                        return b
+                    def num_free(self): return len(self.free_ids)
+                    def ref_count(self, block): return self.refs[block]
+                    def block_table(self, seq_id): return list(self.tables[seq_id])
+                    def allocate(self, seq_id, num_tokens):
+                        need = -(-num_tokens // self.block_size)
+                        if need > len(self.free_ids):
+                            raise MemoryError()
+                        self.tables[seq_id] = [self._take() for _ in range(need)]; self.lengths[seq_id] = num_tokens
+                    def append(self, seq_id):
+                        t, n = self.tables[seq_id], self.lengths[seq_id]
+                        if n % self.block_size == 0:
+                            t.append(self._take())
+                        self.lengths[seq_id] = n + 1
+                        return None
+                    def fork(self, parent_id, child_id):
+                        self.tables[child_id] = [self._take() for _ in self.tables[parent_id]]
+                        self.lengths[child_id] = self.lengths[parent_id]
+                    def free(self, seq_id):
+                        for b in self.tables.pop(seq_id):
+                            self.refs[b] -= 1
+                            if self.refs[b] == 0:
+                                self.free_ids.add(b)
+                        del self.lengths[seq_id]
+            """,
+            "append writes into a shared block (no copy-on-write)": """
+                class BlockManager:
+                    def __init__(self, num_blocks, block_size):
+                        self.block_size, self.free_ids = block_size, set(range(num_blocks))
+                        self.refs, self.tables, self.lengths = [0] * num_blocks, {}, {}
+                    def _take(self):
+                        if not self.free_ids:
+                            raise MemoryError()
+                        b = min(self.free_ids); self.free_ids.remove(b); self.refs[b] = 1
+                        return b
+                    def num_free(self): return len(self.free_ids)
+                    def ref_count(self, block): return self.refs[block]
+                    def block_table(self, seq_id): return list(self.tables[seq_id])
+                    def allocate(self, seq_id, num_tokens):
+                        need = -(-num_tokens // self.block_size)
+                        if need > len(self.free_ids):
+                            raise MemoryError()
+                        self.tables[seq_id] = [self._take() for _ in range(need)]; self.lengths[seq_id] = num_tokens
+                    def append(self, seq_id):
+                        t, n = self.tables[seq_id], self.lengths[seq_id]
+                        if n % self.block_size == 0:
+                            t.append(self._take())
+                        self.lengths[seq_id] = n + 1
+                        return None
+                    def fork(self, parent_id, child_id):
+                        self.tables[child_id] = list(self.tables[parent_id]); self.lengths[child_id] = self.lengths[parent_id]
+                        for b in self.tables[child_id]:
+                            self.refs[b] += 1
+                    def free(self, seq_id):
+                        for b in self.tables.pop(seq_id):
+                            self.refs[b] -= 1
+                            if self.refs[b] == 0:
+                                self.free_ids.add(b)
+                        del self.lengths[seq_id]
+            """,
+            "reuses the most recently freed block (a stack), not the lowest-numbered": """
+                class BlockManager:
+                    def __init__(self, num_blocks, block_size):
+                        self.block_size, self.stack = block_size, list(range(num_blocks - 1, -1, -1))
+                        self.refs, self.tables, self.lengths = [0] * num_blocks, {}, {}
+                    def _take(self):
+                        if not self.stack:
+                            raise MemoryError()
+                        b = self.stack.pop(); self.refs[b] = 1
+                        return b
+                    def num_free(self): return len(self.stack)
+                    def ref_count(self, block): return self.refs[block]
+                    def block_table(self, seq_id): return list(self.tables[seq_id])
+                    def allocate(self, seq_id, num_tokens):
+                        need = -(-num_tokens // self.block_size)
+                        if need > len(self.stack):
+                            raise MemoryError()
+                        self.tables[seq_id] = [self._take() for _ in range(need)]; self.lengths[seq_id] = num_tokens
+                    def append(self, seq_id):
+                        t, n = self.tables[seq_id], self.lengths[seq_id]; copy = None
+                        if n % self.block_size == 0:
+                            t.append(self._take())
+                        elif self.refs[t[-1]] > 1:
+                            new = self._take(); self.refs[t[-1]] -= 1; copy = (t[-1], new); t[-1] = new
+                        self.lengths[seq_id] = n + 1
+                        return copy
+                    def fork(self, parent_id, child_id):
+                        self.tables[child_id] = list(self.tables[parent_id]); self.lengths[child_id] = self.lengths[parent_id]
+                        for b in self.tables[child_id]:
+                            self.refs[b] += 1
+                    def free(self, seq_id):
+                        for b in self.tables.pop(seq_id):
+                            self.refs[b] -= 1
+                            if self.refs[b] == 0:
+                                self.stack.append(b)
+                        del self.lengths[seq_id]
+            """,
+            "allocate takes blocks until the pool runs out (not all-or-nothing)": """
+                class BlockManager:
+                    def __init__(self, num_blocks, block_size):
+                        self.block_size, self.free_ids = block_size, set(range(num_blocks))
+                        self.refs, self.tables, self.lengths = [0] * num_blocks, {}, {}
+                    def _take(self):
+                        if not self.free_ids:
+                            raise MemoryError()
+                        b = min(self.free_ids); self.free_ids.remove(b); self.refs[b] = 1
+                        return b
+                    def num_free(self): return len(self.free_ids)
+                    def ref_count(self, block): return self.refs[block]
+                    def block_table(self, seq_id): return list(self.tables[seq_id])
+                    def allocate(self, seq_id, num_tokens):
+                        self.tables[seq_id] = []
+                        for _ in range(-(-num_tokens // self.block_size)):
+                            self.tables[seq_id].append(self._take())
+                        self.lengths[seq_id] = num_tokens
+                    def append(self, seq_id):
+                        t, n = self.tables[seq_id], self.lengths[seq_id]; copy = None
+                        if n % self.block_size == 0:
+                            t.append(self._take())
+                        elif self.refs[t[-1]] > 1:
+                            new = self._take(); self.refs[t[-1]] -= 1; copy = (t[-1], new); t[-1] = new
+                        self.lengths[seq_id] = n + 1
+                        return copy
+                    def fork(self, parent_id, child_id):
+                        self.tables[child_id] = list(self.tables[parent_id]); self.lengths[child_id] = self.lengths[parent_id]
+                        for b in self.tables[child_id]:
+                            self.refs[b] += 1
+                    def free(self, seq_id):
+                        for b in self.tables.pop(seq_id):
+                            self.refs[b] -= 1
+                            if self.refs[b] == 0:
+                                self.free_ids.add(b)
+                        del self.lengths[seq_id]
+            """,
+            "takes a new block one token early": """
+                class BlockManager:
+                    def __init__(self, num_blocks, block_size):
+                        self.block_size, self.free_ids = block_size, set(range(num_blocks))
+                        self.refs, self.tables, self.lengths = [0] * num_blocks, {}, {}
+                    def _take(self):
+                        if not self.free_ids:
+                            raise MemoryError()
+                        b = min(self.free_ids); self.free_ids.remove(b); self.refs[b] = 1
+                        return b
+                    def num_free(self): return len(self.free_ids)
+                    def ref_count(self, block): return self.refs[block]
+                    def block_table(self, seq_id): return list(self.tables[seq_id])
+                    def allocate(self, seq_id, num_tokens):
+                        need = -(-num_tokens // self.block_size)
+                        if need > len(self.free_ids):
+                            raise MemoryError()
+                        self.tables[seq_id] = [self._take() for _ in range(need)]; self.lengths[seq_id] = num_tokens
+                    def append(self, seq_id):
+                        t, n = self.tables[seq_id], self.lengths[seq_id]; copy = None
+                        if (n + 1) % self.block_size == 0:
+                            t.append(self._take())
+                        elif self.refs[t[-1]] > 1:
+                            new = self._take(); self.refs[t[-1]] -= 1; copy = (t[-1], new); t[-1] = new
+                        self.lengths[seq_id] = n + 1
+                        return copy
+                    def fork(self, parent_id, child_id):
+                        self.tables[child_id] = list(self.tables[parent_id]); self.lengths[child_id] = self.lengths[parent_id]
+                        for b in self.tables[child_id]:
+                            self.refs[b] += 1
+                    def free(self, seq_id):
+                        for b in self.tables.pop(seq_id):
+                            self.refs[b] -= 1
+                            if self.refs[b] == 0:
+                                self.free_ids.add(b)
+                        del self.lengths[seq_id]
+            """,
+            "fork does not count the child's references": """
+                class BlockManager:
+                    def __init__(self, num_blocks, block_size):
+                        self.block_size, self.free_ids = block_size, set(range(num_blocks))
+                        self.refs, self.tables, self.lengths = [0] * num_blocks, {}, {}
+                    def _take(self):
+                        if not self.free_ids:
+                            raise MemoryError()
+                        b = min(self.free_ids); self.free_ids.remove(b); self.refs[b] = 1
+                        return b
+                    def num_free(self): return len(self.free_ids)
+                    def ref_count(self, block): return self.refs[block]
+                    def block_table(self, seq_id): return list(self.tables[seq_id])
+                    def allocate(self, seq_id, num_tokens):
+                        need = -(-num_tokens // self.block_size)
+                        if need > len(self.free_ids):
+                            raise MemoryError()
+                        self.tables[seq_id] = [self._take() for _ in range(need)]; self.lengths[seq_id] = num_tokens
+                    def append(self, seq_id):
+                        t, n = self.tables[seq_id], self.lengths[seq_id]; copy = None
+                        if n % self.block_size == 0:
+                            t.append(self._take())
+                        elif self.refs[t[-1]] > 1:
+                            new = self._take(); self.refs[t[-1]] -= 1; copy = (t[-1], new); t[-1] = new
+                        self.lengths[seq_id] = n + 1
+                        return copy
+                    def fork(self, parent_id, child_id):
+                        self.tables[child_id] = list(self.tables[parent_id]); self.lengths[child_id] = self.lengths[parent_id]
+                    def free(self, seq_id):
+                        for b in self.tables.pop(seq_id):
+                            self.refs[b] = max(self.refs[b] - 1, 0)
+                            if self.refs[b] == 0:
+                                self.free_ids.add(b)
+                        del self.lengths[seq_id]
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch12_schedule_step_test", functions=("schedule_step",), points=3,
+        title="one continuous-batching step under token and block budgets",
+        cases=(
+            Case("light load: admit as requests arrive",
+                 {"block_size": 4, "num_blocks": 40, "token_budget": 64, "steps": 14,
+                  "requests": [[0, 5, 4], [0, 9, 3], [1, 3, 6], [2, 12, 2], [4, 7, 5], [6, 4, 3]]}),
+            Case("a small token budget: prefills wait their turn",
+                 {"block_size": 4, "num_blocks": 40, "token_budget": 12, "steps": 16,
+                  "requests": [[0, 10, 3], [0, 3, 5], [0, 2, 4], [1, 8, 2], [2, 1, 6], [3, 11, 2]]}),
+            Case("blocks run out: preemption and recompute",
+                 {"block_size": 2, "num_blocks": 9, "token_budget": 32, "steps": 18,
+                  "requests": [[0, 4, 8], [0, 3, 8], [1, 4, 6], [1, 2, 7], [3, 3, 4]]}),
+            Case("more running requests than the token budget",
+                 {"block_size": 4, "token_budget": 3,
+                  "state": {"running": [["a", 5], ["b", 8], ["c", 3], ["d", 12], ["e", 6]], "waiting": [["f", 1]],
+                            "free_blocks": 4}}),
+            Case("a stream under a tight token budget",
+                 {"block_size": 4, "num_blocks": 30, "token_budget": 3, "steps": 14,
+                  "requests": [[0, 2, 6], [0, 1, 6], [0, 3, 6], [0, 2, 6], [1, 2, 3]]}),
+            Case("a long request at the front of the queue",
+                 {"block_size": 4, "num_blocks": 12, "token_budget": 20, "steps": 14,
+                  "requests": [[0, 6, 5], [1, 30, 2], [1, 2, 3], [2, 3, 3], [3, 5, 2]]}),
+        ),
+        probe=probe_schedule, judge=judge_schedule,
+        mutants={
+            "preempts the earliest-admitted request instead of the latest": """
+                def schedule_step(running, waiting, free_blocks, block_size, token_budget):
+                    blocks = lambda n: -(-n // block_size)
+                    running, decode, preempted, budget = list(running), [], [], token_budget
+                    i = 0
+                    while i < len(running) and budget >= 1:
+                        rid, n = running[i]
+                        need = 1 if n % block_size == 0 else 0
+                        while need > free_blocks and len(running) > i + 1:
+                            victim = running.pop(i + 1)
+                            free_blocks += blocks(victim[1]); preempted.append(victim[0])
+                        if need > free_blocks:
+                            running.pop(i); free_blocks += blocks(n); preempted.append(rid)
+                            break
+                        free_blocks -= need; budget -= 1; decode.append(rid); i += 1
+                    prefill = []
+                    if not preempted:
+                        for rid, n in waiting:
+                            if n > budget or blocks(n) > free_blocks:
+                                break
+                            budget -= n; free_blocks -= blocks(n); prefill.append(rid)
+                    return {"decode": decode, "prefill": prefill, "preempted": preempted, "free_blocks": free_blocks}
+            """,
+            "skips a waiting request that does not fit and admits later ones": """
+                def schedule_step(running, waiting, free_blocks, block_size, token_budget):
+                    blocks = lambda n: -(-n // block_size)
+                    running, decode, preempted, budget = list(running), [], [], token_budget
+                    i = 0
+                    while i < len(running) and budget >= 1:
+                        rid, n = running[i]
+                        need = 1 if n % block_size == 0 else 0
+                        while need > free_blocks and running[-1][0] != rid:
+                            victim = running.pop(); free_blocks += blocks(victim[1]); preempted.append(victim[0])
+                        if need > free_blocks:
+                            running.pop(); free_blocks += blocks(n); preempted.append(rid)
+                            break
+                        free_blocks -= need; budget -= 1; decode.append(rid); i += 1
+                    prefill = []
+                    if not preempted:
+                        for rid, n in waiting:
+                            if n > budget or blocks(n) > free_blocks:
+                                continue
+                            budget -= n; free_blocks -= blocks(n); prefill.append(rid)
+                    return {"decode": decode, "prefill": prefill, "preempted": preempted, "free_blocks": free_blocks}
+            """,
+            "admits new requests in a step that preempted": """
+                def schedule_step(running, waiting, free_blocks, block_size, token_budget):
+                    blocks = lambda n: -(-n // block_size)
+                    running, decode, preempted, budget = list(running), [], [], token_budget
+                    i = 0
+                    while i < len(running) and budget >= 1:
+                        rid, n = running[i]
+                        need = 1 if n % block_size == 0 else 0
+                        while need > free_blocks and running[-1][0] != rid:
+                            victim = running.pop(); free_blocks += blocks(victim[1]); preempted.append(victim[0])
+                        if need > free_blocks:
+                            running.pop(); free_blocks += blocks(n); preempted.append(rid)
+                            break
+                        free_blocks -= need; budget -= 1; decode.append(rid); i += 1
+                    prefill = []
+                    for rid, n in waiting:
+                        if n > budget or blocks(n) > free_blocks:
+                            break
+                        budget -= n; free_blocks -= blocks(n); prefill.append(rid)
+                    return {"decode": decode, "prefill": prefill, "preempted": preempted, "free_blocks": free_blocks}
+            """,
+            "prefill ignores the token budget": """
+                def schedule_step(running, waiting, free_blocks, block_size, token_budget):
+                    blocks = lambda n: -(-n // block_size)
+                    running, decode, preempted, budget = list(running), [], [], token_budget
+                    i = 0
+                    while i < len(running) and budget >= 1:
+                        rid, n = running[i]
+                        need = 1 if n % block_size == 0 else 0
+                        while need > free_blocks and running[-1][0] != rid:
+                            victim = running.pop(); free_blocks += blocks(victim[1]); preempted.append(victim[0])
+                        if need > free_blocks:
+                            running.pop(); free_blocks += blocks(n); preempted.append(rid)
+                            break
+                        free_blocks -= need; budget -= 1; decode.append(rid); i += 1
+                    prefill = []
+                    if not preempted:
+                        for rid, n in waiting:
+                            if blocks(n) > free_blocks:
+                                break
+                            free_blocks -= blocks(n); prefill.append(rid)
+                    return {"decode": decode, "prefill": prefill, "preempted": preempted, "free_blocks": free_blocks}
+            """,
+            "a decode never needs a new block": """
+                def schedule_step(running, waiting, free_blocks, block_size, token_budget):
+                    blocks = lambda n: -(-n // block_size)
+                    budget = token_budget
+                    decode = [rid for rid, _ in running][:budget]
+                    budget -= len(decode)
+                    prefill = []
+                    for rid, n in waiting:
+                        if n > budget or blocks(n) > free_blocks:
+                            break
+                        budget -= n; free_blocks -= blocks(n); prefill.append(rid)
+                    return {"decode": decode, "prefill": prefill, "preempted": [], "free_blocks": free_blocks}
+            """,
+            "decodes ignore the token budget": """
+                def schedule_step(running, waiting, free_blocks, block_size, token_budget):
+                    blocks = lambda n: -(-n // block_size)
+                    running, decode, preempted, budget = list(running), [], [], token_budget
+                    i = 0
+                    while i < len(running):
+                        rid, n = running[i]
+                        need = 1 if n % block_size == 0 else 0
+                        while need > free_blocks and running[-1][0] != rid:
+                            victim = running.pop(); free_blocks += blocks(victim[1]); preempted.append(victim[0])
+                        if need > free_blocks:
+                            running.pop(); free_blocks += blocks(n); preempted.append(rid)
+                            break
+                        free_blocks -= need; decode.append(rid); i += 1
+                    budget = max(budget - len(decode), 0)
+                    prefill = []
+                    if not preempted:
+                        for rid, n in waiting:
+                            if n > budget or blocks(n) > free_blocks:
+                                break
+                            budget -= n; free_blocks -= blocks(n); prefill.append(rid)
+                    return {"decode": decode, "prefill": prefill, "preempted": preempted, "free_blocks": free_blocks}
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch12_quantize_int4_test", functions=("quantize_int4", "dequantize_int4"), points=3,
+        title="group-wise asymmetric int4 quantization",
+        cases=(
+            Case("exact halves: round half to even", {"seed": 0, "rows": 3, "cols": 16, "group_size": 8,
+                                                      "halves": True}),
+            Case("an all-zero group and an all-positive group", {"seed": 1, "rows": 4, "cols": 24, "group_size": 8,
+                                                                 "zero_group": True, "positive_group": True}),
+            Case("an outlier column: groups of 32 of 128", {"seed": 2, "rows": 6, "cols": 128, "group_size": 32,
+                                                           "outlier": 5}),
+            Case("more rows than groups (groups run along each row)", {"seed": 3, "rows": 12, "cols": 8,
+                                                                       "group_size": 4, "std": 1.0}),
+            Case("in_features not a multiple of group_size", {"seed": 4, "rows": 2, "cols": 20, "group_size": 8}),
+        ),
+        probe=probe_int4, judge=judge_int4,
+        mutants={
+            "rounds half away from zero": """
+                def quantize_int4(w, group_size):
+                    rows, cols = w.shape
+                    if cols % group_size:
+                        raise ValueError()
+                    g = w.reshape(rows, -1, group_size)
+                    lo, hi = g.amin(-1).clamp_max(0), g.amax(-1).clamp_min(0)
+                    scale = (hi - lo) / 15
+                    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+                    rnd = lambda t: torch.sign(t) * torch.floor(t.abs() + 0.5)
+                    zero = rnd(-lo / scale)
+                    q = (rnd(g / scale[..., None]) + zero[..., None]).clamp(0, 15)
+                    return q.reshape(rows, cols).to(torch.uint8), scale, zero
+                def dequantize_int4(q, scale, zero, group_size):
+                    rows, cols = q.shape
+                    return ((q.reshape(rows, -1, group_size).float() - zero[..., None]) * scale[..., None]).reshape(rows, cols)
+            """,
+            "groups run down the columns (dim 0)": """
+                def quantize_int4(w, group_size):
+                    rows, cols = w.shape
+                    if cols % group_size:
+                        raise ValueError()
+                    g = w.T.reshape(cols, -1, group_size) if rows % group_size == 0 else w.reshape(rows, -1, group_size)
+                    lo, hi = g.amin(-1).clamp_max(0), g.amax(-1).clamp_min(0)
+                    scale = (hi - lo) / 15
+                    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+                    zero = torch.round(-lo / scale)
+                    q = (torch.round(g / scale[..., None]) + zero[..., None]).clamp(0, 15)
+                    q = q.reshape(cols, rows).T if rows % group_size == 0 else q.reshape(rows, cols)
+                    return q.to(torch.uint8), scale, zero
+                def dequantize_int4(q, scale, zero, group_size):
+                    rows, cols = q.shape
+                    if scale.shape[0] == cols and rows % group_size == 0:
+                        g = q.T.reshape(cols, -1, group_size).float()
+                        return ((g - zero[..., None]) * scale[..., None]).reshape(cols, rows).T
+                    return ((q.reshape(rows, -1, group_size).float() - zero[..., None]) * scale[..., None]).reshape(rows, cols)
+            """,
+            "symmetric: no zero point": """
+                def quantize_int4(w, group_size):
+                    rows, cols = w.shape
+                    if cols % group_size:
+                        raise ValueError()
+                    g = w.reshape(rows, -1, group_size)
+                    amax = g.abs().amax(-1)
+                    scale = torch.where(amax == 0, torch.ones_like(amax), amax / 7)
+                    zero = torch.full_like(scale, 8)
+                    q = (torch.round(g / scale[..., None]) + 8).clamp(0, 15)
+                    return q.reshape(rows, cols).to(torch.uint8), scale, zero
+                def dequantize_int4(q, scale, zero, group_size):
+                    rows, cols = q.shape
+                    return ((q.reshape(rows, -1, group_size).float() - zero[..., None]) * scale[..., None]).reshape(rows, cols)
+            """,
+            "divides the range into 16 steps instead of 15": """
+                def quantize_int4(w, group_size):
+                    rows, cols = w.shape
+                    if cols % group_size:
+                        raise ValueError()
+                    g = w.reshape(rows, -1, group_size)
+                    lo, hi = g.amin(-1).clamp_max(0), g.amax(-1).clamp_min(0)
+                    scale = (hi - lo) / 16
+                    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+                    zero = torch.round(-lo / scale)
+                    q = (torch.round(g / scale[..., None]) + zero[..., None]).clamp(0, 15)
+                    return q.reshape(rows, cols).to(torch.uint8), scale, zero
+                def dequantize_int4(q, scale, zero, group_size):
+                    rows, cols = q.shape
+                    return ((q.reshape(rows, -1, group_size).float() - zero[..., None]) * scale[..., None]).reshape(rows, cols)
+            """,
+            "range from the group's own min and max (0 not included)": """
+                def quantize_int4(w, group_size):
+                    rows, cols = w.shape
+                    if cols % group_size:
+                        raise ValueError()
+                    g = w.reshape(rows, -1, group_size)
+                    lo, hi = g.amin(-1), g.amax(-1)
+                    scale = (hi - lo) / 15
+                    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+                    zero = torch.round(-lo / scale)
+                    q = (torch.round(g / scale[..., None]) + zero[..., None]).clamp(0, 15)
+                    return q.reshape(rows, cols).to(torch.uint8), scale, zero
+                def dequantize_int4(q, scale, zero, group_size):
+                    rows, cols = q.shape
+                    return ((q.reshape(rows, -1, group_size).float() - zero[..., None]) * scale[..., None]).reshape(rows, cols)
+            """,
+            "an all-zero group keeps scale 0": """
+                def quantize_int4(w, group_size):
+                    rows, cols = w.shape
+                    if cols % group_size:
+                        raise ValueError()
+                    g = w.reshape(rows, -1, group_size)
+                    lo, hi = g.amin(-1).clamp_max(0), g.amax(-1).clamp_min(0)
+                    scale = (hi - lo) / 15
+                    zero = torch.round(-lo / scale).nan_to_num(0.0)
+                    q = (torch.round(g / scale[..., None]) + zero[..., None]).nan_to_num(0.0).clamp(0, 15)
+                    return q.reshape(rows, cols).to(torch.uint8), scale, zero
+                def dequantize_int4(q, scale, zero, group_size):
+                    rows, cols = q.shape
+                    return ((q.reshape(rows, -1, group_size).float() - zero[..., None]) * scale[..., None]).reshape(rows, cols)
+            """,
+            "no ValueError when in_features is not a multiple of group_size": """
+                def quantize_int4(w, group_size):
+                    rows, cols = w.shape
+                    pad = (-cols) % group_size
+                    g = torch.cat([w, torch.zeros(rows, pad)], 1).reshape(rows, -1, group_size)
+                    lo, hi = g.amin(-1).clamp_max(0), g.amax(-1).clamp_min(0)
+                    scale = (hi - lo) / 15
+                    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+                    zero = torch.round(-lo / scale)
+                    q = (torch.round(g / scale[..., None]) + zero[..., None]).clamp(0, 15)
+                    return q.reshape(rows, -1)[:, :cols].to(torch.uint8), scale, zero
+                def dequantize_int4(q, scale, zero, group_size):
+                    rows, cols = q.shape
+                    return ((q.reshape(rows, -1, group_size).float() - zero[..., None]) * scale[..., None]).reshape(rows, cols)
+            """,
+            "dequantize forgets the zero point": """
+                def quantize_int4(w, group_size):
+                    rows, cols = w.shape
+                    if cols % group_size:
+                        raise ValueError()
+                    g = w.reshape(rows, -1, group_size)
+                    lo, hi = g.amin(-1).clamp_max(0), g.amax(-1).clamp_min(0)
+                    scale = (hi - lo) / 15
+                    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+                    zero = torch.round(-lo / scale)
+                    q = (torch.round(g / scale[..., None]) + zero[..., None]).clamp(0, 15)
+                    return q.reshape(rows, cols).to(torch.uint8), scale, zero
+                def dequantize_int4(q, scale, zero, group_size):
+                    rows, cols = q.shape
+                    return (q.reshape(rows, -1, group_size).float() * scale[..., None]).reshape(rows, cols)
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch12_flash_attention_test", functions=("flash_attention",), points=3,
+        title="FlashAttention forward: key blocks and an online softmax",
+        bans=SDPA_BAN,
+        cases=(
+            Case("block size divides the keys", {"seed": 0, "lead": [2, 2], "Lq": 8, "Lk": 8, "D": 8, "block": 4,
+                                                 "causal": False}),
+            Case("a shorter last block", {"seed": 1, "lead": [1, 3], "Lq": 5, "Lk": 13, "D": 16, "block": 4,
+                                          "causal": False}),
+            Case("causal, square", {"seed": 2, "lead": [2, 1], "Lq": 9, "Lk": 9, "D": 8, "block": 2, "causal": True}),
+            Case("causal after a cached prefix", {"seed": 3, "lead": [1, 2], "Lq": 3, "Lk": 10, "D": 8, "block": 3,
+                                                  "causal": True}),
+            Case("scores in the hundreds", {"seed": 4, "lead": [2], "Lq": 6, "Lk": 12, "D": 16, "block": 5,
+                                            "causal": False, "scale": 12.0}),
+            Case("the largest score late in the keys", {"seed": 5, "lead": [1, 1], "Lq": 4, "Lk": 16, "D": 4, "block": 4,
+                                                        "causal": True, "scale": 5.0}),
+        ),
+        probe=probe_flash, judge=judge_flash,
+        mutants={
+            "old accumulator not rescaled when the maximum grows": """
+                def flash_attention(q, k, v, block_size, causal=False):
+                    lq, lk = q.shape[-2], k.shape[-2]
+                    m = torch.full(q.shape[:-1], float("-inf")); l = torch.zeros(q.shape[:-1])
+                    acc = torch.zeros(*q.shape[:-1], v.shape[-1])
+                    rows = torch.arange(lq)[:, None] + (lk - lq)
+                    for s0 in range(0, lk, block_size):
+                        s = q @ k[..., s0:s0 + block_size, :].transpose(-2, -1) / math.sqrt(q.shape[-1])
+                        if causal:
+                            s = s.masked_fill(torch.arange(s0, min(s0 + block_size, lk))[None] > rows, float("-inf"))
+                        m_new = torch.maximum(m, s.amax(-1))
+                        p = torch.exp(s - m_new[..., None])
+                        l = l * torch.exp(m - m_new) + p.sum(-1)
+                        acc = acc + p @ v[..., s0:s0 + block_size, :]
+                        m = m_new
+                    return acc / l[..., None], m + torch.log(l)
+            """,
+            "exponentials without subtracting the running maximum": """
+                def flash_attention(q, k, v, block_size, causal=False):
+                    lq, lk = q.shape[-2], k.shape[-2]
+                    l = torch.zeros(q.shape[:-1]); acc = torch.zeros(*q.shape[:-1], v.shape[-1])
+                    rows = torch.arange(lq)[:, None] + (lk - lq)
+                    for s0 in range(0, lk, block_size):
+                        s = q @ k[..., s0:s0 + block_size, :].transpose(-2, -1) / math.sqrt(q.shape[-1])
+                        if causal:
+                            s = s.masked_fill(torch.arange(s0, min(s0 + block_size, lk))[None] > rows, float("-inf"))
+                        p = torch.exp(s)
+                        l = l + p.sum(-1); acc = acc + p @ v[..., s0:s0 + block_size, :]
+                    return acc / l[..., None], torch.log(l)
+            """,
+            "drops the last, shorter key block": """
+                def flash_attention(q, k, v, block_size, causal=False):
+                    lq, lk = q.shape[-2], k.shape[-2]
+                    m = torch.full(q.shape[:-1], float("-inf")); l = torch.zeros(q.shape[:-1])
+                    acc = torch.zeros(*q.shape[:-1], v.shape[-1])
+                    rows = torch.arange(lq)[:, None] + (lk - lq)
+                    for s0 in range(0, lk - block_size + 1, block_size):
+                        s = q @ k[..., s0:s0 + block_size, :].transpose(-2, -1) / math.sqrt(q.shape[-1])
+                        if causal:
+                            s = s.masked_fill(torch.arange(s0, s0 + block_size)[None] > rows, float("-inf"))
+                        m_new = torch.maximum(m, s.amax(-1)); c = torch.exp(m - m_new)
+                        p = torch.exp(s - m_new[..., None])
+                        l = l * c + p.sum(-1); acc = acc * c[..., None] + p @ v[..., s0:s0 + block_size, :]
+                        m = m_new
+                    return acc / l[..., None], m + torch.log(l)
+            """,
+            "causal mask aligned top-left": """
+                def flash_attention(q, k, v, block_size, causal=False):
+                    lq, lk = q.shape[-2], k.shape[-2]
+                    m = torch.full(q.shape[:-1], float("-inf")); l = torch.zeros(q.shape[:-1])
+                    acc = torch.zeros(*q.shape[:-1], v.shape[-1])
+                    rows = torch.arange(lq)[:, None]
+                    for s0 in range(0, lk, block_size):
+                        s = q @ k[..., s0:s0 + block_size, :].transpose(-2, -1) / math.sqrt(q.shape[-1])
+                        if causal:
+                            s = s.masked_fill(torch.arange(s0, min(s0 + block_size, lk))[None] > rows, float("-inf"))
+                        m_new = torch.maximum(m, s.amax(-1)); c = torch.exp(m - m_new).nan_to_num(0.0)
+                        p = torch.exp(s - m_new[..., None]).nan_to_num(0.0)
+                        l = l * c + p.sum(-1); acc = acc * c[..., None] + p @ v[..., s0:s0 + block_size, :]
+                        m = m_new
+                    return acc / l[..., None], m + torch.log(l)
+            """,
+            "log-sum-exp returned without the maximum (log of the denominator)": """
+                def flash_attention(q, k, v, block_size, causal=False):
+                    lq, lk = q.shape[-2], k.shape[-2]
+                    m = torch.full(q.shape[:-1], float("-inf")); l = torch.zeros(q.shape[:-1])
+                    acc = torch.zeros(*q.shape[:-1], v.shape[-1])
+                    rows = torch.arange(lq)[:, None] + (lk - lq)
+                    for s0 in range(0, lk, block_size):
+                        s = q @ k[..., s0:s0 + block_size, :].transpose(-2, -1) / math.sqrt(q.shape[-1])
+                        if causal:
+                            s = s.masked_fill(torch.arange(s0, min(s0 + block_size, lk))[None] > rows, float("-inf"))
+                        m_new = torch.maximum(m, s.amax(-1)); c = torch.exp(m - m_new)
+                        p = torch.exp(s - m_new[..., None])
+                        l = l * c + p.sum(-1); acc = acc * c[..., None] + p @ v[..., s0:s0 + block_size, :]
+                        m = m_new
+                    return acc / l[..., None], torch.log(l)
+            """,
+            "scores scaled by 1/d instead of 1/sqrt(d)": """
+                def flash_attention(q, k, v, block_size, causal=False):
+                    lq, lk = q.shape[-2], k.shape[-2]
+                    m = torch.full(q.shape[:-1], float("-inf")); l = torch.zeros(q.shape[:-1])
+                    acc = torch.zeros(*q.shape[:-1], v.shape[-1])
+                    rows = torch.arange(lq)[:, None] + (lk - lq)
+                    for s0 in range(0, lk, block_size):
+                        s = q @ k[..., s0:s0 + block_size, :].transpose(-2, -1) / q.shape[-1]
+                        if causal:
+                            s = s.masked_fill(torch.arange(s0, min(s0 + block_size, lk))[None] > rows, float("-inf"))
+                        m_new = torch.maximum(m, s.amax(-1)); c = torch.exp(m - m_new)
+                        p = torch.exp(s - m_new[..., None])
+                        l = l * c + p.sum(-1); acc = acc * c[..., None] + p @ v[..., s0:s0 + block_size, :]
+                        m = m_new
+                    return acc / l[..., None], m + torch.log(l)
+            """,
+        },
+    ),
+    Exercise(
+        grade_id="ch12_roofline_test", functions=("matmul_roofline", "decode_attention_roofline"), points=2,
+        title="roofline: arithmetic intensity and the bound",
+        cases=(
+            Case("batch-1 decode GEMV on a GPU", {"kind": "matmul", "args": [1, 4096, 4096, 2, 1e15, 3.35e12]}),
+            Case("prefill-sized GEMM on a GPU", {"kind": "matmul", "args": [2048, 4096, 4096, 2, 1e15, 3.35e12]}),
+            Case("exactly at the ridge point", {"kind": "matmul", "args": [300, 300, 300, 2, 1e14, 1e12]}),
+            Case("batch 64 decode GEMM on a CPU", {"kind": "matmul", "args": [64, 2048, 2048, 4, 2e11, 2e10]}),
+            Case("decode attention, multi-head, batch 32", {"kind": "attention",
+                                                            "args": [32, 32, 32, 128, 4096, 2, 1e15, 3.35e12]}),
+            Case("decode attention, GQA 8:1, on a CPU", {"kind": "attention",
+                                                         "args": [1, 32, 4, 128, 8192, 2, 1e11, 5e10]}),
+        ),
+        probe=probe_roofline, judge=judge_roofline,
+        mutants={
+            "counts m*n*k FLOPs (a multiply-add as one)": """
+                def matmul_roofline(m, n, k, bytes_per_element, peak_flops, bandwidth):
+                    flops, moved = m * n * k, (m * k + k * n + m * n) * bytes_per_element
+                    i = flops / moved
+                    return i, max(flops / peak_flops, moved / bandwidth), "compute" if i >= peak_flops / bandwidth else "memory"
+                def decode_attention_roofline(batch, num_heads, num_kv_heads, head_dim, context, bytes_per_element,
+                                              peak_flops, bandwidth):
+                    flops = 2 * batch * num_heads * context * head_dim
+                    moved = 2 * batch * num_kv_heads * context * head_dim * bytes_per_element
+                    i = flops / moved
+                    return i, max(flops / peak_flops, moved / bandwidth), "compute" if i >= peak_flops / bandwidth else "memory"
+            """,
+            "matmul bytes leave out writing the output": """
+                def matmul_roofline(m, n, k, bytes_per_element, peak_flops, bandwidth):
+                    flops, moved = 2 * m * n * k, (m * k + k * n) * bytes_per_element
+                    i = flops / moved
+                    return i, max(flops / peak_flops, moved / bandwidth), "compute" if i >= peak_flops / bandwidth else "memory"
+                def decode_attention_roofline(batch, num_heads, num_kv_heads, head_dim, context, bytes_per_element,
+                                              peak_flops, bandwidth):
+                    flops = 4 * batch * num_heads * context * head_dim
+                    moved = 2 * batch * num_kv_heads * context * head_dim * bytes_per_element
+                    i = flops / moved
+                    return i, max(flops / peak_flops, moved / bandwidth), "compute" if i >= peak_flops / bandwidth else "memory"
+            """,
+            "time is the sum of compute and memory time": """
+                def matmul_roofline(m, n, k, bytes_per_element, peak_flops, bandwidth):
+                    flops, moved = 2 * m * n * k, (m * k + k * n + m * n) * bytes_per_element
+                    i = flops / moved
+                    return i, flops / peak_flops + moved / bandwidth, "compute" if i >= peak_flops / bandwidth else "memory"
+                def decode_attention_roofline(batch, num_heads, num_kv_heads, head_dim, context, bytes_per_element,
+                                              peak_flops, bandwidth):
+                    flops = 4 * batch * num_heads * context * head_dim
+                    moved = 2 * batch * num_kv_heads * context * head_dim * bytes_per_element
+                    i = flops / moved
+                    return i, flops / peak_flops + moved / bandwidth, "compute" if i >= peak_flops / bandwidth else "memory"
+            """,
+            "strictly above the ridge counts as compute-bound": """
+                def matmul_roofline(m, n, k, bytes_per_element, peak_flops, bandwidth):
+                    flops, moved = 2 * m * n * k, (m * k + k * n + m * n) * bytes_per_element
+                    i = flops / moved
+                    return i, max(flops / peak_flops, moved / bandwidth), "compute" if i > peak_flops / bandwidth else "memory"
+                def decode_attention_roofline(batch, num_heads, num_kv_heads, head_dim, context, bytes_per_element,
+                                              peak_flops, bandwidth):
+                    flops = 4 * batch * num_heads * context * head_dim
+                    moved = 2 * batch * num_kv_heads * context * head_dim * bytes_per_element
+                    i = flops / moved
+                    return i, max(flops / peak_flops, moved / bandwidth), "compute" if i > peak_flops / bandwidth else "memory"
+            """,
+            "the KV cache counted with every query head (ignores GQA)": """
+                def matmul_roofline(m, n, k, bytes_per_element, peak_flops, bandwidth):
+                    flops, moved = 2 * m * n * k, (m * k + k * n + m * n) * bytes_per_element
+                    i = flops / moved
+                    return i, max(flops / peak_flops, moved / bandwidth), "compute" if i >= peak_flops / bandwidth else "memory"
+                def decode_attention_roofline(batch, num_heads, num_kv_heads, head_dim, context, bytes_per_element,
+                                              peak_flops, bandwidth):
+                    flops = 4 * batch * num_heads * context * head_dim
+                    moved = 2 * batch * num_heads * context * head_dim * bytes_per_element
+                    i = flops / moved
+                    return i, max(flops / peak_flops, moved / bandwidth), "compute" if i >= peak_flops / bandwidth else "memory"
+            """,
+        },
+    ),
+]
+
+# ============================================================================ rule table and alternatives
+
+R = Rule
+RULES = {
+    "ch12_verify_greedy_test": (
+        R("accept the **longest prefix** of the draft on which $d_i = g_i$",
+          ("later draft tokens agree again after a mismatch", "rejected in the middle"),
+          {"accepts every matching draft token, not the matching prefix": "tokens",
+           "compares each draft token with the logits at its own position (off by one)": "tokens"}),
+        R("the correction at the first mismatch", ("first draft token wrong", "last draft token wrong"),
+          {"emits the draft token at the first mismatch": "tokens"}),
+        R("the **bonus token** $g_{k+1}$ when the whole draft is accepted",
+          ("the whole draft accepted: bonus token",), {"no bonus token when the whole draft is accepted": "tokens"}),
+        R("**call the model exactly once**", ("the whole draft accepted: bonus token", "empty draft"),
+          {"one target forward pass per draft token": "exactly once"}),
+    ),
+    "ch12_speculative_accept_test": (
+        R("accept the draft token when `u < p[x] / q[x]`",
+          ("draft and target quite different", "target forbids some tokens the draft proposes"),
+          {"always accepts the draft token": "distribution", "accepts with probability q(x) / p(x)": "distribution",
+           "accepts when u > 1 - p(x) / q(x)": "tokens"}),
+        R("the residual `max(0, p − q)`", ("draft and target quite different", "a peaked target, a flat draft"),
+          {"resamples from p instead of max(0, p - q)": "distribution", "residual max(0, q - p)": "distribution"}),
+        R("**normalised** to sum to 1", ("a peaked target, a flat draft",),
+          {"residual not normalised before the inverse CDF": "distribution"}),
+        R("the smallest token $i$ whose cumulative residual probability $\\sum_{j \\le i} r_j$ **exceeds** `v`",
+          ("draft and target quite different", "draft never proposes some tokens the target likes"),
+          {"inverse CDF counted from the last token": "tokens"}),
+    ),
+    "ch12_block_manager_test": (
+        R("hands out the **lowest-numbered free block**", ("blocks freed out of order are reused lowest first",),
+          {"reuses the most recently freed block (a stack), not the lowest-numbered": "block table"}),
+        R("it is **all-or-nothing**", ("the pool runs out",),
+          {"allocate takes blocks until the pool runs out (not all-or-nothing)": "free blocks"}),
+        R("If the sequence's last block is full (its length is a multiple of `block_size`), it takes a new block",
+          ("grow one sequence across block boundaries",), {"takes a new block one token early": "block table"}),
+        R("**copy on write**", ("parallel samples: fork, then copy on write",),
+          {"append writes into a shared block (no copy-on-write)": "copy-on-write"}),
+        R("sharing every block", ("parallel samples: fork, then copy on write",),
+          {"fork copies the parent's blocks instead of sharing them": "block table"}),
+        R("each block's count goes up by one", ("beam search: fork at a block boundary, free the parent",),
+          {"fork does not count the child's references": "reference count"}),
+        R("**only when its count reaches 0**", ("beam search: fork at a block boundary, free the parent",),
+          {"free returns every block to the pool, shared or not": "free blocks"}),
+    ),
+    "ch12_schedule_step_test": (
+        R("needs **one new block when `num_tokens` is a multiple of `block_size`**",
+          ("blocks run out: preemption and recompute",), {"a decode never needs a new block": "free_blocks"}),
+        R("When the token budget is used up, the remaining running requests simply wait this step",
+          ("more running requests than the token budget",), {"decodes ignore the token budget": "decoded"}),
+        R("**preempt the last request in `running`**", ("blocks run out: preemption and recompute",),
+          {"preempts the earliest-admitted request instead of the latest": "preempted"}),
+        R("stop at the **first one that does not fit**", ("a long request at the front of the queue",
+                                                          "a small token budget: prefills wait their turn"),
+          {"skips a waiting request that does not fit and admits later ones": "admitted"}),
+        R("the remaining token budget $\\ge n$", ("a small token budget: prefills wait their turn",),
+          {"prefill ignores the token budget": "admitted"}),
+        R("**If any request was preempted in this step, admit nothing.**", ("blocks run out: preemption and recompute",),
+          {"admits new requests in a step that preempted": "admitted"}),
+    ),
+    "ch12_quantize_int4_test": (
+        R("groups of `group_size` **consecutive columns of each row**",
+          ("more rows than groups (groups run along each row)",), {"groups run down the columns (dim 0)": "quantized"}),
+        R("raise `ValueError` if `in_features` is not a multiple of `group_size`",
+          ("in_features not a multiple of group_size",),
+          {"no ValueError when in_features is not a multiple of group_size": "ValueError"}),
+        R("the range always contains 0", ("an all-zero group and an all-positive group",),
+          {"range from the group's own min and max (0 not included)": "quantized"}),
+        R("`scale` $= (w_{\\max} - w_{\\min}) / 15$", ("an outlier column: groups of 32 of 128",),
+          {"divides the range into 16 steps instead of 15": "quantized",
+           "symmetric: no zero point": "quantized"}),
+        R("use **scale = 1**", ("an all-zero group and an all-positive group",),
+          {"an all-zero group keeps scale 0": "scales"}),
+        R("**round half to even**", ("exact halves: round half to even",), {"rounds half away from zero": "quantized"}),
+        R("the float weight $(q - \\text{zero}) \\cdot \\text{scale}$", ("an outlier column: groups of 32 of 128",),
+          {"dequantize forgets the zero point": "dequantized"}),
+    ),
+    "ch12_flash_attention_test": (
+        R("**rescaled by\n$e^{m - m'}$**", ("the largest score late in the keys", "a shorter last block"),
+          {"old accumulator not rescaled when the maximum grows": "attention output"}),
+        R("**`block_size` need not\ndivide `Lk`**", ("a shorter last block",),
+          {"drops the last, shorter key block": "attention output"}),
+        R("the **bottom-right** alignment", ("causal after a cached prefix",),
+          {"causal mask aligned top-left": "attention output"}),
+        R("Results must be finite for scores of any magnitude", ("scores in the hundreds",),
+          {"exponentials without subtracting the running maximum": "attention output"}),
+        R("the log-sum-exp of each query's **scaled, masked** scores", ("causal, square", "block size divides the keys"),
+          {"log-sum-exp returned without the maximum (log of the denominator)": "log-sum-exp"}),
+        R("scores scaled by\n$1/\\sqrt d$", ("block size divides the keys",),
+          {"scores scaled by 1/d instead of 1/sqrt(d)": "attention output"}),
+    ),
+    "ch12_roofline_test": (
+        R("$F = 2mnk$", ("batch-1 decode GEMV on a GPU", "prefill-sized GEMM on a GPU"),
+          {"counts m*n*k FLOPs (a multiply-add as one)": "intensity"}),
+        R("**reading both operands and writing the output once**", ("batch 64 decode GEMM on a CPU",),
+          {"matmul bytes leave out writing the output": "intensity"}),
+        R("$\\max(F/\\text{peak},\\ B/\\text{bandwidth})$", ("prefill-sized GEMM on a GPU", "batch-1 decode GEMV on a GPU"),
+          {"time is the sum of compute and memory time": "roofline time"}),
+        R("at exactly the ridge, say \"compute\"", ("exactly at the ridge point",),
+          {"strictly above the ridge counts as compute-bound": "bound"}),
+        R("holds `num_kv_heads` heads", ("decode attention, GQA 8:1, on a CPU",),
+          {"the KV cache counted with every query head (ignores GQA)": "intensity"}),
+    ),
+}
+
+ALTERNATIVES = {
+    "ch12_verify_greedy_test": {"keyword call to forward, Python loop over positions": """
+        def verify_greedy(model, input_ids, draft):
+            prompt_len = input_ids.shape[-1]
+            full = torch.cat((input_ids, draft.reshape(1, -1).long()), dim=-1)
+            logits = model.forward(input_ids=full).logits.detach()
+            out = []
+            for i in range(len(draft) + 1):
+                choice = int(torch.argmax(logits[0, prompt_len - 1 + i]))
+                out.append(choice)
+                if i == len(draft) or choice != int(draft[i]):
+                    break
+            return torch.tensor(out)
+    """},
+    "ch12_speculative_accept_test": {"numpy float64, division and searchsorted": SPECULATIVE_REFERENCE},
+    "ch12_block_manager_test": {"a heap of free blocks and a dict of counts": BLOCK_MANAGER_REFERENCE},
+    "ch12_schedule_step_test": {"a deque, victims popped from its right end": SCHEDULER_REFERENCE},
+    "ch12_quantize_int4_test": {"numpy float64, one group at a time": INT4_REFERENCE},
+    "ch12_flash_attention_test": {"one key at a time in float64": """
+        def flash_attention(q, k, v, block_size, causal=False):
+            qd, kd, vd = q.double(), k.double(), v.double()
+            lq, lk = q.shape[-2], k.shape[-2]
+            m = torch.full(q.shape[:-1], -math.inf, dtype=torch.float64)
+            den = torch.zeros(q.shape[:-1], dtype=torch.float64)
+            acc = torch.zeros(*q.shape[:-1], v.shape[-1], dtype=torch.float64)
+            last = torch.arange(lq, dtype=torch.float64) + (lk - lq)
+            for j in range(lk):
+                s = (qd * kd[..., j:j + 1, :]).sum(-1) / math.sqrt(q.shape[-1])
+                if causal:
+                    s = torch.where(last >= j, s, torch.tensor(-math.inf, dtype=torch.float64))
+                new_m = torch.maximum(m, s)
+                keep = torch.where(torch.isinf(new_m), torch.zeros_like(m), torch.exp(m - new_m))
+                w = torch.where(torch.isinf(s), torch.zeros_like(s), torch.exp(s - new_m))
+                den = den * keep + w
+                acc = acc * keep[..., None] + w[..., None] * vd[..., j:j + 1, :]
+                m = new_m
+            return (acc / den[..., None]).float(), (m + den.log()).float()
+    """},
+    "ch12_roofline_test": {"exact fractions, comparing the two times": ROOFLINE_REFERENCE},
+}
+
+EXERCISES = tabled(EXERCISES, RULES, ALTERNATIVES)
+
+# Oracles: the library or trusted reference each exercise is compared with (used by the test suite).
+ORACLES = {
+    "ch12_verify_greedy_test": oracle_verify_greedy,
+    "ch12_speculative_accept_test": oracle_speculative_accept,
+    "ch12_block_manager_test": oracle_block_manager,
+    "ch12_schedule_step_test": oracle_schedule,
+    "ch12_quantize_int4_test": oracle_int4,
+    "ch12_flash_attention_test": oracle_flash,
+    "ch12_roofline_test": oracle_roofline,
+}
