@@ -1,6 +1,8 @@
 """Helpers for trusted probes (``autograder/*.py``), importable inside the sandbox and in tests."""
 from __future__ import annotations
 
+import builtins
+import sys
 from contextlib import contextmanager
 
 
@@ -59,45 +61,93 @@ _active: set[str] = set()  # grade ids whose bans are in force right now
 _gates: dict[tuple[int, str], object] = {}
 
 
-def _resolve(dotted: str):
-    """``"torch.optim.AdamW"`` -> the object: the longest importable module prefix, then attributes."""
-    import importlib
+def _resolve_loaded(dotted: str):
+    """``"torch.optim.AdamW"`` -> the object, using only modules already imported (never imports:
+    a ban must not cost the submission an import it does not make); None while not loaded."""
+    import sys
 
     parts = dotted.split(".")
     for cut in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
+        module = sys.modules.get(".".join(parts[:cut]))
+        if module is None:
             continue
+        obj = module
         for name in parts[cut:]:
-            obj = getattr(obj, name)
+            obj = getattr(obj, name, None)
+            if obj is None:
+                return None
         return obj
-    raise ImportError(dotted)
+    return None
+
+
+_pending: list[tuple[str, str, str, str]] = []  # (owner, attribute, label, grade id) not loaded yet
+_seen_modules = 0
+
+
+def _install(owner_path: str, name: str, label: str, grade_id: str) -> bool:
+    """Gate one banned attribute; False while its owner is not imported yet."""
+    owner = _resolve_loaded(owner_path)
+    if owner is None:
+        return False
+    original = getattr(owner, name, None)
+    if original is None:
+        return False  # (a module still being initialised)
+    gate = _gates.get((id(owner), name))
+    if gate is None:
+        gate = _make_gate(original, label)
+        try:
+            setattr(owner, name, gate)
+        except (AttributeError, TypeError):
+            return True
+        _gates[(id(owner), name)] = gate
+    gate._llmprep_banned_by.add(grade_id)
+    return True
+
+
+_installing = False
+
+
+def _install_pending() -> None:
+    global _seen_modules, _installing
+    if _installing or not _pending or len(sys.modules) == _seen_modules:
+        return
+    _installing = True  # (resolving an attribute may import: no re-entry)
+    try:
+        _seen_modules = len(sys.modules)
+        _pending[:] = [entry for entry in _pending if not _install(*entry)]
+    finally:
+        _installing = False
 
 
 def install_bans(bans: dict[str, list]) -> None:
     """Before the student's cells run, replace each banned library callable by a gate that raises
     while the probe of an exercise that bans it is running, and otherwise calls the original. A
     name the student binds at import time (``from torch.nn.functional import cross_entropy``) is
-    then the gate too. ``bans``: grade id -> [(owner dotted path, attribute, label), ...].
+    then the gate too: a ban whose module is not imported yet is installed by the import statement
+    that loads it, before the statement binds any name. ``bans``: grade id -> [(owner dotted path,
+    attribute, label), ...].
 
     A learning aid, not a security boundary: the student's code shares this process."""
+
     for grade_id, entries in bans.items():
         for owner_path, name, label in entries:
-            try:
-                owner = _resolve(owner_path)
-                original = getattr(owner, name)
-            except (ImportError, AttributeError):
-                continue
-            gate = _gates.get((id(owner), name))
-            if gate is None:
-                gate = _make_gate(original, label)
-                try:
-                    setattr(owner, name, gate)
-                except (AttributeError, TypeError):
-                    continue
-                _gates[(id(owner), name)] = gate
-            gate._llmprep_banned_by.add(grade_id)
+            _pending.append((owner_path, name, label, grade_id))
+    _install_pending()
+    original_import = builtins.__import__
+
+    depth = [0]
+
+    def gated_import(*args, **kwargs):
+        depth[0] += 1
+        try:
+            module = original_import(*args, **kwargs)
+        finally:
+            depth[0] -= 1
+        if _pending and depth[0] == 0:  # only once the outermost import is complete: never mid-way
+            _install_pending()
+        return module
+
+    builtins.__import__ = gated_import
 
 
 def _make_gate(original, label):
@@ -116,6 +166,7 @@ def _make_gate(original, label):
 @contextmanager
 def bans_in_force(grade_id: str):
     """While the block runs (the probes of one exercise), that exercise's installed bans raise."""
+    _install_pending()  # (a module imported without an import statement, e.g. by importlib)
     _active.add(grade_id)
     try:
         yield
