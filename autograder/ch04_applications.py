@@ -3,10 +3,10 @@
 Probes run inside the sandbox next to the student's code and must be self-contained
 (imports inside the function). Oracles run in the trusted test process: cosine top-k is
 compared with a brute-force normalised dot product followed by ``torch.topk``; BM25,
-recall@k / MRR, span selection and mean pooling have no library that is a dependency of the
-course (rank_bm25 and sentence-transformers are not), so their oracles are independent,
-deliberately naive reference implementations (explicit loops over documents, queries,
-span pairs and tokens), and the visible tests carry hand-computed values.
+recall@k / MRR, span selection and reciprocal-rank fusion have no library that is a dependency of
+the course (rank_bm25 is not), so their oracles are independent, deliberately naive reference
+implementations (explicit loops over documents, queries, span pairs and rank positions), and the
+visible tests carry hand-computed values.
 """
 from llmprep.grading.spec import Case, Exercise, Rule, allclose, tabled
 
@@ -181,39 +181,78 @@ def oracle_best_span():
     return {"best_span": best_span}
 
 
-# ============================================================================ 5 mean pooling
+# ============================================================================ 5 reciprocal-rank fusion
 
-def probe_mean_pool(ns, params):
-    import torch
+def probe_rrf(ns, params):
+    import random
 
-    fn = ns["mean_pool_normalize"]
-    g = torch.Generator().manual_seed(params["seed"])
-    b, t, d = params["batch"], params["tokens"], params["dim"]
-    hidden = torch.randn(b, t, d, generator=g) * params["scale"] + params["offset"]
-    mask = torch.zeros(b, t, dtype=torch.int64)
-    for i, n in enumerate(params["lengths"]):
-        if params.get("left_padding"):
-            mask[i, t - n:] = 1
-        else:
-            mask[i, :n] = 1
-    h0, m0 = hidden.clone(), mask.clone()
-    out = fn(hidden, mask)
-    return {"embeddings": torch.as_tensor(out).to(torch.float32),
-            "inputs_untouched": bool(torch.equal(h0, hidden) and torch.equal(m0, mask))}
+    fn = ns["reciprocal_rank_fusion"]
+    if "rankings" in params:
+        rankings = [list(r) for r in params["rankings"]]
+    else:
+        rng = random.Random(params["seed"])
+        rankings = [rng.sample(range(params["n_docs"]), rng.randint(params["min_len"], params["max_len"]))
+                    for _ in range(params["lists"])]
+    before = [list(r) for r in rankings]
+    kwargs = {key: params[key] for key in ("c", "k") if key in params}
+    ids, scores = fn(rankings, **kwargs)
+    return {"ids": [int(i) for i in ids], "scores": [float(x) for x in scores],
+            "inputs_untouched": rankings == before}
 
 
-def oracle_mean_pool():
-    import torch
+def oracle_rrf():
+    def reciprocal_rank_fusion(rankings, c=60, k=None):
+        docs = sorted({d for r in rankings for d in r})
+        fused = []
+        for d in docs:
+            total = 0.0
+            for r in rankings:
+                for position in range(len(r)):
+                    if r[position] == d:
+                        total += 1.0 / (c + position + 1)
+            fused.append((d, total))
+        fused.sort(key=lambda pair: -pair[1])  # stable: equal scores keep the ascending id order
+        if k is not None:
+            fused = fused[:k]
+        return [d for d, _ in fused], [t for _, t in fused]
 
-    def mean_pool_normalize(last_hidden_state, attention_mask):
-        rows = []
-        for h, m in zip(last_hidden_state, attention_mask):
-            kept = [h[j] for j in range(len(m)) if int(m[j]) == 1]
-            mean = sum(kept) / len(kept)
-            rows.append(mean / torch.sqrt((mean * mean).sum()))
-        return torch.stack(rows)
+    return {"reciprocal_rank_fusion": reciprocal_rank_fusion}
 
-    return {"mean_pool_normalize": mean_pool_normalize}
+
+def judge_rrf(got, want, params):
+    """The ids must be the expected documents, ordered by fused score (ties within 1e-12 by ascending id); the scores
+    must match the expected score of each id. Float sums in another order may swap two tied documents only if their
+    scores differ by rounding, so near-ties are judged on the scores, not on one summation order."""
+    import numpy as np
+
+    from llmprep.grading.spec import compare_arrays
+
+    g_ids, w_ids = list(got.get("ids", [])), list(want["ids"])
+    if "ids" not in got or "scores" not in got:
+        return "no value for 'ids' or 'scores'"
+    if len(g_ids) != len(w_ids):
+        return f"the fused ranking (ids) has {len(g_ids)} documents, expected {len(w_ids)}"
+    if len(got["scores"]) != len(g_ids):
+        return "ids and scores must have the same length"
+    if g_ids != w_ids:
+        want_score = dict(zip(w_ids, want["scores"]))
+        if set(g_ids) != set(w_ids):
+            return "the fused ranking (ids) holds different documents than expected"
+        for a, b in zip(g_ids, g_ids[1:]):
+            sa, sb = want_score[a], want_score[b]
+            if not (sa > sb + 1e-12 or (abs(sa - sb) <= 1e-12 and a < b)):
+                bad = sum(x != y for x, y in zip(g_ids, w_ids))
+                return (f"the fused ranking (ids) is not in the expected order: {bad} of {len(w_ids)} positions differ "
+                        f"(highest fused score first, equal scores by ascending id)")
+        expected = [want_score[d] for d in g_ids]
+    else:
+        expected = list(want["scores"])
+    reason = compare_arrays("fused scores", np.asarray(got["scores"], dtype=np.float64), np.asarray(expected),
+                            1e-9, 1e-12)
+    if reason:
+        return reason
+    return compare_arrays("inputs_untouched", np.asarray(got["inputs_untouched"]), np.asarray(want["inputs_untouched"]),
+                          0, 0)
 
 
 # ============================================================================ the spec
@@ -506,50 +545,85 @@ EXERCISES = [
         },
     ),
     Exercise(
-        grade_id="ch04_mean_pool_test", functions=("mean_pool_normalize",), points=2,
-        title="masked mean pooling + L2 normalisation (sentence embeddings)",
+        grade_id="ch04_rrf_test", functions=("reciprocal_rank_fusion",), points=2,
+        title="hybrid search: reciprocal-rank fusion",
         cases=(
-            Case("right padding, varied lengths", {"seed": 0, "batch": 4, "tokens": 7, "dim": 6, "scale": 1.0,
-                                                   "offset": 0.0, "lengths": [7, 3, 1, 5]}),
-            Case("left padding", {"seed": 1, "batch": 3, "tokens": 5, "dim": 4, "scale": 2.0, "offset": 0.5,
-                                  "lengths": [2, 5, 4], "left_padding": True}),
-            Case("no padding, large offset", {"seed": 2, "batch": 2, "tokens": 4, "dim": 8, "scale": 0.1,
-                                              "offset": 3.0, "lengths": [4, 4]}),
-            Case("MiniLM-sized rows", {"seed": 3, "batch": 3, "tokens": 12, "dim": 384, "scale": 1.0,
-                                       "offset": -0.2, "lengths": [12, 2, 9]}),
+            Case("closed form: two rankings of different lengths, c=1",
+                 {"rankings": [[7, 2, 9], [2, 5]], "c": 1}),
+            Case("exact ties between mirrored rankings", {"rankings": [[8, 3, 5, 1], [1, 5, 3, 8], [6]]}),
+            Case("random: three rankings over 40 documents", {"seed": 0, "n_docs": 40, "lists": 3, "min_len": 5,
+                                                              "max_len": 20}),
+            Case("random: two rankings, c=0.5 and top k=6", {"seed": 1, "n_docs": 25, "lists": 2, "min_len": 8,
+                                                             "max_len": 15, "c": 0.5, "k": 6}),
+            Case("random: five short rankings, default c", {"seed": 2, "n_docs": 12, "lists": 5, "min_len": 1,
+                                                            "max_len": 6}),
         ),
-        probe=probe_mean_pool, judge=allclose(rtol=1e-4, atol=1e-6),
+        probe=probe_rrf, judge=judge_rrf,
         mutants={
-            "mean over padding tokens too": """
-                def mean_pool_normalize(last_hidden_state, attention_mask):
-                    return F.normalize(last_hidden_state.mean(dim=1), dim=-1)
+            "ranks counted from 0": """
+                def reciprocal_rank_fusion(rankings, c=60, k=None):
+                    fused = {}
+                    for ranking in rankings:
+                        for rank, doc in enumerate(ranking):
+                            fused[doc] = fused.get(doc, 0.0) + 1.0 / (c + rank)
+                    ids = sorted(fused, key=lambda d: (-fused[d], d))[:k]
+                    return ids, [fused[d] for d in ids]
             """,
-            "assumes right padding (first n tokens)": """
-                def mean_pool_normalize(last_hidden_state, attention_mask):
-                    n = attention_mask.sum(1).tolist()
-                    rows = [last_hidden_state[i, :int(k)].mean(0) for i, k in enumerate(n)]
-                    return F.normalize(torch.stack(rows), dim=-1)
+            "best rank only (max instead of sum)": """
+                def reciprocal_rank_fusion(rankings, c=60, k=None):
+                    fused = {}
+                    for ranking in rankings:
+                        for rank, doc in enumerate(ranking, start=1):
+                            fused[doc] = max(fused.get(doc, 0.0), 1.0 / (c + rank))
+                    ids = sorted(fused, key=lambda d: (-fused[d], d))[:k]
+                    return ids, [fused[d] for d in ids]
             """,
-            "masks the states in place": """
-                def mean_pool_normalize(last_hidden_state, attention_mask):
-                    last_hidden_state *= attention_mask.unsqueeze(-1)
-                    mean = last_hidden_state.sum(1) / attention_mask.sum(1, keepdim=True)
-                    return F.normalize(mean, dim=-1)
+            "only the documents of the first ranking": """
+                def reciprocal_rank_fusion(rankings, c=60, k=None):
+                    fused = {doc: 0.0 for doc in rankings[0]}
+                    for ranking in rankings:
+                        for rank, doc in enumerate(ranking, start=1):
+                            if doc in fused:
+                                fused[doc] += 1.0 / (c + rank)
+                    ids = sorted(fused, key=lambda d: (-fused[d], d))[:k]
+                    return ids, [fused[d] for d in ids]
             """,
-            "each token normalised before pooling": """
-                def mean_pool_normalize(last_hidden_state, attention_mask):
-                    m = attention_mask.unsqueeze(-1).to(last_hidden_state.dtype)
-                    tokens = F.normalize(last_hidden_state, dim=-1)
-                    return F.normalize((tokens * m).sum(1) / m.sum(1), dim=-1)
+            "ties kept in order of first appearance": """
+                def reciprocal_rank_fusion(rankings, c=60, k=None):
+                    fused = {}
+                    for ranking in rankings:
+                        for rank, doc in enumerate(ranking, start=1):
+                            fused[doc] = fused.get(doc, 0.0) + 1.0 / (c + rank)
+                    ids = sorted(fused, key=lambda d: -fused[d])[:k]
+                    return ids, [fused[d] for d in ids]
             """,
-            "no L2 normalisation": """
-                def mean_pool_normalize(last_hidden_state, attention_mask):
-                    m = attention_mask.unsqueeze(-1).to(last_hidden_state.dtype)
-                    return (last_hidden_state * m).sum(1) / m.sum(1)
+            "c ignored (always 60)": """
+                def reciprocal_rank_fusion(rankings, c=60, k=None):
+                    fused = {}
+                    for ranking in rankings:
+                        for rank, doc in enumerate(ranking, start=1):
+                            fused[doc] = fused.get(doc, 0.0) + 1.0 / (60 + rank)
+                    ids = sorted(fused, key=lambda d: (-fused[d], d))[:k]
+                    return ids, [fused[d] for d in ids]
             """,
-            "CLS token instead of the mean": """
-                def mean_pool_normalize(last_hidden_state, attention_mask):
-                    return F.normalize(last_hidden_state[:, 0], dim=-1)
+            "k ignored": """
+                def reciprocal_rank_fusion(rankings, c=60, k=None):
+                    fused = {}
+                    for ranking in rankings:
+                        for rank, doc in enumerate(ranking, start=1):
+                            fused[doc] = fused.get(doc, 0.0) + 1.0 / (c + rank)
+                    ids = sorted(fused, key=lambda d: (-fused[d], d))
+                    return ids, [fused[d] for d in ids]
+            """,
+            "sorts the input rankings in place": """
+                def reciprocal_rank_fusion(rankings, c=60, k=None):
+                    fused = {}
+                    for ranking in rankings:
+                        for rank, doc in enumerate(ranking, start=1):
+                            fused[doc] = fused.get(doc, 0.0) + 1.0 / (c + rank)
+                        ranking.sort()
+                    ids = sorted(fused, key=lambda d: (-fused[d], d))[:k]
+                    return ids, [fused[d] for d in ids]
             """,
         },
     ),
@@ -608,15 +682,23 @@ RULES = {
         R("Do not modify the inputs", ("random logits, max_len 5",),
           {"shifts the logits in place": "modified its inputs in place"}),
     ),
-    "ch04_mean_pool_test": (
-        R("average the encoder's token states over the **real** tokens", ("right padding, varied lengths",),
-          {"mean over padding tokens too": "embeddings", "CLS token instead of the mean": "embeddings"}),
-        R("padding may be on the right **or the left**", ("left padding",),
-          {"assumes right padding (first n tokens)": "embeddings"}),
-        R("divided by its L2 norm", ("right padding, varied lengths",),
-          {"no L2 normalisation": "embeddings", "each token normalised before pooling": "embeddings"}),
-        R("Do not modify the inputs", ("right padding, varied lengths",),
-          {"masks the states in place": "modified its inputs in place"}),
+    "ch04_rrf_test": (
+        R("with ranks counted **from 1**", ("closed form: two rankings of different lengths, c=1",),
+          {"ranks counted from 0": "fused"}),
+        R("its fused score is that **summed over the rankings** that contain it",
+          ("closed form: two rankings of different lengths, c=1", "random: three rankings over 40 documents"),
+          {"best rank only (max instead of sum)": "fused"}),
+        R("every document that appears in **any** ranking", ("closed form: two rankings of different lengths, c=1",),
+          {"only the documents of the first ranking": "ids"}),
+        R("ties (equal fused scores): the smaller document id first", ("exact ties between mirrored rankings",),
+          {"ties kept in order of first appearance": "order"}),
+        R("`c` (default 60) is the constant in $1/(c + r)$", ("closed form: two rankings of different lengths, c=1",
+                                                              "random: two rankings, c=0.5 and top k=6"),
+          {"c ignored (always 60)": "fused"}),
+        R("with `k` given, return only the first `k` documents", ("random: two rankings, c=0.5 and top k=6",),
+          {"k ignored": "documents"}),
+        R("Do not modify the inputs", ("closed form: two rankings of different lengths, c=1",),
+          {"sorts the input rankings in place": "modified its inputs in place"}),
     ),
 }
 
@@ -662,11 +744,18 @@ ALTERNATIVES = {
                         best = (i, j, s_list[i] + e_list[j])
             return best
     """},
-    "ch04_mean_pool_test": {"masked_fill and F.normalize": """
-        def mean_pool_normalize(last_hidden_state, attention_mask):
-            keep = attention_mask.bool().unsqueeze(-1)
-            total = last_hidden_state.masked_fill(~keep, 0.0).sum(dim=1)
-            return F.normalize(total / keep.sum(dim=1), p=2, dim=1)
+    "ch04_rrf_test": {"numpy arrays over a document index, stable argsort": """
+        import numpy as np
+
+        def reciprocal_rank_fusion(rankings, c=60, k=None):
+            docs = np.array(sorted({d for r in rankings for d in r}), dtype=np.int64)
+            where = {int(d): i for i, d in enumerate(docs)}
+            fused = np.zeros(len(docs), dtype=np.float64)
+            for r in rankings:
+                rows = np.array([where[d] for d in r], dtype=np.int64)
+                np.add.at(fused, rows, 1.0 / (c + np.arange(1, len(r) + 1)))
+            order = np.argsort(-fused, kind="stable")[: (len(docs) if k is None else k)]
+            return docs[order].tolist(), fused[order].tolist()
     """},
 }
 
@@ -677,5 +766,5 @@ ORACLES = {
     "ch04_bm25_test": oracle_bm25,
     "ch04_retrieval_metrics_test": oracle_retrieval_metrics,
     "ch04_best_span_test": oracle_best_span,
-    "ch04_mean_pool_test": oracle_mean_pool,
+    "ch04_rrf_test": oracle_rrf,
 }

