@@ -230,3 +230,43 @@ def smollm2_tokenizer():
     from llmprep.assets import load_smollm2_tokenizer
 
     return load_smollm2_tokenizer()
+
+
+# --------------------------------------------------------------------------- lazily imported libraries (ch11: trl)
+
+@contextmanager
+def library_blocked(label, *targets):
+    """``forbidden`` for a heavy library without importing it: while the block runs, importing any of the
+    ``targets``' modules that is not loaded yet raises ``ImportError("imports <label>, ...")``, and the
+    attributes of those already loaded raise as in ``forbidden``. ``targets`` are ``(module, attribute
+    path)`` pairs, e.g. ``("trl.trainer.dpo_trainer", "DPOTrainer._compute_loss")``; a probe never pays
+    the library's import time (seconds for ``trl``) when the student's code did not import it."""
+    import sys
+
+    missing = {module for module, _ in targets if module not in sys.modules}
+    loaded = []
+    for module, path in targets:
+        if module in missing:
+            continue
+        owner = sys.modules[module]
+        *parents, name = path.split(".")
+        try:
+            for part in parents:
+                owner = getattr(owner, part)
+        except AttributeError:
+            continue
+        loaded.append((owner, name, label))
+
+    class _Refuse:
+        def find_spec(self, fullname, path=None, target=None):  # noqa: ARG002 - importlib finder protocol
+            if fullname in missing:
+                raise ImportError(f"imports {label}, which this exercise asks you to write yourself")
+            return None
+
+    finder = _Refuse()
+    sys.meta_path.insert(0, finder)
+    try:
+        with forbidden(*loaded):
+            yield
+    finally:
+        sys.meta_path.remove(finder)
