@@ -18,7 +18,7 @@ word its feedback must contain (tests/test_exercise_rules.py, tests/test_mutants
 """
 import json
 
-from llmprep.grading.spec import Case, Exercise, Rule, tabled
+from llmprep.grading.spec import Case, Exercise, Rule, json_list, tabled
 
 CHAPTER = "ch10_tokenization"
 NOTEBOOK = "ch10_exercises.ipynb"
@@ -27,16 +27,7 @@ NOTEBOOK = "ch10_exercises.ipynb"
 # ============================================================================ judges
 
 def _as_list(value, what):
-    """A JSON-encoded list from a probe (a string), or a reason."""
-    import numpy as np
-
-    try:
-        data = json.loads(str(np.asarray(value).reshape(()).item()))
-    except Exception:  # noqa: BLE001 - hostile data becomes one line
-        return None, f"{what} could not be read back (return a list, as the instructions say)"
-    if not isinstance(data, list):
-        return None, f"{what} is not a list"
-    return data, None
+    return json_list(value, what, ' (return a list, as the instructions say)')
 
 
 def sequence_diff(got, want, what="tokens"):

@@ -11,10 +11,9 @@ Oracles run in the trusted test process: ``model.generate`` (greedy decoding of 
 min-max quantizer, and, where no library exists (speculative sampling, the allocator, the scheduler, the roofline),
 a trusted reference written in another style than the solution (the same source as the alternative-correct fixture).
 """
-import json
 import textwrap
 
-from llmprep.grading.spec import Case, Exercise, Rule, compare_arrays, tabled
+from llmprep.grading.spec import Case, Exercise, Rule, json_list, compare_arrays, tabled
 
 CHAPTER = "ch12_inference"
 NOTEBOOK = "ch12_exercises.ipynb"
@@ -23,16 +22,7 @@ NOTEBOOK = "ch12_exercises.ipynb"
 # ============================================================================ judging helpers
 
 def _trace(value, what):
-    """A JSON trace written by a probe, or a reason."""
-    import numpy as np
-
-    try:
-        data = json.loads(str(np.asarray(value).reshape(()).item()))
-    except Exception:  # noqa: BLE001 - hostile data becomes one line
-        return None, f"{what} could not be read back"
-    if not isinstance(data, list):
-        return None, f"{what} is not a list"
-    return data, None
+    return json_list(value, what, '')
 
 
 def _tokens_reason(label, got, want):

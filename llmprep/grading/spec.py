@@ -232,3 +232,16 @@ def tabled(exercises, rules: Mapping[str, tuple[Rule, ...]], alternatives: Mappi
     alternatives = alternatives or {}
     return [replace(ex, rules=tuple(rules.get(ex.grade_id, ())),
                     alternatives={**ex.alternatives, **alternatives.get(ex.grade_id, {})}) for ex in exercises]
+
+
+def json_list(value, what: str, hint: str = "") -> tuple[list | None, str | None]:
+    """A list a probe sent JSON-encoded in a 0-d string array: (data, None), or (None, a reason)."""
+    import json
+
+    try:
+        data = json.loads(str(np.asarray(value).reshape(()).item()))
+    except Exception:  # noqa: BLE001 - hostile data becomes one line
+        return None, f"{what} could not be read back{hint}"
+    if not isinstance(data, list):
+        return None, f"{what} is not a list"
+    return data, None
