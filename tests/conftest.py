@@ -16,6 +16,21 @@ def pytest_configure(config):
         torch.set_num_threads(1)
     except ImportError:
         pass
+    _absl_handler_writes_to_the_real_stderr()
+
+
+def _absl_handler_writes_to_the_real_stderr():
+    """absl's log handler (imported by JAX's libraries) keeps the ``sys.stderr`` of its import time and, when
+    closed, closes that stream unless it is the *current* ``sys.stderr``. Any traitlets application (nbgrader)
+    closes every handler through ``logging.config.dictConfig``; inside a ``capsys`` test this closed pytest's
+    own capture file, and every later test of that worker failed with "I/O operation on closed file"."""
+    import sys
+
+    try:
+        from absl import logging as absl_logging
+    except ImportError:
+        return
+    absl_logging.get_absl_handler().python_handler.setStream(sys.__stderr__)
 
 
 @pytest.fixture(scope="session")

@@ -34,3 +34,17 @@ def test_set_threads_follows_env_and_returns_to_the_default(monkeypatch):
 
 def test_usable_cores_is_within_the_machine():
     assert 1 <= runtime.usable_cores() <= (os.cpu_count() or 1)
+
+
+def test_an_nbgrader_app_inside_capsys_leaves_pytest_capture_working(capsys):
+    """Regression (CI stop 23): absl's handler closed pytest's capture file when traitlets reconfigured logging;
+    tests/conftest.py points it at the real stderr. The next print must still be captured."""
+    import sys
+
+    from absl import logging as absl_logging
+    from nbgrader.apps.baseapp import NbGrader
+
+    assert absl_logging.get_absl_handler().python_handler.stream is sys.__stderr__
+    NbGrader().log.info("reconfigures logging")
+    print("still captured")
+    assert capsys.readouterr().out == "still captured\n"
