@@ -6,7 +6,6 @@ import re
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from llmprep.grading import engine
@@ -69,17 +68,6 @@ def test_released_stub_earns_zero_with_reasons(root, chapter):
     assert result.max_score > 0 and result.score == 0
     for cell in result.cells:
         assert cell.points == 0 and "not implemented" in cell.message, cell
-
-
-@pytest.mark.parametrize("chapter", CHAPTERS)
-def test_cases_are_deterministic(root, chapter):
-    spec = load_spec(chapter)
-    job = engine.build_job(engine.read_notebook(_solution(root, chapter)), list(spec.EXERCISES))
-    first, second = engine.reference_run(chapter), engine.run_sandbox(job)  # cached (or fresh) vs fresh
-    assert first.ok and second.ok
-    assert first.arrays.keys() == second.arrays.keys()
-    for key in first.arrays:
-        np.testing.assert_array_equal(first.arrays[key], second.arrays[key], err_msg=key)
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)

@@ -1,6 +1,8 @@
-"""Every mutant of every exercise loses its points with feedback that names what it broke, and
-every alternative-correct fixture earns full points: one sandbox run per chapter serves them all.
+"""Every mutant of every exercise loses its points with feedback that names what it broke, every
+alternative-correct fixture earns full points, and the cases are deterministic (the fresh run's outputs
+of the solution equal the reference run's, bit for bit): one sandbox run per chapter serves them all.
 (A file of its own, so that `pytest -n 2 --dist loadfile` spreads the heaviest tests over both workers.)"""
+import numpy as np
 import pytest
 
 from llmprep.grading import engine
@@ -11,8 +13,10 @@ CHAPTERS = all_chapters()
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_every_mutant_loses_points(chapter):
-    verdicts = engine.check_mutants(chapter)
+    ref, run = engine.mutant_run(chapter)
+    verdicts = engine.judge_variants(chapter, ref, run)
     spec = load_spec(chapter)
+    _same_outputs_as_the_reference(ref, run)
     for _grade_id, verdict in verdicts[engine.SUBMITTED].items():
         assert verdict.points == verdict.max_points, verdict
     for ex in spec.EXERCISES:
@@ -26,3 +30,15 @@ def test_every_mutant_loses_points(chapter):
             verdict = verdicts[f"alt:{alt}"][ex.grade_id]
             assert verdict.points == verdict.max_points, \
                 f"{ex.grade_id}: correct alternative '{alt}' rejected: {verdict}"
+
+
+def _same_outputs_as_the_reference(ref, run):
+    """The cases are deterministic: the solution's outputs in this fresh run equal the (cached or fresh)
+    reference run's, bit for bit."""
+    assert ref.ok and run.ok
+    submitted = f"|{engine.SUBMITTED}|"
+    want = {k for k in ref.arrays if submitted in k}
+    got = {k for k in run.arrays if submitted in k}
+    assert want and want == got
+    for key in want:
+        np.testing.assert_array_equal(ref.arrays[key], run.arrays[key], err_msg=key)

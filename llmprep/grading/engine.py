@@ -27,8 +27,8 @@ from llmprep.grading.trusted import GradingError, all_chapters, load_spec, repo_
 
 __all__ = ["SUBMITTED", "CellVerdict", "GradingError", "Isolation", "Limits", "NotebookResult", "SandboxRun",
            "all_chapters", "build_job", "check_mutants", "check_notebook", "code_cells", "isolation",
-           "judge_exercise", "load_spec", "match_chapter", "nbgrader_meta", "outputs_of", "read_notebook",
-           "reference_run", "repo_root", "run_sandbox", "run_submission", "test_cells"]
+           "judge_exercise", "judge_variants", "load_spec", "match_chapter", "mutant_run", "nbgrader_meta",
+           "outputs_of", "read_notebook", "reference_run", "repo_root", "run_sandbox", "run_submission", "test_cells"]
 
 
 def check_notebook(path: str | Path, limits: Limits | None = None, folder: Path | None = None) -> NotebookResult:
@@ -72,6 +72,11 @@ def check_mutants(chapter: str, notebook: Path | None = None, limits: Limits | N
     Returns {variant name: {grade_id: CellVerdict}} for the submitted notebook, each mutant
     (``mutant:<name>``) and each alternative (``alt:<name>``); a variant only replaces the
     function(s) of its own exercise."""
+    return judge_variants(chapter, *mutant_run(chapter, notebook, limits))
+
+
+def mutant_run(chapter: str, notebook: Path | None = None, limits: Limits | None = None) -> tuple[SandboxRun, SandboxRun]:
+    """(the cached reference run, a fresh sandbox run of the solution with every mutant and alternative)."""
     spec = load_spec(chapter)
     path = notebook or solutions_dir() / chapter / spec.NOTEBOOK
     nb = read_notebook(path)
@@ -79,8 +84,12 @@ def check_mutants(chapter: str, notebook: Path | None = None, limits: Limits | N
     run = run_sandbox(build_job(nb, list(spec.EXERCISES), mutants=True), limits, folder=path.parent)
     if not run.ok:
         raise GradingError(f"{chapter}: {run.reason}\n{run.log_tail[-3000:]}")
+    return ref, run
+
+
+def judge_variants(chapter: str, ref: SandboxRun, run: SandboxRun) -> dict[str, dict[str, CellVerdict]]:
     result: dict[str, dict[str, CellVerdict]] = {}
-    for ex in spec.EXERCISES:
+    for ex in load_spec(chapter).EXERCISES:
         for variant in [SUBMITTED] + [f"mutant:{m}" for m in ex.mutants] + [f"alt:{a}" for a in ex.alternatives]:
             result.setdefault(variant, {})[ex.grade_id] = judge_exercise(ex, run, ref, variant)
     return result
