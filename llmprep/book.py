@@ -13,7 +13,7 @@ Sphinx's own incremental build redoes only what changed):
   the reference notebooks, answer revealed on click, filterable by chapter.
 
 No network at build time or in the browser: no intersphinx, widget JavaScript off, MathJax 2 served from
-the site (the ``jupyter-server-mathjax`` package ships it).
+the site (MathJax 3.2.2, which the ``sphinx-mathjax-offline`` package ships).
 """
 from __future__ import annotations
 
@@ -390,12 +390,11 @@ myst_enable_extensions = ["dollarmath"]
 myst_update_mathjax = False
 myst_heading_anchors = 3
 
-# MathJax 2 served from the site itself (copied from the jupyter-server-mathjax package): no CDN
-mathjax_path = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full"
-mathjax2_config = {"tex2jax": {"inlineMath": [["\\\\(", "\\\\)"]], "displayMath": [["\\\\[", "\\\\]"]],
-                               "processEscapes": True},
-                   "messageStyle": "none", "menuSettings": {"zoom": "None"}}
+# MathJax 3.2.2 served from the site itself (copied from the sphinx-mathjax-offline package): no CDN
+mathjax_path = "mathjax/tex-chtml.js"
 
+html_context = {"default_mode": "auto"}  # light or dark as the reader's system prefers (empty: a console error)
+html_favicon = "favicon.svg"  # browsers ask for /favicon.ico otherwise (a 404 in the console)
 html_theme = "sphinx_book_theme"
 html_title = "llmprep · 大模型面试题"
 html_static_path = ["_static"]
@@ -404,6 +403,21 @@ html_js_files = ["mock_interview.js"]
 html_copy_source = False
 html_show_sourcelink = False
 html_last_updated_fmt = None
+
+
+def setup(app):
+    """Sphinx 9.0's Chinese search names its JavaScript stemmer after the language ("ChineseStemmer") although
+    it ships the English one, so the search page fails with "ChineseStemmer is not defined" and finds nothing
+    (sphinx-doc/sphinx#14229, fixed after 9.0.4, in releases that need Python 3.12): same language, the
+    stemmer's real name."""
+    from sphinx.search.zh import SearchChinese
+
+    class SearchChineseEnglishStemmer(SearchChinese):
+        language_name = "English"
+
+    app.add_search_language(SearchChineseEnglishStemmer)
+
+
 html_theme_options = {
     "home_page_in_toc": True,
     "show_navbar_depth": 1,
@@ -470,10 +484,16 @@ document.addEventListener("DOMContentLoaded", function () {
 '''
 
 
-def mathjax_dir() -> Path:
-    import jupyter_server_mathjax
+FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64"><rect width="64" height="64" rx="12" '
+           'fill="#2a6f97"/><text x="32" y="44" font-size="34" text-anchor="middle" fill="#fff" '
+           'font-family="sans-serif">L</text></svg>\n')
 
-    return Path(jupyter_server_mathjax.__file__).parent / "static"
+
+def mathjax_dir() -> Path:
+    """MathJax 3.2.2 as the ``sphinx-mathjax-offline`` package ships it (its folder name is not importable)."""
+    from importlib.metadata import distribution
+
+    return Path(distribution("sphinx-mathjax-offline").locate_file("sphinx-mathjax-offline/static/mathjax"))
 
 
 # --------------------------------------------------------------------------- the build
@@ -540,9 +560,11 @@ def build_book(chapter_ids: list[str] | None = None, root: Path | None = None, *
     put("conf.py", CONF)
     put("_static/llmprep.css", CSS)
     put("_static/mock_interview.js", JS)
-    for path in copy_tree_if_changed(mathjax_dir(), staging / "_static" / "mathjax"):
+    put("favicon.svg", FAVICON)
+    source = mathjax_dir()
+    for path in copy_tree_if_changed(source, staging / "_static" / "mathjax"):
         result.written.append(str(path.relative_to(staging)))
-    keep.update(p for p in (staging / "_static" / "mathjax").rglob("*") if p.is_file())
+    keep.update(staging / "_static" / "mathjax" / p.relative_to(source) for p in source.rglob("*") if p.is_file())
 
     for path in sorted(staging.rglob("*")):  # pages of chapters no longer built, and strays
         if path.is_file() and path not in keep:
@@ -550,6 +572,9 @@ def build_book(chapter_ids: list[str] | None = None, root: Path | None = None, *
             result.removed.append(str(path.relative_to(staging)))
     for path in sorted(staging.rglob("*.ipynb")) + sorted(staging.rglob("*.md")):
         _scan_staged(path)
+    if result.removed:  # Sphinx never deletes an output file: pages or assets gone from the sources go with a fresh build
+        for folder in (out, doctrees):
+            shutil.rmtree(folder, ignore_errors=True)
 
     warnings_file = build / "book-warnings.txt" if out == build / "book" else out.parent / "book-warnings.txt"
     warnings_file.parent.mkdir(parents=True, exist_ok=True)
