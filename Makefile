@@ -40,6 +40,8 @@ run: data
 # `apt-get update` only when the install fails (an old or empty package list).
 browser:
 	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { \
+	  test "$$(id -u)" = 0 || { echo "tests/test_book.py needs Debian's chromium and chromium-driver:" \
+	    "sudo apt-get install -y --no-install-recommends chromium chromium-driver"; exit 1; }; \
 	  echo "installing chromium chromium-driver (Debian packages) for tests/test_book.py"; \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver \
 	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver; }; }
