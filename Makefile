@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.llmprep-installed
 TEST_ENV := OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE MKL_NUM_THREADS=1 LLMPREP_THREADS=1 HF_HUB_OFFLINE=1 MPLBACKEND=Agg
 JOBS   ?= 2
 
-.PHONY: help setup data run test lab release release-check grade bench clean
+.PHONY: help setup data run test lab release release-check grade bench book browser clean
 
 help:
 	@echo "make run      set up, fetch assets, execute every chapter headless, print the results table"
@@ -18,6 +18,7 @@ help:
 	@echo "make release  regenerate course/ from solutions/   (make release-check: verify only)"
 	@echo "make grade A=ch01_training   grade submitted/<student>/<A>/ into the gradebook"
 	@echo "make bench    the measured figures behind README's results table"
+	@echo "make book     the course website in build/book/ from the notebooks make run executed (serve: python -m http.server -d build/book)"
 
 # torch is pinned in the same install step as everything else (pyproject.toml),
 # otherwise pip resolves a multi-GB CUDA build.
@@ -35,9 +36,19 @@ data: setup
 run: data
 	$(BIN)/llmprep run $(CHAPTERS)
 
-test: data
+# Debian's Chromium and its driver for the website's browser test (tests/test_book.py); a no-op once installed.
+# `apt-get update` only when the install fails (an old or empty package list).
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { \
+	  test "$$(id -u)" = 0 || { echo "tests/test_book.py needs Debian's chromium and chromium-driver:" \
+	    "sudo apt-get install -y --no-install-recommends chromium chromium-driver"; exit 1; }; \
+	  echo "installing chromium chromium-driver (Debian packages) for tests/test_book.py"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver \
+	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver; }; }
+
+test: data browser
 	$(BIN)/ruff check .
-	$(TEST_ENV) $(BIN)/python -m pytest -n $(JOBS) --dist loadfile tests --nbval-lax --nbval-current-env solutions
+	LLMPREP_REQUIRE_BROWSER=1 $(TEST_ENV) $(BIN)/python -m pytest -n $(JOBS) --dist loadfile tests --nbval-lax --nbval-current-env solutions
 
 lab: setup
 	$(BIN)/llmprep lab
@@ -53,6 +64,9 @@ grade: setup
 
 bench: data
 	$(BIN)/llmprep bench
+
+book: setup
+	$(BIN)/llmprep book
 
 clean:
 	rm -rf build .pytest_cache

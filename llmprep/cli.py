@@ -1,4 +1,4 @@
-"""`llmprep` command line: data, run, start, lab, release, check, grade, nbgrader, bench.
+"""`llmprep` command line: data, run, start, lab, release, check, grade, nbgrader, bench, book.
 
 Bad input is refused before any work with one line ``error: ...`` on stderr and exit code 2; paths are
 resolved from the folder the command is run in.
@@ -285,6 +285,31 @@ def cmd_bench(args) -> int:
     return subprocess.call([sys.executable, str(script)] + args.extra)
 
 
+def cmd_book(args) -> int:
+    from llmprep.book import BookError, build_book
+    from llmprep.course import UsageError, resolve_chapters
+
+    try:
+        chapters = resolve_chapters(args.chapters)
+    except UsageError as exc:
+        _usage(exc)
+    try:
+        result = build_book(chapters, clean=args.clean)
+    except BookError as exc:
+        print(f"error: {_one_line(str(exc), 600)}", file=sys.stderr)
+        return 1
+    ran = [ch for ch in result.chapters if ch not in result.not_run]
+    print(f"built {result.out} in {result.seconds:.1f} s: {len(result.chapters)} chapter(s), "
+          f"{result.questions} mock-interview questions, {len(result.written)} source file(s) changed, "
+          f"{len(result.warnings)} Sphinx warning(s) (build/book-warnings.txt)")
+    print(f"  with outputs: {', '.join(ran) or 'none'}")
+    if result.not_run:
+        print(f"  not run yet (pages without outputs): {', '.join(result.not_run)}; run `llmprep run CHAPTER` "
+              "(or `make run`) first, then `llmprep book` again")
+    print(f"serve it: python -m http.server -d {result.out}   (then open http://127.0.0.1:8000)")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 def _doc(description: str, example: str, codes: str) -> dict:
@@ -375,6 +400,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="one JSON object per student")
     s.add_argument("--feedback", action="store_true", help="also run nbgrader generate_feedback")
     s.set_defaults(func=cmd_grade)
+
+    s = sub.add_parser("book", help="build the course website into build/book/ from the executed notebooks", **_doc(
+        "Build the course website (Sphinx + MyST-NB, offline) into build/book/: the course map and results "
+        "as the home page, each chapter's reference notebook as `llmprep run` executed it (outputs, plots, "
+        "printed results; a chapter not run yet is shown without outputs and says so), its released "
+        "exercises (stubs, never solutions), and a mock-interview page with every interview question. "
+        "Sources are staged in build/book-src/ and rewritten only when they change, so a second build "
+        "takes seconds.",
+        "make run && llmprep book          # every chapter\nllmprep book ch02 ch09 --clean\n"
+        "python -m http.server -d build/book",
+        f"0  built\n1  the build failed (Sphinx's error, or a page that would publish solution code)\n{USAGE_CODE}"))
+    s.add_argument("chapters", nargs="*", metavar="CHAPTER",
+                   help="chapters to include (id, number or folder; default: all)")
+    s.add_argument("--clean", action="store_true", help="remove build/book, build/book-src and Sphinx's cache first")
+    s.set_defaults(func=cmd_book)
 
     s = sub.add_parser("nbgrader", add_help=False, help="an nbgrader command with the course's configuration "
                                                         "(`llmprep nbgrader CMD --help`: nbgrader's own help)")

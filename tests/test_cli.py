@@ -95,7 +95,7 @@ def test_run_rejects_before_erasing_and_keeps_other_chapters_results(tmp_path):
     assert [r["name"] for r in map(json.loads, results.read_text().splitlines())] == ["old 1", "new 2"]
 
 
-COMMANDS = ["data", "run", "start", "release", "check", "grade"]
+COMMANDS = ["data", "run", "start", "release", "check", "grade", "book"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
