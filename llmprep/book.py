@@ -12,7 +12,7 @@ Sphinx's own incremental build redoes only what changed):
   measured table); ``mock-interview.md``: every interview question of every chapter, parsed from Part 1 of
   the reference notebooks, answer revealed on click, filterable by chapter.
 
-No network at build time or in the browser: no intersphinx, widget JavaScript off, MathJax 2 served from
+No network at build time or in the browser: no intersphinx, widget JavaScript off, MathJax served from
 the site (MathJax 3.2.2, which the ``sphinx-mathjax-offline`` package ships).
 """
 from __future__ import annotations
