@@ -48,7 +48,7 @@ browser:
 
 test: data browser
 	$(BIN)/ruff check .
-	LLMPREP_REQUIRE_BROWSER=1 $(TEST_ENV) $(BIN)/python -m pytest -n $(JOBS) --dist loadfile tests --nbval-lax --nbval-current-env solutions
+	LLMPREP_REQUIRE_BROWSER=1 $(TEST_ENV) $(BIN)/python -m pytest -n $(JOBS) --dist loadfile --durations=15 tests --nbval-lax --nbval-current-env solutions
 
 lab: setup
 	$(BIN)/llmprep lab
