@@ -18,7 +18,6 @@ the site (MathJax 3.2.2, which the ``sphinx-mathjax-offline`` package ships).
 from __future__ import annotations
 
 import html
-import json
 import re
 import shutil
 import subprocess
@@ -27,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llmprep.course import read_records
 from llmprep.grading.engine import repo_root
 
 # lines that must never reach the website (nbgrader's markers of solution code and hidden tests)
@@ -107,15 +107,7 @@ def course_map(readme: str) -> dict[str, tuple[str, str]]:
 
 
 def _results_table(results: Path) -> str:
-    records = []
-    if results.is_file():
-        for line in results.read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict) and "name" in rec:
-                records.append(rec)
+    records = [r for r in read_records(results) if "name" in r]
     if not records:
         return ("No `llmprep run` has recorded results on this machine yet (`build/results.jsonl` is missing): "
                 "`make run` executes every chapter and records them.\n")

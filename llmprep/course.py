@@ -274,7 +274,7 @@ def run(chapter_ids: list[str] | None = None, root: Path | None = None, jobs: in
             with ThreadPoolExecutor(max_workers=jobs) as pool:
                 list(pool.map(one, [item for item in todo if is_graded(item[1])]))
         order = {ch: i for i, ch in enumerate(dict.fromkeys(ch for ch, _ in todo))}
-        records = _read_records(results_file)
+        records = read_records(results_file)
         records.sort(key=lambda r: order.get(r.get("chapter"), len(order)))  # stable: notebook order within a chapter
         merge_results(build / "results.jsonl", records, chapter_ids, chapters(root))
     finally:
@@ -285,7 +285,8 @@ def run(chapter_ids: list[str] | None = None, root: Path | None = None, jobs: in
     return 1 if any(r[4] != "ok" for r in table) else 0
 
 
-def _read_records(path: Path) -> list[dict]:
+def read_records(path: Path) -> list[dict]:
+    """The records of a results file (JSON lines); unreadable lines are skipped, a missing file has none."""
     records = []
     for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
         try:
@@ -305,7 +306,7 @@ def merge_results(path: Path, records: list[dict], ran: list[str], known: list[s
     """Write ``records`` (from the chapters in ``ran``) into ``path``, keeping every earlier record of a
     chapter that did not run; chapters in course order."""
     done = {ch.split("_")[0] for ch in ran}
-    kept = [r for r in _read_records(path) if _chapter_of(r) not in done]
+    kept = [r for r in read_records(path) if _chapter_of(r) not in done]
     rank = {ch.split("_")[0]: i for i, ch in enumerate(known)}
     merged = sorted(kept + records, key=lambda r: rank.get(_chapter_of(r), len(rank)))
     tmp = path.with_suffix(".tmp")
