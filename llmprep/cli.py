@@ -338,8 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_data)
 
     s = sub.add_parser("run", help="execute reference and solution notebooks headless; results table", **_doc(
-        "Execute the chapters' notebooks from solutions/ headless: reference notebooks one after another on "
-        "every core, then the graded notebooks on one thread each, several at a time. Prints the time, peak "
+        "Execute the chapters' notebooks from solutions/ headless, several at a time (one per core, as the free "
+        "memory allows), the longest expected first (build/notebook-seconds.json from the last run, else "
+        "benchmarks/notebook-seconds.json); graded notebooks on one thread, reference notebooks on the cores "
+        "divided by the number at a time (all of them with --jobs 1). Prints the time, peak "
         "memory and status of each notebook and the recorded results; build/results.jsonl keeps the latest "
         "results of every chapter (a run replaces only the chapters it ran).",
         "llmprep run                      # every chapter\nllmprep run ch06_generation ch09 --jobs 2",
@@ -347,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("chapters", nargs="*", metavar="CHAPTER",
                    help="chapter id (ch06_generation), its number (ch06) or its folder; default: all")
     s.add_argument("--jobs", type=positive_int, default=None, metavar="N",
-                   help="graded notebooks run N at a time, one thread each (default: one per core)")
+                   help="notebooks run N at a time (default: one per core, within the free memory; "
+                        "--jobs 1: one after another, each reference notebook on every core)")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("start", help="copy a chapter into your workspace (work/) to solve it there", **_doc(

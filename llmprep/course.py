@@ -226,11 +226,48 @@ def is_graded(path: Path) -> bool:
     return "reference" not in path.stem
 
 
+SECONDS_FILE = "notebook-seconds.json"  # build/ (this machine's last run) or benchmarks/ (the reference machine)
+MEMORY_PER_JOB = 2.5 * 2**30  # a notebook's peak is <= 2 GB (the chapter budget), plus headroom
+
+
+def default_jobs() -> int:
+    """Notebooks run at once by `llmprep run`: one per core, as many as the free memory allows."""
+    try:
+        import psutil
+
+        by_memory = int(psutil.virtual_memory().available // MEMORY_PER_JOB)
+    except Exception:  # noqa: BLE001 - no memory figure: cores only
+        by_memory = usable_cores()
+    return max(1, min(usable_cores(), by_memory))
+
+
+def expected_seconds(root: Path) -> dict[str, float]:
+    """Seconds each notebook ("chapter/notebook.ipynb") took in the last run on this machine, else on the
+    reference machine (benchmarks/notebook-seconds.json): the longest start first."""
+    for path in (root / "build" / SECONDS_FILE, root / "benchmarks" / SECONDS_FILE):
+        try:
+            data = json.loads(path.read_text())
+            return {str(k): float(v) for k, v in data.items()}
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue
+    return {}
+
+
+def schedule(todo: list[tuple[str, Path]], seconds: dict[str, float]) -> list[tuple[str, Path]]:
+    """Longest expected first (a greedy list schedule on N workers then ends close together); a notebook
+    never timed counts as long when it is a reference notebook, short when it is graded."""
+    def key(item):
+        chapter, nb = item
+        return -seconds.get(f"{chapter}/{nb.name}", 3600.0 if not is_graded(nb) else 0.0)
+    return sorted(todo, key=key)  # stable: course order among equals
+
+
 def run(chapter_ids: list[str] | None = None, root: Path | None = None, jobs: int | None = None) -> int:
     """Execute every chapter's notebooks headless and print the table.
 
-    Reference notebooks run one after another with every core; graded notebooks run on one thread
-    each, ``jobs`` at a time (default: one per core)."""
+    ``jobs`` notebooks run at once (default: one per core, within the free memory), longest expected first.
+    Graded notebooks run on one thread; a reference notebook gets the cores divided by ``jobs`` (all of them
+    with ``jobs=1``)."""
     import nbformat
     from concurrent.futures import ThreadPoolExecutor
     from tqdm.auto import tqdm
@@ -244,20 +281,25 @@ def run(chapter_ids: list[str] | None = None, root: Path | None = None, jobs: in
         raise UsageError(f"no notebooks to run in solutions/{{{','.join(chapter_ids)}}}")
     build = root / "build"
     build.mkdir(exist_ok=True)
-    # This run's records go to a file of their own; build/results.jsonl gets them at the end, replacing
-    # only the chapters that ran (an interrupted or partial run never erases earlier results).
-    results_file = build / f"results.{os.getpid()}.partial.jsonl"
-    results_file.write_text("")
-    jobs = jobs or usable_cores()
+    # Each notebook's records go to a file of their own (gathered in course order at the end);
+    # build/results.jsonl gets them at the end, replacing only the chapters that ran (an interrupted
+    # or partial run never erases earlier results).
+    partial = build / f"results.{os.getpid()}.partial"
+    partial.mkdir(exist_ok=True)
+    jobs = min(jobs or default_jobs(), len(todo))
+    ref_threads = None if jobs == 1 else max(1, usable_cores() // jobs)
     total_cells = sum(sum(c.cell_type == "code" for c in nbformat.read(str(nb), as_version=4).cells) for _, nb in todo)
     rows = {}
     start = time.perf_counter()
 
+    def results_of(item):
+        return partial / f"{todo.index(item):03d}.jsonl"
+
     def one(item):
         chapter, nb = item
         try:
-            stats = execute_notebook(nb, build / "executed" / chapter / nb.name, results_file, progress=bar,
-                                     threads=1 if is_graded(nb) else None)
+            stats = execute_notebook(nb, build / "executed" / chapter / nb.name, results_of(item), progress=bar,
+                                     threads=1 if is_graded(nb) else ref_threads)
             rows[item] = (chapter, nb.name, stats["seconds"], stats["peak_mb"], "ok")
         except Exception as exc:  # noqa: BLE001 - report and go on with the next notebook
             first = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()  # no terminal colours
@@ -266,22 +308,21 @@ def run(chapter_ids: list[str] | None = None, root: Path | None = None, jobs: in
 
     try:
         with tqdm(total=total_cells, desc="llmprep run", unit="cell") as bar:
-            for item in todo:
-                if not is_graded(item[1]):
-                    bar.set_postfix_str(f"{item[0]}/{item[1].name}")
-                    one(item)
-            bar.set_postfix_str(f"graded notebooks, {jobs} at a time on one thread each")
+            bar.set_postfix_str(f"{jobs} notebook(s) at a time")
             with ThreadPoolExecutor(max_workers=jobs) as pool:
-                list(pool.map(one, [item for item in todo if is_graded(item[1])]))
-        order = {ch: i for i, ch in enumerate(dict.fromkeys(ch for ch, _ in todo))}
-        records = read_records(results_file)
-        records.sort(key=lambda r: order.get(r.get("chapter"), len(order)))  # stable: notebook order within a chapter
+                list(pool.map(one, schedule(todo, expected_seconds(root))))
+        records = [r for item in todo for r in read_records(results_of(item))]
         merge_results(build / "results.jsonl", records, chapter_ids, chapters(root))
+        timed = expected_seconds(root) | {f"{ch}/{name}": round(secs, 1) for ch, name, secs, _, status
+                                          in rows.values() if status == "ok"}
+        (build / SECONDS_FILE).write_text(json.dumps(dict(sorted(timed.items())), indent=1) + "\n")
     finally:
-        results_file.unlink(missing_ok=True)
+        shutil.rmtree(partial, ignore_errors=True)
     table = [rows[item] for item in todo]
     print_table(table, records)
-    print(f"\ntotal {time.perf_counter() - start:.0f} s; executed notebooks in {build / 'executed'}")
+    threads = "one thread each" if ref_threads == 1 else f"references on {ref_threads or 'every'} thread(s)"
+    print(f"\ntotal {time.perf_counter() - start:.0f} s ({jobs} notebook(s) at a time, {threads}); "
+          f"executed notebooks in {build / 'executed'}")
     return 1 if any(r[4] != "ok" for r in table) else 0
 
 

@@ -72,6 +72,38 @@ def test_smollm2_gguf_is_a_gguf_file():
     assert len(reader.tensors) > 100
 
 
+def test_smollm2_float32_copy_holds_the_gguf_values():
+    """`llmprep data` dequantises the GGUF once into model/ (what load_smollm2 reads): same values, no quantizer tag."""
+    import torch
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+    from safetensors import safe_open
+
+    folder, name = assets.smollm2_path()
+    config = json.loads((folder / assets.SMOLLM2_MODEL / "config.json").read_text())
+    assert "quantization_config" not in config and config["num_hidden_layers"] == 30
+    tensors = {t.name: t for t in GGUFReader(str(folder / name)).tensors}
+    with safe_open(str(folder / assets.SMOLLM2_MODEL / "model.safetensors"), "pt") as f:
+        for layer in (0, 29):     # MLP weights are stored unpermuted in GGUF (q/k projections are permuted)
+            t = tensors[f"blk.{layer}.ffn_down.weight"]
+            gguf_values = torch.from_numpy(dequantize(t.data, t.tensor_type).copy()).float()
+            ours = f.get_tensor(f"model.layers.{layer}.mlp.down_proj.weight")
+            assert ours.dtype == torch.float32 and torch.equal(ours, gguf_values.reshape(ours.shape))
+    manifest = json.loads((folder / assets.MANIFEST).read_text())
+    assert manifest["layout"] == assets.ASSETS["smollm2"].layout == 2
+    assert "model/model.safetensors" in manifest["files"]
+
+
+def test_a_cache_of_an_older_layout_is_refused_with_the_repair_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMPREP_CACHE", str(tmp_path))
+    folder = assets.asset_dir("smollm2")
+    folder.mkdir(parents=True)
+    (folder / assets.MANIFEST).write_text(json.dumps(   # layout 1: written before model/ existed
+        {"asset": "smollm2", "archive_sha256": assets.ASSETS["smollm2"].sha256, "files": {}}))
+    with pytest.raises(AssetError, match="another release.*llmprep data"):
+        assets.verify("smollm2")
+
+
 def test_shakespeare_has_the_works():
     works = assets.load_shakespeare()
     assert len(works) == 42
