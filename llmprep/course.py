@@ -295,8 +295,12 @@ def run(chapter_ids: list[str] | None = None, root: Path | None = None, jobs: in
     def results_of(item):
         return partial / f"{todo.index(item):03d}.jsonl"
 
+    running: list[str] = []
+
     def one(item):
         chapter, nb = item
+        running.append(nb.stem)
+        bar.set_postfix_str(f"running {', '.join(running)}")
         try:
             stats = execute_notebook(nb, build / "executed" / chapter / nb.name, results_of(item), progress=bar,
                                      threads=1 if is_graded(nb) else ref_threads)
@@ -305,10 +309,11 @@ def run(chapter_ids: list[str] | None = None, root: Path | None = None, jobs: in
             first = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()  # no terminal colours
             rows[item] = (chapter, nb.name, float("nan"), float("nan"),
                           f"FAILED: {type(exc).__name__}: {first[-1][:120] if first else ''}")
+        finally:
+            running.remove(nb.stem)
 
     try:
         with tqdm(total=total_cells, desc="llmprep run", unit="cell") as bar:
-            bar.set_postfix_str(f"{jobs} notebook(s) at a time")
             with ThreadPoolExecutor(max_workers=jobs) as pool:
                 list(pool.map(one, schedule(todo, expected_seconds(root))))
         records = [r for item in todo for r in read_records(results_of(item))]
