@@ -262,6 +262,23 @@ def schedule(todo: list[tuple[str, Path]], seconds: dict[str, float]) -> list[tu
     return sorted(todo, key=key)  # stable: course order among equals
 
 
+def expected_wall(order: list[tuple[str, Path]], seconds: dict[str, float], jobs: int) -> float | None:
+    """Wall time of ``order`` on ``jobs`` workers, each notebook taking its expected seconds (None: one untimed)."""
+    import heapq
+
+    keys = [f"{ch}/{nb.name}" for ch, nb in order]
+    if any(k not in seconds for k in keys):
+        return None
+    ends = [0.0] * jobs
+    for k in keys:
+        heapq.heappush(ends, heapq.heappop(ends) + seconds[k])
+    return max(ends)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
 def run(chapter_ids: list[str] | None = None, root: Path | None = None, jobs: int | None = None) -> int:
     """Execute every chapter's notebooks headless and print the table.
 
@@ -312,10 +329,17 @@ def run(chapter_ids: list[str] | None = None, root: Path | None = None, jobs: in
         finally:
             running.remove(nb.stem)
 
+    seconds = expected_seconds(root)
+    order = schedule(todo, seconds)
+    expected = expected_wall(order, seconds, jobs)
+    print(f"{len(todo)} notebook(s), {jobs} at a time" +
+          (f"; about {_duration(expected)} expected from the last timed run" if expected else ""))
     try:
-        with tqdm(total=total_cells, desc="llmprep run", unit="cell") as bar:
+        # no remaining-time estimate: cells differ by minutes, so a count of cells would mislead
+        with tqdm(total=total_cells, desc="llmprep run", unit="cell",
+                  bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} cells [{elapsed}{postfix}]") as bar:
             with ThreadPoolExecutor(max_workers=jobs) as pool:
-                list(pool.map(one, schedule(todo, expected_seconds(root))))
+                list(pool.map(one, order))
         records = [r for item in todo for r in read_records(results_of(item))]
         merge_results(build / "results.jsonl", records, chapter_ids, chapters(root))
         timed = expected_seconds(root) | {f"{ch}/{name}": round(secs, 1) for ch, name, secs, _, status

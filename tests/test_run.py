@@ -51,6 +51,11 @@ def test_schedule_starts_the_longest_first_and_untimed_references_early(tmp_path
     order = [f"{ch}/{nb.name}" for ch, nb in course.schedule(todo, seconds)]
     assert order == ["ch03_c/ch03_reference.ipynb", "ch02_b/ch02_reference.ipynb", "ch01_a/ch01_reference.ipynb",
                      "ch01_a/ch01_exercises.ipynb", "ch02_b/ch02_exercises.ipynb"]
+    # two workers: 200 s on one, 30 + 4 + 3 on the other -> 200 s; one worker: the sum; an untimed notebook: unknown
+    timed = [item for item in todo if not item[0].startswith("ch03")]
+    assert course.expected_wall(course.schedule(timed, seconds), seconds, 2) == 200.0
+    assert course.expected_wall(timed, seconds, 1) == 237.0
+    assert course.expected_wall(todo, seconds, 2) is None
     # this machine's last run wins over the reference machine's figures; unreadable files are skipped
     (tmp_path / "benchmarks").mkdir()
     (tmp_path / "benchmarks" / course.SECONDS_FILE).write_text(json.dumps({"x/y.ipynb": 1}))
