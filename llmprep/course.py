@@ -242,8 +242,9 @@ def default_jobs() -> int:
 
 
 def expected_seconds(root: Path) -> dict[str, float]:
-    """Seconds each notebook ("chapter/notebook.ipynb") took in the last run on this machine, else on the
-    reference machine (benchmarks/notebook-seconds.json): the longest start first."""
+    """Seconds each notebook ("chapter/notebook.ipynb") took in the last run on this machine
+    (build/notebook-seconds.json), else on the reference machine (benchmarks/notebook-seconds.json); {} if neither
+    is readable. `run` starts the longest first."""
     for path in (root / "build" / SECONDS_FILE, root / "benchmarks" / SECONDS_FILE):
         try:
             data = json.loads(path.read_text())
