@@ -21,10 +21,6 @@ NOTEBOOK = "ch12_exercises.ipynb"
 
 # ============================================================================ judging helpers
 
-def _trace(value, what):
-    return json_list(value, what, '')
-
-
 def _tokens_reason(label, got, want):
     import numpy as np
 
@@ -243,10 +239,10 @@ _ARTICLE = {"alloc": "an allocate", "append": "an append", "fork": "a fork", "fr
 
 
 def judge_block_manager(got, want, params):
-    mine, why = _trace(got["trace"], "the trace of your block manager")
+    mine, why = json_list(got["trace"], "the trace of your block manager")
     if why:
         return why
-    expected, _ = _trace(want["trace"], "expected")
+    expected, _ = json_list(want["trace"], "expected")
     if len(mine) != len(expected):
         return "the operations could not all be replayed"
     for i, (g, w) in enumerate(zip(mine, expected)):
@@ -385,10 +381,10 @@ def probe_schedule(ns, params):
 
 
 def judge_schedule(got, want, params):
-    mine, why = _trace(got["trace"], "the trace of your scheduler")
+    mine, why = json_list(got["trace"], "the trace of your scheduler")
     if why:
         return why
-    expected, _ = _trace(want["trace"], "expected")
+    expected, _ = json_list(want["trace"], "expected")
     if len(mine) != len(expected):
         return "the simulation could not run every step with your decisions"
     words = {"decode": "the decoded requests", "prefill": "the admitted (prefill) requests",

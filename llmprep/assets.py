@@ -464,30 +464,31 @@ def smollm2_path() -> tuple[Path, str | None]:
     return ensure("smollm2"), SMOLLM2_GGUF
 
 
+def _smollm2_dir(derived: str) -> Path:
+    """The folder of a part `llmprep data` derived from the GGUF (``model`` or ``tokenizer``; the cache's
+    manifest guarantees both), or the Hub snapshot on the online path."""
+    folder, gguf = smollm2_path()
+    return folder / derived if gguf else folder
+
+
 def load_smollm2(dtype=None):
     """(model, tokenizer) of the real pretrained SmolLM2-135M-Instruct: the float32 copy `llmprep data`
     dequantised from the GGUF file (about 1 s on CPU; 15 s from the GGUF itself)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    folder, gguf = smollm2_path()
     tok = load_smollm2_tokenizer()
-    model = AutoModelForCausalLM.from_pretrained(str(folder / SMOLLM2_MODEL if gguf else folder),
-                                                 dtype=dtype or torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(str(_smollm2_dir(SMOLLM2_MODEL)), dtype=dtype or torch.float32)
     model.eval()
     return model, tok
 
 
 def load_smollm2_tokenizer():
     """SmolLM2-135M-Instruct's tokenizer alone (its byte-level BPE and chat template): the copy
-    `llmprep data` derived from the GGUF metadata (0.4 s), else read from the GGUF itself (about 8 s)."""
+    `llmprep data` derived from the GGUF metadata (0.4 s; 8 s from the GGUF itself)."""
     from transformers import AutoTokenizer
 
-    folder, gguf = smollm2_path()
-    if gguf and (folder / SMOLLM2_TOKENIZER / "tokenizer.json").is_file():
-        tok = AutoTokenizer.from_pretrained(str(folder / SMOLLM2_TOKENIZER))
-    else:
-        tok = AutoTokenizer.from_pretrained(str(folder), **({"gguf_file": gguf} if gguf else {}))
+    tok = AutoTokenizer.from_pretrained(str(_smollm2_dir(SMOLLM2_TOKENIZER)))
     if len(tok) == 0:
         raise AssetError("SmolLM2 tokenizer loaded empty; run `llmprep data` to repair the cache")
     return tok

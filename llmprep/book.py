@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llmprep.course import read_records
+from llmprep.course import chapter_prefix, read_records
 from llmprep.grading.engine import repo_root
 
 # lines that must never reach the website (nbgrader's markers of solution code and hidden tests)
@@ -80,10 +80,6 @@ def copy_tree_if_changed(src: Path, dest: Path) -> list[Path]:
         shutil.copy2(path, target)
         written.append(target)
     return written
-
-
-def chapter_prefix(chapter: str) -> str:
-    return chapter.split("_")[0]
 
 
 # --------------------------------------------------------------------------- README: course map, results

@@ -21,6 +21,11 @@ def chapters(root: Path | None = None) -> list[str]:
     return sorted(p.name for p in (root / "solutions").iterdir() if p.is_dir() and p.name.startswith("ch"))
 
 
+def chapter_prefix(chapter: str) -> str:
+    """``ch06`` for ``ch06_generation``: the start of the chapter's notebook names."""
+    return chapter.split("_")[0]
+
+
 def notebooks(chapter: str, root: Path | None = None) -> list[Path]:
     """A chapter's notebooks, the reference first, then the exercises."""
     folder = (root or repo_root()) / "solutions" / chapter
@@ -41,7 +46,7 @@ def resolve_chapters(names: list[str] | None, root: Path | None = None) -> list[
     picked = []
     for name in names:
         stem = Path(name.rstrip("/\\")).name if name.strip() else ""
-        hits = [stem] if stem in known else [ch for ch in known if stem and ch.split("_")[0] == stem]
+        hits = [stem] if stem in known else [ch for ch in known if stem and chapter_prefix(ch) == stem]
         if len(hits) != 1:
             raise UsageError(f"unknown chapter '{name}'; the chapters are: {', '.join(known)}")
         if hits[0] not in picked:
@@ -241,6 +246,11 @@ def default_jobs() -> int:
     return max(1, min(usable_cores(), by_memory))
 
 
+def notebook_key(chapter: str, notebook: Path | str) -> str:
+    """How a notebook is named in the timing files: ``chapter/notebook.ipynb``."""
+    return f"{chapter}/{Path(notebook).name}"
+
+
 def expected_seconds(root: Path) -> dict[str, float]:
     """Seconds each notebook ("chapter/notebook.ipynb") took in the last run on this machine
     (build/notebook-seconds.json), else on the reference machine (benchmarks/notebook-seconds.json); {} if neither
@@ -259,7 +269,7 @@ def schedule(todo: list[tuple[str, Path]], seconds: dict[str, float]) -> list[tu
     never timed counts as long when it is a reference notebook, short when it is graded."""
     def key(item):
         chapter, nb = item
-        return -seconds.get(f"{chapter}/{nb.name}", 3600.0 if not is_graded(nb) else 0.0)
+        return -seconds.get(notebook_key(chapter, nb), 3600.0 if not is_graded(nb) else 0.0)
     return sorted(todo, key=key)  # stable: course order among equals
 
 
@@ -267,7 +277,7 @@ def expected_wall(order: list[tuple[str, Path]], seconds: dict[str, float], jobs
     """Wall time of ``order`` on ``jobs`` workers, each notebook taking its expected seconds (None: one untimed)."""
     import heapq
 
-    keys = [f"{ch}/{nb.name}" for ch, nb in order]
+    keys = [notebook_key(ch, nb) for ch, nb in order]
     if any(k not in seconds for k in keys):
         return None
     ends = [0.0] * jobs
@@ -343,8 +353,8 @@ def run(chapter_ids: list[str] | None = None, root: Path | None = None, jobs: in
                 list(pool.map(one, order))
         records = [r for item in todo for r in read_records(results_of(item))]
         merge_results(build / "results.jsonl", records, chapter_ids, chapters(root))
-        timed = expected_seconds(root) | {f"{ch}/{name}": round(secs, 1) for ch, name, secs, _, status
-                                          in rows.values() if status == "ok"}
+        timed = seconds | {notebook_key(ch, name): round(secs, 1) for ch, name, secs, _, status
+                           in rows.values() if status == "ok"}
         (build / SECONDS_FILE).write_text(json.dumps(dict(sorted(timed.items())), indent=1) + "\n")
     finally:
         shutil.rmtree(partial, ignore_errors=True)
@@ -370,15 +380,15 @@ def read_records(path: Path) -> list[dict]:
 
 
 def _chapter_of(record: dict) -> str:
-    return str(record.get("chapter", "")).split("_")[0]
+    return chapter_prefix(str(record.get("chapter", "")))
 
 
 def merge_results(path: Path, records: list[dict], ran: list[str], known: list[str]) -> None:
     """Write ``records`` (from the chapters in ``ran``) into ``path``, keeping every earlier record of a
     chapter that did not run; chapters in course order."""
-    done = {ch.split("_")[0] for ch in ran}
+    done = {chapter_prefix(ch) for ch in ran}
     kept = [r for r in read_records(path) if _chapter_of(r) not in done]
-    rank = {ch.split("_")[0]: i for i, ch in enumerate(known)}
+    rank = {chapter_prefix(ch): i for i, ch in enumerate(known)}
     merged = sorted(kept + records, key=lambda r: rank.get(_chapter_of(r), len(rank)))
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in merged), encoding="utf-8")

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pytest
 
+from llmprep.course import chapter_prefix
+
 CHAPTER = "ch02_imbalance"       # executed for real: outputs, a plot, printed results
 OTHER = "ch09_transformer"       # not run: its page says how to run it
 CHROMIUM = Path("/usr/bin/chromium")
@@ -40,10 +42,6 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
-def _prefix(chapter: str) -> str:
-    return chapter.split("_")[0]
-
-
 # --------------------------------------------------------------------------- the site, a server, a browser
 
 @pytest.fixture(scope="module")
@@ -52,7 +50,7 @@ def site(root, tmp_path_factory):
     from llmprep.course import execute_notebook
 
     tmp = tmp_path_factory.mktemp("book")
-    source = root / "solutions" / CHAPTER / f"{_prefix(CHAPTER)}_reference.ipynb"
+    source = root / "solutions" / CHAPTER / f"{chapter_prefix(CHAPTER)}_reference.ipynb"
     saved = os.environ.pop("MPLBACKEND", None)  # the kernel's own inline backend: plots become PNG outputs
     try:
         stats = execute_notebook(source, tmp / "executed" / CHAPTER / source.name, tmp / "results.jsonl", threads=1)
@@ -139,7 +137,7 @@ def _console_errors(browser) -> list[str]:
 # --------------------------------------------------------------------------- pages in the browser
 
 def test_reference_page_renders_with_outputs_plot_and_chinese(site, server, browser):
-    _open(browser, f"{server}/{CHAPTER}/{_prefix(CHAPTER)}_reference.html")
+    _open(browser, f"{server}/{CHAPTER}/{chapter_prefix(CHAPTER)}_reference.html")
     assert "Class imbalance" in browser.title
     cells = browser.find_elements("css selector", "div.cell")
     code_inputs = browser.find_elements("css selector", "div.cell div.cell_input")
@@ -167,12 +165,12 @@ def test_home_exercises_and_not_run_pages(site, server, browser):
     assert any(h.endswith(f"{CHAPTER}/index.html") for h in links)
     assert not _console_errors(browser)
 
-    _open(browser, f"{server}/{CHAPTER}/{_prefix(CHAPTER)}_exercises.html")
+    _open(browser, f"{server}/{CHAPTER}/{chapter_prefix(CHAPTER)}_exercises.html")
     body = browser.find_element("tag name", "body").text
     assert "NotImplementedError" in body and "llmprep start" in body
     assert not _console_errors(browser)
 
-    _open(browser, f"{server}/{OTHER}/{_prefix(OTHER)}_reference.html")
+    _open(browser, f"{server}/{OTHER}/{chapter_prefix(OTHER)}_reference.html")
     body = browser.find_element("tag name", "body").text
     assert f"llmprep run {OTHER}" in body and "without its outputs" in body
     assert not browser.find_elements("css selector", "div.cell_output"), "a chapter not run has no outputs"
@@ -207,8 +205,8 @@ def test_mock_interview_reveals_answers_and_filters_by_chapter(site, server, bro
     assert not _console_errors(browser)
 
 
-@pytest.mark.parametrize("word, page", [("imbalance", f"{CHAPTER}/{_prefix(CHAPTER)}_reference"),
-                                        ("倾斜", f"{CHAPTER}/{_prefix(CHAPTER)}_reference")])
+@pytest.mark.parametrize("word, page", [("imbalance", f"{CHAPTER}/{chapter_prefix(CHAPTER)}_reference"),
+                                        ("倾斜", f"{CHAPTER}/{chapter_prefix(CHAPTER)}_reference")])
 def test_search_finds_english_and_chinese_words(site, server, browser, word, page):
     _open(browser, f"{server}/search.html?q={urllib.parse.quote(word)}")
     hits = _wait(browser, """
@@ -274,8 +272,8 @@ def test_every_internal_link_and_asset_resolves_and_nothing_comes_from_outside(s
                 todo.append(target)
     html_pages = [p for p in pages if p.endswith(".html")]
     assert len(html_pages) >= 8, html_pages
-    for want in (f"/{CHAPTER}/{_prefix(CHAPTER)}_reference.html", f"/{CHAPTER}/{_prefix(CHAPTER)}_exercises.html",
-                 f"/{OTHER}/{_prefix(OTHER)}_reference.html", "/mock-interview.html", "/search.html"):
+    for want in (f"/{CHAPTER}/{chapter_prefix(CHAPTER)}_reference.html", f"/{CHAPTER}/{chapter_prefix(CHAPTER)}_exercises.html",
+                 f"/{OTHER}/{chapter_prefix(OTHER)}_reference.html", "/mock-interview.html", "/search.html"):
         assert want in pages, f"{want} is not reachable from the home page"
     assert not missing, missing
     broken = sorted({f"{src} -> {target}#{frag}" for src, target, frag in anchors
@@ -302,7 +300,7 @@ def hidden_needles(root: Path, chapter: str) -> dict[str, str]:
     reference notebook) is not a secret and is left out."""
     from llmprep.book import FORBIDDEN_MARKERS
 
-    pre = _prefix(chapter)
+    pre = chapter_prefix(chapter)
     public = _norm(_notebook_text(root / "course" / chapter / f"{pre}_exercises.ipynb") + "\n"
                    + _notebook_text(root / "solutions" / chapter / f"{pre}_reference.ipynb"))
     needles = {m: "nbgrader marker" for m in FORBIDDEN_MARKERS}
@@ -390,13 +388,13 @@ def test_the_leak_scanner_catches_an_injected_solution(site, root, tmp_path):
     spec_name = next(n for n, kind in needles.items() if kind == "spec function")
     copy = tmp_path / "book"
     shutil.copytree(site.out, copy, ignore=shutil.ignore_patterns("mathjax"))
-    page = copy / CHAPTER / f"{_prefix(CHAPTER)}_exercises.html"
+    page = copy / CHAPTER / f"{chapter_prefix(CHAPTER)}_exercises.html"
     highlighted = "".join(f'<span class="n">{html.escape(ch)}</span>' for ch in solution)  # as Pygments would
     page.write_text(page.read_text(encoding="utf-8").replace(
         "</article>", f'<div class="highlight"><pre>{highlighted}</pre></div></article>', 1), encoding="utf-8")
     (copy / "_static" / "leak.js").write_text(f"// {spec_name}\n", encoding="utf-8")
     found = leaks(copy, needles)
-    assert any(f"{CHAPTER}/{_prefix(CHAPTER)}_exercises.html: solution line" in f for f in found), found
+    assert any(f"{CHAPTER}/{chapter_prefix(CHAPTER)}_exercises.html: solution line" in f for f in found), found
     assert any("leak.js: spec function" in f for f in found), found
 
 

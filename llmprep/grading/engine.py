@@ -10,7 +10,8 @@
 
 A class is graded by :mod:`llmprep.grading.batch`; the only code that runs inside the sandbox is
 :mod:`llmprep.grading.sandbox`. This module ties the stages together for one notebook
-(``check_notebook``) and, for the test suite, for every mutant and alternative (``check_mutants``).
+(``check_notebook``) and, for the test suite, for every mutant and alternative (``mutant_run`` once per
+chapter, then ``judge_variants``).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from llmprep.grading.run import run_sandbox, run_submission
 from llmprep.grading.trusted import GradingError, all_chapters, load_spec, repo_root, solutions_dir
 
 __all__ = ["SUBMITTED", "CellVerdict", "GradingError", "Isolation", "Limits", "NotebookResult", "SandboxRun",
-           "all_chapters", "build_job", "check_mutants", "check_notebook", "code_cells", "isolation",
+           "all_chapters", "build_job", "check_notebook", "code_cells", "isolation",
            "judge_exercise", "judge_variants", "load_spec", "match_chapter", "mutant_run", "nbgrader_meta",
            "outputs_of", "read_notebook", "reference_run", "repo_root", "run_sandbox", "run_submission", "test_cells"]
 
@@ -65,18 +66,9 @@ def check_notebook(path: str | Path, limits: Limits | None = None, folder: Path 
     return NotebookResult(path.name, chapter, score, max_score, verdicts, notes)
 
 
-def check_mutants(chapter: str, notebook: Path | None = None, limits: Limits | None = None):
-    """For the test suite: run the solution (or ``notebook``) once with every mutant and every
-    alternative-correct fixture swapped in.
-
-    Returns {variant name: {grade_id: CellVerdict}} for the submitted notebook, each mutant
-    (``mutant:<name>``) and each alternative (``alt:<name>``); a variant only replaces the
-    function(s) of its own exercise."""
-    return judge_variants(chapter, *mutant_run(chapter, notebook, limits))
-
-
 def mutant_run(chapter: str, notebook: Path | None = None, limits: Limits | None = None) -> tuple[SandboxRun, SandboxRun]:
-    """(the cached reference run, a fresh sandbox run of the solution with every mutant and alternative)."""
+    """For the test suite: (the cached reference run, one fresh sandbox run of the solution, or ``notebook``,
+    with every mutant and every alternative-correct fixture swapped in)."""
     spec = load_spec(chapter)
     path = notebook or solutions_dir() / chapter / spec.NOTEBOOK
     nb = read_notebook(path)
@@ -88,6 +80,9 @@ def mutant_run(chapter: str, notebook: Path | None = None, limits: Limits | None
 
 
 def judge_variants(chapter: str, ref: SandboxRun, run: SandboxRun) -> dict[str, dict[str, CellVerdict]]:
+    """{variant name: {grade_id: CellVerdict}} of a ``mutant_run``: the submitted notebook, each mutant
+    (``mutant:<name>``) and each alternative (``alt:<name>``); a variant only replaces the function(s) of its
+    own exercise."""
     result: dict[str, dict[str, CellVerdict]] = {}
     for ex in load_spec(chapter).EXERCISES:
         for variant in [SUBMITTED] + [f"mutant:{m}" for m in ex.mutants] + [f"alt:{a}" for a in ex.alternatives]:

@@ -26,6 +26,7 @@ nbgrader test cell:
 from __future__ import annotations
 
 import inspect
+import json
 import textwrap
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
@@ -236,8 +237,6 @@ def tabled(exercises, rules: Mapping[str, tuple[Rule, ...]], alternatives: Mappi
 
 def json_list(value, what: str, hint: str = "") -> tuple[list | None, str | None]:
     """A list a probe sent JSON-encoded in a 0-d string array: (data, None), or (None, a reason)."""
-    import json
-
     try:
         data = json.loads(str(np.asarray(value).reshape(()).item()))
     except Exception:  # noqa: BLE001 - hostile data becomes one line
