@@ -34,6 +34,14 @@ c.Exchange.root = _exchange
 c.Exchange.assignment_dir = os.environ.get("LLMPREP_WORKSPACE") or os.path.join(_root, "work")
 os.makedirs(c.Exchange.assignment_dir, exist_ok=True)  # the lab's Assignment List fails without it
 
+# Autograde (Formgrader's ⚡ button, `nbgrader autograde`): the trusted engine in place of nbgrader's in-kernel
+# Execute and the score reading that follows it; nbgrader keeps sanitizing, the timestamp and late penalties.
+from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata  # noqa: E402
+
+from llmprep.grading.formgrader import TrustedAutograde  # noqa: E402
+
+c.Autograde.autograde_preprocessors = [TrustedAutograde, AssignLatePenalties, CheckCellMetadata]
+
 # Feedback pages: nbgrader's two preprocessors, then one that lets the grader's verdict lines wrap.
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import GetGrades  # noqa: E402

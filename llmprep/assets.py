@@ -303,6 +303,7 @@ def install_archive(name: str, archive: Path) -> Path:
         (staging / MANIFEST).write_text(json.dumps(
             {"asset": name, "requirement": asset.requirement, "archive_sha256": asset.sha256,
              "layout": asset.layout, "files": files}, indent=1))
+        readable_by_all(staging)
         final = asset_dir(name)
         if final.exists():
             old = final.with_name(f".{name}-old-{os.getpid()}")
@@ -315,11 +316,25 @@ def install_archive(name: str, archive: Path) -> Path:
     return final
 
 
+def readable_by_all(folder: Path) -> None:
+    """Public data: folders searchable and files readable by every user, so that the grading sandbox, which a
+    root grader runs as a dedicated unprivileged uid, can read the assets (``mkdtemp`` makes folders 0700)."""
+    for path in [folder, *folder.rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode
+        want = mode | (0o555 if path.is_dir() else 0o444)
+        if want != mode:
+            path.chmod(want & 0o7755)
+
+
 def fetch(name: str, force: bool = False) -> Path:
     """Make sure an asset is in the cache (downloading it if needed); return its folder."""
     if not force:
         try:
-            return verify(name)
+            folder = verify(name)
+            readable_by_all(folder)  # a cache written by an older release kept mkdtemp's 0700
+            return folder
         except AssetError:
             pass
     asset = _get(name)

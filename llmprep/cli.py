@@ -66,9 +66,11 @@ def _fetch_or_repair(name: str):
     from llmprep import assets
 
     try:
-        return assets.verify(name)
+        folder = assets.verify(name)
     except assets.AssetError:
         return assets.fetch(name, force=True)
+    assets.readable_by_all(folder)  # a cache written by an older release kept mkdtemp's 0700 folders
+    return folder
 
 
 def cmd_run(args) -> int:
@@ -164,8 +166,20 @@ def cmd_check(args) -> int:
     from llmprep.grading.engine import GradingError, check_notebook, isolation
 
     iso = isolation()
+    tty = sys.stderr.isatty()
+    last = [""]
+
+    def progress(where: str, seconds: float) -> None:  # where the check is, while it runs
+        if tty:
+            print(f"\r  checking: {where[:70]:<70} {seconds:4.0f} s", end="", file=sys.stderr, flush=True)
+        elif where != last[0]:
+            print(f"  checking: {where} ({seconds:.0f} s)", file=sys.stderr, flush=True)
+        last[0] = where
+
     try:
-        result = check_notebook(path)
+        result = check_notebook(path, progress=None if args.json else progress)
+        if tty and last[0]:
+            print("\r" + " " * 90 + "\r", end="", file=sys.stderr, flush=True)
     except GradingError as exc:
         print(f"error: the grader itself failed: {_one_line(str(exc))}", file=sys.stderr)
         return 2

@@ -8,8 +8,10 @@ kept full marks, every attacker got exactly what its honest code deserves, the C
 gradebook agree, and the autograded notebooks and feedback hold no hidden material and no
 live HTML. One ``grade_assignment`` run serves every assertion.
 """
+import contextlib
 import csv
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -23,7 +25,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from llmprep.grading import engine
+from llmprep.grading import engine, isolate
 from llmprep.grading.batch import grade_assignment
 from llmprep.grading.engine import Limits, load_spec
 from llmprep.grading.record import gradebook_url
@@ -219,6 +221,105 @@ while True:
     pass
 '''
 
+# Host sysctls (a root-mapped sandbox could write them), the masked /proc files and the syscalls the seccomp
+# filter denies. Each write puts back the value it read: harmless if a protection failed, and then detected
+# here (the attacker keeps its correct answer) and outside (the sentinels read the host's sysctls).
+KERNEL = r"""
+import os, ctypes, errno, platform
+escaped = []
+for p in ["/proc/sys/kernel/core_pattern", "/proc/sys/vm/panic_on_oom", "/proc/sys/kernel/sysrq",
+          "/proc/sys/vm/overcommit_memory", "/proc/sys/kernel/modprobe"]:
+    try:
+        value = open(p).read()
+        with open(p, "w") as fh:
+            fh.write(value)
+        escaped.append(p)
+    except OSError:
+        pass
+try:
+    open("/proc/sysrq-trigger", "w").close()  # opened only, never written
+    escaped.append("sysrq-trigger")
+except OSError:
+    pass
+for p in ["/proc/keys", "/proc/kcore", "/proc/timer_list"]:
+    try:
+        if open(p, "rb").read(64):
+            escaped.append(p)
+    except OSError:
+        pass
+libc = ctypes.CDLL(None, use_errno=True)
+numbers = {{"x86_64": {{"perf_event_open": 298, "io_uring_setup": 425, "userfaultfd": 323, "keyctl": 250,
+                        "ptrace": 101}},
+           "aarch64": {{"perf_event_open": 241, "io_uring_setup": 425, "userfaultfd": 282, "keyctl": 219,
+                         "ptrace": 117}}}}.get(platform.machine(), {{}})
+args = {{"perf_event_open": (0, 0, -1, -1, 0), "io_uring_setup": (1, 0), "userfaultfd": (1,), "keyctl": (9999,),
+        "ptrace": (0,)}}  # allowed, each would fail with another error than EPERM (or succeed)
+for name, number in numbers.items():
+    rc = libc.syscall(number, *args[name])
+    if rc >= 0 or ctypes.get_errno() != errno.EPERM:
+        escaped.append(name)
+if escaped:
+    def log_softmax(logits, dim=-1):
+        return logits - logits.logsumexp(dim=dim, keepdim=True)
+"""
+
+# The hidden job, found in memory and smuggled out encoded, a piece per erroring cell.
+EXFIL_SETUP = r"""
+import gc, json, base64, codecs
+from urllib.parse import quote
+_job = next((o for o in gc.get_objects() if isinstance(o, dict) and "exercises" in o and "cells" in o), None)
+_text = json.dumps(_job["exercises"]) if _job else "no job found"
+_raw = _text.encode()
+LEAKS = [base64.b64encode(_raw).decode(), _raw.hex(), codecs.encode(_text, "rot13"), _text[::-1],
+         base64.b32encode(_raw).decode(), quote(_text), _text]
+"""
+
+
+def _exfiltrate(nb, ctx):
+    nb.cells.append(nbformat.v4.new_code_cell(EXFIL_SETUP))
+    for k in range(7):
+        for i in range(2):
+            nb.cells.append(nbformat.v4.new_code_cell(f"raise ValueError(LEAKS[{k}][{i * 150 + 300}:{i * 150 + 450}])"))
+
+
+# Forged progress frames going back and forth between two cells, alarms ignored, while busy: the
+# watchdog must still end the cell after one allowance.
+SPOOF = r"""
+import os, stat, json, signal, time
+signal.signal(signal.SIGALRM, signal.SIG_IGN)
+signal.signal(signal.SIGPROF, signal.SIG_IGN)
+fds = []
+for fd in range(3, 64):
+    try:
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            fds.append(fd)
+    except OSError:
+        pass
+i = 0
+while True:
+    where = json.dumps({{"phase": "cell", "index": {cells}[i % 2]}}).encode()
+    for fd in fds:
+        try:
+            os.write(fd, b"progress " + str(len(where)).encode() + b"\n" + where)
+        except OSError:
+            pass
+    i += 1
+    t = time.time()
+    while time.time() - t < 0.5:
+        pass
+"""
+
+
+def _spoof(nb, ctx):
+    code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    nb.cells.append(nbformat.v4.new_code_cell(SPOOF.format(cells=code_cells[:2])))
+
+
+def _other_chapter(nb, ctx):
+    other = nbformat.read(str(ctx["other_chapter"]), as_version=4)
+    nb.cells[:] = other.cells
+
+
 HELPER_MODULE = ("import torch\n\ndef log_softmax(logits, dim=-1):\n"
                  "    shifted = logits - logits.amax(dim=dim, keepdim=True)\n"
                  "    return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()\n")
@@ -295,6 +396,15 @@ def _unknown_schema(nb, ctx):
 
 
 STUDENTS["changed_cell_ids"] = (_changed_ids, FULL, None, None)
+STUDENTS["kernel_surface"] = (_append("ch01_log_softmax", KERNEL), HONEST_WRONG, None, None)
+STUDENTS["exfiltration"] = (_exfiltrate, FULL, None, None)
+STUDENTS["watchdog_spoof"] = (_spoof, FULL, None, None)
+STUDENTS["other_chapter"] = (_other_chapter, None, None, None)  # ch02's solution handed in for ch01
+# Folder names are hostile text: refused, and neutralised wherever they are shown.
+HOSTILE_NAMES = ["=HYPERLINK(\"example.invalid\",\"appeal\")", "line\nbreak", "-rm", "@SUM(A1)",
+                 "tab\tname", "bell\x07"]
+for _name in HOSTILE_NAMES:
+    STUDENTS[_name] = (None, None, None, None)
 STUDENTS["duplicate_test_cell"] = (_duplicate_test_cell, FULL, None, None)
 STUDENTS["unknown_schema"] = (_unknown_schema, FULL, None, None)
 
@@ -342,6 +452,8 @@ def batch(root, tmp_path_factory):
         "var tmp": var_tmp,
         "course copy of the solutions": course / "solutions" / CH01 / nb_name,
     }
+    for sysctl in ("kernel/core_pattern", "vm/panic_on_oom", "kernel/sysrq", "vm/overcommit_memory", "kernel/modprobe"):
+        sentinels[f"host sysctl {sysctl}"] = Path("/proc/sys") / sysctl
     cache = root / "build" / "grading-cache"  # (other chapters' references may be added meanwhile, by us)
     sentinels.update({f"reference cache {p.name}": p for p in cache.glob(f"{CH01}-*")})
     before = {k: _digest(v) for k, v in sentinels.items()}
@@ -352,7 +464,8 @@ def batch(root, tmp_path_factory):
     ctx = {"solution": str(root / "solutions" / CH01 / nb_name), "gradebook": str(course / "gradebook.db"),
            "repo_b": str(root).encode(), "targets": [str(p) for p in sentinels.values()]
            + [str(p / "x") for p in (cache, shared_tmp)],
-           "tmp_parent": tempfile.gettempdir(), "marker": MARKER, "port": listener.getsockname()[1]}
+           "tmp_parent": tempfile.gettempdir(), "marker": MARKER, "port": listener.getsockname()[1],
+           "other_chapter": root / "solutions" / "ch02_imbalance" / load_spec("ch02_imbalance").NOTEBOOK}
     for student, (edit, _, name, extra) in STUDENTS.items():
         folder = course / "submitted" / student / CH01
         folder.mkdir(parents=True)
@@ -381,8 +494,12 @@ def batch(root, tmp_path_factory):
             (folder / "repo_link").symlink_to(root)
             os.mkfifo(folder / "data.fifo")
     start = time.perf_counter()
-    code = grade_assignment(CH01, root=course, jobs=2, limits=LIMITS)
+    created_before = len(isolate.CREATED)
+    terminal = io.StringIO()
+    with contextlib.redirect_stdout(terminal), contextlib.redirect_stderr(terminal):
+        code = grade_assignment(CH01, root=course, jobs=2, limits=LIMITS)
     seconds = time.perf_counter() - start
+    groups = isolate.CREATED[created_before:]
     time.sleep(6)  # give any escaped daemon the time to do its damage
     connections = 0
     try:
@@ -403,12 +520,17 @@ def batch(root, tmp_path_factory):
                 scores[student] = gb.find_submission(CH01, student).score
             except Exception:  # noqa: BLE001 - not in the gradebook
                 scores[student] = None
-    rows = {r["student"]: r for r in csv.DictReader(open(course / "build" / "grades" / f"{CH01}.csv"))}
+    from llmprep.grading.batch import csv_safe
+
+    by_cell = {csv_safe(student): student for student in STUDENTS}  # the CSV shows names neutralised
+    csv_rows = list(csv.DictReader(open(course / "build" / "grades" / f"{CH01}.csv", newline="")))
+    rows = {by_cell.get(r["student"], r["student"]): r for r in csv_rows}
     home_sentinel.unlink()
     var_tmp.unlink()
     shutil.rmtree(shared_tmp)
     return {"code": code, "scores": scores, "course": course, "seconds": seconds, "before": before,
-            "after": after, "connections": connections, "leftovers": leftovers, "rows": rows}
+            "after": after, "connections": connections, "leftovers": leftovers, "rows": rows, "csv_rows": csv_rows,
+            "terminal": terminal.getvalue(), "groups": groups, "nb_name": nb_name}
 
 
 def test_no_sentinel_outside_the_sandbox_changed(batch):
@@ -421,7 +543,7 @@ def test_no_process_survives_and_no_connection_left_the_sandbox(batch):
     assert batch["connections"] == 0
 
 
-@pytest.mark.parametrize("student", sorted(STUDENTS))
+@pytest.mark.parametrize("student", sorted(STUDENTS), ids=ascii)
 def test_each_student_gets_what_their_code_deserves(batch, student):
     assert batch["scores"][student] == STUDENTS[student][1], (student, batch["rows"].get(student))
 
@@ -464,7 +586,7 @@ def test_autograded_notebooks_and_feedback_show_verdicts_not_hidden_material(bat
     spec = load_spec(CH01)
     files = list((batch["course"] / "autograded").rglob("*.ipynb")) + \
         list((batch["course"] / "feedback").rglob("*.html"))
-    assert len(files) >= 2 * (len(STUDENTS) - 2)
+    assert len(files) >= 2 * (len(STUDENTS) - 3 - len(HOSTILE_NAMES))  # not graded: invalid, symlinked, other chapter, names
     for path in files:
         text = path.read_text()
         assert path.stat().st_size < 2_000_000, path  # the 50 MB print is not copied into grading artifacts
@@ -482,6 +604,138 @@ def test_autograded_notebooks_and_feedback_show_verdicts_not_hidden_material(bat
     assert "message withheld" in injected and "params" not in injected and "script" not in injected
     victim = (batch["course"] / "feedback" / "victim_a" / CH01 / "ch01_exercises.html").read_text()
     assert "llmprep grader: 3 / 3 points" in victim
+
+
+def test_no_cgroup_is_left_behind(batch):
+    assert batch["groups"], "the batch made no per-run cgroup (none writable here?)" \
+        if isolate.cgroup_support() else "no cgroup support"
+    left = [str(g) for g in batch["groups"] if g.exists()]
+    assert left == []
+
+
+def test_another_chapters_notebook_is_refused_and_the_csv_agrees(batch):
+    row = batch["rows"]["other_chapter"]
+    assert "this is the ch02_imbalance notebook; expected ch01_training" in row["status"], row
+    assert row["score"] == "" and batch["scores"]["other_chapter"] is None
+
+
+def test_hostile_student_names_are_refused_and_neutralised(batch):
+    for name in HOSTILE_NAMES:
+        assert batch["rows"][name]["status"].startswith("refused: the student folder name"), name
+    for row in batch["csv_rows"]:  # formula-safe, one line each
+        for value in row.values():
+            assert not value.startswith(("=", "+", "-", "@", "\t", "\r")), row
+            assert value.isprintable(), row
+    for line in batch["terminal"].splitlines():  # no raw control character reaches the terminal
+        assert all(ch.isprintable() or ch in "\r\x1b" for ch in line), repr(line)
+    assert "line\\nbreak" in batch["terminal"] and "bell\\x07" in batch["terminal"]
+
+
+def test_the_job_does_not_leave_through_the_notes_in_any_encoding(batch):
+    """Every long token of every autograded notebook, feedback page, CSV and terminal line is checked
+    against the job (hidden cases and probe source) in each encoding the attacker used."""
+    import base64
+    import codecs
+    import re
+    from urllib.parse import quote
+
+    from llmprep.course import nbgrader
+
+    nbgrader(["generate_feedback", CH01, "--force", "--student", "exfiltration"], batch["course"])
+    spec = load_spec(CH01)
+    path = batch["course"] / "submitted" / "exfiltration" / CH01 / batch["nb_name"]
+    text = json.dumps(engine.build_job(engine.read_notebook(path), list(spec.EXERCISES))["exercises"])
+    raw = text.encode()
+    encoded = [base64.b64encode(raw).decode(), raw.hex(), codecs.encode(text, "rot13"), text[::-1],
+               base64.b32encode(raw).decode(), quote(text)]
+    outputs = [p.read_text() for p in (batch["course"] / "autograded" / "exfiltration").rglob("*.ipynb")]
+    outputs += [p.read_text() for p in (batch["course"] / "feedback" / "exfiltration").rglob("*.html")]
+    outputs += [batch["terminal"], json.dumps(batch["csv_rows"])]
+    assert len(outputs) >= 4
+    for out in outputs:
+        for token in set(re.findall(r"[A-Za-z0-9+/=%_.\-]{12,}", out)):
+            # (a word of the job that no encoding changes, e.g. an exercise name, is not a leak)
+            assert token in text or not any(token in e for e in encoded), token
+    notes = json.loads(outputs[0])["cells"][0]["source"]
+    assert "Notes from the grader" in "".join(notes) and "more cells raised errors" in "".join(notes)
+    assert batch["scores"]["exfiltration"] == FULL
+
+
+def test_forged_progress_does_not_keep_a_cell_alive(batch):
+    text = (batch["course"] / "autograded" / "watchdog_spoof" / CH01 / "ch01_exercises.ipynb").read_text()
+    assert "ignored the alarm" in text
+
+
+def test_the_sandbox_runs_as_an_unprivileged_host_uid(root, tmp_path):
+    """Read from the host: the uid of a process inside the sandbox is never 0 (as root: the dedicated uid)."""
+    import threading
+
+    from notebooks import edited_solution
+
+    marker = "7.31415926"
+    path = edited_solution(tmp_path, lambda nb: setattr(grade_cell(nb, "ch01_setup"), "source", grade_cell(
+        nb, "ch01_setup").source + f"\nimport subprocess\nsubprocess.run(['sleep', '{marker}'])\n"))
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(r=engine.check_notebook(path, LIMITS)))
+    thread.start()
+    uids = None
+    deadline = time.monotonic() + 120
+    while uids is None and time.monotonic() < deadline and thread.is_alive():
+        for pid in subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True, text=True).stdout.split():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            uids = [int(u) for u in next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1:]]
+        time.sleep(0.2)
+    thread.join()
+    assert uids is not None, "the marker process was not seen"
+    assert 0 not in uids, uids
+    if os.geteuid() == 0:
+        assert set(uids) == {isolate.sandbox_uid()}, uids
+        assert f"host uid {isolate.sandbox_uid()}" in engine.isolation().describe
+    assert result["r"].score == result["r"].max_score
+
+
+HOG = r"""
+import os, time
+for _ in range(100):
+    if os.fork() == 0:
+        end = time.time() + 40
+        while time.time() < end:
+            pass
+        os._exit(0)
+"""
+
+
+def test_a_cpu_hog_does_not_starve_the_honest_notebook_beside_it(root, tmp_path):
+    """Two notebooks graded at once (as ``--jobs 2``): a hundred busy processes in one, an honest notebook in
+    the other. Each run has its own CPU group with the same weight: the honest one keeps full marks, is never
+    blamed for its neighbour, and slows down boundedly."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from notebooks import edited_solution
+
+    if "cpu" not in isolate.cgroup_support():
+        pytest.skip("no writable cpu cgroup on this machine")
+    limits = Limits(wall=300, cell_timeout=60, case_timeout=30)
+    honest = edited_solution(tmp_path, lambda nb: None, name="honest.ipynb")
+    hog = edited_solution(tmp_path, lambda nb: setattr(grade_cell(nb, "ch01_setup"), "source", grade_cell(
+        nb, "ch01_setup").source + HOG), name="hog.ipynb")
+    start = time.perf_counter()
+    alone = engine.check_notebook(honest, limits)
+    alone_seconds = time.perf_counter() - start
+    with ThreadPoolExecutor(2) as pool:
+        hogging = pool.submit(engine.check_notebook, hog, limits)
+        time.sleep(8)  # its busy processes are running
+        start = time.perf_counter()
+        beside = pool.submit(engine.check_notebook, honest, limits).result()
+        beside_seconds = time.perf_counter() - start
+        hogging.result()
+    assert alone.score == alone.max_score
+    assert beside.score == beside.max_score, (beside.cells, beside.notes)
+    assert not any("time" in n for n in beside.notes), beside.notes
+    assert beside_seconds < 3 * alone_seconds + 20, (alone_seconds, beside_seconds)
 
 
 def test_grade_refuses_without_a_sandbox(root, tmp_path, monkeypatch, capsys):

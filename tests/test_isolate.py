@@ -3,20 +3,28 @@ from llmprep.grading import isolate
 from llmprep.grading.isolate import Cgroup, Limits, bwrap_command
 
 
-def test_cgroup_v2_groups_get_pids_and_memory_limits(tmp_path, monkeypatch):
-    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
-    (tmp_path / "cgroup.subtree_control").write_text("")
+def test_cgroup_v2_groups_get_pids_memory_and_an_equal_cpu_weight_under_the_graders_own_group(tmp_path, monkeypatch):
+    own = tmp_path / "grader.slice"
+    own.mkdir()
+    for folder in (tmp_path, own):
+        (folder / "cgroup.controllers").write_text("cpu memory pids\n")
+        (folder / "cgroup.subtree_control").write_text("")
     monkeypatch.setattr(isolate, "CGROUP_ROOT", tmp_path)
+    monkeypatch.setattr(isolate, "_own_group", lambda controller: "/grader.slice")
     isolate.cgroup_support.cache_clear()
     try:
         # a real hierarchy would enable the controllers; a plain folder just records the request
-        assert isolate._v2_root() == tmp_path
-        assert (tmp_path / "cgroup.subtree_control").read_text() == "+memory +pids"
-        (tmp_path / "cgroup.subtree_control").write_text("memory pids")
+        assert isolate._v2_parent() == own  # nested under the grader's own group, not the root
+        assert (own / "cgroup.subtree_control").read_text() == "+cpu +memory +pids"
+        (own / "cgroup.subtree_control").write_text("cpu memory pids")
         group = Cgroup(Limits(processes=99, resident=2**30))
-        assert len(group.groups) == 1
+        assert len(group.groups) == 1 and group.groups[0].parent == own
         assert (group.groups[0] / "pids.max").read_text() == "99"
         assert (group.groups[0] / "memory.max").read_text() == str(2**30)
+        assert (group.groups[0] / "cpu.weight").read_text() == "100"
+        for name in ("pids.max", "memory.max", "cpu.weight"):  # (a real group has no such files to remove)
+            (group.groups[0] / name).unlink()
+        assert group.remove(wait=1) == [] and not any(own.glob("llmprep-run-*"))
     finally:
         isolate.cgroup_support.cache_clear()
 
@@ -25,7 +33,8 @@ def test_the_profile_is_an_allow_list_without_privilege():
     cmd = bwrap_command("bwrap", "/staged/submission")
     text = " ".join(cmd)
     for flag in ("--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
-                 "--as-pid-1", "--cap-drop ALL", "--uid 65534", "--remount-ro /", "--proc /proc", "--dev /dev"):
+                 "--as-pid-1", "--cap-drop ALL", "--uid 65534", "--remount-ro /", "--proc /proc", "--dev /dev",
+                 "--ro-bind /proc/sys /proc/sys", "--remount-ro /dev", "--tmpfs /dev/shm"):
         assert flag in text, flag
     binds = [cmd[i + 1] for i, a in enumerate(cmd) if a in ("--bind", "--ro-bind")]
     assert "--bind" not in cmd  # nothing of the host is writable
@@ -35,3 +44,27 @@ def test_the_profile_is_an_allow_list_without_privilege():
     assert all(not b.startswith(root + "/") or b.startswith(root + "/llmprep") or b.startswith(root + "/.venv")
                for b in binds), binds
     assert root not in binds and "/" not in binds and "/tmp" not in binds
+
+
+def test_a_root_grader_never_maps_the_sandbox_to_root(monkeypatch, tmp_path):
+    monkeypatch.setattr(isolate.os, "geteuid", lambda: 0)
+    monkeypatch.delenv("LLMPREP_SANDBOX_UID", raising=False)
+    assert isolate.sandbox_uid() not in (None, 0)
+    monkeypatch.setenv("LLMPREP_SANDBOX_UID", "0")  # refused: falls back to the dedicated uid
+    assert isolate.sandbox_uid() not in (None, 0)
+    monkeypatch.setenv("LLMPREP_SANDBOX_UID", "12345")
+    assert isolate.sandbox_uid() == 12345
+    monkeypatch.setattr(isolate.os, "geteuid", lambda: 1000)
+    assert isolate.sandbox_uid() is None  # an unprivileged grader: bwrap maps to the grader's own uid
+
+
+def test_the_seccomp_filter_compiles_and_denies_the_kernel_attack_surface():
+    program = isolate.seccomp_program()
+    if program is None:
+        import pytest
+
+        pytest.skip("libseccomp is not available here")
+    assert len(program) % 8 == 0 and len(program) > 8 * len(("perf_event_open", "bpf", "ptrace"))
+    for name in ("perf_event_open", "userfaultfd", "io_uring_setup", "keyctl", "bpf", "ptrace", "mount", "unshare",
+                 "setns", "kexec_load", "init_module"):
+        assert name in isolate.SECCOMP_DENY

@@ -28,6 +28,36 @@ def _error(message: str) -> int:
     return EXIT_GRADER
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as the start of a formula
+
+
+def name_problem(name: str) -> str:
+    """Why a student folder name cannot be used as an id ("" if it can): names are hostile text."""
+    if any(not ch.isprintable() for ch in name):
+        return "contains control characters or line breaks"
+    if "/" in name or "\\" in name or name in (".", ".."):
+        return "contains a path separator"
+    if name.startswith(FORMULA_START):
+        return "begins with a character a spreadsheet reads as a formula (= + - @)"
+    if len(name) > 100:
+        return "is longer than 100 characters"
+    return ""
+
+
+def shown(text: str) -> str:
+    """Hostile text made safe for a terminal line: non-printable characters escaped, capped."""
+    out = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    return out[:120] + ("…" if len(out) > 120 else "")
+
+
+def csv_safe(value):
+    """A CSV cell that a spreadsheet shows as text, never runs as a formula."""
+    if not isinstance(value, str):
+        return value
+    value = shown(value)
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
 def _copy_timestamp(folder: Path, out: Path) -> None:
     """nbgrader's exchange leaves timestamp.txt and submission_secret.txt beside a submission;
     generate_feedback and release_feedback need them in the autograded folder (as nbgrader autograde
@@ -74,13 +104,16 @@ def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, a
 
     def one(student: str):
         try:
+            problem = name_problem(student)
+            if problem:
+                return student, None, None, f"refused: the student folder name {problem}"
             folder = submitted / student / assignment
             if folder.is_symlink():
                 return student, None, None, "failed: the submission folder is a symbolic link"
             path, note = pick_notebook(folder, spec)
             if path is None:
                 return student, None, None, f"missing: {note}"
-            result = check_notebook(path, limits, folder=folder)
+            result = check_notebook(path, limits, folder=folder, expected=assignment)
             if note:
                 result.notes.insert(0, note)
             return student, path, result, ""
@@ -99,7 +132,8 @@ def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, a
                 bar.update(1)
                 if result is not None and result.cells:
                     try:
-                        record(gradebook_url(root), assignment, student, notebook_id, result)
+                        record(gradebook_url(root), assignment, student, notebook_id, result,
+                               folder=submitted / student / assignment)
                         write_autograded(path, root / "autograded" / student / assignment / spec.NOTEBOOK, result,
                                          repo_root() / "course" / assignment / spec.NOTEBOOK)
                         _copy_timestamp(submitted / student / assignment, root / "autograded" / student / assignment)
@@ -120,11 +154,11 @@ def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, a
                 if as_json:
                     tqdm.write(json.dumps({**row, **(result.to_json() if result else {})}))
                 elif row["score"] != "":
-                    tqdm.write(f"{student:<20} {row['score']:g} / {row['max_score']:g}  {status}")
+                    tqdm.write(f"{shown(student):<20} {row['score']:g} / {row['max_score']:g}  {status}")
                     for note in result.notes:  # e.g. a renamed notebook matched by its graded cells
-                        tqdm.write(f"{'':<20} note: {note}")
+                        tqdm.write(f"{'':<20} note: {shown(note)}")
                 else:
-                    tqdm.write(f"{student:<20} {status}")
+                    tqdm.write(f"{shown(student):<20} {shown(status)}")
     except GradingError as exc:
         return _error(f"the grader itself failed: {exc}")
     finally:
@@ -133,7 +167,7 @@ def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, a
         with open(out, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=["student", "status", "score", "max_score"])
             writer.writeheader()
-            writer.writerows(sorted(rows, key=lambda r: r["student"]))
+            writer.writerows(sorted(({k: csv_safe(v) for k, v in r.items()} for r in rows), key=lambda r: r["student"]))
     if feedback:
         from llmprep.course import nbgrader
 

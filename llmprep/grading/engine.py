@@ -32,23 +32,34 @@ __all__ = ["SUBMITTED", "CellVerdict", "GradingError", "Isolation", "Limits", "N
            "outputs_of", "read_notebook", "reference_run", "repo_root", "run_sandbox", "run_submission", "test_cells"]
 
 
-def check_notebook(path: str | Path, limits: Limits | None = None, folder: Path | None = None) -> NotebookResult:
+def check_notebook(path: str | Path, limits: Limits | None = None, folder: Path | None = None,
+                   expected: str | None = None, progress=None) -> NotebookResult:
     """Grade one notebook. Problems of the submission become messages, never exceptions;
     GradingError means the grader itself could not work. ``folder`` (default: the notebook's
-    own) is what the cells find in their working folder."""
+    own) is what the cells find in their working folder. ``expected``: the assignment asked for;
+    a notebook of another chapter is then a one-line failure, never graded against that chapter."""
     path = Path(path)
     try:
         nb = read_notebook(path)
         chapter = match_chapter(nb)
     except GradingError as exc:
         return NotebookResult(path.name, None, 0.0, 0.0, [], [str(exc)])
+    if expected is not None and chapter != expected:
+        return NotebookResult(path.name, chapter, 0.0, 0.0, [],
+                              [f"this is the {chapter} notebook; expected {expected}"])
     spec = load_spec(chapter)
     exercises = list(spec.EXERCISES)
     fragments = hidden_fragments(exercises)
     max_score = float(sum(ex.points for ex in exercises))
     ref = reference_run(chapter, limits)
     present = test_cells(nb)
-    run, notes, lost = run_submission(nb, exercises, limits, folder=folder or path.parent)
+    if progress is not None:
+        labels = {c["index"]: c["label"] for c in code_cells(nb)}
+        report = progress
+        progress = lambda where, seconds: report(  # noqa: E731
+            labels.get(where.get("index"), "a cell") if where.get("phase") == "cell"
+            else f"the tests of {where['grade_id']}" if where.get("phase") == "probe" else "starting", seconds)
+    run, notes, lost = run_submission(nb, exercises, limits, folder=folder or path.parent, progress=progress)
     if not run.ok:
         notes.append(run.reason)
     notes += cell_notes(run, fragments)

@@ -43,6 +43,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -54,8 +55,8 @@ SUBMISSION = "/sandbox/submission"  # read-only copy of the submission's own fol
 
 @dataclass
 class Limits:
-    cell_timeout: float = 180.0  # seconds of wall clock per cell
-    case_timeout: float = 60.0  # per probe call
+    cell_timeout: float = 60.0  # CPU seconds per cell (three times that in wall-clock time: a cell that waits)
+    case_timeout: float = 30.0  # CPU seconds per probe call (likewise)
     wall: float = 600.0  # seconds of wall clock for the whole submission, every retry included
     cpu: int = 1200  # CPU seconds per run
     memory: int = 12 * 2**30  # address space, bytes (JAX reserves a lot of virtual memory)
@@ -396,60 +397,109 @@ def isolation() -> Isolation:
 # --------------------------------------------------------------------------- cgroups
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-# per controller: (cgroup v1 file, cgroup v2 file) of the limit
-LIMIT_FILES = {"pids": ("pids.max", "pids.max"), "memory": ("memory.limit_in_bytes", "memory.max")}
+CONTROLLERS = ("pids", "memory", "cpu")
+CPU_WEIGHT = {"v1": ("cpu.shares", "1024"), "v2": ("cpu.weight", "100")}  # equal for every run
+CREATED: list[Path] = []  # every per-run group this process made (tests check that none is left)
 
 
-def _v2_root() -> Path | None:
-    """The cgroup v2 hierarchy where this process may create groups with pids and memory enabled."""
+def _own_group(controller: str | None) -> str:
+    """The grader's own cgroup path for a v1 controller (``None``: the v2 unified one), from /proc/self/cgroup."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return "/"
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        if (controller is None and parts[0] == "0" and parts[1] == "") or \
+                (controller is not None and controller in parts[1].split(",")):
+            return parts[2] or "/"
+    return "/"
+
+
+def _v2_parent() -> Path | None:
+    """Where this process may create per-run groups on a cgroup v2 (unified) hierarchy, with the pids,
+    memory and cpu controllers enabled: nested under the grader's own group where that group can
+    delegate (cgroup v2 lets only a group without processes of its own enable controllers for its
+    children), else the hierarchy's root."""
     root = CGROUP_ROOT
     if not (root / "cgroup.controllers").exists() or not os.access(root, os.W_OK):
         return None
-    try:
-        wanted = {"pids", "memory"} & set((root / "cgroup.controllers").read_text().split())
-        enabled = set((root / "cgroup.subtree_control").read_text().split())
-        missing = wanted - enabled
-        if missing:
-            (root / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in sorted(missing)))
-    except OSError:
+    own = root / _own_group(None).lstrip("/")
+    for parent in ([own] if own != root else []) + [root]:
+        try:
+            wanted = set(CONTROLLERS) & set((parent / "cgroup.controllers").read_text().split())
+            enabled = set((parent / "cgroup.subtree_control").read_text().split())
+            missing = wanted - enabled
+            if missing:
+                (parent / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in sorted(missing)))
+            return parent
+        except OSError:
+            continue
+    return None
+
+
+def _v1_parent(controller: str) -> Path | None:
+    """The grader's own group in a cgroup v1 controller's hierarchy (so that whatever limit an operator
+    put on the grader also bounds every run), where it is writable."""
+    base = CGROUP_ROOT / controller
+    if not (base / "cgroup.procs").exists():
         return None
-    return root
+    parent = base / _own_group(controller).lstrip("/")
+    return parent if parent.is_dir() and os.access(parent, os.W_OK) else None
 
 
 @lru_cache(maxsize=None)
 def cgroup_support() -> tuple[str, ...]:
     """Controllers under which this process can create per-run groups: cgroup v2 (unified) when it
-    is the mounted hierarchy, else cgroup v1 (``pids``, ``memory``) where writable (Linux as root)."""
-    v2 = _v2_root()
+    is the mounted hierarchy, else cgroup v1 (``pids``, ``memory``, ``cpu``) where writable (Linux as root)."""
+    v2 = _v2_parent()
     if v2 is not None:
-        return tuple(c for c in ("pids", "memory") if c in (v2 / "cgroup.subtree_control").read_text().split())
-    return tuple(ctrl for ctrl in ("pids", "memory")
-                 if (CGROUP_ROOT / ctrl / "cgroup.procs").exists() and os.access(CGROUP_ROOT / ctrl, os.W_OK))
+        try:
+            enabled = (v2 / "cgroup.subtree_control").read_text().split()
+        except OSError:
+            return ()
+        return tuple(c for c in CONTROLLERS if c in enabled)
+    return tuple(c for c in CONTROLLERS if _v1_parent(c) is not None)
 
 
 class Cgroup:
-    """Per-run cgroups (v2, or v1 pids + memory, where writable); removed when the run is over."""
+    """Per-run cgroups (v2, or v1 pids + memory + cpu, where writable), nested under the grader's own,
+    each run with the same CPU weight; removed when the run is over, after its processes are gone."""
 
     def __init__(self, limits: Limits):
         self.groups: list[Path] = []
+        self.version = ""
         controllers = () if os.environ.get("LLMPREP_SANDBOX") == "limits" else cgroup_support()
         if not controllers:
             return
-        values = {"pids": str(limits.processes), "memory": str(limits.resident)}
-        v2 = _v2_root()
-        parents = [(v2, [(LIMIT_FILES[c][1], values[c]) for c in controllers])] if v2 is not None else \
-            [(CGROUP_ROOT / c, [(LIMIT_FILES[c][0], values[c])]) for c in controllers]
+        values = {"pids": [("pids.max", str(limits.processes))],
+                  "memory": [("memory.max", str(limits.resident))], "cpu": [CPU_WEIGHT["v2"]]}
+        v2 = _v2_parent()
+        if v2 is not None:
+            self.version = "v2"
+            parents = [(v2, [kv for c in controllers for kv in values[c]])]
+        else:
+            self.version = "v1"
+            values.update({"memory": [("memory.limit_in_bytes", str(limits.resident))], "cpu": [CPU_WEIGHT["v1"]]})
+            parents = [(_v1_parent(c), values[c]) for c in controllers]
+            if _v1_parent("cpuacct") is not None and "cpu" in controllers:  # the run's CPU time, where co-mounted apart
+                parents.append((_v1_parent("cpuacct"), []))
         for parent, settings in parents:
+            if parent is None:
+                continue
             try:
-                group = Path(tempfile.mkdtemp(prefix="llmprep-", dir=parent))
+                group = Path(tempfile.mkdtemp(prefix="llmprep-run-", dir=parent))
             except OSError:
                 continue
+            CREATED.append(group)
             try:
                 for name, value in settings:
                     (group / name).write_text(value)
                 self.groups.append(group)
             except OSError:
-                self._remove(group)
+                self._rmdir(group)
 
     def enter(self) -> None:
         """Called in the child before exec: move it (and so all it spawns) into the groups."""
@@ -457,25 +507,69 @@ class Cgroup:
             with open(group / "cgroup.procs", "w") as fh:
                 fh.write(str(os.getpid()))
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time used so far by every process of the run (None where no group measures it)."""
+        for group in self.groups:
+            try:
+                if (group / "cpu.stat").exists() and self.version == "v2":
+                    for line in (group / "cpu.stat").read_text().splitlines():
+                        if line.startswith("usage_usec "):
+                            return int(line.split()[1]) / 1e6
+                if (group / "cpuacct.usage").exists():
+                    return int((group / "cpuacct.usage").read_text()) / 1e9
+            except (OSError, ValueError):
+                continue
+        return None
+
     @staticmethod
-    def _remove(group: Path) -> None:
+    def _pids(group: Path) -> list[int]:
+        try:
+            return [int(p) for p in (group / "cgroup.procs").read_text().split()]
+        except (OSError, ValueError):
+            return []
+
+    @staticmethod
+    def _rmdir(group: Path) -> bool:
         try:
             group.rmdir()
+            return True
+        except FileNotFoundError:
+            return True
         except OSError:
-            pass
+            return False
 
-    def remove(self) -> None:
+    def remove(self, wait: float = 10.0) -> list[Path]:
+        """Kill what is left in the groups, wait until they are empty, remove them. Returns the groups
+        that could not be removed (none, unless a process refused to die within ``wait`` seconds)."""
+        deadline = time.monotonic() + wait
+        left = []
         for group in self.groups:
-            procs = group / "cgroup.procs"
-            try:  # anything left (it should not be: the pid namespace is gone) is killed first
-                for pid in procs.read_text().split():
+            while True:
+                if (group / "cgroup.kill").exists():
                     try:
-                        os.kill(int(pid), 9)
-                    except (ProcessLookupError, PermissionError, ValueError):
+                        (group / "cgroup.kill").write_text("1")
+                    except OSError:
                         pass
-            except OSError:
-                pass
-            self._remove(group)
+                pids = self._pids(group)
+                for pid in pids:
+                    try:
+                        os.kill(pid, 9)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+                if not pids and self._rmdir(group):
+                    break
+                if time.monotonic() > deadline:
+                    left.append(group)
+                    break
+                time.sleep(0.02)
+        self.groups = []
+        return left
+
+
+def leaked_groups() -> list[Path]:
+    """Per-run groups of this grader still present (for tests and ``llmprep doctor``-style checks)."""
+    parents = [_v2_parent()] if _v2_parent() is not None else [_v1_parent(c) for c in (*CONTROLLERS, "cpuacct")]
+    return sorted(g for p in parents if p is not None for g in p.glob("llmprep-run-*") if g.is_dir())
 
 
 def set_rlimits(limits: Limits) -> None:

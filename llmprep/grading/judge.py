@@ -4,6 +4,7 @@ is capped, and withheld when it would show hidden material (case inputs, probe c
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 
 from llmprep.grading.collect import SandboxRun, clean_text, outputs_of
@@ -35,7 +36,8 @@ class NotebookResult:
 
 
 def hidden_fragments(exercises: list[Exercise]) -> list[str]:
-    """Pieces of text that would give hidden material away if a message contained them."""
+    """Pieces of text that would give hidden material away if a message contained them, each also in
+    the encodings a submission could use to smuggle it out (see :func:`encodings`)."""
     frags = {"PROBE", "llmprep_probe", "'params'", '"params"'}
     for ex in exercises:
         frags.add(ex.probe.__name__)
@@ -45,22 +47,68 @@ def hidden_fragments(exercises: list[Exercise]) -> list[str]:
                 for text in (json.dumps(value), repr(value)):
                     if len(text) >= 12:
                         frags.add(text[:40])
-    return sorted(frags)
+        for line in ex.probe_source.splitlines():  # the probe's own code, line by line
+            if len(line.strip()) >= 16:
+                frags.add(line.strip()[:40])
+    return sorted({e for f in frags for e in encodings(f)})
+
+
+def encodings(fragment: str) -> set[str]:
+    """``fragment`` as it would appear raw, reversed, in hex, base64 (any alignment), base32, URL
+    quoting or rot13; parts shorter than 8 characters are dropped (they would match by chance)."""
+    import base64
+    import codecs
+    from urllib.parse import quote
+
+    raw = fragment.encode("utf-8", "replace")
+    out = {fragment, fragment[::-1], raw.hex(), quote(fragment), codecs.encode(fragment, "rot13")}
+    for pad in (b"", b"\0", b"\0\0"):  # base64 of the fragment at any offset in a longer stream: its core
+        for enc in (base64.b64encode(pad + raw).decode(), base64.urlsafe_b64encode(pad + raw).decode()):
+            out.add(enc[4:-4] if pad else enc[:-4])
+        out.add(base64.b32encode(pad + raw).decode()[8:-8])
+    return {e for e in out if len(e) >= 8} | ({fragment} if len(fragment) < 8 else set())
+
+
+MAX_NOTE = 160  # characters of one message from the sandbox that may reach feedback
+MAX_CELL_NOTES = 5  # erroring cells named in the notes; the rest are counted
+_URL = re.compile(r"\b(?:[a-z][a-z0-9+.-]*://|www\.)\S*", re.IGNORECASE)
+_TOKENS = re.compile(r"[^\s'\"`()\[\]{}<>,;:]+")
+_WORDLIKE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+
+
+def _opaque(token: str) -> bool:
+    """A long token that reads as encoded data (base64, hex, ...) rather than a word or a name."""
+    if len(token) < 16:
+        return False
+    if len(token) >= 48 or re.fullmatch(r"[0-9a-fA-F]+", token):
+        return True
+    digits = sum(ch.isdigit() for ch in token)
+    return not (_WORDLIKE.fullmatch(token) and digits <= 3)
 
 
 def safe_message(text: str, fragments: list[str]) -> str:
-    """One line from the sandbox, fit to show: capped, printable, hidden material withheld."""
-    text = clean_text(text)
-    if any(f in text for f in fragments):
-        head = text.split(":", 1)[0]
-        return f"{head if head.isidentifier() else 'an error'} (message withheld: it quotes hidden test material)"
-    return text
+    """One line from the sandbox, fit to show: a fixed form (exception type, short message), capped,
+    printable, no links; withheld when it quotes hidden material in any common encoding or carries
+    long opaque tokens (encoded data)."""
+    text = clean_text(text, limit=MAX_NOTE * 4)
+    head = text.split(":", 1)[0]
+    kind = head if head.isidentifier() and len(head) <= 40 else "an error"
+    lowered = text.lower()
+    if any(f in text or (f.isalnum() and f.lower() in lowered) for f in fragments):
+        return f"{kind} (message withheld: it quotes hidden test material)"
+    text = _URL.sub("[link removed]", text)
+    if any(_opaque(t) for t in _TOKENS.findall(text)):
+        return f"{kind} (message withheld: it carries encoded data)"
+    return text[:MAX_NOTE] + ("…" if len(text) > MAX_NOTE else "")
 
 
 def explain(message: str, functions: tuple[str, ...] = ()) -> str:
     """A probe's error in words; ``functions``: the names the probe looks up in the notebook."""
     if message.startswith("NotImplementedError"):
         return "not implemented yet (the function still raises NotImplementedError)"
+    if message.startswith("timed out after "):
+        return (f"your function did not return within {message[len('timed out after '):]} on this case "
+                "(an endless loop, or far too slow?)")
     if message.startswith("KeyError: '") and message.endswith("'") and message[len("KeyError: '"):-1] in functions:
         name = message[len("KeyError: '"):-1]
         return f"{name} is not defined (did its answer cell run without errors?)"
@@ -97,9 +145,16 @@ def judge_exercise(ex: Exercise, run: SandboxRun, ref: SandboxRun, variant: str 
 
 
 def cell_notes(run: SandboxRun, fragments: list[str]) -> list[str]:
-    """Cells that raised, named as the learner sees them (position from 1, the exercise)."""
+    """Cells that raised, named as the learner sees them (position from 1, the exercise); at most
+    ``MAX_CELL_NOTES`` of them, the rest counted."""
     notes = []
-    for c in run.cells:
-        if c.get("status") == "error" and not c.get("message", "").startswith("NotImplementedError"):
+    failed = [c for c in run.cells if c.get("status") == "error"
+              and not c.get("message", "").startswith("NotImplementedError")]
+    for c in failed[:MAX_CELL_NOTES]:
+        if c["message"].startswith("timed out after "):
+            notes.append(f"{c['label']} did not finish within {c['message'][len('timed out after '):]}")
+        else:
             notes.append(f"{c['label']} raised {safe_message(c['message'], fragments)}")
+    if len(failed) > MAX_CELL_NOTES:
+        notes.append(f"{len(failed) - MAX_CELL_NOTES} more cells raised errors")
     return notes

@@ -9,6 +9,8 @@ from llmprep.grading.trusted import GradingError, all_chapters, load_spec
 
 SUBMITTED = "submitted"  # the variant name of the submission as it is (vs mutants and alternatives)
 MAX_NOTEBOOK_BYTES = 50 * 2**20
+MAX_CANDIDATES = 20  # notebooks of a submission folder considered when the expected name is missing
+MAX_CANDIDATE_BYTES = 64 * 2**20  # and their total size
 
 
 def read_notebook(path: Path):
@@ -116,9 +118,14 @@ def pick_notebook(folder: Path, spec) -> tuple[Path | None, str]:
         return expected, ""
     ids = {ex.grade_id for ex in spec.EXERCISES}
     best, overlap = None, 0
-    for candidate in sorted(folder.glob("*.ipynb")):
-        if candidate.is_symlink() or not candidate.is_file():
+    budget = MAX_CANDIDATE_BYTES
+    candidates = [p for p in sorted(folder.glob("*.ipynb"))[:MAX_CANDIDATES]
+                  if not p.is_symlink() and p.is_file()]
+    for candidate in candidates:  # a cap on what the trusted process parses before the sandbox starts
+        size = candidate.stat().st_size
+        if size > budget:
             continue
+        budget -= size
         try:
             n = len(ids & set(test_cells(read_notebook(candidate))))
         except GradingError:

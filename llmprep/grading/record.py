@@ -27,21 +27,46 @@ def ensure_assignment(assignment: str, root: Path | None = None) -> None:
         nbgrader(["generate_assignment", assignment, "--force", f"--CourseDirectory.release_directory={tmp}"], root)
 
 
-def record(db_url: str, assignment: str, student: str, notebook: str, result: NotebookResult) -> None:
-    """Write one student's auto scores for one notebook (one transaction)."""
+def submitted_timestamp(folder: Path | None):
+    """The submission time nbgrader's exchange left beside a submission (``timestamp.txt``), parsed as
+    nbgrader parses it; ``None`` when there is none or it is not a time (it is student-side text)."""
+    if folder is None:
+        return None
+    stamp = Path(folder) / "timestamp.txt"
+    try:
+        if stamp.is_symlink() or not stamp.is_file() or stamp.stat().st_size > 4096:
+            return None
+        text = stamp.read_text(errors="replace").strip()
+        if not text:
+            return None
+        from nbgrader.utils import parse_utc
+
+        return parse_utc(text)
+    except Exception:  # noqa: BLE001 - unreadable or not a time: no timestamp
+        return None
+
+
+def record(db_url: str, assignment: str, student: str, notebook: str, result: NotebookResult,
+           folder: Path | None = None) -> None:
+    """Write one student's auto scores for one notebook (one transaction), with the submission's
+    timestamp as ``nbgrader autograde`` records it (``folder``: the submitted folder holding
+    ``timestamp.txt``): Formgrader compares it with the submitted one to tell graded from "needs
+    autograding", and late penalties and ``nbgrader export`` read it."""
     from nbgrader.api import Gradebook
 
     with Gradebook(db_url) as gb:
+        known = {c.name for c in gb.find_notebook(notebook, assignment).grade_cells}
+        unknown = sorted({v.grade_id for v in result.cells} - known)
+        if unknown or result.chapter != assignment:  # never a score the gradebook cannot show (CSV = gradebook)
+            raise GradingError(f"verdicts for grade cells the gradebook's {assignment} does not have: {unknown}")
         gb.update_or_create_student(student)
-        try:
-            gb.find_submission(assignment, student)
-        except Exception:  # noqa: BLE001 - nbgrader raises MissingEntry
-            gb.add_submission(assignment, student)
+        timestamp = submitted_timestamp(folder)
+        if timestamp is not None:
+            gb.update_or_create_submission(assignment, student, timestamp=timestamp)
+        else:
+            gb.update_or_create_submission(assignment, student)
         for verdict in result.cells:
-            try:
-                grade = gb.find_grade(verdict.grade_id, notebook, assignment, student)
-            except Exception:  # noqa: BLE001 - a grade cell the gradebook does not know
-                continue
+            grade = gb.find_grade(verdict.grade_id, notebook, assignment, student)
             grade.auto_score = verdict.points
             grade.needs_manual_grade = False
         gb.db.commit()
@@ -60,7 +85,6 @@ def write_autograded(path: Path, out: Path, result: NotebookResult, template: Pa
     (valid nbgrader metadata whatever the submission did to its own), with the student's answer
     in each solution cell (matched by grade id) and the trusted verdict as each test cell's output."""
     import nbformat
-    from nbformat.v4 import new_output
 
     answers: dict[str, str] = {}
     try:
@@ -72,14 +96,28 @@ def write_autograded(path: Path, out: Path, result: NotebookResult, template: Pa
     except GradingError:
         pass
     nb = read_notebook(template)
-    verdicts = {c.grade_id: c for c in result.cells}
     for cell in nb.cells:
         meta = nbgrader_meta(cell)
         gid = str(meta.get("grade_id"))
         if meta.get("solution") and gid in answers:
             cell.source = answers[gid]
+    annotate(nb, result)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(out))
+
+
+def annotate(nb, result: NotebookResult) -> None:
+    """The trusted verdict as each graded test cell's only output (every other output cleared), and the
+    notes, escaped, in a markdown cell at the top."""
+    import nbformat
+    from nbformat.v4 import new_output
+
+    verdicts = {c.grade_id: c for c in result.cells}
+    for cell in nb.cells:
         if cell.get("cell_type") != "code":
             continue
+        meta = nbgrader_meta(cell)
+        gid = str(meta.get("grade_id"))
         cell.outputs = []
         cell.execution_count = None
         if meta.get("grade") and gid in verdicts:
@@ -89,5 +127,3 @@ def write_autograded(path: Path, out: Path, result: NotebookResult, template: Pa
     if result.notes:
         nb.cells.insert(0, nbformat.v4.new_markdown_cell(
             "**Notes from the grader**\n\n" + "\n".join(f"- {as_markdown_text(n)}" for n in result.notes)))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, str(out))

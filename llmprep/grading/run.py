@@ -70,21 +70,51 @@ def _died(rc: int | None) -> str:
 
 class Watchdog:
     """Enforces the per-cell and per-exercise time limits from outside, for a submission that
-    blocks the in-process alarm: each progress message starts a new allowance."""
+    blocks the in-process alarm.
+
+    Progress only counts when it moves *forward* through the job (cells in order, then exercises in
+    order), so forged frames cannot keep a cell alive by going back and forth; each position gets its
+    allowance once. A limit is judged in the run's own CPU time as well as wall time (where a cgroup
+    measures it): a run starved by a neighbour is given up to ``STARVED`` times the wall allowance,
+    never blamed for the neighbour, and still bounded by the submission's budget."""
 
     GRACE = 10.0
+    STARVED = 3.0  # wall-clock allowance, in multiples of the limit, for a run that got little CPU
+    BUSY = 0.5  # share of the wall allowance spent on CPU that counts as "really ran that long"
 
-    def __init__(self, job: dict, limits: Limits):
-        self.job, self.limits = job, limits
+    def __init__(self, job: dict, limits: Limits, cpu_seconds=lambda: None):
+        self.job, self.limits, self.cpu_seconds = job, limits, cpu_seconds
         self.calls = {e["grade_id"]: len(e["cases"]) * len(e["variants"]) for e in job["exercises"]}
-        self.seen, self.since, self.where = 0, time.monotonic(), {}
+        self.order = {("cell", c["index"]): i for i, c in enumerate(job["cells"])}
+        self.order.update({("probe", e["grade_id"]): len(job["cells"]) + i for i, e in enumerate(job["exercises"])})
+        self.seen, self.since, self.where, self.rank = 0, time.monotonic(), {}, -1
+        self.cpu_since = cpu_seconds()
+
+    def furthest(self, frames) -> dict:
+        """The furthest valid position any progress frame named (the watchdog's own, once it stopped)."""
+        best, rank = dict(self.where), self.rank
+        for kind, payload in frames:
+            if kind != "progress":
+                continue
+            try:
+                where = collect.validate_progress(collect._json(payload), self.job)
+            except collect.ResultError:
+                continue
+            if where and self._rank(where) > rank:
+                best, rank = where, self._rank(where)
+        return best
+
+    def _rank(self, where: dict) -> int:
+        key = ("cell", where.get("index")) if where.get("phase") == "cell" else ("probe", where.get("grade_id"))
+        return self.order.get(key, -1)
 
     def check(self, data: bytearray) -> str:
         if len(data) != self.seen and len(data) < 2**20:  # progress frames come before the (large) results
             self.seen = len(data)
             where = collect.last_progress(collect.parse_frames(bytes(data)), self.job)
-            if where != self.where:
-                self.where, self.since = where, time.monotonic()
+            if where and self._rank(where) > self.rank:
+                self.where, self.rank, self.since = where, self._rank(where), time.monotonic()
+                self.cpu_since = self.cpu_seconds()
         if self.where.get("phase") == "cell":
             allowed, what = self.limits.cell_timeout, "a cell"
         elif self.where.get("phase") == "probe":
@@ -92,14 +122,20 @@ class Watchdog:
             what = "the tests of one exercise"
         else:
             return ""
-        if time.monotonic() - self.since > allowed + self.GRACE:
-            return f"{what} ran past its time limit ({allowed:.0f} s) and ignored the alarm"
-        return ""
+        wall = time.monotonic() - self.since
+        if wall <= allowed + self.GRACE:
+            return ""
+        cpu_now = self.cpu_seconds()
+        if cpu_now is not None and self.cpu_since is not None and wall <= self.STARVED * allowed + self.GRACE \
+                and cpu_now - self.cpu_since < self.BUSY * allowed:
+            return ""  # it got little CPU: starved by a neighbour, or waiting; give it more wall time
+        return f"{what} ran past its time limit ({allowed:.0f} s) and ignored the alarm"
 
 
 def run_sandbox(job: dict, limits: Limits | None = None, folder: Path | None = None,
-                timeout: float | None = None) -> SandboxRun:
-    """One run of a job in a fresh sandbox; the data it sent, validated."""
+                timeout: float | None = None, progress=None) -> SandboxRun:
+    """One run of a job in a fresh sandbox; the data it sent, validated. ``progress(where, seconds)``,
+    if given, hears where the run is (a cell or an exercise, as the job names it) about once a second."""
     limits = limits or Limits()
     timeout = limits.wall if timeout is None else timeout
     job = dict(job, cell_timeout=limits.cell_timeout, case_timeout=limits.case_timeout)
@@ -132,6 +168,7 @@ def run_sandbox(job: dict, limits: Limits | None = None, folder: Path | None = N
 
         reason = ""
         start = time.monotonic()
+        watch = Watchdog(job, limits, cgroup.cpu_seconds)
         try:
             proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.PIPE, stdout=log.write_fd, stderr=log.write_fd,
                                     env=env, preexec_fn=preexec,
@@ -150,7 +187,7 @@ def run_sandbox(job: dict, limits: Limits | None = None, folder: Path | None = N
                 proc.stdin.close()
             except (BrokenPipeError, OSError):
                 pass
-            watch = Watchdog(job, limits)
+            told = start
             while proc.poll() is None:
                 if results.overflow:
                     reason = "the notebook process sent more results than allowed"
@@ -161,6 +198,9 @@ def run_sandbox(job: dict, limits: Limits | None = None, folder: Path | None = N
                 reason = watch.check(results.data)
                 if reason:
                     break
+                if progress is not None and time.monotonic() - told > 1.0:
+                    told = time.monotonic()
+                    progress(dict(watch.where), told - start)
                 time.sleep(0.05)
         finally:
             try:
@@ -172,23 +212,24 @@ def run_sandbox(job: dict, limits: Limits | None = None, folder: Path | None = N
         data = results.finish()
         tail = log.finish().decode("utf-8", "replace")
     frames = collect.parse_frames(data)
-    progress = collect.last_progress(frames, job)
+    where = watch.furthest(frames)  # where it got to: forged frames that point back change nothing
     if not reason and results.overflow:
         reason = "the notebook process sent more results than allowed"
     if not reason and proc.returncode != 0:
         reason = _died(proc.returncode)
     if reason:
-        return SandboxRun(False, reason, log_tail=tail, progress=progress)
+        return SandboxRun(False, reason, log_tail=tail, progress=where)
     try:
         run = collect.collect(frames, job, limits.results)
     except ResultError as exc:
         return SandboxRun(False, f"the notebook process returned unusable results: {exc}", log_tail=tail,
-                          progress=progress)
+                          progress=where)
     run.log_tail = tail
     return run
 
 
-def run_submission(nb, exercises: list[Exercise], limits: Limits | None = None, folder: Path | None = None):
+def run_submission(nb, exercises: list[Exercise], limits: Limits | None = None, folder: Path | None = None,
+                   progress=None):
     """Run a submission; if its process dies part-way, run it again without the cell (or the probed
     function) that killed it, all within one time budget.
     Returns (run, notes, {grade_id: reason} of exercises lost)."""
@@ -205,7 +246,7 @@ def run_submission(nb, exercises: list[Exercise], limits: Limits | None = None, 
             if not run.ok:
                 run.reason = f"{run.reason}; no time left of its {limits.wall:.0f} s budget to grade the rest"
             break
-        run = run_sandbox(job, limits, folder, timeout=left)
+        run = run_sandbox(job, limits, folder, timeout=left, progress=progress)
         if run.ok:
             break
         where = run.progress

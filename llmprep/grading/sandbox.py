@@ -53,16 +53,31 @@ def mark(**where) -> None:
 
 
 class CellTimeout(BaseException):
-    """Raised by the alarm when one cell or probe call exceeds its wall-clock budget."""
+    """Raised by the alarm when one cell or probe call exceeds its budget."""
 
 
 def _alarm(signum, frame):  # noqa: ARG001
     raise CellTimeout()
 
 
-def _short(exc: BaseException) -> str:
+STARVED = 3.0  # as run.Watchdog: wall-clock allowance in multiples of the CPU-time limit
+
+
+def start_alarm(seconds: float) -> None:
+    """The limit in this process's CPU time (a busy loop), and ``STARVED`` times it in wall-clock time
+    (a wait): a neighbour that takes the CPU cannot make an honest cell time out."""
+    signal.setitimer(signal.ITIMER_PROF, seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds * STARVED)
+
+
+def stop_alarm() -> None:
+    signal.setitimer(signal.ITIMER_PROF, 0)
+    signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _short(exc: BaseException, limit: float | None = None) -> str:
     if isinstance(exc, CellTimeout):
-        return "timed out"
+        return f"timed out after {limit:g} s" if limit else "timed out"
     if isinstance(exc, SyntaxError):
         return f"SyntaxError: {exc.msg} (line {exc.lineno})"
     text = f"{type(exc).__name__}: {exc}".strip()
@@ -130,16 +145,16 @@ def run_cells(shell, cells, cell_timeout: float) -> list[dict]:
             continue
         mark(phase="cell", index=cell["index"])
         start = time.monotonic()
-        signal.setitimer(signal.ITIMER_REAL, cell_timeout)
+        start_alarm(cell_timeout)
         try:
             result = shell.run_cell(cell["source"], store_history=False, silent=False)
             err = result.error_before_exec or result.error_in_exec
         except CellTimeout as exc:  # raised outside IPython's own handler
             err = exc
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            stop_alarm()
         records.append({"index": cell["index"], "status": "error" if err else "ok",
-                        "message": _short(err) if err else "", "seconds": round(time.monotonic() - start, 3)})
+                        "message": _short(err, cell_timeout) if err else "", "seconds": round(time.monotonic() - start, 3)})
         sys.stdout.flush()
     return records
 
@@ -178,20 +193,20 @@ def _probe_exercise(user_ns: dict, ex: dict, case_timeout: float, arrays: dict, 
                 entry.update(status="error", message=f"variant failed to load: {patch_error}")
                 summary.append(entry)
                 continue
-            signal.setitimer(signal.ITIMER_REAL, case_timeout)
+            start_alarm(case_timeout)
             try:
                 out = probe(ns, json.loads(json.dumps(case["params"])))
-                signal.setitimer(signal.ITIMER_REAL, 0)
+                stop_alarm()
                 if not isinstance(out, dict):
                     raise TypeError("probe returned no outputs")
                 for name, value in out.items():
                     arrays[f"{key}|{name}"] = _to_array(value)
                 entry.update(status="ok")
             except BaseException as exc:  # noqa: BLE001 - anything the student code raised, exit included
-                signal.setitimer(signal.ITIMER_REAL, 0)
+                stop_alarm()
                 for name in [k for k in arrays if k.startswith(key + "|")]:
                     del arrays[name]
-                entry.update(status="error", message=_short(exc))
+                entry.update(status="error", message=_short(exc, case_timeout))
             summary.append(entry)
 
 
@@ -201,6 +216,7 @@ def main() -> int:
     sys.stdin = io.StringIO("")
     send("progress", b"{}")  # opens the channel before any student code runs
     signal.signal(signal.SIGALRM, _alarm)
+    signal.signal(signal.SIGPROF, _alarm)
     copy_submission_folder()
 
     import matplotlib
