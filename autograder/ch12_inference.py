@@ -7,7 +7,7 @@ driven by the probe itself: it replays a script or simulates a stream with the s
 whole trace as JSON, which the judge compares with the reference trace step by step.
 
 Oracles run in the trusted test process: ``model.generate`` (greedy decoding of the target itself),
-``F.scaled_dot_product_attention`` with ``torch.logsumexp``, a float64 re-implementation of GPTQ's asymmetric
+``F.scaled_dot_product_attention`` with ``torch.logsumexp``, a float64 GPTQ-style (all-zero groups: scale 1) asymmetric
 min-max quantizer, and, where no library exists (speculative sampling, the allocator, the scheduler, the roofline),
 a trusted reference written in another style than the solution (the same source as the alternative-correct fixture).
 """

@@ -41,7 +41,7 @@ def check_notebook(path: str | Path, limits: Limits | None = None, folder: Path 
     path = Path(path)
     try:
         nb = read_notebook(path)
-        chapter = match_chapter(nb)
+        chapter = match_chapter(nb, path.name)
     except GradingError as exc:
         return NotebookResult(path.name, None, 0.0, 0.0, [], [str(exc)])
     if expected is not None and chapter != expected:

@@ -57,8 +57,9 @@ def test_cells(nb) -> dict[str, dict]:
     return found
 
 
-def match_chapter(nb) -> str:
-    """The chapter whose spec shares the most grade ids with the notebook."""
+def match_chapter(nb, name: str | None = None) -> str:
+    """The chapter whose spec shares the most grade ids with the notebook. ``name`` (the notebook's
+    file name) only improves the message for a notebook that has no graded cells at all."""
     ids = set(test_cells(nb))
     best, overlap = None, 0
     for chapter in all_chapters():
@@ -66,9 +67,30 @@ def match_chapter(nb) -> str:
         if n > overlap:
             best, overlap = chapter, n
     if best is None:
+        if not any(nbgrader_meta(cell) for cell in nb.cells):
+            raise GradingError(_no_exercises(name))
         raise GradingError("no graded cell of this notebook matches an exercise of the course "
                            "(were the test cells deleted or their ids changed?)")
     return best
+
+
+def _no_exercises(name: str | None) -> str:
+    """The message for a notebook without any nbgrader cell (a chapter's reference notebook, a scratch
+    notebook): it has nothing to grade; name the chapter's exercises notebook when the file name tells it."""
+    prefix = (name or "").split("_")[0]
+    for chapter in all_chapters() if prefix.startswith("ch") else ():
+        if chapter.split("_")[0] == prefix:
+            exercises = load_spec(chapter).NOTEBOOK
+            if name == exercises:
+                return (f"{name} has lost its graded cells (no nbgrader metadata is left: were its cells copied "
+                        f"into a new notebook?); start again from a fresh copy (llmprep start {chapter}) "
+                        "/ 这个笔记本的评分单元格元数据丢失了，请从新的副本开始")
+            kind = "it is the chapter's reference notebook; " if "reference" in (name or "") else ""
+            return (f"{name} has no graded exercises ({kind}the graded exercises of {chapter} are in {exercises}, "
+                    f"beside it: check that notebook) / 这个笔记本没有评分练习，本章练习在 {exercises}")
+    return ("no graded cell of this notebook matches an exercise of the course: it has no graded cells at all "
+            "(each chapter's graded exercises are in its chNN_exercises.ipynb: check that notebook) "
+            "/ 这个笔记本没有评分练习，练习在各章的 chNN_exercises.ipynb")
 
 
 def code_cells(nb) -> list[dict]:
