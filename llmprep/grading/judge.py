@@ -35,10 +35,43 @@ class NotebookResult:
                 "max_score": self.max_score, "cells": [asdict(c) for c in self.cells], "notes": self.notes}
 
 
-def hidden_fragments(exercises: list[Exercise]) -> list[str]:
+class Hidden(list):
+    """The fragments of :func:`hidden_fragments` (a list), and the hidden texts themselves (probe sources,
+    case inputs) for a word-level check: a long word of a message that is not in the hidden texts but is
+    in them after a letter shift (rot13 or any other Caesar shift) or reversal is hidden material smuggled
+    out in a word-like disguise (the opaque-token check catches base64, hex and URL quoting)."""
+
+    def __init__(self, fragments, texts):
+        import string
+
+        super().__init__(fragments)
+        self.raw = "\n".join(texts)
+        lower, upper = string.ascii_lowercase, string.ascii_uppercase
+        variants = [self.raw[::-1]]
+        for shift in range(1, 26):
+            table = str.maketrans(lower + upper, lower[shift:] + lower[:shift] + upper[shift:] + upper[:shift])
+            shifted = self.raw.translate(table)
+            variants += [shifted, shifted[::-1]]
+        self.disguised = "\n".join(variants)
+
+    def leaks(self, text: str) -> bool:
+        """One disguised word of 8 characters or more, or two of 6 or more (chance pairs of real words
+        under a shift, such as rot13's "abjurer"/"nowhere", are rare and never come two at a time)."""
+        found = [w for w in set(_WORDS.findall(text)) if w not in self.raw and w in self.disguised]
+        return any(len(w) >= 8 for w in found) or len(found) >= 2
+
+
+_WORDS = re.compile(r"[A-Za-z0-9_.]{6,}")
+
+
+def hidden_fragments(exercises: list[Exercise]) -> Hidden:
     """Pieces of text that would give hidden material away if a message contained them, each also in
     the encodings a submission could use to smuggle it out (see :func:`encodings`)."""
     frags = {"PROBE", "llmprep_probe", "'params'", '"params"'}
+    texts = []
+    for ex in exercises:
+        texts.append(ex.probe_source)
+        texts += [json.dumps(case.params) + "\n" + repr(case.params) for case in ex.cases]
     for ex in exercises:
         frags.add(ex.probe.__name__)
         for case in ex.cases:
@@ -50,7 +83,7 @@ def hidden_fragments(exercises: list[Exercise]) -> list[str]:
         for line in ex.probe_source.splitlines():  # the probe's own code, line by line
             if len(line.strip()) >= 16:
                 frags.add(line.strip()[:40])
-    return sorted({e for f in frags for e in encodings(f)})
+    return Hidden(sorted({e for f in frags for e in encodings(f)}), texts)
 
 
 def encodings(fragment: str) -> set[str]:
@@ -94,7 +127,8 @@ def safe_message(text: str, fragments: list[str]) -> str:
     head = text.split(":", 1)[0]
     kind = head if head.isidentifier() and len(head) <= 40 else "an error"
     lowered = text.lower()
-    if any(f in text or (f.isalnum() and f.lower() in lowered) for f in fragments):
+    if any(f in text or (f.isalnum() and f.lower() in lowered) for f in fragments) \
+            or (isinstance(fragments, Hidden) and fragments.leaks(text)):
         return f"{kind} (message withheld: it quotes hidden test material)"
     text = _URL.sub("[link removed]", text)
     if any(_opaque(t) for t in _TOKENS.findall(text)):
