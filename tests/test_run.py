@@ -16,7 +16,7 @@ def _notebook(path, *sources):
 
 def test_run_executes_reference_then_graded_and_reports_failures(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    record = ("import os\nfrom llmprep.report import record\n"
+    record = ("import os\nfrom llmprep.results import record\n"
               "record({ch!r}, 'threads', os.environ.get('OMP_NUM_THREADS', 'default'))")
     for ch in ("ch01_a", "ch02_b"):
         _notebook(tmp_path / "solutions" / ch / f"{ch[:4]}_reference.ipynb", record.format(ch=ch))
