@@ -24,9 +24,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import nbformat  # noqa: E402
 
-from llmprep.course import nbgrader_env  # noqa: E402
-from llmprep.grading.engine import load_spec, reference_run, repo_root  # noqa: E402
 from llmprep.grading.batch import grade_assignment  # noqa: E402
+from llmprep.grading.engine import load_spec, reference_run  # noqa: E402
+from llmprep.nbgrader_wiring import nbgrader_env  # noqa: E402
+from llmprep.paths import format_path, repo_root  # noqa: E402
 
 
 def make_class(course: Path, chapter: str, n: int) -> None:
@@ -95,7 +96,7 @@ def main() -> int:
             results["nbgrader_autograde_s"] = round(secs, 1)
             print(f"nbgrader autograde:        {secs:7.1f} s  {60 * args.n / secs:6.1f} submissions/min  "
                   f"{secs / args.n:5.2f} s each (serial; trusts the student's kernel)", flush=True)
-    out = repo_root() / "build" / "bench-grading.json"
+    out = format_path("bench-grading")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
     return 0

@@ -22,10 +22,14 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 
-from llmprep.course import chapters, execute_notebook, is_graded, notebooks
-from llmprep.runtime import usable_cores
+from llmprep.course import chapters, notebooks
 from llmprep.grading import engine
+from llmprep.headless import execute_notebook, is_graded
+from llmprep.paths import format_path, repo_root
+from llmprep.results import read_results
+from llmprep.runtime import usable_cores
 
 RUN_BUDGET_S = 600.0
 GRADED_BUDGET_S = 60.0
@@ -38,10 +42,10 @@ def main() -> int:
     ap.add_argument("chapters", nargs="*")
     ap.add_argument("--grading", type=int, default=0, help="also measure grading throughput on N submissions")
     args = ap.parse_args()
-    root = engine.repo_root()
-    build = root / "build"
+    root = repo_root()
+    build = format_path("build", root=root)
     build.mkdir(exist_ok=True)
-    results_file = build / "bench-results.jsonl"
+    results_file = format_path("bench-results", root=root)
     results_file.write_text("")
     device = os.environ.get("LLMPREP_DEVICE") or ("cuda" if _cuda() else "cpu")
     rows, problems = [], []
@@ -50,7 +54,7 @@ def main() -> int:
         for nb in notebooks(chapter, root):
             graded = is_graded(nb)
             try:
-                stats = execute_notebook(nb, build / "bench" / chapter / nb.name, results_file,
+                stats = execute_notebook(nb, format_path("bench-executed", chapter, root) / nb.name, results_file,
                                          threads=1 if graded else None)
             except Exception as exc:  # noqa: BLE001
                 problems.append(f"{chapter}/{nb.name} failed: {type(exc).__name__}")
@@ -68,7 +72,7 @@ def main() -> int:
                 t0 = time.perf_counter()
                 solved = engine.check_notebook(nb)
                 t1 = time.perf_counter()
-                stub = engine.check_notebook(root / "course" / chapter / nb.name)
+                stub = engine.check_notebook(format_path("course", chapter, root) / nb.name)
                 row.update(grade_solution_s=round(t1 - t0, 1), grade_stub_s=round(time.perf_counter() - t1, 1),
                            scores=f"{solved.score:g}/{solved.max_score:g} and {stub.score:g}/{stub.max_score:g}")
             rows.append(row)
@@ -77,16 +81,17 @@ def main() -> int:
     notebook_total = sum(r["seconds"] for r in rows)
     if notebook_total > RUN_BUDGET_S:
         problems.append(f"notebooks one after another take {notebook_total:.0f} s > {RUN_BUDGET_S:.0f} s")
-    records = [json.loads(line) for line in results_file.read_text().splitlines() if line.strip()]
+    records = [asdict(r) for r in read_results(results_file)]
     grading = {}
     if args.grading:
-        subprocess.run([sys.executable, str(root / "benchmarks" / "grading_throughput.py"), "--n", str(args.grading)],
+        subprocess.run([sys.executable, str(format_path("benchmarks", root=root) / "grading_throughput.py"),
+                        "--n", str(args.grading)],
                        check=False)
-        path = build / "bench-grading.json"
+        path = format_path("bench-grading", root=root)
         grading = json.loads(path.read_text()) if path.exists() else {}
     md = render(rows, records, grading, device, notebook_total)
-    (build / "bench.md").write_text(md)
-    (build / "bench.json").write_text(json.dumps({"device": device, "rows": rows, "results": records,
+    format_path("bench-table", root=root).write_text(md)
+    format_path("bench", root=root).write_text(json.dumps({"device": device, "rows": rows, "results": records,
                                                   "grading": grading, "notebook_seconds": notebook_total,
                                                   "wall_seconds": total, "problems": problems}, indent=1))
     print(md)

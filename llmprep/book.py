@@ -8,9 +8,10 @@ Sphinx's own incremental build redoes only what changed):
   warning that says which command runs it;
 - ``<chapter>/<chNN>_exercises.ipynb``: the released stub from ``course/`` (never ``solutions/``; the
   build refuses a staged page that holds a solution or hidden-test marker), not executed;
-- ``index.md``: the course map (README's table) and the results (``build/results.jsonl`` and README's
-  measured table); ``mock-interview.md``: every interview question of every chapter, parsed from Part 1 of
-  the reference notebooks, answer revealed on click, filterable by chapter.
+- ``index.md``: the course map (:mod:`llmprep.course_map`, the table README also shows) and the results
+  (``build/results.jsonl`` and README's measured table); ``mock-interview.md``: every interview question of
+  every chapter, from the reference notebooks' cells tagged ``interview`` (one question per ``###``
+  heading), answer revealed on click, filterable by chapter.
 
 No network at build time or in the browser: no intersphinx, widget JavaScript off, MathJax served from
 the site (MathJax 3.2.2, which the ``sphinx-mathjax-offline`` package ships).
@@ -26,8 +27,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llmprep.course import chapter_prefix, read_records
-from llmprep.grading.engine import repo_root
+from llmprep.course import chapter_prefix, chapters, resolve_chapters
+from llmprep.course_map import by_id, markdown_table
+from llmprep.paths import format_path, repo_root
+from llmprep.results import read_results
 
 # lines that must never reach the website (nbgrader's markers of solution code and hidden tests)
 FORBIDDEN_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
@@ -82,7 +85,7 @@ def copy_tree_if_changed(src: Path, dest: Path) -> list[Path]:
     return written
 
 
-# --------------------------------------------------------------------------- README: course map, results
+# --------------------------------------------------------------------------- the home page: course map, results
 
 def _section(text: str, title: str) -> str:
     """The body of README's ``## title`` section (up to the next ``## `` heading)."""
@@ -90,20 +93,8 @@ def _section(text: str, title: str) -> str:
     return m.group(1).strip() if m else ""
 
 
-def course_map(readme: str) -> dict[str, tuple[str, str]]:
-    """{chapter id: (topic, graded exercises)} from README's course-map table."""
-    rows = {}
-    for line in _section(readme, "Course map").splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 3:
-            m = re.fullmatch(r"`(ch\d+_\w+)`", cells[0])
-            if m:
-                rows[m.group(1)] = (cells[1], " | ".join(cells[2:]))
-    return rows
-
-
 def _results_table(results: Path) -> str:
-    records = [r for r in read_records(results) if "name" in r]
+    records = read_results(results)
     if not records:
         return ("No `llmprep run` has recorded results on this machine yet (`build/results.jsonl` is missing): "
                 "`make run` executes every chapter and records them.\n")
@@ -112,8 +103,7 @@ def _results_table(results: Path) -> str:
         return str(value).replace("|", "\\|").replace("\n", " ")
 
     lines = ["| chapter | result | value | anchor |", "| --- | --- | --- | --- |"]
-    lines += [f"| {cell(r.get('chapter', ''))} | {cell(r['name'])} | {cell(r.get('value', ''))} | "
-              f"{cell(r.get('anchor', ''))} |" for r in records]
+    lines += [f"| {cell(r.chapter)} | {cell(r.name)} | {cell(r.value)} | {cell(r.anchor)} |" for r in records]
     return "\n".join(lines) + "\n"
 
 
@@ -130,7 +120,6 @@ def _demote(markdown: str, levels: int = 1) -> str:
 
 
 def home_page(readme: str, chapters: list[str], built: list[str], results: Path) -> str:
-    rows = course_map(readme)
     intro = readme.split("\n## ", 1)[0].split("\n", 1)[-1].strip()  # README's opening paragraphs, no title
     lines = ["# llmprep — 大模型面试题 / LLM interview prep", "", intro, "",
              "This website is built from the notebooks that `llmprep run` executed (`make run && make book`): "
@@ -138,11 +127,7 @@ def home_page(readme: str, chapters: list[str], built: list[str], results: Path)
              "**exercises** as released to learners (stubs with instructions and visible self-checks, never "
              "the solutions). Practise the interview questions on the [mock interview](mock-interview.md) page.",
              "", "## Course map / 课程地图", "",
-             "| chapter | 面试题 / topic | graded exercises (each vs its oracle) |", "| --- | --- | --- |"]
-    for ch in chapters:
-        topic, exercises = rows.get(ch, ("", ""))
-        name = f"[`{ch}`]({ch}/index.md)" if ch in built else f"`{ch}`"
-        lines.append(f"| {name} | {topic} | {exercises} |")
+             markdown_table(chapters, lambda ch: f"[`{ch}`]({ch}/index.md)" if ch in built else f"`{ch}`").rstrip()]
     lines += ["", "## Results / 结果", "",
               "### Latest `llmprep run` on the machine that built this site", "",
               "From `build/results.jsonl` (a run replaces only the chapters it ran).", "",
@@ -156,6 +141,7 @@ def home_page(readme: str, chapters: list[str], built: list[str], results: Path)
 
 # --------------------------------------------------------------------------- interview questions
 
+INTERVIEW_TAG = "interview"  # the reference notebooks' markdown cells that hold the interview questions
 QUESTION = re.compile(r"^###\s+(?:Q\s*)?(\d+)\s*[.、:：]\s*(.+?)\s*$")
 SHORT = re.compile(r"^\s*\*\*\s*30\s*(?:秒|-?\s*second)")
 FOLLOW = re.compile(r"^\s*(?:#{2,6}\s+.*(?:追问|[Ff]ollow-?ups?)|\*{1,2}\s*(?:追问|[Ff]ollow-?ups?))")
@@ -193,30 +179,21 @@ def _flatten_headings(block: str) -> str:
     return re.sub(r"^#{1,6}\s+(.+?)\s*#*\s*$", r"**\1**", block, flags=re.M)
 
 
-def interview_part(cells: list[str]) -> str:
-    """The markdown of Part 1 (interview questions): from the first ``## `` heading that names them to the
-    next ``## `` heading."""
-    text = "\n\n".join(cells)
-    out, inside = [], False
-    for line in text.splitlines():
-        if re.match(r"##\s", line):
-            if inside:
-                break
-            inside = bool(re.search(r"面试题|[Ii]nterview", line))
-            continue
-        if inside:
-            out.append(line)
-    return "\n".join(out)
+def interview_part(nb) -> str:
+    """The markdown of the notebook's cells tagged ``interview`` (Part 1), without its ``## `` section heading."""
+    cells = [c.source for c in nb.cells
+             if c.cell_type == "markdown" and INTERVIEW_TAG in c.get("metadata", {}).get("tags", [])]
+    return "\n".join(line for line in "\n\n".join(cells).splitlines() if not re.match(r"##\s", line))
 
 
 def parse_questions(chapter: str, notebook: Path) -> list[Question]:
-    """Every ``### N. 中文 / English`` question of Part 1, its answer, 30-second version and follow-ups
-    (tolerant: ``Q1.`` or ``1.``, one cell per question or all in one, follow-ups as a heading or a bold
-    line; a question without a 30-second version or follow-ups keeps those parts empty)."""
+    """Every ``### N. 中文 / English`` question in the cells tagged ``interview``, its answer, 30-second
+    version and follow-ups (tolerant: ``Q1.`` or ``1.``, one cell per question or all in one, follow-ups as
+    a heading or a bold line; a question without a 30-second version or follow-ups keeps those parts empty)."""
     import nbformat
 
     nb = nbformat.read(str(notebook), as_version=4)
-    part = interview_part([c.source for c in nb.cells if c.cell_type == "markdown"])
+    part = interview_part(nb)
     questions: list[tuple[str, str, list[str]]] = []
     for line in part.splitlines():
         m = QUESTION.match(line)
@@ -313,7 +290,7 @@ def stage_reference(chapter: str, root: Path, executed: Path) -> tuple[str, bool
         nb = nbformat.read(str(run_copy), as_version=4)
         if any(c.cell_type == "code" and c.get("outputs") for c in nb.cells):
             return _notebook_text(nb), True
-    nb = nbformat.read(str(root / "solutions" / chapter / name), as_version=4)
+    nb = nbformat.read(str(format_path("solutions", chapter, root) / name), as_version=4)
     note = ("```{warning}\nThis chapter has not been run on the machine that built this site, so this page shows "
             f"the notebook **without its outputs, plots and results**. Run `llmprep run {chapter}` (or `make run` "
             "for every chapter), then `llmprep book` (or `make book`).\n```")
@@ -324,7 +301,7 @@ def stage_exercises(chapter: str, root: Path) -> str | None:
     import nbformat
 
     name = f"{chapter_prefix(chapter)}_exercises.ipynb"
-    released = root / "course" / chapter / name
+    released = format_path("course", chapter, root) / name
     if not released.is_file():
         return None
     nb = nbformat.read(str(released), as_version=4)
@@ -498,15 +475,12 @@ def build_book(chapter_ids: list[str] | None = None, root: Path | None = None, *
                staging: Path | None = None, out: Path | None = None, doctrees: Path | None = None,
                results: Path | None = None, clean: bool = False, jobs: int = 1) -> BookResult:
     """Stage the sources and run Sphinx; returns what was built. BookError when Sphinx fails."""
-    from llmprep.course import chapters, resolve_chapters
-
     root = root or repo_root()
-    build = root / "build"
-    executed = executed or build / "executed"
-    staging = staging or build / "book-src"
-    out = out or build / "book"
-    doctrees = doctrees or build / "book-doctrees"
-    results = results or build / "results.jsonl"
+    executed = executed or format_path("executed", root=root)
+    staging = staging or format_path("book-src", root=root)
+    out = out or format_path("book", root=root)
+    doctrees = doctrees or format_path("book-doctrees", root=root)
+    results = results or format_path("results", root=root)
     every = chapters(root)
     picked = resolve_chapters(chapter_ids, root)
     start = time.perf_counter()
@@ -515,9 +489,9 @@ def build_book(chapter_ids: list[str] | None = None, root: Path | None = None, *
             shutil.rmtree(folder, ignore_errors=True)
     staging.mkdir(parents=True, exist_ok=True)
 
-    readme_path = root / "README.md"
+    readme_path = format_path("readme", root=root)
     readme = readme_path.read_text(encoding="utf-8") if readme_path.is_file() else ""
-    rows = course_map(readme)
+    rows = by_id()
     result = BookResult(out=out, chapters=picked)
     keep: set[Path] = set()
 
@@ -530,7 +504,7 @@ def build_book(chapter_ids: list[str] | None = None, root: Path | None = None, *
     questions: list[Question] = []
     titles = {}
     for ch in picked:
-        topic, exercises = rows.get(ch, ("", ""))
+        topic, exercises = (rows[ch].topic, rows[ch].summary) if ch in rows else ("", "")
         titles[ch] = topic or ch
         pre = chapter_prefix(ch)
         ref_text, ran = stage_reference(ch, root, executed)
@@ -541,7 +515,7 @@ def build_book(chapter_ids: list[str] | None = None, root: Path | None = None, *
         if ex_text is not None:
             put(f"{ch}/{pre}_exercises.ipynb", ex_text)
         put(f"{ch}/index.md", chapter_page(ch, topic, exercises, ex_text is not None, ran))
-        questions += parse_questions(ch, root / "solutions" / ch / f"{pre}_reference.ipynb")
+        questions += parse_questions(ch, format_path("solutions", ch, root) / f"{pre}_reference.ipynb")
     result.questions = len(questions)
     put("index.md", home_page(readme, every, picked, results))
     put("mock-interview.md", mock_interview_page(questions, titles))
@@ -564,7 +538,8 @@ def build_book(chapter_ids: list[str] | None = None, root: Path | None = None, *
         for folder in (out, doctrees):
             shutil.rmtree(folder, ignore_errors=True)
 
-    warnings_file = build / "book-warnings.txt" if out == build / "book" else out.parent / "book-warnings.txt"
+    warnings_file = (format_path("book-warnings", root=root) if out == format_path("book", root=root)
+                     else out.parent / format_path("book-warnings").name)
     warnings_file.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-d", str(doctrees), "-j", str(jobs),
            "-w", str(warnings_file), str(staging), str(out)]

@@ -1,4 +1,4 @@
-"""`llmprep` command line: data, run, start, lab, release, check, grade, nbgrader, bench, book.
+"""`llmprep` command line: data, run, start, lab, release, readme, check, grade, nbgrader, bench, book.
 
 Bad input is refused before any work with one line ``error: ...`` on stderr and exit code 2; paths are
 resolved from the folder the command is run in.
@@ -74,7 +74,8 @@ def _fetch_or_repair(name: str):
 
 
 def cmd_run(args) -> int:
-    from llmprep.course import UsageError, resolve_chapters, run
+    from llmprep.course import UsageError, resolve_chapters
+    from llmprep.headless import run
 
     try:
         chapters = resolve_chapters(args.chapters)
@@ -100,11 +101,13 @@ def cmd_start(args) -> int:
 
 def lab_command(extra: list[str], root: Path, uid: int | None = None) -> tuple[list[str], dict]:
     """The `jupyter lab` command line and environment of `llmprep lab` (for the tests)."""
-    from llmprep.course import nbgrader_env, workspace
+    from llmprep.course import workspace
     from llmprep.jupyter import kernel_spec_dir
+    from llmprep.nbgrader_wiring import nbgrader_env
+    from llmprep.paths import format_path
 
     env = nbgrader_env(root)
-    kernels = kernel_spec_dir(root / "build" / "jupyter")  # kernels that load %llmprep_check
+    kernels = kernel_spec_dir(format_path("jupyter", root=root))  # kernels that load %llmprep_check
     env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(kernels), env.get("JUPYTER_PATH", "")) if p)
     work = workspace(root)
     opens = "work" if work.is_dir() and any(work.iterdir()) else "course"
@@ -117,7 +120,7 @@ def lab_command(extra: list[str], root: Path, uid: int | None = None) -> tuple[l
 
 
 def cmd_lab(args) -> int:
-    from llmprep.grading.engine import repo_root
+    from llmprep.paths import repo_root
 
     root = repo_root()
     cmd, env = lab_command(args.extra, root)
@@ -142,6 +145,23 @@ def cmd_release(args) -> int:
         _usage(exc)
     release(chapters)
     print("course/ regenerated from solutions/")
+    return 0
+
+
+def cmd_readme(args) -> int:
+    from llmprep.course_map import readme_with_map
+    from llmprep.paths import format_path
+
+    path = format_path("readme")
+    text = path.read_text(encoding="utf-8")
+    wanted = readme_with_map(text)
+    if args.check:
+        print("README's course map is in sync with llmprep/course_map.py" if wanted == text else
+              "README's course map differs from llmprep/course_map.py: run `llmprep readme` and commit README.md")
+        return 0 if wanted == text else 1
+    if wanted != text:
+        path.write_text(wanted, encoding="utf-8")
+    print(f"{path}: course map {'rewritten' if wanted != text else 'already in sync'}")
     return 0
 
 
@@ -279,7 +299,7 @@ def filter_tracebacks(lines, out) -> None:
 
 
 def cmd_nbgrader(args) -> int:
-    from llmprep.course import nbgrader_env
+    from llmprep.nbgrader_wiring import nbgrader_env
 
     cwd = Path.cwd()
     nbgrader_paths(args.extra, cwd)
@@ -293,9 +313,9 @@ def cmd_nbgrader(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from llmprep.grading.engine import repo_root
+    from llmprep.paths import format_path
 
-    script = repo_root() / "benchmarks" / "run.py"
+    script = format_path("benchmarks") / "run.py"
     return subprocess.call([sys.executable, str(script)] + args.extra)
 
 
@@ -388,6 +408,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--check", action="store_true", help="exit 1 if course/ differs from what would be generated")
     s.add_argument("chapters", nargs="*", metavar="CHAPTER", help="chapters to release (default: all)")
     s.set_defaults(func=cmd_release)
+
+    s = sub.add_parser("readme", help="write README's course map from llmprep/course_map.py", **_doc(
+        "Write the table of README's \"Course map\" section from llmprep/course_map.py, the map's one source "
+        "(the course website renders the same data).",
+        "llmprep readme\nllmprep readme --check",
+        f"0  written / in sync\n1  with --check: README's map differs\n{USAGE_CODE}"))
+    s.add_argument("--check", action="store_true", help="exit 1 if README's course map is not in sync")
+    s.set_defaults(func=cmd_readme)
 
     s = sub.add_parser("check", help="grade one notebook with the trusted engine", **_doc(
         "Grade one notebook with the trusted engine the instructor uses (in a sandbox): points and a reason "

@@ -96,10 +96,10 @@ def load_ipython_extension(ipython) -> None:
 def pre_save(model, path=None, contents_manager=None, **kwargs) -> None:
     """Contents-manager pre-save hook (autograder/jupyter_server_config.py): drop the Python version
     JupyterLab writes into ``language_info`` of the course's notebooks, so that opening and saving a
-    notebook leaves the file as it was on every Python version (course.LANGUAGE_INFO stores no version)."""
+    notebook leaves the file as it was on every Python version (nbgrader_wiring.LANGUAGE_INFO stores no version)."""
     if not isinstance(model, dict) or model.get("type") != "notebook" or not isinstance(model.get("content"), dict):
         return
-    from llmprep.course import LANGUAGE_INFO
+    from llmprep.nbgrader_wiring import LANGUAGE_INFO
 
     info = model["content"].get("metadata", {}).get("language_info")
     if isinstance(info, dict) and "version" in info and {k: v for k, v in info.items() if k != "version"} == LANGUAGE_INFO:
@@ -110,7 +110,7 @@ def kernel_spec_dir(folder: Path) -> Path:
     """Write a ``python3`` kernel spec (the same name, display name and language as ipykernel's, so the
     notebooks' metadata still matches) whose kernels load this extension; `llmprep lab` puts ``folder``
     first on JUPYTER_PATH."""
-    from llmprep.course import KERNELSPEC
+    from llmprep.nbgrader_wiring import KERNELSPEC
 
     spec = folder / "kernels" / KERNELSPEC["name"]
     spec.mkdir(parents=True, exist_ok=True)

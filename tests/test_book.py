@@ -1,6 +1,6 @@
 """The course website (`llmprep book`) checked in a real browser.
 
-The site is built from ONE chapter really executed by ``llmprep.course.execute_notebook`` (ch02: the fastest
+The site is built from ONE chapter really executed by ``llmprep.headless.execute_notebook`` (ch02: the fastest
 reference notebook with a plot, ~40 s) plus one chapter that was not run (ch09: the "not run yet" page, and a
 second chapter for the mock-interview filter), served by ``http.server`` on 127.0.0.1 and driven in Debian's
 headless Chromium through Selenium and Debian's chromedriver. Nothing is fetched from the network.
@@ -47,7 +47,7 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 @pytest.fixture(scope="module")
 def site(root, tmp_path_factory):
     from llmprep.book import build_book
-    from llmprep.course import execute_notebook
+    from llmprep.headless import execute_notebook
 
     tmp = tmp_path_factory.mktemp("book")
     source = root / "solutions" / CHAPTER / f"{chapter_prefix(CHAPTER)}_reference.ipynb"

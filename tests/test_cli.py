@@ -7,7 +7,8 @@ import os
 import nbformat
 import pytest
 
-from llmprep import cli, course
+from llmprep import cli, course, headless
+from llmprep.results import merge_results
 
 CHAPTERS = "the chapters are: ch01_training"
 
@@ -86,12 +87,12 @@ def test_run_rejects_before_erasing_and_keeps_other_chapters_results(tmp_path):
     (tmp_path / "solutions" / "ch01_a").mkdir(parents=True)
     (tmp_path / "solutions" / "ch02_b").mkdir(parents=True)
     with pytest.raises(course.UsageError, match="unknown chapter 'nope'"):
-        course.run(["nope"], root=tmp_path)
+        headless.run(["nope"], root=tmp_path)
     with pytest.raises(course.UsageError, match="no notebooks to run"):
-        course.run(["ch01_a"], root=tmp_path)  # a chapter without notebooks: a no-op is refused
+        headless.run(["ch01_a"], root=tmp_path)  # a chapter without notebooks: a no-op is refused
     assert results.read_text() == "".join(json.dumps(r) + "\n" for r in old)
     new = [{"chapter": "ch02_b", "name": "new 2", "value": "3", "anchor": ""}]
-    course.merge_results(results, new, ["ch02_b"], ["ch01_a", "ch02_b"])
+    merge_results(results, new, ["ch02_b"], ["ch01_a", "ch02_b"])
     assert [r["name"] for r in map(json.loads, results.read_text().splitlines())] == ["old 1", "new 2"]
 
 

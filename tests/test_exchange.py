@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 
-from llmprep.course import nbgrader_env
+from llmprep.nbgrader_wiring import nbgrader_env
 from llmprep.grading.batch import grade_assignment
 from llmprep.grading.engine import load_spec
 

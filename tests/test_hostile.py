@@ -580,7 +580,7 @@ def test_syntax_errors_name_the_cell_as_the_learner_sees_it(batch):
 
 
 def test_autograded_notebooks_and_feedback_show_verdicts_not_hidden_material(batch):
-    from llmprep.course import nbgrader
+    from llmprep.nbgrader_wiring import nbgrader
 
     nbgrader(["generate_feedback", CH01, "--force"], batch["course"])
     spec = load_spec(CH01)

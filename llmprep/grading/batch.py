@@ -19,6 +19,7 @@ from llmprep.grading.isolate import Limits, isolation
 from llmprep.grading.notebook import pick_notebook
 from llmprep.grading.record import ensure_assignment, gradebook_url, record, write_autograded
 from llmprep.grading.trusted import GradingError, all_chapters, load_spec, repo_root
+from llmprep.nbgrader_wiring import nbgrader
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_GRADER = 0, 1, 2
 
@@ -169,8 +170,6 @@ def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, a
             writer.writeheader()
             writer.writerows(sorted(({k: csv_safe(v) for k, v in r.items()} for r in rows), key=lambda r: r["student"]))
     if feedback:
-        from llmprep.course import nbgrader
-
         nbgrader(["generate_feedback", assignment, "--force"], root)
     if not as_json:
         print(f"grades: {out} ({len(students) - failed} graded, {failed} not){flag}")

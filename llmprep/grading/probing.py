@@ -5,6 +5,8 @@ import builtins
 import sys
 from contextlib import contextmanager
 
+from llmprep.models import tiny_gpt2  # noqa: F401 - the probes' random GPT-2 (specs import it from here)
+
 
 @contextmanager
 def forbidden(*targets):
@@ -35,18 +37,6 @@ def forbidden(*targets):
                 setattr(owner, name, original)
             else:
                 delattr(owner, name)
-
-
-def tiny_gpt2(vocab, seed, init=0.3):
-    """A small random GPT-2 (2 layers, 64 wide, no special tokens) to run a student's decoding or
-    scoring code on. A large ``init`` spreads the logits, so greedy and beam paths have no near-ties."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(seed)
-    cfg = GPT2Config(vocab_size=vocab, n_positions=64, n_embd=64, n_layer=2, n_head=4,
-                     bos_token_id=None, eos_token_id=None, pad_token_id=None, initializer_range=init)
-    return GPT2LMHeadModel(cfg).eval()
 
 
 def generate_forbidden(model):

@@ -12,6 +12,7 @@ from pathlib import Path
 from llmprep.grading.judge import NotebookResult
 from llmprep.grading.notebook import nbgrader_meta, read_notebook
 from llmprep.grading.trusted import GradingError, repo_root
+from llmprep.nbgrader_wiring import nbgrader
 
 
 def gradebook_url(root: Path | None = None) -> str:
@@ -20,8 +21,6 @@ def gradebook_url(root: Path | None = None) -> str:
 
 def ensure_assignment(assignment: str, root: Path | None = None) -> None:
     """Make sure the gradebook knows the assignment's notebooks and grade cells (from solutions/)."""
-    from llmprep.course import nbgrader
-
     root = root or repo_root()
     with tempfile.TemporaryDirectory(prefix="llmprep-db-") as tmp:
         nbgrader(["generate_assignment", assignment, "--force", f"--CourseDirectory.release_directory={tmp}"], root)

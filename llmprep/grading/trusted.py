@@ -7,32 +7,28 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
+
+from llmprep.paths import format_path, repo_root  # noqa: F401 - repo_root re-exported (grading's many callers)
 
 
 class GradingError(RuntimeError):
     """The grader itself cannot go on (broken spec, reference failed): not the student's fault."""
 
 
-def repo_root() -> Path:
-    env = os.environ.get("LLMPREP_ROOT")
-    return Path(env).resolve() if env else Path(__file__).resolve().parents[2]
-
-
 def autograder_dir() -> Path:
-    return repo_root() / "autograder"
+    return format_path("autograder")
 
 
 def solutions_dir() -> Path:
-    return repo_root() / "solutions"
+    return format_path("solutions")
 
 
 def cache_dir() -> Path:
     """The reference-output cache: written only by the trusted process."""
-    return repo_root() / "build" / "grading-cache"
+    return format_path("grading-cache")
 
 
 @lru_cache(maxsize=None)
