@@ -50,7 +50,7 @@ def test_formgrader_sees_trusted_grades_and_its_autograde_runs_the_trusted_engin
     import nbformat
     import pytest
 
-    from llmprep.course import nbgrader, nbgrader_env
+    from llmprep.nbgrader_wiring import nbgrader, nbgrader_env
     from llmprep.grading.engine import isolation
 
     if not isolation().strong:

@@ -639,7 +639,7 @@ def test_the_job_does_not_leave_through_the_notes_in_any_encoding(batch):
     import re
     from urllib.parse import quote
 
-    from llmprep.course import nbgrader
+    from llmprep.nbgrader_wiring import nbgrader
 
     nbgrader(["generate_feedback", CH01, "--force", "--student", "exfiltration"], batch["course"])
     spec = load_spec(CH01)
