@@ -65,10 +65,13 @@ class _KernelMonitor:
         cpu_before = None
         while not self._stop.wait(interval):
             total, cpu = 0, 0.0
+            pid = self._pid()
+            if pid is None:  # not started yet (psutil.Process(None) would be this process and every kernel)
+                continue
             try:
-                kernel = psutil.Process(self._pid())
+                kernel = psutil.Process(pid)
                 procs = [kernel] + kernel.children(recursive=True)
-            except (psutil.Error, TypeError, ValueError):  # not started yet, or already gone
+            except (psutil.Error, TypeError, ValueError):  # already gone
                 continue
             for proc in procs:
                 try:

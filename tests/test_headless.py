@@ -55,3 +55,11 @@ def test_the_idle_timeout_comes_from_the_environment(monkeypatch):
     assert headless.idle_timeout_default() == 0
     monkeypatch.setenv(headless.IDLE_ENV, "soon")
     assert headless.idle_timeout_default() == 60 * headless.DEFAULT_IDLE_MINUTES
+
+
+def test_no_kernel_yet_is_never_taken_for_a_stalled_one():
+    # psutil.Process(None) is the calling process: with no kernel pid the monitor must look at nothing
+    with headless._KernelMonitor(lambda: None, idle=0.1, interval=0.05) as monitor:
+        monitor.touch((0, "x = 1"))
+        time.sleep(0.5)
+    assert monitor.stalled is None and monitor.peak == 0

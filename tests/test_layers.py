@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "llmprep"
+import llmprep
+
+PACKAGE = Path(llmprep.__file__).resolve().parent  # (wherever this test file lives)
 
 # floor -> modules (``llmprep.grading`` stands for every module of the grading package); the ground floor
 # in an order where each module imports only those before it (``llmprep`` itself imports the runtime)
