@@ -82,6 +82,15 @@ def main() -> int:
             (course / "gradebook.db").unlink(missing_ok=True)
             shutil.rmtree(course / "autograded", ignore_errors=True)
             env = nbgrader_env(course)
+            # the course's config runs the trusted engine inside `nbgrader autograde`; the comparison is with
+            # stock nbgrader, so its own preprocessors (Execute in the student's kernel) are put back here
+            stock = Path(tmp) / "stock-config"
+            stock.mkdir()
+            config = (repo_root() / "autograder" / "nbgrader_config.py").read_text()
+            (stock / "nbgrader_config.py").write_text(
+                config + "\nfrom nbgrader.converters import Autograde as _Stock\n"
+                "c.Autograde.autograde_preprocessors = _Stock.autograde_preprocessors.default_value\n")
+            env["JUPYTER_CONFIG_PATH"] = str(stock)
             subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", args.chapter, "--force",
                             f"--CourseDirectory.release_directory={tmp}/release"], cwd=course, env=env,
                            capture_output=True, check=True)
