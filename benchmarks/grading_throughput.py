@@ -89,7 +89,7 @@ def main() -> int:
             config = (repo_root() / "autograder" / "nbgrader_config.py").read_text()
             (stock / "nbgrader_config.py").write_text(
                 config + "\nfrom nbgrader.converters import Autograde as _Stock\n"
-                "c.Autograde.autograde_preprocessors = _Stock.autograde_preprocessors.default_value\n")
+                "c.Autograde.autograde_preprocessors = _Stock.class_traits()['autograde_preprocessors'].default()\n")
             env["JUPYTER_CONFIG_PATH"] = str(stock)
             subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", args.chapter, "--force",
                             f"--CourseDirectory.release_directory={tmp}/release"], cwd=course, env=env,
