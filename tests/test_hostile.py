@@ -431,7 +431,7 @@ def batch(root, tmp_path_factory):
     stdlib = Path(os.__file__).parent
     shared_tmp = Path(tempfile.mkdtemp(prefix="llmprep-sentinel-"))
     (shared_tmp / "neighbour.txt").write_text("a file of someone else")
-    home_sentinel = Path.home() / ".llmprep-hostile-sentinel"
+    home_sentinel = Path.home() / f".llmprep-hostile-sentinel-{os.getpid()}"  # (several suites may run at once)
     home_sentinel.write_text("home")
     var_tmp = Path("/var/tmp") / f"llmprep-sentinel-{os.getpid()}"
     var_tmp.write_text("var tmp")
@@ -525,8 +525,8 @@ def batch(root, tmp_path_factory):
     by_cell = {csv_safe(student): student for student in STUDENTS}  # the CSV shows names neutralised
     csv_rows = list(csv.DictReader(open(course / "build" / "grades" / f"{CH01}.csv", newline="")))
     rows = {by_cell.get(r["student"], r["student"]): r for r in csv_rows}
-    home_sentinel.unlink()
-    var_tmp.unlink()
+    home_sentinel.unlink(missing_ok=True)
+    var_tmp.unlink(missing_ok=True)
     shutil.rmtree(shared_tmp)
     return {"code": code, "scores": scores, "course": course, "seconds": seconds, "before": before,
             "after": after, "connections": connections, "leftovers": leftovers, "rows": rows, "csv_rows": csv_rows,
