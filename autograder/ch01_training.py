@@ -5,10 +5,8 @@ Probes run inside the sandbox next to the student's code and must be self-contai
 library implementation each exercise imitates; the test suite proves the solution
 agrees with them on every case.
 """
-from llmprep.grading.spec import Case, Exercise, Rule, allclose, tabled
+from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose
 
-CHAPTER = "ch01_training"
-NOTEBOOK = "ch01_exercises.ipynb"
 
 
 # ============================================================================ 1 log_softmax
@@ -256,7 +254,7 @@ def probe_early_stopping(ns, params):
 
 EXERCISES = [
     Exercise(
-        grade_id="ch01_log_softmax_test", functions=("log_softmax",), points=2, title="stable log-softmax",
+        grade_id="ch01_log_softmax_test", functions=("log_softmax",), points=2,
         bans=(("torch", "log_softmax", "torch.log_softmax"), ("torch.nn.functional", "log_softmax", "F.log_softmax"),
               ("torch.Tensor", "log_softmax", "Tensor.log_softmax"), ("torch", "logsumexp", "torch.logsumexp"),
               ("torch.Tensor", "logsumexp", "Tensor.logsumexp"), ("torch.special", "log_softmax", "torch.special.log_softmax")),
@@ -293,7 +291,6 @@ EXERCISES = [
         grade_id="ch01_cross_entropy_test", functions=("cross_entropy",), points=2,
         bans=(("torch.nn.functional", "cross_entropy", "F.cross_entropy"), ("torch.nn.functional", "nll_loss", "F.nll_loss"),
               ("torch.nn.CrossEntropyLoss", "forward", "nn.CrossEntropyLoss")),
-        title="cross-entropy with ignore_index and label smoothing",
         cases=(
             Case("plain, no ignored rows", {"seed": 0, "n": 8, "c": 5, "scale": 2.0, "ignore_frac": 0.0,
                                             "ignore_index": -100, "eps": 0.0}),
@@ -353,7 +350,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch01_accumulated_step_test", functions=("accumulated_step",), points=3,
-        title="gradient accumulation and clipping",
         cases=(
             Case("4 micro-batches, no clipping", {"seed": 0, "k": 4, "size": 5, "lr": 0.5, "max_norm": None}),
             Case("3 micro-batches, clipping active", {"seed": 1, "k": 3, "size": 4, "lr": 0.5, "max_norm": 0.05}),
@@ -438,7 +434,7 @@ EXERCISES = [
         },
     ),
     Exercise(
-        grade_id="ch01_evaluate_test", functions=("evaluate",), points=3, title="evaluate without side effects",
+        grade_id="ch01_evaluate_test", functions=("evaluate",), points=3,
         cases=(
             Case("model in train mode, uneven batches", {"seed": 0, "start_training": True, "sizes": [16, 16, 5]}),
             Case("model already in eval mode", {"seed": 1, "start_training": False, "sizes": [8, 3]}),
@@ -502,7 +498,6 @@ EXERCISES = [
         bans=(("transformers.optimization", "get_cosine_schedule_with_warmup", "transformers' cosine schedule"),
               ("transformers.optimization", "get_cosine_with_min_lr_schedule_with_warmup", "transformers' cosine schedule"),
               ("torch.optim.lr_scheduler.LRScheduler", "__init__", "a torch.optim.lr_scheduler scheduler")),
-        title="warmup + cosine schedule",
         cases=(
             Case("10 warmup of 100 steps", {"base_lr": 3e-4, "warmup": 10, "total": 100, "min_lr": 0.0}),
             Case("no warmup", {"base_lr": 1e-3, "warmup": 0, "total": 50, "min_lr": 0.0}),
@@ -548,7 +543,7 @@ EXERCISES = [
         },
     ),
     Exercise(
-        grade_id="ch01_adamw_test", functions=("adamw_update",), points=3, title="AdamW from scratch",
+        grade_id="ch01_adamw_test", functions=("adamw_update",), points=3,
         bans=(("torch.optim.AdamW", "step", "torch.optim.AdamW"), ("torch.optim.Adam", "step", "torch.optim.Adam"),
               ("torch.optim.adamw", "adamw", "torch.optim.adamw.adamw")),
         cases=(
@@ -628,7 +623,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch01_early_stopping_test", functions=("EarlyStopping",), points=3,
-        title="early stopping and best-checkpoint restore",
         cases=(
             Case("loss improves then plateaus", {"patience": 2, "min_delta": 0.0, "mode": "min",
                                                  "history": [1.0, 0.8, 0.7, 0.75, 0.72, 0.71, 0.6]}),
@@ -874,7 +868,6 @@ ALTERNATIVES = {
     """},
 }
 
-EXERCISES = tabled(EXERCISES, RULES, ALTERNATIVES)
 
 # Library implementations the exercises imitate (used by the test suite, in the trusted process).
 ORACLES = {
@@ -885,3 +878,5 @@ ORACLES = {
     "ch01_warmup_cosine_test": oracle_warmup_cosine,
     "ch01_adamw_test": oracle_adamw,
 }
+
+CHAPTER = Chapter("ch01_training", "ch01_exercises.ipynb", EXERCISES, rules=RULES, alternatives=ALTERNATIVES, oracles=ORACLES)

@@ -18,47 +18,11 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from llmprep.grading.spec import Case, Exercise, Rule, compare_arrays, tabled
+from llmprep.grading.spec import Case, Chapter, Exercise, Rule, ordered
 
-CHAPTER = "ch09_transformer"
-NOTEBOOK = "ch09_exercises.ipynb"
 
 
 # ============================================================================ judging helpers
-
-def ordered(*items):
-    """Judge: keys in the given order (the returned value first, then auxiliary outputs), each with a
-    label in words and its own tolerance. ``items`` are ``(key, label, rtol, atol)``; ``rtol=None``
-    marks an integer output compared exactly ("N of M differ (first at position i)"), and
-    ``atol="dtype"`` a string output naming a dtype."""
-
-    def judge(got, want, params):
-        for key, label, rtol, atol in items:
-            if key not in got:
-                return f"no value for {label}"
-            g, w = np.asarray(got[key]), np.asarray(want[key])
-            if atol == "dtype":
-                if str(g) != str(w):
-                    return f"{label} is {g} for a {params.get('dtype', str(w))} input; return the input's dtype ({w})"
-                continue
-            if rtol is None:
-                if g.shape != w.shape:
-                    return f"{label} has shape {tuple(g.shape)}, expected {tuple(w.shape)}"
-                if g.dtype.kind not in "biu":
-                    return f"{label} should hold integers (got dtype {g.dtype})"
-                wrong = np.argwhere(g != w)
-                if len(wrong):
-                    return (f"{label}: {len(wrong)} of {w.size} entries differ "
-                            f"(first at position {tuple(int(i) for i in wrong[0])})")
-                continue
-            reason = compare_arrays(label, g, w, rtol, atol)
-            if reason:
-                return reason
-        return None
-
-    judge.__name__ = "ordered(" + ", ".join(i[0] for i in items) + ")"
-    return judge
-
 
 def _library(*targets):
     """Capture the real ``(owner, attribute)`` functions now (when an oracle is built, before any probe
@@ -474,7 +438,6 @@ def oracle_router():
 EXERCISES = [
     Exercise(
         grade_id="ch09_attention_test", functions=("attention",), points=3,
-        title="scaled dot-product attention with causal and key-padding masks",
         cases=(
             Case("no mask", {"seed": 0, "B": 2, "H": 3, "Lq": 5, "Lk": 5, "D": 8, "causal": False}),
             Case("causal, square", {"seed": 1, "B": 2, "H": 2, "Lq": 6, "Lk": 6, "D": 16, "causal": True}),
@@ -585,7 +548,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch09_mha_test", functions=("multi_head_attention",), points=3,
-        title="multi-head attention from packed in-projection weights",
         cases=(
             Case("self-attention, 4 heads", {"seed": 0, "B": 2, "Lq": 5, "Lk": 5, "E": 16, "heads": 4, "self": True}),
             Case("cross-attention, different lengths", {"seed": 1, "B": 2, "Lq": 3, "Lk": 6, "E": 12, "heads": 3}),
@@ -716,7 +678,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch09_rope_test", functions=("apply_rope",), points=3,
-        title="rotary position embedding (rotate-half) with position offsets",
         cases=(
             Case("positions from 0, theta 10000", {"seed": 0, "B": 1, "H": 2, "Hkv": 2, "L": 6, "D": 8,
                                                    "offsets": [0], "theta": 10000.0}),
@@ -797,7 +758,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch09_rms_norm_test", functions=("rms_norm",), points=2,
-        title="RMSNorm in float32 for half-precision input",
         cases=(
             Case("float32, rows of very different scale", {"seed": 0, "shape": [5, 16], "scale": 1.0,
                                                             "row_scales": True, "dtype": "float32", "eps": 1e-6}),
@@ -850,7 +810,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch09_gqa_test", functions=("gqa_attention",), points=3,
-        title="grouped-query attention (LlamaAttention)",
         cases=(
             Case("6 query heads share 2 KV heads", {"seed": 0, "B": 2, "L": 5, "hidden": 24, "heads": 6,
                                                     "kv_heads": 2, "head_dim": 4, "offset": 0, "theta": 10000.0}),
@@ -962,7 +921,7 @@ EXERCISES = [
         },
     ),
     Exercise(
-        grade_id="ch09_swiglu_test", functions=("swiglu_mlp",), points=1, title="SwiGLU MLP (LlamaMLP)",
+        grade_id="ch09_swiglu_test", functions=("swiglu_mlp",), points=1,
         cases=(
             Case("2-D input, width 8/3 d", {"seed": 0, "lead": [5], "hidden": 24, "inter": 64}),
             Case("3-D input (batch, seq, hidden)", {"seed": 1, "lead": [2, 3], "hidden": 16, "inter": 40}),
@@ -1004,7 +963,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch09_decoder_layer_test", functions=("decoder_layer",), points=3,
-        title="one Llama decoder layer (LlamaDecoderLayer)",
         cases=(
             Case("GQA layer", {"seed": 0, "B": 2, "L": 5, "hidden": 24, "heads": 6, "kv_heads": 2, "head_dim": 4,
                                "inter": 64, "offset": 0, "theta": 10000.0, "eps": 1e-6}),
@@ -1099,7 +1057,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch09_router_test", functions=("route_top_k",), points=3,
-        title="top-k router with the load-balancing loss",
         cases=(
             Case("8 experts, top-2", {"seed": 0, "B": 2, "S": 6, "E": 8, "k": 2, "scale": 1.0}),
             Case("top-1 (Switch)", {"seed": 1, "B": 1, "S": 10, "E": 4, "k": 1, "scale": 2.0}),
@@ -1298,4 +1255,4 @@ RULES = {
     ),
 }
 
-EXERCISES = tabled(EXERCISES, RULES)
+CHAPTER = Chapter("ch09_transformer", "ch09_exercises.ipynb", EXERCISES, rules=RULES, oracles=ORACLES)

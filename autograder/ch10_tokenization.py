@@ -18,29 +18,14 @@ word its feedback must contain (tests/test_exercise_rules.py, tests/test_mutants
 """
 import json
 
-from llmprep.grading.spec import Case, Exercise, Rule, json_list, tabled
+from llmprep.grading.spec import Case, Chapter, Exercise, Rule, json_list, sequence_diff
 
-CHAPTER = "ch10_tokenization"
-NOTEBOOK = "ch10_exercises.ipynb"
 
 
 # ============================================================================ judges
 
 def _as_list(value, what):
     return json_list(value, what, ' (return a list, as the instructions say)')
-
-
-def sequence_diff(got, want, what="tokens"):
-    """None when equal, else "N of M <what> differ, first at position i" (or the length mismatch)."""
-    got, want = list(got), list(want)
-    n = max(len(got), len(want))
-    first = next((i for i in range(n) if i >= len(got) or i >= len(want) or got[i] != want[i]), None)
-    if first is None:
-        return None
-    if len(got) != len(want):
-        return f"you returned {len(got)} {what}, expected {len(want)}; the first difference is at position {first}"
-    bad = sum(g != w for g, w in zip(got, want))
-    return f"{bad} of {len(want)} {what} differ, first at position {first}"
 
 
 def _kind(piece):
@@ -596,7 +581,6 @@ CODE = "def f(x):\n    return x ** 2  # square\n\n\nprint(f(3), [1, 2, 3])\n"
 EXERCISES = [
     Exercise(
         grade_id="ch10_pretokenize_test", functions=("gpt2_pretokenize",), points=2,
-        title="GPT-2 pre-tokenization",
         cases=(
             Case("English prose with contractions", {"text": ENGLISH}),
             Case("upper-case contractions", {"text": "DON'T SHOUT, I'M HERE. She'S fine, isn'T she? 'tis 'll"}),
@@ -674,7 +658,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch10_bytes_to_unicode_test", functions=("bytes_to_unicode",), points=1,
-        title="the byte-to-unicode table",
         cases=(
             Case("the whole table", {"bytes": "all"}),
             Case("printable ASCII and Latin-1 bytes", {"bytes": [[33, 126], [161, 172], [174, 255]]}),
@@ -729,7 +712,7 @@ EXERCISES = [
         },
     ),
     Exercise(
-        grade_id="ch10_train_bpe_test", functions=("train_bpe",), points=3, title="BPE training from word counts",
+        grade_id="ch10_train_bpe_test", functions=("train_bpe",), points=3,
         cases=(
             Case("low, lower, newest, widest", {"word_counts": {"low": 5, "lower": 2, "newest": 6, "widest": 3},
                                                 "num_merges": 10}),
@@ -941,7 +924,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch10_bpe_encode_test", functions=("bpe_encode",), points=3,
-        title="BPE encoding of one pre-token with a merge-rank table",
         cases=(
             Case("GPT-2 merges on English prose", {"text": ENGLISH}),
             Case("GPT-2 merges on Chinese", {"text": CHINESE}),
@@ -1015,7 +997,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch10_decode_test", functions=("decode_ids",), points=2,
-        title="decoding ids, including ids that split a UTF-8 character",
         cases=(
             Case("English round trip", {"text": ENGLISH, "slices": [[0, 1000], [3, 17]]}),
             Case("Chinese cut inside characters", {"text": CHINESE,
@@ -1055,7 +1036,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch10_wordpiece_test", functions=("wordpiece",), points=2,
-        title="WordPiece greedy longest-match-first",
         cases=(
             Case("English words split into pieces", {"text": "Tokenization is unaffable; preprocessing embeddings "
                                                              "rehearsed quickly by transformers."}),
@@ -1157,7 +1137,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch10_chat_template_test", functions=("render_chat", "tokenize_chat"), points=3,
-        title="chat template and assistant-token mask",
         cases=(
             Case("user and assistant, default system prompt", {
                 "messages": [{"role": "user", "content": "What is BPE?"},
@@ -1334,4 +1313,4 @@ RULES = {
     ),
 }
 
-EXERCISES = tabled(EXERCISES, RULES)
+CHAPTER = Chapter("ch10_tokenization", "ch10_exercises.ipynb", EXERCISES, rules=RULES, oracles=ORACLES)

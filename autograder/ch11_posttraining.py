@@ -18,10 +18,8 @@ Each oracle captures the TRL function when it is built, before a probe blocks it
 ``RULES`` at the bottom quotes every rule the instructions state, with the hidden cases that exercise it and
 the mutants that break it (the shared format of ``llmprep.grading.spec.Rule``).
 """
-from llmprep.grading.spec import Case, Exercise, Rule, allclose, tabled
+from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose
 
-CHAPTER = "ch11_posttraining"
-NOTEBOOK = "ch11_exercises.ipynb"
 
 
 # ============================================================================ a stand-in for a TRL trainer
@@ -477,7 +475,6 @@ CHATS = {
 EXERCISES = [
     Exercise(
         grade_id="ch11_sft_labels_test", functions=("sft_batch",), points=3,
-        title="SFT labels with -100 on prompt and padding",
         cases=(
             Case("one turn beside two turns (padding, default system prompt)",
                  {"chats": [CHATS["one turn"], CHATS["two turns"]]}),
@@ -572,7 +569,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch11_completion_logprobs_test", functions=("completion_logprobs",), points=3,
-        title="log-probability of a completion",
         cases=(
             Case("right padding, prompts of different lengths",
                  {"seed": 0, "prompt_lens": [3, 5, 2], "completion_lens": [4, 2, 6], "side": "right"}),
@@ -628,7 +624,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch11_reward_loss_test", functions=("reward_model_loss",), points=2,
-        title="Bradley-Terry reward-model loss",
         cases=(
             Case("plain pairs", {"seed": 0, "B": 8}),
             Case("reward gaps of hundreds", {"seed": 1, "B": 6, "scale": 150.0, "gaps": [200.0, -200.0, -150.0]}),
@@ -683,7 +678,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch11_dpo_loss_test", functions=("dpo_loss",), points=3,
-        title="DPO and IPO losses with implicit rewards",
         cases=(
             Case("sigmoid, beta 0.1", {"seed": 0, "B": 6, "beta": 0.1, "loss_type": "sigmoid"}),
             Case("sigmoid, beta 0.5, log-ratios in the thousands",
@@ -781,7 +775,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch11_gae_test", functions=("gae",), points=3,
-        title="generalised advantage estimation",
         cases=(
             Case("no episode ends (bootstrap from last_value)", {"seed": 0, "B": 3, "T": 8, "gamma": 0.99,
                                                                  "lam": 0.95, "dones": [[], [], []]}),
@@ -851,7 +844,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch11_grpo_test", functions=("grpo_advantages", "grpo_loss"), points=3,
-        title="GRPO advantages and loss",
         cases=(
             Case("binary rewards, one group all equal",
                  {"seed": 0, "groups": 3, "group_size": 4, "T": 5, "epsilon": 0.2, "beta": 0.04,
@@ -919,7 +911,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch11_kl_estimators_test", functions=("kl_estimators",), points=2,
-        title="KL estimators k1, k2, k3",
         cases=(
             Case("10 outcomes, 64 samples", {"seed": 0, "K": 10, "samples": 64}),
             Case("peaked distributions", {"seed": 1, "K": 6, "samples": 40, "spread": 3.0}),
@@ -1167,7 +1158,6 @@ ALTERNATIVES = {
     '''},
 }
 
-EXERCISES = tabled(EXERCISES, RULES, ALTERNATIVES)
 
 # Library implementations the exercises imitate (used by the test suite, in the trusted process).
 ORACLES = {
@@ -1179,3 +1169,5 @@ ORACLES = {
     "ch11_grpo_test": oracle_grpo,
     "ch11_kl_estimators_test": oracle_kl,
 }
+
+CHAPTER = Chapter("ch11_posttraining", "ch11_exercises.ipynb", EXERCISES, rules=RULES, alternatives=ALTERNATIVES, oracles=ORACLES)

@@ -13,10 +13,8 @@ a trusted reference written in another style than the solution (the same source 
 """
 import textwrap
 
-from llmprep.grading.spec import Case, Exercise, Rule, json_list, compare_arrays, tabled
+from llmprep.grading.spec import Case, Chapter, Exercise, Rule, compare_arrays, json_list
 
-CHAPTER = "ch12_inference"
-NOTEBOOK = "ch12_exercises.ipynb"
 
 
 # ============================================================================ judging helpers
@@ -646,7 +644,6 @@ SDPA_BAN = (("torch.nn.functional", "scaled_dot_product_attention", "F.scaled_do
 EXERCISES = [
     Exercise(
         grade_id="ch12_verify_greedy_test", functions=("verify_greedy",), points=3,
-        title="greedy speculative verification in one forward pass",
         cases=(
             Case("the whole draft accepted: bonus token", {"seed": 0, "vocab": 40, "prompt": 5, "k": 4}),
             Case("first draft token wrong", {"seed": 1, "vocab": 40, "prompt": 4, "k": 3, "wrong_at": [0]}),
@@ -715,7 +712,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch12_speculative_accept_test", functions=("speculative_accept",), points=3,
-        title="speculative sampling: accept or resample from the residual",
         cases=(
             Case("draft and target quite different", {"seed": 0, "V": 5, "grid": 100, "t_p": 1.5, "t_q": 1.5, "B": 64}),
             Case("target forbids some tokens the draft proposes",
@@ -788,7 +784,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch12_block_manager_test", functions=("BlockManager",), points=3,
-        title="paged KV cache: block tables, reference counts, copy-on-write",
         cases=(
             Case("grow one sequence across block boundaries",
                  {"num_blocks": 6, "block_size": 4, "ops": [["alloc", "a", 3], ["append", "a"], ["append", "a"],
@@ -1072,7 +1067,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch12_schedule_step_test", functions=("schedule_step",), points=3,
-        title="one continuous-batching step under token and block budgets",
         cases=(
             Case("light load: admit as requests arrive",
                  {"block_size": 4, "num_blocks": 40, "token_budget": 64, "steps": 14,
@@ -1224,7 +1218,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch12_quantize_int4_test", functions=("quantize_int4", "dequantize_int4"), points=3,
-        title="group-wise asymmetric int4 quantization",
         cases=(
             Case("exact halves: round half to even", {"seed": 0, "rows": 3, "cols": 16, "group_size": 8,
                                                       "halves": True}),
@@ -1372,7 +1365,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch12_flash_attention_test", functions=("flash_attention",), points=3,
-        title="FlashAttention forward: key blocks and an online softmax",
         bans=SDPA_BAN,
         cases=(
             Case("block size divides the keys", {"seed": 0, "lead": [2, 2], "Lq": 8, "Lk": 8, "D": 8, "block": 4,
@@ -1487,7 +1479,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch12_roofline_test", functions=("matmul_roofline", "decode_attention_roofline"), points=2,
-        title="roofline: arithmetic intensity and the bound",
         cases=(
             Case("batch-1 decode GEMV on a GPU", {"kind": "matmul", "args": [1, 4096, 4096, 2, 1e15, 3.35e12]}),
             Case("prefill-sized GEMM on a GPU", {"kind": "matmul", "args": [2048, 4096, 4096, 2, 1e15, 3.35e12]}),
@@ -1710,7 +1701,6 @@ ALTERNATIVES = {
     "ch12_roofline_test": {"exact fractions, comparing the two times": ROOFLINE_REFERENCE},
 }
 
-EXERCISES = tabled(EXERCISES, RULES, ALTERNATIVES)
 
 # Oracles: the library or trusted reference each exercise is compared with (used by the test suite).
 ORACLES = {
@@ -1722,3 +1712,5 @@ ORACLES = {
     "ch12_flash_attention_test": oracle_flash,
     "ch12_roofline_test": oracle_roofline,
 }
+
+CHAPTER = Chapter("ch12_inference", "ch12_exercises.ipynb", EXERCISES, rules=RULES, alternatives=ALTERNATIVES, oracles=ORACLES)

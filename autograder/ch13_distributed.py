@@ -11,10 +11,8 @@ of the 1F1B schedule (5) and of activation checkpointing (6).
 ``RULES`` at the bottom quotes each rule the instructions state, names the hidden cases that break when
 the rule is broken and maps each mutant that breaks it to a word its feedback must contain.
 """
-from llmprep.grading.spec import Case, Exercise, Rule, allclose, tabled
+from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose
 
-CHAPTER = "ch13_distributed"
-NOTEBOOK = "ch13_exercises.ipynb"
 
 
 # ============================================================================ 1 ring all-reduce
@@ -340,7 +338,6 @@ def oracle_checkpoint():
 EXERCISES = [
     Exercise(
         grade_id="ch13_ring_test", functions=("ring_all_reduce",), points=3,
-        title="ring all-reduce as reduce-scatter + all-gather",
         cases=(
             Case("4 ranks, float32", {"seed": 0, "ranks": 4, "shape": [6, 8], "dtype": "float32"}),
             Case("3 ranks, int64 (exact)", {"seed": 1, "ranks": 3, "shape": [9], "dtype": "int64"}),
@@ -454,7 +451,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch13_tp_mlp_test", functions=("tp_mlp",), points=3,
-        title="Megatron column- and row-parallel MLP, forward and backward",
         cases=(
             Case("2 ranks", {"seed": 0, "tokens": 5, "d_in": 6, "hidden": 8, "d_out": 4, "ranks": 2}),
             Case("4 ranks, more tokens", {"seed": 1, "tokens": 12, "d_in": 8, "hidden": 16, "d_out": 6, "ranks": 4}),
@@ -608,7 +604,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch13_zero_test", functions=("zero_memory",), points=2,
-        title="ZeRO memory and communication per rank, stages 0-3",
         cases=(
             Case("7.5B parameters on 64 GPUs (the paper's example)",
                  {"num_params": 7_500_000_000, "world_size": 64, "stages": [0, 1, 2, 3]}),
@@ -714,7 +709,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch13_dp_accum_test", functions=("dp_accumulated_grad",), points=3,
-        title="gradient accumulation + data-parallel averaging with unequal, padded micro-batches",
         cases=(
             Case("2 ranks, unequal micro-batches", {"seed": 0, "classes": 4, "dim": 5,
                                                     "ranks": [[[2, 4, [4, 2]], [3, 6, [6, 1, 3]]],
@@ -816,7 +810,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch13_1f1b_test", functions=("one_f_one_b",), points=3,
-        title="the 1F1B pipeline schedule and its bubble",
         cases=(
             Case("2 stages, 4 micro-batches", {"stages": 2, "microbatches": 4}),
             Case("4 stages, 8 micro-batches", {"stages": 4, "microbatches": 8}),
@@ -1004,7 +997,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch13_checkpoint_test", functions=("checkpoint_cost", "sqrt_checkpoints"), points=2,
-        title="activation checkpointing: peak memory, recompute cost and the sqrt(n) rule",
         cases=(
             Case("16 equal layers, 4 segments", {"act": [1] * 16, "cost": [1] * 16, "starts": [0, 4, 8, 12],
                                                  "n_rule": 16}),
@@ -1388,7 +1380,6 @@ ALTERNATIVES = {
     """},
 }
 
-EXERCISES = tabled(EXERCISES, RULES, ALTERNATIVES)
 
 # The oracle each exercise is checked against (used by the test suite, in the trusted process).
 ORACLES = {
@@ -1399,3 +1390,5 @@ ORACLES = {
     "ch13_1f1b_test": oracle_1f1b,
     "ch13_checkpoint_test": oracle_checkpoint,
 }
+
+CHAPTER = Chapter("ch13_distributed", "ch13_exercises.ipynb", EXERCISES, rules=RULES, alternatives=ALTERNATIVES, oracles=ORACLES)

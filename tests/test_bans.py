@@ -13,7 +13,7 @@ CH01 = "ch01_training"
 
 
 def test_import_time_bindings_of_banned_calls_lose_points(root, tmp_path):
-    nb = nbformat.read(str(root / "solutions" / CH01 / load_spec(CH01).NOTEBOOK), as_version=4)
+    nb = nbformat.read(str(root / "solutions" / CH01 / load_spec(CH01).notebook), as_version=4)
     grade_cell(nb, "ch01_setup").source += (
         "\nfrom torch import log_softmax as _library_log_softmax\n"
         "from torch.optim import AdamW as _LibraryAdamW\n"

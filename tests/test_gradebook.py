@@ -12,7 +12,7 @@ CH01 = "ch01_training"
 def test_grade_a_small_class(root, tmp_path):
     course = tmp_path / "course_root"
     shutil.copytree(root / "solutions" / CH01, course / "solutions" / CH01)
-    nb_name = load_spec(CH01).NOTEBOOK
+    nb_name = load_spec(CH01).notebook
     for student, source in [("alice", root / "solutions" / CH01 / nb_name),
                             ("bob", root / "course" / CH01 / nb_name)]:
         (course / "submitted" / student / CH01).mkdir(parents=True)
@@ -26,7 +26,7 @@ def test_grade_a_small_class(root, tmp_path):
 
     from nbgrader.api import Gradebook
 
-    max_score = sum(ex.points for ex in load_spec(CH01).EXERCISES)
+    max_score = sum(ex.points for ex in load_spec(CH01).exercises)
     with Gradebook(gradebook_url(course)) as gb:
         alice = gb.find_submission(CH01, "alice")
         bob = gb.find_submission(CH01, "bob")

@@ -315,7 +315,7 @@ def _digest(path: Path) -> str:
 def batch(root, tmp_path_factory):
     course = tmp_path_factory.mktemp("hostile") / "course_root"
     shutil.copytree(root / "solutions" / CH01, course / "solutions" / CH01)
-    nb_name = load_spec(CH01).NOTEBOOK
+    nb_name = load_spec(CH01).notebook
     engine.reference_run(CH01)  # the reference cache exists before any attacker runs
     site = Path(next(p for p in sys.path if p.endswith("site-packages")))
     stdlib = Path(os.__file__).parent
@@ -470,7 +470,7 @@ def test_autograded_notebooks_and_feedback_show_verdicts_not_hidden_material(bat
         assert path.stat().st_size < 2_000_000, path  # the 50 MB print is not copied into grading artifacts
         assert "llmprep grader:" in text
         assert "<script>alert" not in text and "<img src=x" not in text, path
-        for ex in spec.EXERCISES:
+        for ex in spec.exercises:
             assert ex.probe.__name__ not in text, path
             for case in ex.cases:
                 for key, value in case.params.items():

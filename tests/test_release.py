@@ -38,8 +38,8 @@ def test_released_notebooks_hold_no_solutions_or_spec_material(root):
         spec = load_spec(chapter)
         # the graded notebook must not carry any mutant's body (reference notebooks may share
         # ordinary lines of correct code with a mutant, e.g. an optimizer step)
-        course_text = (root / "course" / chapter / spec.NOTEBOOK).read_text()
-        for ex in spec.EXERCISES:
+        course_text = (root / "course" / chapter / spec.notebook).read_text()
+        for ex in spec.exercises:
             assert ex.probe.__name__ not in course_text
             for mutant in ex.mutants:
                 body = [line.strip() for line in ex.mutant_source(mutant).splitlines() if len(line.strip()) > 25]
