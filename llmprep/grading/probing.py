@@ -1,40 +1,10 @@
-"""Helpers for trusted probes (``autograder/*.py``), importable inside the sandbox and in tests."""
+"""Helpers for trusted probes (``autograder/*.py``), importable inside the sandbox and in tests, and the
+library ban (``Exercise.bans``), installed by the sandbox before the student's first cell runs."""
 from __future__ import annotations
 
 import builtins
 import sys
 from contextlib import contextmanager
-
-
-@contextmanager
-def forbidden(*targets):
-    """While the block runs, calling any target raises ``RuntimeError("calls <label>, which this
-    exercise asks you to write yourself")``; everything is put back afterwards.
-
-    Each target is ``(owner, attribute)`` or ``(owner, attribute, label)``; owners that lack the
-    attribute are skipped. An attribute inherited by ``owner`` is shadowed, then removed again.
-    """
-    saved = []
-    try:
-        for owner, name, *label in targets:
-            if not hasattr(owner, name):
-                continue
-            own = isinstance(owner, type) and name in owner.__dict__ or not isinstance(owner, type)
-            saved.append((owner, name, owner.__dict__[name] if isinstance(owner, type) and own
-                          else getattr(owner, name), own))
-            what = label[0] if label else name
-
-            def blocked(*args, _what=what, **kwargs):
-                raise RuntimeError(f"calls {_what}, which this exercise asks you to write yourself")
-
-            setattr(owner, name, blocked)
-        yield
-    finally:
-        for owner, name, original, own in reversed(saved):
-            if own:
-                setattr(owner, name, original)
-            else:
-                delattr(owner, name)
 
 
 def tiny_gpt2(vocab, seed, init=0.3):
@@ -49,16 +19,11 @@ def tiny_gpt2(vocab, seed, init=0.3):
     return GPT2LMHeadModel(cfg).eval()
 
 
-def generate_forbidden(model):
-    """``forbidden`` for ``model.generate``, wherever in the model's class hierarchy it is defined."""
-    owner = next(k for k in type(model).__mro__ if "generate" in k.__dict__)
-    return forbidden((owner, "generate", "model.generate"))
-
-
 # --------------------------------------------------------------------------- bans installed before the cells run
 
 _active: set[str] = set()  # grade ids whose bans are in force right now
 _gates: dict[tuple[int, str], object] = {}
+_swaps: list[tuple[object, str, object, str, str]] = []  # banned classes: (owner, attribute, class, label, grade id)
 
 
 def _resolve_loaded(dotted: str):
@@ -92,6 +57,11 @@ def _install(owner_path: str, name: str, label: str, grade_id: str) -> bool:
     original = getattr(owner, name, None)
     if original is None:
         return False  # (a module still being initialised)
+    if isinstance(original, type) and not hasattr(original, "_llmprep_banned_by"):
+        # a class stays itself (isinstance checks, class attributes, subclasses elsewhere in the library): it is
+        # swapped for a refusal only while the probe runs, in its module and in the notebook's globals
+        _swaps.append((owner, name, original, label, grade_id))
+        return True
     gate = _gates.get((id(owner), name))
     if gate is None:
         gate = _make_gate(original, label)
@@ -163,15 +133,40 @@ def _make_gate(original, label):
     return gate
 
 
+def _refusal(label):
+    def refused(*args, **kwargs):
+        raise RuntimeError(f"calls {label}, which this exercise asks you to write yourself")
+
+    return refused
+
+
 @contextmanager
-def bans_in_force(grade_id: str):
-    """While the block runs (the probes of one exercise), that exercise's installed bans raise."""
+def bans_in_force(grade_id: str, namespace: dict | None = None):
+    """While the block runs (the probes of one exercise), that exercise's installed bans raise; a banned
+    class is replaced by a refusal in its module and wherever ``namespace`` (the notebook's globals) binds it."""
     _install_pending()  # (a module imported without an import statement, e.g. by importlib)
     _active.add(grade_id)
+    swapped = []
     try:
+        for owner, name, cls, label, gid in _swaps:
+            if gid != grade_id:
+                continue
+            refused = _refusal(label)
+            if getattr(owner, name, None) is cls:
+                setattr(owner, name, refused)
+                swapped.append((owner, name, cls))
+            for key, value in list((namespace or {}).items()):
+                if value is cls:
+                    namespace[key] = refused
+                    swapped.append((namespace, key, cls))
         yield
     finally:
         _active.discard(grade_id)
+        for where, name, cls in reversed(swapped):
+            if isinstance(where, dict):
+                where[name] = cls
+            else:
+                setattr(where, name, cls)
 
 
 # --------------------------------------------------------------------------- tokenizers (ch10)
@@ -230,43 +225,3 @@ def smollm2_tokenizer():
     from llmprep.assets import load_smollm2_tokenizer
 
     return load_smollm2_tokenizer()
-
-
-# --------------------------------------------------------------------------- lazily imported libraries (ch11: trl)
-
-@contextmanager
-def library_blocked(label, *targets):
-    """``forbidden`` for a heavy library without importing it: while the block runs, importing any of the
-    ``targets``' modules that is not loaded yet raises ``ImportError("imports <label>, ...")``, and the
-    attributes of those already loaded raise as in ``forbidden``. ``targets`` are ``(module, attribute
-    path)`` pairs, e.g. ``("trl.trainer.dpo_trainer", "DPOTrainer._compute_loss")``; a probe never pays
-    the library's import time (seconds for ``trl``) when the student's code did not import it."""
-    import sys
-
-    missing = {module for module, _ in targets if module not in sys.modules}
-    loaded = []
-    for module, path in targets:
-        if module in missing:
-            continue
-        owner = sys.modules[module]
-        *parents, name = path.split(".")
-        try:
-            for part in parents:
-                owner = getattr(owner, part)
-        except AttributeError:
-            continue
-        loaded.append((owner, name, label))
-
-    class _Refuse:
-        def find_spec(self, fullname, path=None, target=None):  # noqa: ARG002 - importlib finder protocol
-            if fullname in missing:
-                raise ImportError(f"imports {label}, which this exercise asks you to write yourself")
-            return None
-
-    finder = _Refuse()
-    sys.meta_path.insert(0, finder)
-    try:
-        with forbidden(*loaded):
-            yield
-    finally:
-        sys.meta_path.remove(finder)

@@ -27,7 +27,8 @@ oracles=...)``; ``load_spec(name)`` returns that object. Its words:
   - ``base`` — optional: the text the mutants of this exercise edit, when it is not the solution's own code.
 * ``Mutant`` — a known-wrong variant, written as a small edit of a base:
 
-  - ``mutate("old", "new")`` or ``mutate({"old": "new", "old 2": "new 2"})`` edits the base: by default the
+  - ``mutate("old", "new")`` or ``mutate({"old": "new", "old 2": "new 2"})`` edits the base (``count=2``: a
+    snippet the base holds twice, both replaced): by default the
     solution's own definitions of ``functions``, pulled by name from the answer cells of
     ``solutions/<chapter>/<notebook>`` (nbgrader's ``### BEGIN/END SOLUTION`` lines dropped), or
     ``Exercise.base`` / ``mutate(..., base=TEXT)``. Every ``old`` must occur exactly once in the base and every
@@ -96,6 +97,7 @@ class Mutant:
     source: str = ""  # filled in by Chapter for an edit
     base: str | None = None
     hint: Hint | None = None
+    count: int = 1  # how many times each ``old`` occurs (and is replaced) in the base
 
     def applied_to(self, base: str, where: str) -> "Mutant":
         """This mutant with ``source`` set: the base with every edit made (SpecError unless each ``old``
@@ -105,8 +107,9 @@ class Mutant:
         text = textwrap.dedent(self.base) if self.base is not None else base
         for old, new in self.edits:
             count = text.count(old)
-            if count != 1:
-                raise SpecError(f"{where}: the snippet {old!r} occurs {count} times in its base, not exactly once")
+            if count != self.count:
+                said = "exactly once" if self.count == 1 else f"exactly {self.count} times"
+                raise SpecError(f"{where}: the snippet {old!r} occurs {count} times in its base, not {said}")
             if old == new:
                 raise SpecError(f"{where}: the edit of {old!r} changes nothing")
             text = text.replace(old, new)
@@ -114,8 +117,9 @@ class Mutant:
 
 
 def mutate(old: str | Mapping[str, str], new: str | None = None, *, base: str | None = None,
-           hint: Hint | None = None) -> Mutant:
-    """A mutant as an edit of the base: ``mutate("old", "new")`` or ``mutate({"old": "new", ...})``."""
+           hint: Hint | None = None, count: int = 1) -> Mutant:
+    """A mutant as an edit of the base: ``mutate("old", "new")`` or ``mutate({"old": "new", ...})`` (edits made
+    in order); each ``old`` must occur exactly once (``count`` times, every one replaced, when given)."""
     if isinstance(old, Mapping):
         if new is not None:
             raise TypeError("mutate({old: new, ...}) takes no second argument")
@@ -126,7 +130,7 @@ def mutate(old: str | Mapping[str, str], new: str | None = None, *, base: str | 
         edits = ((old, new),)
     if not edits:
         raise TypeError("mutate: no edit")
-    return Mutant(edits=edits, base=base, hint=hint)
+    return Mutant(edits=edits, base=base, hint=hint, count=count)
 
 
 def whole(source: str, hint: Hint | None = None) -> Mutant:
