@@ -28,7 +28,6 @@ def probe_costs(ns, params):
 # ============================================================================ 2 int8 quantization
 
 def probe_quantize(ns, params):
-    from llmprep.grading.probing import forbidden
     import torch
 
     quantize, dequantize = ns["quantize_per_channel_int8"], ns["dequantize_int8"]
@@ -44,9 +43,8 @@ def probe_quantize(ns, params):
     for r in params.get("zero_rows", []):
         w[r] = 0.0
     original = w.clone()
-    with forbidden((torch, "quantize_per_channel", "torch.quantize_per_channel")):
-        q, scale = quantize(w)
-        deq = dequantize(q, scale)
+    q, scale = quantize(w)
+    deq = dequantize(q, scale)
     scale = torch.as_tensor(scale).reshape(-1).to(torch.float32)
     err = (deq.to(torch.float32) - original).abs()
     within = bool((err <= scale[:, None] / 2 * (1 + 1e-5) + 1e-12).all()) if scale.numel() == rows else False
@@ -260,6 +258,7 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch08_quantize_test", functions=("quantize_per_channel_int8", "dequantize_int8"), points=3,
+        bans=(("torch", "quantize_per_channel", "torch.quantize_per_channel"),),
         cases=(
             Case("random 6x10 weight", {"seed": 0, "shape": [6, 10], "scale": 1.0}),
             Case("rows spanning four orders of magnitude", {"seed": 1, "shape": [8, 16], "spread": True}),

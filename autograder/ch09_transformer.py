@@ -3,12 +3,10 @@
 Probes run inside the sandbox next to the student's code and must be self-contained (imports
 inside the function). Every tensor is built on the spot from a seeded generator; the models are
 small random configurations (never SmolLM2), so each case takes milliseconds. While the student's
-function runs, the probe blocks the library implementation the exercise imitates
-(``probing.forbidden``). Oracles run in the trusted test process and call that very library
-implementation (``F.scaled_dot_product_attention``, ``nn.MultiheadAttention``, transformers' Llama
-modules, Mixtral's router and ``load_balancing_loss_func``); they capture the real functions when
-they are built and put them back for the duration of their own call, because they are called
-inside the probe's ``forbidden`` block.
+function runs, the library implementation the exercise imitates is banned (``Exercise.bans``). Oracles
+run in the trusted test process and call that very library implementation
+(``F.scaled_dot_product_attention``, ``nn.MultiheadAttention``, transformers' Llama modules, Mixtral's
+router and ``load_balancing_loss_func``).
 
 ``RULES`` at the bottom is the shared rule table (``llmprep.grading.spec.Rule``): every rule the
 instructions state, quoted from them, with the hidden cases that exercise it and the mutants that break
@@ -68,9 +66,7 @@ def _llama_config(hidden, heads, kv_heads, head_dim, intermediate=None, eps=1e-6
 # ============================================================================ 1 attention with masks
 
 def probe_attention(ns, params):
-    from llmprep.grading.probing import forbidden
     import torch
-    import torch.nn.functional as F
 
     fn = ns["attention"]
     g = torch.Generator().manual_seed(params["seed"])
@@ -86,9 +82,7 @@ def probe_attention(ns, params):
                 keep[row, :n] = True
         if params.get("side") == "left":
             keep = keep.flip(-1)
-    with forbidden((F, "scaled_dot_product_attention", "F.scaled_dot_product_attention"),
-                   (F, "multi_head_attention_forward", "F.multi_head_attention_forward")):
-        out = fn(q, k, v, causal=params["causal"], key_padding_mask=keep)
+    out = fn(q, k, v, causal=params["causal"], key_padding_mask=keep)
     return {"out": out}
 
 
@@ -131,9 +125,7 @@ def oracle_attention():
 # ============================================================================ 2 multi-head attention
 
 def probe_mha(ns, params):
-    from llmprep.grading.probing import forbidden
     import torch
-    import torch.nn.functional as F
 
     fn = ns["multi_head_attention"]
     g = torch.Generator().manual_seed(params["seed"])
@@ -151,9 +143,7 @@ def probe_mha(ns, params):
     pad = None
     if "lengths" in params:  # PyTorch convention: True = padding, ignored
         pad = torch.arange(key.shape[1])[None, :] >= torch.tensor(params["lengths"])[:, None]
-    with forbidden((torch.nn.MultiheadAttention, "forward", "nn.MultiheadAttention"),
-                   (F, "multi_head_attention_forward", "F.multi_head_attention_forward")):
-        out, weights = fn(query, key, value, w_in, b_in, w_out, b_out, heads, key_padding_mask=pad)
+    out, weights = fn(query, key, value, w_in, b_in, w_out, b_out, heads, key_padding_mask=pad)
     return {"out": out, "weights": weights}
 
 
@@ -182,9 +172,7 @@ def oracle_mha():
 # ============================================================================ 3 RoPE
 
 def probe_rope(ns, params):
-    from llmprep.grading.probing import forbidden
     import torch
-    from transformers.models.llama import modeling_llama as ml
 
     fn = ns["apply_rope"]
     g = torch.Generator().manual_seed(params["seed"])
@@ -192,10 +180,7 @@ def probe_rope(ns, params):
     q = torch.randn(b, h, length, d, generator=g)
     k = torch.randn(b, hkv, length, d, generator=g)
     pos = torch.arange(length)[None, :] + torch.tensor(params["offsets"])[:, None]
-    with forbidden((ml, "apply_rotary_pos_emb", "transformers' apply_rotary_pos_emb"),
-                   (ml, "rotate_half", "transformers' rotate_half"),
-                   (ml.LlamaRotaryEmbedding, "forward", "LlamaRotaryEmbedding")):
-        q_rot, k_rot = fn(q, k, pos, theta=params["theta"])
+    q_rot, k_rot = fn(q, k, pos, theta=params["theta"])
     return {"q_rot": q_rot, "k_rot": k_rot}
 
 
@@ -218,10 +203,7 @@ def oracle_rope():
 # ============================================================================ 4 RMSNorm
 
 def probe_rms_norm(ns, params):
-    from llmprep.grading.probing import forbidden
     import torch
-    import torch.nn.functional as F
-    from transformers.models.llama import modeling_llama as ml
 
     fn = ns["rms_norm"]
     g = torch.Generator().manual_seed(params["seed"])
@@ -231,9 +213,7 @@ def probe_rms_norm(ns, params):
     weight = 1.0 + 0.5 * torch.randn(params["shape"][-1], generator=g)
     dtype = getattr(torch, params["dtype"])
     x, weight = x.to(dtype), weight.to(dtype)
-    with forbidden((F, "rms_norm", "F.rms_norm"), (torch, "rms_norm", "torch.rms_norm"),
-                   (torch.nn.RMSNorm, "forward", "nn.RMSNorm"), (ml.LlamaRMSNorm, "forward", "LlamaRMSNorm")):
-        y = fn(x, weight, eps=params["eps"])
+    y = fn(x, weight, eps=params["eps"])
     return {"y": torch.as_tensor(y).float(), "dtype": str(torch.as_tensor(y).dtype)}
 
 
@@ -263,9 +243,7 @@ def oracle_rms_norm():
 # ============================================================================ 5 grouped-query attention
 
 def probe_gqa(ns, params):
-    from llmprep.grading.probing import forbidden
     import torch
-    from transformers.models.llama import modeling_llama as ml
 
     fn = ns["gqa_attention"]
     g = torch.Generator().manual_seed(params["seed"])
@@ -280,9 +258,7 @@ def probe_gqa(ns, params):
     ang = (torch.arange(length, dtype=torch.float32) + params["offset"])[:, None] * inv
     emb = torch.cat([ang, ang], dim=-1)
     cos, sin = emb.cos()[None].expand(b, -1, -1).contiguous(), emb.sin()[None].expand(b, -1, -1).contiguous()
-    with forbidden((ml.LlamaAttention, "forward", "LlamaAttention"), (ml, "repeat_kv", "transformers' repeat_kv"),
-                   (ml, "eager_attention_forward", "transformers' eager_attention_forward")):
-        out = fn(x, wq, wk, wv, wo, heads, kv, cos, sin)
+    out = fn(x, wq, wk, wv, wo, heads, kv, cos, sin)
     return {"out": out}
 
 
@@ -308,9 +284,7 @@ def oracle_gqa():
 # ============================================================================ 6 SwiGLU
 
 def probe_swiglu(ns, params):
-    from llmprep.grading.probing import forbidden
     import torch
-    from transformers.models.llama import modeling_llama as ml
 
     fn = ns["swiglu_mlp"]
     g = torch.Generator().manual_seed(params["seed"])
@@ -319,8 +293,7 @@ def probe_swiglu(ns, params):
     gate = torch.randn(f, d, generator=g) / d ** 0.5
     up = torch.randn(f, d, generator=g) / d ** 0.5
     down = torch.randn(d, f, generator=g) / f ** 0.5
-    with forbidden((ml.LlamaMLP, "forward", "LlamaMLP")):
-        out = fn(x, gate, up, down)
+    out = fn(x, gate, up, down)
     return {"out": out}
 
 
@@ -345,9 +318,7 @@ def oracle_swiglu():
 # ============================================================================ 7 decoder layer
 
 def probe_decoder_layer(ns, params):
-    from llmprep.grading.probing import forbidden
     import torch
-    from transformers.models.llama import modeling_llama as ml
 
     fn = ns["decoder_layer"]
     g = torch.Generator().manual_seed(params["seed"])
@@ -366,9 +337,7 @@ def probe_decoder_layer(ns, params):
     ang = (torch.arange(length, dtype=torch.float32) + params["offset"])[:, None] * inv
     emb = torch.cat([ang, ang], dim=-1)
     cos, sin = emb.cos()[None].expand(b, -1, -1).contiguous(), emb.sin()[None].expand(b, -1, -1).contiguous()
-    with forbidden((ml.LlamaDecoderLayer, "forward", "LlamaDecoderLayer"), (ml.LlamaAttention, "forward", "LlamaAttention"),
-                   (ml.LlamaMLP, "forward", "LlamaMLP"), (ml.LlamaRMSNorm, "forward", "LlamaRMSNorm")):
-        out = fn(x, dict(weights), heads, kv, cos, sin, eps=params["eps"])
+    out = fn(x, dict(weights), heads, kv, cos, sin, eps=params["eps"])
     return {"out": out}
 
 
@@ -394,9 +363,7 @@ def oracle_decoder_layer():
 # ============================================================================ 8 top-k router + load balancing
 
 def probe_router(ns, params):
-    from llmprep.grading.probing import forbidden
     import torch
-    from transformers.models.mixtral import modeling_mixtral as mm
 
     fn = ns["route_top_k"]
     g = torch.Generator().manual_seed(params["seed"])
@@ -407,9 +374,7 @@ def probe_router(ns, params):
     mask = None
     if "lengths" in params:
         mask = (torch.arange(s)[None, :] < torch.tensor(params["lengths"])[:, None]).long()
-    with forbidden((mm, "load_balancing_loss_func", "Mixtral's load_balancing_loss_func"),
-                   (mm.MixtralTopKRouter, "forward", "MixtralTopKRouter")):
-        weights, experts, loss = fn(logits.clone(), params["k"], attention_mask=mask)
+    weights, experts, loss = fn(logits.clone(), params["k"], attention_mask=mask)
     return {"weights": weights, "experts": torch.as_tensor(experts).long(),
             "aux_loss": torch.as_tensor(loss, dtype=torch.float64).reshape(())}
 
@@ -438,6 +403,8 @@ def oracle_router():
 EXERCISES = [
     Exercise(
         grade_id="ch09_attention_test", functions=("attention",), points=3,
+        bans=(("torch.nn.functional", "scaled_dot_product_attention", "F.scaled_dot_product_attention"),
+              ("torch.nn.functional", "multi_head_attention_forward", "F.multi_head_attention_forward"),),
         cases=(
             Case("no mask", {"seed": 0, "B": 2, "H": 3, "Lq": 5, "Lk": 5, "D": 8, "causal": False}),
             Case("causal, square", {"seed": 1, "B": 2, "H": 2, "Lq": 6, "Lk": 6, "D": 16, "causal": True}),
@@ -548,6 +515,8 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch09_mha_test", functions=("multi_head_attention",), points=3,
+        bans=(("torch.nn.MultiheadAttention", "forward", "nn.MultiheadAttention"),
+              ("torch.nn.functional", "multi_head_attention_forward", "F.multi_head_attention_forward"),),
         cases=(
             Case("self-attention, 4 heads", {"seed": 0, "B": 2, "Lq": 5, "Lk": 5, "E": 16, "heads": 4, "self": True}),
             Case("cross-attention, different lengths", {"seed": 1, "B": 2, "Lq": 3, "Lk": 6, "E": 12, "heads": 3}),
@@ -678,6 +647,9 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch09_rope_test", functions=("apply_rope",), points=3,
+        bans=(("transformers.models.llama.modeling_llama", "apply_rotary_pos_emb", "transformers' apply_rotary_pos_emb"),
+              ("transformers.models.llama.modeling_llama", "rotate_half", "transformers' rotate_half"),
+              ("transformers.models.llama.modeling_llama.LlamaRotaryEmbedding", "forward", "LlamaRotaryEmbedding"),),
         cases=(
             Case("positions from 0, theta 10000", {"seed": 0, "B": 1, "H": 2, "Hkv": 2, "L": 6, "D": 8,
                                                    "offsets": [0], "theta": 10000.0}),
@@ -758,6 +730,10 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch09_rms_norm_test", functions=("rms_norm",), points=2,
+        bans=(("torch.nn.functional", "rms_norm", "F.rms_norm"),
+              ("torch", "rms_norm", "torch.rms_norm"),
+              ("torch.nn.RMSNorm", "forward", "nn.RMSNorm"),
+              ("transformers.models.llama.modeling_llama.LlamaRMSNorm", "forward", "LlamaRMSNorm"),),
         cases=(
             Case("float32, rows of very different scale", {"seed": 0, "shape": [5, 16], "scale": 1.0,
                                                             "row_scales": True, "dtype": "float32", "eps": 1e-6}),
@@ -810,6 +786,9 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch09_gqa_test", functions=("gqa_attention",), points=3,
+        bans=(("transformers.models.llama.modeling_llama.LlamaAttention", "forward", "LlamaAttention"),
+              ("transformers.models.llama.modeling_llama", "repeat_kv", "transformers' repeat_kv"),
+              ("transformers.models.llama.modeling_llama", "eager_attention_forward", "transformers' eager_attention_forward"),),
         cases=(
             Case("6 query heads share 2 KV heads", {"seed": 0, "B": 2, "L": 5, "hidden": 24, "heads": 6,
                                                     "kv_heads": 2, "head_dim": 4, "offset": 0, "theta": 10000.0}),
@@ -922,6 +901,7 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch09_swiglu_test", functions=("swiglu_mlp",), points=1,
+        bans=(("transformers.models.llama.modeling_llama.LlamaMLP", "forward", "LlamaMLP"),),
         cases=(
             Case("2-D input, width 8/3 d", {"seed": 0, "lead": [5], "hidden": 24, "inter": 64}),
             Case("3-D input (batch, seq, hidden)", {"seed": 1, "lead": [2, 3], "hidden": 16, "inter": 40}),
@@ -963,6 +943,10 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch09_decoder_layer_test", functions=("decoder_layer",), points=3,
+        bans=(("transformers.models.llama.modeling_llama.LlamaDecoderLayer", "forward", "LlamaDecoderLayer"),
+              ("transformers.models.llama.modeling_llama.LlamaAttention", "forward", "LlamaAttention"),
+              ("transformers.models.llama.modeling_llama.LlamaMLP", "forward", "LlamaMLP"),
+              ("transformers.models.llama.modeling_llama.LlamaRMSNorm", "forward", "LlamaRMSNorm"),),
         cases=(
             Case("GQA layer", {"seed": 0, "B": 2, "L": 5, "hidden": 24, "heads": 6, "kv_heads": 2, "head_dim": 4,
                                "inter": 64, "offset": 0, "theta": 10000.0, "eps": 1e-6}),
@@ -1057,6 +1041,8 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch09_router_test", functions=("route_top_k",), points=3,
+        bans=(("transformers.models.mixtral.modeling_mixtral", "load_balancing_loss_func", "Mixtral's load_balancing_loss_func"),
+              ("transformers.models.mixtral.modeling_mixtral.MixtralTopKRouter", "forward", "MixtralTopKRouter"),),
         cases=(
             Case("8 experts, top-2", {"seed": 0, "B": 2, "S": 6, "E": 8, "k": 2, "scale": 1.0}),
             Case("top-1 (Switch)", {"seed": 1, "B": 1, "S": 10, "E": 4, "k": 1, "scale": 2.0}),

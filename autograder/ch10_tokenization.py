@@ -233,18 +233,9 @@ def judge_chat(got, want, params):
 def probe_pretokenize(ns, params):
     import json
 
-    import tokenizers
-    import tokenizers.pre_tokenizers
-    import transformers
-
-    from llmprep.grading.probing import forbidden
 
     fn = ns["gpt2_pretokenize"]
-    with forbidden((tokenizers.pre_tokenizers, "ByteLevel", "the ByteLevel pre-tokenizer"),
-                   (tokenizers, "Tokenizer", "tokenizers.Tokenizer"),
-                   (transformers, "GPT2TokenizerFast", "GPT2TokenizerFast"),
-                   (transformers, "AutoTokenizer", "AutoTokenizer")):
-        out = fn(params["text"])
+    out = fn(params["text"])
     return {"pieces": json.dumps([str(p) for p in out])}
 
 
@@ -262,13 +253,9 @@ def oracle_pretokenize():
 # ============================================================================ 2 bytes_to_unicode
 
 def probe_byte_table(ns, params):
-    import transformers.convert_slow_tokenizer as conv
-
-    from llmprep.grading.probing import forbidden
 
     fn = ns["bytes_to_unicode"]
-    with forbidden((conv, "bytes_to_unicode", "transformers' bytes_to_unicode")):
-        table = fn()
+    table = fn()
     keys_ok = isinstance(table, dict) and set(table) == set(range(256)) and all(type(k) is int for k in table)
     if not keys_ok:
         return {"keys_ok": False, "codepoints": [0], "bijective": False}
@@ -291,10 +278,6 @@ def oracle_byte_table():
 def probe_train_bpe(ns, params):
     import json
 
-    import tokenizers
-    import tokenizers.trainers
-
-    from llmprep.grading.probing import forbidden
 
     fn = ns["train_bpe"]
     if "word_counts" in params:
@@ -309,9 +292,7 @@ def probe_train_bpe(ns, params):
         pre = gpt2_tokenizer().backend_tokenizer.pre_tokenizer
         freq = Counter(w for w, _ in pre.pre_tokenize_str(text[:params["chars"]]))
         counts = dict(sorted(freq.items(), key=lambda kv: (-kv[1], kv[0]))[:params["words"]])
-    with forbidden((tokenizers.trainers, "BpeTrainer", "tokenizers' BpeTrainer"),
-                   (tokenizers, "Tokenizer", "tokenizers.Tokenizer")):
-        merges = fn(counts, params["num_merges"])
+    merges = fn(counts, params["num_merges"])
     return {"merges": json.dumps([list(m) for m in merges])}
 
 
@@ -377,11 +358,8 @@ def oracle_train_bpe():
 def probe_bpe_encode(ns, params):
     import json
 
-    import tokenizers
-    import tokenizers.models
-    import transformers
 
-    from llmprep.grading.probing import forbidden, gpt2_ranks, gpt2_tokenizer
+    from llmprep.grading.probing import gpt2_ranks, gpt2_tokenizer
 
     fn = ns["bpe_encode"]
     if "ranks" in params:  # a small merge table: [[left, right], ...] in rank order
@@ -392,12 +370,8 @@ def probe_bpe_encode(ns, params):
         pre = gpt2_tokenizer().backend_tokenizer.pre_tokenizer
         words = [w for w, _ in pre.pre_tokenize_str(params["text"])]
     tokens = []
-    with forbidden((tokenizers.models, "BPE", "tokenizers' BPE model"),
-                   (tokenizers, "Tokenizer", "tokenizers.Tokenizer"),
-                   (transformers, "GPT2TokenizerFast", "GPT2TokenizerFast"),
-                   (transformers, "AutoTokenizer", "AutoTokenizer")):
-        for w in words:
-            tokens.extend(str(t) for t in fn(w, ranks))
+    for w in words:
+        tokens.extend(str(t) for t in fn(w, ranks))
     return {"tokens": json.dumps(tokens)}
 
 
@@ -426,10 +400,8 @@ def oracle_bpe_encode():
 def probe_decode(ns, params):
     import json
 
-    import tokenizers
-    import transformers
 
-    from llmprep.grading.probing import forbidden, gpt2_tokenizer, gpt2_vocab
+    from llmprep.grading.probing import gpt2_tokenizer, gpt2_vocab
 
     fn = ns["decode_ids"]
     tok = gpt2_tokenizer()
@@ -439,13 +411,9 @@ def probe_decode(ns, params):
 
     byte_decoder = {c: b for b, c in bytes_to_unicode().items()}
     texts = []
-    with forbidden((tokenizers, "Tokenizer", "tokenizers.Tokenizer"),
-                   (tokenizers, "decoders", "tokenizers.decoders"),
-                   (transformers, "GPT2TokenizerFast", "GPT2TokenizerFast"),
-                   (transformers, "AutoTokenizer", "AutoTokenizer")):
-        for a, b in params["slices"]:
-            out = fn(ids[a:b], dict(id_to_token), dict(byte_decoder))
-            texts.append(out if isinstance(out, str) else repr(type(out)))
+    for a, b in params["slices"]:
+        out = fn(ids[a:b], dict(id_to_token), dict(byte_decoder))
+        texts.append(out if isinstance(out, str) else repr(type(out)))
     return {"texts": json.dumps(texts)}
 
 
@@ -466,11 +434,8 @@ def oracle_decode():
 def probe_wordpiece(ns, params):
     import json
 
-    import tokenizers
-    import tokenizers.models
-    import transformers
 
-    from llmprep.grading.probing import forbidden, minilm_tokenizer
+    from llmprep.grading.probing import minilm_tokenizer
 
     fn = ns["wordpiece"]
     backend = minilm_tokenizer().backend_tokenizer
@@ -478,13 +443,8 @@ def probe_wordpiece(ns, params):
     words = [w for w, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(params["text"]))]
     vocab = backend.get_vocab()
     tokens = []
-    with forbidden((tokenizers.models, "WordPiece", "tokenizers' WordPiece model"),
-                   (tokenizers, "Tokenizer", "tokenizers.Tokenizer"),
-                   (transformers, "BertTokenizerFast", "BertTokenizerFast"),
-                   (transformers, "BertTokenizer", "BertTokenizer"),
-                   (transformers, "AutoTokenizer", "AutoTokenizer")):
-        for w in words:
-            tokens.extend(str(t) for t in fn(w, vocab))
+    for w in words:
+        tokens.extend(str(t) for t in fn(w, vocab))
     return {"tokens": json.dumps(tokens)}
 
 
@@ -502,15 +462,14 @@ def oracle_wordpiece():
 # ============================================================================ 7 chat template + assistant mask
 
 def probe_chat(ns, params):
-    from llmprep.grading.probing import forbidden, smollm2_tokenizer
+    from llmprep.grading.probing import smollm2_tokenizer
 
     render, tokenize = ns["render_chat"], ns["tokenize_chat"]
     tok = smollm2_tokenizer()
     messages = [dict(m) for m in params["messages"]]
     gen = params["add_generation_prompt"]
-    with forbidden((type(tok), "apply_chat_template", "apply_chat_template")):
-        text = render([dict(m) for m in messages], add_generation_prompt=gen)
-        ids, mask = tokenize([dict(m) for m in messages], tok, add_generation_prompt=gen)
+    text = render([dict(m) for m in messages], add_generation_prompt=gen)
+    ids, mask = tokenize([dict(m) for m in messages], tok, add_generation_prompt=gen)
     return {"text": str(text), "ids": [int(i) for i in ids], "mask": [int(m) for m in mask]}
 
 
@@ -581,6 +540,10 @@ CODE = "def f(x):\n    return x ** 2  # square\n\n\nprint(f(3), [1, 2, 3])\n"
 EXERCISES = [
     Exercise(
         grade_id="ch10_pretokenize_test", functions=("gpt2_pretokenize",), points=2,
+        bans=(("tokenizers.pre_tokenizers", "ByteLevel", "the ByteLevel pre-tokenizer"),
+              ("tokenizers", "Tokenizer", "tokenizers.Tokenizer"),
+              ("transformers", "GPT2TokenizerFast", "GPT2TokenizerFast"),
+              ("transformers", "AutoTokenizer", "AutoTokenizer"),),
         cases=(
             Case("English prose with contractions", {"text": ENGLISH}),
             Case("upper-case contractions", {"text": "DON'T SHOUT, I'M HERE. She'S fine, isn'T she? 'tis 'll"}),
@@ -658,6 +621,7 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch10_bytes_to_unicode_test", functions=("bytes_to_unicode",), points=1,
+        bans=(("transformers.convert_slow_tokenizer", "bytes_to_unicode", "transformers' bytes_to_unicode"),),
         cases=(
             Case("the whole table", {"bytes": "all"}),
             Case("printable ASCII and Latin-1 bytes", {"bytes": [[33, 126], [161, 172], [174, 255]]}),
@@ -713,6 +677,8 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch10_train_bpe_test", functions=("train_bpe",), points=3,
+        bans=(("tokenizers.trainers", "BpeTrainer", "tokenizers' BpeTrainer"),
+              ("tokenizers", "Tokenizer", "tokenizers.Tokenizer"),),
         cases=(
             Case("low, lower, newest, widest", {"word_counts": {"low": 5, "lower": 2, "newest": 6, "widest": 3},
                                                 "num_merges": 10}),
@@ -924,6 +890,10 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch10_bpe_encode_test", functions=("bpe_encode",), points=3,
+        bans=(("tokenizers.models", "BPE", "tokenizers' BPE model"),
+              ("tokenizers", "Tokenizer", "tokenizers.Tokenizer"),
+              ("transformers", "GPT2TokenizerFast", "GPT2TokenizerFast"),
+              ("transformers", "AutoTokenizer", "AutoTokenizer"),),
         cases=(
             Case("GPT-2 merges on English prose", {"text": ENGLISH}),
             Case("GPT-2 merges on Chinese", {"text": CHINESE}),
@@ -997,6 +967,10 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch10_decode_test", functions=("decode_ids",), points=2,
+        bans=(("tokenizers", "Tokenizer", "tokenizers.Tokenizer"),
+              ("tokenizers", "decoders", "tokenizers.decoders"),
+              ("transformers", "GPT2TokenizerFast", "GPT2TokenizerFast"),
+              ("transformers", "AutoTokenizer", "AutoTokenizer"),),
         cases=(
             Case("English round trip", {"text": ENGLISH, "slices": [[0, 1000], [3, 17]]}),
             Case("Chinese cut inside characters", {"text": CHINESE,
@@ -1036,6 +1010,11 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch10_wordpiece_test", functions=("wordpiece",), points=2,
+        bans=(("tokenizers.models", "WordPiece", "tokenizers' WordPiece model"),
+              ("tokenizers", "Tokenizer", "tokenizers.Tokenizer"),
+              ("transformers", "BertTokenizerFast", "BertTokenizerFast"),
+              ("transformers", "BertTokenizer", "BertTokenizer"),
+              ("transformers", "AutoTokenizer", "AutoTokenizer"),),
         cases=(
             Case("English words split into pieces", {"text": "Tokenization is unaffable; preprocessing embeddings "
                                                              "rehearsed quickly by transformers."}),
@@ -1137,6 +1116,7 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch10_chat_template_test", functions=("render_chat", "tokenize_chat"), points=3,
+        bans=(("transformers.tokenization_utils_base.PreTrainedTokenizerBase", "apply_chat_template", "apply_chat_template"),),
         cases=(
             Case("user and assistant, default system prompt", {
                 "messages": [{"role": "user", "content": "What is BPE?"},

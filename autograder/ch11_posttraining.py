@@ -3,9 +3,8 @@
 Probes run inside the sandbox next to the student's code and are self-contained (imports inside). Every
 tensor is built on the spot from a seeded generator; exercise 2 runs a tiny random Llama (never SmolLM2's
 weights), exercise 1 the real SmolLM2 tokenizer from the offline asset cache. While the student's function
-runs, the probe blocks the TRL function it imitates with ``probing.library_blocked``: importing the TRL
-module raises when the student's code had not imported it yet (so a probe never pays TRL's import time),
-and the attribute raises when it had.
+runs, the TRL function it imitates is banned (``Exercise.bans``; a TRL module the notebook has not imported is
+gated by the import that loads it, so a probe never pays TRL's import time itself).
 
 Oracles run in the trusted test process and are TRL 1.16's own code where TRL has it: ``selective_log_softmax``,
 ``RewardTrainer.compute_loss``, ``DPOTrainer._compute_loss`` and ``GRPOTrainer._compute_loss`` (called on a
@@ -13,7 +12,6 @@ minimal stand-in for the trainer whose "model" returns the given log-probabiliti
 arithmetic is TRL's, line for line), TRL's ``nanstd`` and group normalisation for the GRPO advantages,
 SmolLM2's chat template for the SFT spans; a float64 reference for GAE (TRL 1.16 has no PPO trainer) and
 the exact KL of categorical distributions (``torch.distributions.kl_divergence``) for the KL estimators.
-Each oracle captures the TRL function when it is built, before a probe blocks it.
 
 ``RULES`` at the bottom quotes every rule the instructions state, with the hidden cases that exercise it and
 the mutants that break it (the shared format of ``llmprep.grading.spec.Rule``).
@@ -60,17 +58,16 @@ def probe_sft(ns, params):
 
     import torch
 
-    from llmprep.grading.probing import library_blocked, smollm2_tokenizer
+    from llmprep.grading.probing import smollm2_tokenizer
 
     fn = ns["sft_batch"]
     tok = smollm2_tokenizer()
     chats = copy.deepcopy(params["chats"])
     snapshot = copy.deepcopy(chats)
-    with library_blocked("TRL's SFT data collator", ("trl.trainer.sft_trainer", "DataCollatorForLanguageModeling")):
-        if params.get("max_length") is None:
-            ids, att, lab = fn(chats, tok)
-        else:
-            ids, att, lab = fn(chats, tok, max_length=params["max_length"])
+    if params.get("max_length") is None:
+        ids, att, lab = fn(chats, tok)
+    else:
+        ids, att, lab = fn(chats, tok, max_length=params["max_length"])
     ids, att, lab = (torch.as_tensor(x) for x in (ids, att, lab))
     return {"input_ids": ids, "attention_mask": att, "labels": lab,
             "long_dtype": all(x.dtype == torch.long for x in (ids, att, lab)), "inputs_untouched": chats == snapshot}
@@ -117,8 +114,6 @@ def _chat(*turns, system=None):
 def probe_logprobs(ns, params):
     import torch
 
-    from llmprep.grading.probing import library_blocked
-
     from transformers import LlamaConfig, LlamaForCausalLM
 
     fn = ns["completion_logprobs"]
@@ -141,9 +136,7 @@ def probe_logprobs(ns, params):
         att[row, start:start + p + c] = 1
         comp[row, start + p:start + p + c] = 1
     snapshot = (ids.clone(), att.clone(), comp.clone())
-    with library_blocked("TRL's selective_log_softmax", ("trl.trainer.utils", "selective_log_softmax"),
-                         ("trl.trainer.utils", "selective_log_softmax_and_entropy")):
-        out = fn(model, ids, att, comp)
+    out = fn(model, ids, att, comp)
     out = torch.as_tensor(out)
     result = {"logps": out.detach().float()}
     differentiable = bool(getattr(out, "requires_grad", False))
@@ -172,8 +165,6 @@ def oracle_logprobs():
 def probe_reward(ns, params):
     import torch
 
-    from llmprep.grading.probing import library_blocked
-
     fn = ns["reward_model_loss"]
     g = torch.Generator().manual_seed(params["seed"])
     b, scale = params["B"], params.get("scale", 1.0)
@@ -189,8 +180,7 @@ def probe_reward(ns, params):
         kwargs["margin"] = torch.rand(b, generator=g) * 2
     if params.get("center_coef") is not None:
         kwargs["center_coef"] = params["center_coef"]
-    with library_blocked("TRL's RewardTrainer loss", ("trl.trainer.reward_trainer", "RewardTrainer.compute_loss")):
-        loss, accuracy = fn(chosen, rejected, **kwargs)
+    loss, accuracy = fn(chosen, rejected, **kwargs)
     loss = torch.as_tensor(loss)
     result = {"loss": loss.detach().float().reshape(()), "accuracy": float(accuracy)}
     if loss.requires_grad:
@@ -225,8 +215,6 @@ def oracle_reward():
 def probe_dpo(ns, params):
     import torch
 
-    from llmprep.grading.probing import library_blocked
-
     fn = ns["dpo_loss"]
     g = torch.Generator().manual_seed(params["seed"])
     b, spread = params["B"], params.get("spread", 3.0)
@@ -238,11 +226,10 @@ def probe_dpo(ns, params):
     if params.get("lengths"):
         kwargs["chosen_lengths"] = torch.randint(1, 30, (b,), generator=g).float()
         kwargs["rejected_lengths"] = torch.randint(1, 30, (b,), generator=g).float()
-    with library_blocked("TRL's DPOTrainer loss", ("trl.trainer.dpo_trainer", "DPOTrainer._compute_loss")):
-        try:
-            losses, r_c, r_r = fn(pol_c, pol_r, ref_c, ref_r, **kwargs)
-        except ValueError:
-            return {"raised": True}
+    try:
+        losses, r_c, r_r = fn(pol_c, pol_r, ref_c, ref_r, **kwargs)
+    except ValueError:
+        return {"raised": True}
     if params["loss_type"] not in ("sigmoid", "ipo"):
         return {"raised": False}
     losses, r_c, r_r = (torch.as_tensor(x) for x in (losses, r_c, r_r))
@@ -351,8 +338,6 @@ def oracle_gae():
 def probe_grpo(ns, params):
     import torch
 
-    from llmprep.grading.probing import library_blocked
-
     adv_fn, loss_fn = ns["grpo_advantages"], ns["grpo_loss"]
     g = torch.Generator().manual_seed(params["seed"])
     groups, size, t = params["groups"], params["group_size"], params["T"]
@@ -366,11 +351,9 @@ def probe_grpo(ns, params):
     mask = torch.ones(b, t, dtype=torch.long)
     for row, n in enumerate(params.get("lengths", [])):
         mask[row, n:] = 0
-    blocked = (("trl.trainer.grpo_trainer", "GRPOTrainer._compute_loss"), ("trl.trainer.utils", "nanstd"))
-    with library_blocked("TRL's GRPOTrainer", *blocked):
-        adv = torch.as_tensor(adv_fn(rewards.clone(), size))
-        loss = torch.as_tensor(loss_fn(logps, old, ref, advantages, mask, epsilon=params["epsilon"],
-                                       beta=params["beta"]))
+    adv = torch.as_tensor(adv_fn(rewards.clone(), size))
+    loss = torch.as_tensor(loss_fn(logps, old, ref, advantages, mask, epsilon=params["epsilon"],
+                                   beta=params["beta"]))
     result = {"advantages": adv.detach().float(), "loss": loss.detach().float().reshape(())}
     if loss.requires_grad:
         loss.backward()
@@ -414,7 +397,7 @@ def oracle_grpo():
 def probe_kl(ns, params):
     import torch
 
-    from llmprep.grading.probing import forbidden
+    from llmprep.grading.probing import unbanned
 
     fn = ns["kl_estimators"]
     g = torch.Generator().manual_seed(params["seed"])
@@ -424,12 +407,11 @@ def probe_kl(ns, params):
     if "shift" in params:  # log-probabilities of far-apart sequences: e^(log q) underflows
         logq, logp = logq - params["shift"], logp - params["shift"]
     samples = torch.multinomial(torch.softmax(logq, 0), params["samples"], replacement=True, generator=g)
-    with forbidden((torch.distributions, "kl_divergence", "torch.distributions.kl_divergence")):
-        k1, k2, k3 = fn(logq[samples], logp[samples])         # the estimates on tokens sampled from q
-        e1, e2, e3 = fn(logq.clone(), logp.clone())           # every outcome once, for the exact expectation
+    k1, k2, k3 = fn(logq[samples], logp[samples])         # the estimates on tokens sampled from q
+    e1, e2, e3 = fn(logq.clone(), logp.clone())           # every outcome once, for the exact expectation
     q = torch.softmax(logq, dim=0).double()
-    exact = float(torch.distributions.kl_divergence(torch.distributions.Categorical(probs=q),
-                                                    torch.distributions.Categorical(logits=logp.double())))
+    exact = float(unbanned(torch.distributions.kl_divergence, torch.distributions.Categorical(probs=q),
+                           torch.distributions.Categorical(logits=logp.double())))
     expect = [float((q * torch.as_tensor(e).double()).sum()) for e in (e1, e2, e3)]
     tol = 1e-4 * max(1.0, abs(exact))
     return {"k1": torch.as_tensor(k1).float(), "k2": torch.as_tensor(k2).float(), "k3": torch.as_tensor(k3).float(),
@@ -475,6 +457,7 @@ CHATS = {
 EXERCISES = [
     Exercise(
         grade_id="ch11_sft_labels_test", functions=("sft_batch",), points=3,
+        bans=(("trl.trainer.sft_trainer", "DataCollatorForLanguageModeling", "TRL's SFT data collator"),),
         cases=(
             Case("one turn beside two turns (padding, default system prompt)",
                  {"chats": [CHATS["one turn"], CHATS["two turns"]]}),
@@ -569,6 +552,8 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch11_completion_logprobs_test", functions=("completion_logprobs",), points=3,
+        bans=(("trl.trainer.utils", "selective_log_softmax", "TRL's selective_log_softmax"),
+              ("trl.trainer.utils", "selective_log_softmax_and_entropy", "TRL's selective_log_softmax"),),
         cases=(
             Case("right padding, prompts of different lengths",
                  {"seed": 0, "prompt_lens": [3, 5, 2], "completion_lens": [4, 2, 6], "side": "right"}),
@@ -624,6 +609,7 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch11_reward_loss_test", functions=("reward_model_loss",), points=2,
+        bans=(("trl.trainer.reward_trainer.RewardTrainer", "compute_loss", "TRL's RewardTrainer loss"),),
         cases=(
             Case("plain pairs", {"seed": 0, "B": 8}),
             Case("reward gaps of hundreds", {"seed": 1, "B": 6, "scale": 150.0, "gaps": [200.0, -200.0, -150.0]}),
@@ -678,6 +664,7 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch11_dpo_loss_test", functions=("dpo_loss",), points=3,
+        bans=(("trl.trainer.dpo_trainer.DPOTrainer", "_compute_loss", "TRL's DPOTrainer loss"),),
         cases=(
             Case("sigmoid, beta 0.1", {"seed": 0, "B": 6, "beta": 0.1, "loss_type": "sigmoid"}),
             Case("sigmoid, beta 0.5, log-ratios in the thousands",
@@ -844,6 +831,8 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch11_grpo_test", functions=("grpo_advantages", "grpo_loss"), points=3,
+        bans=(("trl.trainer.grpo_trainer.GRPOTrainer", "_compute_loss", "TRL's GRPOTrainer"),
+              ("trl.trainer.utils", "nanstd", "TRL's nanstd"),),
         cases=(
             Case("binary rewards, one group all equal",
                  {"seed": 0, "groups": 3, "group_size": 4, "T": 5, "epsilon": 0.2, "beta": 0.04,
@@ -911,6 +900,8 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch11_kl_estimators_test", functions=("kl_estimators",), points=2,
+        bans=(("torch.distributions", "kl_divergence", "torch.distributions.kl_divergence"),
+              ("torch.distributions.kl", "kl_divergence", "torch.distributions.kl_divergence"),),
         cases=(
             Case("10 outcomes, 64 samples", {"seed": 0, "K": 10, "samples": 64}),
             Case("peaked distributions", {"seed": 1, "K": 6, "samples": 40, "spread": 3.0}),

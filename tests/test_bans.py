@@ -68,8 +68,8 @@ def _binding(owner: str, name: str, alias: str) -> str:
 
 def _with_bans_bound(nb, exercises) -> None:
     """The solution, but every exercise that bans something first calls each banned callable bound at import
-    time in the first code cell (no arguments: a ban in force raises before the library runs), then calls the
-    first one for real; a banned callable that does not raise the ban's error says so instead."""
+    time in the first code cell, by its global name (no arguments: a ban in force raises before the library
+    runs), then calls the first one for real; a banned callable that does not raise the ban's error says so."""
     first = next(c for c in nb.cells if c.cell_type == "code")
     bindings = []
     for n, ex in enumerate(exercises):
@@ -77,23 +77,23 @@ def _with_bans_bound(nb, exercises) -> None:
         for m, (owner, name, label) in enumerate(ex.bans):
             alias = f"_banned_{n}_{m}"
             bindings.append(_binding(owner, name, alias))
-            aliases.append(f"({label!r}, {alias})")
+            aliases.append(f"({label!r}, {alias!r})")
         fn = ex.functions[0]
         cell = next(c for c in nb.cells if c.cell_type == "code" and (f"def {fn}(" in c.source
                                                                        or f"class {fn}" in c.source))
         cell.source += (
             f"\n\n_library_{n} = [{', '.join(aliases)}]\n_solution_{n} = {fn}\n\n"
             f"def {fn}(*args, **kwargs):\n"
-            f"    for label, banned in _library_{n}:\n"
+            f"    for label, name in _library_{n}:\n"
             f"        try:\n"
-            f"            banned()\n"
+            f"            globals()[name]()\n"
             f"        except RuntimeError as exc:\n"
             f"            if 'which this exercise asks you to write yourself' in str(exc):\n"
             f"                continue\n"
             f"        except Exception:\n"
             f"            pass\n"
             f"        raise AssertionError(f'the ban of {{label}} is not in force')\n"
-            f"    _library_{n}[0][1]()\n"
+            f"    globals()[_library_{n}[0][1]]()\n"
             f"    return _solution_{n}(*args, **kwargs)\n")
     first.source = "".join(bindings) + first.source
 
