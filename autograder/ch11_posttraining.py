@@ -16,7 +16,7 @@ the exact KL of categorical distributions (``torch.distributions.kl_divergence``
 ``RULES`` at the bottom quotes every rule the instructions state, with the hidden cases that exercise it and
 the mutants that break it (the shared format of ``llmprep.grading.spec.Rule``).
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose
+from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose, mutate, whole
 
 
 
@@ -454,6 +454,10 @@ CHATS = {
     "ends with user": _chat("Hello", "Hi! How can I help?", "Nothing, thanks."),
 }
 
+# Mutants are edits of the solution's own functions (read from the solution notebook); snippets used twice:
+LOGP_SUM = "return (logps * completion_mask[:, 1:].to(logps.dtype)).sum(dim=-1)"
+DPO_RETURN = "return losses, beta * chosen_logratios.detach(), beta * rejected_logratios.detach()"
+
 EXERCISES = [
     Exercise(
         grade_id="ch11_sft_labels_test", functions=("sft_batch",), points=3,
@@ -472,44 +476,11 @@ EXERCISES = [
         judge=allclose(0, 0, keys=("input_ids", "attention_mask", "labels", "long_dtype", "inputs_untouched"),
                        messages=SFT_FLAGS),
         mutants={
-            "assistant header learned too": '''
-                def sft_batch(conversations, tokenizer, max_length=None):
-                    def n_tokens(text):
-                        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-                    rows = []
-                    for messages in conversations:
-                        text = tokenizer.apply_chat_template(messages, tokenize=False)
-                        ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-                        labels = [-100] * len(ids)
-                        for i, m in enumerate(messages):
-                            if m["role"] == "assistant":
-                                start = n_tokens(tokenizer.apply_chat_template(messages[:i], tokenize=False))
-                                end = n_tokens(tokenizer.apply_chat_template(messages[:i + 1], tokenize=False))
-                                labels[start:end] = ids[start:end]
-                        if max_length is not None:
-                            ids, labels = ids[:max_length], labels[:max_length]
-                        rows.append((ids, labels))
-                    width = max(len(r[0]) for r in rows)
-                    pad = tokenizer.pad_token_id
-                    ids = torch.tensor([r[0] + [pad] * (width - len(r[0])) for r in rows])
-                    att = torch.tensor([[1] * len(r[0]) + [0] * (width - len(r[0])) for r in rows])
-                    lab = torch.tensor([r[1] + [-100] * (width - len(r[1])) for r in rows])
-                    return ids, att, lab
-            ''',
-            "only the last assistant turn learned": '''
-                _right_sft = sft_batch
-
-                def sft_batch(conversations, tokenizer, max_length=None):
-                    ids, att, lab = _right_sft(conversations, tokenizer, max_length)
-                    lab = lab.clone()
-                    for r in range(lab.shape[0]):
-                        learned = (lab[r] != -100).nonzero().flatten().tolist()
-                        runs = [i for i in learned if i - 1 not in learned]   # first token of each turn
-                        if len(runs) > 1:
-                            lab[r, :runs[-1]] = -100
-                    return ids, att, lab
-            ''',
-            "labels shifted left by one": '''
+            "assistant header learned too": mutate(", tokenize=False, add_generation_prompt=True)", ", tokenize=False)"),
+            "only the last assistant turn learned": mutate(
+                "            labels[start:end] = ids[start:end]",
+                "            labels = [-100] * len(ids)\n            labels[start:end] = ids[start:end]"),
+            "labels shifted left by one": whole('''
                 _right_sft = sft_batch
 
                 def sft_batch(conversations, tokenizer, max_length=None):
@@ -517,23 +488,18 @@ EXERCISES = [
                     shifted = torch.full_like(lab, -100)
                     shifted[:, :-1] = lab[:, 1:]
                     return ids, att, shifted
-            ''',
-            "padding found by the pad id (hides every <|im_end|>)": '''
+            '''),
+            "padding found by the pad id (hides every <|im_end|>)": whole('''
                 _right_sft = sft_batch
 
                 def sft_batch(conversations, tokenizer, max_length=None):
                     ids, att, lab = _right_sft(conversations, tokenizer, max_length)
                     pad = ids == tokenizer.pad_token_id
                     return ids, (~pad).long(), lab.masked_fill(pad, -100)
-            ''',
-            "padding labelled with the pad id": '''
-                _right_sft = sft_batch
-
-                def sft_batch(conversations, tokenizer, max_length=None):
-                    ids, att, lab = _right_sft(conversations, tokenizer, max_length)
-                    return ids, att, torch.where(att == 0, ids, lab)
-            ''',
-            "padded on the left": '''
+            '''),
+            "padding labelled with the pad id": mutate(
+                "labels = torch.full((len(rows), width), -100, dtype=torch.long)", "labels = input_ids.clone()"),
+            "padded on the left": whole('''
                 _right_sft = sft_batch
 
                 def sft_batch(conversations, tokenizer, max_length=None):
@@ -541,13 +507,8 @@ EXERCISES = [
                     shifts = [int((att[r] == 0).sum()) for r in range(ids.shape[0])]
                     return tuple(torch.stack([torch.roll(x[r], shifts[r], dims=0) for r in range(x.shape[0])])
                                  for x in (ids, att, lab))
-            ''',
-            "max_length ignored": '''
-                _right_sft = sft_batch
-
-                def sft_batch(conversations, tokenizer, max_length=None):
-                    return _right_sft(conversations, tokenizer, None)
-            ''',
+            '''),
+            "max_length ignored": mutate("if max_length is not None:", "if False:"),
         },
     ),
     Exercise(
@@ -567,44 +528,19 @@ EXERCISES = [
         judge=allclose(1e-4, 1e-4, keys=("logps", "differentiable", "grad_lm_head", "inputs_untouched"),
                        tolerances={"grad_lm_head": (1e-3, 1e-4)}, messages=GRAD_FLAGS),
         mutants={
-            "no shift (logits at t score token t)": '''
-                def completion_logprobs(model, input_ids, attention_mask, completion_mask):
-                    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-                    logps = torch.log_softmax(logits, -1).gather(-1, input_ids.unsqueeze(-1)).squeeze(-1)
-                    return (logps * completion_mask).sum(-1)
-            ''',
-            "prompt tokens counted too (attention_mask instead of completion_mask)": '''
-                def completion_logprobs(model, input_ids, attention_mask, completion_mask):
-                    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
-                    logps = torch.log_softmax(logits, -1).gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-                    return (logps * attention_mask[:, 1:]).sum(-1)
-            ''',
-            "mean over the completion instead of the sum": '''
-                def completion_logprobs(model, input_ids, attention_mask, completion_mask):
-                    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
-                    logps = torch.log_softmax(logits, -1).gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-                    m = completion_mask[:, 1:].float()
-                    return (logps * m).sum(-1) / m.sum(-1)
-            ''',
-            "attention_mask not passed to the model": '''
-                def completion_logprobs(model, input_ids, attention_mask, completion_mask):
-                    logits = model(input_ids=input_ids).logits[:, :-1]
-                    logps = torch.log_softmax(logits, -1).gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-                    return (logps * completion_mask[:, 1:]).sum(-1)
-            ''',
-            "log of softmax (underflows to -inf)": '''
-                def completion_logprobs(model, input_ids, attention_mask, completion_mask):
-                    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
-                    probs = torch.softmax(logits, -1).gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-                    return torch.where(completion_mask[:, 1:].bool(), probs.log(), torch.zeros_like(probs)).sum(-1)
-            ''',
-            "computed under torch.no_grad()": '''
-                def completion_logprobs(model, input_ids, attention_mask, completion_mask):
-                    with torch.no_grad():
-                        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
-                    logps = torch.log_softmax(logits, -1).gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-                    return (logps * completion_mask[:, 1:]).sum(-1)
-            ''',
+            "no shift (logits at t score token t)": mutate({
+                ".logits[:, :-1]": ".logits", "targets = input_ids[:, 1:]": "targets = input_ids",
+                "completion_mask[:, 1:]": "completion_mask"}),
+            "prompt tokens counted too (attention_mask instead of completion_mask)": mutate(
+                "completion_mask[:, 1:]", "attention_mask[:, 1:]"),
+            "mean over the completion instead of the sum": mutate(
+                LOGP_SUM, "m = completion_mask[:, 1:].to(logps.dtype)\n    return (logps * m).sum(dim=-1) / m.sum(dim=-1)"),
+            "attention_mask not passed to the model": mutate(
+                "model(input_ids=input_ids, attention_mask=attention_mask)", "model(input_ids=input_ids)"),
+            "log of softmax (underflows to -inf)": mutate({
+                "torch.log_softmax(logits.float(), dim=-1)": "torch.softmax(logits.float(), dim=-1)",
+                LOGP_SUM: "return torch.where(completion_mask[:, 1:].bool(), logps.log(), torch.zeros_like(logps)).sum(-1)"}),
+            "computed under torch.no_grad()": mutate("    logits = model(", "    with torch.no_grad():\n        logits = model("),
         },
     ),
     Exercise(
@@ -620,46 +556,12 @@ EXERCISES = [
         probe=probe_reward,
         judge=allclose(1e-5, 1e-5, keys=("loss", "accuracy", "grad_chosen", "grad_rejected")),
         mutants={
-            "log of sigmoid (infinite for large gaps)": '''
-                def reward_model_loss(chosen_rewards, rejected_rewards, margin=None, center_coef=None):
-                    diff = chosen_rewards - rejected_rewards - (0 if margin is None else margin)
-                    loss = -torch.log(torch.sigmoid(diff)).mean()
-                    if center_coef is not None:
-                        loss = loss + center_coef * ((chosen_rewards + rejected_rewards) ** 2).mean()
-                    return loss, (chosen_rewards > rejected_rewards).float().mean().item()
-            ''',
-            "margin added instead of subtracted": '''
-                def reward_model_loss(chosen_rewards, rejected_rewards, margin=None, center_coef=None):
-                    diff = chosen_rewards - rejected_rewards + (0 if margin is None else margin)
-                    loss = -F.logsigmoid(diff).mean()
-                    if center_coef is not None:
-                        loss = loss + center_coef * ((chosen_rewards + rejected_rewards) ** 2).mean()
-                    return loss, (chosen_rewards > rejected_rewards).float().mean().item()
-            ''',
-            "centering on the difference": '''
-                def reward_model_loss(chosen_rewards, rejected_rewards, margin=None, center_coef=None):
-                    diff = chosen_rewards - rejected_rewards - (0 if margin is None else margin)
-                    loss = -F.logsigmoid(diff).mean()
-                    if center_coef is not None:
-                        loss = loss + center_coef * ((chosen_rewards - rejected_rewards) ** 2).mean()
-                    return loss, (chosen_rewards > rejected_rewards).float().mean().item()
-            ''',
-            "ties counted as correct (>=)": '''
-                def reward_model_loss(chosen_rewards, rejected_rewards, margin=None, center_coef=None):
-                    diff = chosen_rewards - rejected_rewards - (0 if margin is None else margin)
-                    loss = -F.logsigmoid(diff).mean()
-                    if center_coef is not None:
-                        loss = loss + center_coef * ((chosen_rewards + rejected_rewards) ** 2).mean()
-                    return loss, (chosen_rewards >= rejected_rewards).float().mean().item()
-            ''',
-            "sum over pairs instead of the mean": '''
-                def reward_model_loss(chosen_rewards, rejected_rewards, margin=None, center_coef=None):
-                    diff = chosen_rewards - rejected_rewards - (0 if margin is None else margin)
-                    loss = -F.logsigmoid(diff).sum()
-                    if center_coef is not None:
-                        loss = loss + center_coef * ((chosen_rewards + rejected_rewards) ** 2).mean()
-                    return loss, (chosen_rewards > rejected_rewards).float().mean().item()
-            ''',
+            "log of sigmoid (infinite for large gaps)": mutate("-F.logsigmoid(diff)", "-torch.log(torch.sigmoid(diff))"),
+            "margin added instead of subtracted": mutate("diff = diff - margin", "diff = diff + margin"),
+            "centering on the difference": mutate("(chosen_rewards + rejected_rewards) ** 2",
+                                                  "(chosen_rewards - rejected_rewards) ** 2"),
+            "ties counted as correct (>=)": mutate("(chosen_rewards > rejected_rewards)", "(chosen_rewards >= rejected_rewards)"),
+            "sum over pairs instead of the mean": mutate("-F.logsigmoid(diff).mean()", "-F.logsigmoid(diff).sum()"),
         },
     ),
     Exercise(
@@ -679,85 +581,22 @@ EXERCISES = [
         judge=allclose(1e-4, 1e-5, keys=None, messages=DPO_FLAGS,
                        tolerances={"grad_policy_chosen": (1e-4, 1e-6), "grad_policy_rejected": (1e-4, 1e-6)}),
         mutants={
-            "reference model ignored": '''
-                def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta=0.1,
-                             loss_type="sigmoid", chosen_lengths=None, rejected_lengths=None):
-                    if loss_type == "sigmoid":
-                        losses = -F.logsigmoid(beta * (policy_chosen_logps - policy_rejected_logps))
-                    elif loss_type == "ipo":
-                        d = policy_chosen_logps / chosen_lengths - policy_rejected_logps / rejected_lengths
-                        losses = (d - 1 / (2 * beta)) ** 2
-                    else:
-                        raise ValueError(loss_type)
-                    return (losses, beta * (policy_chosen_logps - ref_chosen_logps).detach(),
-                            beta * (policy_rejected_logps - ref_rejected_logps).detach())
-            ''',
-            "log of sigmoid (not stable)": '''
-                _right_dpo = dpo_loss
-
-                def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta=0.1,
-                             loss_type="sigmoid", chosen_lengths=None, rejected_lengths=None):
-                    losses, rc, rr = _right_dpo(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
-                                                ref_rejected_logps, beta, loss_type, chosen_lengths, rejected_lengths)
-                    if loss_type == "sigmoid":
-                        d = (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
-                        losses = -torch.log(torch.sigmoid(beta * d))
-                    return losses, rc, rr
-            ''',
-            "IPO without per-token normalisation": '''
-                _right_dpo = dpo_loss
-
-                def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta=0.1,
-                             loss_type="sigmoid", chosen_lengths=None, rejected_lengths=None):
-                    if loss_type == "ipo":
-                        ones = torch.ones_like(policy_chosen_logps)
-                        return _right_dpo(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
-                                          ref_rejected_logps, beta, loss_type, ones, ones)
-                    return _right_dpo(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
-                                      ref_rejected_logps, beta, loss_type, chosen_lengths, rejected_lengths)
-            ''',
-            "IPO target +1/(2 beta) on the wrong side": '''
-                _right_dpo = dpo_loss
-
-                def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta=0.1,
-                             loss_type="sigmoid", chosen_lengths=None, rejected_lengths=None):
-                    losses, rc, rr = _right_dpo(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
-                                                ref_rejected_logps, beta, loss_type, chosen_lengths, rejected_lengths)
-                    if loss_type == "ipo":
-                        d = ((policy_chosen_logps - ref_chosen_logps) / chosen_lengths
-                             - (policy_rejected_logps - ref_rejected_logps) / rejected_lengths)
-                        losses = (d + 1 / (2 * beta)) ** 2
-                    return losses, rc, rr
-            ''',
-            "rewards without beta": '''
-                _right_dpo = dpo_loss
-
-                def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta=0.1,
-                             loss_type="sigmoid", chosen_lengths=None, rejected_lengths=None):
-                    losses, rc, rr = _right_dpo(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
-                                                ref_rejected_logps, beta, loss_type, chosen_lengths, rejected_lengths)
-                    return losses, rc / beta, rr / beta
-            ''',
-            "rewards not detached": '''
-                _right_dpo = dpo_loss
-
-                def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta=0.1,
-                             loss_type="sigmoid", chosen_lengths=None, rejected_lengths=None):
-                    losses, rc, rr = _right_dpo(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
-                                                ref_rejected_logps, beta, loss_type, chosen_lengths, rejected_lengths)
-                    return (losses, beta * (policy_chosen_logps - ref_chosen_logps),
-                            beta * (policy_rejected_logps - ref_rejected_logps))
-            ''',
-            "unknown loss_type treated as sigmoid": '''
-                _right_dpo = dpo_loss
-
-                def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta=0.1,
-                             loss_type="sigmoid", chosen_lengths=None, rejected_lengths=None):
-                    if loss_type != "ipo":
-                        loss_type = "sigmoid"
-                    return _right_dpo(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
-                                      ref_rejected_logps, beta, loss_type, chosen_lengths, rejected_lengths)
-            ''',
+            "reference model ignored": mutate({
+                "chosen_logratios = policy_chosen_logps - ref_chosen_logps": "chosen_logratios = policy_chosen_logps",
+                "rejected_logratios = policy_rejected_logps - ref_rejected_logps":
+                    "rejected_logratios = policy_rejected_logps",
+                DPO_RETURN: "return (losses, beta * (policy_chosen_logps - ref_chosen_logps).detach(),\n"
+                            "            beta * (policy_rejected_logps - ref_rejected_logps).detach())"}),
+            "log of sigmoid (not stable)": mutate("-F.logsigmoid(beta * (chosen_logratios - rejected_logratios))",
+                                                  "-torch.log(torch.sigmoid(beta * (chosen_logratios - rejected_logratios)))"),
+            "IPO without per-token normalisation": mutate(
+                "delta = chosen_logratios / chosen_lengths - rejected_logratios / rejected_lengths",
+                "delta = chosen_logratios - rejected_logratios"),
+            "IPO target +1/(2 beta) on the wrong side": mutate("(delta - 1 / (2 * beta))", "(delta + 1 / (2 * beta))"),
+            "rewards without beta": mutate(DPO_RETURN,
+                                           "return losses, chosen_logratios.detach(), rejected_logratios.detach()"),
+            "rewards not detached": mutate(DPO_RETURN, "return losses, beta * chosen_logratios, beta * rejected_logratios"),
+            "unknown loss_type treated as sigmoid": mutate('if loss_type == "sigmoid":', 'if loss_type != "ipo":'),
         },
     ),
     Exercise(
@@ -777,38 +616,12 @@ EXERCISES = [
         probe=probe_gae,
         judge=allclose(1e-4, 1e-5, keys=("advantages", "returns", "inputs_untouched")),
         mutants={
-            "lambda missing from the recursion": '''
-                def gae(rewards, values, dones, last_value, gamma=1.0, lam=0.95):
-                    T = rewards.shape[1]
-                    adv = torch.zeros_like(rewards)
-                    nv, na = last_value, torch.zeros_like(last_value)
-                    for t in reversed(range(T)):
-                        alive = 1.0 - dones[:, t]
-                        delta = rewards[:, t] + gamma * nv * alive - values[:, t]
-                        na = delta + gamma * alive * na
-                        adv[:, t] = na
-                        nv = values[:, t]
-                    return adv, adv + values
-            ''',
-            "no bootstrap from last_value": '''
-                _right_gae = gae
-
-                def gae(rewards, values, dones, last_value, gamma=1.0, lam=0.95):
-                    return _right_gae(rewards, values, dones, torch.zeros_like(last_value), gamma, lam)
-            ''',
-            "done stops the bootstrap but not the recursion": '''
-                def gae(rewards, values, dones, last_value, gamma=1.0, lam=0.95):
-                    T = rewards.shape[1]
-                    adv = torch.zeros_like(rewards)
-                    nv, na = last_value, torch.zeros_like(last_value)
-                    for t in reversed(range(T)):
-                        delta = rewards[:, t] + gamma * nv * (1.0 - dones[:, t]) - values[:, t]
-                        na = delta + gamma * lam * na
-                        adv[:, t] = na
-                        nv = values[:, t]
-                    return adv, adv + values
-            ''',
-            "returns are discounted reward sums": '''
+            "lambda missing from the recursion": mutate("gamma * lam * alive * next_adv", "gamma * alive * next_adv"),
+            "no bootstrap from last_value": mutate("next_value, next_adv = last_value,",
+                                                   "next_value, next_adv = torch.zeros_like(last_value),"),
+            "done stops the bootstrap but not the recursion": mutate("gamma * lam * alive * next_adv",
+                                                                     "gamma * lam * next_adv"),
+            "returns are discounted reward sums": whole('''
                 _right_gae = gae
 
                 def gae(rewards, values, dones, last_value, gamma=1.0, lam=0.95):
@@ -818,15 +631,9 @@ EXERCISES = [
                         run = rewards[:, t] + gamma * run * (1.0 - dones[:, t])
                         ret[:, t] = run
                     return adv, ret
-            ''',
-            "values modified in place": '''
-                _right_gae = gae
-
-                def gae(rewards, values, dones, last_value, gamma=1.0, lam=0.95):
-                    adv, ret = _right_gae(rewards, values, dones, last_value, gamma, lam)
-                    values += adv
-                    return adv, values
-            ''',
+            '''),
+            "values modified in place": mutate("return advantages, advantages + values",
+                                               "values += advantages\n    return advantages, values"),
         },
     ),
     Exercise(
@@ -850,52 +657,19 @@ EXERCISES = [
         judge=allclose(1e-4, 1e-5, keys=("advantages", "loss", "grad_logps"),
                        tolerances={"grad_logps": (1e-4, 1e-6)}),
         mutants={
-            "population standard deviation (n)": '''
-                _right_adv = grpo_advantages
-
-                def grpo_advantages(rewards, group_size):
-                    g = rewards.view(-1, group_size)
-                    return ((g - g.mean(1, keepdim=True)) / (g.std(1, unbiased=False, keepdim=True) + 1e-4)).view(-1)
-            ''',
-            "groups taken with a stride (rewards.view(group_size, -1))": '''
-                def grpo_advantages(rewards, group_size):
-                    g = rewards.view(group_size, -1)
-                    return ((g - g.mean(0, keepdim=True)) / (g.std(0, keepdim=True) + 1e-4)).reshape(-1)
-            ''',
-            "no 1e-4 in the denominator": '''
-                def grpo_advantages(rewards, group_size):
-                    g = rewards.view(-1, group_size)
-                    return ((g - g.mean(1, keepdim=True)) / g.std(1, keepdim=True)).view(-1)
-            ''',
-            "clipped term only (no min with the unclipped one)": '''
-                def grpo_loss(logps, old_logps, ref_logps, advantages, completion_mask, epsilon=0.2, beta=0.04):
-                    ratio = torch.exp(logps - old_logps)
-                    per = -torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * advantages[:, None]
-                    log_r = ref_logps - logps
-                    per = per + beta * (torch.exp(log_r) - log_r - 1)
-                    m = completion_mask.float()
-                    return ((per * m).sum(1) / m.sum(1)).mean()
-            ''',
-            "k3 with the log-ratio reversed (logp - ref)": '''
-                def grpo_loss(logps, old_logps, ref_logps, advantages, completion_mask, epsilon=0.2, beta=0.04):
-                    ratio = torch.exp(logps - old_logps)
-                    a = advantages[:, None]
-                    per = -torch.min(ratio * a, torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * a)
-                    log_r = logps - ref_logps
-                    per = per + beta * (torch.exp(log_r) - log_r - 1)
-                    m = completion_mask.float()
-                    return ((per * m).sum(1) / m.sum(1)).mean()
-            ''',
-            "one mean over all tokens of the batch": '''
-                def grpo_loss(logps, old_logps, ref_logps, advantages, completion_mask, epsilon=0.2, beta=0.04):
-                    ratio = torch.exp(logps - old_logps)
-                    a = advantages[:, None]
-                    per = -torch.min(ratio * a, torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * a)
-                    log_r = ref_logps - logps
-                    per = per + beta * (torch.exp(log_r) - log_r - 1)
-                    m = completion_mask.float()
-                    return (per * m).sum() / m.sum()
-            ''',
+            "population standard deviation (n)": mutate("groups.std(dim=1, keepdim=True)",
+                                                        "groups.std(dim=1, keepdim=True, unbiased=False)"),
+            "groups taken with a stride (rewards.view(group_size, -1))": mutate({
+                "groups = rewards.view(-1, group_size)": "groups = rewards.view(group_size, -1).T",
+                "(std + 1e-4)).view(-1)": "(std + 1e-4)).T.reshape(-1)"}),
+            "no 1e-4 in the denominator": mutate("(std + 1e-4)", "std"),
+            "clipped term only (no min with the unclipped one)": mutate(
+                "-torch.min(ratio * adv, torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * adv)",
+                "-torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * adv"),
+            "k3 with the log-ratio reversed (logp - ref)": mutate("log_r = ref_logps - logps", "log_r = logps - ref_logps"),
+            "one mean over all tokens of the batch": mutate(
+                "return ((per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)).mean()",
+                "return (per_token * mask).sum() / mask.sum()"),
         },
     ),
     Exercise(
@@ -911,26 +685,14 @@ EXERCISES = [
         judge=allclose(1e-4, 1e-5, keys=("k1", "k2", "k3", "k1_unbiased", "k3_unbiased", "k2_mean", "k3_nonnegative"),
                        messages=KL_FLAGS),
         mutants={
-            "ratio inverted (log q - log p)": '''
-                def kl_estimators(logq, logp):
-                    log_r = logq - logp
-                    return -log_r, 0.5 * log_r ** 2, torch.exp(log_r) - 1 - log_r
-            ''',
-            "k2 without the factor 1/2": '''
-                def kl_estimators(logq, logp):
-                    log_r = logp - logq
-                    return -log_r, log_r ** 2, torch.exp(log_r) - 1 - log_r
-            ''',
-            "k3 without the -1": '''
-                def kl_estimators(logq, logp):
-                    log_r = logp - logq
-                    return -log_r, 0.5 * log_r ** 2, torch.exp(log_r) - log_r
-            ''',
-            "ratio of probabilities (0/0 for tiny probabilities)": '''
+            "ratio inverted (log q - log p)": mutate("log_r = logp - logq", "log_r = logq - logp"),
+            "k2 without the factor 1/2": mutate("0.5 * log_r ** 2", "log_r ** 2"),
+            "k3 without the -1": mutate("torch.expm1(log_r) - log_r", "torch.exp(log_r) - log_r"),
+            "ratio of probabilities (0/0 for tiny probabilities)": whole('''
                 def kl_estimators(logq, logp):
                     r = torch.exp(logp) / torch.exp(logq)
                     return -torch.log(r), 0.5 * torch.log(r) ** 2, r - 1 - torch.log(r)
-            ''',
+            '''),
         },
     ),
 ]
