@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from llmprep.grading.spec import Case, Chapter, Exercise, Rule, ordered
+from llmprep.grading.spec import Case, Chapter, Exercise, Rule, mutate, ordered, whole
 
 
 
@@ -400,6 +400,12 @@ def oracle_router():
 
 # ============================================================================ the spec
 
+# Mutants are edits of the solution's own functions (read from the solution notebook); snippets used twice:
+ROW_ZERO = "weights = weights.masked_fill(~allowed.any(dim=-1, keepdim=True), 0.0)"
+ROTATE = "torch.cat([-x[..., d // 2:], x[..., :d // 2]], dim=-1)"
+ROPE_QK = "q, k = q * c + rotate_half(q) * s, k * c + rotate_half(k) * s"
+GLU = "F.silu(F.linear(x, gate_weight)) * F.linear(x, up_weight)"
+
 EXERCISES = [
     Exercise(
         grade_id="ch09_attention_test", functions=("attention",), points=3,
@@ -422,76 +428,15 @@ EXERCISES = [
         ),
         probe=probe_attention, judge=judge_attention,
         mutants={
-            "scales by 1/d instead of 1/sqrt(d)": """
-                def attention(q, k, v, causal=False, key_padding_mask=None):
-                    lq, lk = q.shape[-2], k.shape[-2]
-                    allowed = torch.ones(q.shape[0], 1, lq, lk, dtype=torch.bool)
-                    if causal:
-                        allowed = allowed & torch.ones(lq, lk, dtype=torch.bool).tril(lk - lq)
-                    if key_padding_mask is not None:
-                        allowed = allowed & key_padding_mask[:, None, None, :]
-                    scores = (q @ k.transpose(-2, -1) / q.shape[-1]).masked_fill(~allowed, float("-inf"))
-                    w = torch.softmax(scores, dim=-1).nan_to_num(0.0)
-                    return w @ v
-            """,
-            "causal mask aligned top-left (ignores the cached prefix)": """
-                def attention(q, k, v, causal=False, key_padding_mask=None):
-                    lq, lk = q.shape[-2], k.shape[-2]
-                    allowed = torch.ones(q.shape[0], 1, lq, lk, dtype=torch.bool)
-                    if causal:
-                        allowed = allowed & torch.ones(lq, lk, dtype=torch.bool).tril()
-                    if key_padding_mask is not None:
-                        allowed = allowed & key_padding_mask[:, None, None, :]
-                    scores = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).masked_fill(~allowed, float("-inf"))
-                    w = torch.softmax(scores, dim=-1).nan_to_num(0.0)
-                    return w @ v
-            """,
-            "padding mask read as True = padding": """
-                def attention(q, k, v, causal=False, key_padding_mask=None):
-                    lq, lk = q.shape[-2], k.shape[-2]
-                    allowed = torch.ones(q.shape[0], 1, lq, lk, dtype=torch.bool)
-                    if causal:
-                        allowed = allowed & torch.ones(lq, lk, dtype=torch.bool).tril(lk - lq)
-                    if key_padding_mask is not None:
-                        allowed = allowed & ~key_padding_mask[:, None, None, :]
-                    scores = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).masked_fill(~allowed, float("-inf"))
-                    w = torch.softmax(scores, dim=-1).nan_to_num(0.0)
-                    return w @ v
-            """,
-            "fully masked rows come out as NaN": """
-                def attention(q, k, v, causal=False, key_padding_mask=None):
-                    lq, lk = q.shape[-2], k.shape[-2]
-                    allowed = torch.ones(q.shape[0], 1, lq, lk, dtype=torch.bool)
-                    if causal:
-                        allowed = allowed & torch.ones(lq, lk, dtype=torch.bool).tril(lk - lq)
-                    if key_padding_mask is not None:
-                        allowed = allowed & key_padding_mask[:, None, None, :]
-                    scores = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).masked_fill(~allowed, float("-inf"))
-                    return torch.softmax(scores, dim=-1) @ v
-            """,
-            "masks with -1e9: fully masked rows average every value": """
-                def attention(q, k, v, causal=False, key_padding_mask=None):
-                    lq, lk = q.shape[-2], k.shape[-2]
-                    allowed = torch.ones(q.shape[0], 1, lq, lk, dtype=torch.bool)
-                    if causal:
-                        allowed = allowed & torch.ones(lq, lk, dtype=torch.bool).tril(lk - lq)
-                    if key_padding_mask is not None:
-                        allowed = allowed & key_padding_mask[:, None, None, :]
-                    scores = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).masked_fill(~allowed, -1e9)
-                    return torch.softmax(scores, dim=-1) @ v
-            """,
-            "exp without subtracting the row maximum (overflows)": """
-                def attention(q, k, v, causal=False, key_padding_mask=None):
-                    lq, lk = q.shape[-2], k.shape[-2]
-                    allowed = torch.ones(q.shape[0], 1, lq, lk, dtype=torch.bool)
-                    if causal:
-                        allowed = allowed & torch.ones(lq, lk, dtype=torch.bool).tril(lk - lq)
-                    if key_padding_mask is not None:
-                        allowed = allowed & key_padding_mask[:, None, None, :]
-                    e = torch.exp(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5) * allowed
-                    total = e.sum(-1, keepdim=True)
-                    return torch.where(total > 0, e / total.clamp_min(1e-30), 0.0) @ v
-            """,
+            "scales by 1/d instead of 1/sqrt(d)": mutate("/ math.sqrt(q.shape[-1])", "/ q.shape[-1]"),
+            "causal mask aligned top-left (ignores the cached prefix)": mutate(".tril(diagonal=lk - lq)", ".tril()"),
+            "padding mask read as True = padding": mutate("allowed & key_padding_mask", "allowed & ~key_padding_mask"),
+            "fully masked rows come out as NaN": mutate(ROW_ZERO, "pass"),
+            "masks with -1e9: fully masked rows average every value": mutate(
+                {'scores.masked_fill(~allowed, float("-inf"))': "scores.masked_fill(~allowed, -1e9)", ROW_ZERO: "pass"}),
+            "exp without subtracting the row maximum (overflows)": mutate(
+                "weights = torch.softmax(scores, dim=-1)",
+                "e = scores.exp()\n    weights = e / e.sum(-1, keepdim=True).clamp_min(1e-30)"),
         },
         alternatives={
             "loop over batch and heads, float64, explicit index lists": """
@@ -529,98 +474,18 @@ EXERCISES = [
         probe=probe_mha, judge=ordered(("out", "the attention output", 1e-4, 1e-5),
                                        ("weights", "the returned attention map (mean over heads)", 1e-4, 1e-6)),
         mutants={
-            "q, k, v blocks read in the wrong order (k, q, v)": """
-                def multi_head_attention(query, key, value, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias,
-                                         num_heads, key_padding_mask=None):
-                    b, lq, e = query.shape
-                    hd = e // num_heads
-                    wk, wq, wv = in_proj_weight.chunk(3)
-                    bk, bq, bv = in_proj_bias.chunk(3)
-                    q = F.linear(query, wq, bq).view(b, lq, num_heads, hd).transpose(1, 2)
-                    k = F.linear(key, wk, bk).view(b, key.shape[1], num_heads, hd).transpose(1, 2)
-                    v = F.linear(value, wv, bv).view(b, key.shape[1], num_heads, hd).transpose(1, 2)
-                    s = q @ k.transpose(-2, -1) / hd ** 0.5
-                    if key_padding_mask is not None:
-                        s = s.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
-                    w = s.softmax(-1)
-                    return F.linear((w @ v).transpose(1, 2).reshape(b, lq, e), out_proj_weight, out_proj_bias), w.mean(1)
-            """,
-            "scaled by sqrt(embed_dim) instead of sqrt(head_dim)": """
-                def multi_head_attention(query, key, value, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias,
-                                         num_heads, key_padding_mask=None):
-                    b, lq, e = query.shape
-                    hd = e // num_heads
-                    wq, wk, wv = in_proj_weight.chunk(3)
-                    bq, bk, bv = in_proj_bias.chunk(3)
-                    q = F.linear(query, wq, bq).view(b, lq, num_heads, hd).transpose(1, 2)
-                    k = F.linear(key, wk, bk).view(b, key.shape[1], num_heads, hd).transpose(1, 2)
-                    v = F.linear(value, wv, bv).view(b, key.shape[1], num_heads, hd).transpose(1, 2)
-                    s = q @ k.transpose(-2, -1) / e ** 0.5
-                    if key_padding_mask is not None:
-                        s = s.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
-                    w = s.softmax(-1)
-                    return F.linear((w @ v).transpose(1, 2).reshape(b, lq, e), out_proj_weight, out_proj_bias), w.mean(1)
-            """,
-            "key_padding_mask read as True = keep": """
-                def multi_head_attention(query, key, value, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias,
-                                         num_heads, key_padding_mask=None):
-                    b, lq, e = query.shape
-                    hd = e // num_heads
-                    wq, wk, wv = in_proj_weight.chunk(3)
-                    bq, bk, bv = in_proj_bias.chunk(3)
-                    q = F.linear(query, wq, bq).view(b, lq, num_heads, hd).transpose(1, 2)
-                    k = F.linear(key, wk, bk).view(b, key.shape[1], num_heads, hd).transpose(1, 2)
-                    v = F.linear(value, wv, bv).view(b, key.shape[1], num_heads, hd).transpose(1, 2)
-                    s = q @ k.transpose(-2, -1) / hd ** 0.5
-                    if key_padding_mask is not None:
-                        s = s.masked_fill(~key_padding_mask[:, None, None, :], float("-inf"))
-                    w = s.softmax(-1)
-                    return F.linear((w @ v).transpose(1, 2).reshape(b, lq, e), out_proj_weight, out_proj_bias), w.mean(1)
-            """,
-            "keys and values projected from the query (self-attention only)": """
-                def multi_head_attention(query, key, value, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias,
-                                         num_heads, key_padding_mask=None):
-                    b, lq, e = query.shape
-                    hd = e // num_heads
-                    q, k, v = F.linear(query, in_proj_weight, in_proj_bias).view(b, lq, 3, num_heads, hd).permute(2, 0, 3, 1, 4)
-                    s = q @ k.transpose(-2, -1) / hd ** 0.5
-                    if key_padding_mask is not None and key_padding_mask.shape[1] == lq:
-                        s = s.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
-                    w = s.softmax(-1)
-                    return F.linear((w @ v).transpose(1, 2).reshape(b, lq, e), out_proj_weight, out_proj_bias), w.mean(1)
-            """,
-            "heads split with view(b, heads, L, head_dim) (no transpose)": """
-                def multi_head_attention(query, key, value, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias,
-                                         num_heads, key_padding_mask=None):
-                    b, lq, e = query.shape
-                    hd = e // num_heads
-                    wq, wk, wv = in_proj_weight.chunk(3)
-                    bq, bk, bv = in_proj_bias.chunk(3)
-                    q = F.linear(query, wq, bq).reshape(b, num_heads, lq, hd)
-                    k = F.linear(key, wk, bk).reshape(b, num_heads, key.shape[1], hd)
-                    v = F.linear(value, wv, bv).reshape(b, num_heads, key.shape[1], hd)
-                    s = q @ k.transpose(-2, -1) / hd ** 0.5
-                    if key_padding_mask is not None:
-                        s = s.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
-                    w = s.softmax(-1)
-                    return F.linear((w @ v).reshape(b, lq, e), out_proj_weight, out_proj_bias), w.mean(1)
-            """,
-            "returns the first head's weights instead of the mean over heads": """
-                def multi_head_attention(query, key, value, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias,
-                                         num_heads, key_padding_mask=None):
-                    b, lq, e = query.shape
-                    hd = e // num_heads
-                    wq, wk, wv = in_proj_weight.chunk(3)
-                    bq, bk, bv = in_proj_bias.chunk(3)
-                    q = F.linear(query, wq, bq).view(b, lq, num_heads, hd).transpose(1, 2)
-                    k = F.linear(key, wk, bk).view(b, key.shape[1], num_heads, hd).transpose(1, 2)
-                    v = F.linear(value, wv, bv).view(b, key.shape[1], num_heads, hd).transpose(1, 2)
-                    s = q @ k.transpose(-2, -1) / hd ** 0.5
-                    if key_padding_mask is not None:
-                        s = s.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
-                    w = s.softmax(-1)
-                    return F.linear((w @ v).transpose(1, 2).reshape(b, lq, e), out_proj_weight, out_proj_bias), w[:, 0]
-            """,
+            "q, k, v blocks read in the wrong order (k, q, v)": mutate({"w_q, w_k, w_v = ": "w_k, w_q, w_v = ",
+                                                                        "b_q, b_k, b_v = ": "b_k, b_q, b_v = "}),
+            "scaled by sqrt(embed_dim) instead of sqrt(head_dim)": mutate("/ math.sqrt(hd)", "/ math.sqrt(e)"),
+            "key_padding_mask read as True = keep": mutate("masked_fill(key_padding_mask", "masked_fill(~key_padding_mask"),
+            "keys and values projected from the query (self-attention only)": mutate({
+                "split_heads(key, w_k, b_k, lk), split_heads(value, w_v, b_v, lk)":
+                    "split_heads(query, w_k, b_k, lq), split_heads(query, w_v, b_v, lq)",
+                "if key_padding_mask is not None:": "if key_padding_mask is not None and key_padding_mask.shape[1] == lq:"}),
+            "heads split with view(b, heads, L, head_dim) (no transpose)": mutate({
+                ".view(b, length, num_heads, hd).transpose(1, 2)": ".reshape(b, num_heads, length, hd)",
+                "(weights @ v).transpose(1, 2).reshape(b, lq, e)": "(weights @ v).reshape(b, lq, e)"}),
+            "returns the first head's weights instead of the mean over heads": mutate("weights.mean(dim=1)", "weights[:, 0]"),
         },
         alternatives={
             "one head at a time from weight slices, einsum": """
@@ -665,55 +530,15 @@ EXERCISES = [
         probe=probe_rope, judge=ordered(("q_rot", "the rotated query tensor", 1e-4, 1e-3),
                                         ("k_rot", "the rotated key tensor", 1e-4, 1e-3)),
         mutants={
-            "pairs adjacent dimensions (interleaved, GPT-J style)": """
-                def apply_rope(q, k, position_ids, theta=10000.0):
-                    d = q.shape[-1]
-                    inv = 1.0 / theta ** (torch.arange(0, d, 2).float() / d)
-                    ang = (position_ids[..., None].float() * inv).repeat_interleave(2, -1)[:, None]
-                    def rot(x):
-                        return torch.stack([-x[..., 1::2], x[..., ::2]], dim=-1).flatten(-2)
-                    return q * ang.cos() + rot(q) * ang.sin(), k * ang.cos() + rot(k) * ang.sin()
-            """,
-            "positions 0..L-1 whatever position_ids say": """
-                def apply_rope(q, k, position_ids, theta=10000.0):
-                    d, length = q.shape[-1], q.shape[-2]
-                    inv = 1.0 / theta ** (torch.arange(0, d, 2).float() / d)
-                    ang = torch.arange(length).float()[:, None] * inv
-                    ang = torch.cat([ang, ang], -1)
-                    def rot(x):
-                        return torch.cat([-x[..., d // 2:], x[..., :d // 2]], -1)
-                    return q * ang.cos() + rot(q) * ang.sin(), k * ang.cos() + rot(k) * ang.sin()
-            """,
-            "theta fixed at 10000": """
-                def apply_rope(q, k, position_ids, theta=10000.0):
-                    d = q.shape[-1]
-                    inv = 1.0 / 10000.0 ** (torch.arange(0, d, 2).float() / d)
-                    ang = position_ids[..., None].float() * inv
-                    ang = torch.cat([ang, ang], -1)[:, None]
-                    def rot(x):
-                        return torch.cat([-x[..., d // 2:], x[..., :d // 2]], -1)
-                    return q * ang.cos() + rot(q) * ang.sin(), k * ang.cos() + rot(k) * ang.sin()
-            """,
-            "rotates the wrong way (sign of rotate_half flipped)": """
-                def apply_rope(q, k, position_ids, theta=10000.0):
-                    d = q.shape[-1]
-                    inv = 1.0 / theta ** (torch.arange(0, d, 2).float() / d)
-                    ang = position_ids[..., None].float() * inv
-                    ang = torch.cat([ang, ang], -1)[:, None]
-                    def rot(x):
-                        return torch.cat([x[..., d // 2:], -x[..., :d // 2]], -1)
-                    return q * ang.cos() + rot(q) * ang.sin(), k * ang.cos() + rot(k) * ang.sin()
-            """,
-            "frequencies theta^(-i/d) instead of theta^(-2i/d)": """
-                def apply_rope(q, k, position_ids, theta=10000.0):
-                    d = q.shape[-1]
-                    inv = 1.0 / theta ** (torch.arange(0, d // 2).float() / d)
-                    ang = position_ids[..., None].float() * inv
-                    ang = torch.cat([ang, ang], -1)[:, None]
-                    def rot(x):
-                        return torch.cat([-x[..., d // 2:], x[..., :d // 2]], -1)
-                    return q * ang.cos() + rot(q) * ang.sin(), k * ang.cos() + rot(k) * ang.sin()
-            """,
+            "pairs adjacent dimensions (interleaved, GPT-J style)": mutate({
+                "torch.cat([angles, angles], dim=-1)[:, None]": "angles.repeat_interleave(2, -1)[:, None]",
+                ROTATE: "torch.stack([-x[..., 1::2], x[..., ::2]], dim=-1).flatten(-2)"}),
+            "positions 0..L-1 whatever position_ids say": mutate(
+                "position_ids[..., None].float()", "torch.arange(q.shape[-2]).expand_as(position_ids)[..., None].float()"),
+            "theta fixed at 10000": mutate("1.0 / theta **", "1.0 / 10000.0 **"),
+            "rotates the wrong way (sign of rotate_half flipped)": mutate(
+                ROTATE, "torch.cat([x[..., d // 2:], -x[..., :d // 2]], dim=-1)"),
+            "frequencies theta^(-i/d) instead of theta^(-2i/d)": mutate("torch.arange(0, d, 2,", "torch.arange(0, d // 2,"),
         },
         alternatives={
             "complex multiplication in float64": """
@@ -749,31 +574,15 @@ EXERCISES = [
         probe=probe_rms_norm,
         judge=judge_rms_norm,
         mutants={
-            "computes in the input's precision (float16 x^2 overflows)": """
-                def rms_norm(x, weight, eps=1e-6):
-                    return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
-            """,
-            "eps added outside the square root": """
-                def rms_norm(x, weight, eps=1e-6):
-                    xf = x.float()
-                    return (weight.float() * xf / (xf.pow(2).mean(-1, keepdim=True).sqrt() + eps)).to(x.dtype)
-            """,
-            "subtracts the mean first (LayerNorm without bias)": """
-                def rms_norm(x, weight, eps=1e-6):
-                    xf = x.float()
-                    xf = xf - xf.mean(-1, keepdim=True)
-                    return (weight.float() * xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
-            """,
-            "returns float32 for half-precision input": """
-                def rms_norm(x, weight, eps=1e-6):
-                    xf = x.float()
-                    return weight.float() * xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-            """,
-            "one statistic for the whole tensor, not per row": """
-                def rms_norm(x, weight, eps=1e-6):
-                    xf = x.float()
-                    return (weight.float() * xf * torch.rsqrt(xf.pow(2).mean() + eps)).to(x.dtype)
-            """,
+            "computes in the input's precision (float16 x^2 overflows)": mutate("xf = x.float()", "xf = x"),
+            "eps added outside the square root": mutate("torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + eps)",
+                                                        "1 / (xf.pow(2).mean(dim=-1, keepdim=True).sqrt() + eps)"),
+            "subtracts the mean first (LayerNorm without bias)": mutate(
+                "    xf = x.float()\n", "    xf = x.float()\n    xf = xf - xf.mean(dim=-1, keepdim=True)\n"),
+            "returns float32 for half-precision input": mutate("return weight * normed.to(x.dtype)",
+                                                               "return weight.float() * normed"),
+            "one statistic for the whole tensor, not per row": mutate("xf.pow(2).mean(dim=-1, keepdim=True)",
+                                                                      "xf.pow(2).mean()"),
         },
         alternatives={
             "vector norm in float64, divide, cast back": """
@@ -805,77 +614,13 @@ EXERCISES = [
         ),
         probe=probe_gqa, judge=ordered(("out", "the attention block's output", 1e-4, 1e-4)),
         mutants={
-            "KV heads tiled (repeat) instead of grouped (repeat_interleave)": """
-                def gqa_attention(x, q_weight, k_weight, v_weight, o_weight, num_heads, num_kv_heads, cos, sin):
-                    b, l, _ = x.shape
-                    hd = q_weight.shape[0] // num_heads
-                    q = (x @ q_weight.T).view(b, l, num_heads, hd).transpose(1, 2)
-                    k = (x @ k_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
-                    v = (x @ v_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
-                    rot = lambda t: torch.cat([-t[..., hd // 2:], t[..., :hd // 2]], dim=-1)
-                    q, k = q * cos[:, None] + rot(q) * sin[:, None], k * cos[:, None] + rot(k) * sin[:, None]
-                    k, v = k.repeat(1, num_heads // num_kv_heads, 1, 1), v.repeat(1, num_heads // num_kv_heads, 1, 1)
-                    s = (q @ k.transpose(-2, -1) / hd ** 0.5).masked_fill(torch.ones(l, l).triu(1).bool(), float("-inf"))
-                    return (s.softmax(-1) @ v).transpose(1, 2).reshape(b, l, -1) @ o_weight.T
-            """,
-            "no causal mask": """
-                def gqa_attention(x, q_weight, k_weight, v_weight, o_weight, num_heads, num_kv_heads, cos, sin):
-                    b, l, _ = x.shape
-                    hd = q_weight.shape[0] // num_heads
-                    q = (x @ q_weight.T).view(b, l, num_heads, hd).transpose(1, 2)
-                    k = (x @ k_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
-                    v = (x @ v_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
-                    rot = lambda t: torch.cat([-t[..., hd // 2:], t[..., :hd // 2]], dim=-1)
-                    q, k = q * cos[:, None] + rot(q) * sin[:, None], k * cos[:, None] + rot(k) * sin[:, None]
-                    g = num_heads // num_kv_heads
-                    k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
-                    s = q @ k.transpose(-2, -1) / hd ** 0.5
-                    return (s.softmax(-1) @ v).transpose(1, 2).reshape(b, l, -1) @ o_weight.T
-            """,
-            "RoPE applied to the queries only": """
-                def gqa_attention(x, q_weight, k_weight, v_weight, o_weight, num_heads, num_kv_heads, cos, sin):
-                    b, l, _ = x.shape
-                    hd = q_weight.shape[0] // num_heads
-                    q = (x @ q_weight.T).view(b, l, num_heads, hd).transpose(1, 2)
-                    k = (x @ k_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
-                    v = (x @ v_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
-                    rot = lambda t: torch.cat([-t[..., hd // 2:], t[..., :hd // 2]], dim=-1)
-                    q = q * cos[:, None] + rot(q) * sin[:, None]
-                    g = num_heads // num_kv_heads
-                    k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
-                    s = (q @ k.transpose(-2, -1) / hd ** 0.5).masked_fill(torch.ones(l, l).triu(1).bool(), float("-inf"))
-                    return (s.softmax(-1) @ v).transpose(1, 2).reshape(b, l, -1) @ o_weight.T
-            """,
-            "scaled by sqrt(hidden / heads) instead of sqrt(head_dim)": """
-                def gqa_attention(x, q_weight, k_weight, v_weight, o_weight, num_heads, num_kv_heads, cos, sin):
-                    b, l, hidden = x.shape
-                    hd = q_weight.shape[0] // num_heads
-                    q = (x @ q_weight.T).view(b, l, num_heads, hd).transpose(1, 2)
-                    k = (x @ k_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
-                    v = (x @ v_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
-                    rot = lambda t: torch.cat([-t[..., hd // 2:], t[..., :hd // 2]], dim=-1)
-                    q, k = q * cos[:, None] + rot(q) * sin[:, None], k * cos[:, None] + rot(k) * sin[:, None]
-                    g = num_heads // num_kv_heads
-                    k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
-                    s = (q @ k.transpose(-2, -1) / (hidden / num_heads) ** 0.5)
-                    s = s.masked_fill(torch.ones(l, l).triu(1).bool(), float("-inf"))
-                    return (s.softmax(-1) @ v).transpose(1, 2).reshape(b, l, -1) @ o_weight.T
-            """,
-            "RoPE applied to the values too": """
-                def gqa_attention(x, q_weight, k_weight, v_weight, o_weight, num_heads, num_kv_heads, cos, sin):
-                    b, l, _ = x.shape
-                    hd = q_weight.shape[0] // num_heads
-                    q = (x @ q_weight.T).view(b, l, num_heads, hd).transpose(1, 2)
-                    k = (x @ k_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
-                    v = (x @ v_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
-                    rot = lambda t: torch.cat([-t[..., hd // 2:], t[..., :hd // 2]], dim=-1)
-                    q, k = q * cos[:, None] + rot(q) * sin[:, None], k * cos[:, None] + rot(k) * sin[:, None]
-                    v = v * cos[:, None] + rot(v) * sin[:, None]
-                    g = num_heads // num_kv_heads
-                    k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
-                    s = (q @ k.transpose(-2, -1) / hd ** 0.5).masked_fill(torch.ones(l, l).triu(1).bool(), float("-inf"))
-                    return (s.softmax(-1) @ v).transpose(1, 2).reshape(b, l, -1) @ o_weight.T
-            """,
+            "KV heads tiled (repeat) instead of grouped (repeat_interleave)": mutate(
+                "repeat_interleave(group, dim=1)", "repeat(1, group, 1, 1)", count=2),
+            "no causal mask": mutate('scores.masked_fill(future, float("-inf"))', "scores"),
+            "RoPE applied to the queries only": mutate(ROPE_QK, "q = q * c + rotate_half(q) * s"),
+            "scaled by sqrt(hidden / heads) instead of sqrt(head_dim)": mutate(
+                "/ math.sqrt(hd)", "/ math.sqrt(x.shape[-1] / num_heads)"),
+            "RoPE applied to the values too": mutate(ROPE_QK, ROPE_QK + "\n    v = v * c + rotate_half(v) * s"),
         },
         alternatives={
             "loop over query heads, each picking its KV head h // group, float64": """
@@ -910,27 +655,13 @@ EXERCISES = [
         ),
         probe=probe_swiglu, judge=ordered(("out", "the MLP output", 1e-5, 1e-5)),
         mutants={
-            "SiLU on the up projection instead of the gate": """
-                def swiglu_mlp(x, gate_weight, up_weight, down_weight):
-                    return (x @ gate_weight.T * F.silu(x @ up_weight.T)) @ down_weight.T
-            """,
-            "GELU instead of SiLU (GeGLU)": """
-                def swiglu_mlp(x, gate_weight, up_weight, down_weight):
-                    return (F.gelu(x @ gate_weight.T) * (x @ up_weight.T)) @ down_weight.T
-            """,
-            "sigmoid gate (GLU) instead of SiLU": """
-                def swiglu_mlp(x, gate_weight, up_weight, down_weight):
-                    return (torch.sigmoid(x @ gate_weight.T) * (x @ up_weight.T)) @ down_weight.T
-            """,
-            "flattens the leading dimensions (returns 2-D)": """
-                def swiglu_mlp(x, gate_weight, up_weight, down_weight):
-                    x2 = x.reshape(-1, x.shape[-1])
-                    return (F.silu(x2 @ gate_weight.T) * (x2 @ up_weight.T)) @ down_weight.T
-            """,
-            "no gate: SiLU MLP on the up projection only": """
-                def swiglu_mlp(x, gate_weight, up_weight, down_weight):
-                    return F.silu(x @ up_weight.T) @ down_weight.T
-            """,
+            "SiLU on the up projection instead of the gate": mutate(
+                GLU, "F.linear(x, gate_weight) * F.silu(F.linear(x, up_weight))"),
+            "GELU instead of SiLU (GeGLU)": mutate("F.silu(", "F.gelu("),
+            "sigmoid gate (GLU) instead of SiLU": mutate("F.silu(", "torch.sigmoid("),
+            "flattens the leading dimensions (returns 2-D)": mutate("    return ",
+                                                                    "    x = x.reshape(-1, x.shape[-1])\n    return "),
+            "no gate: SiLU MLP on the up projection only": mutate(GLU, "F.silu(F.linear(x, up_weight))"),
         },
         alternatives={
             "explicit g * sigmoid(g) with einsum": """
@@ -962,7 +693,7 @@ EXERCISES = [
         ),
         probe=probe_decoder_layer, judge=ordered(("out", "the layer's output", 1e-4, 1e-4)),
         mutants={
-            "post-norm (normalises after adding the residual)": """
+            "post-norm (normalises after adding the residual)": whole("""
                 def decoder_layer(x, weights, num_heads, num_kv_heads, cos, sin, eps=1e-6):
                     w = weights
                     h = rms_norm(x + gqa_attention(x, w["self_attn.q_proj.weight"], w["self_attn.k_proj.weight"],
@@ -970,44 +701,13 @@ EXERCISES = [
                                                    num_heads, num_kv_heads, cos, sin), w["input_layernorm.weight"], eps)
                     return rms_norm(h + swiglu_mlp(h, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"],
                                                    w["mlp.down_proj.weight"]), w["post_attention_layernorm.weight"], eps)
-            """,
-            "residual adds the normalised input": """
-                def decoder_layer(x, weights, num_heads, num_kv_heads, cos, sin, eps=1e-6):
-                    w = weights
-                    n = rms_norm(x, w["input_layernorm.weight"], eps)
-                    h = n + gqa_attention(n, w["self_attn.q_proj.weight"], w["self_attn.k_proj.weight"],
-                                          w["self_attn.v_proj.weight"], w["self_attn.o_proj.weight"],
-                                          num_heads, num_kv_heads, cos, sin)
-                    n = rms_norm(h, w["post_attention_layernorm.weight"], eps)
-                    return n + swiglu_mlp(n, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"], w["mlp.down_proj.weight"])
-            """,
-            "input_layernorm's weight used for both norms": """
-                def decoder_layer(x, weights, num_heads, num_kv_heads, cos, sin, eps=1e-6):
-                    w = weights
-                    h = x + gqa_attention(rms_norm(x, w["input_layernorm.weight"], eps), w["self_attn.q_proj.weight"],
-                                          w["self_attn.k_proj.weight"], w["self_attn.v_proj.weight"],
-                                          w["self_attn.o_proj.weight"], num_heads, num_kv_heads, cos, sin)
-                    n = rms_norm(h, w["input_layernorm.weight"], eps)
-                    return h + swiglu_mlp(n, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"], w["mlp.down_proj.weight"])
-            """,
-            "eps ignored (always 1e-6)": """
-                def decoder_layer(x, weights, num_heads, num_kv_heads, cos, sin, eps=1e-6):
-                    w = weights
-                    h = x + gqa_attention(rms_norm(x, w["input_layernorm.weight"]), w["self_attn.q_proj.weight"],
-                                          w["self_attn.k_proj.weight"], w["self_attn.v_proj.weight"],
-                                          w["self_attn.o_proj.weight"], num_heads, num_kv_heads, cos, sin)
-                    n = rms_norm(h, w["post_attention_layernorm.weight"])
-                    return h + swiglu_mlp(n, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"], w["mlp.down_proj.weight"])
-            """,
-            "parallel block (MLP reads x, not the attention output)": """
-                def decoder_layer(x, weights, num_heads, num_kv_heads, cos, sin, eps=1e-6):
-                    w = weights
-                    a = gqa_attention(rms_norm(x, w["input_layernorm.weight"], eps), w["self_attn.q_proj.weight"],
-                                      w["self_attn.k_proj.weight"], w["self_attn.v_proj.weight"],
-                                      w["self_attn.o_proj.weight"], num_heads, num_kv_heads, cos, sin)
-                    n = rms_norm(x, w["post_attention_layernorm.weight"], eps)
-                    return x + a + swiglu_mlp(n, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"], w["mlp.down_proj.weight"])
-            """,
+            """),
+            "residual adds the normalised input": mutate({"h = x + gqa_attention(": "h = attn_in + gqa_attention(",
+                                                          "return h + swiglu_mlp(": "return mlp_in + swiglu_mlp("}),
+            "input_layernorm's weight used for both norms": mutate('w["post_attention_layernorm.weight"]',
+                                                                   'w["input_layernorm.weight"]'),
+            "eps ignored (always 1e-6)": mutate(", eps)", ")", count=2),
+            "parallel block (MLP reads x, not the attention output)": mutate("mlp_in = rms_norm(h,", "mlp_in = rms_norm(x,"),
         },
         alternatives={
             "self-contained (no helper functions), float64 inside": """
@@ -1056,51 +756,18 @@ EXERCISES = [
                                           ("weights", "the tensor of routing weights", 1e-5, 1e-6),
                                           ("aux_loss", "the load-balancing loss", 1e-5, 1e-6)),
         mutants={
-            "top-k probabilities not renormalised": """
-                def route_top_k(router_logits, top_k, attention_mask=None):
-                    probs = router_logits.float().softmax(-1)
-                    w, idx = probs.topk(top_k, dim=-1)
-                    m = torch.ones(len(probs)) if attention_mask is None else attention_mask.reshape(-1).float()
-                    f = torch.zeros(probs.shape[1]).index_add_(0, idx.reshape(-1), m.repeat_interleave(top_k)) / m.sum()
-                    p = (probs * m[:, None]).sum(0) / m.sum()
-                    return w, idx, probs.shape[1] * (f * p).sum()
-            """,
-            "assignment fractions divided by k (they should sum to k)": """
-                def route_top_k(router_logits, top_k, attention_mask=None):
-                    probs = router_logits.float().softmax(-1)
-                    w, idx = probs.topk(top_k, dim=-1)
-                    m = torch.ones(len(probs)) if attention_mask is None else attention_mask.reshape(-1).float()
-                    f = torch.zeros(probs.shape[1]).index_add_(0, idx.reshape(-1), m.repeat_interleave(top_k)) / m.sum()
-                    p = (probs * m[:, None]).sum(0) / m.sum()
-                    return w / w.sum(-1, keepdim=True), idx, probs.shape[1] * (f / top_k * p).sum()
-            """,
-            "padding tokens counted in the loss": """
-                def route_top_k(router_logits, top_k, attention_mask=None):
-                    probs = router_logits.float().softmax(-1)
-                    w, idx = probs.topk(top_k, dim=-1)
-                    f = torch.zeros(probs.shape[1]).index_add_(0, idx.reshape(-1), torch.ones(idx.numel())) / len(probs)
-                    return w / w.sum(-1, keepdim=True), idx, probs.shape[1] * (f * probs.mean(0)).sum()
-            """,
-            "loss missing the factor num_experts": """
-                def route_top_k(router_logits, top_k, attention_mask=None):
-                    probs = router_logits.float().softmax(-1)
-                    w, idx = probs.topk(top_k, dim=-1)
-                    m = torch.ones(len(probs)) if attention_mask is None else attention_mask.reshape(-1).float()
-                    f = torch.zeros(probs.shape[1]).index_add_(0, idx.reshape(-1), m.repeat_interleave(top_k)) / m.sum()
-                    p = (probs * m[:, None]).sum(0) / m.sum()
-                    return w / w.sum(-1, keepdim=True), idx, (f * p).sum()
-            """,
-            "experts listed by index, not by weight": """
-                def route_top_k(router_logits, top_k, attention_mask=None):
-                    probs = router_logits.float().softmax(-1)
-                    _, idx = probs.topk(top_k, dim=-1)
-                    idx = idx.sort(dim=-1).values
-                    w = probs.gather(-1, idx)
-                    m = torch.ones(len(probs)) if attention_mask is None else attention_mask.reshape(-1).float()
-                    f = torch.zeros(probs.shape[1]).index_add_(0, idx.reshape(-1), m.repeat_interleave(top_k)) / m.sum()
-                    p = (probs * m[:, None]).sum(0) / m.sum()
-                    return w / w.sum(-1, keepdim=True), idx, probs.shape[1] * (f * p).sum()
-            """,
+            "top-k probabilities not renormalised": mutate(
+                "weights = top_probs / top_probs.sum(dim=-1, keepdim=True)", "weights = top_probs"),
+            "assignment fractions divided by k (they should sum to k)": mutate("f = counts / real.sum()",
+                                                                               "f = counts / real.sum() / top_k"),
+            "padding tokens counted in the loss": mutate(
+                "real = torch.ones(n_tokens) if attention_mask is None else attention_mask.reshape(-1).float()",
+                "real = torch.ones(n_tokens)"),
+            "loss missing the factor num_experts": mutate("n_experts * (f * p).sum()", "(f * p).sum()"),
+            "experts listed by index, not by weight": mutate(
+                "top_probs, experts = torch.topk(probs, top_k, dim=-1)",
+                "experts = torch.topk(probs, top_k, dim=-1).indices.sort(dim=-1).values\n"
+                "    top_probs = probs.gather(-1, experts)"),
         },
         alternatives={
             "softmax over the k chosen logits; counts with one_hot": """
