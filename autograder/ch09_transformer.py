@@ -12,7 +12,6 @@ router and ``load_balancing_loss_func``).
 instructions state, quoted from them, with the hidden cases that exercise it and the mutants that break
 it, each mapped to a word its feedback must contain (tests/test_exercise_rules.py, tests/test_mutants.py).
 """
-from contextlib import contextmanager
 
 import numpy as np
 
@@ -21,29 +20,6 @@ from llmprep.grading.spec import Case, Chapter, Exercise, Rule, mutate, ordered,
 
 
 # ============================================================================ judging helpers
-
-def _library(*targets):
-    """Capture the real ``(owner, attribute)`` functions now (when an oracle is built, before any probe
-    blocks them); the returned context manager restores them while the oracle itself runs."""
-    missing = object()
-    saved = [(owner, name, getattr(owner, name)) for owner, name in targets]
-
-    @contextmanager
-    def real():
-        current = [(o, n, o.__dict__.get(n, missing) if isinstance(o, type) else getattr(o, n)) for o, n, _ in saved]
-        try:
-            for owner, name, original in saved:
-                setattr(owner, name, original)
-            yield
-        finally:
-            for owner, name, value in reversed(current):
-                if value is missing:
-                    delattr(owner, name)
-                else:
-                    setattr(owner, name, value)
-
-    return real
-
 
 def _causal_additive(batch, length):
     import torch
@@ -106,8 +82,6 @@ def oracle_attention():
     import torch
     import torch.nn.functional as F
 
-    real = _library((F, "scaled_dot_product_attention"))
-
     def attention(q, k, v, causal=False, key_padding_mask=None):
         lq, lk = q.shape[-2], k.shape[-2]
         allowed = torch.ones(q.shape[0], 1, lq, lk, dtype=torch.bool)
@@ -115,8 +89,7 @@ def oracle_attention():
             allowed = allowed & torch.ones(lq, lk, dtype=torch.bool).tril(lk - lq)
         if key_padding_mask is not None:
             allowed = allowed & key_padding_mask[:, None, None, :]
-        with real():
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
         return torch.where(allowed.any(-1, keepdim=True), out, torch.zeros_like(out))
 
     return {"attention": attention}
@@ -149,9 +122,6 @@ def probe_mha(ns, params):
 
 def oracle_mha():
     import torch
-    import torch.nn.functional as F
-
-    real = _library((torch.nn.MultiheadAttention, "forward"), (F, "multi_head_attention_forward"))
 
     def multi_head_attention(query, key, value, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias,
                              num_heads, key_padding_mask=None):
@@ -162,9 +132,8 @@ def oracle_mha():
             mha.in_proj_bias.copy_(in_proj_bias)
             mha.out_proj.weight.copy_(out_proj_weight)
             mha.out_proj.bias.copy_(out_proj_bias)
-            with real():
-                return mha(query, key, value, key_padding_mask=key_padding_mask, need_weights=True,
-                           average_attn_weights=True)
+            return mha(query, key, value, key_padding_mask=key_padding_mask, need_weights=True,
+                       average_attn_weights=True)
 
     return {"multi_head_attention": multi_head_attention}
 
@@ -187,15 +156,12 @@ def probe_rope(ns, params):
 def oracle_rope():
     from transformers.models.llama import modeling_llama as ml
 
-    real = _library((ml, "apply_rotary_pos_emb"), (ml, "rotate_half"), (ml.LlamaRotaryEmbedding, "forward"))
-
     def apply_rope(q, k, position_ids, theta=10000.0):
         d = q.shape[-1]
         cfg = _llama_config(hidden=d * q.shape[1], heads=q.shape[1], kv_heads=k.shape[1], head_dim=d)
         cfg.rope_parameters = {"rope_type": "default", "rope_theta": float(theta)}
-        with real():
-            cos, sin = ml.LlamaRotaryEmbedding(cfg)(q, position_ids)
-            return ml.apply_rotary_pos_emb(q, k, cos, sin)
+        cos, sin = ml.LlamaRotaryEmbedding(cfg)(q, position_ids)
+        return ml.apply_rotary_pos_emb(q, k, cos, sin)
 
     return {"apply_rope": apply_rope}
 
@@ -227,13 +193,10 @@ def judge_rms_norm(got, want, params):
 
 def oracle_rms_norm():
     import torch
-    import torch.nn.functional as F
-
-    real = _library((F, "rms_norm"), (torch, "rms_norm"), (torch.nn.RMSNorm, "forward"))
 
     def rms_norm(x, weight, eps=1e-6):
         norm = torch.nn.RMSNorm(x.shape[-1], eps=eps, dtype=x.dtype)
-        with torch.no_grad(), real():
+        with torch.no_grad():
             norm.weight.copy_(weight)
             return norm(x)
 
@@ -266,12 +229,10 @@ def oracle_gqa():
     import torch
     from transformers.models.llama import modeling_llama as ml
 
-    real = _library((ml.LlamaAttention, "forward"), (ml, "repeat_kv"), (ml, "eager_attention_forward"))
-
     def gqa_attention(x, q_weight, k_weight, v_weight, o_weight, num_heads, num_kv_heads, cos, sin):
         hd = q_weight.shape[0] // num_heads
         att = ml.LlamaAttention(_llama_config(x.shape[-1], num_heads, num_kv_heads, hd), layer_idx=0).eval()
-        with torch.no_grad(), real():
+        with torch.no_grad():
             for lin, w in ((att.q_proj, q_weight), (att.k_proj, k_weight), (att.v_proj, v_weight),
                            (att.o_proj, o_weight)):
                 lin.weight.copy_(w)
@@ -301,12 +262,10 @@ def oracle_swiglu():
     import torch
     from transformers.models.llama import modeling_llama as ml
 
-    real = _library((ml.LlamaMLP, "forward"))
-
     def swiglu_mlp(x, gate_weight, up_weight, down_weight):
         d, f = x.shape[-1], gate_weight.shape[0]
         mlp = ml.LlamaMLP(_llama_config(d, 1, 1, d, intermediate=f))
-        with torch.no_grad(), real():
+        with torch.no_grad():
             mlp.gate_proj.weight.copy_(gate_weight)
             mlp.up_proj.weight.copy_(up_weight)
             mlp.down_proj.weight.copy_(down_weight)
@@ -345,16 +304,13 @@ def oracle_decoder_layer():
     import torch
     from transformers.models.llama import modeling_llama as ml
 
-    real = _library((ml.LlamaDecoderLayer, "forward"), (ml.LlamaAttention, "forward"), (ml.LlamaMLP, "forward"),
-                    (ml.LlamaRMSNorm, "forward"))
-
     def decoder_layer(x, weights, num_heads, num_kv_heads, cos, sin, eps=1e-6):
         hd = weights["self_attn.q_proj.weight"].shape[0] // num_heads
         inter = weights["mlp.gate_proj.weight"].shape[0]
         cfg = _llama_config(x.shape[-1], num_heads, num_kv_heads, hd, intermediate=inter, eps=eps)
         layer = ml.LlamaDecoderLayer(cfg, layer_idx=0).eval()
         layer.load_state_dict(weights)
-        with torch.no_grad(), real():
+        with torch.no_grad():
             return layer(x, attention_mask=_causal_additive(x.shape[0], x.shape[1]), position_embeddings=(cos, sin))
 
     return {"decoder_layer": decoder_layer}
@@ -384,12 +340,10 @@ def oracle_router():
     from transformers import MixtralConfig
     from transformers.models.mixtral import modeling_mixtral as mm
 
-    real = _library((mm, "load_balancing_loss_func"), (mm.MixtralTopKRouter, "forward"))
-
     def route_top_k(router_logits, top_k, attention_mask=None):
         e = router_logits.shape[-1]
         router = mm.MixtralTopKRouter(MixtralConfig(hidden_size=e, num_local_experts=e, num_experts_per_tok=top_k))
-        with torch.no_grad(), real():
+        with torch.no_grad():
             router.weight.copy_(torch.eye(e))  # identity gate: the router's logits are the given ones
             _, weights, experts = router(router_logits)
             loss = mm.load_balancing_loss_func((router_logits,), e, top_k, attention_mask)
