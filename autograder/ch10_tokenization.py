@@ -18,7 +18,7 @@ word its feedback must contain (tests/test_exercise_rules.py, tests/test_mutants
 """
 import json
 
-from llmprep.grading.spec import Case, Chapter, Exercise, Rule, json_list, sequence_diff
+from llmprep.grading.spec import Case, Chapter, Exercise, Rule, json_list, mutate, sequence_diff, whole
 
 
 
@@ -554,31 +554,11 @@ EXERCISES = [
         ),
         probe=probe_pretokenize, judge=judge_pieces,
         mutants={
-            "ASCII letters only ([a-zA-Z] instead of \\p{L})": r'''
-                def gpt2_pretokenize(text):
-                    pat = r"""'s|'t|'re|'ve|'m|'ll|'d| ?[a-zA-Z]+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-                    return regex.findall(pat, text)
-            ''',
-            "contractions matched case-insensitively": r'''
-                def gpt2_pretokenize(text):
-                    pat = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-                    return regex.findall(pat, text)
-            ''',
-            "whitespace runs taken whole (no lookahead)": r'''
-                def gpt2_pretokenize(text):
-                    pat = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+"""
-                    return regex.findall(pat, text)
-            ''',
-            "letters and digits in one run": r'''
-                def gpt2_pretokenize(text):
-                    pat = r"""'s|'t|'re|'ve|'m|'ll|'d| ?[\p{L}\p{N}]+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-                    return regex.findall(pat, text)
-            ''',
-            "symbols never take the leading space": r'''
-                def gpt2_pretokenize(text):
-                    pat = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+|[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-                    return regex.findall(pat, text)
-            ''',
+            "ASCII letters only ([a-zA-Z] instead of \\p{L})": mutate(r" ?\p{L}+|", r" ?[a-zA-Z]+|"),
+            "contractions matched case-insensitively": mutate("'s|'t|'re|'ve|'m|'ll|'d|", "(?i:'s|'t|'re|'ve|'m|'ll|'d)|"),
+            "whitespace runs taken whole (no lookahead)": mutate(r"|\s+(?!\S)|\s+", r"|\s+"),
+            "letters and digits in one run": mutate(r" ?\p{L}+| ?\p{N}+|", r" ?[\p{L}\p{N}]+|"),
+            "symbols never take the leading space": mutate(r"| ?[^\s\p{L}\p{N}]+|", r"|[^\s\p{L}\p{N}]+|"),
         },
         alternatives={
             "a hand-written scanner (unicodedata, no regex)": r'''
@@ -629,35 +609,10 @@ EXERCISES = [
         ),
         probe=probe_byte_table, judge=judge_byte_table,
         mutants={
-            "soft hyphen (173) kept as itself": '''
-                def bytes_to_unicode():
-                    keep = set(range(33, 127)) | set(range(161, 256))
-                    table, n = {}, 0
-                    for b in range(256):
-                        if b in keep:
-                            table[b] = chr(b)
-                        else:
-                            table[b] = chr(256 + n)
-                            n += 1
-                    return table
-            ''',
-            "other bytes mapped to chr(256 + b)": '''
-                def bytes_to_unicode():
-                    keep = set(range(33, 127)) | set(range(161, 173)) | set(range(174, 256))
-                    return {b: chr(b) if b in keep else chr(256 + b) for b in range(256)}
-            ''',
-            "space (32) kept as itself": '''
-                def bytes_to_unicode():
-                    keep = set(range(32, 127)) | set(range(161, 173)) | set(range(174, 256))
-                    table, n = {}, 0
-                    for b in range(256):
-                        if b in keep:
-                            table[b] = chr(b)
-                        else:
-                            table[b] = chr(256 + n)
-                            n += 1
-                    return table
-            ''',
+            "soft hyphen (173) kept as itself": mutate('ord("¬") + 1)) | set(range(ord("®"),',
+                                                       'ord("¬") + 2)) | set(range(ord("®"),'),
+            "other bytes mapped to chr(256 + b)": mutate("table[b] = chr(256 + n)", "table[b] = chr(256 + b)"),
+            "space (32) kept as itself": mutate('set(range(ord("!"),', 'set(range(ord(" "),'),
         },
         alternatives={
             "GPT-2's original two-list construction": '''
@@ -695,90 +650,15 @@ EXERCISES = [
         ),
         probe=probe_train_bpe, judge=judge_merges,
         mutants={
-            "ties broken by the smaller pair": '''
-                def train_bpe(word_counts, num_merges):
-                    def _merge_pair(symbols, pair):
-                        out, i = [], 0
-                        while i < len(symbols):
-                            if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
-                                out.append(symbols[i] + symbols[i + 1])
-                                i += 2
-                            else:
-                                out.append(symbols[i])
-                                i += 1
-                        return out
-                    from collections import Counter
-                    words = [(list(w), c) for w, c in word_counts.items()]
-                    merges = []
-                    for _ in range(num_merges):
-                        counts = Counter()
-                        for s, c in words:
-                            for p in zip(s, s[1:]):
-                                counts[p] += c
-                        if not counts:
-                            break
-                        best = min(counts, key=lambda p: (-counts[p], p))
-                        merges.append(best)
-                        words = [(_merge_pair(s, best), c) for s, c in words]
-                    return merges
-            ''',
-            "every word counted once (counts ignored)": '''
-                def train_bpe(word_counts, num_merges):
-                    def _merge_pair(symbols, pair):
-                        out, i = [], 0
-                        while i < len(symbols):
-                            if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
-                                out.append(symbols[i] + symbols[i + 1])
-                                i += 2
-                            else:
-                                out.append(symbols[i])
-                                i += 1
-                        return out
-                    from collections import Counter
-                    words = [(list(w), c) for w, c in word_counts.items()]
-                    merges = []
-                    for _ in range(num_merges):
-                        counts = Counter()
-                        for s, c in words:
-                            for p in zip(s, s[1:]):
-                                counts[p] += 1
-                        if not counts:
-                            break
-                        best = max(counts, key=lambda p: (counts[p], p))
-                        merges.append(best)
-                        words = [(_merge_pair(s, best), c) for s, c in words]
-                    return merges
-            ''',
-            "overlapping occurrences counted once (aaa has one (a, a))": '''
-                def train_bpe(word_counts, num_merges):
-                    def _merge_pair(symbols, pair):
-                        out, i = [], 0
-                        while i < len(symbols):
-                            if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
-                                out.append(symbols[i] + symbols[i + 1])
-                                i += 2
-                            else:
-                                out.append(symbols[i])
-                                i += 1
-                        return out
-                    from collections import Counter
-                    words = [(list(w), c) for w, c in word_counts.items()]
-                    merges = []
-                    for _ in range(num_merges):
-                        counts = Counter()
-                        for s, c in words:
-                            i = 0
-                            while i + 1 < len(s):
-                                counts[(s[i], s[i + 1])] += c
-                                i += 2 if s[i] == s[i + 1] else 1
-                        if not counts:
-                            break
-                        best = max(counts, key=lambda p: (counts[p], p))
-                        merges.append(best)
-                        words = [(_merge_pair(s, best), c) for s, c in words]
-                    return merges
-            ''',
-            "merges right to left (aaa becomes a + aa)": '''
+            "ties broken by the smaller pair": mutate("best = max(counts, key=lambda p: (counts[p], p))",
+                                                      "best = min(counts, key=lambda p: (-counts[p], p))"),
+            "every word counted once (counts ignored)": mutate("counts[pair] += c", "counts[pair] += 1"),
+            "overlapping occurrences counted once (aaa has one (a, a))": mutate(
+                "            for pair in zip(symbols, symbols[1:]):\n                counts[pair] += c\n",
+                "            i = 0\n            while i + 1 < len(symbols):\n"
+                "                counts[(symbols[i], symbols[i + 1])] += c\n"
+                "                i += 2 if symbols[i] == symbols[i + 1] else 1\n"),
+            "merges right to left (aaa becomes a + aa)": whole('''
                 def train_bpe(word_counts, num_merges):
                     from collections import Counter
                     def merge_rtl(s, pair):
@@ -804,8 +684,8 @@ EXERCISES = [
                         merges.append(best)
                         words = [(merge_rtl(s, best), c) for s, c in words]
                     return merges
-            ''',
-            "string replace on space-joined symbols (crosses boundaries)": '''
+            '''),
+            "string replace on space-joined symbols (crosses boundaries)": whole('''
                 def train_bpe(word_counts, num_merges):
                     from collections import Counter
                     words = {" ".join(w): c for w, c in word_counts.items()}
@@ -822,32 +702,8 @@ EXERCISES = [
                         merges.append(best)
                         words = {w.replace(" ".join(best), "".join(best)): c for w, c in words.items()}
                     return merges
-            ''',
-            "does not stop when no pair is left": '''
-                def train_bpe(word_counts, num_merges):
-                    def _merge_pair(symbols, pair):
-                        out, i = [], 0
-                        while i < len(symbols):
-                            if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
-                                out.append(symbols[i] + symbols[i + 1])
-                                i += 2
-                            else:
-                                out.append(symbols[i])
-                                i += 1
-                        return out
-                    from collections import Counter
-                    words = [(list(w), c) for w, c in word_counts.items()]
-                    merges = []
-                    for _ in range(num_merges):
-                        counts = Counter()
-                        for s, c in words:
-                            for p in zip(s, s[1:]):
-                                counts[p] += c
-                        best = max(counts, key=lambda p: (counts[p], p))
-                        merges.append(best)
-                        words = [(_merge_pair(s, best), c) for s, c in words]
-                    return merges
-            ''',
+            '''),
+            "does not stop when no pair is left": mutate("        if not counts:\n            break\n", ""),
         },
         alternatives={
             "incremental pair counts with an index of words per pair": '''
@@ -905,7 +761,7 @@ EXERCISES = [
         ),
         probe=probe_bpe_encode, judge=judge_tokens,
         mutants={
-            "leftmost mergeable pair instead of the lowest rank": '''
+            "leftmost mergeable pair instead of the lowest rank": whole('''
                 def bpe_encode(word, ranks):
                     parts = list(word)
                     while True:
@@ -913,8 +769,8 @@ EXERCISES = [
                         if i is None:
                             return parts
                         parts[i:i + 2] = [parts[i] + parts[i + 1]]
-            ''',
-            "repeated pairs merged right to left": '''
+            '''),
+            "repeated pairs merged right to left": whole('''
                 def bpe_encode(word, ranks):
                     parts = list(word)
                     while len(parts) > 1:
@@ -932,23 +788,8 @@ EXERCISES = [
                                 i -= 1
                         parts = out[::-1]
                     return parts
-            ''',
-            "one merge step only": '''
-                def bpe_encode(word, ranks):
-                    def _merge_pair(symbols, pair):
-                        out, i = [], 0
-                        while i < len(symbols):
-                            if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
-                                out.append(symbols[i] + symbols[i + 1])
-                                i += 2
-                            else:
-                                out.append(symbols[i])
-                                i += 1
-                        return out
-                    parts = list(word)
-                    pairs = [p for p in zip(parts, parts[1:]) if p in ranks]
-                    return _merge_pair(parts, min(pairs, key=ranks.__getitem__)) if pairs else parts
-            ''',
+            '''),
+            "one merge step only": mutate("while len(parts) > 1:", "for _ in range(1 if len(parts) > 1 else 0):"),
         },
         alternatives={
             "one occurrence per step (leftmost of the lowest rank)": '''
@@ -981,20 +822,16 @@ EXERCISES = [
         ),
         probe=probe_decode, judge=judge_texts,
         mutants={
-            "each token decoded on its own": '''
+            "each token decoded on its own": whole('''
                 def decode_ids(ids, id_to_token, byte_decoder):
                     return "".join(bytes(byte_decoder[c] for c in id_to_token[i]).decode("utf-8", errors="replace")
                                    for i in ids)
-            ''',
-            "invalid bytes dropped (errors='ignore')": '''
-                def decode_ids(ids, id_to_token, byte_decoder):
-                    data = bytes(byte_decoder[c] for i in ids for c in id_to_token[i])
-                    return data.decode("utf-8", errors="ignore")
-            ''',
-            "only Ġ mapped back to a space": '''
+            '''),
+            "invalid bytes dropped (errors='ignore')": mutate('errors="replace"', 'errors="ignore"'),
+            "only Ġ mapped back to a space": whole('''
                 def decode_ids(ids, id_to_token, byte_decoder):
                     return "".join(id_to_token[i] for i in ids).replace("\\u0120", " ")
-            ''',
+            '''),
         },
         alternatives={
             "an incremental UTF-8 decoder fed token by token": '''
@@ -1024,7 +861,7 @@ EXERCISES = [
         ),
         probe=probe_wordpiece, judge=judge_wordpiece,
         mutants={
-            "shortest match first": '''
+            "shortest match first": whole('''
                 def wordpiece(word, vocab, unk_token="[UNK]", max_chars=100):
                     if len(word) > max_chars:
                         return [unk_token]
@@ -1039,58 +876,13 @@ EXERCISES = [
                         pieces.append(piece)
                         start = end
                     return pieces
-            ''',
-            "only the unmatched part becomes [UNK]": '''
-                def wordpiece(word, vocab, unk_token="[UNK]", max_chars=100):
-                    if len(word) > max_chars:
-                        return [unk_token]
-                    pieces, start = [], 0
-                    while start < len(word):
-                        end = len(word)
-                        while start < end:
-                            piece = word[start:end] if start == 0 else "##" + word[start:end]
-                            if piece in vocab:
-                                break
-                            end -= 1
-                        if start == end:
-                            pieces.append(unk_token)
-                            start += 1
-                            continue
-                        pieces.append(piece)
-                        start = end
-                    return pieces
-            ''',
-            "no ## on continuation pieces": '''
-                def wordpiece(word, vocab, unk_token="[UNK]", max_chars=100):
-                    if len(word) > max_chars:
-                        return [unk_token]
-                    pieces, start = [], 0
-                    while start < len(word):
-                        end = len(word)
-                        while start < end and word[start:end] not in vocab:
-                            end -= 1
-                        if start == end:
-                            return [unk_token]
-                        pieces.append(word[start:end])
-                        start = end
-                    return pieces
-            ''',
-            "no limit on the word length": '''
-                def wordpiece(word, vocab, unk_token="[UNK]", max_chars=100):
-                    pieces, start = [], 0
-                    while start < len(word):
-                        end = len(word)
-                        while start < end:
-                            piece = word[start:end] if start == 0 else "##" + word[start:end]
-                            if piece in vocab:
-                                break
-                            end -= 1
-                        if start == end:
-                            return [unk_token]
-                        pieces.append(piece)
-                        start = end
-                    return pieces
-            ''',
+            '''),
+            "only the unmatched part becomes [UNK]": mutate(
+                "        if found is None:\n            return [unk_token]\n",
+                "        if found is None:\n            pieces.append(unk_token)\n"
+                "            start += 1\n            continue\n"),
+            "no ## on continuation pieces": mutate('if start == 0 else "##" + word[start:end]', ""),
+            "no limit on the word length": mutate("    if len(word) > max_chars:\n        return [unk_token]\n", ""),
         },
         alternatives={
             "recursive, bounded by the longest vocabulary entry": '''
