@@ -639,7 +639,8 @@ EXERCISES = [
     Exercise(
         grade_id="ch11_grpo_test", functions=("grpo_advantages", "grpo_loss"), points=3,
         bans=(("trl.trainer.grpo_trainer.GRPOTrainer", "_compute_loss", "TRL's GRPOTrainer"),
-              ("trl.trainer.utils", "nanstd", "TRL's nanstd"),),
+              ("trl.trainer.utils", "nanstd", "TRL's nanstd"),
+              ("trl.trainer.grpo_trainer", "nanstd", "TRL's nanstd"),),
         cases=(
             Case("binary rewards, one group all equal",
                  {"seed": 0, "groups": 3, "group_size": 4, "T": 5, "epsilon": 0.2, "beta": 0.04,

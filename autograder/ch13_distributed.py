@@ -391,9 +391,9 @@ EXERCISES = [
                 "buffers = [t.detach().reshape(-1).clone() for t in tensors]": "buffers = [t.detach().view(-1) for t in tensors]",
                 "return [b.reshape(shape) for b in buffers]": "return [b.reshape(shape).clone() for b in buffers]"}),
         },
-        bans=(("torch.distributed", "all_reduce", "torch.distributed.all_reduce"),
-              ("torch.distributed", "reduce_scatter", "torch.distributed.reduce_scatter"),
-              ("torch.distributed", "all_gather", "torch.distributed.all_gather")),
+        bans=tuple((owner, name, f"torch.distributed.{name}")
+                   for owner in ("torch.distributed", "torch.distributed.distributed_c10d")
+                   for name in ("all_reduce", "reduce_scatter", "all_gather")),
     ),
     Exercise(
         grade_id="ch13_tp_mlp_test", functions=("tp_mlp",), points=3,

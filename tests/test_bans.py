@@ -131,3 +131,32 @@ def root_dir():
     from llmprep.grading.trusted import repo_root
 
     return repo_root()
+
+
+def test_every_public_alias_of_a_banned_function_is_banned_too():
+    """A ban gates one attribute of one module: a public module that binds the same function under its own name
+    (``torch.distributed.distributed_c10d.all_reduce``) must be listed too, or importing from there walks past it."""
+    import importlib
+    import sys
+    from types import ModuleType
+
+    missing = []
+    for chapter in engine.all_chapters():
+        for ex in load_spec(chapter).exercises:
+            banned = {(owner, name) for owner, name, _ in ex.bans}
+            for owner, name, _ in ex.bans:
+                try:
+                    module = importlib.import_module(owner)
+                except ImportError:
+                    continue  # a method of a class: no module binds it
+                obj = getattr(module, name, None)
+                if obj is None or isinstance(obj, (type, ModuleType)):
+                    continue  # classes and submodules are swapped wherever the notebook binds them
+                for modname, mod in list(sys.modules.items()):
+                    parts = modname.split(".")
+                    if mod is None or parts[0] != owner.split(".")[0] or any(p.startswith("_") for p in parts):
+                        continue
+                    for attr, value in list(vars(mod).items()):
+                        if value is obj and not attr.startswith("_") and (modname, attr) not in banned:
+                            missing.append(f"{ex.grade_id}: {modname}.{attr} is {owner}.{name}")
+    assert not missing, missing
