@@ -25,15 +25,18 @@ oracles=...)``; ``load_spec(name)`` returns that object. Its words:
     while this exercise is probed; a banned *class* is swapped out of its module and out of the notebook's
     globals while the probe runs. A learning aid, not security (see autograder/README.md);
   - ``base`` — optional: the text the mutants of this exercise edit, when it is not the solution's own code.
-* ``Mutant`` — a known-wrong variant, written as a small edit of a base:
+* ``Mutant`` — a known-wrong variant, written as a small edit of a base::
 
-  - ``mutate("old", "new")`` or ``mutate({"old": "new", "old 2": "new 2"})`` edits the base (``count=2``: a
-    snippet the base holds twice, both replaced): by default the
-    solution's own definitions of ``functions``, pulled by name from the answer cells of
-    ``solutions/<chapter>/<notebook>`` (nbgrader's ``### BEGIN/END SOLUTION`` lines dropped), or
-    ``Exercise.base`` / ``mutate(..., base=TEXT)``. Every ``old`` must occur exactly once in the base and every
-    edit must change it, or building the Chapter raises ``SpecError`` naming the snippet;
-  - ``whole(source)`` — a full-text mutant, where the idea really differs from the solution;
+      "takes a new block one token early": mutate("if n % self.block_size == 0:",
+                                                  "if (n + 1) % self.block_size == 0:"),
+
+  - ``mutate("old", "new")`` or ``mutate({"old": "new", "old 2": "new 2"})`` (made in order) edits the base: by
+    default the solution's own definitions of ``functions``, pulled by name from the answer cells of
+    ``solutions/<chapter>/<notebook>`` (nbgrader's ``### BEGIN/END SOLUTION`` lines dropped), else
+    ``Exercise.base`` or ``mutate(..., base=TEXT)``. Every ``old`` must occur exactly once in the base
+    (``count=2``: a snippet the base holds twice, both replaced) and every edit must change it, or building the
+    Chapter raises ``SpecError`` naming the mutant and the snippet;
+  - ``whole(source)`` (or a plain string) — a full-text mutant, where the idea really differs from the solution;
   - ``hint=Hint(zh=..., en=...)`` — optional words on the misconception, for the coming hints.
 
   Mutant sources reach a sandbox only in the test suite's mutant runs (``build_job(..., mutants=True)``),
