@@ -10,7 +10,9 @@ oracles=...)``; ``load_spec(name)`` returns that object. Its words:
 
   - ``functions`` — the names the student defines, the probe looks up and the mutants redefine;
   - ``points`` — what the cell is worth (must equal the notebook's test-cell points);
-  - ``cases`` — seeded inputs as plain JSON data, each a ``Case(name, params)``; feedback may show the name;
+  - ``cases`` — seeded inputs as plain JSON data, each a ``Case(name, params, edge="")``; feedback may show the
+    name; ``edge`` says which boundary of a stated domain the case sits on (a shape, a magnitude, a tie, a
+    promised error), so that a rule can name its edge cases and an edge mutant (``mutate(">", ">=")``) its case;
   - ``probe`` — a self-contained function ``probe(ns, params) -> dict`` whose *source* is shipped to the
     sandbox; it looks up the student's function in ``ns``, calls it on the case's inputs and returns plain data;
   - ``judge`` — a trusted callable ``judge(got, want, params) -> None | str``: None when the submission's
@@ -69,6 +71,7 @@ Judge = Callable[[Outputs, Outputs, dict], "str | None"]
 class Case:
     name: str  # shown in feedback; the params are not
     params: dict = field(default_factory=dict)
+    edge: str = ""  # the edge of a stated domain this case sits on ("v exactly on a cumulative value"), if any
 
 
 @dataclass(frozen=True)
