@@ -5,10 +5,10 @@ Probes run inside the sandbox next to the student's code and must be self-contai
 library implementation each exercise imitates; the test suite proves the solution
 agrees with them on every case.
 """
-from llmprep.grading.spec import Case, Exercise, Rule, allclose, tabled
+import textwrap
 
-CHAPTER = "ch01_training"
-NOTEBOOK = "ch01_exercises.ipynb"
+from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose, mutate, whole
+
 
 
 # ============================================================================ 1 log_softmax
@@ -16,21 +16,17 @@ NOTEBOOK = "ch01_exercises.ipynb"
 def probe_log_softmax(ns, params):
     import torch
 
-    from llmprep.grading.probing import forbidden
-
     fn = ns["log_softmax"]
     g = torch.Generator().manual_seed(params["seed"])
     x = torch.randn(*params["shape"], generator=g) * params["scale"]
-    with forbidden((torch, "log_softmax"), (torch.nn.functional, "log_softmax"), (torch.Tensor, "log_softmax"),
-                   (torch, "logsumexp"), (torch.Tensor, "logsumexp"), (torch.special, "log_softmax")):
-        out = fn(x.clone(), dim=params["dim"])
+    out = fn(x.clone(), dim=params["dim"])
     return {"out": out}
 
 
 def oracle_log_softmax():
     import torch
 
-    library = torch.log_softmax  # bound now: the probe blocks the attribute while it runs
+    library = torch.log_softmax
 
     return {"log_softmax": lambda x, dim=-1: library(x, dim=dim)}
 
@@ -40,8 +36,6 @@ def oracle_log_softmax():
 def probe_cross_entropy(ns, params):
     import torch
 
-    from llmprep.grading.probing import forbidden
-
     fn = ns["cross_entropy"]
     g = torch.Generator().manual_seed(params["seed"])
     n, c = params["n"], params["c"]
@@ -49,10 +43,8 @@ def probe_cross_entropy(ns, params):
     targets = torch.randint(0, c, (n,), generator=g)
     drop = torch.rand(n, generator=g) < params["ignore_frac"]
     targets[drop] = params["ignore_index"]
-    with forbidden((torch.nn.functional, "cross_entropy", "F.cross_entropy"),
-                   (torch.nn.functional, "nll_loss", "F.nll_loss")):
-        out = fn(logits.clone(), targets.clone(), ignore_index=params["ignore_index"],
-                 label_smoothing=params["eps"])
+    out = fn(logits.clone(), targets.clone(), ignore_index=params["ignore_index"],
+             label_smoothing=params["eps"])
     return {"loss": torch.as_tensor(out).reshape(())}
 
 
@@ -181,8 +173,6 @@ def oracle_warmup_cosine():
 def probe_adamw(ns, params):
     import torch
 
-    from llmprep.grading.probing import forbidden
-
     fn = ns["adamw_update"]
     g = torch.Generator().manual_seed(params["seed"])
     shape = params["shape"]
@@ -195,9 +185,7 @@ def probe_adamw(ns, params):
         grad = torch.randn(*shape, generator=g) * params["grad_scale"]
         inputs = (p, grad, m, v)
         snapshot = [x.clone() for x in inputs]
-        with forbidden((torch.optim.AdamW, "step", "torch.optim.AdamW"),
-                       (torch.optim.Adam, "step", "torch.optim.Adam")):
-            p, m, v = fn(p, grad, m, v, t, **hp)
+        p, m, v = fn(p, grad, m, v, t, **hp)
         untouched = untouched and all(torch.equal(a, b) for a, b in zip(inputs, snapshot))
     return {"param": p, "exp_avg": m, "exp_avg_sq": v, "inputs_untouched": untouched}
 
@@ -205,7 +193,7 @@ def probe_adamw(ns, params):
 def oracle_adamw():
     import torch
 
-    step_fn = torch.optim.AdamW.step  # bound now: the probe blocks the attribute while it runs
+    step_fn = torch.optim.AdamW.step
 
     class Functional:
         """adamw_update driven by torch.optim.AdamW (state carried between calls)."""
@@ -254,12 +242,19 @@ def probe_early_stopping(ns, params):
 
 # ============================================================================ the spec
 
+# Mutants are edits of the solution's own functions (read from the solution notebook); snippets used twice:
+LSE = "return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()"
+CLIP = ('    limit = float("inf") if max_norm is None else max_norm\n'
+        "    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), limit)\n")
+ZERO = "    optimizer.zero_grad(set_to_none=True)\n"
+
 EXERCISES = [
     Exercise(
-        grade_id="ch01_log_softmax_test", functions=("log_softmax",), points=2, title="stable log-softmax",
+        grade_id="ch01_log_softmax_test", functions=("log_softmax",), points=2,
         bans=(("torch", "log_softmax", "torch.log_softmax"), ("torch.nn.functional", "log_softmax", "F.log_softmax"),
               ("torch.Tensor", "log_softmax", "Tensor.log_softmax"), ("torch", "logsumexp", "torch.logsumexp"),
-              ("torch.Tensor", "logsumexp", "Tensor.logsumexp"), ("torch.special", "log_softmax", "torch.special.log_softmax")),
+              ("torch.Tensor", "logsumexp", "Tensor.logsumexp"), ("torch.special", "log_softmax", "torch.special.log_softmax"),
+              ("torch.special", "logsumexp", "torch.special.logsumexp"), ("torch.nn.LogSoftmax", "forward", "nn.LogSoftmax")),
         cases=(
             Case("small logits, last dim", {"seed": 0, "shape": [4, 7], "scale": 1.0, "dim": -1}),
             Case("logits of magnitude 1e4", {"seed": 1, "shape": [5, 6], "scale": 1e4, "dim": -1}),
@@ -268,32 +263,16 @@ EXERCISES = [
         ),
         probe=probe_log_softmax, judge=allclose(rtol=1e-5, atol=1e-4),
         mutants={
-            "log of softmax (overflows)": """
-                def log_softmax(logits, dim=-1):
-                    e = logits.exp()
-                    return (e / e.sum(dim=dim, keepdim=True)).log()
-            """,
-            "max subtracted but log-sum-exp forgotten": """
-                def log_softmax(logits, dim=-1):
-                    return logits - logits.amax(dim=dim, keepdim=True)
-            """,
-            "always reduces the last dim": """
-                def log_softmax(logits, dim=-1):
-                    m = logits.amax(dim=-1, keepdim=True)
-                    s = logits - m
-                    return s - s.exp().sum(dim=-1, keepdim=True).log()
-            """,
-            "uses the library": """
-                def log_softmax(logits, dim=-1):
-                    return torch.log_softmax(logits, dim=dim)
-            """,
+            "log of softmax (overflows)": mutate(LSE, "return (logits.exp() / logits.exp().sum(dim=dim, keepdim=True)).log()"),
+            "max subtracted but log-sum-exp forgotten": mutate(LSE, "return shifted"),
+            "always reduces the last dim": mutate({"amax(dim=dim": "amax(dim=-1", "sum(dim=dim": "sum(dim=-1"}),
+            "uses the library": mutate(LSE, "return torch.log_softmax(logits, dim=dim)"),
         },
     ),
     Exercise(
         grade_id="ch01_cross_entropy_test", functions=("cross_entropy",), points=2,
         bans=(("torch.nn.functional", "cross_entropy", "F.cross_entropy"), ("torch.nn.functional", "nll_loss", "F.nll_loss"),
-              ("torch.nn.CrossEntropyLoss", "forward", "nn.CrossEntropyLoss")),
-        title="cross-entropy with ignore_index and label smoothing",
+              ("torch.nn.CrossEntropyLoss", "forward", "nn.CrossEntropyLoss"), ("torch.nn.NLLLoss", "forward", "nn.NLLLoss")),
         cases=(
             Case("plain, no ignored rows", {"seed": 0, "n": 8, "c": 5, "scale": 2.0, "ignore_frac": 0.0,
                                             "ignore_index": -100, "eps": 0.0}),
@@ -309,51 +288,20 @@ EXERCISES = [
         ),
         probe=probe_cross_entropy, judge=allclose(rtol=1e-4, atol=1e-4),
         mutants={
-            "ignored rows counted in the mean": """
-                def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0):
-                    logp = torch.log_softmax(logits, -1)
-                    keep = targets != ignore_index
-                    safe = torch.where(keep, targets, torch.zeros_like(targets))
-                    nll = -logp.gather(1, safe[:, None])[:, 0]
-                    row = (1 - label_smoothing) * nll - label_smoothing * logp.mean(-1)
-                    return (row * keep).sum() / len(targets)
-            """,
-            "smoothing spread over the C-1 wrong classes": """
-                def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0):
-                    logp = torch.log_softmax(logits, -1)
-                    keep = targets != ignore_index
-                    safe = torch.where(keep, targets, torch.zeros_like(targets))
-                    nll = -logp.gather(1, safe[:, None])[:, 0]
-                    other = (-logp.sum(-1) - nll) / (logits.shape[1] - 1)
-                    row = (1 - label_smoothing) * nll + label_smoothing * other
-                    return (row * keep).sum() / keep.sum()
-            """,
-            "smoothing ignored": """
-                def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0):
-                    logp = torch.log_softmax(logits, -1)
-                    keep = targets != ignore_index
-                    safe = torch.where(keep, targets, torch.zeros_like(targets))
-                    nll = -logp.gather(1, safe[:, None])[:, 0]
-                    return (nll * keep).sum() / keep.sum()
-            """,
-            "ignore index hard-coded to -100": """
-                def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0):
-                    logp = torch.log_softmax(logits, -1)
-                    keep = targets != -100
-                    safe = torch.where(keep, targets, torch.zeros_like(targets))
-                    nll = -logp.gather(1, safe[:, None])[:, 0]
-                    row = (1 - label_smoothing) * nll - label_smoothing * logp.mean(-1)
-                    return (row * keep).sum() / keep.sum()
-            """,
-            "uses F.cross_entropy": """
+            "ignored rows counted in the mean": mutate("/ keep.sum()", "/ len(targets)"),
+            "smoothing spread over the C-1 wrong classes": mutate(
+                "smooth = -logp.mean(dim=-1)", "smooth = (-logp.sum(dim=-1) - nll) / (logits.shape[1] - 1)"),
+            "smoothing ignored": mutate("per_row = (1.0 - label_smoothing) * nll + label_smoothing * smooth",
+                                        "per_row = nll"),
+            "ignore index hard-coded to -100": mutate("keep = targets != ignore_index", "keep = targets != -100"),
+            "uses F.cross_entropy": whole("""
                 def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0):
                     return F.cross_entropy(logits, targets, ignore_index=ignore_index, label_smoothing=label_smoothing)
-            """,
+            """),
         },
     ),
     Exercise(
         grade_id="ch01_accumulated_step_test", functions=("accumulated_step",), points=3,
-        title="gradient accumulation and clipping",
         cases=(
             Case("4 micro-batches, no clipping", {"seed": 0, "k": 4, "size": 5, "lr": 0.5, "max_norm": None}),
             Case("3 micro-batches, clipping active", {"seed": 1, "k": 3, "size": 4, "lr": 0.5, "max_norm": 0.05}),
@@ -363,82 +311,19 @@ EXERCISES = [
         ),
         probe=probe_accumulated_step, judge=allclose(rtol=1e-4, atol=1e-5),
         mutants={
-            "loss not divided by the number of micro-batches": """
-                def accumulated_step(model, loss_fn, optimizer, micro_batches, max_norm=None):
-                    optimizer.zero_grad()
-                    total = 0.0
-                    for x, y in micro_batches:
-                        loss = loss_fn(model(x), y)
-                        loss.backward()
-                        total += loss.item()
-                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm or float("inf"))
-                    optimizer.step()
-                    return total / len(micro_batches), float(norm)
-            """,
-            "clips every micro-batch": """
-                def accumulated_step(model, loss_fn, optimizer, micro_batches, max_norm=None):
-                    optimizer.zero_grad()
-                    k, total, norm = len(micro_batches), 0.0, 0.0
-                    for x, y in micro_batches:
-                        loss = loss_fn(model(x), y)
-                        (loss / k).backward()
-                        total += loss.item()
-                        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm or float("inf"))
-                    optimizer.step()
-                    return total / k, float(norm)
-            """,
-            "zero_grad inside the loop (only the last micro-batch counts)": """
-                def accumulated_step(model, loss_fn, optimizer, micro_batches, max_norm=None):
-                    k, total = len(micro_batches), 0.0
-                    for x, y in micro_batches:
-                        optimizer.zero_grad()
-                        loss = loss_fn(model(x), y)
-                        (loss / k).backward()
-                        total += loss.item()
-                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm or float("inf"))
-                    optimizer.step()
-                    return total / k, float(norm)
-            """,
-            "never clears old gradients": """
-                def accumulated_step(model, loss_fn, optimizer, micro_batches, max_norm=None):
-                    k, total = len(micro_batches), 0.0
-                    for x, y in micro_batches:
-                        loss = loss_fn(model(x), y)
-                        (loss / k).backward()
-                        total += loss.item()
-                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm or float("inf"))
-                    optimizer.step()
-                    return total / k, float(norm)
-            """,
-            "returns the mean of the scaled losses": """
-                def accumulated_step(model, loss_fn, optimizer, micro_batches, max_norm=None):
-                    optimizer.zero_grad()
-                    k, total = len(micro_batches), 0.0
-                    for x, y in micro_batches:
-                        loss = loss_fn(model(x), y) / k
-                        loss.backward()
-                        total += loss.item()
-                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm or float("inf"))
-                    optimizer.step()
-                    return total / k, float(norm)
-            """,
-            "returns the norm after clipping": """
-                def accumulated_step(model, loss_fn, optimizer, micro_batches, max_norm=None):
-                    optimizer.zero_grad()
-                    k, total = len(micro_batches), 0.0
-                    for x, y in micro_batches:
-                        loss = loss_fn(model(x), y)
-                        (loss / k).backward()
-                        total += loss.item()
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm or float("inf"))
-                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
-                    optimizer.step()
-                    return total / k, float(norm)
-            """,
+            "loss not divided by the number of micro-batches": mutate("(loss / k).backward()", "loss.backward()"),
+            "clips every micro-batch": mutate(CLIP, textwrap.indent(CLIP, "    ")),
+            "zero_grad inside the loop (only the last micro-batch counts)": mutate(
+                {ZERO: "", "    for x, y in micro_batches:\n": "    for x, y in micro_batches:\n    " + ZERO}),
+            "never clears old gradients": mutate(ZERO, ""),
+            "returns the mean of the scaled losses": mutate("total += loss.item()", "total += loss.item() / k"),
+            "returns the norm after clipping": mutate(
+                "    optimizer.step()", "    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float('inf'))\n"
+                                       "    optimizer.step()"),
         },
     ),
     Exercise(
-        grade_id="ch01_evaluate_test", functions=("evaluate",), points=3, title="evaluate without side effects",
+        grade_id="ch01_evaluate_test", functions=("evaluate",), points=3,
         cases=(
             Case("model in train mode, uneven batches", {"seed": 0, "start_training": True, "sizes": [16, 16, 5]}),
             Case("model already in eval mode", {"seed": 1, "start_training": False, "sizes": [8, 3]}),
@@ -446,55 +331,13 @@ EXERCISES = [
         ),
         probe=probe_evaluate, judge=allclose(rtol=1e-5, atol=1e-6),
         mutants={
-            "forgets model.eval() (dropout and batch-norm updates on)": """
-                def evaluate(model, batches, loss_fn):
-                    total, hits, n = 0.0, 0, 0
-                    with torch.no_grad():
-                        for x, y in batches:
-                            out = model(x)
-                            total += loss_fn(out, y).item() * len(y)
-                            hits += (out.argmax(-1) == y).sum().item()
-                            n += len(y)
-                    return total / n, hits / n
-            """,
-            "forgets torch.no_grad()": """
-                def evaluate(model, batches, loss_fn):
-                    mode = model.training
-                    model.eval()
-                    total, hits, n = 0.0, 0, 0
-                    for x, y in batches:
-                        out = model(x)
-                        total += loss_fn(out, y).item() * len(y)
-                        hits += (out.argmax(-1) == y).sum().item()
-                        n += len(y)
-                    model.train(mode)
-                    return total / n, hits / n
-            """,
-            "leaves the model in eval mode": """
-                def evaluate(model, batches, loss_fn):
-                    model.eval()
-                    total, hits, n = 0.0, 0, 0
-                    with torch.no_grad():
-                        for x, y in batches:
-                            out = model(x)
-                            total += loss_fn(out, y).item() * len(y)
-                            hits += (out.argmax(-1) == y).sum().item()
-                            n += len(y)
-                    return total / n, hits / n
-            """,
-            "averages batch means (ignores batch sizes)": """
-                def evaluate(model, batches, loss_fn):
-                    mode = model.training
-                    model.eval()
-                    losses, accs = [], []
-                    with torch.no_grad():
-                        for x, y in batches:
-                            out = model(x)
-                            losses.append(loss_fn(out, y).item())
-                            accs.append((out.argmax(-1) == y).float().mean().item())
-                    model.train(mode)
-                    return sum(losses) / len(losses), sum(accs) / len(accs)
-            """,
+            "forgets model.eval() (dropout and batch-norm updates on)": mutate("    model.eval()\n", ""),
+            "forgets torch.no_grad()": mutate("with torch.no_grad():", "if True:"),
+            "leaves the model in eval mode": mutate("model.train(was_training)", "pass"),
+            "averages batch means (ignores batch sizes)": mutate({
+                "total_loss += loss_fn(out, y).item() * n": "total_loss += loss_fn(out, y).item()",
+                "correct += (out.argmax(dim=-1) == y).sum().item()": "correct += (out.argmax(dim=-1) == y).float().mean().item()",
+                "count += n": "count += 1"}),
         },
     ),
     Exercise(
@@ -502,7 +345,6 @@ EXERCISES = [
         bans=(("transformers.optimization", "get_cosine_schedule_with_warmup", "transformers' cosine schedule"),
               ("transformers.optimization", "get_cosine_with_min_lr_schedule_with_warmup", "transformers' cosine schedule"),
               ("torch.optim.lr_scheduler.LRScheduler", "__init__", "a torch.optim.lr_scheduler scheduler")),
-        title="warmup + cosine schedule",
         cases=(
             Case("10 warmup of 100 steps", {"base_lr": 3e-4, "warmup": 10, "total": 100, "min_lr": 0.0}),
             Case("no warmup", {"base_lr": 1e-3, "warmup": 0, "total": 50, "min_lr": 0.0}),
@@ -511,44 +353,18 @@ EXERCISES = [
         ),
         probe=probe_warmup_cosine, judge=allclose(rtol=1e-6, atol=1e-9),  # float32 arithmetic passes
         mutants={
-            "warmup off by one ((step+1)/warmup)": """
-                def warmup_cosine_lr(step, base_lr, warmup_steps, total_steps, min_lr=0.0):
-                    if step < warmup_steps:
-                        return base_lr * (step + 1) / warmup_steps
-                    p = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-                    return min_lr + (base_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * p))
-            """,
-            "cosine progress over total_steps": """
-                def warmup_cosine_lr(step, base_lr, warmup_steps, total_steps, min_lr=0.0):
-                    if step < warmup_steps:
-                        return base_lr * step / warmup_steps
-                    p = step / total_steps
-                    return min_lr + (base_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * p))
-            """,
-            "floor ignored": """
-                def warmup_cosine_lr(step, base_lr, warmup_steps, total_steps, min_lr=0.0):
-                    if step < warmup_steps:
-                        return base_lr * step / warmup_steps
-                    p = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-                    return base_lr * 0.5 * (1 + math.cos(math.pi * p))
-            """,
-            "warmup starts at base_lr / warmup (step 0 not 0)": """
-                def warmup_cosine_lr(step, base_lr, warmup_steps, total_steps, min_lr=0.0):
-                    if step < warmup_steps:
-                        return base_lr * max(step, 1) / warmup_steps
-                    p = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-                    return min_lr + (base_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * p))
-            """,
-            "divides by zero without warmup": """
-                def warmup_cosine_lr(step, base_lr, warmup_steps, total_steps, min_lr=0.0):
-                    w = min(1.0, step / warmup_steps)
-                    p = max(0.0, (step - warmup_steps) / (total_steps - warmup_steps))
-                    return w * (min_lr + (base_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * p)))
-            """,
+            "warmup off by one ((step+1)/warmup)": mutate("base_lr * step / warmup_steps",
+                                                          "base_lr * (step + 1) / warmup_steps"),
+            "cosine progress over total_steps": mutate(
+                "progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)", "progress = step / total_steps"),
+            "floor ignored": mutate("return min_lr + (base_lr - min_lr) * 0.5", "return base_lr * 0.5"),
+            "warmup starts at base_lr / warmup (step 0 not 0)": mutate("base_lr * step / warmup_steps",
+                                                                       "base_lr * max(step, 1) / warmup_steps"),
+            "divides by zero without warmup": mutate("if step < warmup_steps:", "if step / warmup_steps < 1:"),
         },
     ),
     Exercise(
-        grade_id="ch01_adamw_test", functions=("adamw_update",), points=3, title="AdamW from scratch",
+        grade_id="ch01_adamw_test", functions=("adamw_update",), points=3,
         bans=(("torch.optim.AdamW", "step", "torch.optim.AdamW"), ("torch.optim.Adam", "step", "torch.optim.Adam"),
               ("torch.optim.adamw", "adamw", "torch.optim.adamw.adamw")),
         cases=(
@@ -563,46 +379,14 @@ EXERCISES = [
         ),
         probe=probe_adamw, judge=allclose(rtol=1e-4, atol=1e-6),
         mutants={
-            "Adam with L2 instead of decoupled decay": """
-                def adamw_update(param, grad, exp_avg, exp_avg_sq, step, lr, betas=(0.9, 0.999), eps=1e-8,
-                                 weight_decay=0.01):
-                    b1, b2 = betas
-                    grad = grad + weight_decay * param
-                    m = b1 * exp_avg + (1 - b1) * grad
-                    v = b2 * exp_avg_sq + (1 - b2) * grad * grad
-                    p = param - lr * (m / (1 - b1 ** step)) / ((v / (1 - b2 ** step)).sqrt() + eps)
-                    return p, m, v
-            """,
-            "no bias correction": """
-                def adamw_update(param, grad, exp_avg, exp_avg_sq, step, lr, betas=(0.9, 0.999), eps=1e-8,
-                                 weight_decay=0.01):
-                    b1, b2 = betas
-                    param = param * (1 - lr * weight_decay)
-                    m = b1 * exp_avg + (1 - b1) * grad
-                    v = b2 * exp_avg_sq + (1 - b2) * grad * grad
-                    return param - lr * m / (v.sqrt() + eps), m, v
-            """,
-            "eps inside the square root": """
-                def adamw_update(param, grad, exp_avg, exp_avg_sq, step, lr, betas=(0.9, 0.999), eps=1e-8,
-                                 weight_decay=0.01):
-                    b1, b2 = betas
-                    param = param * (1 - lr * weight_decay)
-                    m = b1 * exp_avg + (1 - b1) * grad
-                    v = b2 * exp_avg_sq + (1 - b2) * grad * grad
-                    p = param - lr * (m / (1 - b1 ** step)) / (v / (1 - b2 ** step) + eps).sqrt()
-                    return p, m, v
-            """,
-            "weight decay not scaled by the learning rate": """
-                def adamw_update(param, grad, exp_avg, exp_avg_sq, step, lr, betas=(0.9, 0.999), eps=1e-8,
-                                 weight_decay=0.01):
-                    b1, b2 = betas
-                    param = param * (1 - weight_decay)
-                    m = b1 * exp_avg + (1 - b1) * grad
-                    v = b2 * exp_avg_sq + (1 - b2) * grad * grad
-                    p = param - lr * (m / (1 - b1 ** step)) / ((v / (1 - b2 ** step)).sqrt() + eps)
-                    return p, m, v
-            """,
-            "uses torch.optim.AdamW": """
+            "Adam with L2 instead of decoupled decay": mutate("    param = param * (1.0 - lr * weight_decay)\n",
+                                                              "    grad = grad + weight_decay * param\n"),
+            "no bias correction": mutate({"bias1 = 1.0 - beta1 ** step": "bias1 = 1.0",
+                                          "bias2 = 1.0 - beta2 ** step": "bias2 = 1.0"}),
+            "eps inside the square root": mutate("denom = (exp_avg_sq / bias2).sqrt() + eps",
+                                                 "denom = (exp_avg_sq / bias2 + eps).sqrt()"),
+            "weight decay not scaled by the learning rate": mutate("(1.0 - lr * weight_decay)", "(1.0 - weight_decay)"),
+            "uses torch.optim.AdamW": whole("""
                 def adamw_update(param, grad, exp_avg, exp_avg_sq, step, lr, betas=(0.9, 0.999), eps=1e-8,
                                  weight_decay=0.01):
                     w = torch.nn.Parameter(param.clone())
@@ -612,23 +396,17 @@ EXERCISES = [
                     w.grad = grad.clone()
                     opt.step()
                     return w.detach(), opt.state[w]["exp_avg"], opt.state[w]["exp_avg_sq"]
-            """,
-            "updates the input tensors in place": """
-                def adamw_update(param, grad, exp_avg, exp_avg_sq, step, lr, betas=(0.9, 0.999), eps=1e-8,
-                                 weight_decay=0.01):
-                    b1, b2 = betas
-                    param.mul_(1 - lr * weight_decay)
-                    exp_avg.mul_(b1).add_((1 - b1) * grad)
-                    exp_avg_sq.mul_(b2).add_((1 - b2) * grad * grad)
-                    denom = (exp_avg_sq / (1 - b2 ** step)).sqrt() + eps
-                    param.sub_(lr * (exp_avg / (1 - b1 ** step)) / denom)
-                    return param, exp_avg, exp_avg_sq
-            """,
+            """),
+            "updates the input tensors in place": mutate({
+                "param = param * (1.0 - lr * weight_decay)": "param.mul_(1.0 - lr * weight_decay)",
+                "exp_avg = beta1 * exp_avg + (1.0 - beta1) * grad": "exp_avg.mul_(beta1).add_((1.0 - beta1) * grad)",
+                "exp_avg_sq = beta2 * exp_avg_sq + (1.0 - beta2) * grad * grad":
+                    "exp_avg_sq.mul_(beta2).add_((1.0 - beta2) * grad * grad)",
+                "param = param - lr * (exp_avg / bias1) / denom": "param.sub_(lr * (exp_avg / bias1) / denom)"}),
         },
     ),
     Exercise(
         grade_id="ch01_early_stopping_test", functions=("EarlyStopping",), points=3,
-        title="early stopping and best-checkpoint restore",
         cases=(
             Case("loss improves then plateaus", {"patience": 2, "min_delta": 0.0, "mode": "min",
                                                  "history": [1.0, 0.8, 0.7, 0.75, 0.72, 0.71, 0.6]}),
@@ -641,73 +419,13 @@ EXERCISES = [
         ),
         probe=probe_early_stopping, judge=allclose(rtol=0, atol=0),
         mutants={
-            "keeps a reference to the live weights, not a copy": """
-                class EarlyStopping:
-                    def __init__(self, patience, min_delta=0.0, mode="min"):
-                        self.patience, self.min_delta, self.mode = patience, min_delta, mode
-                        self.best, self.best_epoch, self.bad, self.epoch, self.state = None, -1, 0, -1, None
-                    def step(self, metric, model):
-                        self.epoch += 1
-                        sign = 1 if self.mode == "min" else -1
-                        if self.best is None or sign * metric < sign * self.best - self.min_delta:
-                            self.best, self.best_epoch, self.bad = metric, self.epoch, 0
-                            self.state = model.state_dict()
-                        else:
-                            self.bad += 1
-                        return self.bad >= self.patience
-                    def restore(self, model):
-                        model.load_state_dict(self.state)
-            """,
-            "patience off by one (stops one epoch late)": """
-                class EarlyStopping:
-                    def __init__(self, patience, min_delta=0.0, mode="min"):
-                        self.patience, self.min_delta, self.mode = patience, min_delta, mode
-                        self.best, self.best_epoch, self.bad, self.epoch, self.state = None, -1, 0, -1, None
-                    def step(self, metric, model):
-                        self.epoch += 1
-                        sign = 1 if self.mode == "min" else -1
-                        if self.best is None or sign * metric < sign * self.best - self.min_delta:
-                            self.best, self.best_epoch, self.bad = metric, self.epoch, 0
-                            self.state = {k: v.clone() for k, v in model.state_dict().items()}
-                        else:
-                            self.bad += 1
-                        return self.bad > self.patience
-                    def restore(self, model):
-                        model.load_state_dict(self.state)
-            """,
-            "min_delta ignored": """
-                class EarlyStopping:
-                    def __init__(self, patience, min_delta=0.0, mode="min"):
-                        self.patience, self.mode = patience, mode
-                        self.best, self.best_epoch, self.bad, self.epoch, self.state = None, -1, 0, -1, None
-                    def step(self, metric, model):
-                        self.epoch += 1
-                        sign = 1 if self.mode == "min" else -1
-                        if self.best is None or sign * metric < sign * self.best:
-                            self.best, self.best_epoch, self.bad = metric, self.epoch, 0
-                            self.state = {k: v.clone() for k, v in model.state_dict().items()}
-                        else:
-                            self.bad += 1
-                        return self.bad >= self.patience
-                    def restore(self, model):
-                        model.load_state_dict(self.state)
-            """,
-            "mode ignored (always minimises)": """
-                class EarlyStopping:
-                    def __init__(self, patience, min_delta=0.0, mode="min"):
-                        self.patience, self.min_delta = patience, min_delta
-                        self.best, self.best_epoch, self.bad, self.epoch, self.state = None, -1, 0, -1, None
-                    def step(self, metric, model):
-                        self.epoch += 1
-                        if self.best is None or metric < self.best - self.min_delta:
-                            self.best, self.best_epoch, self.bad = metric, self.epoch, 0
-                            self.state = {k: v.clone() for k, v in model.state_dict().items()}
-                        else:
-                            self.bad += 1
-                        return self.bad >= self.patience
-                    def restore(self, model):
-                        model.load_state_dict(self.state)
-            """,
+            "keeps a reference to the live weights, not a copy": mutate(
+                "{k: v.detach().clone() for k, v in model.state_dict().items()}", "model.state_dict()"),
+            "patience off by one (stops one epoch late)": mutate("return self.bad_epochs >= self.patience",
+                                                                 "return self.bad_epochs > self.patience"),
+            "min_delta ignored": mutate({"metric < self.best - self.min_delta": "metric < self.best",
+                                         "metric > self.best + self.min_delta": "metric > self.best"}),
+            "mode ignored (always minimises)": mutate('elif self.mode == "min":', "elif True:"),
         },
     ),
 ]
@@ -874,7 +592,6 @@ ALTERNATIVES = {
     """},
 }
 
-EXERCISES = tabled(EXERCISES, RULES, ALTERNATIVES)
 
 # Library implementations the exercises imitate (used by the test suite, in the trusted process).
 ORACLES = {
@@ -885,3 +602,5 @@ ORACLES = {
     "ch01_warmup_cosine_test": oracle_warmup_cosine,
     "ch01_adamw_test": oracle_adamw,
 }
+
+CHAPTER = Chapter("ch01_training", "ch01_exercises.ipynb", EXERCISES, rules=RULES, alternatives=ALTERNATIVES, oracles=ORACLES)

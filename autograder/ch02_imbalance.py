@@ -5,10 +5,8 @@ Probes run inside the sandbox next to the student's code and must be self-contai
 library implementation each exercise imitates; the test suite proves the solution
 agrees with them on every case.
 """
-from llmprep.grading.spec import Case, Exercise, Rule, allclose, tabled
+from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose
 
-CHAPTER = "ch02_imbalance"
-NOTEBOOK = "ch02_exercises.ipynb"
 
 
 # ============================================================================ 1 class weights
@@ -255,7 +253,6 @@ def oracle_best_threshold():
 EXERCISES = [
     Exercise(
         grade_id="ch02_class_weights_test", functions=("class_weights",), points=2,
-        title="inverse-frequency and effective-number class weights",
         cases=(
             Case("inverse, binary 95/5", {"counts": [950, 50], "scheme": "inverse"}),
             Case("inverse, long tail of 5 classes", {"counts": [500, 200, 60, 20, 5], "scheme": "inverse"}),
@@ -324,7 +321,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch02_sampler_weights_test", functions=("sampler_weights",), points=2,
-        title="per-example weights for balanced sampling",
         cases=(
             Case("binary 95/5", {"labels": [0] * 95 + [1] * 5}),
             Case("long tail, shuffled", {"labels": [3, 0, 0, 1, 0, 2, 0, 1, 0, 0, 1, 0, 0, 2, 0, 0, 0, 1, 0, 0]}),
@@ -359,7 +355,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch02_sigmoid_focal_test", functions=("sigmoid_focal_loss",), points=3,
-        title="sigmoid focal loss (torchvision's definition)",
         cases=(
             Case("defaults (alpha 0.25, gamma 2), mean", {"seed": 0, "shape": [64], "scale": 2.0, "pos_frac": 0.1,
                                                           "alpha": 0.25, "gamma": 2.0, "reduction": "mean",
@@ -441,7 +436,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch02_softmax_focal_test", functions=("softmax_focal_loss",), points=2,
-        title="multi-class (softmax) focal loss",
         cases=(
             Case("gamma 0 is cross-entropy", {"seed": 0, "n": 16, "c": 5, "scale": 2.0, "gamma": 0.0}),
             Case("gamma 2", {"seed": 1, "n": 32, "c": 4, "scale": 2.0, "gamma": 2.0}),
@@ -474,7 +468,7 @@ EXERCISES = [
         },
     ),
     Exercise(
-        grade_id="ch02_macro_f1_test", functions=("macro_f1",), points=2, title="macro-F1 from a confusion matrix",
+        grade_id="ch02_macro_f1_test", functions=("macro_f1",), points=2,
         cases=(
             Case("binary, rare positives", {"confusion": [[930, 20], [30, 20]]}),
             Case("3 classes", {"confusion": [[50, 3, 7], [10, 12, 3], [2, 1, 4]]}),
@@ -518,7 +512,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch02_logit_adjusted_test", functions=("logit_adjusted_loss",), points=2,
-        title="logit-adjusted cross-entropy (Menon et al. 2021)",
         cases=(
             Case("long tail, tau 1", {"seed": 0, "n": 32, "counts": [500, 120, 30, 8, 2], "scale": 2.0, "tau": 1.0}),
             Case("tau 0 is cross-entropy", {"seed": 1, "n": 16, "counts": [90, 10], "scale": 2.0, "tau": 0.0}),
@@ -548,7 +541,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch02_best_threshold_test", functions=("best_f1_threshold",), points=3,
-        title="the threshold that maximises F1 on validation scores",
         cases=(
             Case("tie between two thresholds", {"scores": [0.1, 0.2, 0.3, 0.4], "labels": [1, 0, 0, 1]}),
             Case("tied scores", {"scores": [0.9, 0.5, 0.5, 0.5, 0.5, 0.1], "labels": [1, 1, 1, 0, 0, 0]}),
@@ -763,7 +755,6 @@ ALTERNATIVES = {
     """},
 }
 
-EXERCISES = tabled(EXERCISES, RULES, ALTERNATIVES)
 
 # Library implementations the exercises imitate (used by the test suite, in the trusted process).
 ORACLES = {
@@ -775,3 +766,5 @@ ORACLES = {
     "ch02_logit_adjusted_test": oracle_logit_adjusted,
     "ch02_best_threshold_test": oracle_best_threshold,
 }
+
+CHAPTER = Chapter("ch02_imbalance", "ch02_exercises.ipynb", EXERCISES, rules=RULES, alternatives=ALTERNATIVES, oracles=ORACLES)

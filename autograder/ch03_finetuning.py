@@ -8,10 +8,8 @@ library implementation each exercise imitates (peft's parameter count, peft's Lo
 layer, ``get_peft_model``, sentence-transformers' mean pooling); the test suite proves the
 solution agrees with them on every case.
 """
-from llmprep.grading.spec import Case, Exercise, Rule, allclose, tabled
+from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose
 
-CHAPTER = "ch03_finetuning"
-NOTEBOOK = "ch03_exercises.ipynb"
 
 
 # ============================================================================ 1 freeze + count
@@ -312,7 +310,6 @@ _MINI = {"model": "bert_cls", "layers": 2}
 EXERCISES = [
     Exercise(
         grade_id="ch03_freeze_count_test", functions=("freeze_all_but_head", "count_parameters"), points=2,
-        title="freeze all but the head; count trainable parameters",
         cases=(
             Case("BERT classifier, head only", dict(_MINI, seed=0, heads=["classifier"])),
             Case("BERT classifier, head and pooler", dict(_MINI, seed=1, heads=["classifier", "bert.pooler"])),
@@ -361,7 +358,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch03_lora_linear_test", functions=("LoRALinear",), points=3,
-        title="a LoRA linear layer from scratch",
         cases=(
             Case("r=4, alpha=8, with bias", {"seed": 0, "fin": 12, "fout": 10, "r": 4, "alpha": 8, "bias": True,
                                              "dropout": 0.0, "batch": [5]}),
@@ -594,7 +590,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch03_inject_lora_test", functions=("inject_lora",), points=3,
-        title="inject LoRA into the attention projections",
         cases=(
             Case("query and value, 2 layers, r=8", {"seed": 0, "layers": 2, "r": 8, "alpha": 16,
                                                     "targets": ["query", "value"]}),
@@ -639,7 +634,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch03_mean_pool_test", functions=("masked_mean_pool",), points=2,
-        title="masked mean pooling",
         cases=(
             Case("ragged lengths", {"seed": 0, "shape": [4, 7, 5], "lengths": [7, 3, 1, 5], "dtype": "float32"}),
             Case("a row that is all padding", {"seed": 1, "shape": [3, 4, 6], "lengths": [4, 0, 2],
@@ -692,7 +686,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch03_llrd_test", functions=("layerwise_lr_groups",), points=3,
-        title="layer-wise learning-rate decay parameter groups",
         cases=(
             Case("BertModel, 2 layers", {"seed": 0, "layers": 2, "classifier": False, "frozen": [],
                                          "base_lr": 1e-3, "decay": 0.8, "weight_decay": 0.01}),
@@ -942,7 +935,6 @@ ALTERNATIVES = {
     """},
 }
 
-EXERCISES = tabled(EXERCISES, RULES, ALTERNATIVES)
 
 # Library implementations the exercises imitate (used by the test suite, in the trusted process).
 ORACLES = {
@@ -951,3 +943,5 @@ ORACLES = {
     "ch03_inject_lora_test": oracle_inject_lora,
     "ch03_mean_pool_test": oracle_mean_pool,
 }
+
+CHAPTER = Chapter("ch03_finetuning", "ch03_exercises.ipynb", EXERCISES, rules=RULES, alternatives=ALTERNATIVES, oracles=ORACLES)

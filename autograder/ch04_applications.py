@@ -8,10 +8,8 @@ the course (rank_bm25 is not), so their oracles are independent, deliberately na
 implementations (explicit loops over documents, queries, span pairs and rank positions), and the
 visible tests carry hand-computed values.
 """
-from llmprep.grading.spec import Case, Exercise, Rule, allclose, tabled
+from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose
 
-CHAPTER = "ch04_applications"
-NOTEBOOK = "ch04_exercises.ipynb"
 
 
 # ============================================================================ 1 cosine top-k
@@ -262,7 +260,6 @@ _HAND_DOCS = [["the", "cat", "sat"], ["the", "dog", "sat", "down"], ["a", "cat",
 EXERCISES = [
     Exercise(
         grade_id="ch04_cosine_top_k_test", functions=("cosine_top_k",), points=2,
-        title="cosine-similarity top-k search",
         cases=(
             Case("one query, unit-ish corpus", {"seed": 0, "n": 50, "d": 16, "k": 5, "norm_spread": 0.0,
                                                 "query_scale": 1.0}),
@@ -313,7 +310,7 @@ EXERCISES = [
         },
     ),
     Exercise(
-        grade_id="ch04_bm25_test", functions=("bm25_scores",), points=3, title="BM25 scoring",
+        grade_id="ch04_bm25_test", functions=("bm25_scores",), points=3,
         cases=(
             Case("hand-computed: three short documents", {"docs": _HAND_DOCS, "query": ["cat", "sat"]}),
             Case("hand-computed: repeated query term, term in every document, unknown term",
@@ -430,7 +427,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch04_retrieval_metrics_test", functions=("recall_at_k", "mrr"), points=2,
-        title="recall@k and mean reciprocal rank",
         cases=(
             Case("closed form: three queries, one finds nothing",
                  {"ranked": [[3, 1, 2], [5, 6, 7], [9, 8]], "relevant": [[1], [7, 4], [0]], "ks": [1, 2, 3]}),
@@ -475,7 +471,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch04_best_span_test", functions=("best_span",), points=3,
-        title="extractive-QA span selection from start/end logits",
         cases=(
             Case("random logits, max_len 5", {"seed": 0, "length": 20, "max_len": 5, "mode": "random"}),
             Case("best end lies before best start", {"seed": 1, "length": 12, "max_len": 12, "mode": "crossing"}),
@@ -546,7 +541,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch04_rrf_test", functions=("reciprocal_rank_fusion",), points=2,
-        title="hybrid search: reciprocal-rank fusion",
         cases=(
             Case("closed form: two rankings of different lengths, c=1",
                  {"rankings": [[7, 2, 9], [2, 5]], "c": 1}),
@@ -759,7 +753,6 @@ ALTERNATIVES = {
     """},
 }
 
-EXERCISES = tabled(EXERCISES, RULES, ALTERNATIVES)
 
 ORACLES = {
     "ch04_cosine_top_k_test": oracle_cosine_top_k,
@@ -768,3 +761,5 @@ ORACLES = {
     "ch04_best_span_test": oracle_best_span,
     "ch04_rrf_test": oracle_rrf,
 }
+
+CHAPTER = Chapter("ch04_applications", "ch04_exercises.ipynb", EXERCISES, rules=RULES, alternatives=ALTERNATIVES, oracles=ORACLES)

@@ -5,10 +5,8 @@ Probes run inside the sandbox next to the student's code and must be self-contai
 library (or independent reference) implementation each exercise imitates; the test suite
 proves the solution agrees with them on every case.
 """
-from llmprep.grading.spec import Case, Exercise, Rule, allclose, tabled
+from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose
 
-CHAPTER = "ch05_sentiment"
-NOTEBOOK = "ch05_exercises.ipynb"
 
 
 # ============================================================================ 1 build_vocab
@@ -225,7 +223,6 @@ def oracle_train_epoch():
 EXERCISES = [
     Exercise(
         grade_id="ch05_build_vocab_test", functions=("build_vocab",), points=2,
-        title="vocabulary with min frequency and special tokens",
         cases=(
             Case("min_freq 1, default specials", {"seed": 0, "n": 12, "max_len": 6, "min_freq": 1, "specials": None,
                                                   "words": ["the", "movie", "is", "not", "good", "bad", "plot",
@@ -293,7 +290,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch05_collate_test", functions=("collate",), points=2,
-        title="collate with right padding, lengths and float labels",
         cases=(
             Case("lists, pad index 0", {"seed": 0, "lengths": [3, 1, 5, 2], "pad_index": 0, "as_tensor": False}),
             Case("tensors, pad index 1", {"seed": 1, "lengths": [2, 6, 6, 1, 4], "pad_index": 1, "as_tensor": True}),
@@ -338,7 +334,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch05_last_real_hidden_test", functions=("last_real_hidden",), points=3,
-        title="last real hidden state with pack_padded_sequence",
         cases=(
             Case("unidirectional, one layer", {"seed": 0, "emb": 5, "hidden": 4, "layers": 1, "bidirectional": False,
                                                "lengths": [3, 7, 1, 5], "extra_pad": 0}),
@@ -397,7 +392,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch05_accuracy_test", functions=("binary_accuracy", "multiclass_accuracy"), points=2,
-        title="binary accuracy from one logit, multi-class accuracy from argmax",
         cases=(
             Case("[N] logits, [N] integer labels", {"seed": 0, "n": 40, "c": 3, "pos_rate": 0.5,
                                                     "logit_shape": "flat", "label_shape": "flat",
@@ -449,7 +443,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch05_train_epoch_test", functions=("train_epoch",), points=3,
-        title="bug hunt: a correct training epoch",
         cases=(
             Case("SGD, model arrives in eval mode with stale gradients",
                  {"seed": 0, "sizes": [5, 3, 4], "max_len": 6, "optimizer": "sgd", "lr": 0.5,
@@ -644,7 +637,6 @@ ALTERNATIVES = {
     """},
 }
 
-EXERCISES = tabled(EXERCISES, RULES, ALTERNATIVES)
 
 # Library implementations (or independent references) the exercises imitate (used by the test suite).
 ORACLES = {
@@ -654,3 +646,5 @@ ORACLES = {
     "ch05_accuracy_test": oracle_accuracy,
     "ch05_train_epoch_test": oracle_train_epoch,
 }
+
+CHAPTER = Chapter("ch05_sentiment", "ch05_exercises.ipynb", EXERCISES, rules=RULES, alternatives=ALTERNATIVES, oracles=ORACLES)

@@ -3,85 +3,23 @@
 Probes run inside the sandbox next to the student's code and must be self-contained (imports
 inside the function). Every tensor is built on the spot from a seeded generator; the models are
 small random configurations (never SmolLM2), so each case takes milliseconds. While the student's
-function runs, the probe blocks the library implementation the exercise imitates
-(``probing.forbidden``). Oracles run in the trusted test process and call that very library
-implementation (``F.scaled_dot_product_attention``, ``nn.MultiheadAttention``, transformers' Llama
-modules, Mixtral's router and ``load_balancing_loss_func``); they capture the real functions when
-they are built and put them back for the duration of their own call, because they are called
-inside the probe's ``forbidden`` block.
+function runs, the library implementation the exercise imitates is banned (``Exercise.bans``). Oracles
+run in the trusted test process and call that very library implementation
+(``F.scaled_dot_product_attention``, ``nn.MultiheadAttention``, transformers' Llama modules, Mixtral's
+router and ``load_balancing_loss_func``).
 
 ``RULES`` at the bottom is the shared rule table (``llmprep.grading.spec.Rule``): every rule the
 instructions state, quoted from them, with the hidden cases that exercise it and the mutants that break
 it, each mapped to a word its feedback must contain (tests/test_exercise_rules.py, tests/test_mutants.py).
 """
-from contextlib import contextmanager
 
 import numpy as np
 
-from llmprep.grading.spec import Case, Exercise, Rule, compare_arrays, tabled
+from llmprep.grading.spec import Case, Chapter, Exercise, Rule, mutate, ordered, whole
 
-CHAPTER = "ch09_transformer"
-NOTEBOOK = "ch09_exercises.ipynb"
 
 
 # ============================================================================ judging helpers
-
-def ordered(*items):
-    """Judge: keys in the given order (the returned value first, then auxiliary outputs), each with a
-    label in words and its own tolerance. ``items`` are ``(key, label, rtol, atol)``; ``rtol=None``
-    marks an integer output compared exactly ("N of M differ (first at position i)"), and
-    ``atol="dtype"`` a string output naming a dtype."""
-
-    def judge(got, want, params):
-        for key, label, rtol, atol in items:
-            if key not in got:
-                return f"no value for {label}"
-            g, w = np.asarray(got[key]), np.asarray(want[key])
-            if atol == "dtype":
-                if str(g) != str(w):
-                    return f"{label} is {g} for a {params.get('dtype', str(w))} input; return the input's dtype ({w})"
-                continue
-            if rtol is None:
-                if g.shape != w.shape:
-                    return f"{label} has shape {tuple(g.shape)}, expected {tuple(w.shape)}"
-                if g.dtype.kind not in "biu":
-                    return f"{label} should hold integers (got dtype {g.dtype})"
-                wrong = np.argwhere(g != w)
-                if len(wrong):
-                    return (f"{label}: {len(wrong)} of {w.size} entries differ "
-                            f"(first at position {tuple(int(i) for i in wrong[0])})")
-                continue
-            reason = compare_arrays(label, g, w, rtol, atol)
-            if reason:
-                return reason
-        return None
-
-    judge.__name__ = "ordered(" + ", ".join(i[0] for i in items) + ")"
-    return judge
-
-
-def _library(*targets):
-    """Capture the real ``(owner, attribute)`` functions now (when an oracle is built, before any probe
-    blocks them); the returned context manager restores them while the oracle itself runs."""
-    missing = object()
-    saved = [(owner, name, getattr(owner, name)) for owner, name in targets]
-
-    @contextmanager
-    def real():
-        current = [(o, n, o.__dict__.get(n, missing) if isinstance(o, type) else getattr(o, n)) for o, n, _ in saved]
-        try:
-            for owner, name, original in saved:
-                setattr(owner, name, original)
-            yield
-        finally:
-            for owner, name, value in reversed(current):
-                if value is missing:
-                    delattr(owner, name)
-                else:
-                    setattr(owner, name, value)
-
-    return real
-
 
 def _causal_additive(batch, length):
     import torch
@@ -104,9 +42,7 @@ def _llama_config(hidden, heads, kv_heads, head_dim, intermediate=None, eps=1e-6
 # ============================================================================ 1 attention with masks
 
 def probe_attention(ns, params):
-    from llmprep.grading.probing import forbidden
     import torch
-    import torch.nn.functional as F
 
     fn = ns["attention"]
     g = torch.Generator().manual_seed(params["seed"])
@@ -122,9 +58,7 @@ def probe_attention(ns, params):
                 keep[row, :n] = True
         if params.get("side") == "left":
             keep = keep.flip(-1)
-    with forbidden((F, "scaled_dot_product_attention", "F.scaled_dot_product_attention"),
-                   (F, "multi_head_attention_forward", "F.multi_head_attention_forward")):
-        out = fn(q, k, v, causal=params["causal"], key_padding_mask=keep)
+    out = fn(q, k, v, causal=params["causal"], key_padding_mask=keep)
     return {"out": out}
 
 
@@ -148,8 +82,6 @@ def oracle_attention():
     import torch
     import torch.nn.functional as F
 
-    real = _library((F, "scaled_dot_product_attention"))
-
     def attention(q, k, v, causal=False, key_padding_mask=None):
         lq, lk = q.shape[-2], k.shape[-2]
         allowed = torch.ones(q.shape[0], 1, lq, lk, dtype=torch.bool)
@@ -157,8 +89,7 @@ def oracle_attention():
             allowed = allowed & torch.ones(lq, lk, dtype=torch.bool).tril(lk - lq)
         if key_padding_mask is not None:
             allowed = allowed & key_padding_mask[:, None, None, :]
-        with real():
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
         return torch.where(allowed.any(-1, keepdim=True), out, torch.zeros_like(out))
 
     return {"attention": attention}
@@ -167,9 +98,7 @@ def oracle_attention():
 # ============================================================================ 2 multi-head attention
 
 def probe_mha(ns, params):
-    from llmprep.grading.probing import forbidden
     import torch
-    import torch.nn.functional as F
 
     fn = ns["multi_head_attention"]
     g = torch.Generator().manual_seed(params["seed"])
@@ -187,17 +116,12 @@ def probe_mha(ns, params):
     pad = None
     if "lengths" in params:  # PyTorch convention: True = padding, ignored
         pad = torch.arange(key.shape[1])[None, :] >= torch.tensor(params["lengths"])[:, None]
-    with forbidden((torch.nn.MultiheadAttention, "forward", "nn.MultiheadAttention"),
-                   (F, "multi_head_attention_forward", "F.multi_head_attention_forward")):
-        out, weights = fn(query, key, value, w_in, b_in, w_out, b_out, heads, key_padding_mask=pad)
+    out, weights = fn(query, key, value, w_in, b_in, w_out, b_out, heads, key_padding_mask=pad)
     return {"out": out, "weights": weights}
 
 
 def oracle_mha():
     import torch
-    import torch.nn.functional as F
-
-    real = _library((torch.nn.MultiheadAttention, "forward"), (F, "multi_head_attention_forward"))
 
     def multi_head_attention(query, key, value, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias,
                              num_heads, key_padding_mask=None):
@@ -208,9 +132,8 @@ def oracle_mha():
             mha.in_proj_bias.copy_(in_proj_bias)
             mha.out_proj.weight.copy_(out_proj_weight)
             mha.out_proj.bias.copy_(out_proj_bias)
-            with real():
-                return mha(query, key, value, key_padding_mask=key_padding_mask, need_weights=True,
-                           average_attn_weights=True)
+            return mha(query, key, value, key_padding_mask=key_padding_mask, need_weights=True,
+                       average_attn_weights=True)
 
     return {"multi_head_attention": multi_head_attention}
 
@@ -218,9 +141,7 @@ def oracle_mha():
 # ============================================================================ 3 RoPE
 
 def probe_rope(ns, params):
-    from llmprep.grading.probing import forbidden
     import torch
-    from transformers.models.llama import modeling_llama as ml
 
     fn = ns["apply_rope"]
     g = torch.Generator().manual_seed(params["seed"])
@@ -228,25 +149,19 @@ def probe_rope(ns, params):
     q = torch.randn(b, h, length, d, generator=g)
     k = torch.randn(b, hkv, length, d, generator=g)
     pos = torch.arange(length)[None, :] + torch.tensor(params["offsets"])[:, None]
-    with forbidden((ml, "apply_rotary_pos_emb", "transformers' apply_rotary_pos_emb"),
-                   (ml, "rotate_half", "transformers' rotate_half"),
-                   (ml.LlamaRotaryEmbedding, "forward", "LlamaRotaryEmbedding")):
-        q_rot, k_rot = fn(q, k, pos, theta=params["theta"])
+    q_rot, k_rot = fn(q, k, pos, theta=params["theta"])
     return {"q_rot": q_rot, "k_rot": k_rot}
 
 
 def oracle_rope():
     from transformers.models.llama import modeling_llama as ml
 
-    real = _library((ml, "apply_rotary_pos_emb"), (ml, "rotate_half"), (ml.LlamaRotaryEmbedding, "forward"))
-
     def apply_rope(q, k, position_ids, theta=10000.0):
         d = q.shape[-1]
         cfg = _llama_config(hidden=d * q.shape[1], heads=q.shape[1], kv_heads=k.shape[1], head_dim=d)
         cfg.rope_parameters = {"rope_type": "default", "rope_theta": float(theta)}
-        with real():
-            cos, sin = ml.LlamaRotaryEmbedding(cfg)(q, position_ids)
-            return ml.apply_rotary_pos_emb(q, k, cos, sin)
+        cos, sin = ml.LlamaRotaryEmbedding(cfg)(q, position_ids)
+        return ml.apply_rotary_pos_emb(q, k, cos, sin)
 
     return {"apply_rope": apply_rope}
 
@@ -254,10 +169,7 @@ def oracle_rope():
 # ============================================================================ 4 RMSNorm
 
 def probe_rms_norm(ns, params):
-    from llmprep.grading.probing import forbidden
     import torch
-    import torch.nn.functional as F
-    from transformers.models.llama import modeling_llama as ml
 
     fn = ns["rms_norm"]
     g = torch.Generator().manual_seed(params["seed"])
@@ -267,9 +179,7 @@ def probe_rms_norm(ns, params):
     weight = 1.0 + 0.5 * torch.randn(params["shape"][-1], generator=g)
     dtype = getattr(torch, params["dtype"])
     x, weight = x.to(dtype), weight.to(dtype)
-    with forbidden((F, "rms_norm", "F.rms_norm"), (torch, "rms_norm", "torch.rms_norm"),
-                   (torch.nn.RMSNorm, "forward", "nn.RMSNorm"), (ml.LlamaRMSNorm, "forward", "LlamaRMSNorm")):
-        y = fn(x, weight, eps=params["eps"])
+    y = fn(x, weight, eps=params["eps"])
     return {"y": torch.as_tensor(y).float(), "dtype": str(torch.as_tensor(y).dtype)}
 
 
@@ -283,13 +193,10 @@ def judge_rms_norm(got, want, params):
 
 def oracle_rms_norm():
     import torch
-    import torch.nn.functional as F
-
-    real = _library((F, "rms_norm"), (torch, "rms_norm"), (torch.nn.RMSNorm, "forward"))
 
     def rms_norm(x, weight, eps=1e-6):
         norm = torch.nn.RMSNorm(x.shape[-1], eps=eps, dtype=x.dtype)
-        with torch.no_grad(), real():
+        with torch.no_grad():
             norm.weight.copy_(weight)
             return norm(x)
 
@@ -299,9 +206,7 @@ def oracle_rms_norm():
 # ============================================================================ 5 grouped-query attention
 
 def probe_gqa(ns, params):
-    from llmprep.grading.probing import forbidden
     import torch
-    from transformers.models.llama import modeling_llama as ml
 
     fn = ns["gqa_attention"]
     g = torch.Generator().manual_seed(params["seed"])
@@ -316,9 +221,7 @@ def probe_gqa(ns, params):
     ang = (torch.arange(length, dtype=torch.float32) + params["offset"])[:, None] * inv
     emb = torch.cat([ang, ang], dim=-1)
     cos, sin = emb.cos()[None].expand(b, -1, -1).contiguous(), emb.sin()[None].expand(b, -1, -1).contiguous()
-    with forbidden((ml.LlamaAttention, "forward", "LlamaAttention"), (ml, "repeat_kv", "transformers' repeat_kv"),
-                   (ml, "eager_attention_forward", "transformers' eager_attention_forward")):
-        out = fn(x, wq, wk, wv, wo, heads, kv, cos, sin)
+    out = fn(x, wq, wk, wv, wo, heads, kv, cos, sin)
     return {"out": out}
 
 
@@ -326,12 +229,10 @@ def oracle_gqa():
     import torch
     from transformers.models.llama import modeling_llama as ml
 
-    real = _library((ml.LlamaAttention, "forward"), (ml, "repeat_kv"), (ml, "eager_attention_forward"))
-
     def gqa_attention(x, q_weight, k_weight, v_weight, o_weight, num_heads, num_kv_heads, cos, sin):
         hd = q_weight.shape[0] // num_heads
         att = ml.LlamaAttention(_llama_config(x.shape[-1], num_heads, num_kv_heads, hd), layer_idx=0).eval()
-        with torch.no_grad(), real():
+        with torch.no_grad():
             for lin, w in ((att.q_proj, q_weight), (att.k_proj, k_weight), (att.v_proj, v_weight),
                            (att.o_proj, o_weight)):
                 lin.weight.copy_(w)
@@ -344,9 +245,7 @@ def oracle_gqa():
 # ============================================================================ 6 SwiGLU
 
 def probe_swiglu(ns, params):
-    from llmprep.grading.probing import forbidden
     import torch
-    from transformers.models.llama import modeling_llama as ml
 
     fn = ns["swiglu_mlp"]
     g = torch.Generator().manual_seed(params["seed"])
@@ -355,8 +254,7 @@ def probe_swiglu(ns, params):
     gate = torch.randn(f, d, generator=g) / d ** 0.5
     up = torch.randn(f, d, generator=g) / d ** 0.5
     down = torch.randn(d, f, generator=g) / f ** 0.5
-    with forbidden((ml.LlamaMLP, "forward", "LlamaMLP")):
-        out = fn(x, gate, up, down)
+    out = fn(x, gate, up, down)
     return {"out": out}
 
 
@@ -364,12 +262,10 @@ def oracle_swiglu():
     import torch
     from transformers.models.llama import modeling_llama as ml
 
-    real = _library((ml.LlamaMLP, "forward"))
-
     def swiglu_mlp(x, gate_weight, up_weight, down_weight):
         d, f = x.shape[-1], gate_weight.shape[0]
         mlp = ml.LlamaMLP(_llama_config(d, 1, 1, d, intermediate=f))
-        with torch.no_grad(), real():
+        with torch.no_grad():
             mlp.gate_proj.weight.copy_(gate_weight)
             mlp.up_proj.weight.copy_(up_weight)
             mlp.down_proj.weight.copy_(down_weight)
@@ -381,9 +277,7 @@ def oracle_swiglu():
 # ============================================================================ 7 decoder layer
 
 def probe_decoder_layer(ns, params):
-    from llmprep.grading.probing import forbidden
     import torch
-    from transformers.models.llama import modeling_llama as ml
 
     fn = ns["decoder_layer"]
     g = torch.Generator().manual_seed(params["seed"])
@@ -402,9 +296,7 @@ def probe_decoder_layer(ns, params):
     ang = (torch.arange(length, dtype=torch.float32) + params["offset"])[:, None] * inv
     emb = torch.cat([ang, ang], dim=-1)
     cos, sin = emb.cos()[None].expand(b, -1, -1).contiguous(), emb.sin()[None].expand(b, -1, -1).contiguous()
-    with forbidden((ml.LlamaDecoderLayer, "forward", "LlamaDecoderLayer"), (ml.LlamaAttention, "forward", "LlamaAttention"),
-                   (ml.LlamaMLP, "forward", "LlamaMLP"), (ml.LlamaRMSNorm, "forward", "LlamaRMSNorm")):
-        out = fn(x, dict(weights), heads, kv, cos, sin, eps=params["eps"])
+    out = fn(x, dict(weights), heads, kv, cos, sin, eps=params["eps"])
     return {"out": out}
 
 
@@ -412,16 +304,13 @@ def oracle_decoder_layer():
     import torch
     from transformers.models.llama import modeling_llama as ml
 
-    real = _library((ml.LlamaDecoderLayer, "forward"), (ml.LlamaAttention, "forward"), (ml.LlamaMLP, "forward"),
-                    (ml.LlamaRMSNorm, "forward"))
-
     def decoder_layer(x, weights, num_heads, num_kv_heads, cos, sin, eps=1e-6):
         hd = weights["self_attn.q_proj.weight"].shape[0] // num_heads
         inter = weights["mlp.gate_proj.weight"].shape[0]
         cfg = _llama_config(x.shape[-1], num_heads, num_kv_heads, hd, intermediate=inter, eps=eps)
         layer = ml.LlamaDecoderLayer(cfg, layer_idx=0).eval()
         layer.load_state_dict(weights)
-        with torch.no_grad(), real():
+        with torch.no_grad():
             return layer(x, attention_mask=_causal_additive(x.shape[0], x.shape[1]), position_embeddings=(cos, sin))
 
     return {"decoder_layer": decoder_layer}
@@ -430,9 +319,7 @@ def oracle_decoder_layer():
 # ============================================================================ 8 top-k router + load balancing
 
 def probe_router(ns, params):
-    from llmprep.grading.probing import forbidden
     import torch
-    from transformers.models.mixtral import modeling_mixtral as mm
 
     fn = ns["route_top_k"]
     g = torch.Generator().manual_seed(params["seed"])
@@ -443,9 +330,7 @@ def probe_router(ns, params):
     mask = None
     if "lengths" in params:
         mask = (torch.arange(s)[None, :] < torch.tensor(params["lengths"])[:, None]).long()
-    with forbidden((mm, "load_balancing_loss_func", "Mixtral's load_balancing_loss_func"),
-                   (mm.MixtralTopKRouter, "forward", "MixtralTopKRouter")):
-        weights, experts, loss = fn(logits.clone(), params["k"], attention_mask=mask)
+    weights, experts, loss = fn(logits.clone(), params["k"], attention_mask=mask)
     return {"weights": weights, "experts": torch.as_tensor(experts).long(),
             "aux_loss": torch.as_tensor(loss, dtype=torch.float64).reshape(())}
 
@@ -455,12 +340,10 @@ def oracle_router():
     from transformers import MixtralConfig
     from transformers.models.mixtral import modeling_mixtral as mm
 
-    real = _library((mm, "load_balancing_loss_func"), (mm.MixtralTopKRouter, "forward"))
-
     def route_top_k(router_logits, top_k, attention_mask=None):
         e = router_logits.shape[-1]
         router = mm.MixtralTopKRouter(MixtralConfig(hidden_size=e, num_local_experts=e, num_experts_per_tok=top_k))
-        with torch.no_grad(), real():
+        with torch.no_grad():
             router.weight.copy_(torch.eye(e))  # identity gate: the router's logits are the given ones
             _, weights, experts = router(router_logits)
             loss = mm.load_balancing_loss_func((router_logits,), e, top_k, attention_mask)
@@ -471,10 +354,17 @@ def oracle_router():
 
 # ============================================================================ the spec
 
+# Mutants are edits of the solution's own functions (read from the solution notebook); snippets used twice:
+ROW_ZERO = "weights = weights.masked_fill(~allowed.any(dim=-1, keepdim=True), 0.0)"
+ROTATE = "torch.cat([-x[..., d // 2:], x[..., :d // 2]], dim=-1)"
+ROPE_QK = "q, k = q * c + rotate_half(q) * s, k * c + rotate_half(k) * s"
+GLU = "F.silu(F.linear(x, gate_weight)) * F.linear(x, up_weight)"
+
 EXERCISES = [
     Exercise(
         grade_id="ch09_attention_test", functions=("attention",), points=3,
-        title="scaled dot-product attention with causal and key-padding masks",
+        bans=(("torch.nn.functional", "scaled_dot_product_attention", "F.scaled_dot_product_attention"),
+              ("torch.nn.functional", "multi_head_attention_forward", "F.multi_head_attention_forward"),),
         cases=(
             Case("no mask", {"seed": 0, "B": 2, "H": 3, "Lq": 5, "Lk": 5, "D": 8, "causal": False}),
             Case("causal, square", {"seed": 1, "B": 2, "H": 2, "Lq": 6, "Lk": 6, "D": 16, "causal": True}),
@@ -492,76 +382,15 @@ EXERCISES = [
         ),
         probe=probe_attention, judge=judge_attention,
         mutants={
-            "scales by 1/d instead of 1/sqrt(d)": """
-                def attention(q, k, v, causal=False, key_padding_mask=None):
-                    lq, lk = q.shape[-2], k.shape[-2]
-                    allowed = torch.ones(q.shape[0], 1, lq, lk, dtype=torch.bool)
-                    if causal:
-                        allowed = allowed & torch.ones(lq, lk, dtype=torch.bool).tril(lk - lq)
-                    if key_padding_mask is not None:
-                        allowed = allowed & key_padding_mask[:, None, None, :]
-                    scores = (q @ k.transpose(-2, -1) / q.shape[-1]).masked_fill(~allowed, float("-inf"))
-                    w = torch.softmax(scores, dim=-1).nan_to_num(0.0)
-                    return w @ v
-            """,
-            "causal mask aligned top-left (ignores the cached prefix)": """
-                def attention(q, k, v, causal=False, key_padding_mask=None):
-                    lq, lk = q.shape[-2], k.shape[-2]
-                    allowed = torch.ones(q.shape[0], 1, lq, lk, dtype=torch.bool)
-                    if causal:
-                        allowed = allowed & torch.ones(lq, lk, dtype=torch.bool).tril()
-                    if key_padding_mask is not None:
-                        allowed = allowed & key_padding_mask[:, None, None, :]
-                    scores = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).masked_fill(~allowed, float("-inf"))
-                    w = torch.softmax(scores, dim=-1).nan_to_num(0.0)
-                    return w @ v
-            """,
-            "padding mask read as True = padding": """
-                def attention(q, k, v, causal=False, key_padding_mask=None):
-                    lq, lk = q.shape[-2], k.shape[-2]
-                    allowed = torch.ones(q.shape[0], 1, lq, lk, dtype=torch.bool)
-                    if causal:
-                        allowed = allowed & torch.ones(lq, lk, dtype=torch.bool).tril(lk - lq)
-                    if key_padding_mask is not None:
-                        allowed = allowed & ~key_padding_mask[:, None, None, :]
-                    scores = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).masked_fill(~allowed, float("-inf"))
-                    w = torch.softmax(scores, dim=-1).nan_to_num(0.0)
-                    return w @ v
-            """,
-            "fully masked rows come out as NaN": """
-                def attention(q, k, v, causal=False, key_padding_mask=None):
-                    lq, lk = q.shape[-2], k.shape[-2]
-                    allowed = torch.ones(q.shape[0], 1, lq, lk, dtype=torch.bool)
-                    if causal:
-                        allowed = allowed & torch.ones(lq, lk, dtype=torch.bool).tril(lk - lq)
-                    if key_padding_mask is not None:
-                        allowed = allowed & key_padding_mask[:, None, None, :]
-                    scores = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).masked_fill(~allowed, float("-inf"))
-                    return torch.softmax(scores, dim=-1) @ v
-            """,
-            "masks with -1e9: fully masked rows average every value": """
-                def attention(q, k, v, causal=False, key_padding_mask=None):
-                    lq, lk = q.shape[-2], k.shape[-2]
-                    allowed = torch.ones(q.shape[0], 1, lq, lk, dtype=torch.bool)
-                    if causal:
-                        allowed = allowed & torch.ones(lq, lk, dtype=torch.bool).tril(lk - lq)
-                    if key_padding_mask is not None:
-                        allowed = allowed & key_padding_mask[:, None, None, :]
-                    scores = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).masked_fill(~allowed, -1e9)
-                    return torch.softmax(scores, dim=-1) @ v
-            """,
-            "exp without subtracting the row maximum (overflows)": """
-                def attention(q, k, v, causal=False, key_padding_mask=None):
-                    lq, lk = q.shape[-2], k.shape[-2]
-                    allowed = torch.ones(q.shape[0], 1, lq, lk, dtype=torch.bool)
-                    if causal:
-                        allowed = allowed & torch.ones(lq, lk, dtype=torch.bool).tril(lk - lq)
-                    if key_padding_mask is not None:
-                        allowed = allowed & key_padding_mask[:, None, None, :]
-                    e = torch.exp(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5) * allowed
-                    total = e.sum(-1, keepdim=True)
-                    return torch.where(total > 0, e / total.clamp_min(1e-30), 0.0) @ v
-            """,
+            "scales by 1/d instead of 1/sqrt(d)": mutate("/ math.sqrt(q.shape[-1])", "/ q.shape[-1]"),
+            "causal mask aligned top-left (ignores the cached prefix)": mutate(".tril(diagonal=lk - lq)", ".tril()"),
+            "padding mask read as True = padding": mutate("allowed & key_padding_mask", "allowed & ~key_padding_mask"),
+            "fully masked rows come out as NaN": mutate(ROW_ZERO, "pass"),
+            "masks with -1e9: fully masked rows average every value": mutate(
+                {'scores.masked_fill(~allowed, float("-inf"))': "scores.masked_fill(~allowed, -1e9)", ROW_ZERO: "pass"}),
+            "exp without subtracting the row maximum (overflows)": mutate(
+                "weights = torch.softmax(scores, dim=-1)",
+                "e = scores.exp()\n    weights = e / e.sum(-1, keepdim=True).clamp_min(1e-30)"),
         },
         alternatives={
             "loop over batch and heads, float64, explicit index lists": """
@@ -585,7 +414,8 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch09_mha_test", functions=("multi_head_attention",), points=3,
-        title="multi-head attention from packed in-projection weights",
+        bans=(("torch.nn.MultiheadAttention", "forward", "nn.MultiheadAttention"),
+              ("torch.nn.functional", "multi_head_attention_forward", "F.multi_head_attention_forward"),),
         cases=(
             Case("self-attention, 4 heads", {"seed": 0, "B": 2, "Lq": 5, "Lk": 5, "E": 16, "heads": 4, "self": True}),
             Case("cross-attention, different lengths", {"seed": 1, "B": 2, "Lq": 3, "Lk": 6, "E": 12, "heads": 3}),
@@ -598,98 +428,18 @@ EXERCISES = [
         probe=probe_mha, judge=ordered(("out", "the attention output", 1e-4, 1e-5),
                                        ("weights", "the returned attention map (mean over heads)", 1e-4, 1e-6)),
         mutants={
-            "q, k, v blocks read in the wrong order (k, q, v)": """
-                def multi_head_attention(query, key, value, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias,
-                                         num_heads, key_padding_mask=None):
-                    b, lq, e = query.shape
-                    hd = e // num_heads
-                    wk, wq, wv = in_proj_weight.chunk(3)
-                    bk, bq, bv = in_proj_bias.chunk(3)
-                    q = F.linear(query, wq, bq).view(b, lq, num_heads, hd).transpose(1, 2)
-                    k = F.linear(key, wk, bk).view(b, key.shape[1], num_heads, hd).transpose(1, 2)
-                    v = F.linear(value, wv, bv).view(b, key.shape[1], num_heads, hd).transpose(1, 2)
-                    s = q @ k.transpose(-2, -1) / hd ** 0.5
-                    if key_padding_mask is not None:
-                        s = s.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
-                    w = s.softmax(-1)
-                    return F.linear((w @ v).transpose(1, 2).reshape(b, lq, e), out_proj_weight, out_proj_bias), w.mean(1)
-            """,
-            "scaled by sqrt(embed_dim) instead of sqrt(head_dim)": """
-                def multi_head_attention(query, key, value, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias,
-                                         num_heads, key_padding_mask=None):
-                    b, lq, e = query.shape
-                    hd = e // num_heads
-                    wq, wk, wv = in_proj_weight.chunk(3)
-                    bq, bk, bv = in_proj_bias.chunk(3)
-                    q = F.linear(query, wq, bq).view(b, lq, num_heads, hd).transpose(1, 2)
-                    k = F.linear(key, wk, bk).view(b, key.shape[1], num_heads, hd).transpose(1, 2)
-                    v = F.linear(value, wv, bv).view(b, key.shape[1], num_heads, hd).transpose(1, 2)
-                    s = q @ k.transpose(-2, -1) / e ** 0.5
-                    if key_padding_mask is not None:
-                        s = s.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
-                    w = s.softmax(-1)
-                    return F.linear((w @ v).transpose(1, 2).reshape(b, lq, e), out_proj_weight, out_proj_bias), w.mean(1)
-            """,
-            "key_padding_mask read as True = keep": """
-                def multi_head_attention(query, key, value, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias,
-                                         num_heads, key_padding_mask=None):
-                    b, lq, e = query.shape
-                    hd = e // num_heads
-                    wq, wk, wv = in_proj_weight.chunk(3)
-                    bq, bk, bv = in_proj_bias.chunk(3)
-                    q = F.linear(query, wq, bq).view(b, lq, num_heads, hd).transpose(1, 2)
-                    k = F.linear(key, wk, bk).view(b, key.shape[1], num_heads, hd).transpose(1, 2)
-                    v = F.linear(value, wv, bv).view(b, key.shape[1], num_heads, hd).transpose(1, 2)
-                    s = q @ k.transpose(-2, -1) / hd ** 0.5
-                    if key_padding_mask is not None:
-                        s = s.masked_fill(~key_padding_mask[:, None, None, :], float("-inf"))
-                    w = s.softmax(-1)
-                    return F.linear((w @ v).transpose(1, 2).reshape(b, lq, e), out_proj_weight, out_proj_bias), w.mean(1)
-            """,
-            "keys and values projected from the query (self-attention only)": """
-                def multi_head_attention(query, key, value, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias,
-                                         num_heads, key_padding_mask=None):
-                    b, lq, e = query.shape
-                    hd = e // num_heads
-                    q, k, v = F.linear(query, in_proj_weight, in_proj_bias).view(b, lq, 3, num_heads, hd).permute(2, 0, 3, 1, 4)
-                    s = q @ k.transpose(-2, -1) / hd ** 0.5
-                    if key_padding_mask is not None and key_padding_mask.shape[1] == lq:
-                        s = s.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
-                    w = s.softmax(-1)
-                    return F.linear((w @ v).transpose(1, 2).reshape(b, lq, e), out_proj_weight, out_proj_bias), w.mean(1)
-            """,
-            "heads split with view(b, heads, L, head_dim) (no transpose)": """
-                def multi_head_attention(query, key, value, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias,
-                                         num_heads, key_padding_mask=None):
-                    b, lq, e = query.shape
-                    hd = e // num_heads
-                    wq, wk, wv = in_proj_weight.chunk(3)
-                    bq, bk, bv = in_proj_bias.chunk(3)
-                    q = F.linear(query, wq, bq).reshape(b, num_heads, lq, hd)
-                    k = F.linear(key, wk, bk).reshape(b, num_heads, key.shape[1], hd)
-                    v = F.linear(value, wv, bv).reshape(b, num_heads, key.shape[1], hd)
-                    s = q @ k.transpose(-2, -1) / hd ** 0.5
-                    if key_padding_mask is not None:
-                        s = s.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
-                    w = s.softmax(-1)
-                    return F.linear((w @ v).reshape(b, lq, e), out_proj_weight, out_proj_bias), w.mean(1)
-            """,
-            "returns the first head's weights instead of the mean over heads": """
-                def multi_head_attention(query, key, value, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias,
-                                         num_heads, key_padding_mask=None):
-                    b, lq, e = query.shape
-                    hd = e // num_heads
-                    wq, wk, wv = in_proj_weight.chunk(3)
-                    bq, bk, bv = in_proj_bias.chunk(3)
-                    q = F.linear(query, wq, bq).view(b, lq, num_heads, hd).transpose(1, 2)
-                    k = F.linear(key, wk, bk).view(b, key.shape[1], num_heads, hd).transpose(1, 2)
-                    v = F.linear(value, wv, bv).view(b, key.shape[1], num_heads, hd).transpose(1, 2)
-                    s = q @ k.transpose(-2, -1) / hd ** 0.5
-                    if key_padding_mask is not None:
-                        s = s.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
-                    w = s.softmax(-1)
-                    return F.linear((w @ v).transpose(1, 2).reshape(b, lq, e), out_proj_weight, out_proj_bias), w[:, 0]
-            """,
+            "q, k, v blocks read in the wrong order (k, q, v)": mutate({"w_q, w_k, w_v = ": "w_k, w_q, w_v = ",
+                                                                        "b_q, b_k, b_v = ": "b_k, b_q, b_v = "}),
+            "scaled by sqrt(embed_dim) instead of sqrt(head_dim)": mutate("/ math.sqrt(hd)", "/ math.sqrt(e)"),
+            "key_padding_mask read as True = keep": mutate("masked_fill(key_padding_mask", "masked_fill(~key_padding_mask"),
+            "keys and values projected from the query (self-attention only)": mutate({
+                "split_heads(key, w_k, b_k, lk), split_heads(value, w_v, b_v, lk)":
+                    "split_heads(query, w_k, b_k, lq), split_heads(query, w_v, b_v, lq)",
+                "if key_padding_mask is not None:": "if key_padding_mask is not None and key_padding_mask.shape[1] == lq:"}),
+            "heads split with view(b, heads, L, head_dim) (no transpose)": mutate({
+                ".view(b, length, num_heads, hd).transpose(1, 2)": ".reshape(b, num_heads, length, hd)",
+                "(weights @ v).transpose(1, 2).reshape(b, lq, e)": "(weights @ v).reshape(b, lq, e)"}),
+            "returns the first head's weights instead of the mean over heads": mutate("weights.mean(dim=1)", "weights[:, 0]"),
         },
         alternatives={
             "one head at a time from weight slices, einsum": """
@@ -716,7 +466,9 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch09_rope_test", functions=("apply_rope",), points=3,
-        title="rotary position embedding (rotate-half) with position offsets",
+        bans=(("transformers.models.llama.modeling_llama", "apply_rotary_pos_emb", "transformers' apply_rotary_pos_emb"),
+              ("transformers.models.llama.modeling_llama", "rotate_half", "transformers' rotate_half"),
+              ("transformers.models.llama.modeling_llama.LlamaRotaryEmbedding", "forward", "LlamaRotaryEmbedding"),),
         cases=(
             Case("positions from 0, theta 10000", {"seed": 0, "B": 1, "H": 2, "Hkv": 2, "L": 6, "D": 8,
                                                    "offsets": [0], "theta": 10000.0}),
@@ -732,55 +484,15 @@ EXERCISES = [
         probe=probe_rope, judge=ordered(("q_rot", "the rotated query tensor", 1e-4, 1e-3),
                                         ("k_rot", "the rotated key tensor", 1e-4, 1e-3)),
         mutants={
-            "pairs adjacent dimensions (interleaved, GPT-J style)": """
-                def apply_rope(q, k, position_ids, theta=10000.0):
-                    d = q.shape[-1]
-                    inv = 1.0 / theta ** (torch.arange(0, d, 2).float() / d)
-                    ang = (position_ids[..., None].float() * inv).repeat_interleave(2, -1)[:, None]
-                    def rot(x):
-                        return torch.stack([-x[..., 1::2], x[..., ::2]], dim=-1).flatten(-2)
-                    return q * ang.cos() + rot(q) * ang.sin(), k * ang.cos() + rot(k) * ang.sin()
-            """,
-            "positions 0..L-1 whatever position_ids say": """
-                def apply_rope(q, k, position_ids, theta=10000.0):
-                    d, length = q.shape[-1], q.shape[-2]
-                    inv = 1.0 / theta ** (torch.arange(0, d, 2).float() / d)
-                    ang = torch.arange(length).float()[:, None] * inv
-                    ang = torch.cat([ang, ang], -1)
-                    def rot(x):
-                        return torch.cat([-x[..., d // 2:], x[..., :d // 2]], -1)
-                    return q * ang.cos() + rot(q) * ang.sin(), k * ang.cos() + rot(k) * ang.sin()
-            """,
-            "theta fixed at 10000": """
-                def apply_rope(q, k, position_ids, theta=10000.0):
-                    d = q.shape[-1]
-                    inv = 1.0 / 10000.0 ** (torch.arange(0, d, 2).float() / d)
-                    ang = position_ids[..., None].float() * inv
-                    ang = torch.cat([ang, ang], -1)[:, None]
-                    def rot(x):
-                        return torch.cat([-x[..., d // 2:], x[..., :d // 2]], -1)
-                    return q * ang.cos() + rot(q) * ang.sin(), k * ang.cos() + rot(k) * ang.sin()
-            """,
-            "rotates the wrong way (sign of rotate_half flipped)": """
-                def apply_rope(q, k, position_ids, theta=10000.0):
-                    d = q.shape[-1]
-                    inv = 1.0 / theta ** (torch.arange(0, d, 2).float() / d)
-                    ang = position_ids[..., None].float() * inv
-                    ang = torch.cat([ang, ang], -1)[:, None]
-                    def rot(x):
-                        return torch.cat([x[..., d // 2:], -x[..., :d // 2]], -1)
-                    return q * ang.cos() + rot(q) * ang.sin(), k * ang.cos() + rot(k) * ang.sin()
-            """,
-            "frequencies theta^(-i/d) instead of theta^(-2i/d)": """
-                def apply_rope(q, k, position_ids, theta=10000.0):
-                    d = q.shape[-1]
-                    inv = 1.0 / theta ** (torch.arange(0, d // 2).float() / d)
-                    ang = position_ids[..., None].float() * inv
-                    ang = torch.cat([ang, ang], -1)[:, None]
-                    def rot(x):
-                        return torch.cat([-x[..., d // 2:], x[..., :d // 2]], -1)
-                    return q * ang.cos() + rot(q) * ang.sin(), k * ang.cos() + rot(k) * ang.sin()
-            """,
+            "pairs adjacent dimensions (interleaved, GPT-J style)": mutate({
+                "torch.cat([angles, angles], dim=-1)[:, None]": "angles.repeat_interleave(2, -1)[:, None]",
+                ROTATE: "torch.stack([-x[..., 1::2], x[..., ::2]], dim=-1).flatten(-2)"}),
+            "positions 0..L-1 whatever position_ids say": mutate(
+                "position_ids[..., None].float()", "torch.arange(q.shape[-2]).expand_as(position_ids)[..., None].float()"),
+            "theta fixed at 10000": mutate("1.0 / theta **", "1.0 / 10000.0 **"),
+            "rotates the wrong way (sign of rotate_half flipped)": mutate(
+                ROTATE, "torch.cat([x[..., d // 2:], -x[..., :d // 2]], dim=-1)"),
+            "frequencies theta^(-i/d) instead of theta^(-2i/d)": mutate("torch.arange(0, d, 2,", "torch.arange(0, d // 2,"),
         },
         alternatives={
             "complex multiplication in float64": """
@@ -797,7 +509,10 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch09_rms_norm_test", functions=("rms_norm",), points=2,
-        title="RMSNorm in float32 for half-precision input",
+        bans=(("torch.nn.functional", "rms_norm", "F.rms_norm"),
+              ("torch", "rms_norm", "torch.rms_norm"),
+              ("torch.nn.RMSNorm", "forward", "nn.RMSNorm"),
+              ("transformers.models.llama.modeling_llama.LlamaRMSNorm", "forward", "LlamaRMSNorm"),),
         cases=(
             Case("float32, rows of very different scale", {"seed": 0, "shape": [5, 16], "scale": 1.0,
                                                             "row_scales": True, "dtype": "float32", "eps": 1e-6}),
@@ -813,31 +528,15 @@ EXERCISES = [
         probe=probe_rms_norm,
         judge=judge_rms_norm,
         mutants={
-            "computes in the input's precision (float16 x^2 overflows)": """
-                def rms_norm(x, weight, eps=1e-6):
-                    return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
-            """,
-            "eps added outside the square root": """
-                def rms_norm(x, weight, eps=1e-6):
-                    xf = x.float()
-                    return (weight.float() * xf / (xf.pow(2).mean(-1, keepdim=True).sqrt() + eps)).to(x.dtype)
-            """,
-            "subtracts the mean first (LayerNorm without bias)": """
-                def rms_norm(x, weight, eps=1e-6):
-                    xf = x.float()
-                    xf = xf - xf.mean(-1, keepdim=True)
-                    return (weight.float() * xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
-            """,
-            "returns float32 for half-precision input": """
-                def rms_norm(x, weight, eps=1e-6):
-                    xf = x.float()
-                    return weight.float() * xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-            """,
-            "one statistic for the whole tensor, not per row": """
-                def rms_norm(x, weight, eps=1e-6):
-                    xf = x.float()
-                    return (weight.float() * xf * torch.rsqrt(xf.pow(2).mean() + eps)).to(x.dtype)
-            """,
+            "computes in the input's precision (float16 x^2 overflows)": mutate("xf = x.float()", "xf = x"),
+            "eps added outside the square root": mutate("torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + eps)",
+                                                        "1 / (xf.pow(2).mean(dim=-1, keepdim=True).sqrt() + eps)"),
+            "subtracts the mean first (LayerNorm without bias)": mutate(
+                "    xf = x.float()\n", "    xf = x.float()\n    xf = xf - xf.mean(dim=-1, keepdim=True)\n"),
+            "returns float32 for half-precision input": mutate("return weight * normed.to(x.dtype)",
+                                                               "return weight.float() * normed"),
+            "one statistic for the whole tensor, not per row": mutate("xf.pow(2).mean(dim=-1, keepdim=True)",
+                                                                      "xf.pow(2).mean()"),
         },
         alternatives={
             "vector norm in float64, divide, cast back": """
@@ -850,7 +549,9 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch09_gqa_test", functions=("gqa_attention",), points=3,
-        title="grouped-query attention (LlamaAttention)",
+        bans=(("transformers.models.llama.modeling_llama.LlamaAttention", "forward", "LlamaAttention"),
+              ("transformers.models.llama.modeling_llama", "repeat_kv", "transformers' repeat_kv"),
+              ("transformers.models.llama.modeling_llama", "eager_attention_forward", "transformers' eager_attention_forward"),),
         cases=(
             Case("6 query heads share 2 KV heads", {"seed": 0, "B": 2, "L": 5, "hidden": 24, "heads": 6,
                                                     "kv_heads": 2, "head_dim": 4, "offset": 0, "theta": 10000.0}),
@@ -867,77 +568,13 @@ EXERCISES = [
         ),
         probe=probe_gqa, judge=ordered(("out", "the attention block's output", 1e-4, 1e-4)),
         mutants={
-            "KV heads tiled (repeat) instead of grouped (repeat_interleave)": """
-                def gqa_attention(x, q_weight, k_weight, v_weight, o_weight, num_heads, num_kv_heads, cos, sin):
-                    b, l, _ = x.shape
-                    hd = q_weight.shape[0] // num_heads
-                    q = (x @ q_weight.T).view(b, l, num_heads, hd).transpose(1, 2)
-                    k = (x @ k_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
-                    v = (x @ v_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
-                    rot = lambda t: torch.cat([-t[..., hd // 2:], t[..., :hd // 2]], dim=-1)
-                    q, k = q * cos[:, None] + rot(q) * sin[:, None], k * cos[:, None] + rot(k) * sin[:, None]
-                    k, v = k.repeat(1, num_heads // num_kv_heads, 1, 1), v.repeat(1, num_heads // num_kv_heads, 1, 1)
-                    s = (q @ k.transpose(-2, -1) / hd ** 0.5).masked_fill(torch.ones(l, l).triu(1).bool(), float("-inf"))
-                    return (s.softmax(-1) @ v).transpose(1, 2).reshape(b, l, -1) @ o_weight.T
-            """,
-            "no causal mask": """
-                def gqa_attention(x, q_weight, k_weight, v_weight, o_weight, num_heads, num_kv_heads, cos, sin):
-                    b, l, _ = x.shape
-                    hd = q_weight.shape[0] // num_heads
-                    q = (x @ q_weight.T).view(b, l, num_heads, hd).transpose(1, 2)
-                    k = (x @ k_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
-                    v = (x @ v_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
-                    rot = lambda t: torch.cat([-t[..., hd // 2:], t[..., :hd // 2]], dim=-1)
-                    q, k = q * cos[:, None] + rot(q) * sin[:, None], k * cos[:, None] + rot(k) * sin[:, None]
-                    g = num_heads // num_kv_heads
-                    k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
-                    s = q @ k.transpose(-2, -1) / hd ** 0.5
-                    return (s.softmax(-1) @ v).transpose(1, 2).reshape(b, l, -1) @ o_weight.T
-            """,
-            "RoPE applied to the queries only": """
-                def gqa_attention(x, q_weight, k_weight, v_weight, o_weight, num_heads, num_kv_heads, cos, sin):
-                    b, l, _ = x.shape
-                    hd = q_weight.shape[0] // num_heads
-                    q = (x @ q_weight.T).view(b, l, num_heads, hd).transpose(1, 2)
-                    k = (x @ k_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
-                    v = (x @ v_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
-                    rot = lambda t: torch.cat([-t[..., hd // 2:], t[..., :hd // 2]], dim=-1)
-                    q = q * cos[:, None] + rot(q) * sin[:, None]
-                    g = num_heads // num_kv_heads
-                    k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
-                    s = (q @ k.transpose(-2, -1) / hd ** 0.5).masked_fill(torch.ones(l, l).triu(1).bool(), float("-inf"))
-                    return (s.softmax(-1) @ v).transpose(1, 2).reshape(b, l, -1) @ o_weight.T
-            """,
-            "scaled by sqrt(hidden / heads) instead of sqrt(head_dim)": """
-                def gqa_attention(x, q_weight, k_weight, v_weight, o_weight, num_heads, num_kv_heads, cos, sin):
-                    b, l, hidden = x.shape
-                    hd = q_weight.shape[0] // num_heads
-                    q = (x @ q_weight.T).view(b, l, num_heads, hd).transpose(1, 2)
-                    k = (x @ k_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
-                    v = (x @ v_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
-                    rot = lambda t: torch.cat([-t[..., hd // 2:], t[..., :hd // 2]], dim=-1)
-                    q, k = q * cos[:, None] + rot(q) * sin[:, None], k * cos[:, None] + rot(k) * sin[:, None]
-                    g = num_heads // num_kv_heads
-                    k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
-                    s = (q @ k.transpose(-2, -1) / (hidden / num_heads) ** 0.5)
-                    s = s.masked_fill(torch.ones(l, l).triu(1).bool(), float("-inf"))
-                    return (s.softmax(-1) @ v).transpose(1, 2).reshape(b, l, -1) @ o_weight.T
-            """,
-            "RoPE applied to the values too": """
-                def gqa_attention(x, q_weight, k_weight, v_weight, o_weight, num_heads, num_kv_heads, cos, sin):
-                    b, l, _ = x.shape
-                    hd = q_weight.shape[0] // num_heads
-                    q = (x @ q_weight.T).view(b, l, num_heads, hd).transpose(1, 2)
-                    k = (x @ k_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
-                    v = (x @ v_weight.T).view(b, l, num_kv_heads, hd).transpose(1, 2)
-                    rot = lambda t: torch.cat([-t[..., hd // 2:], t[..., :hd // 2]], dim=-1)
-                    q, k = q * cos[:, None] + rot(q) * sin[:, None], k * cos[:, None] + rot(k) * sin[:, None]
-                    v = v * cos[:, None] + rot(v) * sin[:, None]
-                    g = num_heads // num_kv_heads
-                    k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
-                    s = (q @ k.transpose(-2, -1) / hd ** 0.5).masked_fill(torch.ones(l, l).triu(1).bool(), float("-inf"))
-                    return (s.softmax(-1) @ v).transpose(1, 2).reshape(b, l, -1) @ o_weight.T
-            """,
+            "KV heads tiled (repeat) instead of grouped (repeat_interleave)": mutate(
+                "repeat_interleave(group, dim=1)", "repeat(1, group, 1, 1)", count=2),
+            "no causal mask": mutate('scores.masked_fill(future, float("-inf"))', "scores"),
+            "RoPE applied to the queries only": mutate(ROPE_QK, "q = q * c + rotate_half(q) * s"),
+            "scaled by sqrt(hidden / heads) instead of sqrt(head_dim)": mutate(
+                "/ math.sqrt(hd)", "/ math.sqrt(x.shape[-1] / num_heads)"),
+            "RoPE applied to the values too": mutate(ROPE_QK, ROPE_QK + "\n    v = v * c + rotate_half(v) * s"),
         },
         alternatives={
             "loop over query heads, each picking its KV head h // group, float64": """
@@ -962,7 +599,8 @@ EXERCISES = [
         },
     ),
     Exercise(
-        grade_id="ch09_swiglu_test", functions=("swiglu_mlp",), points=1, title="SwiGLU MLP (LlamaMLP)",
+        grade_id="ch09_swiglu_test", functions=("swiglu_mlp",), points=1,
+        bans=(("transformers.models.llama.modeling_llama.LlamaMLP", "forward", "LlamaMLP"),),
         cases=(
             Case("2-D input, width 8/3 d", {"seed": 0, "lead": [5], "hidden": 24, "inter": 64}),
             Case("3-D input (batch, seq, hidden)", {"seed": 1, "lead": [2, 3], "hidden": 16, "inter": 40}),
@@ -971,27 +609,13 @@ EXERCISES = [
         ),
         probe=probe_swiglu, judge=ordered(("out", "the MLP output", 1e-5, 1e-5)),
         mutants={
-            "SiLU on the up projection instead of the gate": """
-                def swiglu_mlp(x, gate_weight, up_weight, down_weight):
-                    return (x @ gate_weight.T * F.silu(x @ up_weight.T)) @ down_weight.T
-            """,
-            "GELU instead of SiLU (GeGLU)": """
-                def swiglu_mlp(x, gate_weight, up_weight, down_weight):
-                    return (F.gelu(x @ gate_weight.T) * (x @ up_weight.T)) @ down_weight.T
-            """,
-            "sigmoid gate (GLU) instead of SiLU": """
-                def swiglu_mlp(x, gate_weight, up_weight, down_weight):
-                    return (torch.sigmoid(x @ gate_weight.T) * (x @ up_weight.T)) @ down_weight.T
-            """,
-            "flattens the leading dimensions (returns 2-D)": """
-                def swiglu_mlp(x, gate_weight, up_weight, down_weight):
-                    x2 = x.reshape(-1, x.shape[-1])
-                    return (F.silu(x2 @ gate_weight.T) * (x2 @ up_weight.T)) @ down_weight.T
-            """,
-            "no gate: SiLU MLP on the up projection only": """
-                def swiglu_mlp(x, gate_weight, up_weight, down_weight):
-                    return F.silu(x @ up_weight.T) @ down_weight.T
-            """,
+            "SiLU on the up projection instead of the gate": mutate(
+                GLU, "F.linear(x, gate_weight) * F.silu(F.linear(x, up_weight))"),
+            "GELU instead of SiLU (GeGLU)": mutate("F.silu(", "F.gelu("),
+            "sigmoid gate (GLU) instead of SiLU": mutate("F.silu(", "torch.sigmoid("),
+            "flattens the leading dimensions (returns 2-D)": mutate("    return ",
+                                                                    "    x = x.reshape(-1, x.shape[-1])\n    return "),
+            "no gate: SiLU MLP on the up projection only": mutate(GLU, "F.silu(F.linear(x, up_weight))"),
         },
         alternatives={
             "explicit g * sigmoid(g) with einsum": """
@@ -1004,7 +628,10 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch09_decoder_layer_test", functions=("decoder_layer",), points=3,
-        title="one Llama decoder layer (LlamaDecoderLayer)",
+        bans=(("transformers.models.llama.modeling_llama.LlamaDecoderLayer", "forward", "LlamaDecoderLayer"),
+              ("transformers.models.llama.modeling_llama.LlamaAttention", "forward", "LlamaAttention"),
+              ("transformers.models.llama.modeling_llama.LlamaMLP", "forward", "LlamaMLP"),
+              ("transformers.models.llama.modeling_llama.LlamaRMSNorm", "forward", "LlamaRMSNorm"),),
         cases=(
             Case("GQA layer", {"seed": 0, "B": 2, "L": 5, "hidden": 24, "heads": 6, "kv_heads": 2, "head_dim": 4,
                                "inter": 64, "offset": 0, "theta": 10000.0, "eps": 1e-6}),
@@ -1020,7 +647,7 @@ EXERCISES = [
         ),
         probe=probe_decoder_layer, judge=ordered(("out", "the layer's output", 1e-4, 1e-4)),
         mutants={
-            "post-norm (normalises after adding the residual)": """
+            "post-norm (normalises after adding the residual)": whole("""
                 def decoder_layer(x, weights, num_heads, num_kv_heads, cos, sin, eps=1e-6):
                     w = weights
                     h = rms_norm(x + gqa_attention(x, w["self_attn.q_proj.weight"], w["self_attn.k_proj.weight"],
@@ -1028,44 +655,13 @@ EXERCISES = [
                                                    num_heads, num_kv_heads, cos, sin), w["input_layernorm.weight"], eps)
                     return rms_norm(h + swiglu_mlp(h, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"],
                                                    w["mlp.down_proj.weight"]), w["post_attention_layernorm.weight"], eps)
-            """,
-            "residual adds the normalised input": """
-                def decoder_layer(x, weights, num_heads, num_kv_heads, cos, sin, eps=1e-6):
-                    w = weights
-                    n = rms_norm(x, w["input_layernorm.weight"], eps)
-                    h = n + gqa_attention(n, w["self_attn.q_proj.weight"], w["self_attn.k_proj.weight"],
-                                          w["self_attn.v_proj.weight"], w["self_attn.o_proj.weight"],
-                                          num_heads, num_kv_heads, cos, sin)
-                    n = rms_norm(h, w["post_attention_layernorm.weight"], eps)
-                    return n + swiglu_mlp(n, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"], w["mlp.down_proj.weight"])
-            """,
-            "input_layernorm's weight used for both norms": """
-                def decoder_layer(x, weights, num_heads, num_kv_heads, cos, sin, eps=1e-6):
-                    w = weights
-                    h = x + gqa_attention(rms_norm(x, w["input_layernorm.weight"], eps), w["self_attn.q_proj.weight"],
-                                          w["self_attn.k_proj.weight"], w["self_attn.v_proj.weight"],
-                                          w["self_attn.o_proj.weight"], num_heads, num_kv_heads, cos, sin)
-                    n = rms_norm(h, w["input_layernorm.weight"], eps)
-                    return h + swiglu_mlp(n, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"], w["mlp.down_proj.weight"])
-            """,
-            "eps ignored (always 1e-6)": """
-                def decoder_layer(x, weights, num_heads, num_kv_heads, cos, sin, eps=1e-6):
-                    w = weights
-                    h = x + gqa_attention(rms_norm(x, w["input_layernorm.weight"]), w["self_attn.q_proj.weight"],
-                                          w["self_attn.k_proj.weight"], w["self_attn.v_proj.weight"],
-                                          w["self_attn.o_proj.weight"], num_heads, num_kv_heads, cos, sin)
-                    n = rms_norm(h, w["post_attention_layernorm.weight"])
-                    return h + swiglu_mlp(n, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"], w["mlp.down_proj.weight"])
-            """,
-            "parallel block (MLP reads x, not the attention output)": """
-                def decoder_layer(x, weights, num_heads, num_kv_heads, cos, sin, eps=1e-6):
-                    w = weights
-                    a = gqa_attention(rms_norm(x, w["input_layernorm.weight"], eps), w["self_attn.q_proj.weight"],
-                                      w["self_attn.k_proj.weight"], w["self_attn.v_proj.weight"],
-                                      w["self_attn.o_proj.weight"], num_heads, num_kv_heads, cos, sin)
-                    n = rms_norm(x, w["post_attention_layernorm.weight"], eps)
-                    return x + a + swiglu_mlp(n, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"], w["mlp.down_proj.weight"])
-            """,
+            """),
+            "residual adds the normalised input": mutate({"h = x + gqa_attention(": "h = attn_in + gqa_attention(",
+                                                          "return h + swiglu_mlp(": "return mlp_in + swiglu_mlp("}),
+            "input_layernorm's weight used for both norms": mutate('w["post_attention_layernorm.weight"]',
+                                                                   'w["input_layernorm.weight"]'),
+            "eps ignored (always 1e-6)": mutate(", eps)", ")", count=2),
+            "parallel block (MLP reads x, not the attention output)": mutate("mlp_in = rms_norm(h,", "mlp_in = rms_norm(x,"),
         },
         alternatives={
             "self-contained (no helper functions), float64 inside": """
@@ -1099,7 +695,8 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch09_router_test", functions=("route_top_k",), points=3,
-        title="top-k router with the load-balancing loss",
+        bans=(("transformers.models.mixtral.modeling_mixtral", "load_balancing_loss_func", "Mixtral's load_balancing_loss_func"),
+              ("transformers.models.mixtral.modeling_mixtral.MixtralTopKRouter", "forward", "MixtralTopKRouter"),),
         cases=(
             Case("8 experts, top-2", {"seed": 0, "B": 2, "S": 6, "E": 8, "k": 2, "scale": 1.0}),
             Case("top-1 (Switch)", {"seed": 1, "B": 1, "S": 10, "E": 4, "k": 1, "scale": 2.0}),
@@ -1113,51 +710,18 @@ EXERCISES = [
                                           ("weights", "the tensor of routing weights", 1e-5, 1e-6),
                                           ("aux_loss", "the load-balancing loss", 1e-5, 1e-6)),
         mutants={
-            "top-k probabilities not renormalised": """
-                def route_top_k(router_logits, top_k, attention_mask=None):
-                    probs = router_logits.float().softmax(-1)
-                    w, idx = probs.topk(top_k, dim=-1)
-                    m = torch.ones(len(probs)) if attention_mask is None else attention_mask.reshape(-1).float()
-                    f = torch.zeros(probs.shape[1]).index_add_(0, idx.reshape(-1), m.repeat_interleave(top_k)) / m.sum()
-                    p = (probs * m[:, None]).sum(0) / m.sum()
-                    return w, idx, probs.shape[1] * (f * p).sum()
-            """,
-            "assignment fractions divided by k (they should sum to k)": """
-                def route_top_k(router_logits, top_k, attention_mask=None):
-                    probs = router_logits.float().softmax(-1)
-                    w, idx = probs.topk(top_k, dim=-1)
-                    m = torch.ones(len(probs)) if attention_mask is None else attention_mask.reshape(-1).float()
-                    f = torch.zeros(probs.shape[1]).index_add_(0, idx.reshape(-1), m.repeat_interleave(top_k)) / m.sum()
-                    p = (probs * m[:, None]).sum(0) / m.sum()
-                    return w / w.sum(-1, keepdim=True), idx, probs.shape[1] * (f / top_k * p).sum()
-            """,
-            "padding tokens counted in the loss": """
-                def route_top_k(router_logits, top_k, attention_mask=None):
-                    probs = router_logits.float().softmax(-1)
-                    w, idx = probs.topk(top_k, dim=-1)
-                    f = torch.zeros(probs.shape[1]).index_add_(0, idx.reshape(-1), torch.ones(idx.numel())) / len(probs)
-                    return w / w.sum(-1, keepdim=True), idx, probs.shape[1] * (f * probs.mean(0)).sum()
-            """,
-            "loss missing the factor num_experts": """
-                def route_top_k(router_logits, top_k, attention_mask=None):
-                    probs = router_logits.float().softmax(-1)
-                    w, idx = probs.topk(top_k, dim=-1)
-                    m = torch.ones(len(probs)) if attention_mask is None else attention_mask.reshape(-1).float()
-                    f = torch.zeros(probs.shape[1]).index_add_(0, idx.reshape(-1), m.repeat_interleave(top_k)) / m.sum()
-                    p = (probs * m[:, None]).sum(0) / m.sum()
-                    return w / w.sum(-1, keepdim=True), idx, (f * p).sum()
-            """,
-            "experts listed by index, not by weight": """
-                def route_top_k(router_logits, top_k, attention_mask=None):
-                    probs = router_logits.float().softmax(-1)
-                    _, idx = probs.topk(top_k, dim=-1)
-                    idx = idx.sort(dim=-1).values
-                    w = probs.gather(-1, idx)
-                    m = torch.ones(len(probs)) if attention_mask is None else attention_mask.reshape(-1).float()
-                    f = torch.zeros(probs.shape[1]).index_add_(0, idx.reshape(-1), m.repeat_interleave(top_k)) / m.sum()
-                    p = (probs * m[:, None]).sum(0) / m.sum()
-                    return w / w.sum(-1, keepdim=True), idx, probs.shape[1] * (f * p).sum()
-            """,
+            "top-k probabilities not renormalised": mutate(
+                "weights = top_probs / top_probs.sum(dim=-1, keepdim=True)", "weights = top_probs"),
+            "assignment fractions divided by k (they should sum to k)": mutate("f = counts / real.sum()",
+                                                                               "f = counts / real.sum() / top_k"),
+            "padding tokens counted in the loss": mutate(
+                "real = torch.ones(n_tokens) if attention_mask is None else attention_mask.reshape(-1).float()",
+                "real = torch.ones(n_tokens)"),
+            "loss missing the factor num_experts": mutate("n_experts * (f * p).sum()", "(f * p).sum()"),
+            "experts listed by index, not by weight": mutate(
+                "top_probs, experts = torch.topk(probs, top_k, dim=-1)",
+                "experts = torch.topk(probs, top_k, dim=-1).indices.sort(dim=-1).values\n"
+                "    top_probs = probs.gather(-1, experts)"),
         },
         alternatives={
             "softmax over the k chosen logits; counts with one_hot": """
@@ -1298,4 +862,4 @@ RULES = {
     ),
 }
 
-EXERCISES = tabled(EXERCISES, RULES)
+CHAPTER = Chapter("ch09_transformer", "ch09_exercises.ipynb", EXERCISES, rules=RULES, oracles=ORACLES)

@@ -18,29 +18,14 @@ word its feedback must contain (tests/test_exercise_rules.py, tests/test_mutants
 """
 import json
 
-from llmprep.grading.spec import Case, Exercise, Rule, json_list, tabled
+from llmprep.grading.spec import Case, Chapter, Exercise, Rule, json_list, mutate, sequence_diff, whole
 
-CHAPTER = "ch10_tokenization"
-NOTEBOOK = "ch10_exercises.ipynb"
 
 
 # ============================================================================ judges
 
 def _as_list(value, what):
     return json_list(value, what, ' (return a list, as the instructions say)')
-
-
-def sequence_diff(got, want, what="tokens"):
-    """None when equal, else "N of M <what> differ, first at position i" (or the length mismatch)."""
-    got, want = list(got), list(want)
-    n = max(len(got), len(want))
-    first = next((i for i in range(n) if i >= len(got) or i >= len(want) or got[i] != want[i]), None)
-    if first is None:
-        return None
-    if len(got) != len(want):
-        return f"you returned {len(got)} {what}, expected {len(want)}; the first difference is at position {first}"
-    bad = sum(g != w for g, w in zip(got, want))
-    return f"{bad} of {len(want)} {what} differ, first at position {first}"
 
 
 def _kind(piece):
@@ -248,18 +233,9 @@ def judge_chat(got, want, params):
 def probe_pretokenize(ns, params):
     import json
 
-    import tokenizers
-    import tokenizers.pre_tokenizers
-    import transformers
-
-    from llmprep.grading.probing import forbidden
 
     fn = ns["gpt2_pretokenize"]
-    with forbidden((tokenizers.pre_tokenizers, "ByteLevel", "the ByteLevel pre-tokenizer"),
-                   (tokenizers, "Tokenizer", "tokenizers.Tokenizer"),
-                   (transformers, "GPT2TokenizerFast", "GPT2TokenizerFast"),
-                   (transformers, "AutoTokenizer", "AutoTokenizer")):
-        out = fn(params["text"])
+    out = fn(params["text"])
     return {"pieces": json.dumps([str(p) for p in out])}
 
 
@@ -277,13 +253,9 @@ def oracle_pretokenize():
 # ============================================================================ 2 bytes_to_unicode
 
 def probe_byte_table(ns, params):
-    import transformers.convert_slow_tokenizer as conv
-
-    from llmprep.grading.probing import forbidden
 
     fn = ns["bytes_to_unicode"]
-    with forbidden((conv, "bytes_to_unicode", "transformers' bytes_to_unicode")):
-        table = fn()
+    table = fn()
     keys_ok = isinstance(table, dict) and set(table) == set(range(256)) and all(type(k) is int for k in table)
     if not keys_ok:
         return {"keys_ok": False, "codepoints": [0], "bijective": False}
@@ -306,10 +278,6 @@ def oracle_byte_table():
 def probe_train_bpe(ns, params):
     import json
 
-    import tokenizers
-    import tokenizers.trainers
-
-    from llmprep.grading.probing import forbidden
 
     fn = ns["train_bpe"]
     if "word_counts" in params:
@@ -324,9 +292,7 @@ def probe_train_bpe(ns, params):
         pre = gpt2_tokenizer().backend_tokenizer.pre_tokenizer
         freq = Counter(w for w, _ in pre.pre_tokenize_str(text[:params["chars"]]))
         counts = dict(sorted(freq.items(), key=lambda kv: (-kv[1], kv[0]))[:params["words"]])
-    with forbidden((tokenizers.trainers, "BpeTrainer", "tokenizers' BpeTrainer"),
-                   (tokenizers, "Tokenizer", "tokenizers.Tokenizer")):
-        merges = fn(counts, params["num_merges"])
+    merges = fn(counts, params["num_merges"])
     return {"merges": json.dumps([list(m) for m in merges])}
 
 
@@ -392,11 +358,8 @@ def oracle_train_bpe():
 def probe_bpe_encode(ns, params):
     import json
 
-    import tokenizers
-    import tokenizers.models
-    import transformers
 
-    from llmprep.grading.probing import forbidden, gpt2_ranks, gpt2_tokenizer
+    from llmprep.grading.probing import gpt2_ranks, gpt2_tokenizer
 
     fn = ns["bpe_encode"]
     if "ranks" in params:  # a small merge table: [[left, right], ...] in rank order
@@ -407,12 +370,8 @@ def probe_bpe_encode(ns, params):
         pre = gpt2_tokenizer().backend_tokenizer.pre_tokenizer
         words = [w for w, _ in pre.pre_tokenize_str(params["text"])]
     tokens = []
-    with forbidden((tokenizers.models, "BPE", "tokenizers' BPE model"),
-                   (tokenizers, "Tokenizer", "tokenizers.Tokenizer"),
-                   (transformers, "GPT2TokenizerFast", "GPT2TokenizerFast"),
-                   (transformers, "AutoTokenizer", "AutoTokenizer")):
-        for w in words:
-            tokens.extend(str(t) for t in fn(w, ranks))
+    for w in words:
+        tokens.extend(str(t) for t in fn(w, ranks))
     return {"tokens": json.dumps(tokens)}
 
 
@@ -441,10 +400,8 @@ def oracle_bpe_encode():
 def probe_decode(ns, params):
     import json
 
-    import tokenizers
-    import transformers
 
-    from llmprep.grading.probing import forbidden, gpt2_tokenizer, gpt2_vocab
+    from llmprep.grading.probing import gpt2_tokenizer, gpt2_vocab
 
     fn = ns["decode_ids"]
     tok = gpt2_tokenizer()
@@ -454,13 +411,9 @@ def probe_decode(ns, params):
 
     byte_decoder = {c: b for b, c in bytes_to_unicode().items()}
     texts = []
-    with forbidden((tokenizers, "Tokenizer", "tokenizers.Tokenizer"),
-                   (tokenizers, "decoders", "tokenizers.decoders"),
-                   (transformers, "GPT2TokenizerFast", "GPT2TokenizerFast"),
-                   (transformers, "AutoTokenizer", "AutoTokenizer")):
-        for a, b in params["slices"]:
-            out = fn(ids[a:b], dict(id_to_token), dict(byte_decoder))
-            texts.append(out if isinstance(out, str) else repr(type(out)))
+    for a, b in params["slices"]:
+        out = fn(ids[a:b], dict(id_to_token), dict(byte_decoder))
+        texts.append(out if isinstance(out, str) else repr(type(out)))
     return {"texts": json.dumps(texts)}
 
 
@@ -481,11 +434,8 @@ def oracle_decode():
 def probe_wordpiece(ns, params):
     import json
 
-    import tokenizers
-    import tokenizers.models
-    import transformers
 
-    from llmprep.grading.probing import forbidden, minilm_tokenizer
+    from llmprep.grading.probing import minilm_tokenizer
 
     fn = ns["wordpiece"]
     backend = minilm_tokenizer().backend_tokenizer
@@ -493,13 +443,8 @@ def probe_wordpiece(ns, params):
     words = [w for w, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(params["text"]))]
     vocab = backend.get_vocab()
     tokens = []
-    with forbidden((tokenizers.models, "WordPiece", "tokenizers' WordPiece model"),
-                   (tokenizers, "Tokenizer", "tokenizers.Tokenizer"),
-                   (transformers, "BertTokenizerFast", "BertTokenizerFast"),
-                   (transformers, "BertTokenizer", "BertTokenizer"),
-                   (transformers, "AutoTokenizer", "AutoTokenizer")):
-        for w in words:
-            tokens.extend(str(t) for t in fn(w, vocab))
+    for w in words:
+        tokens.extend(str(t) for t in fn(w, vocab))
     return {"tokens": json.dumps(tokens)}
 
 
@@ -517,15 +462,14 @@ def oracle_wordpiece():
 # ============================================================================ 7 chat template + assistant mask
 
 def probe_chat(ns, params):
-    from llmprep.grading.probing import forbidden, smollm2_tokenizer
+    from llmprep.grading.probing import smollm2_tokenizer
 
     render, tokenize = ns["render_chat"], ns["tokenize_chat"]
     tok = smollm2_tokenizer()
     messages = [dict(m) for m in params["messages"]]
     gen = params["add_generation_prompt"]
-    with forbidden((type(tok), "apply_chat_template", "apply_chat_template")):
-        text = render([dict(m) for m in messages], add_generation_prompt=gen)
-        ids, mask = tokenize([dict(m) for m in messages], tok, add_generation_prompt=gen)
+    text = render([dict(m) for m in messages], add_generation_prompt=gen)
+    ids, mask = tokenize([dict(m) for m in messages], tok, add_generation_prompt=gen)
     return {"text": str(text), "ids": [int(i) for i in ids], "mask": [int(m) for m in mask]}
 
 
@@ -596,7 +540,10 @@ CODE = "def f(x):\n    return x ** 2  # square\n\n\nprint(f(3), [1, 2, 3])\n"
 EXERCISES = [
     Exercise(
         grade_id="ch10_pretokenize_test", functions=("gpt2_pretokenize",), points=2,
-        title="GPT-2 pre-tokenization",
+        bans=(("tokenizers.pre_tokenizers", "ByteLevel", "the ByteLevel pre-tokenizer"),
+              ("tokenizers", "Tokenizer", "tokenizers.Tokenizer"),
+              ("transformers", "GPT2TokenizerFast", "GPT2TokenizerFast"),
+              ("transformers", "AutoTokenizer", "AutoTokenizer"),),
         cases=(
             Case("English prose with contractions", {"text": ENGLISH}),
             Case("upper-case contractions", {"text": "DON'T SHOUT, I'M HERE. She'S fine, isn'T she? 'tis 'll"}),
@@ -607,31 +554,11 @@ EXERCISES = [
         ),
         probe=probe_pretokenize, judge=judge_pieces,
         mutants={
-            "ASCII letters only ([a-zA-Z] instead of \\p{L})": r'''
-                def gpt2_pretokenize(text):
-                    pat = r"""'s|'t|'re|'ve|'m|'ll|'d| ?[a-zA-Z]+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-                    return regex.findall(pat, text)
-            ''',
-            "contractions matched case-insensitively": r'''
-                def gpt2_pretokenize(text):
-                    pat = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-                    return regex.findall(pat, text)
-            ''',
-            "whitespace runs taken whole (no lookahead)": r'''
-                def gpt2_pretokenize(text):
-                    pat = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+"""
-                    return regex.findall(pat, text)
-            ''',
-            "letters and digits in one run": r'''
-                def gpt2_pretokenize(text):
-                    pat = r"""'s|'t|'re|'ve|'m|'ll|'d| ?[\p{L}\p{N}]+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-                    return regex.findall(pat, text)
-            ''',
-            "symbols never take the leading space": r'''
-                def gpt2_pretokenize(text):
-                    pat = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+|[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-                    return regex.findall(pat, text)
-            ''',
+            "ASCII letters only ([a-zA-Z] instead of \\p{L})": mutate(r" ?\p{L}+|", r" ?[a-zA-Z]+|"),
+            "contractions matched case-insensitively": mutate("'s|'t|'re|'ve|'m|'ll|'d|", "(?i:'s|'t|'re|'ve|'m|'ll|'d)|"),
+            "whitespace runs taken whole (no lookahead)": mutate(r"|\s+(?!\S)|\s+", r"|\s+"),
+            "letters and digits in one run": mutate(r" ?\p{L}+| ?\p{N}+|", r" ?[\p{L}\p{N}]+|"),
+            "symbols never take the leading space": mutate(r"| ?[^\s\p{L}\p{N}]+|", r"|[^\s\p{L}\p{N}]+|"),
         },
         alternatives={
             "a hand-written scanner (unicodedata, no regex)": r'''
@@ -674,7 +601,7 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch10_bytes_to_unicode_test", functions=("bytes_to_unicode",), points=1,
-        title="the byte-to-unicode table",
+        bans=(("transformers.convert_slow_tokenizer", "bytes_to_unicode", "transformers' bytes_to_unicode"),),
         cases=(
             Case("the whole table", {"bytes": "all"}),
             Case("printable ASCII and Latin-1 bytes", {"bytes": [[33, 126], [161, 172], [174, 255]]}),
@@ -682,35 +609,10 @@ EXERCISES = [
         ),
         probe=probe_byte_table, judge=judge_byte_table,
         mutants={
-            "soft hyphen (173) kept as itself": '''
-                def bytes_to_unicode():
-                    keep = set(range(33, 127)) | set(range(161, 256))
-                    table, n = {}, 0
-                    for b in range(256):
-                        if b in keep:
-                            table[b] = chr(b)
-                        else:
-                            table[b] = chr(256 + n)
-                            n += 1
-                    return table
-            ''',
-            "other bytes mapped to chr(256 + b)": '''
-                def bytes_to_unicode():
-                    keep = set(range(33, 127)) | set(range(161, 173)) | set(range(174, 256))
-                    return {b: chr(b) if b in keep else chr(256 + b) for b in range(256)}
-            ''',
-            "space (32) kept as itself": '''
-                def bytes_to_unicode():
-                    keep = set(range(32, 127)) | set(range(161, 173)) | set(range(174, 256))
-                    table, n = {}, 0
-                    for b in range(256):
-                        if b in keep:
-                            table[b] = chr(b)
-                        else:
-                            table[b] = chr(256 + n)
-                            n += 1
-                    return table
-            ''',
+            "soft hyphen (173) kept as itself": mutate('ord("¬") + 1)) | set(range(ord("®"),',
+                                                       'ord("¬") + 2)) | set(range(ord("®"),'),
+            "other bytes mapped to chr(256 + b)": mutate("table[b] = chr(256 + n)", "table[b] = chr(256 + b)"),
+            "space (32) kept as itself": mutate('set(range(ord("!"),', 'set(range(ord(" "),'),
         },
         alternatives={
             "GPT-2's original two-list construction": '''
@@ -729,7 +631,9 @@ EXERCISES = [
         },
     ),
     Exercise(
-        grade_id="ch10_train_bpe_test", functions=("train_bpe",), points=3, title="BPE training from word counts",
+        grade_id="ch10_train_bpe_test", functions=("train_bpe",), points=3,
+        bans=(("tokenizers.trainers", "BpeTrainer", "tokenizers' BpeTrainer"),
+              ("tokenizers", "Tokenizer", "tokenizers.Tokenizer"),),
         cases=(
             Case("low, lower, newest, widest", {"word_counts": {"low": 5, "lower": 2, "newest": 6, "widest": 3},
                                                 "num_merges": 10}),
@@ -746,90 +650,15 @@ EXERCISES = [
         ),
         probe=probe_train_bpe, judge=judge_merges,
         mutants={
-            "ties broken by the smaller pair": '''
-                def train_bpe(word_counts, num_merges):
-                    def _merge_pair(symbols, pair):
-                        out, i = [], 0
-                        while i < len(symbols):
-                            if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
-                                out.append(symbols[i] + symbols[i + 1])
-                                i += 2
-                            else:
-                                out.append(symbols[i])
-                                i += 1
-                        return out
-                    from collections import Counter
-                    words = [(list(w), c) for w, c in word_counts.items()]
-                    merges = []
-                    for _ in range(num_merges):
-                        counts = Counter()
-                        for s, c in words:
-                            for p in zip(s, s[1:]):
-                                counts[p] += c
-                        if not counts:
-                            break
-                        best = min(counts, key=lambda p: (-counts[p], p))
-                        merges.append(best)
-                        words = [(_merge_pair(s, best), c) for s, c in words]
-                    return merges
-            ''',
-            "every word counted once (counts ignored)": '''
-                def train_bpe(word_counts, num_merges):
-                    def _merge_pair(symbols, pair):
-                        out, i = [], 0
-                        while i < len(symbols):
-                            if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
-                                out.append(symbols[i] + symbols[i + 1])
-                                i += 2
-                            else:
-                                out.append(symbols[i])
-                                i += 1
-                        return out
-                    from collections import Counter
-                    words = [(list(w), c) for w, c in word_counts.items()]
-                    merges = []
-                    for _ in range(num_merges):
-                        counts = Counter()
-                        for s, c in words:
-                            for p in zip(s, s[1:]):
-                                counts[p] += 1
-                        if not counts:
-                            break
-                        best = max(counts, key=lambda p: (counts[p], p))
-                        merges.append(best)
-                        words = [(_merge_pair(s, best), c) for s, c in words]
-                    return merges
-            ''',
-            "overlapping occurrences counted once (aaa has one (a, a))": '''
-                def train_bpe(word_counts, num_merges):
-                    def _merge_pair(symbols, pair):
-                        out, i = [], 0
-                        while i < len(symbols):
-                            if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
-                                out.append(symbols[i] + symbols[i + 1])
-                                i += 2
-                            else:
-                                out.append(symbols[i])
-                                i += 1
-                        return out
-                    from collections import Counter
-                    words = [(list(w), c) for w, c in word_counts.items()]
-                    merges = []
-                    for _ in range(num_merges):
-                        counts = Counter()
-                        for s, c in words:
-                            i = 0
-                            while i + 1 < len(s):
-                                counts[(s[i], s[i + 1])] += c
-                                i += 2 if s[i] == s[i + 1] else 1
-                        if not counts:
-                            break
-                        best = max(counts, key=lambda p: (counts[p], p))
-                        merges.append(best)
-                        words = [(_merge_pair(s, best), c) for s, c in words]
-                    return merges
-            ''',
-            "merges right to left (aaa becomes a + aa)": '''
+            "ties broken by the smaller pair": mutate("best = max(counts, key=lambda p: (counts[p], p))",
+                                                      "best = min(counts, key=lambda p: (-counts[p], p))"),
+            "every word counted once (counts ignored)": mutate("counts[pair] += c", "counts[pair] += 1"),
+            "overlapping occurrences counted once (aaa has one (a, a))": mutate(
+                "            for pair in zip(symbols, symbols[1:]):\n                counts[pair] += c\n",
+                "            i = 0\n            while i + 1 < len(symbols):\n"
+                "                counts[(symbols[i], symbols[i + 1])] += c\n"
+                "                i += 2 if symbols[i] == symbols[i + 1] else 1\n"),
+            "merges right to left (aaa becomes a + aa)": whole('''
                 def train_bpe(word_counts, num_merges):
                     from collections import Counter
                     def merge_rtl(s, pair):
@@ -855,8 +684,8 @@ EXERCISES = [
                         merges.append(best)
                         words = [(merge_rtl(s, best), c) for s, c in words]
                     return merges
-            ''',
-            "string replace on space-joined symbols (crosses boundaries)": '''
+            '''),
+            "string replace on space-joined symbols (crosses boundaries)": whole('''
                 def train_bpe(word_counts, num_merges):
                     from collections import Counter
                     words = {" ".join(w): c for w, c in word_counts.items()}
@@ -873,32 +702,8 @@ EXERCISES = [
                         merges.append(best)
                         words = {w.replace(" ".join(best), "".join(best)): c for w, c in words.items()}
                     return merges
-            ''',
-            "does not stop when no pair is left": '''
-                def train_bpe(word_counts, num_merges):
-                    def _merge_pair(symbols, pair):
-                        out, i = [], 0
-                        while i < len(symbols):
-                            if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
-                                out.append(symbols[i] + symbols[i + 1])
-                                i += 2
-                            else:
-                                out.append(symbols[i])
-                                i += 1
-                        return out
-                    from collections import Counter
-                    words = [(list(w), c) for w, c in word_counts.items()]
-                    merges = []
-                    for _ in range(num_merges):
-                        counts = Counter()
-                        for s, c in words:
-                            for p in zip(s, s[1:]):
-                                counts[p] += c
-                        best = max(counts, key=lambda p: (counts[p], p))
-                        merges.append(best)
-                        words = [(_merge_pair(s, best), c) for s, c in words]
-                    return merges
-            ''',
+            '''),
+            "does not stop when no pair is left": mutate("        if not counts:\n            break\n", ""),
         },
         alternatives={
             "incremental pair counts with an index of words per pair": '''
@@ -941,7 +746,10 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch10_bpe_encode_test", functions=("bpe_encode",), points=3,
-        title="BPE encoding of one pre-token with a merge-rank table",
+        bans=(("tokenizers.models", "BPE", "tokenizers' BPE model"),
+              ("tokenizers", "Tokenizer", "tokenizers.Tokenizer"),
+              ("transformers", "GPT2TokenizerFast", "GPT2TokenizerFast"),
+              ("transformers", "AutoTokenizer", "AutoTokenizer"),),
         cases=(
             Case("GPT-2 merges on English prose", {"text": ENGLISH}),
             Case("GPT-2 merges on Chinese", {"text": CHINESE}),
@@ -953,7 +761,7 @@ EXERCISES = [
         ),
         probe=probe_bpe_encode, judge=judge_tokens,
         mutants={
-            "leftmost mergeable pair instead of the lowest rank": '''
+            "leftmost mergeable pair instead of the lowest rank": whole('''
                 def bpe_encode(word, ranks):
                     parts = list(word)
                     while True:
@@ -961,8 +769,8 @@ EXERCISES = [
                         if i is None:
                             return parts
                         parts[i:i + 2] = [parts[i] + parts[i + 1]]
-            ''',
-            "repeated pairs merged right to left": '''
+            '''),
+            "repeated pairs merged right to left": whole('''
                 def bpe_encode(word, ranks):
                     parts = list(word)
                     while len(parts) > 1:
@@ -980,23 +788,8 @@ EXERCISES = [
                                 i -= 1
                         parts = out[::-1]
                     return parts
-            ''',
-            "one merge step only": '''
-                def bpe_encode(word, ranks):
-                    def _merge_pair(symbols, pair):
-                        out, i = [], 0
-                        while i < len(symbols):
-                            if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
-                                out.append(symbols[i] + symbols[i + 1])
-                                i += 2
-                            else:
-                                out.append(symbols[i])
-                                i += 1
-                        return out
-                    parts = list(word)
-                    pairs = [p for p in zip(parts, parts[1:]) if p in ranks]
-                    return _merge_pair(parts, min(pairs, key=ranks.__getitem__)) if pairs else parts
-            ''',
+            '''),
+            "one merge step only": mutate("while len(parts) > 1:", "for _ in range(1 if len(parts) > 1 else 0):"),
         },
         alternatives={
             "one occurrence per step (leftmost of the lowest rank)": '''
@@ -1015,7 +808,10 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch10_decode_test", functions=("decode_ids",), points=2,
-        title="decoding ids, including ids that split a UTF-8 character",
+        bans=(("tokenizers", "Tokenizer", "tokenizers.Tokenizer"),
+              ("tokenizers", "decoders", "tokenizers.decoders"),
+              ("transformers", "GPT2TokenizerFast", "GPT2TokenizerFast"),
+              ("transformers", "AutoTokenizer", "AutoTokenizer"),),
         cases=(
             Case("English round trip", {"text": ENGLISH, "slices": [[0, 1000], [3, 17]]}),
             Case("Chinese cut inside characters", {"text": CHINESE,
@@ -1026,20 +822,16 @@ EXERCISES = [
         ),
         probe=probe_decode, judge=judge_texts,
         mutants={
-            "each token decoded on its own": '''
+            "each token decoded on its own": whole('''
                 def decode_ids(ids, id_to_token, byte_decoder):
                     return "".join(bytes(byte_decoder[c] for c in id_to_token[i]).decode("utf-8", errors="replace")
                                    for i in ids)
-            ''',
-            "invalid bytes dropped (errors='ignore')": '''
-                def decode_ids(ids, id_to_token, byte_decoder):
-                    data = bytes(byte_decoder[c] for i in ids for c in id_to_token[i])
-                    return data.decode("utf-8", errors="ignore")
-            ''',
-            "only Ġ mapped back to a space": '''
+            '''),
+            "invalid bytes dropped (errors='ignore')": mutate('errors="replace"', 'errors="ignore"'),
+            "only Ġ mapped back to a space": whole('''
                 def decode_ids(ids, id_to_token, byte_decoder):
                     return "".join(id_to_token[i] for i in ids).replace("\\u0120", " ")
-            ''',
+            '''),
         },
         alternatives={
             "an incremental UTF-8 decoder fed token by token": '''
@@ -1055,7 +847,11 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch10_wordpiece_test", functions=("wordpiece",), points=2,
-        title="WordPiece greedy longest-match-first",
+        bans=(("tokenizers.models", "WordPiece", "tokenizers' WordPiece model"),
+              ("tokenizers", "Tokenizer", "tokenizers.Tokenizer"),
+              ("transformers", "BertTokenizerFast", "BertTokenizerFast"),
+              ("transformers", "BertTokenizer", "BertTokenizer"),
+              ("transformers", "AutoTokenizer", "AutoTokenizer"),),
         cases=(
             Case("English words split into pieces", {"text": "Tokenization is unaffable; preprocessing embeddings "
                                                              "rehearsed quickly by transformers."}),
@@ -1065,7 +861,7 @@ EXERCISES = [
         ),
         probe=probe_wordpiece, judge=judge_wordpiece,
         mutants={
-            "shortest match first": '''
+            "shortest match first": whole('''
                 def wordpiece(word, vocab, unk_token="[UNK]", max_chars=100):
                     if len(word) > max_chars:
                         return [unk_token]
@@ -1080,58 +876,13 @@ EXERCISES = [
                         pieces.append(piece)
                         start = end
                     return pieces
-            ''',
-            "only the unmatched part becomes [UNK]": '''
-                def wordpiece(word, vocab, unk_token="[UNK]", max_chars=100):
-                    if len(word) > max_chars:
-                        return [unk_token]
-                    pieces, start = [], 0
-                    while start < len(word):
-                        end = len(word)
-                        while start < end:
-                            piece = word[start:end] if start == 0 else "##" + word[start:end]
-                            if piece in vocab:
-                                break
-                            end -= 1
-                        if start == end:
-                            pieces.append(unk_token)
-                            start += 1
-                            continue
-                        pieces.append(piece)
-                        start = end
-                    return pieces
-            ''',
-            "no ## on continuation pieces": '''
-                def wordpiece(word, vocab, unk_token="[UNK]", max_chars=100):
-                    if len(word) > max_chars:
-                        return [unk_token]
-                    pieces, start = [], 0
-                    while start < len(word):
-                        end = len(word)
-                        while start < end and word[start:end] not in vocab:
-                            end -= 1
-                        if start == end:
-                            return [unk_token]
-                        pieces.append(word[start:end])
-                        start = end
-                    return pieces
-            ''',
-            "no limit on the word length": '''
-                def wordpiece(word, vocab, unk_token="[UNK]", max_chars=100):
-                    pieces, start = [], 0
-                    while start < len(word):
-                        end = len(word)
-                        while start < end:
-                            piece = word[start:end] if start == 0 else "##" + word[start:end]
-                            if piece in vocab:
-                                break
-                            end -= 1
-                        if start == end:
-                            return [unk_token]
-                        pieces.append(piece)
-                        start = end
-                    return pieces
-            ''',
+            '''),
+            "only the unmatched part becomes [UNK]": mutate(
+                "        if found is None:\n            return [unk_token]\n",
+                "        if found is None:\n            pieces.append(unk_token)\n"
+                "            start += 1\n            continue\n"),
+            "no ## on continuation pieces": mutate('if start == 0 else "##" + word[start:end]', ""),
+            "no limit on the word length": mutate("    if len(word) > max_chars:\n        return [unk_token]\n", ""),
         },
         alternatives={
             "recursive, bounded by the longest vocabulary entry": '''
@@ -1157,7 +908,7 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch10_chat_template_test", functions=("render_chat", "tokenize_chat"), points=3,
-        title="chat template and assistant-token mask",
+        bans=(("transformers.tokenization_utils_base.PreTrainedTokenizerBase", "apply_chat_template", "apply_chat_template"),),
         cases=(
             Case("user and assistant, default system prompt", {
                 "messages": [{"role": "user", "content": "What is BPE?"},
@@ -1334,4 +1085,4 @@ RULES = {
     ),
 }
 
-EXERCISES = tabled(EXERCISES, RULES)
+CHAPTER = Chapter("ch10_tokenization", "ch10_exercises.ipynb", EXERCISES, rules=RULES, oracles=ORACLES)

@@ -3,9 +3,8 @@
 Probes run inside the sandbox next to the student's code and are self-contained (imports inside). Every
 tensor is built on the spot from a seeded generator; exercise 2 runs a tiny random Llama (never SmolLM2's
 weights), exercise 1 the real SmolLM2 tokenizer from the offline asset cache. While the student's function
-runs, the probe blocks the TRL function it imitates with ``probing.library_blocked``: importing the TRL
-module raises when the student's code had not imported it yet (so a probe never pays TRL's import time),
-and the attribute raises when it had.
+runs, the TRL function it imitates is banned (``Exercise.bans``; a TRL module the notebook has not imported is
+gated by the import that loads it, so a probe never pays TRL's import time itself).
 
 Oracles run in the trusted test process and are TRL 1.16's own code where TRL has it: ``selective_log_softmax``,
 ``RewardTrainer.compute_loss``, ``DPOTrainer._compute_loss`` and ``GRPOTrainer._compute_loss`` (called on a
@@ -13,15 +12,12 @@ minimal stand-in for the trainer whose "model" returns the given log-probabiliti
 arithmetic is TRL's, line for line), TRL's ``nanstd`` and group normalisation for the GRPO advantages,
 SmolLM2's chat template for the SFT spans; a float64 reference for GAE (TRL 1.16 has no PPO trainer) and
 the exact KL of categorical distributions (``torch.distributions.kl_divergence``) for the KL estimators.
-Each oracle captures the TRL function when it is built, before a probe blocks it.
 
 ``RULES`` at the bottom quotes every rule the instructions state, with the hidden cases that exercise it and
 the mutants that break it (the shared format of ``llmprep.grading.spec.Rule``).
 """
-from llmprep.grading.spec import Case, Exercise, Rule, allclose, tabled
+from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose, mutate, whole
 
-CHAPTER = "ch11_posttraining"
-NOTEBOOK = "ch11_exercises.ipynb"
 
 
 # ============================================================================ a stand-in for a TRL trainer
@@ -62,17 +58,16 @@ def probe_sft(ns, params):
 
     import torch
 
-    from llmprep.grading.probing import library_blocked, smollm2_tokenizer
+    from llmprep.grading.probing import smollm2_tokenizer
 
     fn = ns["sft_batch"]
     tok = smollm2_tokenizer()
     chats = copy.deepcopy(params["chats"])
     snapshot = copy.deepcopy(chats)
-    with library_blocked("TRL's SFT data collator", ("trl.trainer.sft_trainer", "DataCollatorForLanguageModeling")):
-        if params.get("max_length") is None:
-            ids, att, lab = fn(chats, tok)
-        else:
-            ids, att, lab = fn(chats, tok, max_length=params["max_length"])
+    if params.get("max_length") is None:
+        ids, att, lab = fn(chats, tok)
+    else:
+        ids, att, lab = fn(chats, tok, max_length=params["max_length"])
     ids, att, lab = (torch.as_tensor(x) for x in (ids, att, lab))
     return {"input_ids": ids, "attention_mask": att, "labels": lab,
             "long_dtype": all(x.dtype == torch.long for x in (ids, att, lab)), "inputs_untouched": chats == snapshot}
@@ -119,8 +114,6 @@ def _chat(*turns, system=None):
 def probe_logprobs(ns, params):
     import torch
 
-    from llmprep.grading.probing import library_blocked
-
     from transformers import LlamaConfig, LlamaForCausalLM
 
     fn = ns["completion_logprobs"]
@@ -143,9 +136,7 @@ def probe_logprobs(ns, params):
         att[row, start:start + p + c] = 1
         comp[row, start + p:start + p + c] = 1
     snapshot = (ids.clone(), att.clone(), comp.clone())
-    with library_blocked("TRL's selective_log_softmax", ("trl.trainer.utils", "selective_log_softmax"),
-                         ("trl.trainer.utils", "selective_log_softmax_and_entropy")):
-        out = fn(model, ids, att, comp)
+    out = fn(model, ids, att, comp)
     out = torch.as_tensor(out)
     result = {"logps": out.detach().float()}
     differentiable = bool(getattr(out, "requires_grad", False))
@@ -174,8 +165,6 @@ def oracle_logprobs():
 def probe_reward(ns, params):
     import torch
 
-    from llmprep.grading.probing import library_blocked
-
     fn = ns["reward_model_loss"]
     g = torch.Generator().manual_seed(params["seed"])
     b, scale = params["B"], params.get("scale", 1.0)
@@ -191,8 +180,7 @@ def probe_reward(ns, params):
         kwargs["margin"] = torch.rand(b, generator=g) * 2
     if params.get("center_coef") is not None:
         kwargs["center_coef"] = params["center_coef"]
-    with library_blocked("TRL's RewardTrainer loss", ("trl.trainer.reward_trainer", "RewardTrainer.compute_loss")):
-        loss, accuracy = fn(chosen, rejected, **kwargs)
+    loss, accuracy = fn(chosen, rejected, **kwargs)
     loss = torch.as_tensor(loss)
     result = {"loss": loss.detach().float().reshape(()), "accuracy": float(accuracy)}
     if loss.requires_grad:
@@ -227,8 +215,6 @@ def oracle_reward():
 def probe_dpo(ns, params):
     import torch
 
-    from llmprep.grading.probing import library_blocked
-
     fn = ns["dpo_loss"]
     g = torch.Generator().manual_seed(params["seed"])
     b, spread = params["B"], params.get("spread", 3.0)
@@ -240,11 +226,10 @@ def probe_dpo(ns, params):
     if params.get("lengths"):
         kwargs["chosen_lengths"] = torch.randint(1, 30, (b,), generator=g).float()
         kwargs["rejected_lengths"] = torch.randint(1, 30, (b,), generator=g).float()
-    with library_blocked("TRL's DPOTrainer loss", ("trl.trainer.dpo_trainer", "DPOTrainer._compute_loss")):
-        try:
-            losses, r_c, r_r = fn(pol_c, pol_r, ref_c, ref_r, **kwargs)
-        except ValueError:
-            return {"raised": True}
+    try:
+        losses, r_c, r_r = fn(pol_c, pol_r, ref_c, ref_r, **kwargs)
+    except ValueError:
+        return {"raised": True}
     if params["loss_type"] not in ("sigmoid", "ipo"):
         return {"raised": False}
     losses, r_c, r_r = (torch.as_tensor(x) for x in (losses, r_c, r_r))
@@ -353,8 +338,6 @@ def oracle_gae():
 def probe_grpo(ns, params):
     import torch
 
-    from llmprep.grading.probing import library_blocked
-
     adv_fn, loss_fn = ns["grpo_advantages"], ns["grpo_loss"]
     g = torch.Generator().manual_seed(params["seed"])
     groups, size, t = params["groups"], params["group_size"], params["T"]
@@ -368,11 +351,9 @@ def probe_grpo(ns, params):
     mask = torch.ones(b, t, dtype=torch.long)
     for row, n in enumerate(params.get("lengths", [])):
         mask[row, n:] = 0
-    blocked = (("trl.trainer.grpo_trainer", "GRPOTrainer._compute_loss"), ("trl.trainer.utils", "nanstd"))
-    with library_blocked("TRL's GRPOTrainer", *blocked):
-        adv = torch.as_tensor(adv_fn(rewards.clone(), size))
-        loss = torch.as_tensor(loss_fn(logps, old, ref, advantages, mask, epsilon=params["epsilon"],
-                                       beta=params["beta"]))
+    adv = torch.as_tensor(adv_fn(rewards.clone(), size))
+    loss = torch.as_tensor(loss_fn(logps, old, ref, advantages, mask, epsilon=params["epsilon"],
+                                   beta=params["beta"]))
     result = {"advantages": adv.detach().float(), "loss": loss.detach().float().reshape(())}
     if loss.requires_grad:
         loss.backward()
@@ -416,7 +397,7 @@ def oracle_grpo():
 def probe_kl(ns, params):
     import torch
 
-    from llmprep.grading.probing import forbidden
+    from llmprep.grading.probing import unbanned
 
     fn = ns["kl_estimators"]
     g = torch.Generator().manual_seed(params["seed"])
@@ -426,12 +407,11 @@ def probe_kl(ns, params):
     if "shift" in params:  # log-probabilities of far-apart sequences: e^(log q) underflows
         logq, logp = logq - params["shift"], logp - params["shift"]
     samples = torch.multinomial(torch.softmax(logq, 0), params["samples"], replacement=True, generator=g)
-    with forbidden((torch.distributions, "kl_divergence", "torch.distributions.kl_divergence")):
-        k1, k2, k3 = fn(logq[samples], logp[samples])         # the estimates on tokens sampled from q
-        e1, e2, e3 = fn(logq.clone(), logp.clone())           # every outcome once, for the exact expectation
+    k1, k2, k3 = fn(logq[samples], logp[samples])         # the estimates on tokens sampled from q
+    e1, e2, e3 = fn(logq.clone(), logp.clone())           # every outcome once, for the exact expectation
     q = torch.softmax(logq, dim=0).double()
-    exact = float(torch.distributions.kl_divergence(torch.distributions.Categorical(probs=q),
-                                                    torch.distributions.Categorical(logits=logp.double())))
+    exact = float(unbanned(torch.distributions.kl_divergence, torch.distributions.Categorical(probs=q),
+                           torch.distributions.Categorical(logits=logp.double())))
     expect = [float((q * torch.as_tensor(e).double()).sum()) for e in (e1, e2, e3)]
     tol = 1e-4 * max(1.0, abs(exact))
     return {"k1": torch.as_tensor(k1).float(), "k2": torch.as_tensor(k2).float(), "k3": torch.as_tensor(k3).float(),
@@ -474,10 +454,14 @@ CHATS = {
     "ends with user": _chat("Hello", "Hi! How can I help?", "Nothing, thanks."),
 }
 
+# Mutants are edits of the solution's own functions (read from the solution notebook); snippets used twice:
+LOGP_SUM = "return (logps * completion_mask[:, 1:].to(logps.dtype)).sum(dim=-1)"
+DPO_RETURN = "return losses, beta * chosen_logratios.detach(), beta * rejected_logratios.detach()"
+
 EXERCISES = [
     Exercise(
         grade_id="ch11_sft_labels_test", functions=("sft_batch",), points=3,
-        title="SFT labels with -100 on prompt and padding",
+        bans=(("trl.trainer.sft_trainer", "DataCollatorForLanguageModeling", "TRL's SFT data collator"),),
         cases=(
             Case("one turn beside two turns (padding, default system prompt)",
                  {"chats": [CHATS["one turn"], CHATS["two turns"]]}),
@@ -492,44 +476,11 @@ EXERCISES = [
         judge=allclose(0, 0, keys=("input_ids", "attention_mask", "labels", "long_dtype", "inputs_untouched"),
                        messages=SFT_FLAGS),
         mutants={
-            "assistant header learned too": '''
-                def sft_batch(conversations, tokenizer, max_length=None):
-                    def n_tokens(text):
-                        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-                    rows = []
-                    for messages in conversations:
-                        text = tokenizer.apply_chat_template(messages, tokenize=False)
-                        ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-                        labels = [-100] * len(ids)
-                        for i, m in enumerate(messages):
-                            if m["role"] == "assistant":
-                                start = n_tokens(tokenizer.apply_chat_template(messages[:i], tokenize=False))
-                                end = n_tokens(tokenizer.apply_chat_template(messages[:i + 1], tokenize=False))
-                                labels[start:end] = ids[start:end]
-                        if max_length is not None:
-                            ids, labels = ids[:max_length], labels[:max_length]
-                        rows.append((ids, labels))
-                    width = max(len(r[0]) for r in rows)
-                    pad = tokenizer.pad_token_id
-                    ids = torch.tensor([r[0] + [pad] * (width - len(r[0])) for r in rows])
-                    att = torch.tensor([[1] * len(r[0]) + [0] * (width - len(r[0])) for r in rows])
-                    lab = torch.tensor([r[1] + [-100] * (width - len(r[1])) for r in rows])
-                    return ids, att, lab
-            ''',
-            "only the last assistant turn learned": '''
-                _right_sft = sft_batch
-
-                def sft_batch(conversations, tokenizer, max_length=None):
-                    ids, att, lab = _right_sft(conversations, tokenizer, max_length)
-                    lab = lab.clone()
-                    for r in range(lab.shape[0]):
-                        learned = (lab[r] != -100).nonzero().flatten().tolist()
-                        runs = [i for i in learned if i - 1 not in learned]   # first token of each turn
-                        if len(runs) > 1:
-                            lab[r, :runs[-1]] = -100
-                    return ids, att, lab
-            ''',
-            "labels shifted left by one": '''
+            "assistant header learned too": mutate(", tokenize=False, add_generation_prompt=True)", ", tokenize=False)"),
+            "only the last assistant turn learned": mutate(
+                "            labels[start:end] = ids[start:end]",
+                "            labels = [-100] * len(ids)\n            labels[start:end] = ids[start:end]"),
+            "labels shifted left by one": whole('''
                 _right_sft = sft_batch
 
                 def sft_batch(conversations, tokenizer, max_length=None):
@@ -537,23 +488,18 @@ EXERCISES = [
                     shifted = torch.full_like(lab, -100)
                     shifted[:, :-1] = lab[:, 1:]
                     return ids, att, shifted
-            ''',
-            "padding found by the pad id (hides every <|im_end|>)": '''
+            '''),
+            "padding found by the pad id (hides every <|im_end|>)": whole('''
                 _right_sft = sft_batch
 
                 def sft_batch(conversations, tokenizer, max_length=None):
                     ids, att, lab = _right_sft(conversations, tokenizer, max_length)
                     pad = ids == tokenizer.pad_token_id
                     return ids, (~pad).long(), lab.masked_fill(pad, -100)
-            ''',
-            "padding labelled with the pad id": '''
-                _right_sft = sft_batch
-
-                def sft_batch(conversations, tokenizer, max_length=None):
-                    ids, att, lab = _right_sft(conversations, tokenizer, max_length)
-                    return ids, att, torch.where(att == 0, ids, lab)
-            ''',
-            "padded on the left": '''
+            '''),
+            "padding labelled with the pad id": mutate(
+                "labels = torch.full((len(rows), width), -100, dtype=torch.long)", "labels = input_ids.clone()"),
+            "padded on the left": whole('''
                 _right_sft = sft_batch
 
                 def sft_batch(conversations, tokenizer, max_length=None):
@@ -561,18 +507,14 @@ EXERCISES = [
                     shifts = [int((att[r] == 0).sum()) for r in range(ids.shape[0])]
                     return tuple(torch.stack([torch.roll(x[r], shifts[r], dims=0) for r in range(x.shape[0])])
                                  for x in (ids, att, lab))
-            ''',
-            "max_length ignored": '''
-                _right_sft = sft_batch
-
-                def sft_batch(conversations, tokenizer, max_length=None):
-                    return _right_sft(conversations, tokenizer, None)
-            ''',
+            '''),
+            "max_length ignored": mutate("if max_length is not None:", "if False:"),
         },
     ),
     Exercise(
         grade_id="ch11_completion_logprobs_test", functions=("completion_logprobs",), points=3,
-        title="log-probability of a completion",
+        bans=(("trl.trainer.utils", "selective_log_softmax", "TRL's selective_log_softmax"),
+              ("trl.trainer.utils", "selective_log_softmax_and_entropy", "TRL's selective_log_softmax"),),
         cases=(
             Case("right padding, prompts of different lengths",
                  {"seed": 0, "prompt_lens": [3, 5, 2], "completion_lens": [4, 2, 6], "side": "right"}),
@@ -586,49 +528,24 @@ EXERCISES = [
         judge=allclose(1e-4, 1e-4, keys=("logps", "differentiable", "grad_lm_head", "inputs_untouched"),
                        tolerances={"grad_lm_head": (1e-3, 1e-4)}, messages=GRAD_FLAGS),
         mutants={
-            "no shift (logits at t score token t)": '''
-                def completion_logprobs(model, input_ids, attention_mask, completion_mask):
-                    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-                    logps = torch.log_softmax(logits, -1).gather(-1, input_ids.unsqueeze(-1)).squeeze(-1)
-                    return (logps * completion_mask).sum(-1)
-            ''',
-            "prompt tokens counted too (attention_mask instead of completion_mask)": '''
-                def completion_logprobs(model, input_ids, attention_mask, completion_mask):
-                    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
-                    logps = torch.log_softmax(logits, -1).gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-                    return (logps * attention_mask[:, 1:]).sum(-1)
-            ''',
-            "mean over the completion instead of the sum": '''
-                def completion_logprobs(model, input_ids, attention_mask, completion_mask):
-                    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
-                    logps = torch.log_softmax(logits, -1).gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-                    m = completion_mask[:, 1:].float()
-                    return (logps * m).sum(-1) / m.sum(-1)
-            ''',
-            "attention_mask not passed to the model": '''
-                def completion_logprobs(model, input_ids, attention_mask, completion_mask):
-                    logits = model(input_ids=input_ids).logits[:, :-1]
-                    logps = torch.log_softmax(logits, -1).gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-                    return (logps * completion_mask[:, 1:]).sum(-1)
-            ''',
-            "log of softmax (underflows to -inf)": '''
-                def completion_logprobs(model, input_ids, attention_mask, completion_mask):
-                    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
-                    probs = torch.softmax(logits, -1).gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-                    return torch.where(completion_mask[:, 1:].bool(), probs.log(), torch.zeros_like(probs)).sum(-1)
-            ''',
-            "computed under torch.no_grad()": '''
-                def completion_logprobs(model, input_ids, attention_mask, completion_mask):
-                    with torch.no_grad():
-                        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
-                    logps = torch.log_softmax(logits, -1).gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-                    return (logps * completion_mask[:, 1:]).sum(-1)
-            ''',
+            "no shift (logits at t score token t)": mutate({
+                ".logits[:, :-1]": ".logits", "targets = input_ids[:, 1:]": "targets = input_ids",
+                "completion_mask[:, 1:]": "completion_mask"}),
+            "prompt tokens counted too (attention_mask instead of completion_mask)": mutate(
+                "completion_mask[:, 1:]", "attention_mask[:, 1:]"),
+            "mean over the completion instead of the sum": mutate(
+                LOGP_SUM, "m = completion_mask[:, 1:].to(logps.dtype)\n    return (logps * m).sum(dim=-1) / m.sum(dim=-1)"),
+            "attention_mask not passed to the model": mutate(
+                "model(input_ids=input_ids, attention_mask=attention_mask)", "model(input_ids=input_ids)"),
+            "log of softmax (underflows to -inf)": mutate({
+                "torch.log_softmax(logits.float(), dim=-1)": "torch.softmax(logits.float(), dim=-1)",
+                LOGP_SUM: "return torch.where(completion_mask[:, 1:].bool(), logps.log(), torch.zeros_like(logps)).sum(-1)"}),
+            "computed under torch.no_grad()": mutate("    logits = model(", "    with torch.no_grad():\n        logits = model("),
         },
     ),
     Exercise(
         grade_id="ch11_reward_loss_test", functions=("reward_model_loss",), points=2,
-        title="Bradley-Terry reward-model loss",
+        bans=(("trl.trainer.reward_trainer.RewardTrainer", "compute_loss", "TRL's RewardTrainer loss"),),
         cases=(
             Case("plain pairs", {"seed": 0, "B": 8}),
             Case("reward gaps of hundreds", {"seed": 1, "B": 6, "scale": 150.0, "gaps": [200.0, -200.0, -150.0]}),
@@ -639,51 +556,17 @@ EXERCISES = [
         probe=probe_reward,
         judge=allclose(1e-5, 1e-5, keys=("loss", "accuracy", "grad_chosen", "grad_rejected")),
         mutants={
-            "log of sigmoid (infinite for large gaps)": '''
-                def reward_model_loss(chosen_rewards, rejected_rewards, margin=None, center_coef=None):
-                    diff = chosen_rewards - rejected_rewards - (0 if margin is None else margin)
-                    loss = -torch.log(torch.sigmoid(diff)).mean()
-                    if center_coef is not None:
-                        loss = loss + center_coef * ((chosen_rewards + rejected_rewards) ** 2).mean()
-                    return loss, (chosen_rewards > rejected_rewards).float().mean().item()
-            ''',
-            "margin added instead of subtracted": '''
-                def reward_model_loss(chosen_rewards, rejected_rewards, margin=None, center_coef=None):
-                    diff = chosen_rewards - rejected_rewards + (0 if margin is None else margin)
-                    loss = -F.logsigmoid(diff).mean()
-                    if center_coef is not None:
-                        loss = loss + center_coef * ((chosen_rewards + rejected_rewards) ** 2).mean()
-                    return loss, (chosen_rewards > rejected_rewards).float().mean().item()
-            ''',
-            "centering on the difference": '''
-                def reward_model_loss(chosen_rewards, rejected_rewards, margin=None, center_coef=None):
-                    diff = chosen_rewards - rejected_rewards - (0 if margin is None else margin)
-                    loss = -F.logsigmoid(diff).mean()
-                    if center_coef is not None:
-                        loss = loss + center_coef * ((chosen_rewards - rejected_rewards) ** 2).mean()
-                    return loss, (chosen_rewards > rejected_rewards).float().mean().item()
-            ''',
-            "ties counted as correct (>=)": '''
-                def reward_model_loss(chosen_rewards, rejected_rewards, margin=None, center_coef=None):
-                    diff = chosen_rewards - rejected_rewards - (0 if margin is None else margin)
-                    loss = -F.logsigmoid(diff).mean()
-                    if center_coef is not None:
-                        loss = loss + center_coef * ((chosen_rewards + rejected_rewards) ** 2).mean()
-                    return loss, (chosen_rewards >= rejected_rewards).float().mean().item()
-            ''',
-            "sum over pairs instead of the mean": '''
-                def reward_model_loss(chosen_rewards, rejected_rewards, margin=None, center_coef=None):
-                    diff = chosen_rewards - rejected_rewards - (0 if margin is None else margin)
-                    loss = -F.logsigmoid(diff).sum()
-                    if center_coef is not None:
-                        loss = loss + center_coef * ((chosen_rewards + rejected_rewards) ** 2).mean()
-                    return loss, (chosen_rewards > rejected_rewards).float().mean().item()
-            ''',
+            "log of sigmoid (infinite for large gaps)": mutate("-F.logsigmoid(diff)", "-torch.log(torch.sigmoid(diff))"),
+            "margin added instead of subtracted": mutate("diff = diff - margin", "diff = diff + margin"),
+            "centering on the difference": mutate("(chosen_rewards + rejected_rewards) ** 2",
+                                                  "(chosen_rewards - rejected_rewards) ** 2"),
+            "ties counted as correct (>=)": mutate("(chosen_rewards > rejected_rewards)", "(chosen_rewards >= rejected_rewards)"),
+            "sum over pairs instead of the mean": mutate("-F.logsigmoid(diff).mean()", "-F.logsigmoid(diff).sum()"),
         },
     ),
     Exercise(
         grade_id="ch11_dpo_loss_test", functions=("dpo_loss",), points=3,
-        title="DPO and IPO losses with implicit rewards",
+        bans=(("trl.trainer.dpo_trainer.DPOTrainer", "_compute_loss", "TRL's DPOTrainer loss"),),
         cases=(
             Case("sigmoid, beta 0.1", {"seed": 0, "B": 6, "beta": 0.1, "loss_type": "sigmoid"}),
             Case("sigmoid, beta 0.5, log-ratios in the thousands",
@@ -698,90 +581,26 @@ EXERCISES = [
         judge=allclose(1e-4, 1e-5, keys=None, messages=DPO_FLAGS,
                        tolerances={"grad_policy_chosen": (1e-4, 1e-6), "grad_policy_rejected": (1e-4, 1e-6)}),
         mutants={
-            "reference model ignored": '''
-                def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta=0.1,
-                             loss_type="sigmoid", chosen_lengths=None, rejected_lengths=None):
-                    if loss_type == "sigmoid":
-                        losses = -F.logsigmoid(beta * (policy_chosen_logps - policy_rejected_logps))
-                    elif loss_type == "ipo":
-                        d = policy_chosen_logps / chosen_lengths - policy_rejected_logps / rejected_lengths
-                        losses = (d - 1 / (2 * beta)) ** 2
-                    else:
-                        raise ValueError(loss_type)
-                    return (losses, beta * (policy_chosen_logps - ref_chosen_logps).detach(),
-                            beta * (policy_rejected_logps - ref_rejected_logps).detach())
-            ''',
-            "log of sigmoid (not stable)": '''
-                _right_dpo = dpo_loss
-
-                def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta=0.1,
-                             loss_type="sigmoid", chosen_lengths=None, rejected_lengths=None):
-                    losses, rc, rr = _right_dpo(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
-                                                ref_rejected_logps, beta, loss_type, chosen_lengths, rejected_lengths)
-                    if loss_type == "sigmoid":
-                        d = (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
-                        losses = -torch.log(torch.sigmoid(beta * d))
-                    return losses, rc, rr
-            ''',
-            "IPO without per-token normalisation": '''
-                _right_dpo = dpo_loss
-
-                def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta=0.1,
-                             loss_type="sigmoid", chosen_lengths=None, rejected_lengths=None):
-                    if loss_type == "ipo":
-                        ones = torch.ones_like(policy_chosen_logps)
-                        return _right_dpo(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
-                                          ref_rejected_logps, beta, loss_type, ones, ones)
-                    return _right_dpo(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
-                                      ref_rejected_logps, beta, loss_type, chosen_lengths, rejected_lengths)
-            ''',
-            "IPO target +1/(2 beta) on the wrong side": '''
-                _right_dpo = dpo_loss
-
-                def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta=0.1,
-                             loss_type="sigmoid", chosen_lengths=None, rejected_lengths=None):
-                    losses, rc, rr = _right_dpo(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
-                                                ref_rejected_logps, beta, loss_type, chosen_lengths, rejected_lengths)
-                    if loss_type == "ipo":
-                        d = ((policy_chosen_logps - ref_chosen_logps) / chosen_lengths
-                             - (policy_rejected_logps - ref_rejected_logps) / rejected_lengths)
-                        losses = (d + 1 / (2 * beta)) ** 2
-                    return losses, rc, rr
-            ''',
-            "rewards without beta": '''
-                _right_dpo = dpo_loss
-
-                def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta=0.1,
-                             loss_type="sigmoid", chosen_lengths=None, rejected_lengths=None):
-                    losses, rc, rr = _right_dpo(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
-                                                ref_rejected_logps, beta, loss_type, chosen_lengths, rejected_lengths)
-                    return losses, rc / beta, rr / beta
-            ''',
-            "rewards not detached": '''
-                _right_dpo = dpo_loss
-
-                def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta=0.1,
-                             loss_type="sigmoid", chosen_lengths=None, rejected_lengths=None):
-                    losses, rc, rr = _right_dpo(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
-                                                ref_rejected_logps, beta, loss_type, chosen_lengths, rejected_lengths)
-                    return (losses, beta * (policy_chosen_logps - ref_chosen_logps),
-                            beta * (policy_rejected_logps - ref_rejected_logps))
-            ''',
-            "unknown loss_type treated as sigmoid": '''
-                _right_dpo = dpo_loss
-
-                def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta=0.1,
-                             loss_type="sigmoid", chosen_lengths=None, rejected_lengths=None):
-                    if loss_type != "ipo":
-                        loss_type = "sigmoid"
-                    return _right_dpo(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
-                                      ref_rejected_logps, beta, loss_type, chosen_lengths, rejected_lengths)
-            ''',
+            "reference model ignored": mutate({
+                "chosen_logratios = policy_chosen_logps - ref_chosen_logps": "chosen_logratios = policy_chosen_logps",
+                "rejected_logratios = policy_rejected_logps - ref_rejected_logps":
+                    "rejected_logratios = policy_rejected_logps",
+                DPO_RETURN: "return (losses, beta * (policy_chosen_logps - ref_chosen_logps).detach(),\n"
+                            "            beta * (policy_rejected_logps - ref_rejected_logps).detach())"}),
+            "log of sigmoid (not stable)": mutate("-F.logsigmoid(beta * (chosen_logratios - rejected_logratios))",
+                                                  "-torch.log(torch.sigmoid(beta * (chosen_logratios - rejected_logratios)))"),
+            "IPO without per-token normalisation": mutate(
+                "delta = chosen_logratios / chosen_lengths - rejected_logratios / rejected_lengths",
+                "delta = chosen_logratios - rejected_logratios"),
+            "IPO target +1/(2 beta) on the wrong side": mutate("(delta - 1 / (2 * beta))", "(delta + 1 / (2 * beta))"),
+            "rewards without beta": mutate(DPO_RETURN,
+                                           "return losses, chosen_logratios.detach(), rejected_logratios.detach()"),
+            "rewards not detached": mutate(DPO_RETURN, "return losses, beta * chosen_logratios, beta * rejected_logratios"),
+            "unknown loss_type treated as sigmoid": mutate('if loss_type == "sigmoid":', 'if loss_type != "ipo":'),
         },
     ),
     Exercise(
         grade_id="ch11_gae_test", functions=("gae",), points=3,
-        title="generalised advantage estimation",
         cases=(
             Case("no episode ends (bootstrap from last_value)", {"seed": 0, "B": 3, "T": 8, "gamma": 0.99,
                                                                  "lam": 0.95, "dones": [[], [], []]}),
@@ -797,38 +616,12 @@ EXERCISES = [
         probe=probe_gae,
         judge=allclose(1e-4, 1e-5, keys=("advantages", "returns", "inputs_untouched")),
         mutants={
-            "lambda missing from the recursion": '''
-                def gae(rewards, values, dones, last_value, gamma=1.0, lam=0.95):
-                    T = rewards.shape[1]
-                    adv = torch.zeros_like(rewards)
-                    nv, na = last_value, torch.zeros_like(last_value)
-                    for t in reversed(range(T)):
-                        alive = 1.0 - dones[:, t]
-                        delta = rewards[:, t] + gamma * nv * alive - values[:, t]
-                        na = delta + gamma * alive * na
-                        adv[:, t] = na
-                        nv = values[:, t]
-                    return adv, adv + values
-            ''',
-            "no bootstrap from last_value": '''
-                _right_gae = gae
-
-                def gae(rewards, values, dones, last_value, gamma=1.0, lam=0.95):
-                    return _right_gae(rewards, values, dones, torch.zeros_like(last_value), gamma, lam)
-            ''',
-            "done stops the bootstrap but not the recursion": '''
-                def gae(rewards, values, dones, last_value, gamma=1.0, lam=0.95):
-                    T = rewards.shape[1]
-                    adv = torch.zeros_like(rewards)
-                    nv, na = last_value, torch.zeros_like(last_value)
-                    for t in reversed(range(T)):
-                        delta = rewards[:, t] + gamma * nv * (1.0 - dones[:, t]) - values[:, t]
-                        na = delta + gamma * lam * na
-                        adv[:, t] = na
-                        nv = values[:, t]
-                    return adv, adv + values
-            ''',
-            "returns are discounted reward sums": '''
+            "lambda missing from the recursion": mutate("gamma * lam * alive * next_adv", "gamma * alive * next_adv"),
+            "no bootstrap from last_value": mutate("next_value, next_adv = last_value,",
+                                                   "next_value, next_adv = torch.zeros_like(last_value),"),
+            "done stops the bootstrap but not the recursion": mutate("gamma * lam * alive * next_adv",
+                                                                     "gamma * lam * next_adv"),
+            "returns are discounted reward sums": whole('''
                 _right_gae = gae
 
                 def gae(rewards, values, dones, last_value, gamma=1.0, lam=0.95):
@@ -838,20 +631,16 @@ EXERCISES = [
                         run = rewards[:, t] + gamma * run * (1.0 - dones[:, t])
                         ret[:, t] = run
                     return adv, ret
-            ''',
-            "values modified in place": '''
-                _right_gae = gae
-
-                def gae(rewards, values, dones, last_value, gamma=1.0, lam=0.95):
-                    adv, ret = _right_gae(rewards, values, dones, last_value, gamma, lam)
-                    values += adv
-                    return adv, values
-            ''',
+            '''),
+            "values modified in place": mutate("return advantages, advantages + values",
+                                               "values += advantages\n    return advantages, values"),
         },
     ),
     Exercise(
         grade_id="ch11_grpo_test", functions=("grpo_advantages", "grpo_loss"), points=3,
-        title="GRPO advantages and loss",
+        bans=(("trl.trainer.grpo_trainer.GRPOTrainer", "_compute_loss", "TRL's GRPOTrainer"),
+              ("trl.trainer.utils", "nanstd", "TRL's nanstd"),
+              ("trl.trainer.grpo_trainer", "nanstd", "TRL's nanstd"),),
         cases=(
             Case("binary rewards, one group all equal",
                  {"seed": 0, "groups": 3, "group_size": 4, "T": 5, "epsilon": 0.2, "beta": 0.04,
@@ -869,57 +658,25 @@ EXERCISES = [
         judge=allclose(1e-4, 1e-5, keys=("advantages", "loss", "grad_logps"),
                        tolerances={"grad_logps": (1e-4, 1e-6)}),
         mutants={
-            "population standard deviation (n)": '''
-                _right_adv = grpo_advantages
-
-                def grpo_advantages(rewards, group_size):
-                    g = rewards.view(-1, group_size)
-                    return ((g - g.mean(1, keepdim=True)) / (g.std(1, unbiased=False, keepdim=True) + 1e-4)).view(-1)
-            ''',
-            "groups taken with a stride (rewards.view(group_size, -1))": '''
-                def grpo_advantages(rewards, group_size):
-                    g = rewards.view(group_size, -1)
-                    return ((g - g.mean(0, keepdim=True)) / (g.std(0, keepdim=True) + 1e-4)).reshape(-1)
-            ''',
-            "no 1e-4 in the denominator": '''
-                def grpo_advantages(rewards, group_size):
-                    g = rewards.view(-1, group_size)
-                    return ((g - g.mean(1, keepdim=True)) / g.std(1, keepdim=True)).view(-1)
-            ''',
-            "clipped term only (no min with the unclipped one)": '''
-                def grpo_loss(logps, old_logps, ref_logps, advantages, completion_mask, epsilon=0.2, beta=0.04):
-                    ratio = torch.exp(logps - old_logps)
-                    per = -torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * advantages[:, None]
-                    log_r = ref_logps - logps
-                    per = per + beta * (torch.exp(log_r) - log_r - 1)
-                    m = completion_mask.float()
-                    return ((per * m).sum(1) / m.sum(1)).mean()
-            ''',
-            "k3 with the log-ratio reversed (logp - ref)": '''
-                def grpo_loss(logps, old_logps, ref_logps, advantages, completion_mask, epsilon=0.2, beta=0.04):
-                    ratio = torch.exp(logps - old_logps)
-                    a = advantages[:, None]
-                    per = -torch.min(ratio * a, torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * a)
-                    log_r = logps - ref_logps
-                    per = per + beta * (torch.exp(log_r) - log_r - 1)
-                    m = completion_mask.float()
-                    return ((per * m).sum(1) / m.sum(1)).mean()
-            ''',
-            "one mean over all tokens of the batch": '''
-                def grpo_loss(logps, old_logps, ref_logps, advantages, completion_mask, epsilon=0.2, beta=0.04):
-                    ratio = torch.exp(logps - old_logps)
-                    a = advantages[:, None]
-                    per = -torch.min(ratio * a, torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * a)
-                    log_r = ref_logps - logps
-                    per = per + beta * (torch.exp(log_r) - log_r - 1)
-                    m = completion_mask.float()
-                    return (per * m).sum() / m.sum()
-            ''',
+            "population standard deviation (n)": mutate("groups.std(dim=1, keepdim=True)",
+                                                        "groups.std(dim=1, keepdim=True, unbiased=False)"),
+            "groups taken with a stride (rewards.view(group_size, -1))": mutate({
+                "groups = rewards.view(-1, group_size)": "groups = rewards.view(group_size, -1).T",
+                "(std + 1e-4)).view(-1)": "(std + 1e-4)).T.reshape(-1)"}),
+            "no 1e-4 in the denominator": mutate("(std + 1e-4)", "std"),
+            "clipped term only (no min with the unclipped one)": mutate(
+                "-torch.min(ratio * adv, torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * adv)",
+                "-torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * adv"),
+            "k3 with the log-ratio reversed (logp - ref)": mutate("log_r = ref_logps - logps", "log_r = logps - ref_logps"),
+            "one mean over all tokens of the batch": mutate(
+                "return ((per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)).mean()",
+                "return (per_token * mask).sum() / mask.sum()"),
         },
     ),
     Exercise(
         grade_id="ch11_kl_estimators_test", functions=("kl_estimators",), points=2,
-        title="KL estimators k1, k2, k3",
+        bans=(("torch.distributions", "kl_divergence", "torch.distributions.kl_divergence"),
+              ("torch.distributions.kl", "kl_divergence", "torch.distributions.kl_divergence"),),
         cases=(
             Case("10 outcomes, 64 samples", {"seed": 0, "K": 10, "samples": 64}),
             Case("peaked distributions", {"seed": 1, "K": 6, "samples": 40, "spread": 3.0}),
@@ -929,26 +686,14 @@ EXERCISES = [
         judge=allclose(1e-4, 1e-5, keys=("k1", "k2", "k3", "k1_unbiased", "k3_unbiased", "k2_mean", "k3_nonnegative"),
                        messages=KL_FLAGS),
         mutants={
-            "ratio inverted (log q - log p)": '''
-                def kl_estimators(logq, logp):
-                    log_r = logq - logp
-                    return -log_r, 0.5 * log_r ** 2, torch.exp(log_r) - 1 - log_r
-            ''',
-            "k2 without the factor 1/2": '''
-                def kl_estimators(logq, logp):
-                    log_r = logp - logq
-                    return -log_r, log_r ** 2, torch.exp(log_r) - 1 - log_r
-            ''',
-            "k3 without the -1": '''
-                def kl_estimators(logq, logp):
-                    log_r = logp - logq
-                    return -log_r, 0.5 * log_r ** 2, torch.exp(log_r) - log_r
-            ''',
-            "ratio of probabilities (0/0 for tiny probabilities)": '''
+            "ratio inverted (log q - log p)": mutate("log_r = logp - logq", "log_r = logq - logp"),
+            "k2 without the factor 1/2": mutate("0.5 * log_r ** 2", "log_r ** 2"),
+            "k3 without the -1": mutate("torch.expm1(log_r) - log_r", "torch.exp(log_r) - log_r"),
+            "ratio of probabilities (0/0 for tiny probabilities)": whole('''
                 def kl_estimators(logq, logp):
                     r = torch.exp(logp) / torch.exp(logq)
                     return -torch.log(r), 0.5 * torch.log(r) ** 2, r - 1 - torch.log(r)
-            ''',
+            '''),
         },
     ),
 ]
@@ -1167,7 +912,6 @@ ALTERNATIVES = {
     '''},
 }
 
-EXERCISES = tabled(EXERCISES, RULES, ALTERNATIVES)
 
 # Library implementations the exercises imitate (used by the test suite, in the trusted process).
 ORACLES = {
@@ -1179,3 +923,5 @@ ORACLES = {
     "ch11_grpo_test": oracle_grpo,
     "ch11_kl_estimators_test": oracle_kl,
 }
+
+CHAPTER = Chapter("ch11_posttraining", "ch11_exercises.ipynb", EXERCISES, rules=RULES, alternatives=ALTERNATIVES, oracles=ORACLES)

@@ -13,32 +13,17 @@ a trusted reference written in another style than the solution (the same source 
 """
 import textwrap
 
-from llmprep.grading.spec import Case, Exercise, Rule, json_list, compare_arrays, tabled
+from llmprep.grading.spec import (Case, Chapter, Exercise, Rule, compare_arrays, json_list, mutate, ordered,
+                                  sequence_diff, whole)
 
-CHAPTER = "ch12_inference"
-NOTEBOOK = "ch12_exercises.ipynb"
 
 
 # ============================================================================ judging helpers
 
-def _tokens_reason(label, got, want):
-    import numpy as np
-
-    g, w = np.asarray(got).reshape(-1), np.asarray(want).reshape(-1)
-    if g.dtype.kind not in "biu":
-        return f"{label} should be integer token ids (got dtype {g.dtype})"
-    if g.size != w.size:
-        return f"{label}: you emitted {g.size} tokens, expected {w.size}"
-    bad = np.flatnonzero(g != w)
-    if bad.size:
-        return f"{label}: {bad.size} of {w.size} tokens differ (first at position {int(bad[0])})"
-    return None
-
-
 # ============================================================================ 1 greedy speculative verification
 
 def probe_verify_greedy(ns, params):
-    from llmprep.grading.probing import generate_forbidden, tiny_gpt2
+    from llmprep.grading.probing import tiny_gpt2
     import torch
 
     fn = ns["verify_greedy"]
@@ -65,15 +50,14 @@ def probe_verify_greedy(ns, params):
         return original(*args, **kwargs)
 
     model.forward = counting
-    with generate_forbidden(model):
-        out = fn(model, ids.clone(), draft.clone())
+    out = fn(model, ids.clone(), draft.clone())
     return {"tokens": torch.as_tensor(out).reshape(-1), "forward_calls": calls[0]}
 
 
 def judge_verify_greedy(got, want, params):
     import numpy as np
 
-    reason = _tokens_reason("the emitted tokens", got["tokens"], want["tokens"])
+    reason = sequence_diff(got["tokens"], want["tokens"], "tokens", "the emitted tokens", integers=True)
     if reason:
         return reason
     calls = int(np.asarray(got["forward_calls"]).reshape(()))
@@ -85,7 +69,7 @@ def judge_verify_greedy(got, want, params):
 def oracle_verify_greedy():
     from transformers import GenerationMixin
 
-    generate = GenerationMixin.generate  # the probe blocks model.generate while the function runs
+    generate = GenerationMixin.generate
 
     def verify_greedy(model, input_ids, draft):
         import torch
@@ -154,7 +138,7 @@ def judge_speculative_accept(got, want, params):
     if gap > 1.5 / params["grid"] + 1e-3:  # a midpoint grid of n points is exact up to 1/(2n) per uniform
         return (f"the distribution of the emitted tokens is not the target p (max abs difference {gap:.3f} "
                 f"over a fine grid of x ~ q, u, v)")
-    reason = _tokens_reason("the tokens on random rows", got["tokens"], want["tokens"])
+    reason = sequence_diff(got["tokens"], want["tokens"], "tokens", "the tokens on random rows", integers=True)
     if reason:
         return reason
     return compare_arrays("the accepted flags on random rows", np.asarray(got["accepted"]),
@@ -551,9 +535,7 @@ def oracle_int4():
 # ============================================================================ 6 FlashAttention forward
 
 def probe_flash(ns, params):
-    from llmprep.grading.probing import forbidden
     import torch
-    import torch.nn.functional as F
 
     fn = ns["flash_attention"]
     g = torch.Generator().manual_seed(params["seed"])
@@ -561,26 +543,18 @@ def probe_flash(ns, params):
     q = torch.randn(*lead, lq, d, generator=g) * params.get("scale", 1.0)
     k = torch.randn(*lead, lk, d, generator=g) * params.get("scale", 1.0)
     v = torch.randn(*lead, lk, d, generator=g)
-    with forbidden((F, "scaled_dot_product_attention", "F.scaled_dot_product_attention")):
-        out, lse = fn(q, k, v, params["block"], causal=params["causal"])
+    out, lse = fn(q, k, v, params["block"], causal=params["causal"])
     return {"out": out, "lse": lse}
 
 
-def judge_flash(got, want, params):
-    for key, label, rtol, atol in (("out", "the attention output", 1e-4, 1e-5), ("lse", "the log-sum-exp", 1e-5, 1e-4)):
-        if key not in got:
-            return f"no value for {label}"
-        reason = compare_arrays(label, got[key], want[key], rtol, atol)
-        if reason:
-            return reason
-    return None
+judge_flash = ordered(("out", "the attention output", 1e-4, 1e-5), ("lse", "the log-sum-exp", 1e-5, 1e-4))
 
 
 def oracle_flash():
     import torch
     import torch.nn.functional as F
 
-    sdpa = F.scaled_dot_product_attention  # bound now, before the probe blocks it
+    sdpa = F.scaled_dot_product_attention
 
     def flash_attention(q, k, v, block_size, causal=False):
         lq, lk = q.shape[-2], k.shape[-2]
@@ -641,12 +615,16 @@ def oracle_roofline():
 
 # ============================================================================ the spec
 
-SDPA_BAN = (("torch.nn.functional", "scaled_dot_product_attention", "F.scaled_dot_product_attention"),)
+# Mutants are edits of the solution's own functions (read from the solution notebook); snippets used twice:
+ACCEPT = "accepted = u * qx < px"
+FORK_COUNT = "        for block in self.tables[child_id]:\n            self.refs[block] += 1\n"
+FITS = "if n > budget or blocks(n) > free_blocks:"
+LSE = "m + torch.log(l)"
 
 EXERCISES = [
     Exercise(
         grade_id="ch12_verify_greedy_test", functions=("verify_greedy",), points=3,
-        title="greedy speculative verification in one forward pass",
+        bans=(("transformers.generation.utils.GenerationMixin", "generate", "model.generate"),),
         cases=(
             Case("the whole draft accepted: bonus token", {"seed": 0, "vocab": 40, "prompt": 5, "k": 4}),
             Case("first draft token wrong", {"seed": 1, "vocab": 40, "prompt": 4, "k": 3, "wrong_at": [0]}),
@@ -658,47 +636,17 @@ EXERCISES = [
         ),
         probe=probe_verify_greedy, judge=judge_verify_greedy,
         mutants={
-            "no bonus token when the whole draft is accepted": """
-                def verify_greedy(model, input_ids, draft):
-                    k, n = draft.shape[0], input_ids.shape[1]
-                    with torch.no_grad():
-                        greedy = model(torch.cat([input_ids, draft[None]], dim=1)).logits[0, n - 1:].argmax(-1)
-                    j = 0
-                    while j < k and int(draft[j]) == int(greedy[j]):
-                        j += 1
-                    return draft if j == k and k > 0 else torch.cat([draft[:j], greedy[j:j + 1]])
-            """,
-            "compares each draft token with the logits at its own position (off by one)": """
-                def verify_greedy(model, input_ids, draft):
-                    k, n = draft.shape[0], input_ids.shape[1]
-                    with torch.no_grad():
-                        greedy = model(torch.cat([input_ids, draft[None]], dim=1)).logits[0, n:].argmax(-1)
-                    j = 0
-                    while j < k and int(draft[j]) == int(greedy[j]):
-                        j += 1
-                    last = model(input_ids).logits[0, -1].argmax() if j == 0 else greedy[j - 1]
-                    return torch.cat([draft[:j], last.reshape(1)])
-            """,
-            "accepts every matching draft token, not the matching prefix": """
-                def verify_greedy(model, input_ids, draft):
-                    k, n = draft.shape[0], input_ids.shape[1]
-                    with torch.no_grad():
-                        greedy = model(torch.cat([input_ids, draft[None]], dim=1)).logits[0, n - 1:].argmax(-1)
-                    keep = [int(d) for d, g in zip(draft, greedy) if int(d) == int(g)]
-                    j = len(keep)
-                    return torch.tensor(keep + [int(greedy[j])], dtype=torch.long)
-            """,
-            "emits the draft token at the first mismatch": """
-                def verify_greedy(model, input_ids, draft):
-                    k, n = draft.shape[0], input_ids.shape[1]
-                    with torch.no_grad():
-                        greedy = model(torch.cat([input_ids, draft[None]], dim=1)).logits[0, n - 1:].argmax(-1)
-                    j = 0
-                    while j < k and int(draft[j]) == int(greedy[j]):
-                        j += 1
-                    return draft[:j + 1] if j < k else torch.cat([draft, greedy[k:]])
-            """,
-            "one target forward pass per draft token": """
+            "no bonus token when the whole draft is accepted": mutate(
+                "return torch.cat(", "return draft.long() if accepted == k > 0 else torch.cat("),
+            "compares each draft token with the logits at its own position (off by one)": mutate(
+                "greedy = logits[n - 1:]", "greedy = logits[n:]"),
+            "accepts every matching draft token, not the matching prefix": mutate(
+                "return torch.cat([draft[:accepted].long(), greedy[accepted:accepted + 1].long()])",
+                "keep = [int(d) for d, g in zip(draft, greedy) if int(d) == int(g)]\n"
+                "    return torch.tensor(keep + [int(greedy[len(keep)])], dtype=torch.long)"),
+            "emits the draft token at the first mismatch": mutate(
+                "greedy[accepted:accepted + 1].long()", "(draft if accepted < k else greedy)[accepted:accepted + 1].long()"),
+            "one target forward pass per draft token": whole("""
                 def verify_greedy(model, input_ids, draft):
                     out = []
                     ids = input_ids
@@ -710,12 +658,11 @@ EXERCISES = [
                                 break
                             ids = torch.cat([ids, draft[i].reshape(1, 1)], dim=1)
                     return torch.tensor(out, dtype=torch.long)
-            """,
+            """),
         },
     ),
     Exercise(
         grade_id="ch12_speculative_accept_test", functions=("speculative_accept",), points=3,
-        title="speculative sampling: accept or resample from the residual",
         cases=(
             Case("draft and target quite different", {"seed": 0, "V": 5, "grid": 100, "t_p": 1.5, "t_q": 1.5, "B": 64}),
             Case("target forbids some tokens the draft proposes",
@@ -728,67 +675,20 @@ EXERCISES = [
         ),
         probe=probe_speculative_accept, judge=judge_speculative_accept,
         mutants={
-            "always accepts the draft token": """
-                def speculative_accept(p, q, x, u, v):
-                    return x.clone(), torch.ones_like(x, dtype=torch.bool)
-            """,
-            "resamples from p instead of max(0, p - q)": """
-                def speculative_accept(p, q, x, u, v):
-                    px, qx = p.gather(1, x[:, None])[:, 0], q.gather(1, x[:, None])[:, 0]
-                    accepted = u * qx < px
-                    cdf = p.cumsum(1) / p.sum(1, keepdim=True)
-                    resampled = (cdf <= v[:, None]).sum(1).clamp_max(p.shape[1] - 1)
-                    return torch.where(accepted, x, resampled), accepted
-            """,
-            "accepts with probability q(x) / p(x)": """
-                def speculative_accept(p, q, x, u, v):
-                    px, qx = p.gather(1, x[:, None])[:, 0], q.gather(1, x[:, None])[:, 0]
-                    accepted = u * px < qx
-                    r = (p - q).clamp_min(0)
-                    cdf = r.cumsum(1) / r.sum(1, keepdim=True)
-                    resampled = (cdf <= v[:, None]).sum(1).clamp_max(p.shape[1] - 1)
-                    return torch.where(accepted, x, resampled), accepted
-            """,
-            "residual max(0, q - p)": """
-                def speculative_accept(p, q, x, u, v):
-                    px, qx = p.gather(1, x[:, None])[:, 0], q.gather(1, x[:, None])[:, 0]
-                    accepted = u * qx < px
-                    r = (q - p).clamp_min(0)
-                    cdf = r.cumsum(1) / r.sum(1, keepdim=True)
-                    resampled = (cdf <= v[:, None]).sum(1).clamp_max(p.shape[1] - 1)
-                    return torch.where(accepted, x, resampled), accepted
-            """,
-            "residual not normalised before the inverse CDF": """
-                def speculative_accept(p, q, x, u, v):
-                    px, qx = p.gather(1, x[:, None])[:, 0], q.gather(1, x[:, None])[:, 0]
-                    accepted = u * qx < px
-                    cdf = (p - q).clamp_min(0).cumsum(1)
-                    resampled = (cdf <= v[:, None]).sum(1).clamp_max(p.shape[1] - 1)
-                    return torch.where(accepted, x, resampled), accepted
-            """,
-            "inverse CDF counted from the last token": """
-                def speculative_accept(p, q, x, u, v):
-                    px, qx = p.gather(1, x[:, None])[:, 0], q.gather(1, x[:, None])[:, 0]
-                    accepted = u * qx < px
-                    r = (p - q).clamp_min(0).flip(1)
-                    cdf = r.cumsum(1) / r.sum(1, keepdim=True)
-                    resampled = p.shape[1] - 1 - (cdf <= v[:, None]).sum(1).clamp_max(p.shape[1] - 1)
-                    return torch.where(accepted, x, resampled), accepted
-            """,
-            "accepts when u > 1 - p(x) / q(x)": """
-                def speculative_accept(p, q, x, u, v):
-                    px, qx = p.gather(1, x[:, None])[:, 0], q.gather(1, x[:, None])[:, 0]
-                    accepted = (1 - u) * qx < px
-                    r = (p - q).clamp_min(0)
-                    cdf = r.cumsum(1) / r.sum(1, keepdim=True)
-                    resampled = (cdf <= v[:, None]).sum(1).clamp_max(p.shape[1] - 1)
-                    return torch.where(accepted, x, resampled), accepted
-            """,
+            "always accepts the draft token": mutate(ACCEPT, "accepted = torch.ones_like(x, dtype=torch.bool)"),
+            "resamples from p instead of max(0, p - q)": mutate("residual = (p - q).clamp_min(0)", "residual = p"),
+            "accepts with probability q(x) / p(x)": mutate(ACCEPT, "accepted = u * px < qx"),
+            "residual max(0, q - p)": mutate("(p - q).clamp_min(0)", "(q - p).clamp_min(0)"),
+            "residual not normalised before the inverse CDF": mutate(
+                "cdf = residual.cumsum(dim=1) / residual.sum(dim=1, keepdim=True)", "cdf = residual.cumsum(dim=1)"),
+            "inverse CDF counted from the last token": mutate({
+                "(p - q).clamp_min(0)": "(p - q).clamp_min(0).flip(1)",
+                "resampled = (cdf": "resampled = p.shape[1] - 1 - (cdf"}),
+            "accepts when u > 1 - p(x) / q(x)": mutate(ACCEPT, "accepted = (1 - u) * qx < px"),
         },
     ),
     Exercise(
         grade_id="ch12_block_manager_test", functions=("BlockManager",), points=3,
-        title="paged KV cache: block tables, reference counts, copy-on-write",
         cases=(
             Case("grow one sequence across block boundaries",
                  {"num_blocks": 6, "block_size": 4, "ops": [["alloc", "a", 3], ["append", "a"], ["append", "a"],
@@ -818,261 +718,28 @@ EXERCISES = [
         ),
         probe=probe_block_manager, judge=judge_block_manager,
         mutants={
-            "free returns every block to the pool, shared or not": """
-                class BlockManager:
-                    def __init__(self, num_blocks, block_size):
-                        self.block_size, self.free_ids = block_size, set(range(num_blocks))
-                        self.refs, self.tables, self.lengths = [0] * num_blocks, {}, {}
-                    def _take(self):
-                        if not self.free_ids:
-                            raise MemoryError()
-                        b = min(self.free_ids); self.free_ids.remove(b); self.refs[b] = 1
-                        return b
-                    def num_free(self): return len(self.free_ids)
-                    def ref_count(self, block): return self.refs[block]
-                    def block_table(self, seq_id): return list(self.tables[seq_id])
-                    def allocate(self, seq_id, num_tokens):
-                        need = -(-num_tokens // self.block_size)
-                        if need > len(self.free_ids):
-                            raise MemoryError()
-                        self.tables[seq_id] = [self._take() for _ in range(need)]; self.lengths[seq_id] = num_tokens
-                    def append(self, seq_id):
-                        t, n = self.tables[seq_id], self.lengths[seq_id]; copy = None
-                        if n % self.block_size == 0:
-                            t.append(self._take())
-                        elif self.refs[t[-1]] > 1:
-                            new = self._take(); self.refs[t[-1]] -= 1; copy = (t[-1], new); t[-1] = new
-                        self.lengths[seq_id] = n + 1
-                        return copy
-                    def fork(self, parent_id, child_id):
-                        self.tables[child_id] = list(self.tables[parent_id]); self.lengths[child_id] = self.lengths[parent_id]
-                        for b in self.tables[child_id]:
-                            self.refs[b] += 1
-                    def free(self, seq_id):
-                        for b in self.tables.pop(seq_id):
-                            self.refs[b] = max(self.refs[b] - 1, 0); self.free_ids.add(b)
-                        del self.lengths[seq_id]
-            """,
-            "fork copies the parent's blocks instead of sharing them": """
-                class BlockManager:
-                    def __init__(self, num_blocks, block_size):
-                        self.block_size, self.free_ids = block_size, set(range(num_blocks))
-                        self.refs, self.tables, self.lengths = [0] * num_blocks, {}, {}
-                    def _take(self):
-                        if not self.free_ids:
-                            raise MemoryError()
-                        b = min(self.free_ids); self.free_ids.remove(b); self.refs[b] = 1
-                        return b
-                    def num_free(self): return len(self.free_ids)
-                    def ref_count(self, block): return self.refs[block]
-                    def block_table(self, seq_id): return list(self.tables[seq_id])
-                    def allocate(self, seq_id, num_tokens):
-                        need = -(-num_tokens // self.block_size)
-                        if need > len(self.free_ids):
-                            raise MemoryError()
-                        self.tables[seq_id] = [self._take() for _ in range(need)]; self.lengths[seq_id] = num_tokens
-                    def append(self, seq_id):
-                        t, n = self.tables[seq_id], self.lengths[seq_id]
-                        if n % self.block_size == 0:
-                            t.append(self._take())
-                        self.lengths[seq_id] = n + 1
-                        return None
-                    def fork(self, parent_id, child_id):
-                        self.tables[child_id] = [self._take() for _ in self.tables[parent_id]]
-                        self.lengths[child_id] = self.lengths[parent_id]
-                    def free(self, seq_id):
-                        for b in self.tables.pop(seq_id):
-                            self.refs[b] -= 1
-                            if self.refs[b] == 0:
-                                self.free_ids.add(b)
-                        del self.lengths[seq_id]
-            """,
-            "append writes into a shared block (no copy-on-write)": """
-                class BlockManager:
-                    def __init__(self, num_blocks, block_size):
-                        self.block_size, self.free_ids = block_size, set(range(num_blocks))
-                        self.refs, self.tables, self.lengths = [0] * num_blocks, {}, {}
-                    def _take(self):
-                        if not self.free_ids:
-                            raise MemoryError()
-                        b = min(self.free_ids); self.free_ids.remove(b); self.refs[b] = 1
-                        return b
-                    def num_free(self): return len(self.free_ids)
-                    def ref_count(self, block): return self.refs[block]
-                    def block_table(self, seq_id): return list(self.tables[seq_id])
-                    def allocate(self, seq_id, num_tokens):
-                        need = -(-num_tokens // self.block_size)
-                        if need > len(self.free_ids):
-                            raise MemoryError()
-                        self.tables[seq_id] = [self._take() for _ in range(need)]; self.lengths[seq_id] = num_tokens
-                    def append(self, seq_id):
-                        t, n = self.tables[seq_id], self.lengths[seq_id]
-                        if n % self.block_size == 0:
-                            t.append(self._take())
-                        self.lengths[seq_id] = n + 1
-                        return None
-                    def fork(self, parent_id, child_id):
-                        self.tables[child_id] = list(self.tables[parent_id]); self.lengths[child_id] = self.lengths[parent_id]
-                        for b in self.tables[child_id]:
-                            self.refs[b] += 1
-                    def free(self, seq_id):
-                        for b in self.tables.pop(seq_id):
-                            self.refs[b] -= 1
-                            if self.refs[b] == 0:
-                                self.free_ids.add(b)
-                        del self.lengths[seq_id]
-            """,
-            "reuses the most recently freed block (a stack), not the lowest-numbered": """
-                class BlockManager:
-                    def __init__(self, num_blocks, block_size):
-                        self.block_size, self.stack = block_size, list(range(num_blocks - 1, -1, -1))
-                        self.refs, self.tables, self.lengths = [0] * num_blocks, {}, {}
-                    def _take(self):
-                        if not self.stack:
-                            raise MemoryError()
-                        b = self.stack.pop(); self.refs[b] = 1
-                        return b
-                    def num_free(self): return len(self.stack)
-                    def ref_count(self, block): return self.refs[block]
-                    def block_table(self, seq_id): return list(self.tables[seq_id])
-                    def allocate(self, seq_id, num_tokens):
-                        need = -(-num_tokens // self.block_size)
-                        if need > len(self.stack):
-                            raise MemoryError()
-                        self.tables[seq_id] = [self._take() for _ in range(need)]; self.lengths[seq_id] = num_tokens
-                    def append(self, seq_id):
-                        t, n = self.tables[seq_id], self.lengths[seq_id]; copy = None
-                        if n % self.block_size == 0:
-                            t.append(self._take())
-                        elif self.refs[t[-1]] > 1:
-                            new = self._take(); self.refs[t[-1]] -= 1; copy = (t[-1], new); t[-1] = new
-                        self.lengths[seq_id] = n + 1
-                        return copy
-                    def fork(self, parent_id, child_id):
-                        self.tables[child_id] = list(self.tables[parent_id]); self.lengths[child_id] = self.lengths[parent_id]
-                        for b in self.tables[child_id]:
-                            self.refs[b] += 1
-                    def free(self, seq_id):
-                        for b in self.tables.pop(seq_id):
-                            self.refs[b] -= 1
-                            if self.refs[b] == 0:
-                                self.stack.append(b)
-                        del self.lengths[seq_id]
-            """,
-            "allocate takes blocks until the pool runs out (not all-or-nothing)": """
-                class BlockManager:
-                    def __init__(self, num_blocks, block_size):
-                        self.block_size, self.free_ids = block_size, set(range(num_blocks))
-                        self.refs, self.tables, self.lengths = [0] * num_blocks, {}, {}
-                    def _take(self):
-                        if not self.free_ids:
-                            raise MemoryError()
-                        b = min(self.free_ids); self.free_ids.remove(b); self.refs[b] = 1
-                        return b
-                    def num_free(self): return len(self.free_ids)
-                    def ref_count(self, block): return self.refs[block]
-                    def block_table(self, seq_id): return list(self.tables[seq_id])
-                    def allocate(self, seq_id, num_tokens):
-                        self.tables[seq_id] = []
-                        for _ in range(-(-num_tokens // self.block_size)):
-                            self.tables[seq_id].append(self._take())
-                        self.lengths[seq_id] = num_tokens
-                    def append(self, seq_id):
-                        t, n = self.tables[seq_id], self.lengths[seq_id]; copy = None
-                        if n % self.block_size == 0:
-                            t.append(self._take())
-                        elif self.refs[t[-1]] > 1:
-                            new = self._take(); self.refs[t[-1]] -= 1; copy = (t[-1], new); t[-1] = new
-                        self.lengths[seq_id] = n + 1
-                        return copy
-                    def fork(self, parent_id, child_id):
-                        self.tables[child_id] = list(self.tables[parent_id]); self.lengths[child_id] = self.lengths[parent_id]
-                        for b in self.tables[child_id]:
-                            self.refs[b] += 1
-                    def free(self, seq_id):
-                        for b in self.tables.pop(seq_id):
-                            self.refs[b] -= 1
-                            if self.refs[b] == 0:
-                                self.free_ids.add(b)
-                        del self.lengths[seq_id]
-            """,
-            "takes a new block one token early": """
-                class BlockManager:
-                    def __init__(self, num_blocks, block_size):
-                        self.block_size, self.free_ids = block_size, set(range(num_blocks))
-                        self.refs, self.tables, self.lengths = [0] * num_blocks, {}, {}
-                    def _take(self):
-                        if not self.free_ids:
-                            raise MemoryError()
-                        b = min(self.free_ids); self.free_ids.remove(b); self.refs[b] = 1
-                        return b
-                    def num_free(self): return len(self.free_ids)
-                    def ref_count(self, block): return self.refs[block]
-                    def block_table(self, seq_id): return list(self.tables[seq_id])
-                    def allocate(self, seq_id, num_tokens):
-                        need = -(-num_tokens // self.block_size)
-                        if need > len(self.free_ids):
-                            raise MemoryError()
-                        self.tables[seq_id] = [self._take() for _ in range(need)]; self.lengths[seq_id] = num_tokens
-                    def append(self, seq_id):
-                        t, n = self.tables[seq_id], self.lengths[seq_id]; copy = None
-                        if (n + 1) % self.block_size == 0:
-                            t.append(self._take())
-                        elif self.refs[t[-1]] > 1:
-                            new = self._take(); self.refs[t[-1]] -= 1; copy = (t[-1], new); t[-1] = new
-                        self.lengths[seq_id] = n + 1
-                        return copy
-                    def fork(self, parent_id, child_id):
-                        self.tables[child_id] = list(self.tables[parent_id]); self.lengths[child_id] = self.lengths[parent_id]
-                        for b in self.tables[child_id]:
-                            self.refs[b] += 1
-                    def free(self, seq_id):
-                        for b in self.tables.pop(seq_id):
-                            self.refs[b] -= 1
-                            if self.refs[b] == 0:
-                                self.free_ids.add(b)
-                        del self.lengths[seq_id]
-            """,
-            "fork does not count the child's references": """
-                class BlockManager:
-                    def __init__(self, num_blocks, block_size):
-                        self.block_size, self.free_ids = block_size, set(range(num_blocks))
-                        self.refs, self.tables, self.lengths = [0] * num_blocks, {}, {}
-                    def _take(self):
-                        if not self.free_ids:
-                            raise MemoryError()
-                        b = min(self.free_ids); self.free_ids.remove(b); self.refs[b] = 1
-                        return b
-                    def num_free(self): return len(self.free_ids)
-                    def ref_count(self, block): return self.refs[block]
-                    def block_table(self, seq_id): return list(self.tables[seq_id])
-                    def allocate(self, seq_id, num_tokens):
-                        need = -(-num_tokens // self.block_size)
-                        if need > len(self.free_ids):
-                            raise MemoryError()
-                        self.tables[seq_id] = [self._take() for _ in range(need)]; self.lengths[seq_id] = num_tokens
-                    def append(self, seq_id):
-                        t, n = self.tables[seq_id], self.lengths[seq_id]; copy = None
-                        if n % self.block_size == 0:
-                            t.append(self._take())
-                        elif self.refs[t[-1]] > 1:
-                            new = self._take(); self.refs[t[-1]] -= 1; copy = (t[-1], new); t[-1] = new
-                        self.lengths[seq_id] = n + 1
-                        return copy
-                    def fork(self, parent_id, child_id):
-                        self.tables[child_id] = list(self.tables[parent_id]); self.lengths[child_id] = self.lengths[parent_id]
-                    def free(self, seq_id):
-                        for b in self.tables.pop(seq_id):
-                            self.refs[b] = max(self.refs[b] - 1, 0)
-                            if self.refs[b] == 0:
-                                self.free_ids.add(b)
-                        del self.lengths[seq_id]
-            """,
+            "free returns every block to the pool, shared or not": mutate({
+                "self.refs[block] -= 1": "self.refs[block] = max(self.refs[block] - 1, 0)",
+                "if self.refs[block] == 0:\n                self.free_ids.add(block)": "self.free_ids.add(block)"}),
+            "fork copies the parent's blocks instead of sharing them": mutate({
+                "self.tables[child_id] = list(self.tables[parent_id])":
+                    "self.tables[child_id] = [self._take() for _ in self.tables[parent_id]]",
+                FORK_COUNT: ""}),
+            "append writes into a shared block (no copy-on-write)": mutate("elif self.refs[table[-1]] > 1:", "elif False:"),
+            "reuses the most recently freed block (a stack), not the lowest-numbered": mutate({
+                "self.free_ids = set(range(num_blocks))": "self.free_ids = list(range(num_blocks - 1, -1, -1))",
+                "block = min(self.free_ids)\n        self.free_ids.remove(block)": "block = self.free_ids.pop()",
+                "self.free_ids.add(block)": "self.free_ids.append(block)"}),
+            "allocate takes blocks until the pool runs out (not all-or-nothing)": mutate(
+                "if need > len(self.free_ids):", "if False:"),
+            "takes a new block one token early": mutate("if n % self.block_size == 0:",
+                                                        "if (n + 1) % self.block_size == 0:"),
+            "fork does not count the child's references": mutate({
+                FORK_COUNT: "", "self.refs[block] -= 1": "self.refs[block] = max(self.refs[block] - 1, 0)"}),
         },
     ),
     Exercise(
         grade_id="ch12_schedule_step_test", functions=("schedule_step",), points=3,
-        title="one continuous-batching step under token and block budgets",
         cases=(
             Case("light load: admit as requests arrive",
                  {"block_size": 4, "num_blocks": 40, "token_budget": 64, "steps": 14,
@@ -1096,135 +763,22 @@ EXERCISES = [
         ),
         probe=probe_schedule, judge=judge_schedule,
         mutants={
-            "preempts the earliest-admitted request instead of the latest": """
-                def schedule_step(running, waiting, free_blocks, block_size, token_budget):
-                    blocks = lambda n: -(-n // block_size)
-                    running, decode, preempted, budget = list(running), [], [], token_budget
-                    i = 0
-                    while i < len(running) and budget >= 1:
-                        rid, n = running[i]
-                        need = 1 if n % block_size == 0 else 0
-                        while need > free_blocks and len(running) > i + 1:
-                            victim = running.pop(i + 1)
-                            free_blocks += blocks(victim[1]); preempted.append(victim[0])
-                        if need > free_blocks:
-                            running.pop(i); free_blocks += blocks(n); preempted.append(rid)
-                            break
-                        free_blocks -= need; budget -= 1; decode.append(rid); i += 1
-                    prefill = []
-                    if not preempted:
-                        for rid, n in waiting:
-                            if n > budget or blocks(n) > free_blocks:
-                                break
-                            budget -= n; free_blocks -= blocks(n); prefill.append(rid)
-                    return {"decode": decode, "prefill": prefill, "preempted": preempted, "free_blocks": free_blocks}
-            """,
-            "skips a waiting request that does not fit and admits later ones": """
-                def schedule_step(running, waiting, free_blocks, block_size, token_budget):
-                    blocks = lambda n: -(-n // block_size)
-                    running, decode, preempted, budget = list(running), [], [], token_budget
-                    i = 0
-                    while i < len(running) and budget >= 1:
-                        rid, n = running[i]
-                        need = 1 if n % block_size == 0 else 0
-                        while need > free_blocks and running[-1][0] != rid:
-                            victim = running.pop(); free_blocks += blocks(victim[1]); preempted.append(victim[0])
-                        if need > free_blocks:
-                            running.pop(); free_blocks += blocks(n); preempted.append(rid)
-                            break
-                        free_blocks -= need; budget -= 1; decode.append(rid); i += 1
-                    prefill = []
-                    if not preempted:
-                        for rid, n in waiting:
-                            if n > budget or blocks(n) > free_blocks:
-                                continue
-                            budget -= n; free_blocks -= blocks(n); prefill.append(rid)
-                    return {"decode": decode, "prefill": prefill, "preempted": preempted, "free_blocks": free_blocks}
-            """,
-            "admits new requests in a step that preempted": """
-                def schedule_step(running, waiting, free_blocks, block_size, token_budget):
-                    blocks = lambda n: -(-n // block_size)
-                    running, decode, preempted, budget = list(running), [], [], token_budget
-                    i = 0
-                    while i < len(running) and budget >= 1:
-                        rid, n = running[i]
-                        need = 1 if n % block_size == 0 else 0
-                        while need > free_blocks and running[-1][0] != rid:
-                            victim = running.pop(); free_blocks += blocks(victim[1]); preempted.append(victim[0])
-                        if need > free_blocks:
-                            running.pop(); free_blocks += blocks(n); preempted.append(rid)
-                            break
-                        free_blocks -= need; budget -= 1; decode.append(rid); i += 1
-                    prefill = []
-                    for rid, n in waiting:
-                        if n > budget or blocks(n) > free_blocks:
-                            break
-                        budget -= n; free_blocks -= blocks(n); prefill.append(rid)
-                    return {"decode": decode, "prefill": prefill, "preempted": preempted, "free_blocks": free_blocks}
-            """,
-            "prefill ignores the token budget": """
-                def schedule_step(running, waiting, free_blocks, block_size, token_budget):
-                    blocks = lambda n: -(-n // block_size)
-                    running, decode, preempted, budget = list(running), [], [], token_budget
-                    i = 0
-                    while i < len(running) and budget >= 1:
-                        rid, n = running[i]
-                        need = 1 if n % block_size == 0 else 0
-                        while need > free_blocks and running[-1][0] != rid:
-                            victim = running.pop(); free_blocks += blocks(victim[1]); preempted.append(victim[0])
-                        if need > free_blocks:
-                            running.pop(); free_blocks += blocks(n); preempted.append(rid)
-                            break
-                        free_blocks -= need; budget -= 1; decode.append(rid); i += 1
-                    prefill = []
-                    if not preempted:
-                        for rid, n in waiting:
-                            if blocks(n) > free_blocks:
-                                break
-                            free_blocks -= blocks(n); prefill.append(rid)
-                    return {"decode": decode, "prefill": prefill, "preempted": preempted, "free_blocks": free_blocks}
-            """,
-            "a decode never needs a new block": """
-                def schedule_step(running, waiting, free_blocks, block_size, token_budget):
-                    blocks = lambda n: -(-n // block_size)
-                    budget = token_budget
-                    decode = [rid for rid, _ in running][:budget]
-                    budget -= len(decode)
-                    prefill = []
-                    for rid, n in waiting:
-                        if n > budget or blocks(n) > free_blocks:
-                            break
-                        budget -= n; free_blocks -= blocks(n); prefill.append(rid)
-                    return {"decode": decode, "prefill": prefill, "preempted": [], "free_blocks": free_blocks}
-            """,
-            "decodes ignore the token budget": """
-                def schedule_step(running, waiting, free_blocks, block_size, token_budget):
-                    blocks = lambda n: -(-n // block_size)
-                    running, decode, preempted, budget = list(running), [], [], token_budget
-                    i = 0
-                    while i < len(running):
-                        rid, n = running[i]
-                        need = 1 if n % block_size == 0 else 0
-                        while need > free_blocks and running[-1][0] != rid:
-                            victim = running.pop(); free_blocks += blocks(victim[1]); preempted.append(victim[0])
-                        if need > free_blocks:
-                            running.pop(); free_blocks += blocks(n); preempted.append(rid)
-                            break
-                        free_blocks -= need; decode.append(rid); i += 1
-                    budget = max(budget - len(decode), 0)
-                    prefill = []
-                    if not preempted:
-                        for rid, n in waiting:
-                            if n > budget or blocks(n) > free_blocks:
-                                break
-                            budget -= n; free_blocks -= blocks(n); prefill.append(rid)
-                    return {"decode": decode, "prefill": prefill, "preempted": preempted, "free_blocks": free_blocks}
-            """,
+            "preempts the earliest-admitted request instead of the latest": mutate({
+                "running[-1][0] != rid": "len(running) > i + 1",
+                "victim, m = running.pop()": "victim, m = running.pop(i + 1)",
+                "            running.pop()\n": "            running.pop(i)\n"}),
+            "skips a waiting request that does not fit and admits later ones": mutate(
+                FITS + "\n                break", FITS + "\n                continue"),
+            "admits new requests in a step that preempted": mutate("if not preempted:", "if True:"),
+            "prefill ignores the token budget": mutate(FITS, "if blocks(n) > free_blocks:"),
+            "a decode never needs a new block": mutate("need = 1 if n % block_size == 0 else 0", "need = 0"),
+            "decodes ignore the token budget": mutate({
+                "        if budget < 1:\n            break\n": "", "        budget -= 1\n": "",
+                "    prefill = []\n": "    budget = max(budget - len(decode), 0)\n    prefill = []\n"}),
         },
     ),
     Exercise(
         grade_id="ch12_quantize_int4_test", functions=("quantize_int4", "dequantize_int4"), points=3,
-        title="group-wise asymmetric int4 quantization",
         cases=(
             Case("exact halves: round half to even", {"seed": 0, "rows": 3, "cols": 16, "group_size": 8,
                                                       "halves": True}),
@@ -1238,24 +792,10 @@ EXERCISES = [
         ),
         probe=probe_int4, judge=judge_int4,
         mutants={
-            "rounds half away from zero": """
-                def quantize_int4(w, group_size):
-                    rows, cols = w.shape
-                    if cols % group_size:
-                        raise ValueError()
-                    g = w.reshape(rows, -1, group_size)
-                    lo, hi = g.amin(-1).clamp_max(0), g.amax(-1).clamp_min(0)
-                    scale = (hi - lo) / 15
-                    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
-                    rnd = lambda t: torch.sign(t) * torch.floor(t.abs() + 0.5)
-                    zero = rnd(-lo / scale)
-                    q = (rnd(g / scale[..., None]) + zero[..., None]).clamp(0, 15)
-                    return q.reshape(rows, cols).to(torch.uint8), scale, zero
-                def dequantize_int4(q, scale, zero, group_size):
-                    rows, cols = q.shape
-                    return ((q.reshape(rows, -1, group_size).float() - zero[..., None]) * scale[..., None]).reshape(rows, cols)
-            """,
-            "groups run down the columns (dim 0)": """
+            "rounds half away from zero": mutate({
+                "zero = torch.round(-lo / scale)": "zero = torch.floor(-lo / scale + 0.5)",
+                "torch.round(g / scale[..., None])": "torch.sign(g) * torch.floor(g.abs() / scale[..., None] + 0.5)"}),
+            "groups run down the columns (dim 0)": whole("""
                 def quantize_int4(w, group_size):
                     rows, cols = w.shape
                     if cols % group_size:
@@ -1274,106 +814,29 @@ EXERCISES = [
                         g = q.T.reshape(cols, -1, group_size).float()
                         return ((g - zero[..., None]) * scale[..., None]).reshape(cols, rows).T
                     return ((q.reshape(rows, -1, group_size).float() - zero[..., None]) * scale[..., None]).reshape(rows, cols)
-            """,
-            "symmetric: no zero point": """
-                def quantize_int4(w, group_size):
-                    rows, cols = w.shape
-                    if cols % group_size:
-                        raise ValueError()
-                    g = w.reshape(rows, -1, group_size)
-                    amax = g.abs().amax(-1)
-                    scale = torch.where(amax == 0, torch.ones_like(amax), amax / 7)
-                    zero = torch.full_like(scale, 8)
-                    q = (torch.round(g / scale[..., None]) + 8).clamp(0, 15)
-                    return q.reshape(rows, cols).to(torch.uint8), scale, zero
-                def dequantize_int4(q, scale, zero, group_size):
-                    rows, cols = q.shape
-                    return ((q.reshape(rows, -1, group_size).float() - zero[..., None]) * scale[..., None]).reshape(rows, cols)
-            """,
-            "divides the range into 16 steps instead of 15": """
-                def quantize_int4(w, group_size):
-                    rows, cols = w.shape
-                    if cols % group_size:
-                        raise ValueError()
-                    g = w.reshape(rows, -1, group_size)
-                    lo, hi = g.amin(-1).clamp_max(0), g.amax(-1).clamp_min(0)
-                    scale = (hi - lo) / 16
-                    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
-                    zero = torch.round(-lo / scale)
-                    q = (torch.round(g / scale[..., None]) + zero[..., None]).clamp(0, 15)
-                    return q.reshape(rows, cols).to(torch.uint8), scale, zero
-                def dequantize_int4(q, scale, zero, group_size):
-                    rows, cols = q.shape
-                    return ((q.reshape(rows, -1, group_size).float() - zero[..., None]) * scale[..., None]).reshape(rows, cols)
-            """,
-            "range from the group's own min and max (0 not included)": """
-                def quantize_int4(w, group_size):
-                    rows, cols = w.shape
-                    if cols % group_size:
-                        raise ValueError()
-                    g = w.reshape(rows, -1, group_size)
-                    lo, hi = g.amin(-1), g.amax(-1)
-                    scale = (hi - lo) / 15
-                    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
-                    zero = torch.round(-lo / scale)
-                    q = (torch.round(g / scale[..., None]) + zero[..., None]).clamp(0, 15)
-                    return q.reshape(rows, cols).to(torch.uint8), scale, zero
-                def dequantize_int4(q, scale, zero, group_size):
-                    rows, cols = q.shape
-                    return ((q.reshape(rows, -1, group_size).float() - zero[..., None]) * scale[..., None]).reshape(rows, cols)
-            """,
-            "an all-zero group keeps scale 0": """
-                def quantize_int4(w, group_size):
-                    rows, cols = w.shape
-                    if cols % group_size:
-                        raise ValueError()
-                    g = w.reshape(rows, -1, group_size)
-                    lo, hi = g.amin(-1).clamp_max(0), g.amax(-1).clamp_min(0)
-                    scale = (hi - lo) / 15
-                    zero = torch.round(-lo / scale).nan_to_num(0.0)
-                    q = (torch.round(g / scale[..., None]) + zero[..., None]).nan_to_num(0.0).clamp(0, 15)
-                    return q.reshape(rows, cols).to(torch.uint8), scale, zero
-                def dequantize_int4(q, scale, zero, group_size):
-                    rows, cols = q.shape
-                    return ((q.reshape(rows, -1, group_size).float() - zero[..., None]) * scale[..., None]).reshape(rows, cols)
-            """,
-            "no ValueError when in_features is not a multiple of group_size": """
-                def quantize_int4(w, group_size):
-                    rows, cols = w.shape
-                    pad = (-cols) % group_size
-                    g = torch.cat([w, torch.zeros(rows, pad)], 1).reshape(rows, -1, group_size)
-                    lo, hi = g.amin(-1).clamp_max(0), g.amax(-1).clamp_min(0)
-                    scale = (hi - lo) / 15
-                    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
-                    zero = torch.round(-lo / scale)
-                    q = (torch.round(g / scale[..., None]) + zero[..., None]).clamp(0, 15)
-                    return q.reshape(rows, -1)[:, :cols].to(torch.uint8), scale, zero
-                def dequantize_int4(q, scale, zero, group_size):
-                    rows, cols = q.shape
-                    return ((q.reshape(rows, -1, group_size).float() - zero[..., None]) * scale[..., None]).reshape(rows, cols)
-            """,
-            "dequantize forgets the zero point": """
-                def quantize_int4(w, group_size):
-                    rows, cols = w.shape
-                    if cols % group_size:
-                        raise ValueError()
-                    g = w.reshape(rows, -1, group_size)
-                    lo, hi = g.amin(-1).clamp_max(0), g.amax(-1).clamp_min(0)
-                    scale = (hi - lo) / 15
-                    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
-                    zero = torch.round(-lo / scale)
-                    q = (torch.round(g / scale[..., None]) + zero[..., None]).clamp(0, 15)
-                    return q.reshape(rows, cols).to(torch.uint8), scale, zero
-                def dequantize_int4(q, scale, zero, group_size):
-                    rows, cols = q.shape
-                    return (q.reshape(rows, -1, group_size).float() * scale[..., None]).reshape(rows, cols)
-            """,
+            """),
+            "symmetric: no zero point": mutate({
+                "lo = g.amin(dim=-1).clamp_max(0.0)": "lo = -g.abs().amax(dim=-1) * 8 / 7",
+                "hi = g.amax(dim=-1).clamp_min(0.0)": "hi = g.abs().amax(dim=-1)",
+                "zero = torch.round(-lo / scale)": "zero = torch.full_like(scale, 8)"}),
+            "divides the range into 16 steps instead of 15": mutate("scale = (hi - lo) / 15", "scale = (hi - lo) / 16"),
+            "range from the group's own min and max (0 not included)": mutate({
+                "g.amin(dim=-1).clamp_max(0.0)": "g.amin(dim=-1)", "g.amax(dim=-1).clamp_min(0.0)": "g.amax(dim=-1)"}),
+            "an all-zero group keeps scale 0": mutate({
+                "    scale = torch.where(scale == 0, torch.ones_like(scale), scale)\n": "",
+                "zero = torch.round(-lo / scale)": "zero = torch.round(-lo / scale).nan_to_num(0.0)",
+                ").clamp(0, 15)": ").nan_to_num(0.0).clamp(0, 15)"}),
+            "no ValueError when in_features is not a multiple of group_size": mutate({
+                "if cols % group_size:\n        raise": "if False:\n        raise",
+                "g = w.reshape(rows, cols // group_size, group_size)":
+                    "g = torch.cat([w, w.new_zeros(rows, (-cols) % group_size)], 1).reshape(rows, -1, group_size)",
+                "return q.to(torch.uint8).reshape(rows, cols)": "return q.to(torch.uint8).reshape(rows, -1)[:, :cols]"}),
+            "dequantize forgets the zero point": mutate("(g - zero[..., None].float())", "g"),
         },
     ),
     Exercise(
         grade_id="ch12_flash_attention_test", functions=("flash_attention",), points=3,
-        title="FlashAttention forward: key blocks and an online softmax",
-        bans=SDPA_BAN,
+        bans=(("torch.nn.functional", "scaled_dot_product_attention", "F.scaled_dot_product_attention"),),
         cases=(
             Case("block size divides the keys", {"seed": 0, "lead": [2, 2], "Lq": 8, "Lk": 8, "D": 8, "block": 4,
                                                  "causal": False}),
@@ -1389,105 +852,22 @@ EXERCISES = [
         ),
         probe=probe_flash, judge=judge_flash,
         mutants={
-            "old accumulator not rescaled when the maximum grows": """
-                def flash_attention(q, k, v, block_size, causal=False):
-                    lq, lk = q.shape[-2], k.shape[-2]
-                    m = torch.full(q.shape[:-1], float("-inf")); l = torch.zeros(q.shape[:-1])
-                    acc = torch.zeros(*q.shape[:-1], v.shape[-1])
-                    rows = torch.arange(lq)[:, None] + (lk - lq)
-                    for s0 in range(0, lk, block_size):
-                        s = q @ k[..., s0:s0 + block_size, :].transpose(-2, -1) / math.sqrt(q.shape[-1])
-                        if causal:
-                            s = s.masked_fill(torch.arange(s0, min(s0 + block_size, lk))[None] > rows, float("-inf"))
-                        m_new = torch.maximum(m, s.amax(-1))
-                        p = torch.exp(s - m_new[..., None])
-                        l = l * torch.exp(m - m_new) + p.sum(-1)
-                        acc = acc + p @ v[..., s0:s0 + block_size, :]
-                        m = m_new
-                    return acc / l[..., None], m + torch.log(l)
-            """,
-            "exponentials without subtracting the running maximum": """
-                def flash_attention(q, k, v, block_size, causal=False):
-                    lq, lk = q.shape[-2], k.shape[-2]
-                    l = torch.zeros(q.shape[:-1]); acc = torch.zeros(*q.shape[:-1], v.shape[-1])
-                    rows = torch.arange(lq)[:, None] + (lk - lq)
-                    for s0 in range(0, lk, block_size):
-                        s = q @ k[..., s0:s0 + block_size, :].transpose(-2, -1) / math.sqrt(q.shape[-1])
-                        if causal:
-                            s = s.masked_fill(torch.arange(s0, min(s0 + block_size, lk))[None] > rows, float("-inf"))
-                        p = torch.exp(s)
-                        l = l + p.sum(-1); acc = acc + p @ v[..., s0:s0 + block_size, :]
-                    return acc / l[..., None], torch.log(l)
-            """,
-            "drops the last, shorter key block": """
-                def flash_attention(q, k, v, block_size, causal=False):
-                    lq, lk = q.shape[-2], k.shape[-2]
-                    m = torch.full(q.shape[:-1], float("-inf")); l = torch.zeros(q.shape[:-1])
-                    acc = torch.zeros(*q.shape[:-1], v.shape[-1])
-                    rows = torch.arange(lq)[:, None] + (lk - lq)
-                    for s0 in range(0, lk - block_size + 1, block_size):
-                        s = q @ k[..., s0:s0 + block_size, :].transpose(-2, -1) / math.sqrt(q.shape[-1])
-                        if causal:
-                            s = s.masked_fill(torch.arange(s0, s0 + block_size)[None] > rows, float("-inf"))
-                        m_new = torch.maximum(m, s.amax(-1)); c = torch.exp(m - m_new)
-                        p = torch.exp(s - m_new[..., None])
-                        l = l * c + p.sum(-1); acc = acc * c[..., None] + p @ v[..., s0:s0 + block_size, :]
-                        m = m_new
-                    return acc / l[..., None], m + torch.log(l)
-            """,
-            "causal mask aligned top-left": """
-                def flash_attention(q, k, v, block_size, causal=False):
-                    lq, lk = q.shape[-2], k.shape[-2]
-                    m = torch.full(q.shape[:-1], float("-inf")); l = torch.zeros(q.shape[:-1])
-                    acc = torch.zeros(*q.shape[:-1], v.shape[-1])
-                    rows = torch.arange(lq)[:, None]
-                    for s0 in range(0, lk, block_size):
-                        s = q @ k[..., s0:s0 + block_size, :].transpose(-2, -1) / math.sqrt(q.shape[-1])
-                        if causal:
-                            s = s.masked_fill(torch.arange(s0, min(s0 + block_size, lk))[None] > rows, float("-inf"))
-                        m_new = torch.maximum(m, s.amax(-1)); c = torch.exp(m - m_new).nan_to_num(0.0)
-                        p = torch.exp(s - m_new[..., None]).nan_to_num(0.0)
-                        l = l * c + p.sum(-1); acc = acc * c[..., None] + p @ v[..., s0:s0 + block_size, :]
-                        m = m_new
-                    return acc / l[..., None], m + torch.log(l)
-            """,
-            "log-sum-exp returned without the maximum (log of the denominator)": """
-                def flash_attention(q, k, v, block_size, causal=False):
-                    lq, lk = q.shape[-2], k.shape[-2]
-                    m = torch.full(q.shape[:-1], float("-inf")); l = torch.zeros(q.shape[:-1])
-                    acc = torch.zeros(*q.shape[:-1], v.shape[-1])
-                    rows = torch.arange(lq)[:, None] + (lk - lq)
-                    for s0 in range(0, lk, block_size):
-                        s = q @ k[..., s0:s0 + block_size, :].transpose(-2, -1) / math.sqrt(q.shape[-1])
-                        if causal:
-                            s = s.masked_fill(torch.arange(s0, min(s0 + block_size, lk))[None] > rows, float("-inf"))
-                        m_new = torch.maximum(m, s.amax(-1)); c = torch.exp(m - m_new)
-                        p = torch.exp(s - m_new[..., None])
-                        l = l * c + p.sum(-1); acc = acc * c[..., None] + p @ v[..., s0:s0 + block_size, :]
-                        m = m_new
-                    return acc / l[..., None], torch.log(l)
-            """,
-            "scores scaled by 1/d instead of 1/sqrt(d)": """
-                def flash_attention(q, k, v, block_size, causal=False):
-                    lq, lk = q.shape[-2], k.shape[-2]
-                    m = torch.full(q.shape[:-1], float("-inf")); l = torch.zeros(q.shape[:-1])
-                    acc = torch.zeros(*q.shape[:-1], v.shape[-1])
-                    rows = torch.arange(lq)[:, None] + (lk - lq)
-                    for s0 in range(0, lk, block_size):
-                        s = q @ k[..., s0:s0 + block_size, :].transpose(-2, -1) / q.shape[-1]
-                        if causal:
-                            s = s.masked_fill(torch.arange(s0, min(s0 + block_size, lk))[None] > rows, float("-inf"))
-                        m_new = torch.maximum(m, s.amax(-1)); c = torch.exp(m - m_new)
-                        p = torch.exp(s - m_new[..., None])
-                        l = l * c + p.sum(-1); acc = acc * c[..., None] + p @ v[..., s0:s0 + block_size, :]
-                        m = m_new
-                    return acc / l[..., None], m + torch.log(l)
-            """,
+            "old accumulator not rescaled when the maximum grows": mutate("acc = acc * correction[..., None] + p",
+                                                                          "acc = acc + p"),
+            "exponentials without subtracting the running maximum": mutate({
+                "p = torch.exp(s - m_new[..., None])": "p = torch.exp(s)",
+                "correction = torch.exp(m - m_new)": "correction = torch.ones_like(m)", LSE: "torch.log(l)"}),
+            "drops the last, shorter key block": mutate("range(0, lk, block_size)", "range(0, lk - block_size + 1, block_size)"),
+            "causal mask aligned top-left": mutate({
+                "rows = torch.arange(lq)[:, None] + (lk - lq)": "rows = torch.arange(lq)[:, None]",
+                "p = torch.exp(s - m_new[..., None])": "p = torch.exp(s - m_new[..., None]).nan_to_num(0.0)",
+                "correction = torch.exp(m - m_new)": "correction = torch.exp(m - m_new).nan_to_num(0.0)"}),
+            "log-sum-exp returned without the maximum (log of the denominator)": mutate(LSE, "torch.log(l)"),
+            "scores scaled by 1/d instead of 1/sqrt(d)": mutate("scale = 1.0 / math.sqrt(d)", "scale = 1.0 / d"),
         },
     ),
     Exercise(
         grade_id="ch12_roofline_test", functions=("matmul_roofline", "decode_attention_roofline"), points=2,
-        title="roofline: arithmetic intensity and the bound",
         cases=(
             Case("batch-1 decode GEMV on a GPU", {"kind": "matmul", "args": [1, 4096, 4096, 2, 1e15, 3.35e12]}),
             Case("prefill-sized GEMM on a GPU", {"kind": "matmul", "args": [2048, 4096, 4096, 2, 1e15, 3.35e12]}),
@@ -1499,67 +879,14 @@ EXERCISES = [
                                                          "args": [1, 32, 4, 128, 8192, 2, 1e11, 5e10]}),
         ),
         probe=probe_roofline, judge=judge_roofline,
-        mutants={
-            "counts m*n*k FLOPs (a multiply-add as one)": """
-                def matmul_roofline(m, n, k, bytes_per_element, peak_flops, bandwidth):
-                    flops, moved = m * n * k, (m * k + k * n + m * n) * bytes_per_element
-                    i = flops / moved
-                    return i, max(flops / peak_flops, moved / bandwidth), "compute" if i >= peak_flops / bandwidth else "memory"
-                def decode_attention_roofline(batch, num_heads, num_kv_heads, head_dim, context, bytes_per_element,
-                                              peak_flops, bandwidth):
-                    flops = 2 * batch * num_heads * context * head_dim
-                    moved = 2 * batch * num_kv_heads * context * head_dim * bytes_per_element
-                    i = flops / moved
-                    return i, max(flops / peak_flops, moved / bandwidth), "compute" if i >= peak_flops / bandwidth else "memory"
-            """,
-            "matmul bytes leave out writing the output": """
-                def matmul_roofline(m, n, k, bytes_per_element, peak_flops, bandwidth):
-                    flops, moved = 2 * m * n * k, (m * k + k * n) * bytes_per_element
-                    i = flops / moved
-                    return i, max(flops / peak_flops, moved / bandwidth), "compute" if i >= peak_flops / bandwidth else "memory"
-                def decode_attention_roofline(batch, num_heads, num_kv_heads, head_dim, context, bytes_per_element,
-                                              peak_flops, bandwidth):
-                    flops = 4 * batch * num_heads * context * head_dim
-                    moved = 2 * batch * num_kv_heads * context * head_dim * bytes_per_element
-                    i = flops / moved
-                    return i, max(flops / peak_flops, moved / bandwidth), "compute" if i >= peak_flops / bandwidth else "memory"
-            """,
-            "time is the sum of compute and memory time": """
-                def matmul_roofline(m, n, k, bytes_per_element, peak_flops, bandwidth):
-                    flops, moved = 2 * m * n * k, (m * k + k * n + m * n) * bytes_per_element
-                    i = flops / moved
-                    return i, flops / peak_flops + moved / bandwidth, "compute" if i >= peak_flops / bandwidth else "memory"
-                def decode_attention_roofline(batch, num_heads, num_kv_heads, head_dim, context, bytes_per_element,
-                                              peak_flops, bandwidth):
-                    flops = 4 * batch * num_heads * context * head_dim
-                    moved = 2 * batch * num_kv_heads * context * head_dim * bytes_per_element
-                    i = flops / moved
-                    return i, flops / peak_flops + moved / bandwidth, "compute" if i >= peak_flops / bandwidth else "memory"
-            """,
-            "strictly above the ridge counts as compute-bound": """
-                def matmul_roofline(m, n, k, bytes_per_element, peak_flops, bandwidth):
-                    flops, moved = 2 * m * n * k, (m * k + k * n + m * n) * bytes_per_element
-                    i = flops / moved
-                    return i, max(flops / peak_flops, moved / bandwidth), "compute" if i > peak_flops / bandwidth else "memory"
-                def decode_attention_roofline(batch, num_heads, num_kv_heads, head_dim, context, bytes_per_element,
-                                              peak_flops, bandwidth):
-                    flops = 4 * batch * num_heads * context * head_dim
-                    moved = 2 * batch * num_kv_heads * context * head_dim * bytes_per_element
-                    i = flops / moved
-                    return i, max(flops / peak_flops, moved / bandwidth), "compute" if i > peak_flops / bandwidth else "memory"
-            """,
-            "the KV cache counted with every query head (ignores GQA)": """
-                def matmul_roofline(m, n, k, bytes_per_element, peak_flops, bandwidth):
-                    flops, moved = 2 * m * n * k, (m * k + k * n + m * n) * bytes_per_element
-                    i = flops / moved
-                    return i, max(flops / peak_flops, moved / bandwidth), "compute" if i >= peak_flops / bandwidth else "memory"
-                def decode_attention_roofline(batch, num_heads, num_kv_heads, head_dim, context, bytes_per_element,
-                                              peak_flops, bandwidth):
-                    flops = 4 * batch * num_heads * context * head_dim
-                    moved = 2 * batch * num_heads * context * head_dim * bytes_per_element
-                    i = flops / moved
-                    return i, max(flops / peak_flops, moved / bandwidth), "compute" if i >= peak_flops / bandwidth else "memory"
-            """,
+        mutants={  # the two functions share their last three lines: count=2 edits both
+            "counts m*n*k FLOPs (a multiply-add as one)": mutate("flops = 2 * m * n * k", "flops = m * n * k"),
+            "matmul bytes leave out writing the output": mutate("(m * k + k * n + m * n)", "(m * k + k * n)"),
+            "time is the sum of compute and memory time": mutate(
+                "max(flops / peak_flops, moved / bandwidth)", "flops / peak_flops + moved / bandwidth", count=2),
+            "strictly above the ridge counts as compute-bound": mutate("intensity >= peak", "intensity > peak", count=2),
+            "the KV cache counted with every query head (ignores GQA)": mutate("moved = 2 * batch * num_kv_heads",
+                                                                               "moved = 2 * batch * num_heads"),
         },
     ),
 ]
@@ -1710,7 +1037,6 @@ ALTERNATIVES = {
     "ch12_roofline_test": {"exact fractions, comparing the two times": ROOFLINE_REFERENCE},
 }
 
-EXERCISES = tabled(EXERCISES, RULES, ALTERNATIVES)
 
 # Oracles: the library or trusted reference each exercise is compared with (used by the test suite).
 ORACLES = {
@@ -1722,3 +1048,5 @@ ORACLES = {
     "ch12_flash_attention_test": oracle_flash,
     "ch12_roofline_test": oracle_roofline,
 }
+
+CHAPTER = Chapter("ch12_inference", "ch12_exercises.ipynb", EXERCISES, rules=RULES, alternatives=ALTERNATIVES, oracles=ORACLES)

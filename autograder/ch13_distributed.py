@@ -11,10 +11,8 @@ of the 1F1B schedule (5) and of activation checkpointing (6).
 ``RULES`` at the bottom quotes each rule the instructions state, names the hidden cases that break when
 the rule is broken and maps each mutant that breaks it to a word its feedback must contain.
 """
-from llmprep.grading.spec import Case, Exercise, Rule, allclose, tabled
+from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose, mutate, whole
 
-CHAPTER = "ch13_distributed"
-NOTEBOOK = "ch13_exercises.ipynb"
 
 
 # ============================================================================ 1 ring all-reduce
@@ -337,10 +335,13 @@ def oracle_checkpoint():
 
 # ============================================================================ the spec
 
+# Mutants are edits of the solution's own functions (read from the solution notebook); snippets used twice:
+OUT = "out = torch.stack(partials).sum(0) + b2"
+BUBBLE = "bubble = 1 - m * (t_forward + t_backward) / makespan"
+
 EXERCISES = [
     Exercise(
         grade_id="ch13_ring_test", functions=("ring_all_reduce",), points=3,
-        title="ring all-reduce as reduce-scatter + all-gather",
         cases=(
             Case("4 ranks, float32", {"seed": 0, "ranks": 4, "shape": [6, 8], "dtype": "float32"}),
             Case("3 ranks, int64 (exact)", {"seed": 1, "ranks": 3, "shape": [9], "dtype": "int64"}),
@@ -355,58 +356,15 @@ EXERCISES = [
             "ranks_identical": ("the ranks' results are not bit-for-bit identical: each chunk must be reduced once "
                                 "and then copied to every rank", "")}),
         mutants={
-            "no all-gather phase": """
-                def ring_all_reduce(tensors):
-                    n = len(tensors)
-                    bufs = [t.reshape(-1).clone() for t in tensors]
-                    chunks = [torch.tensor_split(b, n) for b in bufs]
-                    sent = [0] * n
-                    for s in range(n - 1):
-                        for r in range(n):
-                            c = (r - s) % n
-                            chunks[(r + 1) % n][c].add_(chunks[r][c])
-                            sent[r] += 2 * chunks[r][c].numel() * chunks[r][c].element_size()
-                    return [b.reshape(tensors[0].shape) for b in bufs], sent
-            """,
-            "bytes counted in elements": """
-                def ring_all_reduce(tensors):
-                    n = len(tensors)
-                    bufs = [t.reshape(-1).clone() for t in tensors]
-                    chunks = [torch.tensor_split(b, n) for b in bufs]
-                    sent = [0] * n
-                    for s in range(n - 1):
-                        for r in range(n):
-                            c = (r - s) % n
-                            chunks[(r + 1) % n][c].add_(chunks[r][c])
-                            sent[r] += chunks[r][c].numel()
-                    for s in range(n - 1):
-                        for r in range(n):
-                            c = (r + 1 - s) % n
-                            chunks[(r + 1) % n][c].copy_(chunks[r][c])
-                            sent[r] += chunks[r][c].numel()
-                    return [b.reshape(tensors[0].shape) for b in bufs], sent
-            """,
-            "chunks of ceil(size / N) elements (torch.chunk)": """
-                def ring_all_reduce(tensors):
-                    n = len(tensors)
-                    size = tensors[0].numel()
-                    step = -(-size // n)
-                    bufs = [t.reshape(-1).clone() for t in tensors]
-                    chunks = [[b[i * step:(i + 1) * step] for i in range(n)] for b in bufs]
-                    sent = [0] * n
-                    for s in range(n - 1):
-                        for r in range(n):
-                            c = (r - s) % n
-                            chunks[(r + 1) % n][c].add_(chunks[r][c])
-                            sent[r] += chunks[r][c].numel() * chunks[r][c].element_size()
-                    for s in range(n - 1):
-                        for r in range(n):
-                            c = (r + 1 - s) % n
-                            chunks[(r + 1) % n][c].copy_(chunks[r][c])
-                            sent[r] += chunks[r][c].numel() * chunks[r][c].element_size()
-                    return [b.reshape(tensors[0].shape) for b in bufs], sent
-            """,
-            "naive all-reduce: every rank sends its whole tensor to every other rank": """
+            "no all-gather phase": mutate({
+                "bytes_sent[r] += piece.numel() * piece.element_size()\n    for s in range(n - 1):":
+                    "bytes_sent[r] += 2 * piece.numel() * piece.element_size()\n    for s in range(0):"}),
+            "bytes counted in elements": mutate("piece.numel() * piece.element_size()", "piece.numel()", count=2),
+            "chunks of ceil(size / N) elements (torch.chunk)": mutate(
+                "chunks = [torch.tensor_split(b, n) for b in buffers]",
+                "step = -(-buffers[0].numel() // n)\n"
+                "    chunks = [[b[i * step:(i + 1) * step] for i in range(n)] for b in buffers]"),
+            "naive all-reduce: every rank sends its whole tensor to every other rank": whole("""
                 def ring_all_reduce(tensors):
                     n = len(tensors)
                     total = tensors[0].clone()
@@ -414,8 +372,8 @@ EXERCISES = [
                         total = total + t
                     nbytes = tensors[0].numel() * tensors[0].element_size()
                     return [total.clone() for _ in range(n)], [(n - 1) * nbytes] * n
-            """,
-            "every rank sums the tensors in its own order": """
+            """),
+            "every rank sums the tensors in its own order": whole("""
                 def ring_all_reduce(tensors):
                     n = len(tensors)
                     sizes = [c.numel() for c in torch.tensor_split(torch.empty(tensors[0].numel()), n)]
@@ -428,33 +386,17 @@ EXERCISES = [
                         results.append(acc)
                         sent.append((2 * sum(sizes) - sizes[(r + 1) % n] - sizes[(r + 2) % n]) * item if n > 1 else 0)
                     return results, sent
-            """,
-            "accumulates into the input tensors": """
-                def ring_all_reduce(tensors):
-                    n = len(tensors)
-                    bufs = [t.view(-1) for t in tensors]
-                    chunks = [torch.tensor_split(b, n) for b in bufs]
-                    sent = [0] * n
-                    for s in range(n - 1):
-                        for r in range(n):
-                            c = (r - s) % n
-                            chunks[(r + 1) % n][c].add_(chunks[r][c])
-                            sent[r] += chunks[r][c].numel() * chunks[r][c].element_size()
-                    for s in range(n - 1):
-                        for r in range(n):
-                            c = (r + 1 - s) % n
-                            chunks[(r + 1) % n][c].copy_(chunks[r][c])
-                            sent[r] += chunks[r][c].numel() * chunks[r][c].element_size()
-                    return [b.reshape(tensors[0].shape).clone() for b in bufs], sent
-            """,
+            """),
+            "accumulates into the input tensors": mutate({
+                "buffers = [t.detach().reshape(-1).clone() for t in tensors]": "buffers = [t.detach().view(-1) for t in tensors]",
+                "return [b.reshape(shape) for b in buffers]": "return [b.reshape(shape).clone() for b in buffers]"}),
         },
-        bans=(("torch.distributed", "all_reduce", "torch.distributed.all_reduce"),
-              ("torch.distributed", "reduce_scatter", "torch.distributed.reduce_scatter"),
-              ("torch.distributed", "all_gather", "torch.distributed.all_gather")),
+        bans=tuple((owner, name, f"torch.distributed.{name}")
+                   for owner in ("torch.distributed", "torch.distributed.distributed_c10d")
+                   for name in ("all_reduce", "reduce_scatter", "all_gather")),
     ),
     Exercise(
         grade_id="ch13_tp_mlp_test", functions=("tp_mlp",), points=3,
-        title="Megatron column- and row-parallel MLP, forward and backward",
         cases=(
             Case("2 ranks", {"seed": 0, "tokens": 5, "d_in": 6, "hidden": 8, "d_out": 4, "ranks": 2}),
             Case("4 ranks, more tokens", {"seed": 1, "tokens": 12, "d_in": 8, "hidden": 16, "d_out": 6, "ranks": 4}),
@@ -464,129 +406,18 @@ EXERCISES = [
         ),
         probe=probe_tp_mlp, judge=allclose(rtol=1e-4, atol=1e-5),
         mutants={
-            "strided shards (rank r holds rows r, r+N, ...)": """
-                def tp_mlp(x, w1, b1, w2, b2, grad_out, world_size):
-                    if w1.shape[0] % world_size:
-                        raise ValueError("not divisible")
-                    parts, gx = [], torch.zeros_like(x)
-                    gw1, gb1, gw2 = torch.zeros_like(w1), torch.zeros_like(b1), torch.zeros_like(w2)
-                    for r in range(world_size):
-                        idx = torch.arange(r, w1.shape[0], world_size)
-                        pre = x @ w1[idx].T + b1[idx]
-                        h = pre.clamp(min=0)
-                        parts.append(h @ w2[:, idx].T)
-                        gp = (grad_out @ w2[:, idx]) * (pre > 0)
-                        gw2[:, idx] = grad_out.T @ h
-                        gw1[idx] = gp.T @ x
-                        gb1[idx] = gp.sum(0)
-                        gx = gx + gp @ w1[idx]
-                    return {"out": sum(parts) + b2, "partials": parts, "grad_x": gx, "grad_w1": gw1,
-                            "grad_b1": gb1, "grad_w2": gw2, "grad_b2": grad_out.sum(0)}
-            """,
-            "b2 added on every rank": """
-                def tp_mlp(x, w1, b1, w2, b2, grad_out, world_size):
-                    if w1.shape[0] % world_size:
-                        raise ValueError("not divisible")
-                    k = w1.shape[0] // world_size
-                    parts, gx, gw1, gb1, gw2 = [], 0, [], [], []
-                    for r in range(world_size):
-                        a, b = r * k, (r + 1) * k
-                        pre = x @ w1[a:b].T + b1[a:b]
-                        h = pre.clamp(min=0)
-                        parts.append(h @ w2[:, a:b].T)
-                        gp = (grad_out @ w2[:, a:b]) * (pre > 0)
-                        gw2.append(grad_out.T @ h); gw1.append(gp.T @ x); gb1.append(gp.sum(0))
-                        gx = gx + gp @ w1[a:b]
-                    return {"out": sum(p + b2 for p in parts), "partials": parts, "grad_x": gx,
-                            "grad_w1": torch.cat(gw1), "grad_b1": torch.cat(gb1), "grad_w2": torch.cat(gw2, 1),
-                            "grad_b2": grad_out.sum(0)}
-            """,
-            "b2 never added": """
-                def tp_mlp(x, w1, b1, w2, b2, grad_out, world_size):
-                    if w1.shape[0] % world_size:
-                        raise ValueError("not divisible")
-                    k = w1.shape[0] // world_size
-                    parts, gx, gw1, gb1, gw2 = [], 0, [], [], []
-                    for r in range(world_size):
-                        a, b = r * k, (r + 1) * k
-                        pre = x @ w1[a:b].T + b1[a:b]
-                        h = pre.clamp(min=0)
-                        parts.append(h @ w2[:, a:b].T)
-                        gp = (grad_out @ w2[:, a:b]) * (pre > 0)
-                        gw2.append(grad_out.T @ h); gw1.append(gp.T @ x); gb1.append(gp.sum(0))
-                        gx = gx + gp @ w1[a:b]
-                    return {"out": sum(parts), "partials": parts, "grad_x": gx,
-                            "grad_w1": torch.cat(gw1), "grad_b1": torch.cat(gb1), "grad_w2": torch.cat(gw2, 1),
-                            "grad_b2": grad_out.sum(0)}
-            """,
-            "grad_x from rank 0 only (the backward all-reduce is missing)": """
-                def tp_mlp(x, w1, b1, w2, b2, grad_out, world_size):
-                    if w1.shape[0] % world_size:
-                        raise ValueError("not divisible")
-                    k = w1.shape[0] // world_size
-                    parts, gxs, gw1, gb1, gw2 = [], [], [], [], []
-                    for r in range(world_size):
-                        a, b = r * k, (r + 1) * k
-                        pre = x @ w1[a:b].T + b1[a:b]
-                        h = pre.clamp(min=0)
-                        parts.append(h @ w2[:, a:b].T)
-                        gp = (grad_out @ w2[:, a:b]) * (pre > 0)
-                        gw2.append(grad_out.T @ h); gw1.append(gp.T @ x); gb1.append(gp.sum(0))
-                        gxs.append(gp @ w1[a:b])
-                    return {"out": sum(parts) + b2, "partials": parts, "grad_x": gxs[0],
-                            "grad_w1": torch.cat(gw1), "grad_b1": torch.cat(gb1), "grad_w2": torch.cat(gw2, 1),
-                            "grad_b2": grad_out.sum(0)}
-            """,
-            "grad_b2 added up over the ranks": """
-                def tp_mlp(x, w1, b1, w2, b2, grad_out, world_size):
-                    if w1.shape[0] % world_size:
-                        raise ValueError("not divisible")
-                    k = w1.shape[0] // world_size
-                    parts, gx, gw1, gb1, gw2 = [], 0, [], [], []
-                    for r in range(world_size):
-                        a, b = r * k, (r + 1) * k
-                        pre = x @ w1[a:b].T + b1[a:b]
-                        h = pre.clamp(min=0)
-                        parts.append(h @ w2[:, a:b].T)
-                        gp = (grad_out @ w2[:, a:b]) * (pre > 0)
-                        gw2.append(grad_out.T @ h); gw1.append(gp.T @ x); gb1.append(gp.sum(0))
-                        gx = gx + gp @ w1[a:b]
-                    return {"out": sum(parts) + b2, "partials": parts, "grad_x": gx,
-                            "grad_w1": torch.cat(gw1), "grad_b1": torch.cat(gb1), "grad_w2": torch.cat(gw2, 1),
-                            "grad_b2": world_size * grad_out.sum(0)}
-            """,
-            "ReLU's derivative left out": """
-                def tp_mlp(x, w1, b1, w2, b2, grad_out, world_size):
-                    if w1.shape[0] % world_size:
-                        raise ValueError("not divisible")
-                    k = w1.shape[0] // world_size
-                    parts, gx, gw1, gb1, gw2 = [], 0, [], [], []
-                    for r in range(world_size):
-                        a, b = r * k, (r + 1) * k
-                        h = (x @ w1[a:b].T + b1[a:b]).clamp(min=0)
-                        parts.append(h @ w2[:, a:b].T)
-                        gp = grad_out @ w2[:, a:b]
-                        gw2.append(grad_out.T @ h); gw1.append(gp.T @ x); gb1.append(gp.sum(0))
-                        gx = gx + gp @ w1[a:b]
-                    return {"out": sum(parts) + b2, "partials": parts, "grad_x": gx,
-                            "grad_w1": torch.cat(gw1), "grad_b1": torch.cat(gb1), "grad_w2": torch.cat(gw2, 1),
-                            "grad_b2": grad_out.sum(0)}
-            """,
-            "uneven shards instead of a ValueError": """
-                def tp_mlp(x, w1, b1, w2, b2, grad_out, world_size):
-                    parts, gx, gw1, gb1, gw2 = [], 0, [], [], []
-                    for idx in torch.tensor_split(torch.arange(w1.shape[0]), world_size):
-                        pre = x @ w1[idx].T + b1[idx]
-                        h = pre.clamp(min=0)
-                        parts.append(h @ w2[:, idx].T)
-                        gp = (grad_out @ w2[:, idx]) * (pre > 0)
-                        gw2.append(grad_out.T @ h); gw1.append(gp.T @ x); gb1.append(gp.sum(0))
-                        gx = gx + gp @ w1[idx]
-                    return {"out": sum(parts) + b2, "partials": parts, "grad_x": gx,
-                            "grad_w1": torch.cat(gw1), "grad_b1": torch.cat(gb1), "grad_w2": torch.cat(gw2, 1),
-                            "grad_b2": grad_out.sum(0)}
-            """,
-            "autograd instead of the backward by hand": """
+            "strided shards (rank r holds rows r, r+N, ...)": mutate(
+                "rows = slice(r * k, (r + 1) * k)", "rows = torch.arange(r, hidden, world_size)"),
+            "b2 added on every rank": mutate(OUT, "out = torch.stack([p + b2 for p in partials]).sum(0)"),
+            "b2 never added": mutate(OUT, "out = torch.stack(partials).sum(0)"),
+            "grad_x from rank 0 only (the backward all-reduce is missing)": mutate(
+                "grad_x = grad_x + grad_pre @ w1_r", "grad_x = grad_x + (grad_pre @ w1_r if r == 0 else 0)"),
+            "grad_b2 added up over the ranks": mutate('"grad_b2": grad_out.sum(0)', '"grad_b2": world_size * grad_out.sum(0)'),
+            "ReLU's derivative left out": mutate("grad_pre = grad_h * (pre > 0)", "grad_pre = grad_h"),
+            "uneven shards instead of a ValueError": mutate({
+                "if hidden % world_size:\n        raise": "if False:\n        raise",
+                "rows = slice(r * k, (r + 1) * k)": "rows = torch.tensor_split(torch.arange(hidden), world_size)[r]"}),
+            "autograd instead of the backward by hand": whole("""
                 def tp_mlp(x, w1, b1, w2, b2, grad_out, world_size):
                     if w1.shape[0] % world_size:
                         raise ValueError("not divisible")
@@ -600,7 +431,7 @@ EXERCISES = [
                         out.backward(grad_out)
                     return {"out": out.detach(), "partials": [p.detach() for p in parts], "grad_x": xx.grad,
                             "grad_w1": ww1.grad, "grad_b1": bb1.grad, "grad_w2": ww2.grad, "grad_b2": bb2.grad}
-            """,
+            """),
         },
         bans=(("torch.Tensor", "backward", "Tensor.backward (autograd)"),
               ("torch.autograd", "backward", "torch.autograd.backward"),
@@ -608,7 +439,6 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch13_zero_test", functions=("zero_memory",), points=2,
-        title="ZeRO memory and communication per rank, stages 0-3",
         cases=(
             Case("7.5B parameters on 64 GPUs (the paper's example)",
                  {"num_params": 7_500_000_000, "world_size": 64, "stages": [0, 1, 2, 3]}),
@@ -624,97 +454,28 @@ EXERCISES = [
         ),
         probe=probe_zero, judge=allclose(rtol=1e-9, atol=1e-6),
         mutants={
-            "stage 2 partitions the parameters instead of the gradients": """
-                def zero_memory(num_params, world_size, stage, param_bytes=2, grad_bytes=2, optimizer_bytes=12):
-                    if stage not in (0, 1, 2, 3) or world_size < 1:
-                        raise ValueError("bad")
-                    n, psi = world_size, num_params
-                    params = psi * param_bytes / (n if stage >= 2 else 1)
-                    grads = psi * grad_bytes / (n if stage >= 3 else 1)
-                    opt = psi * optimizer_bytes / (n if stage >= 1 else 1)
-                    vol = {0: 2 * grad_bytes, 1: grad_bytes + param_bytes, 2: grad_bytes + param_bytes,
-                           3: grad_bytes + 2 * param_bytes}[stage]
-                    return {"params": params, "grads": grads, "optimizer": opt, "total": params + grads + opt,
-                            "comm": vol * psi * (n - 1) / n}
-            """,
-            "stage 1 partitions the gradients too": """
-                def zero_memory(num_params, world_size, stage, param_bytes=2, grad_bytes=2, optimizer_bytes=12):
-                    if stage not in (0, 1, 2, 3) or world_size < 1:
-                        raise ValueError("bad")
-                    n, psi = world_size, num_params
-                    params = psi * param_bytes / (n if stage >= 3 else 1)
-                    grads = psi * grad_bytes / (n if stage >= 1 else 1)
-                    opt = psi * optimizer_bytes / (n if stage >= 1 else 1)
-                    vol = {0: 2 * grad_bytes, 1: grad_bytes + param_bytes, 2: grad_bytes + param_bytes,
-                           3: grad_bytes + 2 * param_bytes}[stage]
-                    return {"params": params, "grads": grads, "optimizer": opt, "total": params + grads + opt,
-                            "comm": vol * psi * (n - 1) / n}
-            """,
-            "hard-coded 2 + 2 + 12 bytes": """
-                def zero_memory(num_params, world_size, stage, param_bytes=2, grad_bytes=2, optimizer_bytes=12):
-                    if stage not in (0, 1, 2, 3) or world_size < 1:
-                        raise ValueError("bad")
-                    n, psi = world_size, num_params
-                    params = psi * 2 / (n if stage >= 3 else 1)
-                    grads = psi * 2 / (n if stage >= 2 else 1)
-                    opt = psi * 12 / (n if stage >= 1 else 1)
-                    vol = {0: 4, 1: 4, 2: 4, 3: 6}[stage]
-                    return {"params": params, "grads": grads, "optimizer": opt, "total": params + grads + opt,
-                            "comm": vol * psi * (n - 1) / n}
-            """,
-            "integer division of the shards": """
-                def zero_memory(num_params, world_size, stage, param_bytes=2, grad_bytes=2, optimizer_bytes=12):
-                    if stage not in (0, 1, 2, 3) or world_size < 1:
-                        raise ValueError("bad")
-                    n, psi = world_size, num_params
-                    params = psi * param_bytes // (n if stage >= 3 else 1)
-                    grads = psi * grad_bytes // (n if stage >= 2 else 1)
-                    opt = psi * optimizer_bytes // (n if stage >= 1 else 1)
-                    vol = {0: 2 * grad_bytes, 1: grad_bytes + param_bytes, 2: grad_bytes + param_bytes,
-                           3: grad_bytes + 2 * param_bytes}[stage]
-                    return {"params": params, "grads": grads, "optimizer": opt, "total": params + grads + opt,
-                            "comm": vol * psi * (n - 1) / n}
-            """,
-            "stage 3 communicates as much as plain data parallelism": """
-                def zero_memory(num_params, world_size, stage, param_bytes=2, grad_bytes=2, optimizer_bytes=12):
-                    if stage not in (0, 1, 2, 3) or world_size < 1:
-                        raise ValueError("bad")
-                    n, psi = world_size, num_params
-                    params = psi * param_bytes / (n if stage >= 3 else 1)
-                    grads = psi * grad_bytes / (n if stage >= 2 else 1)
-                    opt = psi * optimizer_bytes / (n if stage >= 1 else 1)
-                    vol = 2 * grad_bytes if stage == 0 else grad_bytes + param_bytes
-                    return {"params": params, "grads": grads, "optimizer": opt, "total": params + grads + opt,
-                            "comm": vol * psi * (n - 1) / n}
-            """,
-            "communication without the (N - 1) / N factor": """
-                def zero_memory(num_params, world_size, stage, param_bytes=2, grad_bytes=2, optimizer_bytes=12):
-                    if stage not in (0, 1, 2, 3) or world_size < 1:
-                        raise ValueError("bad")
-                    n, psi = world_size, num_params
-                    params = psi * param_bytes / (n if stage >= 3 else 1)
-                    grads = psi * grad_bytes / (n if stage >= 2 else 1)
-                    opt = psi * optimizer_bytes / (n if stage >= 1 else 1)
-                    vol = {0: 2 * grad_bytes, 1: grad_bytes + param_bytes, 2: grad_bytes + param_bytes,
-                           3: grad_bytes + 2 * param_bytes}[stage]
-                    return {"params": params, "grads": grads, "optimizer": opt, "total": params + grads + opt,
-                            "comm": vol * psi}
-            """,
-            "no ValueError for a bad stage or world size": """
-                def zero_memory(num_params, world_size, stage, param_bytes=2, grad_bytes=2, optimizer_bytes=12):
-                    n, psi = max(world_size, 1), num_params
-                    params = psi * param_bytes / (n if stage >= 3 else 1)
-                    grads = psi * grad_bytes / (n if stage >= 2 else 1)
-                    opt = psi * optimizer_bytes / (n if stage >= 1 else 1)
-                    vol = 2 * grad_bytes if stage == 0 else grad_bytes + param_bytes * (1 if stage < 3 else 2)
-                    return {"params": params, "grads": grads, "optimizer": opt, "total": params + grads + opt,
-                            "comm": vol * psi * (n - 1) / n}
-            """,
+            "stage 2 partitions the parameters instead of the gradients": mutate({
+                "psi * param_bytes / (n if stage >= 3": "psi * param_bytes / (n if stage >= 2",
+                "psi * grad_bytes / (n if stage >= 2": "psi * grad_bytes / (n if stage >= 3"}),
+            "stage 1 partitions the gradients too": mutate("psi * grad_bytes / (n if stage >= 2",
+                                                           "psi * grad_bytes / (n if stage >= 1"),
+            "hard-coded 2 + 2 + 12 bytes": mutate({
+                "psi * param_bytes /": "psi * 2 /", "psi * grad_bytes /": "psi * 2 /", "psi * optimizer_bytes /": "psi * 12 /",
+                "2 * ring * grad_bytes": "ring * 4", "ring * (grad_bytes + param_bytes)": "ring * 4",
+                "ring * (grad_bytes + 2 * param_bytes)": "ring * 6"}),
+            "integer division of the shards": mutate({"param_bytes / (n": "param_bytes // (n",
+                                                      "grad_bytes / (n": "grad_bytes // (n",
+                                                      "optimizer_bytes / (n": "optimizer_bytes // (n"}),
+            "stage 3 communicates as much as plain data parallelism": mutate(
+                "comm = ring * (grad_bytes + 2 * param_bytes)", "comm = ring * (grad_bytes + param_bytes)"),
+            "communication without the (N - 1) / N factor": mutate("ring = psi * (n - 1) / n", "ring = psi"),
+            "no ValueError for a bad stage or world size": mutate({
+                "if stage not in (0, 1, 2, 3):": "if False:", "if world_size < 1:": "if False:",
+                "n, psi = world_size, num_params": "n, psi = max(world_size, 1), num_params"}),
         },
     ),
     Exercise(
         grade_id="ch13_dp_accum_test", functions=("dp_accumulated_grad",), points=3,
-        title="gradient accumulation + data-parallel averaging with unequal, padded micro-batches",
         cases=(
             Case("2 ranks, unequal micro-batches", {"seed": 0, "classes": 4, "dim": 5,
                                                     "ranks": [[[2, 4, [4, 2]], [3, 6, [6, 1, 3]]],
@@ -736,87 +497,20 @@ EXERCISES = [
         probe=probe_dp_accum, judge=allclose(rtol=1e-4, atol=1e-6, messages={
             "inputs_untouched": "your function changed its inputs (a value, or the weight's requires_grad or .grad)"}),
         mutants={
-            "each micro-batch's mean, averaged over the accumulation steps": """
-                def dp_accumulated_grad(weight, rank_batches):
-                    local = []
-                    for batches in rank_batches:
-                        w = weight.clone().requires_grad_(True)
-                        for x, y, mask in batches:
-                            ce = F.cross_entropy((x @ w.T).flatten(0, 1), y.flatten(), reduction="none")
-                            m = mask.flatten().float()
-                            ((ce * m).sum() / m.sum().clamp(min=1) / len(batches)).backward()
-                        local.append(w.grad)
-                    return torch.stack(local).mean(0), local
-            """,
-            "each rank divides by its own number of tokens": """
-                def dp_accumulated_grad(weight, rank_batches):
-                    local = []
-                    for batches in rank_batches:
-                        w = weight.clone().requires_grad_(True)
-                        count = sum(int(m.sum()) for _, _, m in batches)
-                        for x, y, mask in batches:
-                            ce = F.cross_entropy((x @ w.T).flatten(0, 1), y.flatten(), reduction="none")
-                            ((ce * mask.flatten()).sum() / count).backward()
-                        local.append(w.grad)
-                    return torch.stack(local).mean(0), local
-            """,
-            "padding tokens counted in the loss": """
-                def dp_accumulated_grad(weight, rank_batches):
-                    n = len(rank_batches)
-                    total = sum(m.numel() for batches in rank_batches for _, _, m in batches)
-                    local = []
-                    for batches in rank_batches:
-                        w = weight.clone().requires_grad_(True)
-                        for x, y, mask in batches:
-                            ce = F.cross_entropy((x @ w.T).flatten(0, 1), y.flatten(), reduction="sum")
-                            (ce * n / total).backward()
-                        local.append(w.grad)
-                    return torch.stack(local).mean(0), local
-            """,
-            "forgets that DDP divides the sum by the world size": """
-                def dp_accumulated_grad(weight, rank_batches):
-                    total = sum(int(m.sum()) for batches in rank_batches for _, _, m in batches)
-                    local = []
-                    for batches in rank_batches:
-                        w = weight.clone().requires_grad_(True)
-                        for x, y, mask in batches:
-                            ce = F.cross_entropy((x @ w.T).flatten(0, 1), y.flatten(), reduction="none")
-                            ((ce * mask.flatten()).sum() / total).backward()
-                        local.append(w.grad)
-                    return torch.stack(local).mean(0), local
-            """,
-            "ranks summed instead of averaged": """
-                def dp_accumulated_grad(weight, rank_batches):
-                    n = len(rank_batches)
-                    total = sum(int(m.sum()) for batches in rank_batches for _, _, m in batches)
-                    local = []
-                    for batches in rank_batches:
-                        w = weight.clone().requires_grad_(True)
-                        for x, y, mask in batches:
-                            ce = F.cross_entropy((x @ w.T).flatten(0, 1), y.flatten(), reduction="none")
-                            ((ce * mask.flatten()).sum() * n / total).backward()
-                        local.append(w.grad)
-                    return torch.stack(local).sum(0), local
-            """,
-            "turns on requires_grad of the input weight": """
-                def dp_accumulated_grad(weight, rank_batches):
-                    n = len(rank_batches)
-                    total = sum(int(m.sum()) for batches in rank_batches for _, _, m in batches)
-                    weight.requires_grad_(True)
-                    local = []
-                    for batches in rank_batches:
-                        weight.grad = None
-                        for x, y, mask in batches:
-                            ce = F.cross_entropy((x @ weight.T).flatten(0, 1), y.flatten(), reduction="none")
-                            ((ce * mask.flatten()).sum() * n / total).backward()
-                        local.append(weight.grad.clone())
-                    return torch.stack(local).mean(0), local
-            """,
+            "each micro-batch's mean, averaged over the accumulation steps": mutate(
+                "* n / total", "/ mask.sum().clamp(min=1) / len(batches)"),
+            "each rank divides by its own number of tokens": mutate(
+                "* n / total", "/ sum(int(m.sum()) for _, _, m in batches)"),
+            "padding tokens counted in the loss": mutate({"total = sum(int(mask.sum())": "total = sum(mask.numel()",
+                                                          "(per_token * mask.reshape(-1)).sum()": "per_token.sum()"}),
+            "forgets that DDP divides the sum by the world size": mutate("* n / total", "/ total"),
+            "ranks summed instead of averaged": mutate("torch.stack(local).mean(0)", "torch.stack(local).sum(0)"),
+            "turns on requires_grad of the input weight": mutate(
+                "w = weight.detach().clone().requires_grad_(True)", "w = weight.requires_grad_(True)\n        w.grad = None"),
         },
     ),
     Exercise(
         grade_id="ch13_1f1b_test", functions=("one_f_one_b",), points=3,
-        title="the 1F1B pipeline schedule and its bubble",
         cases=(
             Case("2 stages, 4 micro-batches", {"stages": 2, "microbatches": 4}),
             Case("4 stages, 8 micro-batches", {"stages": 4, "microbatches": 8}),
@@ -829,7 +523,7 @@ EXERCISES = [
         ),
         probe=probe_1f1b, judge=allclose(rtol=1e-6, atol=1e-9),
         mutants={
-            "GPipe order (all forwards, then all backwards)": """
+            "GPipe order (all forwards, then all backwards)": whole("""
                 def one_f_one_b(num_stages, num_microbatches, t_forward=1, t_backward=2):
                     p, m = num_stages, num_microbatches
                     if p < 1 or m < 1:
@@ -848,163 +542,19 @@ EXERCISES = [
                             events.append((t, s, i, "B")); t += t_backward; b_end[(s, i)] = t
                     span = max(b_end.values())
                     return sorted(events), 1 - m * (t_forward + t_backward) / span, [m] * p
-            """,
-            "a warm-up of p - s forwards (one too many)": """
-                def one_f_one_b(num_stages, num_microbatches, t_forward=1, t_backward=2):
-                    p, m = num_stages, num_microbatches
-                    if p < 1 or m < 1:
-                        raise ValueError("bad")
-                    orders = []
-                    for s in range(p):
-                        w = min(p - s, m)
-                        orders.append([("F", i) for i in range(w)] + [o for i in range(m - w) for o in (("F", w + i), ("B", i))]
-                                      + [("B", i) for i in range(m - w, m)])
-                    done, free, nxt, events = {}, [0] * p, [0] * p, []
-                    while len(events) < 2 * p * m:
-                        for s in range(p):
-                            if nxt[s] == len(orders[s]):
-                                continue
-                            k, i = orders[s][nxt[s]]
-                            dep = (("F", s - 1, i) if s > 0 else None) if k == "F" else (("B", s + 1, i) if s < p - 1 else None)
-                            if dep is not None and dep not in done:
-                                continue
-                            start = max(free[s], done[dep] if dep else 0)
-                            free[s] = done[(k, s, i)] = start + (t_forward if k == "F" else t_backward)
-                            events.append((start, s, i, k)); nxt[s] += 1
-                    live = [0] * p; peak = [0] * p
-                    for _, s, _, k in sorted(events):
-                        live[s] += 1 if k == "F" else -1; peak[s] = max(peak[s], live[s])
-                    return sorted(events), 1 - m * (t_forward + t_backward) / max(free), peak
-            """,
-            "backward takes as long as forward": """
-                def one_f_one_b(num_stages, num_microbatches, t_forward=1, t_backward=2):
-                    p, m = num_stages, num_microbatches
-                    if p < 1 or m < 1:
-                        raise ValueError("bad")
-                    orders = []
-                    for s in range(p):
-                        w = min(p - s - 1, m)
-                        orders.append([("F", i) for i in range(w)] + [o for i in range(m - w) for o in (("F", w + i), ("B", i))]
-                                      + [("B", i) for i in range(m - w, m)])
-                    done, free, nxt, events = {}, [0] * p, [0] * p, []
-                    while len(events) < 2 * p * m:
-                        for s in range(p):
-                            if nxt[s] == len(orders[s]):
-                                continue
-                            k, i = orders[s][nxt[s]]
-                            dep = (("F", s - 1, i) if s > 0 else None) if k == "F" else (("B", s + 1, i) if s < p - 1 else None)
-                            if dep is not None and dep not in done:
-                                continue
-                            start = max(free[s], done[dep] if dep else 0)
-                            free[s] = done[(k, s, i)] = start + t_forward
-                            events.append((start, s, i, k)); nxt[s] += 1
-                    peak = [min(p - s, m) for s in range(p)]
-                    return sorted(events), (p - 1) / (m + p - 1), peak
-            """,
-            "events listed stage by stage": """
-                def one_f_one_b(num_stages, num_microbatches, t_forward=1, t_backward=2):
-                    p, m = num_stages, num_microbatches
-                    if p < 1 or m < 1:
-                        raise ValueError("bad")
-                    orders = []
-                    for s in range(p):
-                        w = min(p - s - 1, m)
-                        orders.append([("F", i) for i in range(w)] + [o for i in range(m - w) for o in (("F", w + i), ("B", i))]
-                                      + [("B", i) for i in range(m - w, m)])
-                    done, free, nxt, events = {}, [0] * p, [0] * p, []
-                    while len(events) < 2 * p * m:
-                        for s in range(p):
-                            if nxt[s] == len(orders[s]):
-                                continue
-                            k, i = orders[s][nxt[s]]
-                            dep = (("F", s - 1, i) if s > 0 else None) if k == "F" else (("B", s + 1, i) if s < p - 1 else None)
-                            if dep is not None and dep not in done:
-                                continue
-                            start = max(free[s], done[dep] if dep else 0)
-                            free[s] = done[(k, s, i)] = start + (t_forward if k == "F" else t_backward)
-                            events.append((start, s, i, k)); nxt[s] += 1
-                    events.sort(key=lambda e: (e[1], e[0]))
-                    peak = [min(p - s, m) for s in range(p)]
-                    return events, (p - 1) / (m + p - 1), peak
-            """,
-            "bubble as (p - 1) / m": """
-                def one_f_one_b(num_stages, num_microbatches, t_forward=1, t_backward=2):
-                    p, m = num_stages, num_microbatches
-                    if p < 1 or m < 1:
-                        raise ValueError("bad")
-                    orders = []
-                    for s in range(p):
-                        w = min(p - s - 1, m)
-                        orders.append([("F", i) for i in range(w)] + [o for i in range(m - w) for o in (("F", w + i), ("B", i))]
-                                      + [("B", i) for i in range(m - w, m)])
-                    done, free, nxt, events = {}, [0] * p, [0] * p, []
-                    while len(events) < 2 * p * m:
-                        for s in range(p):
-                            if nxt[s] == len(orders[s]):
-                                continue
-                            k, i = orders[s][nxt[s]]
-                            dep = (("F", s - 1, i) if s > 0 else None) if k == "F" else (("B", s + 1, i) if s < p - 1 else None)
-                            if dep is not None and dep not in done:
-                                continue
-                            start = max(free[s], done[dep] if dep else 0)
-                            free[s] = done[(k, s, i)] = start + (t_forward if k == "F" else t_backward)
-                            events.append((start, s, i, k)); nxt[s] += 1
-                    peak = [min(p - s, m) for s in range(p)]
-                    return sorted(events), (p - 1) / m, peak
-            """,
-            "in-flight micro-batches counted as the warm-up length": """
-                def one_f_one_b(num_stages, num_microbatches, t_forward=1, t_backward=2):
-                    p, m = num_stages, num_microbatches
-                    if p < 1 or m < 1:
-                        raise ValueError("bad")
-                    orders = []
-                    for s in range(p):
-                        w = min(p - s - 1, m)
-                        orders.append([("F", i) for i in range(w)] + [o for i in range(m - w) for o in (("F", w + i), ("B", i))]
-                                      + [("B", i) for i in range(m - w, m)])
-                    done, free, nxt, events = {}, [0] * p, [0] * p, []
-                    while len(events) < 2 * p * m:
-                        for s in range(p):
-                            if nxt[s] == len(orders[s]):
-                                continue
-                            k, i = orders[s][nxt[s]]
-                            dep = (("F", s - 1, i) if s > 0 else None) if k == "F" else (("B", s + 1, i) if s < p - 1 else None)
-                            if dep is not None and dep not in done:
-                                continue
-                            start = max(free[s], done[dep] if dep else 0)
-                            free[s] = done[(k, s, i)] = start + (t_forward if k == "F" else t_backward)
-                            events.append((start, s, i, k)); nxt[s] += 1
-                    peak = [min(p - s - 1, m) for s in range(p)]
-                    return sorted(events), (p - 1) / (m + p - 1), peak
-            """,
-            "no ValueError without micro-batches": """
-                def one_f_one_b(num_stages, num_microbatches, t_forward=1, t_backward=2):
-                    p, m = num_stages, num_microbatches
-                    orders = []
-                    for s in range(p):
-                        w = min(p - s - 1, m)
-                        orders.append([("F", i) for i in range(w)] + [o for i in range(m - w) for o in (("F", w + i), ("B", i))]
-                                      + [("B", i) for i in range(m - w, m)])
-                    done, free, nxt, events = {}, [0] * p, [0] * p, []
-                    while len(events) < 2 * p * m:
-                        for s in range(p):
-                            if nxt[s] == len(orders[s]):
-                                continue
-                            k, i = orders[s][nxt[s]]
-                            dep = (("F", s - 1, i) if s > 0 else None) if k == "F" else (("B", s + 1, i) if s < p - 1 else None)
-                            if dep is not None and dep not in done:
-                                continue
-                            start = max(free[s], done[dep] if dep else 0)
-                            free[s] = done[(k, s, i)] = start + (t_forward if k == "F" else t_backward)
-                            events.append((start, s, i, k)); nxt[s] += 1
-                    peak = [min(p - s, m) for s in range(p)]
-                    return sorted(events), (p - 1) / (m + p - 1), peak
-            """,
+            """),
+            "a warm-up of p - s forwards (one too many)": mutate("warmup = min(p - s - 1, m)", "warmup = min(p - s, m)"),
+            "backward takes as long as forward": mutate('(t_forward if kind == "F" else t_backward)', "t_forward"),
+            "events listed stage by stage": mutate("key=lambda e: (e[0], e[1])", "key=lambda e: (e[1], e[0])"),
+            "bubble as (p - 1) / m": mutate(BUBBLE, "bubble = (p - 1) / m"),
+            "in-flight micro-batches counted as the warm-up length": mutate(
+                "in_flight.append(peak)", "in_flight.append(min(p - len(in_flight) - 1, m))"),
+            "no ValueError without micro-batches": mutate({"if p < 1 or m < 1:": "if p < 1:",
+                                                           BUBBLE: BUBBLE.replace("/ makespan", "/ max(makespan, 1)")}),
         },
     ),
     Exercise(
         grade_id="ch13_checkpoint_test", functions=("checkpoint_cost", "sqrt_checkpoints"), points=2,
-        title="activation checkpointing: peak memory, recompute cost and the sqrt(n) rule",
         cases=(
             Case("16 equal layers, 4 segments", {"act": [1] * 16, "cost": [1] * 16, "starts": [0, 4, 8, 12],
                                                  "n_rule": 16}),
@@ -1021,105 +571,20 @@ EXERCISES = [
         ),
         probe=probe_checkpoint, judge=allclose(rtol=1e-9, atol=1e-9),
         mutants={
-            "the last segment is recomputed too": """
-                def checkpoint_cost(act, cost, starts):
-                    n = len(act)
-                    if any(s < 0 or s >= n for s in starts):
-                        raise ValueError("bad start")
-                    b = sorted(set(starts) | {0}) + [n]
-                    segs = list(zip(b[:-1], b[1:]))
-                    kept = [act[a] for a, _ in segs[:-1]]
-                    peak = sum(kept) + sum(act[segs[-1][0]:])
-                    for j, (a, e) in enumerate(segs[:-1]):
-                        peak = max(peak, sum(kept[:j + 1]) + sum(act[a + 1:e]))
-                    return peak, sum(cost) if len(segs) > 1 else 0
-
-                def sqrt_checkpoints(n):
-                    k = math.isqrt(n - 1) + 1 if n > 1 else 1
-                    return list(range(0, n, k))
-            """,
-            "peak counted during the backward pass only": """
-                def checkpoint_cost(act, cost, starts):
-                    n = len(act)
-                    if any(s < 0 or s >= n for s in starts):
-                        raise ValueError("bad start")
-                    b = sorted(set(starts) | {0}) + [n]
-                    segs = list(zip(b[:-1], b[1:]))
-                    kept = [act[a] for a, _ in segs[:-1]]
-                    peak = sum(act) if len(segs) == 1 else 0
-                    for j, (a, e) in enumerate(segs[:-1]):
-                        peak = max(peak, sum(kept[:j + 1]) + sum(act[a + 1:e]))
-                    return peak, sum(cost[:segs[-1][0]])
-
-                def sqrt_checkpoints(n):
-                    k = math.isqrt(n - 1) + 1 if n > 1 else 1
-                    return list(range(0, n, k))
-            """,
-            "later checkpoints kept during the backward pass": """
-                def checkpoint_cost(act, cost, starts):
-                    n = len(act)
-                    if any(s < 0 or s >= n for s in starts):
-                        raise ValueError("bad start")
-                    b = sorted(set(starts) | {0}) + [n]
-                    segs = list(zip(b[:-1], b[1:]))
-                    kept = [act[a] for a, _ in segs[:-1]]
-                    peak = sum(kept) + sum(act[segs[-1][0]:])
-                    for a, e in segs[:-1]:
-                        peak = max(peak, sum(kept) + sum(act[a + 1:e]))
-                    return peak, sum(cost[:segs[-1][0]])
-
-                def sqrt_checkpoints(n):
-                    k = math.isqrt(n - 1) + 1 if n > 1 else 1
-                    return list(range(0, n, k))
-            """,
-            "starts used as given (unsorted, repeated, 0 missing)": """
-                def checkpoint_cost(act, cost, starts):
-                    n = len(act)
-                    if any(s < 0 or s >= n for s in starts):
-                        raise ValueError("bad start")
-                    b = list(starts) + [n]
-                    segs = [(a, e) for a, e in zip(b[:-1], b[1:]) if a < e]
-                    kept = [act[a] for a, _ in segs[:-1]]
-                    peak = sum(kept) + sum(act[segs[-1][0]:])
-                    for j, (a, e) in enumerate(segs[:-1]):
-                        peak = max(peak, sum(kept[:j + 1]) + sum(act[a + 1:e]))
-                    return peak, sum(cost[:segs[-1][0]])
-
-                def sqrt_checkpoints(n):
-                    k = math.isqrt(n - 1) + 1 if n > 1 else 1
-                    return list(range(0, n, k))
-            """,
-            "segments of floor(sqrt(n)) layers": """
-                def checkpoint_cost(act, cost, starts):
-                    n = len(act)
-                    if any(s < 0 or s >= n for s in starts):
-                        raise ValueError("bad start")
-                    b = sorted(set(starts) | {0}) + [n]
-                    segs = list(zip(b[:-1], b[1:]))
-                    kept = [act[a] for a, _ in segs[:-1]]
-                    peak = sum(kept) + sum(act[segs[-1][0]:])
-                    for j, (a, e) in enumerate(segs[:-1]):
-                        peak = max(peak, sum(kept[:j + 1]) + sum(act[a + 1:e]))
-                    return peak, sum(cost[:segs[-1][0]])
-
-                def sqrt_checkpoints(n):
-                    return list(range(0, n, max(1, math.isqrt(n))))
-            """,
-            "no ValueError for a start outside the layers": """
-                def checkpoint_cost(act, cost, starts):
-                    n = len(act)
-                    b = sorted(set(s for s in starts if s < n) | {0}) + [n]
-                    segs = list(zip(b[:-1], b[1:]))
-                    kept = [act[a] for a, _ in segs[:-1]]
-                    peak = sum(kept) + sum(act[segs[-1][0]:])
-                    for j, (a, e) in enumerate(segs[:-1]):
-                        peak = max(peak, sum(kept[:j + 1]) + sum(act[a + 1:e]))
-                    return peak, sum(cost[:segs[-1][0]])
-
-                def sqrt_checkpoints(n):
-                    k = math.isqrt(n - 1) + 1 if n > 1 else 1
-                    return list(range(0, n, k))
-            """,
+            "the last segment is recomputed too": mutate("recompute = sum(cost[:last_a])",
+                                                         "recompute = sum(cost) if len(segments) > 1 else 0"),
+            "peak counted during the backward pass only": mutate("peak = sum(kept) + sum(act[last_a:last_b])",
+                                                                 "peak = sum(act) if len(segments) == 1 else 0"),
+            "later checkpoints kept during the backward pass": mutate("sum(kept[:j + 1])", "sum(kept)"),
+            "starts used as given (unsorted, repeated, 0 missing)": mutate({
+                "bounds = sorted(set(starts) | {0}) + [n]": "bounds = list(starts) + [n]",
+                "segments = list(zip(bounds[:-1], bounds[1:]))":
+                    "segments = [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if a < b]"}),
+            "segments of floor(sqrt(n)) layers": mutate("k = math.isqrt(n - 1) + 1 if n > 1 else 1",
+                                                        "k = max(1, math.isqrt(n))"),
+            "no ValueError for a start outside the layers": mutate({
+                "if any(s < 0 or s >= n for s in starts):": "if False:",
+                "sorted(set(starts) | {0})": "sorted(set(s for s in starts if s < n) | {0})"}),
         },
     ),
 ]
@@ -1388,7 +853,6 @@ ALTERNATIVES = {
     """},
 }
 
-EXERCISES = tabled(EXERCISES, RULES, ALTERNATIVES)
 
 # The oracle each exercise is checked against (used by the test suite, in the trusted process).
 ORACLES = {
@@ -1399,3 +863,5 @@ ORACLES = {
     "ch13_1f1b_test": oracle_1f1b,
     "ch13_checkpoint_test": oracle_checkpoint,
 }
+
+CHAPTER = Chapter("ch13_distributed", "ch13_exercises.ipynb", EXERCISES, rules=RULES, alternatives=ALTERNATIVES, oracles=ORACLES)

@@ -34,8 +34,8 @@ def make_class(course: Path, chapter: str, n: int) -> None:
     root = repo_root()
     spec = load_spec(chapter)
     shutil.copytree(root / "solutions" / chapter, course / "solutions" / chapter)
-    solution = nbformat.read(str(root / "solutions" / chapter / spec.NOTEBOOK), as_version=4)
-    stub = nbformat.read(str(root / "course" / chapter / spec.NOTEBOOK), as_version=4)
+    solution = nbformat.read(str(root / "solutions" / chapter / spec.notebook), as_version=4)
+    stub = nbformat.read(str(root / "course" / chapter / spec.notebook), as_version=4)
     stub_cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in stub.cells}
     rng = random.Random(0)
     for i in range(n):
@@ -46,7 +46,7 @@ def make_class(course: Path, chapter: str, n: int) -> None:
                 cell.source = stub_cells.get(meta.get("grade_id"), cell.source)
         folder = course / "submitted" / f"student{i:03d}" / chapter
         folder.mkdir(parents=True)
-        nbformat.write(nb, str(folder / spec.NOTEBOOK))
+        nbformat.write(nb, str(folder / spec.notebook))
 
 
 def timed(fn) -> float:

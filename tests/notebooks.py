@@ -12,7 +12,7 @@ def grade_cell(nb, grade_id):
 
 def edited_solution(tmp_path, edit, name="submission.ipynb", chapter="ch01_training"):
     """The chapter's solution notebook after ``edit(nb)``, written to ``tmp_path/name``."""
-    nb = nbformat.read(str(solutions_dir() / chapter / load_spec(chapter).NOTEBOOK), as_version=4)
+    nb = nbformat.read(str(solutions_dir() / chapter / load_spec(chapter).notebook), as_version=4)
     edit(nb)
     path = tmp_path / name
     nbformat.write(nb, str(path))

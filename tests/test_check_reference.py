@@ -26,7 +26,7 @@ def test_reference_notebook_names_the_exercises_notebook(chapter, root, capsys):
     reference = sorted((root / "course" / chapter).glob("*_reference.ipynb"))
     assert len(reference) == 1, reference
     line = _check(["check", str(reference[0])], capsys)
-    exercises = load_spec(chapter).NOTEBOOK
+    exercises = load_spec(chapter).notebook
     assert f"{reference[0].name} has no graded exercises" in line
     assert "reference notebook" in line and exercises in line and chapter in line
     assert "were the test cells deleted" not in line
@@ -34,14 +34,14 @@ def test_reference_notebook_names_the_exercises_notebook(chapter, root, capsys):
 
 def test_exercises_notebook_still_matches_its_chapter(root):
     chapter = CHAPTERS[0]
-    nb = nbformat.read(str(root / "course" / chapter / load_spec(chapter).NOTEBOOK), as_version=4)
-    assert match_chapter(nb, load_spec(chapter).NOTEBOOK) == chapter
+    nb = nbformat.read(str(root / "course" / chapter / load_spec(chapter).notebook), as_version=4)
+    assert match_chapter(nb, load_spec(chapter).notebook) == chapter
 
 
 def test_exercises_notebook_without_its_metadata_is_told_to_start_again(root, tmp_path, capsys):
     """The exercises notebook's cells pasted into a fresh notebook: its name is right but nothing is graded."""
     chapter = CHAPTERS[0]
-    name = load_spec(chapter).NOTEBOOK
+    name = load_spec(chapter).notebook
     nb = nbformat.read(str(root / "course" / chapter / name), as_version=4)
     for cell in nb.cells:
         cell.metadata.pop("nbgrader", None)

@@ -66,10 +66,10 @@ def test_exchange_round_trip_three_students(root, tmp_path, monkeypatch, capsys)
 
     # 1. the instructor releases into the course-local exchange (created by the configuration)
     llmprep_nbgrader("release_assignment", CH, "--force")
-    assert (course / "exchange" / "llmprep" / "outbound" / CH / load_spec(CH).NOTEBOOK).is_file()
+    assert (course / "exchange" / "llmprep" / "outbound" / CH / load_spec(CH).notebook).is_file()
 
     # 2. three students list, fetch (into their workspace), answer and submit
-    nb_name = load_spec(CH).NOTEBOOK
+    nb_name = load_spec(CH).notebook
     answers = {"alice": (root / "solutions" / CH / nb_name, nb_name),        # full marks
                "bob": (None, nb_name),                                          # submits the stubs
                "carol": (root / "solutions" / CH / nb_name, "carol_ch01.ipynb")}  # renamed, full marks
@@ -102,7 +102,7 @@ def test_exchange_round_trip_three_students(root, tmp_path, monkeypatch, capsys)
     out = capsys.readouterr().out
     assert f"note: graded carol_ch01.ipynb as {nb_name}" in out  # the rename shows in the text output
     rows = {r["student"]: r for r in csv.DictReader(open(course / "build" / "grades" / f"{CH}.csv"))}
-    full = sum(ex.points for ex in load_spec(CH).EXERCISES)
+    full = sum(ex.points for ex in load_spec(CH).exercises)
     assert {s: float(r["score"]) for s, r in rows.items()} == {"alice": full, "bob": 0.0, "carol": full}
 
     # 5. feedback: generated, released, fetched by a student

@@ -22,7 +22,7 @@ def _norm(text: str) -> str:
 def instructions(chapter: str) -> dict[str, str]:
     """grade_id of each test cell -> the markdown written since the previous test cell."""
     spec = load_spec(chapter)
-    nb = engine.read_notebook(engine.solutions_dir() / chapter / spec.NOTEBOOK)
+    nb = engine.read_notebook(engine.solutions_dir() / chapter / spec.notebook)
     result, text = {}, []
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
@@ -38,7 +38,7 @@ def instructions(chapter: str) -> dict[str, str]:
 def test_every_stated_rule_has_a_case_and_a_mutant(chapter):
     spec = load_spec(chapter)
     told = instructions(chapter)
-    for ex in spec.EXERCISES:
+    for ex in spec.exercises:
         assert ex.rules, f"{ex.grade_id}: no rule table"
         cases = {c.name for c in ex.cases}
         for rule in ex.rules:
@@ -55,14 +55,14 @@ def test_every_stated_rule_has_a_case_and_a_mutant(chapter):
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_every_mutant_targets_a_stated_rule(chapter):
-    for ex in load_spec(chapter).EXERCISES:
+    for ex in load_spec(chapter).exercises:
         for mutant in ex.mutants:
             assert ex.mentions(mutant), f"{ex.grade_id}: mutant {mutant!r} is in no rule of the table"
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_every_exercise_has_an_alternative_correct_fixture(chapter):
-    for ex in load_spec(chapter).EXERCISES:
+    for ex in load_spec(chapter).exercises:
         assert ex.alternatives, f"{ex.grade_id}: no alternative-correct solution"
 
 

@@ -12,7 +12,7 @@ CH01 = "ch01_training"
 def test_grade_a_small_class(root, tmp_path):
     course = tmp_path / "course_root"
     shutil.copytree(root / "solutions" / CH01, course / "solutions" / CH01)
-    nb_name = load_spec(CH01).NOTEBOOK
+    nb_name = load_spec(CH01).notebook
     for student, source in [("alice", root / "solutions" / CH01 / nb_name),
                             ("bob", root / "course" / CH01 / nb_name)]:
         (course / "submitted" / student / CH01).mkdir(parents=True)
@@ -26,7 +26,7 @@ def test_grade_a_small_class(root, tmp_path):
 
     from nbgrader.api import Gradebook
 
-    max_score = sum(ex.points for ex in load_spec(CH01).EXERCISES)
+    max_score = sum(ex.points for ex in load_spec(CH01).exercises)
     with Gradebook(gradebook_url(course)) as gb:
         alice = gb.find_submission(CH01, "alice")
         bob = gb.find_submission(CH01, "bob")
@@ -57,7 +57,7 @@ def test_formgrader_sees_trusted_grades_and_its_autograde_runs_the_trusted_engin
         pytest.skip("no sandbox on this machine")
     course = tmp_path / "course_root"
     shutil.copytree(root / "solutions" / CH01, course / "solutions" / CH01)
-    nb_name = load_spec(CH01).NOTEBOOK
+    nb_name = load_spec(CH01).notebook
     cheat = nbformat.read(str(root / "course" / CH01 / nb_name), as_version=4)  # the stub: 0 points honestly
     cheat.cells.append(nbformat.v4.new_code_cell(  # stock nbgrader would run this in the grading kernel
         "get_ipython().set_custom_exc((BaseException,), lambda *a, **k: None)"))
@@ -70,7 +70,7 @@ def test_formgrader_sees_trusted_grades_and_its_autograde_runs_the_trusted_engin
             nbformat.write(cheat, str(folder / nb_name))
         (folder / "timestamp.txt").write_text(stamp)
     assert grade_assignment(CH01, root=course, jobs=1) == 0
-    max_score = sum(ex.points for ex in load_spec(CH01).EXERCISES)
+    max_score = sum(ex.points for ex in load_spec(CH01).exercises)
 
     import os
 
@@ -100,7 +100,7 @@ def test_formgrader_sees_trusted_grades_and_its_autograde_runs_the_trusted_engin
     alice = json.loads((course / "autograded" / "alice" / CH01 / nb_name).read_text())
     texts = ["".join(o.get("text", "")) for c in alice["cells"] for o in c.get("outputs", [])]
     verdicts = [t for t in texts if "llmprep grader" in t]
-    assert len(verdicts) == len(load_spec(CH01).EXERCISES) and all("passed all" in v for v in verdicts)
+    assert len(verdicts) == len(load_spec(CH01).exercises) and all("passed all" in v for v in verdicts)
     from nbgrader.api import Gradebook
 
     with Gradebook(gradebook_url(course)) as gb:

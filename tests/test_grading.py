@@ -16,23 +16,23 @@ CHAPTERS = all_chapters()
 
 
 def _solution(root, chapter):
-    return root / "solutions" / chapter / load_spec(chapter).NOTEBOOK
+    return root / "solutions" / chapter / load_spec(chapter).notebook
 
 
 def _released(root, chapter):
-    return root / "course" / chapter / load_spec(chapter).NOTEBOOK
+    return root / "course" / chapter / load_spec(chapter).notebook
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_spec_matches_the_notebook(root, chapter):
     spec = load_spec(chapter)
     cells = engine.test_cells(engine.read_notebook(_solution(root, chapter)))
-    assert set(cells) == {ex.grade_id for ex in spec.EXERCISES}
-    for ex in spec.EXERCISES:
+    assert set(cells) == {ex.grade_id for ex in spec.exercises}
+    for ex in spec.exercises:
         assert cells[ex.grade_id]["points"] == ex.points, ex.grade_id
         assert len(ex.cases) >= 3 and len(ex.mutants) >= 2, ex.grade_id
         assert len({c.name for c in ex.cases}) == len(ex.cases)
-    assert len(spec.EXERCISES) >= 5
+    assert len(spec.exercises) >= 5
 
 
 def _defines(source, name):
@@ -46,7 +46,7 @@ def test_spec_functions_are_what_notebook_probe_and_mutants_name(root, chapter):
     spec = load_spec(chapter)
     nb = engine.read_notebook(_solution(root, chapter))
     source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    for ex in spec.EXERCISES:
+    for ex in spec.exercises:
         assert ex.functions, ex.grade_id
         for name in ex.functions:
             assert _defines(source, name), f"{ex.grade_id}: the notebook never defines {name}"
@@ -75,9 +75,9 @@ def test_solution_agrees_with_the_library_oracles(chapter):
     """The reference outputs equal what the library implementation gives on every case."""
     spec = load_spec(chapter)
     ref = engine.reference_run(chapter)
-    oracles = getattr(spec, "ORACLES", {})
+    oracles = spec.oracles
     assert oracles, "every chapter compares with library implementations"
-    for ex in spec.EXERCISES:
+    for ex in spec.exercises:
         if ex.grade_id not in oracles:
             continue
         for ci, case in enumerate(ex.cases):
@@ -225,7 +225,7 @@ def test_feedback_never_shows_hidden_case_data(root, tmp_path):
     spec = load_spec(CH01)
     assert "seed" not in text and "ignore_frac" not in text
     assert len(text) < 20_000
-    for ex in spec.EXERCISES:
+    for ex in spec.exercises:
         assert ex.probe.__name__ not in text
 
 
@@ -234,5 +234,5 @@ def test_cli_check_json(root):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert out["score"] == 0 and out["max_score"] == sum(ex.points for ex in load_spec(CH01).EXERCISES)
+    assert out["score"] == 0 and out["max_score"] == sum(ex.points for ex in load_spec(CH01).exercises)
     assert {"grade_id", "points", "max_points", "message"} <= set(out["cells"][0])

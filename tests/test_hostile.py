@@ -425,7 +425,7 @@ def _digest(path: Path) -> str:
 def batch(root, tmp_path_factory):
     course = tmp_path_factory.mktemp("hostile") / "course_root"
     shutil.copytree(root / "solutions" / CH01, course / "solutions" / CH01)
-    nb_name = load_spec(CH01).NOTEBOOK
+    nb_name = load_spec(CH01).notebook
     engine.reference_run(CH01)  # the reference cache exists before any attacker runs
     site = Path(next(p for p in sys.path if p.endswith("site-packages")))
     stdlib = Path(os.__file__).parent
@@ -465,7 +465,7 @@ def batch(root, tmp_path_factory):
            "repo_b": str(root).encode(), "targets": [str(p) for p in sentinels.values()]
            + [str(p / "x") for p in (cache, shared_tmp)],
            "tmp_parent": tempfile.gettempdir(), "marker": MARKER, "port": listener.getsockname()[1],
-           "other_chapter": root / "solutions" / "ch02_imbalance" / load_spec("ch02_imbalance").NOTEBOOK}
+           "other_chapter": root / "solutions" / "ch02_imbalance" / load_spec("ch02_imbalance").notebook}
     for student, (edit, _, name, extra) in STUDENTS.items():
         folder = course / "submitted" / student / CH01
         folder.mkdir(parents=True)
@@ -592,7 +592,7 @@ def test_autograded_notebooks_and_feedback_show_verdicts_not_hidden_material(bat
         assert path.stat().st_size < 2_000_000, path  # the 50 MB print is not copied into grading artifacts
         assert "llmprep grader:" in text
         assert "<script>alert" not in text and "<img src=x" not in text, path
-        for ex in spec.EXERCISES:
+        for ex in spec.exercises:
             assert ex.probe.__name__ not in text, path
             for case in ex.cases:
                 for key, value in case.params.items():
@@ -644,7 +644,7 @@ def test_the_job_does_not_leave_through_the_notes_in_any_encoding(batch):
     nbgrader(["generate_feedback", CH01, "--force", "--student", "exfiltration"], batch["course"])
     spec = load_spec(CH01)
     path = batch["course"] / "submitted" / "exfiltration" / CH01 / batch["nb_name"]
-    text = json.dumps(engine.build_job(engine.read_notebook(path), list(spec.EXERCISES))["exercises"])
+    text = json.dumps(engine.build_job(engine.read_notebook(path), list(spec.exercises))["exercises"])
     raw = text.encode()
     encoded = [base64.b64encode(raw).decode(), raw.hex(), codecs.encode(text, "rot13"), text[::-1],
                base64.b32encode(raw).decode(), quote(text)]

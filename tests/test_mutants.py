@@ -19,7 +19,7 @@ def test_every_mutant_loses_points(chapter):
     _same_outputs_as_the_reference(ref, run)
     for _grade_id, verdict in verdicts[engine.SUBMITTED].items():
         assert verdict.points == verdict.max_points, verdict
-    for ex in spec.EXERCISES:
+    for ex in spec.exercises:
         for mutant in ex.mutants:
             verdict = verdicts[f"mutant:{mutant}"][ex.grade_id]
             assert verdict.points < verdict.max_points, f"{ex.grade_id}: mutant '{mutant}' survived"

@@ -40,7 +40,7 @@ def test_sandbox_has_no_network(root, tmp_path):
 
 
 def test_sandbox_cannot_read_the_solutions_or_specs(root, tmp_path):
-    secret = root / "solutions" / CH01 / load_spec(CH01).NOTEBOOK
+    secret = root / "solutions" / CH01 / load_spec(CH01).notebook
 
     def edit(nb):
         # Right answer only if the instructor's files are invisible from inside the sandbox.

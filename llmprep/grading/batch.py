@@ -99,7 +99,7 @@ def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, a
         ensure_assignment(assignment, root)
     except RuntimeError as exc:
         return _error(str(exc))
-    notebook_id = Path(spec.NOTEBOOK).stem
+    notebook_id = Path(spec.notebook).stem
     limits = limits or Limits()
     print(f"sandbox: {iso.describe}; budget {limits.wall:.0f} s per submission", file=sys.stderr)
 
@@ -135,8 +135,8 @@ def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, a
                     try:
                         record(gradebook_url(root), assignment, student, notebook_id, result,
                                folder=submitted / student / assignment)
-                        write_autograded(path, root / "autograded" / student / assignment / spec.NOTEBOOK, result,
-                                         repo_root() / "course" / assignment / spec.NOTEBOOK)
+                        write_autograded(path, root / "autograded" / student / assignment / spec.notebook, result,
+                                         repo_root() / "course" / assignment / spec.notebook)
                         _copy_timestamp(submitted / student / assignment, root / "autograded" / student / assignment)
                         status = "graded"
                     except Exception as exc:  # noqa: BLE001 - recorded as this student's failure

@@ -48,7 +48,7 @@ def check_notebook(path: str | Path, limits: Limits | None = None, folder: Path 
         return NotebookResult(path.name, chapter, 0.0, 0.0, [],
                               [f"this is the {chapter} notebook; expected {expected}"])
     spec = load_spec(chapter)
-    exercises = list(spec.EXERCISES)
+    exercises = list(spec.exercises)
     fragments = hidden_fragments(exercises)
     max_score = float(sum(ex.points for ex in exercises))
     ref = reference_run(chapter, limits)
@@ -81,10 +81,10 @@ def mutant_run(chapter: str, notebook: Path | None = None, limits: Limits | None
     """For the test suite: (the cached reference run, one fresh sandbox run of the solution, or ``notebook``,
     with every mutant and every alternative-correct fixture swapped in)."""
     spec = load_spec(chapter)
-    path = notebook or solutions_dir() / chapter / spec.NOTEBOOK
+    path = notebook or solutions_dir() / chapter / spec.notebook
     nb = read_notebook(path)
     ref = reference_run(chapter, limits)
-    run = run_sandbox(build_job(nb, list(spec.EXERCISES), mutants=True), limits, folder=path.parent)
+    run = run_sandbox(build_job(nb, list(spec.exercises), mutants=True), limits, folder=path.parent)
     if not run.ok:
         raise GradingError(f"{chapter}: {run.reason}\n{run.log_tail[-3000:]}")
     return ref, run
@@ -95,7 +95,7 @@ def judge_variants(chapter: str, ref: SandboxRun, run: SandboxRun) -> dict[str, 
     (``mutant:<name>``) and each alternative (``alt:<name>``); a variant only replaces the function(s) of its
     own exercise."""
     result: dict[str, dict[str, CellVerdict]] = {}
-    for ex in load_spec(chapter).EXERCISES:
+    for ex in load_spec(chapter).exercises:
         for variant in [SUBMITTED] + [f"mutant:{m}" for m in ex.mutants] + [f"alt:{a}" for a in ex.alternatives]:
             result.setdefault(variant, {})[ex.grade_id] = judge_exercise(ex, run, ref, variant)
     return result

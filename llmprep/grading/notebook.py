@@ -63,7 +63,7 @@ def match_chapter(nb, name: str | None = None) -> str:
     ids = set(test_cells(nb))
     best, overlap = None, 0
     for chapter in all_chapters():
-        n = len(ids & {ex.grade_id for ex in load_spec(chapter).EXERCISES})
+        n = len(ids & {ex.grade_id for ex in load_spec(chapter).exercises})
         if n > overlap:
             best, overlap = chapter, n
     if best is None:
@@ -80,7 +80,7 @@ def _no_exercises(name: str | None) -> str:
     prefix = (name or "").split("_")[0]
     for chapter in all_chapters() if prefix.startswith("ch") else ():
         if chapter.split("_")[0] == prefix:
-            exercises = load_spec(chapter).NOTEBOOK
+            exercises = load_spec(chapter).notebook
             if name == exercises:
                 return (f"{name} has lost its graded cells (no nbgrader metadata is left: were its cells copied "
                         f"into a new notebook?); start again from a fresh copy (llmprep start {chapter}) "
@@ -135,10 +135,10 @@ def build_job(nb, exercises: list[Exercise], mutants: bool = False) -> dict:
 def pick_notebook(folder: Path, spec) -> tuple[Path | None, str]:
     """The submitted notebook to grade: the expected name, else the one sharing most grade ids
     with the chapter (students rename files). Returns (path, note). Symlinks are never followed."""
-    expected = folder / spec.NOTEBOOK
+    expected = folder / spec.notebook
     if expected.is_file() and not expected.is_symlink():
         return expected, ""
-    ids = {ex.grade_id for ex in spec.EXERCISES}
+    ids = {ex.grade_id for ex in spec.exercises}
     best, overlap = None, 0
     budget = MAX_CANDIDATE_BYTES
     candidates = [p for p in sorted(folder.glob("*.ipynb"))[:MAX_CANDIDATES]
@@ -156,4 +156,4 @@ def pick_notebook(folder: Path, spec) -> tuple[Path | None, str]:
             best, overlap = candidate, n
     if best is None:
         return None, f"no notebook with this assignment's graded cells in {folder.name}/"
-    return best, f"graded {best.name} as {spec.NOTEBOOK} ({overlap} of {len(ids)} graded cells matched)"
+    return best, f"graded {best.name} as {spec.notebook} ({overlap} of {len(ids)} graded cells matched)"

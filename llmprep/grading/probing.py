@@ -1,54 +1,21 @@
-"""Helpers for trusted probes (``autograder/*.py``), importable inside the sandbox and in tests."""
+"""Helpers for trusted probes (``autograder/*.py``), importable inside the sandbox and in tests, and the
+library ban (``Exercise.bans``), installed by the sandbox before the student's first cell runs."""
 from __future__ import annotations
 
 import builtins
 import sys
+import types
 from contextlib import contextmanager
 
-from llmprep.models import tiny_gpt2  # noqa: F401 - the probes' random GPT-2 (specs import it from here)
-
-
-@contextmanager
-def forbidden(*targets):
-    """While the block runs, calling any target raises ``RuntimeError("calls <label>, which this
-    exercise asks you to write yourself")``; everything is put back afterwards.
-
-    Each target is ``(owner, attribute)`` or ``(owner, attribute, label)``; owners that lack the
-    attribute are skipped. An attribute inherited by ``owner`` is shadowed, then removed again.
-    """
-    saved = []
-    try:
-        for owner, name, *label in targets:
-            if not hasattr(owner, name):
-                continue
-            own = isinstance(owner, type) and name in owner.__dict__ or not isinstance(owner, type)
-            saved.append((owner, name, owner.__dict__[name] if isinstance(owner, type) and own
-                          else getattr(owner, name), own))
-            what = label[0] if label else name
-
-            def blocked(*args, _what=what, **kwargs):
-                raise RuntimeError(f"calls {_what}, which this exercise asks you to write yourself")
-
-            setattr(owner, name, blocked)
-        yield
-    finally:
-        for owner, name, original, own in reversed(saved):
-            if own:
-                setattr(owner, name, original)
-            else:
-                delattr(owner, name)
-
-
-def generate_forbidden(model):
-    """``forbidden`` for ``model.generate``, wherever in the model's class hierarchy it is defined."""
-    owner = next(k for k in type(model).__mro__ if "generate" in k.__dict__)
-    return forbidden((owner, "generate", "model.generate"))
+from llmprep.models import tiny_gpt2  # the probes' random GPT-2 (specs import it from here; trusted below)
 
 
 # --------------------------------------------------------------------------- bans installed before the cells run
 
 _active: set[str] = set()  # grade ids whose bans are in force right now
 _gates: dict[tuple[int, str], object] = {}
+_swaps: list[tuple[object, str, object, str, str]] = []  # banned classes: (owner, attribute, class, label, grade id)
+_swapped: list[tuple[object, str, object, object]] = []  # in force now: (module or namespace, name, class, refusal)
 
 
 def _resolve_loaded(dotted: str):
@@ -82,6 +49,11 @@ def _install(owner_path: str, name: str, label: str, grade_id: str) -> bool:
     original = getattr(owner, name, None)
     if original is None:
         return False  # (a module still being initialised)
+    if isinstance(original, (type, types.ModuleType)):
+        # a class (or a submodule) stays itself (isinstance checks, class attributes, subclasses elsewhere in the
+        # library): it is swapped for a refusal only while the probe runs, in its module and the notebook's globals
+        _swaps.append((owner, name, original, label, grade_id))
+        return True
     gate = _gates.get((id(owner), name))
     if gate is None:
         gate = _make_gate(original, label)
@@ -153,15 +125,72 @@ def _make_gate(original, label):
     return gate
 
 
+def _refusal(label):
+    def refused(*args, **kwargs):
+        raise RuntimeError(f"calls {label}, which this exercise asks you to write yourself")
+
+    return refused
+
+
+def _put(where, name, value) -> None:
+    if isinstance(where, dict):
+        where[name] = value
+    else:
+        setattr(where, name, value)
+
+
 @contextmanager
-def bans_in_force(grade_id: str):
-    """While the block runs (the probes of one exercise), that exercise's installed bans raise."""
+def bans_in_force(grade_id: str, namespace: dict | None = None):
+    """While the block runs (the probes of one exercise), that exercise's installed bans raise; a banned
+    class is replaced by a refusal in its module and wherever ``namespace`` (the notebook's globals) binds it."""
     _install_pending()  # (a module imported without an import statement, e.g. by importlib)
     _active.add(grade_id)
     try:
+        for owner, name, cls, label, gid in _swaps:
+            if gid != grade_id:
+                continue
+            refused = _refusal(label)
+            places = [(owner, name)] if getattr(owner, name, None) is cls else []
+            places += [(namespace, key) for key, value in (namespace or {}).items() if value is cls]
+            for where, key in places:
+                _put(where, key, refused)
+                _swapped.append((where, key, cls, refused))
         yield
     finally:
         _active.discard(grade_id)
+        while _swapped:
+            where, key, cls, _ = _swapped.pop()
+            _put(where, key, cls)
+
+
+def _trusted(fn):
+    """A probe helper that may use what the probe's exercise bans (loading a tokenizer, building a model): it
+    runs with every ban lifted, and the bans are back in force when it returns."""
+    import functools
+
+    @functools.wraps(fn)
+    def lifted(*args, **kwargs):
+        active = set(_active)
+        _active.clear()
+        for where, key, cls, _ in _swapped:
+            _put(where, key, cls)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _active.update(active)
+            for where, key, _, refused in _swapped:
+                _put(where, key, refused)
+
+    return lifted
+
+
+tiny_gpt2 = _trusted(tiny_gpt2)
+
+
+def unbanned(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` with every ban lifted: for a probe's own use of a library its exercise bans
+    (e.g. the exact value an estimate is compared with)."""
+    return _trusted(fn)(*args, **kwargs)
 
 
 # --------------------------------------------------------------------------- tokenizers (ch10)
@@ -171,7 +200,7 @@ def bans_in_force(grade_id: str):
 def _cached(fn):
     from functools import lru_cache
 
-    return lru_cache(maxsize=None)(fn)
+    return _trusted(lru_cache(maxsize=None)(fn))
 
 
 @_cached
@@ -220,43 +249,3 @@ def smollm2_tokenizer():
     from llmprep.assets import load_smollm2_tokenizer
 
     return load_smollm2_tokenizer()
-
-
-# --------------------------------------------------------------------------- lazily imported libraries (ch11: trl)
-
-@contextmanager
-def library_blocked(label, *targets):
-    """``forbidden`` for a heavy library without importing it: while the block runs, importing any of the
-    ``targets``' modules that is not loaded yet raises ``ImportError("imports <label>, ...")``, and the
-    attributes of those already loaded raise as in ``forbidden``. ``targets`` are ``(module, attribute
-    path)`` pairs, e.g. ``("trl.trainer.dpo_trainer", "DPOTrainer._compute_loss")``; a probe never pays
-    the library's import time (seconds for ``trl``) when the student's code did not import it."""
-    import sys
-
-    missing = {module for module, _ in targets if module not in sys.modules}
-    loaded = []
-    for module, path in targets:
-        if module in missing:
-            continue
-        owner = sys.modules[module]
-        *parents, name = path.split(".")
-        try:
-            for part in parents:
-                owner = getattr(owner, part)
-        except AttributeError:
-            continue
-        loaded.append((owner, name, label))
-
-    class _Refuse:
-        def find_spec(self, fullname, path=None, target=None):  # noqa: ARG002 - importlib finder protocol
-            if fullname in missing:
-                raise ImportError(f"imports {label}, which this exercise asks you to write yourself")
-            return None
-
-    finder = _Refuse()
-    sys.meta_path.insert(0, finder)
-    try:
-        with forbidden(*loaded):
-            yield
-    finally:
-        sys.meta_path.remove(finder)

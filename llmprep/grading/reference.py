@@ -32,10 +32,10 @@ def reference_run(chapter: str, limits: Limits | None = None) -> SandboxRun:
 
 def _reference_run(chapter: str, limits: Limits | None) -> SandboxRun:
     spec = load_spec(chapter)
-    nb_path = solutions_dir() / chapter / spec.NOTEBOOK
+    nb_path = solutions_dir() / chapter / spec.notebook
     nb = read_notebook(nb_path)
-    job = build_job(nb, list(spec.EXERCISES))
-    key = hashlib.sha256((json.dumps(job, sort_keys=True) + spec_source_hash(spec) +
+    job = build_job(nb, list(spec.exercises))
+    key = hashlib.sha256((json.dumps(job, sort_keys=True) + spec_source_hash(chapter) +
                           Path(__file__).with_name("sandbox.py").read_text()).encode()).hexdigest()[:20]
     folder = cache_dir()
     stem = folder / f"{chapter}-{key}"

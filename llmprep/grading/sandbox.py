@@ -168,7 +168,7 @@ def run_probes(user_ns: dict, exercises: list[dict], case_timeout: float):
     summary = []
     for ex in exercises:
         mark(phase="probe", grade_id=ex["grade_id"])
-        with bans_in_force(ex["grade_id"]):
+        with bans_in_force(ex["grade_id"], user_ns):
             _probe_exercise(user_ns, ex, case_timeout, arrays, summary)
     return arrays, summary
 

@@ -1,37 +1,67 @@
 """The vocabulary of a trusted exercise spec (one module per chapter in ``autograder/``).
 
-A spec describes one graded cell of a notebook, keyed by the ``grade_id`` of its
-nbgrader test cell:
+A spec module ends with one ``CHAPTER = Chapter(name, notebook, exercises, rules=..., alternatives=...,
+oracles=...)``; ``load_spec(name)`` returns that object. Its words:
 
-* ``points`` — what the cell is worth (must equal the notebook's test-cell points);
-* ``cases`` — seeded inputs as plain JSON data, each with a name that feedback may show;
-* ``probe`` — a self-contained function ``probe(ns, params) -> dict`` whose *source* is
-  shipped to the sandbox; it looks up the student's function in ``ns`` (the notebook's
-  namespace), calls it on the case's inputs and returns plain data
-  (numbers, arrays, tensors, bools, strings);
-* ``judge`` — a trusted callable ``judge(got, want, params) -> None | str`` that compares
-  the submission's outputs with the reference outputs (from the solution notebook) and
-  returns ``None`` when they agree or a one-line reason when not;
-* ``mutants`` — known-wrong versions of the function(s) (source text) that the judge
-  must reject; the test suite proves every one of them loses the cell's points;
-* ``bans`` — the library callables the exercise asks the student to write themselves, as
-  ``(owner dotted path, attribute, label)``; installed as gates before the student's cells run
-  (so a name bound at import time is caught too) and in force while this exercise is probed;
-* ``alternatives`` — correct versions written in another style (loop vs vectorised, another
-  stable formula, float32) that the judge must accept; the suite proves each earns full points;
-* ``rules`` — the table of rules the instructions state: each rule quotes the instructions, names
-  the case(s) that break when the rule is broken and the mutant(s) that break it, each mutant with
-  the word its feedback must contain (tests/test_exercise_rules.py and tests/test_mutants.py read it).
+* ``Chapter`` — the chapter's folder name, its graded notebook, its exercises, the rule table and the
+  alternative-correct fixtures (both keyed by grade_id, joined to the exercises here) and the oracles the test
+  suite compares the solution with. Building it resolves every mutant (below) and fails loudly on a bad spec.
+* ``Exercise`` — one graded cell, keyed by the ``grade_id`` of its nbgrader test cell:
+
+  - ``functions`` — the names the student defines, the probe looks up and the mutants redefine;
+  - ``points`` — what the cell is worth (must equal the notebook's test-cell points);
+  - ``cases`` — seeded inputs as plain JSON data, each a ``Case(name, params, edge="")``; feedback may show the
+    name; ``edge`` says which boundary of a stated domain the case sits on (a shape, a magnitude, a tie, a
+    promised error), so that a rule can name its edge cases and an edge mutant (``mutate(">", ">=")``) its case;
+  - ``probe`` — a self-contained function ``probe(ns, params) -> dict`` whose *source* is shipped to the
+    sandbox; it looks up the student's function in ``ns``, calls it on the case's inputs and returns plain data;
+  - ``judge`` — a trusted callable ``judge(got, want, params) -> None | str``: None when the submission's
+    outputs agree with the reference's (the solution run the same way), else one line in words, the returned
+    value first. Shared judges live below: ``allclose``, ``ordered`` (labelled keys, each its own tolerance),
+    ``sequence_diff`` (token sequences), ``json_list`` (traces sent as JSON);
+  - ``mutants`` — known-wrong variants the judge must reject, ``name -> Mutant`` (or a plain source string);
+  - ``bans`` — the library calls the exercise asks the student to write themselves, ``(owner dotted path,
+    attribute, label)``, each public equivalent listed too (``torch.log_softmax`` and ``torch.special.log_softmax``
+    are different objects). The only ban mechanism: gates installed before the student's first cell runs
+    (modules not imported yet are gated by the import that loads them, before it binds any name), raising
+    while this exercise is probed; a banned *class* is swapped out of its module and out of the notebook's
+    globals while the probe runs. A learning aid, not security (see autograder/README.md);
+  - ``base`` — optional: the text the mutants of this exercise edit, when it is not the solution's own code.
+* ``Mutant`` — a known-wrong variant, written as a small edit of a base::
+
+      "takes a new block one token early": mutate("if n % self.block_size == 0:",
+                                                  "if (n + 1) % self.block_size == 0:"),
+
+  - ``mutate("old", "new")`` or ``mutate({"old": "new", "old 2": "new 2"})`` (made in order) edits the base: by
+    default the solution's own definitions of ``functions``, pulled by name from the answer cells of
+    ``solutions/<chapter>/<notebook>`` (nbgrader's ``### BEGIN/END SOLUTION`` lines dropped), else
+    ``Exercise.base`` or ``mutate(..., base=TEXT)``. Every ``old`` must occur exactly once in the base
+    (``count=2``: a snippet the base holds twice, both replaced) and every edit must change it, or building the
+    Chapter raises ``SpecError`` naming the mutant and the snippet;
+  - ``whole(source)`` (or a plain string) — a full-text mutant, where the idea really differs from the solution;
+  - ``hint=Hint(zh=..., en=...)`` — optional words on the misconception, for the coming hints.
+
+  Mutant sources reach a sandbox only in the test suite's mutant runs (``build_job(..., mutants=True)``),
+  never in a student's grading job.
+* ``Rule(quote, cases, mutants)`` — one rule the instructions state: ``quote`` is copied from the instructions,
+  ``cases`` name the hidden cases that break when it is broken, ``mutants`` map each mutant that breaks it to a
+  word its feedback must contain (tests/test_exercise_rules.py and tests/test_mutants.py read them).
+* alternatives — correct versions in another style (``name -> source``) that must earn full points.
 """
 from __future__ import annotations
 
+import ast
 import inspect
 import json
 import textwrap
-from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
+
+from llmprep.grading.trusted import GradingError, solutions_dir
 
 Outputs = Mapping[str, np.ndarray]
 Judge = Callable[[Outputs, Outputs, dict], "str | None"]
@@ -41,6 +71,7 @@ Judge = Callable[[Outputs, Outputs, dict], "str | None"]
 class Case:
     name: str  # shown in feedback; the params are not
     params: dict = field(default_factory=dict)
+    edge: str = ""  # the edge of a stated domain this case sits on ("v exactly on a cumulative value"), if any
 
 
 @dataclass(frozen=True)
@@ -53,6 +84,66 @@ class Rule:
     mutants: Mapping[str, str]
 
 
+class SpecError(GradingError):
+    """A spec that cannot be built as written (a mutant's snippet not found exactly once, ...)."""
+
+
+@dataclass(frozen=True)
+class Hint:
+    """Words on the misconception a mutant stands for, in both languages (for feedback hints)."""
+    zh: str
+    en: str
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """A known-wrong variant: ``edits`` of a base (``mutate``), or a whole ``source`` (``whole``).
+    ``base``: the text to edit when it is neither the exercise's ``base`` nor the solution's code."""
+    edits: tuple[tuple[str, str], ...] = ()
+    source: str = ""  # filled in by Chapter for an edit
+    base: str | None = None
+    hint: Hint | None = None
+    count: int = 1  # how many times each ``old`` occurs (and is replaced) in the base
+
+    def applied_to(self, base: str, where: str) -> "Mutant":
+        """This mutant with ``source`` set: the base with every edit made (SpecError unless each ``old``
+        occurs exactly once and changes something)."""
+        if not self.edits:
+            return self
+        text = textwrap.dedent(self.base) if self.base is not None else base
+        for old, new in self.edits:
+            count = text.count(old)
+            if count != self.count:
+                said = "exactly once" if self.count == 1 else f"exactly {self.count} times"
+                raise SpecError(f"{where}: the snippet {old!r} occurs {count} times in its base, not {said}")
+            if old == new:
+                raise SpecError(f"{where}: the edit of {old!r} changes nothing")
+            text = text.replace(old, new)
+        return replace(self, source=text)
+
+
+def mutate(old: str | Mapping[str, str], new: str | None = None, *, base: str | None = None,
+           hint: Hint | None = None, count: int = 1) -> Mutant:
+    """A mutant as an edit of the base: ``mutate("old", "new")`` or ``mutate({"old": "new", ...})`` (edits made
+    in order); each ``old`` must occur exactly once (``count`` times, every one replaced, when given)."""
+    if isinstance(old, Mapping):
+        if new is not None:
+            raise TypeError("mutate({old: new, ...}) takes no second argument")
+        edits = tuple(old.items())
+    else:
+        if new is None:
+            raise TypeError("mutate(old, new): the replacement is missing")
+        edits = ((old, new),)
+    if not edits:
+        raise TypeError("mutate: no edit")
+    return Mutant(edits=edits, base=base, hint=hint, count=count)
+
+
+def whole(source: str, hint: Hint | None = None) -> Mutant:
+    """A full-text mutant (the idea really differs from the solution's)."""
+    return Mutant(source=source, hint=hint)
+
+
 @dataclass(frozen=True)
 class Exercise:
     grade_id: str  # the nbgrader test cell's grade_id
@@ -61,11 +152,15 @@ class Exercise:
     cases: tuple[Case, ...]
     probe: Callable  # probe(ns, params) -> dict; must be self-contained (imports inside)
     judge: Judge
-    mutants: Mapping[str, str] = field(default_factory=dict)  # name -> source redefining `functions`
+    mutants: Mapping[str, Mutant | str] = field(default_factory=dict)  # name -> Mutant (or source) redefining `functions`
     alternatives: Mapping[str, str] = field(default_factory=dict)  # name -> correct source in another style
     bans: tuple[tuple[str, str, str], ...] = ()  # (owner dotted path, attribute, label) the exercise must not call
-    title: str = ""
     rules: tuple[Rule, ...] = ()  # which stated rule each case and mutant exercises
+    base: str | None = None  # what the mutants edit, when not the solution's definitions of `functions`
+
+    def __post_init__(self):
+        mutants = {name: m if isinstance(m, Mutant) else Mutant(source=m) for name, m in self.mutants.items()}
+        object.__setattr__(self, "mutants", mutants)
 
     def mentions(self, mutant: str) -> str | None:
         """The word the feedback on ``mutant`` must contain (from the rule table)."""
@@ -80,7 +175,10 @@ class Exercise:
         return src + f"\nPROBE = {self.probe.__name__}\n"
 
     def mutant_source(self, name: str) -> str:
-        return textwrap.dedent(self.mutants[name])
+        mutant = self.mutants[name]
+        if not mutant.source:
+            raise SpecError(f"{self.grade_id}: mutant {name!r} is an edit not yet applied (build the Chapter)")
+        return textwrap.dedent(mutant.source)
 
     def alternative_source(self, name: str) -> str:
         return textwrap.dedent(self.alternatives[name])
@@ -225,14 +323,128 @@ def allclose(rtol: float = 1e-5, atol: float = 1e-6, keys: tuple[str, ...] | Non
     return judge
 
 
-def tabled(exercises, rules: Mapping[str, tuple[Rule, ...]], alternatives: Mapping[str, Mapping[str, str]] = None):
-    """The chapter's exercises with their rule table and alternative-correct fixtures attached
-    (each spec keeps both tables at its end, keyed by grade_id)."""
-    from dataclasses import replace
+def ordered(*items) -> Judge:
+    """Judge: keys in the given order (the returned value first, then auxiliary outputs), each with a
+    label in words and its own tolerance. ``items`` are ``(key, label, rtol, atol)``; ``rtol=None``
+    marks an integer output compared exactly ("N of M differ (first at position i)"), and
+    ``atol="dtype"`` a string output naming a dtype."""
 
-    alternatives = alternatives or {}
-    return [replace(ex, rules=tuple(rules.get(ex.grade_id, ())),
-                    alternatives={**ex.alternatives, **alternatives.get(ex.grade_id, {})}) for ex in exercises]
+    def judge(got, want, params):
+        for key, label, rtol, atol in items:
+            if key not in got:
+                return f"no value for {label}"
+            g, w = np.asarray(got[key]), np.asarray(want[key])
+            if atol == "dtype":
+                if str(g) != str(w):
+                    return f"{label} is {g} for a {params.get('dtype', str(w))} input; return the input's dtype ({w})"
+                continue
+            if rtol is None:
+                if g.shape != w.shape:
+                    return f"{label} has shape {tuple(g.shape)}, expected {tuple(w.shape)}"
+                if g.dtype.kind not in "biu":
+                    return f"{label} should hold integers (got dtype {g.dtype})"
+                wrong = np.argwhere(g != w)
+                if len(wrong):
+                    return (f"{label}: {len(wrong)} of {w.size} entries differ "
+                            f"(first at position {tuple(int(i) for i in wrong[0])})")
+                continue
+            reason = compare_arrays(label, g, w, rtol, atol)
+            if reason:
+                return reason
+        return None
+
+    judge.__name__ = "ordered(" + ", ".join(i[0] for i in items) + ")"
+    return judge
+
+
+def sequence_diff(got, want, what: str = "tokens", label: str = "", integers: bool = False) -> str | None:
+    """None when two sequences (token ids, token strings) are equal, else "N of M <what> differ, first at
+    position i" or the length mismatch, after ``label: `` when given. ``integers``: ``got`` must hold integers."""
+    prefix = f"{label}: " if label else ""
+    if integers:
+        kind = np.asarray(got).dtype.kind
+        if kind not in "biu":
+            return f"{prefix}should be integer token ids (got dtype {np.asarray(got).dtype})"
+        got, want = np.asarray(got).reshape(-1).tolist(), np.asarray(want).reshape(-1).tolist()
+    got, want = list(got), list(want)
+    n = max(len(got), len(want))
+    first = next((i for i in range(n) if i >= len(got) or i >= len(want) or got[i] != want[i]), None)
+    if first is None:
+        return None
+    if len(got) != len(want):
+        return f"{prefix}you returned {len(got)} {what}, expected {len(want)}; the first difference is at position {first}"
+    bad = sum(g != w for g, w in zip(got, want))
+    return f"{prefix}{bad} of {len(want)} {what} differ, first at position {first}"
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """One chapter's spec: ``load_spec(name)`` returns the ``CHAPTER`` object of ``autograder/<name>.py``.
+
+    ``rules`` and ``alternatives`` are keyed by grade_id and joined to the exercises; every mutant written as
+    an edit is applied to its base here (the solution's definitions, read from the solution notebook), so a
+    snippet that is not found exactly once fails when the spec is loaded."""
+    name: str  # the folder under solutions/ and course/
+    notebook: str  # the graded notebook's file name
+    exercises: Sequence[Exercise]
+    rules: Mapping[str, tuple[Rule, ...]] = field(default_factory=dict)
+    alternatives: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    oracles: Mapping[str, Callable[[], dict]] = field(default_factory=dict)  # grade_id -> () -> {name: callable}
+
+    def __post_init__(self):
+        ids = [ex.grade_id for ex in self.exercises]
+        if len(set(ids)) != len(ids):
+            raise SpecError(f"{self.name}: duplicate grade ids")
+        for table in (self.rules, self.alternatives, self.oracles):
+            unknown = set(table) - set(ids)
+            if unknown:
+                raise SpecError(f"{self.name}: tables name unknown grade ids {sorted(unknown)}")
+        exercises = []
+        for ex in self.exercises:
+            mutants = {}
+            for name, mutant in ex.mutants.items():
+                if mutant.edits:
+                    base = textwrap.dedent(ex.base) if ex.base is not None else \
+                        solution_source(self.name, self.notebook, ex.functions) if mutant.base is None else ""
+                    mutant = mutant.applied_to(base, f"{ex.grade_id}: mutant {name!r}")
+                mutants[name] = mutant
+            exercises.append(replace(ex, mutants=mutants, rules=tuple(self.rules.get(ex.grade_id, ())),
+                                     alternatives={**ex.alternatives, **self.alternatives.get(ex.grade_id, {})}))
+        object.__setattr__(self, "exercises", tuple(exercises))
+
+    def exercise(self, grade_id: str) -> Exercise:
+        return next(ex for ex in self.exercises if ex.grade_id == grade_id)
+
+
+_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
+
+
+@lru_cache(maxsize=None)
+def _answer_definitions(chapter: str, notebook: str) -> dict[str, str]:
+    """name -> source of every top-level def/class in the answer cells of the solution notebook
+    (nbgrader's solution markers dropped; trusted side only: it reads ``solutions/``)."""
+    path = solutions_dir() / chapter / notebook
+    cells = json.loads(Path(path).read_text(encoding="utf-8"))["cells"]
+    found: dict[str, str] = {}
+    for cell in cells:
+        if cell.get("cell_type") != "code" or not cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
+            continue
+        src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        lines = [line for line in src.splitlines() if line.strip() not in _MARKERS]
+        for node in ast.parse("\n".join(lines)).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                found[node.name] = "\n".join(lines[first - 1:node.end_lineno]) + "\n"
+    return found
+
+
+def solution_source(chapter: str, notebook: str, names: Sequence[str]) -> str:
+    """The solution's own definitions of ``names``, in that order: the default base of a mutant."""
+    defs = _answer_definitions(chapter, notebook)
+    missing = [n for n in names if n not in defs]
+    if missing:
+        raise SpecError(f"{chapter}: no answer cell of {notebook} defines {', '.join(missing)}")
+    return "\n\n".join(defs[n] for n in names)
 
 
 def json_list(value, what: str, hint: str = "") -> tuple[list | None, str | None]:

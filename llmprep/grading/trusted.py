@@ -32,23 +32,30 @@ def cache_dir() -> Path:
 
 
 @lru_cache(maxsize=None)
-def load_spec(chapter: str) -> ModuleType:
-    """Import ``autograder/<chapter>.py`` (module attributes: CHAPTER, NOTEBOOK, EXERCISES)."""
+def spec_module(chapter: str) -> ModuleType:
+    """The module ``autograder/<chapter>.py`` itself (for tests of its helpers); graders use ``load_spec``."""
     path = autograder_dir() / f"{chapter}.py"
     if not path.is_file():
         raise GradingError(f"no trusted spec {path}")
     spec = importlib.util.spec_from_file_location(f"llmprep_autograder_{chapter}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    ids = [ex.grade_id for ex in module.EXERCISES]
-    if len(set(ids)) != len(ids):
-        raise GradingError(f"{path.name}: duplicate grade ids")
     return module
+
+
+def load_spec(chapter: str):
+    """The ``Chapter`` (``llmprep.grading.spec``) that ``autograder/<chapter>.py`` defines as ``CHAPTER``;
+    building it checks the spec (GradingError when it cannot be built as written)."""
+    path = autograder_dir() / f"{chapter}.py"
+    found = getattr(spec_module(chapter), "CHAPTER", None)
+    if getattr(found, "name", None) != chapter or not hasattr(found, "exercises"):
+        raise GradingError(f"{path.name} defines no CHAPTER = Chapter({chapter!r}, ...)")
+    return found
 
 
 def all_chapters() -> list[str]:
     return sorted(p.stem for p in autograder_dir().glob("ch*.py"))
 
 
-def spec_source_hash(module: ModuleType) -> str:
-    return hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()
+def spec_source_hash(chapter: str) -> str:
+    return hashlib.sha256((autograder_dir() / f"{chapter}.py").read_bytes()).hexdigest()

@@ -1,0 +1,89 @@
+"""The spec vocabulary (``llmprep.grading.spec``): mutants written as edits fail loudly when their snippet is not
+found exactly once, resolve against the solution's own definitions, and never reach a student's grading job.
+Fast and static (no sandbox)."""
+import json
+
+import pytest
+
+from llmprep.grading import engine
+from llmprep.grading.engine import all_chapters, load_spec
+from llmprep.grading.notebook import SUBMITTED, build_job
+from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Mutant, SpecError, mutate, solution_source, whole
+
+BASE = "def f(x):\n    y = x + 1\n    return y * 2\n"
+
+
+def _exercise(**mutants):
+    return Exercise("t_test", ("f",), 1, (Case("c"),), probe=lambda ns, params: {}, judge=lambda g, w, p: None,
+                    mutants=mutants, base=BASE)
+
+
+def _chapter(**mutants):
+    return Chapter("ch00_none", "none.ipynb", [_exercise(**mutants)])
+
+
+def test_an_edit_replaces_its_snippet_in_the_base():
+    ex = _chapter(plus_two=mutate("x + 1", "x + 2"), both=mutate({"x + 1": "x - 1", "* 2": "* 3"})).exercises[0]
+    assert ex.mutant_source("plus_two") == BASE.replace("x + 1", "x + 2")
+    assert ex.mutant_source("both") == "def f(x):\n    y = x - 1\n    return y * 3\n"
+
+
+@pytest.mark.parametrize("edit, said", [
+    (mutate("x + 3", "x"), "occurs 0 times in its base, not exactly once"),
+    (mutate("y", "z"), "occurs 2 times in its base, not exactly once"),
+    (mutate("x + 1", "x + 1"), "changes nothing"),
+    (mutate("y", "z", count=3), "occurs 2 times in its base, not exactly 3 times"),
+])
+def test_an_edit_whose_snippet_is_not_found_exactly_once_fails_when_the_spec_is_built(edit, said):
+    with pytest.raises(SpecError, match="t_test: mutant 'bad'") as info:
+        _chapter(bad=edit)
+    assert said in str(info.value)
+
+
+def test_count_replaces_every_occurrence():
+    ex = _chapter(m=mutate("y", "z", count=2)).exercises[0]
+    assert ex.mutant_source("m") == BASE.replace("y", "z")
+
+
+def test_whole_and_plain_sources_stay_possible_and_a_hint_is_optional():
+    ex = _chapter(a=whole("def f(x):\n    return 0\n", hint=Hint(zh="常数", en="a constant")),
+                  b="def f(x):\n    return 1\n").exercises[0]
+    assert ex.mutant_source("a") == "def f(x):\n    return 0\n" and ex.mutants["a"].hint.en == "a constant"
+    assert ex.mutant_source("b") == "def f(x):\n    return 1\n" and ex.mutants["b"].hint is None
+    assert isinstance(ex.mutants["b"], Mutant)
+
+
+def test_an_unapplied_edit_has_no_source():
+    with pytest.raises(SpecError, match="not yet applied"):
+        _exercise(m=mutate("x + 1", "x")).mutant_source("m")
+
+
+def test_tables_naming_an_unknown_exercise_are_refused():
+    with pytest.raises(SpecError, match="unknown grade ids"):
+        Chapter("ch00_none", "none.ipynb", [_exercise()], rules={"nope_test": ()})
+
+
+def test_the_default_base_is_the_solutions_own_definition():
+    """ch12's block manager mutants edit the solution notebook's BlockManager, pulled by name."""
+    spec = load_spec("ch12_inference")
+    base = solution_source("ch12_inference", spec.notebook, ("BlockManager",))
+    assert base.startswith("class BlockManager:") and "### BEGIN SOLUTION" not in base
+    ex = spec.exercise("ch12_block_manager_test")
+    early = ex.mutant_source("takes a new block one token early")
+    assert early == base.replace("if n % self.block_size == 0:", "if (n + 1) % self.block_size == 0:")
+
+
+@pytest.mark.parametrize("chapter", all_chapters())
+def test_a_students_grading_job_holds_no_mutant_and_no_solution_code(root, chapter):
+    """Mutant sources (and the solution code they are edited from) reach a sandbox only in the test suite's
+    mutant runs: the job built for a submission (here the released notebook) has the submission's variant only."""
+    spec = load_spec(chapter)
+    nb = engine.read_notebook(root / "course" / chapter / spec.notebook)
+    job = build_job(nb, list(spec.exercises))
+    text = json.dumps(job)
+    for ex, entry in zip(spec.exercises, job["exercises"]):
+        assert entry["variants"] == [{"name": SUBMITTED, "patch": None}]
+        for name in ex.mutants:
+            assert ex.mutant_source(name) not in text, f"{ex.grade_id}: mutant {name!r} is in the job"
+        if any(m.edits for m in ex.mutants.values()):
+            assert solution_source(chapter, spec.notebook, ex.functions) not in text
