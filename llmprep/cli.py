@@ -56,10 +56,20 @@ def cmd_data(args) -> int:
             print(f"ok       {name:<18} {asset.requirement:<28} {size / 2**20:8.1f} MB  {folder}")
         except assets.AssetError as exc:
             bad += 1
-            print(f"MISSING  {name:<18} {exc}")
+            print(f"{asset_state(exc):<8} {name:<18} {exc}")
     if not bad:
         print(f"all {len(assets.ASSETS)} assets verified in {assets.cache_root() / 'assets'}")
     return 1 if bad else 0
+
+
+def asset_state(exc) -> str:
+    """The status column of `llmprep data` for a failed asset: CORRUPTED when a cached copy exists but
+    differs from its manifest (``corrupted: checksum differs``, a file gone, an unreadable manifest),
+    MISSING when nothing is cached, FAILED when a fetch failed."""
+    text = str(exc)
+    if "corrupted" in text or "unreadable manifest" in text:
+        return "CORRUPTED"
+    return "MISSING" if "is not in the cache" in text else "FAILED"
 
 
 def _fetch_or_repair(name: str):
@@ -264,10 +274,22 @@ def filter_tracebacks(lines, out) -> None:
     out.flush()
 
 
+def nbgrader_subcommand(extra: list[str]) -> None:
+    """Refuse an nbgrader command that does not exist (nbgrader itself prints its help and exits 0)."""
+    words = [w for w in extra if not w.startswith("-")]
+    if not words:
+        return
+    from nbgrader.apps import NbGraderApp
+
+    if words[0] not in NbGraderApp.subcommands:
+        _usage(f"unknown nbgrader command '{words[0]}'; the commands are: {', '.join(sorted(NbGraderApp.subcommands))}")
+
+
 def cmd_nbgrader(args) -> int:
     from llmprep.course import nbgrader_env
 
     cwd = Path.cwd()
+    nbgrader_subcommand(args.extra)
     nbgrader_paths(args.extra, cwd)
     cmd = [sys.executable, "-m", "nbgrader", *args.extra]
     if os.environ.get("LLMPREP_DEBUG"):
@@ -282,7 +304,14 @@ def cmd_bench(args) -> int:
     from llmprep.grading.engine import repo_root
 
     script = repo_root() / "benchmarks" / "run.py"
-    return subprocess.call([sys.executable, str(script)] + args.extra)
+    from llmprep.course import UsageError, resolve_chapters
+
+    try:
+        chapters = resolve_chapters(args.chapters) if args.chapters else []
+    except UsageError as exc:
+        _usage(exc)
+    argv = chapters + (["--grading", str(args.grading)] if args.grading else [])
+    return subprocess.call([sys.executable, str(script), *argv])
 
 
 def cmd_book(args) -> int:
@@ -423,8 +452,19 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "(`llmprep nbgrader CMD --help`: nbgrader's own help)")
     s.set_defaults(func=cmd_nbgrader, passthrough=True)
 
-    s = sub.add_parser("bench", add_help=False, help="the benchmarks behind README's results table")
-    s.set_defaults(func=cmd_bench, passthrough=True)
+    s = sub.add_parser("bench", help="the benchmarks behind README's results table", **_doc(
+        "Measure the figures behind README's results table on this machine: every chapter's notebooks one "
+        "after another (reference notebooks on the default threads, graded notebooks on one thread), wall time "
+        "and peak memory of each, the trusted grader's time on each solution and released stub, and every result "
+        "the notebooks record beside its anchor. Checks the budgets (10 min in all, 90 s per reference notebook, "
+        "60 s per graded notebook, 4 GB) and writes build/bench.json and build/bench.md. Takes as long as "
+        "`llmprep run --jobs 1` and more.",
+        "llmprep bench                    # every chapter\nllmprep bench ch09 ch12\nllmprep bench --grading 40",
+        f"0  measured, every budget held\n1  a notebook failed or a budget was exceeded\n{USAGE_CODE}"))
+    s.add_argument("chapters", nargs="*", metavar="CHAPTER", help="chapter ids to measure (default: all)")
+    s.add_argument("--grading", type=positive_int, default=0, metavar="N",
+                   help="also measure grading throughput on N generated submissions")
+    s.set_defaults(func=cmd_bench)
     return p
 
 
