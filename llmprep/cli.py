@@ -92,32 +92,73 @@ def cmd_run(args) -> int:
 
 
 def cmd_start(args) -> int:
-    from llmprep.course import UsageError, start
+    from llmprep.course import UsageError, resolve_chapters, start
 
     dest = Path(args.dir).expanduser().resolve() if args.dir else None
     try:
-        folder = start(args.chapter, dest)
+        (chapter,) = resolve_chapters([args.chapter])
+        folder = start(chapter, dest)
     except UsageError as exc:
         _usage(exc)
     notebooks = sorted(p.name for p in folder.glob("*.ipynb"))
-    print(f"copied course/{folder.name} to {folder}: {', '.join(notebooks)}")
-    print("open it with `llmprep lab` (or `make lab`); inside a notebook, `%llmprep_check` grades it with the "
-          f"trusted engine; on the command line: llmprep check {folder / notebooks[-1] if notebooks else folder}")
+    graded = [n for n in notebooks if "_exercises" in n] or notebooks
+    print(f"copied {chapter} (course/{chapter}/) to {folder}: {', '.join(notebooks)}")
+    print(f"open it with {start_lab_hint(folder)}; inside the exercises notebook, `%llmprep_check` grades it with "
+          f"the trusted engine; on the command line: llmprep check {folder / graded[0] if graded else folder}")
     return 0
+
+
+def start_lab_hint(folder: Path) -> str:
+    """How to open ``folder`` in JupyterLab: plain `llmprep lab` opens the workspace (or the course root
+    it lies in); any other folder is named."""
+    from llmprep.course import workspace
+    from llmprep.grading.engine import repo_root
+
+    root = repo_root().resolve()
+    if folder.parent == workspace(root) or folder.is_relative_to(root):
+        return "`llmprep lab` (or `make lab`)"
+    return f"`llmprep lab {folder}`"
+
+
+def _lab_target(extra: list[str], root: Path) -> tuple[Path, str, list[str]]:
+    """(root_dir, path to open in it, the remaining jupyter options) of `llmprep lab [FOLDER|NOTEBOOK]`.
+
+    Without a path: the learner's workspace once something was started there, else course/. A folder
+    or notebook outside the course root becomes JupyterLab's root itself (the server shows nothing above
+    its root), one inside keeps the course root and opens on it."""
+    from llmprep.course import workspace
+
+    root = root.resolve()
+    rest = list(extra)
+    target: Path | None = None
+    if rest and not rest[0].startswith("-"):
+        given = Path(rest[0]).expanduser()
+        given = (Path.cwd() / given).resolve() if not given.is_absolute() else given.resolve()
+        if not given.exists():
+            _usage(f"{rest[0]} does not exist (paths are relative to {Path.cwd()})")
+        target = given
+        rest = rest[1:]
+    if target is None:
+        work = workspace(root)
+        target = work if work.is_dir() and any(work.iterdir()) else root / "course"
+    if target.is_relative_to(root):
+        return root, target.relative_to(root).as_posix(), rest
+    if target.is_file():
+        return target.parent, target.name, rest
+    return target, "", rest
 
 
 def lab_command(extra: list[str], root: Path, uid: int | None = None) -> tuple[list[str], dict]:
     """The `jupyter lab` command line and environment of `llmprep lab` (for the tests)."""
-    from llmprep.course import nbgrader_env, workspace
+    from llmprep.course import nbgrader_env
     from llmprep.jupyter import kernel_spec_dir
 
     env = nbgrader_env(root)
     kernels = kernel_spec_dir(root / "build" / "jupyter")  # kernels that load %llmprep_check
     env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(kernels), env.get("JUPYTER_PATH", "")) if p)
-    work = workspace(root)
-    opens = "work" if work.is_dir() and any(work.iterdir()) else "course"
-    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}",
-           f"--LabApp.default_url=/lab/tree/{opens}"]
+    root_dir, opens, extra = _lab_target(extra, root)
+    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root_dir}",
+           f"--LabApp.default_url=/lab/tree/{opens}" if opens else "--LabApp.default_url=/lab"]
     uid = os.getuid() if uid is None and hasattr(os, "getuid") else uid
     if uid == 0 and "--allow-root" not in extra:
         cmd.append("--allow-root")  # jupyter refuses to start as root without it (containers, `make lab` as root)
@@ -383,16 +424,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("start", help="copy a chapter into your workspace (work/) to solve it there", **_doc(
-        "Copy course/CHAPTER/ into a learner workspace (default work/CHAPTER/, which `llmprep lab` opens on) "
-        "so that course/ stays pristine. Never overwrites an existing folder.",
-        "llmprep start ch01_training\nllmprep start ch02 ~/llm-practice/ch02",
+        "Copy course/CHAPTER/ into a learner workspace (default work/CHAPTER/, or $LLMPREP_WORKSPACE/CHAPTER/ "
+        "when LLMPREP_WORKSPACE is set; `llmprep lab` opens on the workspace) so that course/ stays pristine. "
+        "Never overwrites an existing folder.",
+        "llmprep start ch01_training && llmprep lab\n"
+        "llmprep start ch02 ~/llm-practice/ch02 && llmprep lab ~/llm-practice/ch02",
         f"0  copied\n{USAGE_CODE}: unknown chapter, or the destination exists"))
     s.add_argument("chapter", metavar="CHAPTER", help="chapter id (ch01_training) or number (ch01)")
     s.add_argument("dir", nargs="?", metavar="DIR", help="destination folder (default: work/CHAPTER)")
     s.set_defaults(func=cmd_start)
 
-    s = sub.add_parser("lab", add_help=False, help="JupyterLab with nbgrader on the course (`llmprep lab --help`: "
-                                                   "jupyter lab's own options, all passed through)")
+    s = sub.add_parser("lab", add_help=False, help="JupyterLab with nbgrader on the course, or `llmprep lab FOLDER` "
+                                                   "on a folder of yours (`llmprep lab --help`: jupyter lab's own "
+                                                   "options, all passed through)")
     s.set_defaults(func=cmd_lab, passthrough=True)
 
     s = sub.add_parser("release", help="regenerate course/ from solutions/", **_doc(

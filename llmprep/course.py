@@ -108,8 +108,10 @@ def release(chapter_ids: list[str] | None = None, root: Path | None = None, db: 
 
 
 def workspace(root: Path | None = None) -> Path:
-    """The learner's workspace: ``work/`` in the course root (ignored by git); JupyterLab opens on it."""
-    return (root or repo_root()) / "work"
+    """The learner's workspace: ``$LLMPREP_WORKSPACE`` if set (where nbgrader's fetch puts assignments too),
+    else ``work/`` in the course root (ignored by git); `llmprep start` copies into it, `llmprep lab` opens on it."""
+    chosen = os.environ.get("LLMPREP_WORKSPACE")
+    return Path(chosen).expanduser().resolve() if chosen else (root or repo_root()) / "work"
 
 
 def start(chapter: str, dest: Path | None = None, root: Path | None = None) -> Path:
