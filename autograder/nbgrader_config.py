@@ -34,10 +34,19 @@ c.Exchange.root = _exchange
 c.Exchange.assignment_dir = os.environ.get("LLMPREP_WORKSPACE") or os.path.join(_root, "work")
 os.makedirs(c.Exchange.assignment_dir, exist_ok=True)  # the lab's Assignment List fails without it
 
-# Feedback pages: nbgrader's two preprocessors, then one that lets the grader's verdict lines wrap.
+# Feedback pages: nbgrader's two preprocessors, then one that lets the grader's verdict lines wrap and one
+# that names each exercise (from its trusted spec) for the contents list of llmprep's feedback template
+# (llmprep/templates/feedback: nbgrader's, with those names). The pages carry MathJax inlined, no CDN: the
+# ``mathjax`` macro in <root>/build/jupyter (llmprep.jupyter.offline_templates), put first on JUPYTER_PATH.
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import GetGrades  # noqa: E402
 
-from llmprep.feedback import WrapVerdicts  # noqa: E402
+from llmprep.feedback import NameExercises, WrapVerdicts  # noqa: E402
+from llmprep.jupyter import feedback_template_dirs, offline_templates  # noqa: E402
 
-c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, WrapVerdicts]
+c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, WrapVerdicts, NameExercises]
+c.NameExercises.spec_dir = os.path.dirname(os.path.abspath(__file__))  # this folder, whatever the root
+c.HTMLExporter.extra_template_basedirs = feedback_template_dirs()
+_pages = str(offline_templates(os.path.join(_root, "build", "jupyter")))
+if _pages not in os.environ.get("JUPYTER_PATH", "").split(os.pathsep):
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (_pages, os.environ.get("JUPYTER_PATH", "")) if p)

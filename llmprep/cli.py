@@ -151,10 +151,11 @@ def _lab_target(extra: list[str], root: Path) -> tuple[Path, str, list[str]]:
 def lab_command(extra: list[str], root: Path, uid: int | None = None) -> tuple[list[str], dict]:
     """The `jupyter lab` command line and environment of `llmprep lab` (for the tests)."""
     from llmprep.course import nbgrader_env
-    from llmprep.jupyter import kernel_spec_dir
+    from llmprep.jupyter import kernel_spec_dir, offline_templates
 
     env = nbgrader_env(root)
     kernels = kernel_spec_dir(root / "build" / "jupyter")  # kernels that load %llmprep_check
+    offline_templates(kernels)  # HTML pages (Formgrader's too) with MathJax inlined, no CDN
     env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(kernels), env.get("JUPYTER_PATH", "")) if p)
     root_dir, opens, extra = _lab_target(extra, root)
     cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root_dir}",
@@ -252,6 +253,9 @@ def cmd_grade(args) -> int:
 _PATH_COMMANDS = {"validate"}
 _TRACEBACK = "Traceback (most recent call last):"
 _EXC_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning)|[\w.]+\.\w+): ")
+# Warnings that say nothing wrong: a chapter's reference notebook is ungraded, so it never has feedback, and
+# fetch_feedback warned about it for every submission.
+_EXPECTED_WARNING = re.compile(r"Could not find feedback for '[^'/]+/[^'/]+/ch\d+[a-z]?_reference' ")
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -287,10 +291,13 @@ def nbgrader_paths(extra: list[str], cwd: Path) -> None:
 
 
 def filter_tracebacks(lines, out) -> None:
-    """Copy nbgrader's stderr to ``out``, each Python traceback in it replaced by its last line."""
+    """Copy nbgrader's stderr to ``out``, each Python traceback in it replaced by its last line, without the
+    warnings that say nothing wrong (no feedback for an ungraded reference notebook)."""
     in_tb, last = False, ""
     prefix = ""
     for line in lines:
+        if not in_tb and _EXPECTED_WARNING.search(line):
+            continue
         if _TRACEBACK in line:
             if not in_tb:  # a chained traceback inside one keeps the first one's log prefix
                 prefix = line[: line.index(_TRACEBACK)]

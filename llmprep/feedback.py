@@ -10,7 +10,7 @@ import html
 
 from nbconvert.preprocessors import Preprocessor
 from nbformat.v4 import new_output
-from traitlets import Bool
+from traitlets import Bool, Unicode
 
 MARK = "llmprep grader:"
 
@@ -31,3 +31,41 @@ class WrapVerdicts(Preprocessor):
                 outputs.append(out)
             cell.outputs = outputs
         return cell, resources
+
+
+class NameExercises(Preprocessor):
+    """Put the title of each graded test cell's exercise (from its trusted spec, never from the submission)
+    into ``cell.metadata.llmprep.title``: llmprep's feedback template lists the exercises by name instead of
+    nbgrader's "Test cell" for every one."""
+
+    enabled = Bool(True).tag(config=True)
+    spec_dir = Unicode("", help="the folder of the trusted specs (default: the course's autograder/)").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        titles = exercise_titles(self.spec_dir or None)
+        for cell in nb.cells:
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            gid = meta.get("grade_id") if isinstance(meta, dict) else None
+            if meta.get("grade") and not meta.get("solution") and gid in titles:
+                cell.metadata["llmprep"] = {"title": titles[gid]}
+            elif "llmprep" in cell.get("metadata", {}):
+                del cell.metadata["llmprep"]  # never a title the submission brought
+        return nb, resources
+
+
+def exercise_titles(spec_dir: str | None = None) -> dict[str, str]:
+    """grade_id -> "Exercise N: title" over every chapter's spec in ``spec_dir`` (default: autograder/ of
+    the course root), N counting the exercises in order."""
+    import importlib.util
+    from pathlib import Path
+
+    from llmprep.grading.trusted import autograder_dir
+
+    titles = {}
+    for path in sorted(Path(spec_dir or autograder_dir()).glob("ch*.py")):
+        spec = importlib.util.spec_from_file_location(f"llmprep_titles_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        for n, ex in enumerate(module.EXERCISES, 1):
+            titles[ex.grade_id] = f"Exercise {n}: {ex.title}" if ex.title else f"Exercise {n}"
+    return titles

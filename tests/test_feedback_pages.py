@@ -1,0 +1,90 @@
+"""Issue 27 item 7: the instructor's and the learner's HTML pages keep their math offline and read well.
+
+* nbgrader's feedback page and Formgrader's view of a submission carry MathJax inlined (nbconvert's
+  template loads MathJax 2 from a CDN: raw TeX offline, and "MathJax is not defined" in Formgrader);
+* the feedback's contents list names each exercise instead of "Test cell" eight times;
+* the grader's verdict lines wrap in both pages.
+Checked on the HTML itself; no browser."""
+import re
+import shutil
+
+import pytest
+
+from llmprep.grading.batch import grade_assignment
+from llmprep.grading.engine import load_spec
+
+CH01 = "ch01_training"
+CDN = re.compile(r"<script[^>]+src=[\"']https?://", re.I)
+
+
+@pytest.fixture(scope="module")
+def graded_class(root, tmp_path_factory):
+    """A one-student class (the solution) graded with feedback pages."""
+    course = tmp_path_factory.mktemp("feedback") / "course_root"
+    shutil.copytree(root / "solutions" / CH01, course / "solutions" / CH01)
+    nb_name = load_spec(CH01).NOTEBOOK
+    (course / "submitted" / "alice" / CH01).mkdir(parents=True)
+    shutil.copy(root / "solutions" / CH01 / nb_name, course / "submitted" / "alice" / CH01 / nb_name)
+    assert grade_assignment(CH01, root=course, jobs=1, feedback=True) == 0
+    return course
+
+
+def _offline_mathjax(page: str) -> None:
+    assert not CDN.search(page), CDN.search(page).group(0)
+    assert "cdnjs" not in page and "mathjax/2.7" not in page.lower()
+    assert "window.MathJax = {" in page and "MathJax.startup" in page  # the bundle itself, inlined
+    assert "window.MathJax.Hub = {" in page  # what Formgrader's formgrade.js calls
+
+
+def test_feedback_page_has_inline_mathjax_exercise_names_and_wrapping_verdicts(graded_class):
+    page = (graded_class / "feedback" / "alice" / CH01 / "ch01_exercises.html").read_text(encoding="utf-8")
+    _offline_mathjax(page)
+    toc = page[page.index('<div id="toc">'):page.index("</ol>", page.index('<div id="toc">'))]
+    assert "Test cell" not in toc, toc
+    exercises = load_spec(CH01).EXERCISES
+    for n, ex in enumerate(exercises, 1):
+        assert f'<a href="#{ex.grade_id}">Exercise {n}: {ex.title}</a>' in toc, (ex.grade_id, toc)
+    assert "white-space: pre-wrap" in page and "llmprep grader:" in page
+    assert r"\log p_{i,y_i}" in page or "\\mathcal{L}" in page  # the chapter's math is there for MathJax
+
+
+def test_formgrader_view_has_inline_mathjax_and_wrapping_verdicts(graded_class, root, monkeypatch):
+    """Render the autograded notebook as Formgrader does: its exporter, its template, the server
+    configuration and JUPYTER_PATH `llmprep lab` gives."""
+    from nbconvert.exporters import HTMLExporter
+    from traitlets.config import Config, PyFileConfigLoader
+
+    from llmprep import cli
+    from llmprep.jupyter import feedback_template_dirs
+
+    _, env = cli.lab_command([], graded_class, uid=1000)
+    monkeypatch.setenv("JUPYTER_PATH", env["JUPYTER_PATH"])
+    config = PyFileConfigLoader("jupyter_server_config.py", path=str(root / "autograder")).load_config()
+    extra = Config()
+    extra.HTMLExporter.template_name = "formgrade"  # what FormgradeExtension.build_extra_config sets
+    extra.HTMLExporter.extra_template_basedirs = [feedback_template_dirs()[1]]
+    config.merge(extra)
+    resources = {"assignment_id": CH01, "notebook_id": "ch01_exercises", "submission_id": "x", "index": 0,
+                 "total": 1, "base_url": "", "student": "alice", "last_name": "", "first_name": "",
+                 "notebook_path": "autograded/alice/ch01_training/ch01_exercises.ipynb"}
+    page, _ = HTMLExporter(config=config).from_filename(
+        str(graded_class / "autograded" / "alice" / CH01 / "ch01_exercises.ipynb"), resources=resources)
+    _offline_mathjax(page)
+    assert "white-space: pre-wrap" in page and "llmprep grader:" in page
+
+
+def test_fetch_feedback_does_not_warn_about_the_ungraded_reference_notebook():
+    import io
+
+    from llmprep import cli
+
+    stamp = "2026-12-06 08:00:00.000000 UTC"
+    log = (f"[FetchFeedbackApp | WARNING] Could not find feedback for 'llmprep/ch01_training/ch01_reference' "
+           f"submitted at {stamp}\n"
+           f"[FetchFeedbackApp | INFO] Found feedback for 'llmprep/ch01_training/ch01_exercises' submitted at {stamp}\n"
+           f"[FetchFeedbackApp | WARNING] Could not find feedback for 'llmprep/ch01_training/ch01_exercises' "
+           f"submitted at {stamp}\n")
+    out = io.StringIO()
+    cli.filter_tracebacks(io.StringIO(log), out)
+    assert "ch01_reference" not in out.getvalue()
+    assert out.getvalue().count("ch01_exercises") == 2  # a missing page of a graded notebook is still said
