@@ -48,9 +48,9 @@ def test_feedback_page_has_inline_mathjax_exercise_names_and_wrapping_verdicts(g
     assert r"\log p_{i,y_i}" in page or "\\mathcal{L}" in page  # the chapter's math is there for MathJax
 
 
-def test_formgrader_view_has_inline_mathjax_and_wrapping_verdicts(graded_class, root, monkeypatch):
-    """Render the autograded notebook as Formgrader does: its exporter, its template, the server
-    configuration and JUPYTER_PATH `llmprep lab` gives."""
+def _formgrade_page(graded_class, root, monkeypatch) -> str:
+    """The autograded notebook rendered as Formgrader renders it: its exporter and template, the server
+    configuration and the JUPYTER_PATH `llmprep lab` gives."""
     from nbconvert.exporters import HTMLExporter
     from traitlets.config import Config, PyFileConfigLoader
 
@@ -69,8 +69,33 @@ def test_formgrader_view_has_inline_mathjax_and_wrapping_verdicts(graded_class, 
                  "notebook_path": "autograded/alice/ch01_training/ch01_exercises.ipynb"}
     page, _ = HTMLExporter(config=config).from_filename(
         str(graded_class / "autograded" / "alice" / CH01 / "ch01_exercises.ipynb"), resources=resources)
+    return page
+
+
+def test_formgrader_view_has_inline_mathjax_and_wrapping_verdicts(graded_class, root, monkeypatch):
+    page = _formgrade_page(graded_class, root, monkeypatch)
     _offline_mathjax(page)
     assert "white-space: pre-wrap" in page and "llmprep grader:" in page
+
+
+def test_formgrader_view_typesets_and_answers_formgrade_js_in_a_browser(graded_class, root, monkeypatch,
+                                                                        tmp_path_factory):
+    """The MathJax 2 call formgrade.js makes at start-up (MathJax.Hub.Startup.signal.Interest, which threw
+    "MathJax is not defined") is answered with "End" once the page is typeset."""
+    from tests.test_book import _need_browser, _open, _wait
+
+    _need_browser()
+    page = tmp_path_factory.mktemp("formgrade") / "submission.html"
+    page.write_text(_formgrade_page(graded_class, root, monkeypatch), encoding="utf-8")
+    browser = _browser(tmp_path_factory)
+    try:
+        _open(browser, page.as_uri())
+        browser.execute_script("window.llmprepEnd = null; "
+                               "MathJax.Hub.Startup.signal.Interest(function (m) { window.llmprepEnd = m; });")
+        assert _wait(browser, "return window.llmprepEnd", 60) == "End"
+        assert browser.execute_script("return document.querySelectorAll('mjx-container').length") >= 5
+    finally:
+        browser.quit()
 
 
 def test_fetch_feedback_does_not_warn_about_the_ungraded_reference_notebook():
@@ -88,3 +113,39 @@ def test_fetch_feedback_does_not_warn_about_the_ungraded_reference_notebook():
     cli.filter_tracebacks(io.StringIO(log), out)
     assert "ch01_reference" not in out.getvalue()
     assert out.getvalue().count("ch01_exercises") == 2  # a missing page of a graded notebook is still said
+
+
+def test_feedback_page_typesets_its_math_offline_in_a_browser(graded_class, tmp_path_factory):
+    """Opened from disk (file://, as a learner opens fetched feedback), the page typesets its TeX with the
+    inlined MathJax: no request leaves the machine, no console error."""
+    from tests.test_book import _console_errors, _need_browser, _open, _wait
+
+    _need_browser()
+    browser = _browser(tmp_path_factory)
+    try:
+        page = graded_class / "feedback" / "alice" / CH01 / "ch01_exercises.html"
+        _open(browser, page.as_uri())
+        typeset = _wait(browser, "return document.querySelectorAll('mjx-container').length", 60)
+        assert typeset >= 5, typeset
+        body = browser.find_element("tag name", "body").text
+        assert "\\mathcal{L}" not in body and "$$" not in body  # no raw TeX left on the page
+        assert not _console_errors(browser)
+    finally:
+        browser.quit()
+
+
+def _browser(tmp_path_factory):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    from tests.test_book import CHROMEDRIVER, CHROMIUM, FLAGS
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(CHROMIUM)
+    for flag in FLAGS:
+        opts.add_argument(flag)
+    opts.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
+    driver.set_page_load_timeout(60)
+    return driver
