@@ -46,7 +46,11 @@ from llmprep.jupyter import feedback_template_dirs, offline_templates  # noqa: E
 
 c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, WrapVerdicts, NameExercises]
 c.NameExercises.spec_dir = os.path.dirname(os.path.abspath(__file__))  # this folder, whatever the root
-c.HTMLExporter.extra_template_basedirs = feedback_template_dirs()
-_pages = str(offline_templates(os.path.join(_root, "build", "jupyter")))
-if _pages not in os.environ.get("JUPYTER_PATH", "").split(os.pathsep):
-    os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (_pages, os.environ.get("JUPYTER_PATH", "")) if p)
+try:
+    _pages = str(offline_templates(os.path.join(_root, "build", "jupyter")))
+except OSError:  # a course root this user cannot write (a student on a shared machine): pages as nbconvert makes them
+    _pages = ""
+if _pages:  # llmprep's feedback template extends nbgrader's copy in that folder
+    c.HTMLExporter.extra_template_basedirs = feedback_template_dirs()
+    if _pages not in os.environ.get("JUPYTER_PATH", "").split(os.pathsep):
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (_pages, os.environ.get("JUPYTER_PATH", "")) if p)
