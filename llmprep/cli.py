@@ -349,11 +349,10 @@ def cmd_nbgrader(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    from llmprep.course import UsageError, resolve_chapters
     from llmprep.grading.engine import repo_root
 
     script = repo_root() / "benchmarks" / "run.py"
-    from llmprep.course import UsageError, resolve_chapters
-
     try:
         chapters = resolve_chapters(args.chapters) if args.chapters else []
     except UsageError as exc:
