@@ -42,10 +42,23 @@ from llmprep.grading.formgrader import TrustedAutograde  # noqa: E402
 
 c.Autograde.autograde_preprocessors = [TrustedAutograde, AssignLatePenalties, CheckCellMetadata]
 
-# Feedback pages: nbgrader's two preprocessors, then one that lets the grader's verdict lines wrap.
+# Feedback pages: nbgrader's two preprocessors, then one that lets the grader's verdict lines wrap and one
+# that names each exercise (from its trusted spec) for the contents list of llmprep's feedback template
+# (llmprep/templates/feedback: nbgrader's, with those names). The pages carry MathJax inlined, no CDN: the
+# ``mathjax`` macro in <root>/build/jupyter (llmprep.jupyter.offline_templates), put first on JUPYTER_PATH.
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import GetGrades  # noqa: E402
 
-from llmprep.feedback import WrapVerdicts  # noqa: E402
+from llmprep.feedback import NameExercises, WrapVerdicts  # noqa: E402
+from llmprep.jupyter import feedback_template_dirs, offline_templates  # noqa: E402
 
-c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, WrapVerdicts]
+c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, WrapVerdicts, NameExercises]
+c.NameExercises.spec_dir = os.path.dirname(os.path.abspath(__file__))  # this folder, whatever the root
+try:
+    _pages = str(offline_templates(os.path.join(_root, "build", "jupyter")))
+except OSError:  # a course root this user cannot write (a student on a shared machine): pages as nbconvert makes them
+    _pages = ""
+if _pages:  # llmprep's feedback template extends nbgrader's copy in that folder
+    c.HTMLExporter.extra_template_basedirs = feedback_template_dirs()
+    if _pages not in os.environ.get("JUPYTER_PATH", "").split(os.pathsep):
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (_pages, os.environ.get("JUPYTER_PATH", "")) if p)

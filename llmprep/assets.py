@@ -254,7 +254,7 @@ def verify(name: str) -> Path:
             raise AssetError(f"cache of asset '{name}' is corrupted: {rel} is missing; "
                              f"run `llmprep data` to fetch it again")
         if _cached_sha(str(path), path.stat().st_size, path.stat().st_mtime_ns) != digest:
-            raise AssetError(f"cache of asset '{name}' is corrupted: {rel} fails its checksum; "
+            raise AssetError(f"cache of asset '{name}' is corrupted: checksum differs for {rel}; "
                              f"run `llmprep data` to fetch it again")
     return folder
 

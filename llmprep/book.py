@@ -280,7 +280,7 @@ def _notebook_text(nb) -> str:
     return nbformat.writes(nb) + "\n"
 
 
-def stage_reference(chapter: str, root: Path, executed: Path) -> tuple[str, bool]:
+def stage_reference(chapter: str, root: Path, executed: Path, downloads: list[str] | None = None) -> tuple[str, bool]:
     """(notebook JSON for the site, whether it was run)."""
     import nbformat
 
@@ -289,15 +289,19 @@ def stage_reference(chapter: str, root: Path, executed: Path) -> tuple[str, bool
     if run_copy.is_file():
         nb = nbformat.read(str(run_copy), as_version=4)
         if any(c.cell_type == "code" and c.get("outputs") for c in nb.cells):
+            if downloads:
+                nb = _with_note(nb, "```{tip}\n" + downloads_note(chapter, downloads) + "\n```")
             return _notebook_text(nb), True
     nb = nbformat.read(str(format_path("solutions", chapter, root) / name), as_version=4)
     note = ("```{warning}\nThis chapter has not been run on the machine that built this site, so this page shows "
             f"the notebook **without its outputs, plots and results**. Run `llmprep run {chapter}` (or `make run` "
             "for every chapter), then `llmprep book` (or `make book`).\n```")
+    if downloads:
+        note += "\n\n```{tip}\n" + downloads_note(chapter, downloads) + "\n```"
     return _notebook_text(_with_note(nb, note)), False
 
 
-def stage_exercises(chapter: str, root: Path) -> str | None:
+def stage_exercises(chapter: str, root: Path, downloads: list[str] | None = None) -> str | None:
     import nbformat
 
     name = f"{chapter_prefix(chapter)}_exercises.ipynb"
@@ -311,13 +315,27 @@ def stage_exercises(chapter: str, root: Path) -> str | None:
     note = ("```{note}\nThe graded exercises as released to learners: instructions, stubs and the visible "
             "self-checks (the solutions and hidden cases stay with the instructor). To solve them: "
             f"`llmprep start {chapter}`, then `make lab`; grade yourself with `%llmprep_check` in the notebook "
-            f"or `llmprep check work/{chapter}/{name}`.\n```")
+            f"or `llmprep check work/{chapter}/{name}`.\n\n{downloads_note(chapter, downloads or [name])}\n```")
     return _notebook_text(_with_note(nb, note))
 
 
-def chapter_page(chapter: str, topic: str, exercises: str, has_exercises: bool, ran: bool) -> str:
+def downloads_note(chapter: str, downloads: list[str], depth: str = "") -> str:
+    """Markdown: download links to the chapter's released notebooks, and where they open in a local install.
+    ``depth``: the path from the page to the chapter's folder ("" from the chapter's own pages)."""
+    pre = chapter_prefix(chapter)
+    links = ", ".join(f"{{download}}`{name} <{depth}{DOWNLOADS}/{name}>`" for name in downloads)
+    exercises = f"work/{chapter}/{pre}_exercises.ipynb"
+    return (f"**Download** the notebooks as released: {links}. **In a local install** "
+            f"(`make setup`): `llmprep start {chapter}`, then `llmprep lab`, and open `{exercises}` "
+            f"(JupyterLab: `http://localhost:8888/lab/tree/{exercises}`); grade yourself with `%llmprep_check`.")
+
+
+def chapter_page(chapter: str, topic: str, exercises: str, has_exercises: bool, ran: bool,
+                 downloads: list[str] | None = None) -> str:
     title = f"{chapter_prefix(chapter)} · {topic}" if topic else chapter
     lines = [f"# {title}", "", f"Chapter `{chapter}`.", ""]
+    if downloads:
+        lines += [downloads_note(chapter, downloads), ""]
     if exercises:
         lines += [f"**Graded exercises (each compared with its library oracle):** {exercises}", ""]
     if not ran:
@@ -342,7 +360,7 @@ extensions = ["myst_nb", "sphinx.ext.githubpages"]  # githubpages: a .nojekyll f
 language = "en"
 html_search_language = "zh"  # English words stemmed as in English, Chinese words cut by jieba
 html_search_options = {"dict": ""}  # jieba's own dictionary, not loaded a second time as a "user" one (3 s)
-exclude_patterns = ["_build", "**/.ipynb_checkpoints"]
+exclude_patterns = ["_build", "**/.ipynb_checkpoints", "*/downloads"]  # downloads: files offered, not pages
 suppress_warnings = ["myst.header", "mystnb.unknown_mime_type"]
 
 # notebooks are shown as `llmprep run` executed them; nothing runs at build time
@@ -364,7 +382,7 @@ html_theme = "sphinx_book_theme"
 html_title = "llmprep · 大模型面试题"
 html_static_path = ["_static"]
 html_css_files = ["llmprep.css"]
-html_js_files = ["mock_interview.js"]
+html_js_files = ["mock_interview.js", "search_snippets.js"]
 html_copy_source = False
 html_show_sourcelink = False
 html_last_updated_fmt = None
@@ -386,6 +404,7 @@ def setup(app):
 html_theme_options = {
     "home_page_in_toc": True,
     "show_navbar_depth": 1,
+    "show_toc_level": 2,  # a long page's contents list its parts and, inside them, each question
     "use_download_button": False,
     "use_fullscreen_button": False,
     "use_repository_button": False,
@@ -414,6 +433,10 @@ details.mock-q[open] > summary { margin-bottom: .6em; }
 .mock-short, .mock-follow { border-left: 3px solid var(--pst-color-primary, #4a8); padding-left: .8em;
   margin: .8em 0; }
 details.mock-q.mock-picked { box-shadow: 0 0 0 3px var(--pst-color-primary, #4a8); }
+
+/* the left navigation marks the chapter being read, not only the page */
+.bd-sidenav li.toctree-l1.current > a { font-weight: 700; color: var(--pst-color-primary);
+  border-left: 3px solid var(--pst-color-primary); padding-left: .5em; }
 '''
 
 JS = '''// llmprep website: the mock-interview page's chapter filter and random question (no network, no library).
@@ -449,9 +472,28 @@ document.addEventListener("DOMContentLoaded", function () {
 '''
 
 
+SEARCH_JS = '''// llmprep website: search result snippets start at the page's own text. Sphinx takes a page's text from
+// [role=main], which in sphinx-book-theme also holds the article header's buttons ("System Settings Light Dark")
+// and the print-only contents: keep the article alone.
+document.addEventListener("DOMContentLoaded", function () {
+  if (typeof Search === "undefined" || !Search.htmlToText) return;
+  var original = Search.htmlToText;
+  Search.htmlToText = function (htmlString, anchor) {
+    var doc = new DOMParser().parseFromString(htmlString, "text/html");
+    var article = doc.querySelector("article.bd-article");
+    if (article) htmlString = '<div role="main">' + article.innerHTML + "</div>";
+    return original(htmlString, anchor);
+  };
+});
+'''
+
+
 FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64"><rect width="64" height="64" rx="12" '
            'fill="#2a6f97"/><text x="32" y="44" font-size="34" text-anchor="middle" fill="#fff" '
            'font-family="sans-serif">L</text></svg>\n')
+
+
+DOWNLOADS = "downloads"  # <chapter>/downloads/: the released notebooks, offered as files
 
 
 def mathjax_dir() -> Path:
@@ -507,14 +549,20 @@ def build_book(chapter_ids: list[str] | None = None, root: Path | None = None, *
         topic, exercises = (rows[ch].topic, rows[ch].summary) if ch in rows else ("", "")
         titles[ch] = topic or ch
         pre = chapter_prefix(ch)
-        ref_text, ran = stage_reference(ch, root, executed)
+        downloads = []
+        for name in (f"{pre}_reference.ipynb", f"{pre}_exercises.ipynb"):  # as released: no solution, no output
+            released = root / "course" / ch / name
+            if released.is_file():
+                put(f"{ch}/{DOWNLOADS}/{name}", released.read_bytes())
+                downloads.append(name)
+        ref_text, ran = stage_reference(ch, root, executed, downloads)
         if not ran:
             result.not_run.append(ch)
         put(f"{ch}/{pre}_reference.ipynb", ref_text)
-        ex_text = stage_exercises(ch, root)
+        ex_text = stage_exercises(ch, root, downloads)
         if ex_text is not None:
             put(f"{ch}/{pre}_exercises.ipynb", ex_text)
-        put(f"{ch}/index.md", chapter_page(ch, topic, exercises, ex_text is not None, ran))
+        put(f"{ch}/index.md", chapter_page(ch, topic, exercises, ex_text is not None, ran, downloads))
         questions += parse_questions(ch, format_path("solutions", ch, root) / f"{pre}_reference.ipynb")
     result.questions = len(questions)
     put("index.md", home_page(readme, every, picked, results))
@@ -522,6 +570,7 @@ def build_book(chapter_ids: list[str] | None = None, root: Path | None = None, *
     put("conf.py", CONF)
     put("_static/llmprep.css", CSS)
     put("_static/mock_interview.js", JS)
+    put("_static/search_snippets.js", SEARCH_JS)
     put("favicon.svg", FAVICON)
     source = mathjax_dir()
     for path in copy_tree_if_changed(source, staging / "_static" / "mathjax"):

@@ -56,10 +56,20 @@ def cmd_data(args) -> int:
             print(f"ok       {name:<18} {asset.requirement:<28} {size / 2**20:8.1f} MB  {folder}")
         except assets.AssetError as exc:
             bad += 1
-            print(f"MISSING  {name:<18} {exc}")
+            print(f"{asset_state(exc):<8} {name:<18} {exc}")
     if not bad:
         print(f"all {len(assets.ASSETS)} assets verified in {assets.cache_root() / 'assets'}")
     return 1 if bad else 0
+
+
+def asset_state(exc) -> str:
+    """The status column of `llmprep data` for a failed asset: CORRUPTED when a cached copy exists but
+    differs from its manifest (``corrupted: checksum differs``, a file gone, an unreadable manifest),
+    MISSING when nothing is cached, FAILED when a fetch failed."""
+    text = str(exc)
+    if "corrupted" in text or "unreadable manifest" in text:
+        return "CORRUPTED"
+    return "MISSING" if "is not in the cache" in text else "FAILED"
 
 
 def _fetch_or_repair(name: str):
@@ -85,34 +95,75 @@ def cmd_run(args) -> int:
 
 
 def cmd_start(args) -> int:
-    from llmprep.course import UsageError, start
+    from llmprep.course import UsageError, resolve_chapters, start
 
     dest = Path(args.dir).expanduser().resolve() if args.dir else None
     try:
-        folder = start(args.chapter, dest)
+        (chapter,) = resolve_chapters([args.chapter])
+        folder = start(chapter, dest)
     except UsageError as exc:
         _usage(exc)
     notebooks = sorted(p.name for p in folder.glob("*.ipynb"))
-    print(f"copied course/{folder.name} to {folder}: {', '.join(notebooks)}")
-    print("open it with `llmprep lab` (or `make lab`); inside a notebook, `%llmprep_check` grades it with the "
-          f"trusted engine; on the command line: llmprep check {folder / notebooks[-1] if notebooks else folder}")
+    graded = [n for n in notebooks if "_exercises" in n] or notebooks
+    print(f"copied {chapter} (course/{chapter}/) to {folder}: {', '.join(notebooks)}")
+    print(f"open it with {start_lab_hint(folder)}; inside the exercises notebook, `%llmprep_check` grades it with "
+          f"the trusted engine; on the command line: llmprep check {folder / graded[0] if graded else folder}")
     return 0
+
+
+def start_lab_hint(folder: Path) -> str:
+    """How to open ``folder`` in JupyterLab: plain `llmprep lab` opens the workspace (or the course root
+    it lies in); any other folder is named."""
+    from llmprep.course import workspace
+    from llmprep.paths import repo_root
+
+    root = repo_root().resolve()
+    if folder.parent == workspace(root) or folder.is_relative_to(root):
+        return "`llmprep lab` (or `make lab`)"
+    return f"`llmprep lab {folder}`"
+
+
+def _lab_target(extra: list[str], root: Path) -> tuple[Path, str, list[str]]:
+    """(root_dir, path to open in it, the remaining jupyter options) of `llmprep lab [FOLDER|NOTEBOOK]`.
+
+    Without a path: the learner's workspace once something was started there, else course/. A folder
+    or notebook outside the course root becomes JupyterLab's root itself (the server shows nothing above
+    its root), one inside keeps the course root and opens on it."""
+    from llmprep.course import workspace
+
+    root = root.resolve()
+    rest = list(extra)
+    target: Path | None = None
+    if rest and not rest[0].startswith("-"):
+        given = Path(rest[0]).expanduser()
+        given = (Path.cwd() / given).resolve() if not given.is_absolute() else given.resolve()
+        if not given.exists():
+            _usage(f"{rest[0]} does not exist (paths are relative to {Path.cwd()})")
+        target = given
+        rest = rest[1:]
+    if target is None:
+        work = workspace(root)
+        target = work if work.is_dir() and any(work.iterdir()) else root / "course"
+    if target.is_relative_to(root):
+        return root, target.relative_to(root).as_posix(), rest
+    if target.is_file():
+        return target.parent, target.name, rest
+    return target, "", rest
 
 
 def lab_command(extra: list[str], root: Path, uid: int | None = None) -> tuple[list[str], dict]:
     """The `jupyter lab` command line and environment of `llmprep lab` (for the tests)."""
-    from llmprep.course import workspace
-    from llmprep.jupyter import kernel_spec_dir
+    from llmprep.jupyter import kernel_spec_dir, offline_templates
     from llmprep.nbgrader_wiring import nbgrader_env
     from llmprep.paths import format_path
 
     env = nbgrader_env(root)
     kernels = kernel_spec_dir(format_path("jupyter", root=root))  # kernels that load %llmprep_check
+    offline_templates(kernels)  # HTML pages (Formgrader's too) with MathJax inlined, no CDN
     env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(kernels), env.get("JUPYTER_PATH", "")) if p)
-    work = workspace(root)
-    opens = "work" if work.is_dir() and any(work.iterdir()) else "course"
-    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}",
-           f"--LabApp.default_url=/lab/tree/{opens}"]
+    root_dir, opens, extra = _lab_target(extra, root)
+    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root_dir}",
+           f"--LabApp.default_url=/lab/tree/{opens}" if opens else "--LabApp.default_url=/lab"]
     uid = os.getuid() if uid is None and hasattr(os, "getuid") else uid
     if uid == 0 and "--allow-root" not in extra:
         cmd.append("--allow-root")  # jupyter refuses to start as root without it (containers, `make lab` as root)
@@ -235,6 +286,9 @@ def cmd_grade(args) -> int:
 _PATH_COMMANDS = {"validate"}
 _TRACEBACK = "Traceback (most recent call last):"
 _EXC_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning)|[\w.]+\.\w+): ")
+# Warnings that say nothing wrong: a chapter's reference notebook is ungraded, so it never has feedback, and
+# fetch_feedback warned about it for every submission.
+_EXPECTED_WARNING = re.compile(r"Could not find feedback for '[^'/]+/[^'/]+/ch\d+[a-z]?_reference' ")
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -270,10 +324,13 @@ def nbgrader_paths(extra: list[str], cwd: Path) -> None:
 
 
 def filter_tracebacks(lines, out) -> None:
-    """Copy nbgrader's stderr to ``out``, each Python traceback in it replaced by its last line."""
+    """Copy nbgrader's stderr to ``out``, each Python traceback in it replaced by its last line, without the
+    warnings that say nothing wrong (no feedback for an ungraded reference notebook)."""
     in_tb, last = False, ""
     prefix = ""
     for line in lines:
+        if not in_tb and _EXPECTED_WARNING.search(line):
+            continue
         if _TRACEBACK in line:
             if not in_tb:  # a chained traceback inside one keeps the first one's log prefix
                 prefix = line[: line.index(_TRACEBACK)]
@@ -298,10 +355,22 @@ def filter_tracebacks(lines, out) -> None:
     out.flush()
 
 
+def nbgrader_subcommand(extra: list[str]) -> None:
+    """Refuse an nbgrader command that does not exist (nbgrader itself prints its help and exits 0)."""
+    words = [w for w in extra if not w.startswith("-")]
+    if not words:
+        return
+    from nbgrader.apps import NbGraderApp
+
+    if words[0] not in NbGraderApp.subcommands:
+        _usage(f"unknown nbgrader command '{words[0]}'; the commands are: {', '.join(sorted(NbGraderApp.subcommands))}")
+
+
 def cmd_nbgrader(args) -> int:
     from llmprep.nbgrader_wiring import nbgrader_env
 
     cwd = Path.cwd()
+    nbgrader_subcommand(args.extra)
     nbgrader_paths(args.extra, cwd)
     cmd = [sys.executable, "-m", "nbgrader", *args.extra]
     if os.environ.get("LLMPREP_DEBUG"):
@@ -313,10 +382,16 @@ def cmd_nbgrader(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    from llmprep.course import UsageError, resolve_chapters
     from llmprep.paths import format_path
 
     script = format_path("benchmarks") / "run.py"
-    return subprocess.call([sys.executable, str(script)] + args.extra)
+    try:
+        chapters = resolve_chapters(args.chapters) if args.chapters else []
+    except UsageError as exc:
+        _usage(exc)
+    argv = chapters + (["--grading", str(args.grading)] if args.grading else [])
+    return subprocess.call([sys.executable, str(script), *argv])
 
 
 def cmd_book(args) -> int:
@@ -388,16 +463,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("start", help="copy a chapter into your workspace (work/) to solve it there", **_doc(
-        "Copy course/CHAPTER/ into a learner workspace (default work/CHAPTER/, which `llmprep lab` opens on) "
-        "so that course/ stays pristine. Never overwrites an existing folder.",
-        "llmprep start ch01_training\nllmprep start ch02 ~/llm-practice/ch02",
+        "Copy course/CHAPTER/ into a learner workspace (default work/CHAPTER/, or $LLMPREP_WORKSPACE/CHAPTER/ "
+        "when LLMPREP_WORKSPACE is set; `llmprep lab` opens on the workspace) so that course/ stays pristine. "
+        "Never overwrites an existing folder.",
+        "llmprep start ch01_training && llmprep lab\n"
+        "llmprep start ch02 ~/llm-practice/ch02 && llmprep lab ~/llm-practice/ch02",
         f"0  copied\n{USAGE_CODE}: unknown chapter, or the destination exists"))
     s.add_argument("chapter", metavar="CHAPTER", help="chapter id (ch01_training) or number (ch01)")
     s.add_argument("dir", nargs="?", metavar="DIR", help="destination folder (default: work/CHAPTER)")
     s.set_defaults(func=cmd_start)
 
-    s = sub.add_parser("lab", add_help=False, help="JupyterLab with nbgrader on the course (`llmprep lab --help`: "
-                                                   "jupyter lab's own options, all passed through)")
+    s = sub.add_parser("lab", add_help=False, help="JupyterLab with nbgrader on the course, or `llmprep lab FOLDER` "
+                                                   "on a folder of yours (`llmprep lab --help`: jupyter lab's own "
+                                                   "options, all passed through)")
     s.set_defaults(func=cmd_lab, passthrough=True)
 
     s = sub.add_parser("release", help="regenerate course/ from solutions/", **_doc(
@@ -465,8 +543,19 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "(`llmprep nbgrader CMD --help`: nbgrader's own help)")
     s.set_defaults(func=cmd_nbgrader, passthrough=True)
 
-    s = sub.add_parser("bench", add_help=False, help="the benchmarks behind README's results table")
-    s.set_defaults(func=cmd_bench, passthrough=True)
+    s = sub.add_parser("bench", help="the benchmarks behind README's results table", **_doc(
+        "Measure the figures behind README's results table on this machine: every chapter's notebooks one "
+        "after another (reference notebooks on the default threads, graded notebooks on one thread), wall time "
+        "and peak memory of each, the trusted grader's time on each solution and released stub, and every result "
+        "the notebooks record beside its anchor. Checks the budgets (10 min in all, 90 s per reference notebook, "
+        "60 s per graded notebook, 4 GB) and writes build/bench.json and build/bench.md. Takes as long as "
+        "`llmprep run --jobs 1` and more.",
+        "llmprep bench                    # every chapter\nllmprep bench ch09 ch12\nllmprep bench --grading 40",
+        f"0  measured, every budget held\n1  a notebook failed or a budget was exceeded\n{USAGE_CODE}"))
+    s.add_argument("chapters", nargs="*", metavar="CHAPTER", help="chapter ids to measure (default: all)")
+    s.add_argument("--grading", type=positive_int, default=0, metavar="N",
+                   help="also measure grading throughput on N generated submissions")
+    s.set_defaults(func=cmd_bench)
     return p
 
 

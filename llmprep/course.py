@@ -6,6 +6,7 @@ folders in :mod:`llmprep.paths`, nbgrader's environment in :mod:`llmprep.nbgrade
 from __future__ import annotations
 
 import filecmp
+import os
 import json
 import shutil
 import tempfile
@@ -74,8 +75,10 @@ def release(chapter_ids: list[str] | None = None, root: Path | None = None, db: 
 
 
 def workspace(root: Path | None = None) -> Path:
-    """The learner's workspace: ``work/`` in the course root (ignored by git); JupyterLab opens on it."""
-    return format_path("work", root=root)
+    """The learner's workspace: ``$LLMPREP_WORKSPACE`` if set (where nbgrader's fetch puts assignments too),
+    else ``work/`` in the course root (ignored by git); `llmprep start` copies into it, `llmprep lab` opens on it."""
+    chosen = os.environ.get("LLMPREP_WORKSPACE")
+    return Path(chosen).expanduser().resolve() if chosen else format_path("work", root=root)
 
 
 def start(chapter: str, dest: Path | None = None, root: Path | None = None) -> Path:

@@ -120,3 +120,85 @@ def kernel_spec_dir(folder: Path) -> Path:
             "interrupt_mode": "signal", "metadata": {"debugger": True}}
     (spec / "kernel.json").write_text(json.dumps(body, indent=1))
     return folder
+
+
+# --------------------------------------------------------------------------- nbconvert pages, offline
+
+# MathJax 3 in place of nbconvert's MathJax 2 from a CDN: the whole tex-svg bundle inlined (an SVG page needs
+# no font files), configured as nbconvert configures MathJax 2 ($...$ and \\(...\\) inline), plus the two
+# MathJax 2 calls Formgrader's formgrade.js makes (MathJax.Hub.Startup.signal.Interest, MathJax.Hub.Queue).
+# Inlined because nbgrader's release_feedback copies only the HTML file: a page must carry its MathJax.
+_MATHJAX_MACRO = """{#- llmprep: MathJax inlined (no CDN), written by llmprep.jupyter.offline_templates -#}
+{%- macro mathjax(url=None) -%}
+<script>
+window.MathJax = {
+  tex: {inlineMath: [["$", "$"], ["\\\\(", "\\\\)"]], displayMath: [["$$", "$$"], ["\\\\[", "\\\\]"]],
+        processEscapes: true, processEnvironments: true, tags: "ams"},
+  svg: {fontCache: "global"},
+  startup: {typeset: true}
+};
+</script>
+<script>{% raw %}@@MATHJAX@@{% endraw %}</script>
+<script>
+window.MathJax.Hub = {
+  Startup: {signal: {Interest: function (f) { MathJax.startup.promise.then(function () { f("End"); }); }}},
+  Queue: function () { return MathJax.startup.promise.then(function () { return MathJax.typesetPromise(); }); },
+  Config: function () {}
+};
+</script>
+{%- endmacro %}
+"""
+TEMPLATES_VERSION = "1"
+
+
+def offline_templates(folder: Path) -> Path:
+    """Write, once, what nbconvert's HTML pages (nbgrader's feedback, Formgrader's submission view, JupyterLab's
+    HTML export) need to work offline under ``folder`` and return it, to go first on JUPYTER_PATH:
+
+    * ``nbconvert/templates/base/mathjax.html.j2``: the ``mathjax`` macro, MathJax inlined (no CDN);
+    * ``nbgrader_templates/feedback/index.html.j2``: nbgrader's own feedback template, which llmprep's
+      (``llmprep/templates/feedback``) extends."""
+
+    from importlib.metadata import version
+
+    from llmprep.book import mathjax_dir
+
+    folder = Path(folder)
+    bundle = mathjax_dir() / "tex-svg.js"
+    nbgrader_feedback = Path(_nbgrader_templates()) / "feedback"
+    stamp_text = f"{TEMPLATES_VERSION} {bundle} {bundle.stat().st_size} {nbgrader_feedback} {version('nbgrader')}"
+    stamp = folder / "nbconvert" / "llmprep-templates.txt"
+    if stamp.is_file() and stamp.read_text() == stamp_text:
+        return folder
+    macro = folder / "nbconvert" / "templates" / "base" / "mathjax.html.j2"
+    macro.parent.mkdir(parents=True, exist_ok=True)
+    script = bundle.read_text(encoding="utf-8")
+    if "</script" in script.lower() or "endraw" in script:
+        raise RuntimeError(f"{bundle} cannot be inlined in a page")
+    _write_atomic(macro, _MATHJAX_MACRO.replace("@@MATHJAX@@", script))
+    copy = folder / "nbgrader_templates" / "feedback"
+    copy.mkdir(parents=True, exist_ok=True)
+    for name in ("index.html.j2", "conf.json"):
+        _write_atomic(copy / name, (nbgrader_feedback / name).read_text(encoding="utf-8"))
+    _write_atomic(stamp, stamp_text)
+    return folder
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Several graders may set the folder up at once: each writes a private file and renames it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def feedback_template_dirs() -> list[str]:
+    """``HTMLExporter.extra_template_basedirs`` for nbgrader: llmprep's templates first, then nbgrader's own."""
+    return [str(Path(__file__).parent / "templates"), _nbgrader_templates()]
+
+
+def _nbgrader_templates() -> str:
+    """nbgrader's template folder, found without importing nbgrader (seconds)."""
+    from importlib.util import find_spec
+
+    package = Path(list(find_spec("nbgrader").submodule_search_locations)[0])
+    return str(package / "server_extensions" / "formgrader" / "templates")

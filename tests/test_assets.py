@@ -171,7 +171,7 @@ def test_corrupted_cache_is_detected_not_silently_used(copied_tokenizer):
     data = bytearray(merges.read_bytes())
     data[100] ^= 0x01
     merges.write_bytes(bytes(data))
-    with pytest.raises(AssetError, match="corrupted: merges.txt fails its checksum.*llmprep data"):
+    with pytest.raises(AssetError, match="corrupted: checksum differs for merges.txt.*llmprep data"):
         assets.load_gpt2_tokenizer()
 
 

@@ -297,11 +297,13 @@ def hidden_needles(root: Path, chapter: str) -> dict[str, str]:
     """What must never be on the site, {text: where it comes from}: nbgrader's solution and hidden-test markers,
     the solution lines the release removes from ``chapter``'s exercises, and the trusted spec's function names,
     case labels and source lines. Text the published pages contain by design (the released exercises, the
-    reference notebook) is not a secret and is left out."""
+    reference notebook) is not a secret and is left out; so is the released notebook's metadata (its grade
+    ids), which every learner's copy has and the chapter page offers for download."""
     from llmprep.book import FORBIDDEN_MARKERS
 
     pre = chapter_prefix(chapter)
-    public = _norm(_notebook_text(root / "course" / chapter / f"{pre}_exercises.ipynb") + "\n"
+    released = root / "course" / chapter / f"{pre}_exercises.ipynb"
+    public = _norm(_notebook_text(released) + "\n" + released.read_text(encoding="utf-8") + "\n"
                    + _notebook_text(root / "solutions" / chapter / f"{pre}_reference.ipynb"))
     needles = {m: "nbgrader marker" for m in FORBIDDEN_MARKERS}
     for cell in json.loads((root / "solutions" / chapter / f"{pre}_exercises.ipynb").read_text())["cells"]:

@@ -252,3 +252,57 @@ def test_released_notebooks_store_the_installed_kernels_metadata(root):
         meta = json.loads(path.read_text())["metadata"]
         assert meta["kernelspec"] == course.KERNELSPEC and meta["language_info"] == course.LANGUAGE_INFO, path
     assert os.path.isfile(root / "autograder" / "jupyter_server_config.py")
+
+
+# --------------------------------------------------------------------------- issue 27 item 9: CLI nits
+
+def test_bench_help_has_description_example_and_exit_codes(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["bench", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "usage: llmprep bench" in text and "example:" in text and "exit codes:" in text
+    assert "results table" in text and "llmprep bench ch09" in text
+
+
+def test_bench_forwards_its_chapters_and_refuses_unknown_ones(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, **kw: calls.append(cmd) or 0)
+    assert cli.main(["bench", "ch09", "--grading", "3"]) == 0
+    assert calls[0][-3:] == ["ch09_transformer", "--grading", "3"]
+    assert cli.main(["bench", "ch99"]) == 2 and "unknown chapter 'ch99'" in capsys.readouterr().err
+    assert len(calls) == 1
+
+
+def test_unknown_nbgrader_command_exits_non_zero(capsys, monkeypatch):
+    monkeypatch.setattr(cli.subprocess, "Popen", lambda *a, **k: pytest.fail("nbgrader was started"))
+    assert cli.main(["nbgrader", "frobnicate"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown nbgrader command 'frobnicate'") and "collect" in err and len(err.splitlines()) == 1
+
+
+def test_data_check_labels_a_corrupted_asset_corrupted_not_missing(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from llmprep import assets
+
+    cache = tmp_path / "cache"
+    shutil.copytree(assets.verify("gpt2_tokenizer"), cache / "assets" / "gpt2_tokenizer")
+    monkeypatch.setenv("LLMPREP_CACHE", str(cache))
+    merges = cache / "assets" / "gpt2_tokenizer" / "merges.txt"
+    data = bytearray(merges.read_bytes())
+    data[100] ^= 0x01
+    merges.write_bytes(bytes(data))
+    assert cli.main(["data", "--check"]) == 1
+    lines = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if len(line.split()) > 1}
+    assert lines["gpt2_tokenizer"].startswith("CORRUPTED ") and "checksum differs" in lines["gpt2_tokenizer"]
+    others = [line for name, line in lines.items() if name in assets.ASSETS and name != "gpt2_tokenizer"]
+    assert others and all(line.startswith("MISSING ") for line in others)  # not in this cache at all
+
+
+def test_grade_with_nothing_collected_says_to_collect_first(tmp_path, capsys):
+    from llmprep.grading.batch import grade_assignment
+
+    assert grade_assignment("ch01_training", root=tmp_path, unsandboxed=True) == 1
+    err = capsys.readouterr().err
+    assert "nothing collected yet" in err and "run `llmprep nbgrader collect ch01_training` first" in err

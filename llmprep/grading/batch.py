@@ -93,7 +93,8 @@ def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, a
     students = sorted(p.name for p in submitted.iterdir()
                       if not p.is_symlink() and (p / assignment).is_dir()) if submitted.is_dir() else []
     if not students:
-        print(f"no submissions in {submitted}/<student>/{assignment}/", file=sys.stderr)
+        print(f"nothing collected yet: no {submitted}/<student>/{assignment}/; run `llmprep nbgrader collect "
+              f"{assignment}` first", file=sys.stderr)
         return EXIT_SOME_FAILED
     try:
         ensure_assignment(assignment, root)

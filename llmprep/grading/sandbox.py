@@ -118,7 +118,25 @@ def make_shell():
 
     shell = BatchShell.instance(colors="nocolor")
     shell.user_ns["__name__"] = "__main__"
+    ignore_learner_magics(shell)
     return shell
+
+
+# Magics a learner's saved notebook may hold that mean nothing in a graded run: the course's own
+# (``%llmprep_check`` would grade the notebook again, from inside its own grading) and display-only ones.
+# They become no-ops here, so that they never turn into a ``UsageError`` in a later check or in feedback.
+IGNORED_LINE_MAGICS = ("llmprep_check", "llmprep_progress", "matplotlib", "gui", "notebook", "qtconsole")
+IGNORED_EXTENSIONS = ("llmprep.jupyter",)
+
+
+def ignore_learner_magics(shell) -> None:
+    def nothing(line="", cell=None):  # noqa: ARG001 - a line or cell magic that does nothing
+        return None
+
+    for name in IGNORED_LINE_MAGICS:
+        shell.register_magic_function(nothing, "line", name)
+    # ``%load_ext llmprep.jupyter`` would register the real %llmprep_check over the no-op: mark it loaded
+    shell.extension_manager.loaded.update(IGNORED_EXTENSIONS)
 
 
 def copy_submission_folder() -> None:
