@@ -28,7 +28,8 @@ def cell_problems(nb) -> list[str]:
         if errors:
             err = errors[0]
             trace = ANSI.sub("", "\n".join(err.get("traceback", [])[-3:]))
-            problems.append(f"cell {number} raised {err.get('ename')}: {ANSI.sub('', str(err.get('evalue')))[:300]}\n"
+            problems.append(f"cell {number} (In [{cell.get('execution_count')}]) raised {err.get('ename')}: "
+                            f"{ANSI.sub('', str(err.get('evalue')))[:300]}\n"
                             f"{head}\n{trace[-1500:]}")
             stopped = True
         elif cell.get("execution_count") is None and not stopped:
@@ -82,7 +83,7 @@ def test_a_failing_or_unfinished_notebook_is_named_by_its_cell():
                              cell("acc = 0.41\nassert acc > 0.7", 2, error), cell("print(x)", None)])
     nbformat.validate(nb)
     (problem,) = cell_problems(nb)
-    assert problem.startswith("cell 3 raised AssertionError: accuracy 0.41 below 0.7")
+    assert problem.startswith("cell 3 (In [2]) raised AssertionError: accuracy 0.41 below 0.7")
     assert "| acc = 0.41" in problem and "----> 2 assert acc > 0.7" in problem and "\x1b" not in problem
     nb.cells[2] = cell("acc = 0.9", None)  # a kernel that died (or a time-out) without an error output
     (problem,) = cell_problems(nb)
