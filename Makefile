@@ -17,7 +17,7 @@ JOBS   ?= 2
 
 help:
 	@echo "make run      set up, fetch assets, execute every chapter headless, print the results table"
-	@echo "make test     set up, fetch assets, run the whole test suite"
+	@echo "make test     set up, fetch assets, execute every notebook once (llmprep run), then the whole test suite"
 	@echo "make lab      JupyterLab (with nbgrader): opens on work/ (llmprep start CHAPTER), or course/ while work/ is empty"
 	@echo "make release  regenerate course/ from solutions/   (make release-check: verify only)"
 	@echo "make grade A=ch01_training   grade submitted/<student>/<A>/ into the gradebook"
