@@ -4,6 +4,9 @@ import nbformat
 
 from llmprep.grading import engine
 from tests.notebooks import edited_solution, grade_cell
+import pytest
+
+pytestmark = pytest.mark.sandbox
 
 MAGIC_CELLS = [
     "%llmprep_check",

@@ -15,18 +15,10 @@ from notebooks import grade_cell, edited_solution
 CHAPTERS = all_chapters()
 
 
-def _solution(root, chapter):
-    return root / "solutions" / chapter / load_spec(chapter).notebook
-
-
-def _released(root, chapter):
-    return root / "course" / chapter / load_spec(chapter).notebook
-
-
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_spec_matches_the_notebook(root, chapter):
+def test_spec_matches_the_notebook(solution_nb, chapter):
     spec = load_spec(chapter)
-    cells = engine.test_cells(engine.read_notebook(_solution(root, chapter)))
+    cells = engine.test_cells(solution_nb(chapter))
     assert set(cells) == {ex.grade_id for ex in spec.exercises}
     for ex in spec.exercises:
         assert cells[ex.grade_id]["points"] == ex.points, ex.grade_id
@@ -40,11 +32,11 @@ def _defines(source, name):
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_spec_functions_are_what_notebook_probe_and_mutants_name(root, chapter):
+def test_spec_functions_are_what_notebook_probe_and_mutants_name(solution_nb, chapter):
     """``Exercise.functions`` is checked, not decorative: the solution defines each name, the probe
     looks each one up in the namespace, and every mutant redefines at least one of them."""
     spec = load_spec(chapter)
-    nb = engine.read_notebook(_solution(root, chapter))
+    nb = solution_nb(chapter)
     source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     for ex in spec.exercises:
         assert ex.functions, ex.grade_id
@@ -55,26 +47,31 @@ def test_spec_functions_are_what_notebook_probe_and_mutants_name(root, chapter):
             assert any(_defines(ex.mutant_source(mutant), n) for n in ex.functions), f"{ex.grade_id}: {mutant}"
 
 
+@pytest.mark.sandbox
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_solution_earns_full_points(root, chapter):
-    result = engine.check_notebook(_solution(root, chapter))
+def test_solution_earns_full_points(reference, solution_path, chapter):
+    reference(chapter)  # computed once per session (and cached on disk), not beside the other worker
+    result = engine.check_notebook(solution_path(chapter))
     assert result.score == result.max_score > 0, result.to_json()
     assert not result.notes, result.notes
 
 
+@pytest.mark.sandbox
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_released_stub_earns_zero_with_reasons(root, chapter):
-    result = engine.check_notebook(_released(root, chapter))
+def test_released_stub_earns_zero_with_reasons(reference, released_path, chapter):
+    reference(chapter)
+    result = engine.check_notebook(released_path(chapter))
     assert result.max_score > 0 and result.score == 0
     for cell in result.cells:
         assert cell.points == 0 and "not implemented" in cell.message, cell
 
 
+@pytest.mark.sandbox
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_solution_agrees_with_the_library_oracles(chapter):
+def test_solution_agrees_with_the_library_oracles(reference, chapter):
     """The reference outputs equal what the library implementation gives on every case."""
     spec = load_spec(chapter)
-    ref = engine.reference_run(chapter)
+    ref = reference(chapter)
     oracles = spec.oracles
     assert oracles, "every chapter compares with library implementations"
     for ex in spec.exercises:
@@ -115,7 +112,8 @@ def test_empty_file(tmp_path):
     assert "not a readable notebook" in engine.check_notebook(bad).notes[0]
 
 
-def test_one_broken_cell_does_not_cost_the_others(root, tmp_path):
+@pytest.mark.sandbox
+def test_one_broken_cell_does_not_cost_the_others(ch01_reference, tmp_path):
     def edit(nb):
         grade_cell(nb, "ch01_adamw").source = "def adamw_update(:\n    pass"
 
@@ -126,13 +124,15 @@ def test_one_broken_cell_does_not_cost_the_others(root, tmp_path):
     assert any("SyntaxError" in n for n in result.notes)
 
 
-def test_renamed_notebook_is_matched_by_grade_ids(root, tmp_path):
+@pytest.mark.sandbox
+def test_renamed_notebook_is_matched_by_grade_ids(ch01_reference, tmp_path):
     renamed = edited_solution(tmp_path, lambda nb: None, name="my homework (final) v2.ipynb")
     result = engine.check_notebook(renamed)
     assert result.chapter == CH01 and result.score == result.max_score
 
 
-def test_deleted_test_cell_costs_only_that_cell(root, tmp_path):
+@pytest.mark.sandbox
+def test_deleted_test_cell_costs_only_that_cell(ch01_reference, tmp_path):
     def edit(nb):
         nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "ch01_evaluate_test"]
 
@@ -142,7 +142,8 @@ def test_deleted_test_cell_costs_only_that_cell(root, tmp_path):
     assert result.score == result.max_score - 3
 
 
-def test_visible_asserts_do_not_decide_the_grade(root, tmp_path):
+@pytest.mark.sandbox
+def test_visible_asserts_do_not_decide_the_grade(ch01_reference, tmp_path):
     """A submission that edits the visible test cells to pass (or deletes their asserts) gains nothing."""
     def edit(nb):
         for c in nb.cells:
@@ -156,7 +157,8 @@ def test_visible_asserts_do_not_decide_the_grade(root, tmp_path):
     assert result.score == 0
 
 
-def test_patched_testing_functions_cannot_change_the_verdict(root, tmp_path):
+@pytest.mark.sandbox
+def test_patched_testing_functions_cannot_change_the_verdict(ch01_reference, tmp_path):
     """Monkeypatching numpy/torch comparison functions in the sandbox changes nothing: judging is elsewhere."""
     def edit(nb):
         cell = grade_cell(nb, "ch01_log_softmax")
@@ -170,7 +172,8 @@ def test_patched_testing_functions_cannot_change_the_verdict(root, tmp_path):
     assert by_id["ch01_log_softmax_test"].points == 0
 
 
-def test_exit_in_a_cell_is_reported_and_later_cells_still_graded(root, tmp_path):
+@pytest.mark.sandbox
+def test_exit_in_a_cell_is_reported_and_later_cells_still_graded(ch01_reference, tmp_path):
     def edit(nb):
         setup = grade_cell(nb, "ch01_setup")
         setup.source += "\nimport sys\nsys.exit(0)\n"
@@ -179,7 +182,8 @@ def test_exit_in_a_cell_is_reported_and_later_cells_still_graded(root, tmp_path)
     assert result.score == result.max_score
 
 
-def test_process_exit_after_correct_answers_grades_what_finished(root, tmp_path):
+@pytest.mark.sandbox
+def test_process_exit_after_correct_answers_grades_what_finished(ch01_reference, tmp_path):
     def edit(nb):
         grade_cell(nb, "ch01_warmup_cosine").source += "\nimport os\nos._exit(7)\n"
 
@@ -192,7 +196,8 @@ def test_process_exit_after_correct_answers_grades_what_finished(root, tmp_path)
     assert any("exit code 7" in n and "that cell was skipped" in n for n in result.notes), result.notes
 
 
-def test_a_function_that_kills_the_process_costs_only_its_exercise(root, tmp_path):
+@pytest.mark.sandbox
+def test_a_function_that_kills_the_process_costs_only_its_exercise(ch01_reference, tmp_path):
     def edit(nb):
         grade_cell(nb, "ch01_adamw").source = (
             "import os\ndef adamw_update(*args, **kwargs):\n    os._exit(3)\n")
@@ -203,7 +208,8 @@ def test_a_function_that_kills_the_process_costs_only_its_exercise(root, tmp_pat
     assert result.score == result.max_score - 3
 
 
-def test_infinite_loop_hits_the_cell_time_limit(root, tmp_path):
+@pytest.mark.sandbox
+def test_infinite_loop_hits_the_cell_time_limit(ch01_reference, tmp_path):
     def edit(nb):
         grade_cell(nb, "ch01_early_stopping").source += "\nwhile True:\n    pass\n"
 
@@ -214,7 +220,8 @@ def test_infinite_loop_hits_the_cell_time_limit(root, tmp_path):
     assert by_id["ch01_early_stopping_test"].points == by_id["ch01_early_stopping_test"].max_points
 
 
-def test_feedback_never_shows_hidden_case_data(root, tmp_path):
+@pytest.mark.sandbox
+def test_feedback_never_shows_hidden_case_data(ch01_reference, tmp_path):
     def edit(nb):
         grade_cell(nb, "ch01_cross_entropy").source = (
             "def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0):\n"
@@ -229,8 +236,10 @@ def test_feedback_never_shows_hidden_case_data(root, tmp_path):
         assert ex.probe.__name__ not in text
 
 
-def test_cli_check_json(root):
-    proc = subprocess.run([sys.executable, "-m", "llmprep", "check", str(_released(root, CH01)), "--json"],
+@pytest.mark.sandbox
+def test_cli_check_json(reference, released_path):
+    reference(CH01)
+    proc = subprocess.run([sys.executable, "-m", "llmprep", "check", str(released_path(CH01)), "--json"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)

@@ -10,6 +10,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from llmprep.nbgrader_wiring import nbgrader_env
 from llmprep.grading.batch import grade_assignment
 from llmprep.grading.engine import load_spec
@@ -48,7 +50,9 @@ def _student(monkeypatch, tmp_path, base_env, name):
     return lst, home / "work"
 
 
-def test_exchange_round_trip_three_students(root, tmp_path, monkeypatch, capsys):
+@pytest.mark.sandbox
+@pytest.mark.slow
+def test_exchange_round_trip_three_students(root, tmp_path, monkeypatch, capsys, ch01_reference):
     course = tmp_path / "course_root"
     for top in ("solutions", "course"):
         shutil.copytree(root / top / CH, course / top / CH)

@@ -1,9 +1,10 @@
 """The course website (`llmprep book`) checked in a real browser.
 
-The site is built from ONE chapter really executed by ``llmprep.headless.execute_notebook`` (ch02: the fastest
-reference notebook with a plot, ~40 s) plus one chapter that was not run (ch09: the "not run yet" page, and a
-second chapter for the mock-interview filter), served by ``http.server`` on 127.0.0.1 and driven in Debian's
-headless Chromium through Selenium and Debian's chromedriver. Nothing is fetched from the network.
+The site is built from ONE chapter really executed (ch02, a reference notebook with a plot: the copy `llmprep run`
+executed before the tests in `make test`, else executed here by the ``executed`` fixture, ~40 s) plus one chapter
+that was not run (ch09: the "not run yet" page, and a second chapter for the mock-interview filter), served by
+``http.server`` on 127.0.0.1 and driven in Debian's headless Chromium through Selenium and Debian's chromedriver.
+Nothing is fetched from the network.
 
 Outside ``make test`` a machine without Chromium skips these tests with the command that installs it;
 ``make test`` installs it (``make browser``) and sets LLMPREP_REQUIRE_BROWSER=1, which turns the skip into a
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from llmprep.course import chapter_prefix
+from llmprep.paths import chapter_prefix
 
 CHAPTER = "ch02_imbalance"       # executed for real: outputs, a plot, printed results
 OTHER = "ch09_transformer"       # not run: its page says how to run it
@@ -45,21 +46,19 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 # --------------------------------------------------------------------------- the site, a server, a browser
 
 @pytest.fixture(scope="module")
-def site(root, tmp_path_factory):
+def site(root, tmp_path_factory, executed):
     from llmprep.book import build_book
-    from llmprep.headless import execute_notebook
 
     tmp = tmp_path_factory.mktemp("book")
-    source = root / "solutions" / CHAPTER / f"{chapter_prefix(CHAPTER)}_reference.ipynb"
-    saved = os.environ.pop("MPLBACKEND", None)  # the kernel's own inline backend: plots become PNG outputs
-    try:
-        stats = execute_notebook(source, tmp / "executed" / CHAPTER / source.name, tmp / "results.jsonl", threads=1)
-    finally:
-        if saved is not None:
-            os.environ["MPLBACKEND"] = saved
+    name = f"{chapter_prefix(CHAPTER)}_reference.ipynb"
+    run = executed(CHAPTER, name)  # `llmprep run`'s copy in build/executed/, or executed here (tests/conftest.py)
+    (tmp / "executed" / CHAPTER).mkdir(parents=True)
+    shutil.copyfile(run.path, tmp / "executed" / CHAPTER / name)
+    (tmp / "results.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in run.records),
+                                       encoding="utf-8")
     result = build_book([CHAPTER, OTHER], root, executed=tmp / "executed", staging=tmp / "book-src",
                         out=tmp / "book", doctrees=tmp / "doctrees", results=tmp / "results.jsonl")
-    print(f"\nexecuted {source.name} in {stats['seconds']:.1f} s; built the site in {result.seconds:.1f} s")
+    print(f"\n{name} executed by {run.by}; built the site in {result.seconds:.1f} s")
     assert result.not_run == [OTHER]
     return result
 
@@ -136,6 +135,7 @@ def _console_errors(browser) -> list[str]:
 
 # --------------------------------------------------------------------------- pages in the browser
 
+@pytest.mark.browser
 def test_reference_page_renders_with_outputs_plot_and_chinese(site, server, browser):
     _open(browser, f"{server}/{CHAPTER}/{chapter_prefix(CHAPTER)}_reference.html")
     assert "Class imbalance" in browser.title
@@ -157,6 +157,7 @@ def test_reference_page_renders_with_outputs_plot_and_chinese(site, server, brow
     assert not _console_errors(browser)
 
 
+@pytest.mark.browser
 def test_home_exercises_and_not_run_pages(site, server, browser):
     _open(browser, f"{server}/index.html")
     body = browser.find_element("tag name", "body").text
@@ -179,6 +180,7 @@ def test_home_exercises_and_not_run_pages(site, server, browser):
     assert not _console_errors(browser)
 
 
+@pytest.mark.browser
 def test_mock_interview_reveals_answers_and_filters_by_chapter(site, server, browser):
     _open(browser, f"{server}/mock-interview.html")
     questions = browser.find_elements("css selector", "details.mock-q")
@@ -207,6 +209,7 @@ def test_mock_interview_reveals_answers_and_filters_by_chapter(site, server, bro
 
 @pytest.mark.parametrize("word, page", [("imbalance", f"{CHAPTER}/{chapter_prefix(CHAPTER)}_reference"),
                                         ("倾斜", f"{CHAPTER}/{chapter_prefix(CHAPTER)}_reference")])
+@pytest.mark.browser
 def test_search_finds_english_and_chinese_words(site, server, browser, word, page):
     _open(browser, f"{server}/search.html?q={urllib.parse.quote(word)}")
     hits = _wait(browser, """
@@ -237,6 +240,7 @@ class _Links(html.parser.HTMLParser):
                 self.assets.append(a[key])
 
 
+@pytest.mark.slow
 def test_every_internal_link_and_asset_resolves_and_nothing_comes_from_outside(site, server):
     pages, todo, missing, external_assets = {}, ["/index.html"], [], []
     anchors = []
@@ -369,21 +373,38 @@ def site_texts(out: Path):
         yield path, _norm(html.unescape("\n".join(texts)))
 
 
-def leaks(out: Path, needles: dict[str, str]) -> list[str]:
+_WORD = re.compile(r"\w+")
+
+
+def _anchors(needle: str) -> set[str]:
+    """The whole words inside ``needle``: maximal runs of word characters with a non-word character on each side
+    within the needle. Wherever the needle occurs, each of them occurs as a whole word too, so a text whose words
+    lack one cannot contain the needle: an exact pre-filter, not a heuristic."""
+    return {m.group() for m in _WORD.finditer(needle) if m.start() > 0 and m.end() < len(needle)}
+
+
+def leaks(out: Path, *needle_sets: dict[str, str]) -> list[str]:
+    """Every (file, kind, needle) of ``needle_sets`` found in the site's texts: one pass over the files; a needle is
+    searched for only in a file whose words include all of its whole words (MathJax's 30 MB make the difference)."""
+    needles = {n: kind for one in needle_sets for n, kind in one.items()}
+    anchors = {n: _anchors(n) for n in needles}
     found = []
     for path, text in site_texts(out):
-        found += [f"{path.relative_to(out)}: {kind}: {needle[:80]}" for needle, kind in needles.items() if needle in text]
+        words = set(_WORD.findall(text))
+        found += [f"{path.relative_to(out)}: {kind}: {needle[:80]}" for needle, kind in needles.items()
+                  if anchors[needle] <= words and needle in text]
     return found
 
 
+@pytest.mark.slow
 def test_no_solution_code_or_hidden_grading_material_anywhere(site, root):
     needles = hidden_needles(root, CHAPTER)
     kinds = {k: sum(1 for v in needles.values() if v == k) for k in set(needles.values())}
     assert kinds.get("solution line", 0) >= 20 and kinds.get("spec function", 0) >= 10, kinds
-    assert not leaks(site.out, needles)
-    assert not leaks(site.out, hidden_needles(root, OTHER))
+    assert not leaks(site.out, needles, hidden_needles(root, OTHER))
 
 
+@pytest.mark.slow
 def test_the_leak_scanner_catches_an_injected_solution(site, root, tmp_path):
     needles = hidden_needles(root, CHAPTER)
     solution = next(n for n, kind in needles.items() if kind == "solution line")

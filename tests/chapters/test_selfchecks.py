@@ -18,6 +18,7 @@ import sys
 import nbformat
 import pytest
 
+pytestmark = pytest.mark.slow
 from llmprep.grading.trusted import all_chapters, load_spec, solutions_dir
 
 

@@ -13,6 +13,8 @@ import pytest
 from llmprep.grading.batch import grade_assignment
 from llmprep.grading.engine import load_spec
 
+pytestmark = [pytest.mark.sandbox, pytest.mark.browser]
+
 CH01 = "ch01_training"
 CDN = re.compile(r"<script[^>]+src=[\"']https?://", re.I)
 

@@ -49,6 +49,7 @@ def test_gpt2_tokenizer_is_real():
     assert tok.decode(tok(" Shall I compare thee").input_ids) == " Shall I compare thee"
 
 
+@pytest.mark.slow
 def test_minilm_loads_and_embeds():
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -63,6 +64,7 @@ def test_minilm_loads_and_embeds():
     assert hidden.shape[-1] == 384 and torch.isfinite(hidden).all()
 
 
+@pytest.mark.slow
 def test_smollm2_gguf_is_a_gguf_file():
     from gguf import GGUFReader
 
@@ -72,6 +74,7 @@ def test_smollm2_gguf_is_a_gguf_file():
     assert len(reader.tensors) > 100
 
 
+@pytest.mark.slow
 def test_smollm2_float32_copy_holds_the_gguf_values():
     """`llmprep data` dequantises the GGUF once into model/ (what load_smollm2 reads): same values, no quantizer tag."""
     import torch

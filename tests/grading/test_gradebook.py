@@ -2,6 +2,8 @@
 import csv
 import shutil
 
+import pytest
+
 from llmprep.grading.engine import load_spec
 from llmprep.grading.batch import grade_assignment
 from llmprep.grading.record import gradebook_url
@@ -9,7 +11,8 @@ from llmprep.grading.record import gradebook_url
 CH01 = "ch01_training"
 
 
-def test_grade_a_small_class(root, tmp_path):
+@pytest.mark.sandbox
+def test_grade_a_small_class(root, tmp_path, ch01_reference):
     course = tmp_path / "course_root"
     shutil.copytree(root / "solutions" / CH01, course / "solutions" / CH01)
     nb_name = load_spec(CH01).notebook

@@ -11,6 +11,7 @@ def _notebooks(root, top):
     return sorted(p for p in (root / top).rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 
 
+@pytest.mark.slow
 def test_course_is_in_sync_with_solutions(root):
     assert release_diff(root) == []
 

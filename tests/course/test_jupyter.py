@@ -12,6 +12,8 @@ import sys
 import time
 import urllib.request
 
+import pytest
+
 from llmprep import cli
 
 NOTEBOOKS = ["course/ch01_training/ch01_exercises.ipynb", "course/ch09_transformer/ch09_reference.ipynb"]
@@ -23,6 +25,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_open_and_save_through_the_server_changes_nothing(root, tmp_path):
     for rel in NOTEBOOKS:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
 """The sandbox seen from outside, one protection per test (the batch-wide attack suite is
-tests/test_hostile.py). Each edited submission is right only if the protection holds."""
+tests/grading/test_hostile.py). Each edited submission is right only if the protection holds."""
 import pytest
 
 from llmprep.grading import engine
@@ -9,8 +9,8 @@ from notebooks import grade_cell, edited_solution
 
 CH01 = "ch01_training"
 
-pytestmark = pytest.mark.skipif(not engine.isolation().strong,
-                                reason=f"no sandbox on this machine: {engine.isolation().why}")
+pytestmark = [pytest.mark.sandbox,
+              pytest.mark.skipif(not engine.isolation().strong, reason=f"no sandbox on this machine: {engine.isolation().why}")]
 
 
 

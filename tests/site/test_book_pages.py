@@ -9,9 +9,11 @@ import urllib.parse
 
 import pytest
 
-from llmprep.course import chapter_prefix
-from tests.test_book import _console_errors, _open, _Quiet, _Server, _wait
-from tests.test_book import browser  # noqa: F401 - the fixture
+from llmprep.paths import chapter_prefix
+from tests.site.test_book import _console_errors, _open, _Quiet, _Server, _wait
+from tests.site.test_book import browser  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.browser
 
 CHAPTERS = ["ch02_imbalance", "ch09_transformer"]
 

@@ -11,8 +11,10 @@ from llmprep.grading.engine import all_chapters, load_spec
 CHAPTERS = all_chapters()
 
 
+@pytest.mark.sandbox
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_every_mutant_loses_points(chapter):
+def test_every_mutant_loses_points(reference, chapter):
+    reference(chapter)  # computed once per session (and cached on disk), not beside the other worker
     ref, run = engine.mutant_run(chapter)
     verdicts = engine.judge_variants(chapter, ref, run)
     spec = load_spec(chapter)

@@ -67,7 +67,6 @@ def test_schedule_starts_the_longest_first_and_untimed_references_early(tmp_path
     assert headless.expected_seconds(tmp_path) == {"x/y.ipynb": 2.0}
 
 
-def test_the_checked_in_schedule_names_every_notebook():
-    root = Path(__file__).resolve().parents[1]
+def test_the_checked_in_schedule_names_every_notebook(root):
     names = {f"{ch}/{nb.name}" for ch in course.chapters(root) for nb in course.notebooks(ch, root)}
     assert set(json.loads((root / "benchmarks" / headless.SECONDS_FILE).read_text())) == names

@@ -10,6 +10,8 @@ import pytest
 
 from llmprep import cli, course
 
+pytestmark = pytest.mark.slow
+
 
 def test_start_names_the_chapter_and_points_check_at_the_exercises(tmp_path, capsys):
     dest = tmp_path / "my-practice" / "two"  # outside the course root, named unlike the chapter

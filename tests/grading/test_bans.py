@@ -13,7 +13,8 @@ CH01 = "ch01_training"
 
 
 
-def test_import_time_bindings_of_banned_calls_lose_points(root, tmp_path):
+@pytest.mark.sandbox
+def test_import_time_bindings_of_banned_calls_lose_points(root, tmp_path, ch01_reference):
     nb = nbformat.read(str(root / "solutions" / CH01 / load_spec(CH01).notebook), as_version=4)
     grade_cell(nb, "ch01_setup").source += (
         "\nfrom torch import log_softmax as _library_log_softmax\n"
