@@ -5,7 +5,7 @@ Probes run inside the sandbox next to the student's code and must be self-contai
 library (or independent reference) implementation each exercise imitates; the test suite
 proves the solution agrees with them on every case.
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose
+from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose, mutate, whole
 
 
 
@@ -19,6 +19,8 @@ def probe_build_vocab(ns, params):
     words = params["words"]
     weights = [1.0 / (i + 1) for i in range(len(words))]
     texts = [rng.choices(words, weights=weights, k=rng.randint(1, params["max_len"])) for _ in range(params["n"])]
+    if params.get("texts"):  # literal texts (ties placed by hand)
+        texts = [list(t) for t in params["texts"]]
     snapshot = [list(t) for t in texts]
     kwargs = {"min_freq": params["min_freq"]}
     if params.get("specials") is not None:
@@ -118,6 +120,8 @@ def probe_accuracy(ns, params):
     n, c = params["n"], params["c"]
     z = torch.randn(n, generator=g) * 2
     z[torch.rand(n, generator=g) < 0.2] = 0.0  # exact zeros predict class 0
+    if params.get("tiny"):  # positive logits whose float32 sigmoid rounds to exactly 0.5: they still predict 1
+        z[torch.rand(n, generator=g) < 0.3] = 1e-9
     y = (torch.rand(n, generator=g) < params["pos_rate"]).long()
     if params["logit_shape"] == "column":
         z = z[:, None]
@@ -235,57 +239,22 @@ EXERCISES = [
                   "words": ["film", "<cls>", "was", "boring", "<unk>", "superb", "script", "x", "y", "z", "w"]}),
             Case("min_freq above every count", {"seed": 3, "n": 4, "max_len": 3, "min_freq": 50, "specials": None,
                                                 "words": ["only", "specials", "remain"]}),
+            Case("ties between tokens that differ only in case",
+                 {"seed": 4, "n": 0, "max_len": 1, "min_freq": 1, "specials": None, "words": ["x"],
+                  "texts": [["b", "B", "a", "Zed", "A", "zed"], ["zed", "A", "a", "B", "b", "Zed"]]},
+                 edge="a tie in count between tokens Python orders by case (uppercase first)"),
         ),
         probe=probe_build_vocab, judge=allclose(rtol=0, atol=0),
         mutants={
-            "forgets <unk>": """
-                def build_vocab(tokenized_texts, min_freq=1, specials=("<pad>", "<unk>")):
-                    from collections import Counter
-                    counts = Counter(t for text in tokenized_texts for t in text)
-                    vocab = {specials[0]: 0}
-                    for t in sorted((t for t, c in counts.items() if c >= min_freq and t not in vocab),
-                                    key=lambda t: (-counts[t], t)):
-                        vocab[t] = len(vocab)
-                    return vocab
-            """,
-            "min_freq off by one (count > min_freq)": """
-                def build_vocab(tokenized_texts, min_freq=1, specials=("<pad>", "<unk>")):
-                    from collections import Counter
-                    counts = Counter(t for text in tokenized_texts for t in text)
-                    vocab = {s: i for i, s in enumerate(specials)}
-                    for t in sorted((t for t, c in counts.items() if c > min_freq and t not in vocab),
-                                    key=lambda t: (-counts[t], t)):
-                        vocab[t] = len(vocab)
-                    return vocab
-            """,
-            "ties in first-seen order (Counter.most_common)": """
-                def build_vocab(tokenized_texts, min_freq=1, specials=("<pad>", "<unk>")):
-                    from collections import Counter
-                    counts = Counter(t for text in tokenized_texts for t in text)
-                    vocab = {s: i for i, s in enumerate(specials)}
-                    for t, c in counts.most_common():
-                        if c >= min_freq and t not in vocab:
-                            vocab[t] = len(vocab)
-                    return vocab
-            """,
-            "special tokens in the text added a second time": """
-                def build_vocab(tokenized_texts, min_freq=1, specials=("<pad>", "<unk>")):
-                    from collections import Counter
-                    counts = Counter(t for text in tokenized_texts for t in text)
-                    tokens = list(specials) + sorted((t for t, c in counts.items() if c >= min_freq),
-                                                     key=lambda t: (-counts[t], t))
-                    return {t: i for i, t in enumerate(tokens)}
-            """,
-            "specials sorted like the other tokens": """
-                def build_vocab(tokenized_texts, min_freq=1, specials=("<pad>", "<unk>")):
-                    counts = Counter(t for text in tokenized_texts for t in text)
-                    vocab = {s: i for i, s in enumerate(sorted(specials))}
-                    kept = sorted((t for t, c in counts.items() if c >= min_freq and t not in vocab),
-                                  key=lambda t: (-counts[t], t))
-                    for t in kept:
-                        vocab[t] = len(vocab)
-                    return vocab
-            """,
+            "forgets <unk>": mutate("for s in specials:", "for s in specials[:1]:"),
+            "min_freq off by one (count > min_freq)": mutate("c >= min_freq", "c > min_freq"),
+            "ties in first-seen order (Counter.most_common)": mutate("key=lambda t: (-counts[t], t)",
+                                                                    "key=lambda t: -counts[t]"),
+            "ties broken case-insensitively": mutate("key=lambda t: (-counts[t], t)",
+                                                     "key=lambda t: (-counts[t], t.lower())"),
+            "special tokens in the text added a second time": mutate("c >= min_freq and t not in vocab",
+                                                                     "c >= min_freq"),
+            "specials sorted like the other tokens": mutate("for s in specials:", "for s in sorted(specials):"),
         },
     ),
     Exercise(
@@ -299,37 +268,12 @@ EXERCISES = [
         ),
         probe=probe_collate, judge=allclose(rtol=0, atol=0),
         mutants={
-            "pads on the left": """
-                def collate(batch, pad_index=0):
-                    seqs = [torch.as_tensor(ids, dtype=torch.long) for ids, _ in batch]
-                    t = max(len(s) for s in seqs)
-                    padded = torch.full((len(seqs), t), pad_index, dtype=torch.long)
-                    for i, s in enumerate(seqs):
-                        padded[i, t - len(s):] = s
-                    return padded, torch.tensor([len(s) for s in seqs]), torch.tensor([float(y) for _, y in batch])
-            """,
-            "lengths measured after padding": """
-                def collate(batch, pad_index=0):
-                    from torch.nn.utils.rnn import pad_sequence
-                    seqs = [torch.as_tensor(ids, dtype=torch.long) for ids, _ in batch]
-                    padded = pad_sequence(seqs, batch_first=True, padding_value=pad_index)
-                    lengths = torch.tensor([len(row) for row in padded])
-                    return padded, lengths, torch.tensor([float(y) for _, y in batch])
-            """,
-            "pads with 0 whatever pad_index is": """
-                def collate(batch, pad_index=0):
-                    from torch.nn.utils.rnn import pad_sequence
-                    seqs = [torch.as_tensor(ids, dtype=torch.long) for ids, _ in batch]
-                    padded = pad_sequence(seqs, batch_first=True)
-                    return padded, torch.tensor([len(s) for s in seqs]), torch.tensor([float(y) for _, y in batch])
-            """,
-            "labels left as integers": """
-                def collate(batch, pad_index=0):
-                    from torch.nn.utils.rnn import pad_sequence
-                    seqs = [torch.as_tensor(ids, dtype=torch.long) for ids, _ in batch]
-                    padded = pad_sequence(seqs, batch_first=True, padding_value=pad_index)
-                    return padded, torch.tensor([len(s) for s in seqs]), torch.tensor([y for _, y in batch])
-            """,
+            "pads on the left": mutate("padded[i, :len(s)] = s", "padded[i, padded.shape[1] - len(s):] = s"),
+            "lengths measured after padding": mutate("return padded, lengths, labels",
+                                                     "return padded, torch.full_like(lengths, padded.shape[1]), labels"),
+            "pads with 0 whatever pad_index is": mutate("pad_index, dtype=torch.long)", "0, dtype=torch.long)"),
+            "labels left as integers": mutate("torch.tensor([float(y) for _, y in batch], dtype=torch.float32)",
+                                              "torch.tensor([int(y) for _, y in batch])"),
         },
     ),
     Exercise(
@@ -349,45 +293,24 @@ EXERCISES = [
         ),
         probe=probe_last_real_hidden, judge=allclose(rtol=1e-4, atol=1e-5),
         mutants={
-            "output[:, -1] of the padded batch": """
-                def last_real_hidden(lstm, embedded, lengths):
-                    out, _ = lstm(embedded)
-                    return out[:, -1]
-            """,
-            "sorts by length and never restores the order": """
-                def last_real_hidden(lstm, embedded, lengths):
-                    from torch.nn.utils.rnn import pack_padded_sequence
-                    order = torch.argsort(lengths, descending=True)
-                    packed = pack_padded_sequence(embedded[order], lengths[order].cpu(), batch_first=True)
-                    _, (h_n, _) = lstm(packed)
-                    if lstm.bidirectional:
-                        return torch.cat([h_n[-2], h_n[-1]], dim=-1)
-                    return h_n[-1]
-            """,
-            "forward direction only": """
-                def last_real_hidden(lstm, embedded, lengths):
-                    from torch.nn.utils.rnn import pack_padded_sequence
-                    packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-                    _, (h_n, _) = lstm(packed)
-                    return h_n[-2] if lstm.bidirectional else h_n[-1]
-            """,
-            "output at position length-1 for both directions": """
+            "output[:, -1] of the padded batch": mutate(
+                "packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)",
+                "return lstm(embedded)[0][:, -1]"),
+            "sorts by length and never restores the order": mutate(
+                "pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)",
+                "pack_padded_sequence(embedded[lengths.argsort(descending=True)],"
+                " lengths.sort(descending=True).values.cpu(), batch_first=True)"),
+            "forward direction only": mutate("return torch.cat([h_n[-2], h_n[-1]], dim=-1)", "return h_n[-2]"),
+            "output at position length-1 for both directions": whole("""
                 def last_real_hidden(lstm, embedded, lengths):
                     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
                     packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
                     out, _ = lstm(packed)
                     out, _ = pad_packed_sequence(out, batch_first=True)
                     return out[torch.arange(len(lengths)), lengths - 1]
-            """,
-            "first layer's state in a stacked LSTM": """
-                def last_real_hidden(lstm, embedded, lengths):
-                    from torch.nn.utils.rnn import pack_padded_sequence
-                    packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-                    _, (h_n, _) = lstm(packed)
-                    if lstm.bidirectional:
-                        return torch.cat([h_n[0], h_n[1]], dim=-1)
-                    return h_n[0]
-            """,
+            """),
+            "first layer's state in a stacked LSTM": mutate({"h_n[-2], h_n[-1]": "h_n[0], h_n[1]",
+                                                             "return h_n[-1]": "return h_n[0]"}),
         },
     ),
     Exercise(
@@ -405,40 +328,24 @@ EXERCISES = [
             Case("[N, 1] logits, [N, 1] integer labels", {"seed": 3, "n": 50, "c": 2, "pos_rate": 0.3,
                                                           "logit_shape": "column", "label_shape": "column",
                                                           "label_dtype": "long"}),
+            Case("tiny positive logits", {"seed": 4, "n": 40, "c": 3, "pos_rate": 0.6, "logit_shape": "flat",
+                                          "label_shape": "flat", "label_dtype": "long", "tiny": True},
+                 edge="logits just above 0 (1e-9), where a float32 sigmoid is exactly 0.5"),
         ),
         probe=probe_accuracy, judge=allclose(rtol=1e-6, atol=1e-6, messages={
             "returns_floats": "both functions must return a Python float (use .item() or float(...))"}),
         mutants={
-            "argmax over a single logit (always class 0)": """
-                def binary_accuracy(logits, labels):
-                    preds = logits.reshape(len(logits), -1).argmax(1)
-                    return (preds == labels.reshape(-1).long()).float().mean().item()
-            """,
-            "sigmoid compared with 0 instead of 0.5": """
-                def binary_accuracy(logits, labels):
-                    preds = (torch.sigmoid(logits.reshape(-1)) > 0).long()
-                    return (preds == labels.reshape(-1).long()).float().mean().item()
-            """,
-            "[N, 1] labels broadcast against [N] predictions": """
-                def binary_accuracy(logits, labels):
-                    preds = (logits.reshape(-1) > 0).float()
-                    return (preds == labels.float()).float().mean().item()
-            """,
-            "multi-class argmax over the batch dimension": """
-                def multiclass_accuracy(logits, labels):
-                    return (logits.argmax(0)[:1] == labels).float().mean().item()
-            """,
-            "a logit of exactly 0 predicts 1 (>= 0)": """
-                def binary_accuracy(logits, labels):
-                    return ((logits.reshape(-1) >= 0).long() == labels.reshape(-1).long()).float().mean().item()
-            """,
-            "returns 0-d tensors": """
-                def binary_accuracy(logits, labels):
-                    return ((logits.reshape(-1) > 0).long() == labels.reshape(-1).long()).float().mean()
-
-                def multiclass_accuracy(logits, labels):
-                    return (logits.argmax(dim=-1) == labels).float().mean()
-            """,
+            "argmax over a single logit (always class 0)": mutate("preds = (logits.reshape(-1) > 0).long()",
+                                                                  "preds = logits.reshape(len(logits), -1).argmax(1)"),
+            "sigmoid compared with 0 instead of 0.5": mutate("(logits.reshape(-1) > 0)",
+                                                             "(torch.sigmoid(logits.reshape(-1)) > 0)"),
+            "sigmoid > 0.5 in float32 (tiny positive logits predict 0)": mutate(
+                "(logits.reshape(-1) > 0)", "(torch.sigmoid(logits.reshape(-1)) > 0.5)"),
+            "[N, 1] labels broadcast against [N] predictions": mutate("preds == labels.reshape(-1).long()",
+                                                                      "preds == labels.long()"),
+            "multi-class argmax over the batch dimension": mutate("logits.argmax(dim=-1)", "logits.argmax(0)[:1]"),
+            "a logit of exactly 0 predicts 1 (>= 0)": mutate("(logits.reshape(-1) > 0)", "(logits.reshape(-1) >= 0)"),
+            "returns 0-d tensors": mutate(".float().mean().item()", ".float().mean()", count=2),
         },
     ),
     Exercise(
@@ -456,69 +363,14 @@ EXERCISES = [
         probe=probe_train_epoch, judge=allclose(rtol=1e-4, atol=1e-6, messages={
             "training_after": "the model must be left in training mode"}),
         mutants={
-            "never clears gradients (no zero_grad)": """
-                def train_epoch(model, batches, optimizer, loss_fn):
-                    model.train()
-                    total, n = 0.0, 0
-                    for x, lens, y in batches:
-                        loss = loss_fn(model(x, lens), y.float())
-                        loss.backward()
-                        optimizer.step()
-                        total += loss.item() * y.numel()
-                        n += y.numel()
-                    return total / n
-            """,
-            "calls the model without lengths (reads output[:, -1] of the padding)": """
-                def train_epoch(model, batches, optimizer, loss_fn):
-                    model.train()
-                    total, n = 0.0, 0
-                    for x, lens, y in batches:
-                        optimizer.zero_grad()
-                        loss = loss_fn(model(x), y.float())
-                        loss.backward()
-                        optimizer.step()
-                        total += loss.item() * y.numel()
-                        n += y.numel()
-                    return total / n
-            """,
-            "no model.train() (dropout stays off after an evaluation)": """
-                def train_epoch(model, batches, optimizer, loss_fn):
-                    total, n = 0.0, 0
-                    for x, lens, y in batches:
-                        optimizer.zero_grad()
-                        loss = loss_fn(model(x, lens), y.float())
-                        loss.backward()
-                        optimizer.step()
-                        total += loss.item() * y.numel()
-                        n += y.numel()
-                    return total / n
-            """,
-            "mean of batch losses instead of per-example mean": """
-                def train_epoch(model, batches, optimizer, loss_fn):
-                    model.train()
-                    losses = []
-                    for x, lens, y in batches:
-                        optimizer.zero_grad()
-                        loss = loss_fn(model(x, lens), y.float())
-                        loss.backward()
-                        optimizer.step()
-                        losses.append(loss.item())
-                    return sum(losses) / len(losses)
-            """,
-            "switches to eval mode at the end": """
-                def train_epoch(model, batches, optimizer, loss_fn):
-                    model.train()
-                    total, n = 0.0, 0
-                    for x, lens, y in batches:
-                        optimizer.zero_grad()
-                        loss = loss_fn(model(x, lens), y.float())
-                        loss.backward()
-                        optimizer.step()
-                        total += loss.item() * y.numel()
-                        n += y.numel()
-                    model.eval()
-                    return total / n
-            """,
+            "never clears gradients (no zero_grad)": mutate("        optimizer.zero_grad()\n", ""),
+            "calls the model without lengths (reads output[:, -1] of the padding)": mutate("model(padded, lengths)",
+                                                                                           "model(padded)"),
+            "no model.train() (dropout stays off after an evaluation)": mutate("    model.train()\n", ""),
+            "mean of batch losses instead of per-example mean": mutate({"total += loss.item() * len(labels)":
+                                                                        "total += loss.item()",
+                                                                        "n += len(labels)": "n += 1"}),
+            "switches to eval mode at the end": mutate("    return total / n", "    model.eval()\n    return total / n"),
         },
     ),
 ]
@@ -534,6 +386,8 @@ RULES = {
           {"min_freq off by one (count > min_freq)": "tokens"}),
         R("for equal counts, alphabetically (Python's string order)", ("min_freq 2 with many ties",),
           {"ties in first-seen order (Counter.most_common)": "tokens"}),
+        R("for equal counts, alphabetically (Python's string order)", ("ties between tokens that differ only in case",),
+          {"ties broken case-insensitively": "tokens"}),
         R("a token that is also a special is not added a second time",
           ("min_freq 3, extra special that occurs in the text",),
           {"special tokens in the text added a second time": "tokens"}),
@@ -560,6 +414,8 @@ RULES = {
           {"argmax over a single logit (always class 0)": "binary"}),
         R("Predict 1 iff the logit is `> 0`", ("[N] logits, [N] integer labels",),
           {"sigmoid compared with 0 instead of 0.5": "binary"}),
+        R("Predict 1 iff the logit is `> 0`", ("tiny positive logits",),
+          {"sigmoid > 0.5 in float32 (tiny positive logits predict 0)": "binary"}),
         R("(a logit of exactly 0 predicts 0)", ("[N] logits, [N] integer labels",),
           {"a logit of exactly 0 predicts 1 (>= 0)": "binary"}),
         R("`labels` of shape `[N]` or `[N, 1]`", ("[N] logits, [N, 1] float labels",),

@@ -8,7 +8,7 @@ exercise imitates (``transformers`` logits processors and ``model.generate``); w
 probe blocks a library entry point while the student's function runs, the oracle binds
 the real one when it is built, i.e. before the probe runs.
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose
+from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose, mutate, whole
 
 
 
@@ -288,32 +288,16 @@ EXERCISES = [
         ),
         probe=probe_top_k, judge=allclose(rtol=0, atol=0),
         mutants={
-            "ties at the k-th value dropped (scatter of topk indices)": """
-                def top_k_filter(logits, k, min_tokens_to_keep=1):
-                    k = min(max(k, min_tokens_to_keep), logits.shape[-1])
-                    idx = torch.topk(logits, k, dim=-1).indices
-                    keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, idx, True)
-                    return logits.masked_fill(~keep, float("-inf"))
-            """,
-            "min_tokens_to_keep ignored by top-k": """
-                def top_k_filter(logits, k, min_tokens_to_keep=1):
-                    k = min(k, logits.shape[-1])
-                    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
-                    return logits.masked_fill(logits < kth, float("-inf"))
-            """,
-            "crashes when k exceeds the vocabulary": """
-                def top_k_filter(logits, k, min_tokens_to_keep=1):
-                    k = max(k, min_tokens_to_keep)
-                    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
-                    return logits.masked_fill(logits < kth, float("-inf"))
-            """,
-            "filters in place (changes the caller's logits)": """
-                def top_k_filter(logits, k, min_tokens_to_keep=1):
-                    k = min(max(k, min_tokens_to_keep), logits.shape[-1])
-                    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
-                    logits[logits < kth] = float("-inf")
-                    return logits
-            """,
+            "ties at the k-th value dropped (scatter of topk indices)": mutate({
+                "threshold = torch.topk(logits, k, dim=-1).values[..., -1:]":
+                    "keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, torch.topk(logits, k).indices, True)",
+                "logits < threshold": "~keep"}),
+            "min_tokens_to_keep ignored by top-k": mutate("max(int(k), int(min_tokens_to_keep))", "int(k)"),
+            "crashes when k exceeds the vocabulary": mutate("k = min(max(int(k), int(min_tokens_to_keep)), logits.shape[-1])",
+                                                            "k = max(int(k), int(min_tokens_to_keep))"),
+            "filters in place (changes the caller's logits)": mutate(
+                "return torch.where(logits < threshold, torch.full_like(logits, -math.inf), logits)",
+                "logits[logits < threshold] = -math.inf\n    return logits"),
         },
     ),
     Exercise(
@@ -333,50 +317,16 @@ EXERCISES = [
         ),
         probe=probe_top_p, judge=allclose(rtol=0, atol=0),
         mutants={
-            "strict comparison at the boundary (keeps one token too many)": """
-                def top_p_filter(logits, p, min_tokens_to_keep=1):
-                    sorted_logits, order = torch.sort(logits, descending=False, dim=-1)
-                    cum = sorted_logits.softmax(-1).cumsum(-1)
-                    remove = cum < (1 - p)
-                    remove[..., -min_tokens_to_keep:] = False
-                    mask = remove.scatter(-1, order, remove)
-                    return logits.masked_fill(mask, float("-inf"))
-            """,
-            "drops the token that crosses p": """
-                def top_p_filter(logits, p, min_tokens_to_keep=1):
-                    sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-                    cum = sorted_logits.softmax(-1).cumsum(-1)
-                    remove = cum > p
-                    remove[..., :min_tokens_to_keep] = False
-                    mask = remove.scatter(-1, order, remove)
-                    return logits.masked_fill(mask, float("-inf"))
-            """,
-            "min_tokens_to_keep ignored by top-p": """
-                def top_p_filter(logits, p, min_tokens_to_keep=1):
-                    sorted_logits, order = torch.sort(logits, descending=False, dim=-1)
-                    cum = sorted_logits.softmax(-1).cumsum(-1)
-                    remove = cum <= (1 - p)
-                    remove[..., -1:] = False
-                    mask = remove.scatter(-1, order, remove)
-                    return logits.masked_fill(mask, float("-inf"))
-            """,
-            "filters in place": """
-                def top_p_filter(logits, p, min_tokens_to_keep=1):
-                    ascending, order = torch.sort(logits, dim=-1)
-                    drop = torch.softmax(ascending, dim=-1).cumsum(dim=-1) <= (1.0 - p)
-                    drop[..., -min_tokens_to_keep:] = False
-                    logits[torch.zeros_like(drop).scatter(-1, order, drop)] = -math.inf
-                    return logits
-            """,
-            "ascending sort with the descending rule (keeps the least likely tokens)": """
-                def top_p_filter(logits, p, min_tokens_to_keep=1):
-                    sorted_logits, order = torch.sort(logits, descending=False, dim=-1)
-                    probs = sorted_logits.softmax(-1)
-                    remove = (probs.cumsum(-1) - probs) >= p
-                    remove[..., :min_tokens_to_keep] = False
-                    mask = remove.scatter(-1, order, remove)
-                    return logits.masked_fill(mask, float("-inf"))
-            """,
+            "strict comparison at the boundary (keeps one token too many)": mutate("cumulative <= (1.0 - p)",
+                                                                                   "cumulative < (1.0 - p)"),
+            "drops the token that crosses p": mutate({"descending=False": "descending=True",
+                                                      "cumulative <= (1.0 - p)": "cumulative > p",
+                                                      "[..., -min_tokens_to_keep:]": "[..., :min_tokens_to_keep]"}),
+            "min_tokens_to_keep ignored by top-p": mutate("[..., -min_tokens_to_keep:]", "[..., -1:]"),
+            "filters in place": mutate("logits.masked_fill(drop,", "logits.masked_fill_(drop,"),
+            "ascending sort with the descending rule (keeps the least likely tokens)": mutate({
+                "cumulative <= (1.0 - p)": "(cumulative - torch.softmax(ascending, dim=-1)) >= p",
+                "[..., -min_tokens_to_keep:]": "[..., :min_tokens_to_keep]"}),
         },
     ),
     Exercise(
@@ -395,13 +345,9 @@ EXERCISES = [
         ),
         probe=probe_repetition_penalty, judge=allclose(rtol=1e-6, atol=1e-6),
         mutants={
-            "always divides (negative logits get more likely)": """
-                def apply_repetition_penalty(logits, input_ids, penalty):
-                    out = logits.clone()
-                    picked = out.gather(-1, input_ids)
-                    return out.scatter(-1, input_ids, picked / penalty)
-            """,
-            "penalises every occurrence again": """
+            "always divides (negative logits get more likely)": mutate(
+                "torch.where(logits > 0, logits / penalty, logits * penalty)", "logits / penalty"),
+            "penalises every occurrence again": whole("""
                 def apply_repetition_penalty(logits, input_ids, penalty):
                     out = logits.clone()
                     for b in range(input_ids.shape[0]):
@@ -409,17 +355,10 @@ EXERCISES = [
                             s = out[b, t]
                             out[b, t] = s * penalty if s < 0 else s / penalty
                     return out
-            """,
-            "penalises the whole vocabulary": """
-                def apply_repetition_penalty(logits, input_ids, penalty):
-                    return torch.where(logits < 0, logits * penalty, logits / penalty)
-            """,
-            "penalises the logits in place": """
-                def apply_repetition_penalty(logits, input_ids, penalty):
-                    seen = torch.gather(logits, 1, input_ids)
-                    logits.scatter_(1, input_ids, torch.where(seen > 0, seen / penalty, seen * penalty))
-                    return logits
-            """,
+            """),
+            "penalises the whole vocabulary": mutate("return torch.where(seen, penalised, logits)", "return penalised"),
+            "penalises the logits in place": mutate("return torch.where(seen, penalised, logits)",
+                                                    "return logits.copy_(torch.where(seen, penalised, logits))"),
         },
     ),
     Exercise(
@@ -429,31 +368,16 @@ EXERCISES = [
             Case("t=2.0", {"seed": 1, "shape": [2, 7], "scale": 1.0, "t": 2.0}),
             Case("t=1 changes nothing", {"seed": 2, "shape": [4, 5], "scale": 3.0, "t": 1.0}),
             Case("t=0 is an error", {"seed": 3, "shape": [2, 4], "scale": 1.0, "t": 0.0}),
+            Case("negative t is an error", {"seed": 4, "shape": [2, 6], "scale": 1.0, "t": -0.5},
+                 edge="t < 0: the other side of t <= 0 (dividing would reverse the ranking)"),
         ),
         probe=probe_temperature, judge=allclose(rtol=1e-6, atol=1e-6),
         mutants={
-            "temperature applied after softmax": """
-                def apply_temperature(logits, t):
-                    if t <= 0:
-                        raise ValueError("temperature must be > 0")
-                    return torch.softmax(logits, dim=-1) / t
-            """,
-            "multiplies by the temperature": """
-                def apply_temperature(logits, t):
-                    if t <= 0:
-                        raise ValueError("temperature must be > 0")
-                    return logits * t
-            """,
-            "no check for t <= 0": """
-                def apply_temperature(logits, t):
-                    return logits / max(t, 1e-6)
-            """,
-            "divides in place": """
-                def apply_temperature(logits, t):
-                    if t <= 0:
-                        raise ValueError("t must be positive")
-                    return logits.div_(t)
-            """,
+            "temperature applied after softmax": mutate("return logits / t", "return torch.softmax(logits, dim=-1) / t"),
+            "multiplies by the temperature": mutate("return logits / t", "return logits * t"),
+            "no check for t <= 0": mutate({"if not t > 0:": "if False:", "logits / t": "logits / max(t, 1e-6)"}),
+            "only t == 0 rejected (a negative t flips the ranking)": mutate("if not t > 0:", "if t == 0:"),
+            "divides in place": mutate("return logits / t", "return logits.div_(t)"),
         },
     ),
     Exercise(
@@ -474,24 +398,14 @@ EXERCISES = [
             "frequencies_match": "the frequencies of your draws do not match softmax(logits)",
             "reproducible": "the same seeded generator did not reproduce your draws (use only `generator`)"}),
         mutants={
-            "argmax instead of sampling": """
-                def sample_next(logits, generator):
-                    return logits.argmax(dim=-1)
-            """,
-            "softmax over the batch dimension": """
-                def sample_next(logits, generator):
-                    probs = torch.softmax(logits, dim=0)
-                    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
-            """,
-            "ignores the generator (global RNG)": """
-                def sample_next(logits, generator):
-                    return torch.multinomial(torch.softmax(logits, dim=-1), 1).squeeze(1)
-            """,
-            "exp without subtracting the max (overflows)": """
-                def sample_next(logits, generator):
-                    w = logits.exp()
-                    return torch.multinomial(w / w.sum(-1, keepdim=True), 1, generator=generator).squeeze(1)
-            """,
+            "argmax instead of sampling": mutate(
+                "return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)",
+                "return logits.argmax(dim=-1)"),
+            "softmax over the batch dimension": mutate("torch.softmax(logits.float(), dim=-1)",
+                                                       "torch.softmax(logits.float(), dim=0)"),
+            "ignores the generator (global RNG)": mutate(", generator=generator", ""),
+            "exp without subtracting the max (overflows)": mutate("torch.softmax(logits.float(), dim=-1)",
+                                                                  "logits.exp() / logits.exp().sum(-1, keepdim=True)"),
         },
     ),
     Exercise(
@@ -509,49 +423,13 @@ EXERCISES = [
             "cache_used_after_prompt": "the calls after the prompt must pass the cache returned by the previous call",
             "no_grad": "autograd was recording during generation (use torch.no_grad())"}),
         mutants={
-            "feeds the new token but drops the cache": """
-                def greedy_generate_with_cache(model, input_ids, max_new_tokens):
-                    seq, step_input = input_ids, input_ids
-                    with torch.no_grad():
-                        for _ in range(max_new_tokens):
-                            logits = model(input_ids=step_input).logits
-                            nxt = logits[:, -1].argmax(-1, keepdim=True)
-                            seq = torch.cat([seq, nxt], dim=1)
-                            step_input = nxt
-                    return seq
-            """,
-            "recomputes the whole prefix every step (no cache)": """
-                def greedy_generate_with_cache(model, input_ids, max_new_tokens):
-                    seq = input_ids
-                    with torch.no_grad():
-                        for _ in range(max_new_tokens):
-                            nxt = model(input_ids=seq).logits[:, -1].argmax(-1, keepdim=True)
-                            seq = torch.cat([seq, nxt], dim=1)
-                    return seq
-            """,
-            "one token too few": """
-                def greedy_generate_with_cache(model, input_ids, max_new_tokens):
-                    seq, step_input, cache = input_ids, input_ids, None
-                    with torch.no_grad():
-                        for _ in range(max_new_tokens - 1):
-                            out = model(input_ids=step_input, cache=cache, use_cache=True)
-                            cache = out.cache
-                            step_input = out.logits[:, -1].argmax(-1, keepdim=True)
-                            seq = torch.cat([seq, step_input], dim=1)
-                    return seq
-            """,
-            "no torch.no_grad()": """
-                def greedy_generate_with_cache(model, input_ids, max_new_tokens):
-                    out = model(input_ids=input_ids, use_cache=True)
-                    seq = input_ids
-                    for step in range(max_new_tokens):
-                        nxt = out.logits[:, -1].argmax(-1, keepdim=True)
-                        seq = torch.cat([seq, nxt], dim=1)
-                        if step + 1 < max_new_tokens:
-                            out = model(input_ids=nxt, cache=out.cache, use_cache=True)
-                    return seq.detach()
-            """,
-            "appends the prompt's own last token first": """
+            "feeds the new token but drops the cache": mutate("model(input_ids=next_token, cache=outputs.cache, use_cache=True)",
+                                                              "model(input_ids=next_token)"),
+            "recomputes the whole prefix every step (no cache)": mutate(
+                "model(input_ids=next_token, cache=outputs.cache, use_cache=True)", "model(input_ids=tokens)"),
+            "one token too few": mutate("for step in range(max_new_tokens):", "for step in range(max_new_tokens - 1):"),
+            "no torch.no_grad()": mutate("with torch.no_grad():", "if True:"),
+            "appends the prompt's own last token first": whole("""
                 def greedy_generate_with_cache(model, input_ids, max_new_tokens):
                     seq, step_input, cache = input_ids, input_ids, None
                     with torch.no_grad():
@@ -561,7 +439,7 @@ EXERCISES = [
                             cache = out.cache
                             step_input = out.logits[:, -1].argmax(-1, keepdim=True)
                     return seq
-            """,
+            """),
         },
     ),
     Exercise(
@@ -576,52 +454,20 @@ EXERCISES = [
         ),
         probe=probe_beam_search, judge=allclose(rtol=0, atol=0),
         mutants={
-            "greedy (ignores num_beams)": """
-                def beam_search(model, input_ids, num_beams, max_new_tokens):
-                    seq = input_ids
-                    with torch.no_grad():
-                        for _ in range(max_new_tokens):
-                            nxt = model(input_ids=seq).logits[:, -1].argmax(-1, keepdim=True)
-                            seq = torch.cat([seq, nxt], dim=1)
-                    return seq
-            """,
-            "beams start as identical copies (duplicates never removed)": """
-                def beam_search(model, input_ids, num_beams, max_new_tokens):
-                    seqs = input_ids.repeat(num_beams, 1)
-                    scores = torch.zeros(num_beams)
-                    with torch.no_grad():
-                        for _ in range(max_new_tokens):
-                            logp = model(input_ids=seqs).logits[:, -1].float().log_softmax(-1)
-                            total = (scores[:, None] + logp).reshape(-1)
-                            scores, flat = total.topk(num_beams)
-                            beam, tok = flat // logp.shape[-1], flat % logp.shape[-1]
-                            seqs = torch.cat([seqs[beam], tok[:, None]], dim=1)
-                    return seqs[:1]
-            """,
-            "ranks by the last token's log-prob only": """
-                def beam_search(model, input_ids, num_beams, max_new_tokens):
-                    seqs, scores = input_ids, torch.zeros(1)
-                    with torch.no_grad():
-                        for _ in range(max_new_tokens):
-                            logp = model(input_ids=seqs).logits[:, -1].float().log_softmax(-1)
-                            scores, flat = logp.reshape(-1).topk(num_beams)
-                            beam, tok = flat // logp.shape[-1], flat % logp.shape[-1]
-                            seqs = torch.cat([seqs[beam], tok[:, None]], dim=1)
-                    return seqs[:1]
-            """,
-            "each beam keeps only its own best continuation": """
-                def beam_search(model, input_ids, num_beams, max_new_tokens):
-                    with torch.no_grad():
-                        logp = model(input_ids=input_ids).logits[:, -1].float().log_softmax(-1)[0]
-                        scores, tok = logp.topk(num_beams)
-                        seqs = torch.cat([input_ids.repeat(num_beams, 1), tok[:, None]], dim=1)
-                        for _ in range(max_new_tokens - 1):
-                            logp = model(input_ids=seqs).logits[:, -1].float().log_softmax(-1)
-                            best, tok = logp.max(-1)
-                            scores = scores + best
-                            seqs = torch.cat([seqs, tok[:, None]], dim=1)
-                    return seqs[scores.argmax()][None]
-            """,
+            "greedy (ignores num_beams)": mutate({"first.topk(num_beams)": "first.topk(1)",
+                                                  "expand(num_beams, -1)": "expand(1, -1)",
+                                                  "candidates.topk(num_beams)": "candidates.topk(1)"}),
+            "beams start as identical copies (duplicates never removed)": mutate({
+                "first = model(input_ids=input_ids).logits[0, -1].float().log_softmax(dim=-1)\n": "",
+                "scores, tokens = first.topk(num_beams)": "scores = torch.zeros(num_beams)",
+                "beams = torch.cat([input_ids.expand(num_beams, -1), tokens[:, None]], dim=1)":
+                    "beams = input_ids.expand(num_beams, -1)",
+                "range(max_new_tokens - 1)": "range(max_new_tokens)"}),
+            "ranks by the last token's log-prob only": mutate("(scores[:, None] + logp).reshape(-1)", "logp.reshape(-1)"),
+            "each beam keeps only its own best continuation": mutate({
+                "candidates = (scores[:, None] + logp).reshape(-1)": "best, token = logp.max(-1)",
+                "scores, flat = candidates.topk(num_beams)": "scores = scores + best",
+                "parent, token = flat // vocab, flat % vocab": "parent = torch.arange(num_beams)"}),
         },
     ),
     Exercise(
@@ -639,42 +485,18 @@ EXERCISES = [
         probe=probe_perplexity, judge=allclose(rtol=1e-4, atol=1e-6, messages={
             "zero_d_tensor": "perplexity must return a 0-d tensor (not a Python float or a 1-element tensor)"}),
         mutants={
-            "no shift (each position scores its own token)": """
-                def perplexity(logits, labels, ignore_index=-100):
-                    v = logits.shape[-1]
-                    loss = F.cross_entropy(logits.reshape(-1, v).float(), labels.reshape(-1), ignore_index=ignore_index)
-                    return torch.exp(loss)
-            """,
-            "padding counted in the mean": """
-                def perplexity(logits, labels, ignore_index=-100):
-                    lg, y = logits[:, :-1].float(), labels[:, 1:]
-                    nll = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), y.reshape(-1), ignore_index=ignore_index,
-                                          reduction="sum")
-                    return torch.exp(nll / y.numel())
-            """,
-            "mean of per-sequence perplexities": """
-                def perplexity(logits, labels, ignore_index=-100):
-                    lg, y = logits[:, :-1].float(), labels[:, 1:]
-                    ppl = [torch.exp(F.cross_entropy(lg[i], y[i], ignore_index=ignore_index)) for i in range(len(y))]
-                    return torch.stack(ppl).mean()
-            """,
-            "base 2 instead of e": """
-                def perplexity(logits, labels, ignore_index=-100):
-                    lg, y = logits[:, :-1].float(), labels[:, 1:]
-                    loss = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), y.reshape(-1), ignore_index=ignore_index)
-                    return 2 ** loss
-            """,
-            "ignore index hard-coded to -100": """
-                def perplexity(logits, labels, ignore_index=-100):
-                    lg, y = logits[:, :-1].float(), labels[:, 1:]
-                    return torch.exp(F.cross_entropy(lg.reshape(-1, lg.shape[-1]), y.reshape(-1), ignore_index=-100))
-            """,
-            "returns a Python float": """
-                def perplexity(logits, labels, ignore_index=-100):
-                    lg, y = logits[:, :-1].float(), labels[:, 1:]
-                    loss = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), y.reshape(-1), ignore_index=ignore_index)
-                    return loss.exp().item()
-            """,
+            "no shift (each position scores its own token)": mutate({"logits[:, :-1, :]": "logits",
+                                                                     "labels[:, 1:]": "labels"}),
+            "padding counted in the mean": mutate({"ignore_index=ignore_index)":
+                                                   "ignore_index=ignore_index, reduction=\"sum\")",
+                                                   "torch.exp(nll)": "torch.exp(nll / target.numel())"}),
+            "mean of per-sequence perplexities": mutate({
+                "F.cross_entropy(pred.reshape(-1, pred.shape[-1]), target.reshape(-1), ignore_index=ignore_index)":
+                    "[F.cross_entropy(pred[i], target[i], ignore_index=ignore_index) for i in range(len(target))]",
+                "torch.exp(nll)": "torch.stack(nll).exp().mean()"}),
+            "base 2 instead of e": mutate("torch.exp(nll)", "2 ** nll"),
+            "ignore index hard-coded to -100": mutate("ignore_index=ignore_index)", "ignore_index=-100)"),
+            "returns a Python float": mutate("torch.exp(nll)", "torch.exp(nll).item()"),
         },
     ),
 ]
@@ -716,6 +538,8 @@ RULES = {
         R("return `logits / t`", ("t=0.5", "t=2.0"),
           {"temperature applied after softmax": "scaled", "multiplies by the temperature": "scaled"}),
         R("raise `ValueError` if `t <= 0`", ("t=0 is an error",), {"no check for t <= 0": "ValueError"}),
+        R("raise `ValueError` if `t <= 0`", ("negative t is an error",),
+          {"only t == 0 rejected (a negative t flips the ranking)": "ValueError"}),
         R("`transformers.TemperatureLogitsWarper(t)`", ("t=0.5",), {"divides in place": "modified its input in place"}),
     ),
     "ch06_sample_next_test": (

@@ -5,7 +5,7 @@ Probes run inside the sandbox next to the student's code and must be self-contai
 library implementation (or the precisely specified reference scheme) each exercise
 imitates; the test suite proves the solution agrees with them on every case.
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose
+from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose, mutate
 
 
 
@@ -249,6 +249,11 @@ def oracle_split():
 
 # ============================================================================ the spec
 
+# Snippets of the solutions that several mutants edit.
+PICKED = "picked = jnp.take_along_axis(log_probs, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]"
+VMAPPED = "jax.vmap(apply_fn, in_axes=(None, 0))(params, images)"
+SPLIT = "key, shuffle_key, dropout_key = jax.random.split(key, 3)"
+
 EXERCISES = [
     Exercise(
         grade_id="ch07_cross_entropy_test", functions=("softmax_cross_entropy_int",), points=2,
@@ -259,45 +264,31 @@ EXERCISES = [
               ("optax.losses", "softmax_cross_entropy", "optax.losses.softmax_cross_entropy"),
               ("jax.nn", "log_softmax", "jax.nn.log_softmax"),
               ("jax.nn", "logsumexp", "jax.nn.logsumexp"),
-              ("jax.scipy.special", "logsumexp", "jax.scipy.special.logsumexp"),),
+              ("jax.scipy.special", "logsumexp", "jax.scipy.special.logsumexp"),
+              ("jax.scipy.special", "log_softmax", "jax.scipy.special.log_softmax"),
+              ("optax.losses", "safe_softmax_cross_entropy", "optax.losses.safe_softmax_cross_entropy"),
+              ("optax.losses", "poly_loss_cross_entropy", "optax.losses.poly_loss_cross_entropy"),),
         cases=(
             Case("small logits", {"seed": 0, "shape": [6, 10], "scale": 1.0}),
-            Case("logits of magnitude 1e4", {"seed": 1, "shape": [5, 7], "scale": 1e4}),
+            Case("logits of magnitude 1e4", {"seed": 1, "shape": [5, 7], "scale": 1e4},
+                 edge="exp(z) overflows float32, and rows' maxima differ by ~1e4 (one shared maximum underflows)"),
             Case("batch x time x classes", {"seed": 2, "shape": [3, 4, 9], "scale": 3.0}),
             Case("very negative logits", {"seed": 3, "shape": [8, 3], "scale": -1e4}),
         ),
         probe=probe_cross_entropy, judge=allclose(rtol=1e-5, atol=1e-4),
         mutants={
-            "no max subtraction (overflows)": """
-                def softmax_cross_entropy_int(logits, labels):
-                    e = jnp.exp(logits)
-                    logp = jnp.log(e / e.sum(-1, keepdims=True))
-                    return -jnp.take_along_axis(logp, labels[..., None], axis=-1).mean()
-            """,
-            "sum instead of mean": """
-                def softmax_cross_entropy_int(logits, labels):
-                    s = logits - jax.lax.stop_gradient(logits.max(-1, keepdims=True))
-                    logp = s - jnp.log(jnp.exp(s).sum(-1, keepdims=True))
-                    return -jnp.take_along_axis(logp, labels[..., None], axis=-1).sum()
-            """,
-            "mean over the classes too (one-hot times log p, averaged everywhere)": """
-                def softmax_cross_entropy_int(logits, labels):
-                    s = logits - logits.max(-1, keepdims=True)
-                    logp = s - jnp.log(jnp.exp(s).sum(-1, keepdims=True))
-                    return -(jax.nn.one_hot(labels, logits.shape[-1]) * logp).mean()
-            """,
-            "one-hot over the wrong axis": """
-                def softmax_cross_entropy_int(logits, labels):
-                    s = logits - logits.max(-1, keepdims=True)
-                    logp = s - jnp.log(jnp.exp(s).sum(-1, keepdims=True))
-                    onehot = jax.nn.one_hot(labels, logits.shape[0], axis=0)
-                    return -(onehot * logp).sum(-1).mean()
-            """,
-            "uses jax.nn.log_softmax": """
-                def softmax_cross_entropy_int(logits, labels):
-                    logp = jax.nn.log_softmax(logits, axis=-1)
-                    return -jnp.mean(jnp.take_along_axis(logp, labels[..., None], axis=-1))
-            """,
+            "no max subtraction (overflows)": mutate(
+                "logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))", "logits"),
+            "one maximum over the whole array (rows far below it underflow)": mutate(
+                "jnp.max(logits, axis=-1, keepdims=True)", "jnp.max(logits)"),
+            "sum instead of mean": mutate("-jnp.mean(picked)", "-jnp.sum(picked)"),
+            "mean over the classes too (one-hot times log p, averaged everywhere)": mutate(
+                PICKED, "picked = jax.nn.one_hot(labels, logits.shape[-1]) * log_probs"),
+            "one-hot over the wrong axis": mutate(
+                PICKED, "picked = (jax.nn.one_hot(labels, logits.shape[0], axis=0) * log_probs).sum(-1)"),
+            "uses jax.nn.log_softmax": mutate(
+                "log_probs = shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=-1, keepdims=True))",
+                "log_probs = jax.nn.log_softmax(logits, axis=-1)"),
         },
     ),
     Exercise(
@@ -309,30 +300,11 @@ EXERCISES = [
         ),
         probe=probe_mlp_fn, judge=allclose(rtol=1e-5, atol=1e-4),
         mutants={
-            "relu forgotten": """
-                def mlp_fn(images):
-                    x = hk.Flatten()(images)
-                    x = hk.Linear(64, name="hidden")(x)
-                    return hk.Linear(10, name="logits")(x)
-            """,
-            "hidden width 32": """
-                def mlp_fn(images):
-                    x = hk.Flatten()(images)
-                    x = jax.nn.relu(hk.Linear(32, name="hidden")(x))
-                    return hk.Linear(10, name="logits")(x)
-            """,
-            "default module names": """
-                def mlp_fn(images):
-                    x = hk.Flatten()(images)
-                    x = jax.nn.relu(hk.Linear(64)(x))
-                    return hk.Linear(10)(x)
-            """,
-            "tanh instead of relu": """
-                def mlp_fn(images):
-                    x = hk.Flatten()(images)
-                    x = jnp.tanh(hk.Linear(64, name="hidden")(x))
-                    return hk.Linear(10, name="logits")(x)
-            """,
+            "relu forgotten": mutate('jax.nn.relu(hk.Linear(64, name="hidden")(x))', 'hk.Linear(64, name="hidden")(x)'),
+            "hidden width 32": mutate('hk.Linear(64, name="hidden")', 'hk.Linear(32, name="hidden")'),
+            "default module names": mutate({'hk.Linear(64, name="hidden")': "hk.Linear(64)",
+                                             'hk.Linear(10, name="logits")': "hk.Linear(10)"}),
+            "tanh instead of relu": mutate("jax.nn.relu(", "jnp.tanh("),
         },
     ),
     Exercise(
@@ -351,77 +323,17 @@ EXERCISES = [
             "optimizer_step_jitted": "optimizer.update ran outside jax.jit on every step: jit the whole step "
                                      "(gradients, optimizer update and apply_updates), not only the gradient"}),
         mutants={
-            "params - updates (wrong sign)": """
-                def make_update(apply_fn, optimizer):
-                    def loss_fn(params, images, labels):
-                        logits = apply_fn(params, images)
-                        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-                    @jax.jit
-                    def update(params, opt_state, batch):
-                        loss, grads = jax.value_and_grad(loss_fn)(params, *batch)
-                        upd, opt_state = optimizer.update(grads, opt_state, params)
-                        return jax.tree_util.tree_map(lambda p, u: p - u, params, upd), opt_state, loss
-                    return update
-            """,
-            "loss summed over the batch instead of averaged": """
-                def make_update(apply_fn, optimizer):
-                    def loss_fn(params, images, labels):
-                        logits = apply_fn(params, images)
-                        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).sum()
-                    @jax.jit
-                    def update(params, opt_state, batch):
-                        loss, grads = jax.value_and_grad(loss_fn)(params, *batch)
-                        upd, opt_state = optimizer.update(grads, opt_state, params)
-                        return optax.apply_updates(params, upd), opt_state, loss
-                    return update
-            """,
-            "grads not passed through the optimizer": """
-                def make_update(apply_fn, optimizer):
-                    def loss_fn(params, images, labels):
-                        logits = apply_fn(params, images)
-                        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-                    @jax.jit
-                    def update(params, opt_state, batch):
-                        loss, grads = jax.value_and_grad(loss_fn)(params, *batch)
-                        _, opt_state = optimizer.update(grads, opt_state, params)
-                        return jax.tree_util.tree_map(lambda p, g: p - 0.01 * g, params, grads), opt_state, loss
-                    return update
-            """,
-            "returns the old optimizer state": """
-                def make_update(apply_fn, optimizer):
-                    def loss_fn(params, images, labels):
-                        logits = apply_fn(params, images)
-                        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-                    @jax.jit
-                    def update(params, opt_state, batch):
-                        loss, grads = jax.value_and_grad(loss_fn)(params, *batch)
-                        upd, _ = optimizer.update(grads, opt_state, params)
-                        return optax.apply_updates(params, upd), opt_state, loss
-                    return update
-            """,
-            "not jitted (retraced every step)": """
-                def make_update(apply_fn, optimizer):
-                    def loss_fn(params, images, labels):
-                        logits = apply_fn(params, images)
-                        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-                    def update(params, opt_state, batch):
-                        loss, grads = jax.value_and_grad(loss_fn)(params, *batch)
-                        upd, opt_state = optimizer.update(grads, opt_state, params)
-                        return optax.apply_updates(params, upd), opt_state, loss
-                    return update
-            """,
-            "only the gradient is jitted (optimizer step outside jit)": """
-                def make_update(apply_fn, optimizer):
-                    def loss_fn(params, images, labels):
-                        logits = apply_fn(params, images)
-                        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-                    grad_fn = jax.jit(jax.value_and_grad(loss_fn))
-                    def update(params, opt_state, batch):
-                        loss, grads = grad_fn(params, *batch)
-                        upd, opt_state = optimizer.update(grads, opt_state, params)
-                        return optax.apply_updates(params, upd), opt_state, loss
-                    return update
-            """,
+            "params - updates (wrong sign)": mutate("optax.apply_updates(params, updates)",
+                                                    "jax.tree_util.tree_map(lambda p, u: p - u, params, updates)"),
+            "loss summed over the batch instead of averaged": mutate("(logits, labels).mean()", "(logits, labels).sum()"),
+            "grads not passed through the optimizer": mutate(
+                "optax.apply_updates(params, updates)", "jax.tree_util.tree_map(lambda p, g: p - 0.01 * g, params, grads)"),
+            "returns the old optimizer state": mutate("updates, opt_state = optimizer.update(",
+                                                      "updates, _ = optimizer.update("),
+            "not jitted (retraced every step)": mutate("    @jax.jit\n", ""),
+            "only the gradient is jitted (optimizer step outside jit)": mutate({
+                "    @jax.jit\n": "    grad_fn = jax.jit(jax.value_and_grad(loss_fn))\n\n",
+                "jax.value_and_grad(loss_fn)(params, images, labels)": "grad_fn(params, images, labels)"}),
         },
     ),
     Exercise(
@@ -436,26 +348,10 @@ EXERCISES = [
             "apply_fn_traced_once": "apply_fn was called once per image (a Python loop): map it over the batch "
                                     "with jax.vmap, which calls it once"}),
         mutants={
-            "argmax over the wrong axis": """
-                def batched_accuracy(apply_fn, params, images, labels):
-                    logits = jax.vmap(apply_fn, in_axes=(None, 0))(params, images)
-                    return float(jnp.mean(jnp.argmax(logits, axis=0) == labels))
-            """,
-            "count instead of fraction": """
-                def batched_accuracy(apply_fn, params, images, labels):
-                    logits = jax.vmap(apply_fn, in_axes=(None, 0))(params, images)
-                    return float(jnp.sum(jnp.argmax(logits, axis=-1) == labels))
-            """,
-            "apply_fn called on the whole batch (no vmap)": """
-                def batched_accuracy(apply_fn, params, images, labels):
-                    logits = apply_fn(params, images)
-                    return float(jnp.mean(jnp.argmax(logits, axis=-1) == labels))
-            """,
-            "a Python loop over the images": """
-                def batched_accuracy(apply_fn, params, images, labels):
-                    hits = [int(jnp.argmax(apply_fn(params, im)) == y) for im, y in zip(images, labels)]
-                    return sum(hits) / len(hits)
-            """,
+            "argmax over the wrong axis": mutate("axis=-1", "axis=0"),
+            "count instead of fraction": mutate("jnp.mean(", "jnp.sum("),
+            "apply_fn called on the whole batch (no vmap)": mutate(VMAPPED, "apply_fn(params, images)"),
+            "a Python loop over the images": mutate(VMAPPED, "jnp.stack([apply_fn(params, im) for im in images])"),
         },
     ),
     Exercise(
@@ -468,31 +364,12 @@ EXERCISES = [
         ),
         probe=probe_split, judge=allclose(rtol=0, atol=0),
         mutants={
-            "same key split every epoch (keys reused)": """
-                def split_for_epochs(key, n_epochs):
-                    pairs = []
-                    for _ in range(n_epochs):
-                        _, shuffle_key, dropout_key = jax.random.split(key, 3)
-                        pairs.append((shuffle_key, dropout_key))
-                    return pairs, key
-            """,
-            "parent key returned as a child": """
-                def split_for_epochs(key, n_epochs):
-                    pairs = []
-                    for _ in range(n_epochs):
-                        new_key, dropout_key = jax.random.split(key)
-                        pairs.append((key, dropout_key))
-                        key = new_key
-                    return pairs, key
-            """,
-            "split outputs in another order than specified": """
-                def split_for_epochs(key, n_epochs):
-                    pairs = []
-                    for _ in range(n_epochs):
-                        shuffle_key, dropout_key, key = jax.random.split(key, 3)
-                        pairs.append((shuffle_key, dropout_key))
-                    return pairs, key
-            """,
+            "same key split every epoch (keys reused)": mutate(SPLIT, "_, shuffle_key, dropout_key = jax.random.split(key, 3)"),
+            "parent key returned as a child": mutate({SPLIT: "new_key, dropout_key = jax.random.split(key)",
+                                                      "pairs.append((shuffle_key, dropout_key))":
+                                                          "pairs.append((key, dropout_key))\n        key = new_key"}),
+            "split outputs in another order than specified": mutate(
+                SPLIT, "shuffle_key, dropout_key, key = jax.random.split(key, 3)"),
         },
     ),
 ]
@@ -503,7 +380,8 @@ R = Rule
 RULES = {
     "ch07_cross_entropy_test": (
         R("subtract the maximum $m$ along the class axis first", ("logits of magnitude 1e4", "very negative logits"),
-          {"no max subtraction (overflows)": "loss"}),
+          {"no max subtraction (overflows)": "loss",
+           "one maximum over the whole array (rows far below it underflow)": "loss"}),
         R("the **mean** (not the sum) of the per-position\nlosses", ("small logits",),
           {"sum instead of mean": "loss",
            "mean over the classes too (one-hot times log p, averaged everywhere)": "loss"}),

@@ -8,7 +8,7 @@ library implementation each exercise imitates (``torch.quantize_per_channel``,
 agrees with them on every case. The cost estimators and FedAvg are closed-form and have
 no library counterpart (captum and opacus are not dependencies of the course).
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose
+from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose, mutate, whole
 
 
 
@@ -143,13 +143,14 @@ def probe_fedavg(ns, params):
 
     fn = ns["fedavg"]
     torch.manual_seed(params["seed"])
+    dtype = getattr(torch, params.get("dtype", "float32"))
     clients = []
     for k in range(len(params["sizes"])):
-        model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
+        model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3)).to(dtype)
         model.train()
         with torch.no_grad():
             for _ in range(params["bn_steps"][k]):
-                model(torch.randn(8, 4) * (k + 1))
+                model(torch.randn(8, 4, dtype=dtype) * (k + 1))
         clients.append({key: v.detach().clone() for key, v in model.state_dict().items()})
     snapshot = [{key: v.clone() for key, v in sd.items()} for sd in clients]
     out = fn(clients, list(params["sizes"]))
@@ -158,10 +159,10 @@ def probe_fedavg(ns, params):
     for key, v in out.items():
         result[f"value:{key}"] = v.detach()
         result[f"dtype:{key}"] = str(v.dtype)
-    fresh = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
+    fresh = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3)).to(dtype)
     fresh.load_state_dict(out)
     fresh.eval()
-    result["averaged_model_output"] = fresh(torch.linspace(-1, 1, 8).reshape(2, 4)).detach()
+    result["averaged_model_output"] = fresh(torch.linspace(-1, 1, 8, dtype=dtype).reshape(2, 4)).detach()
     return result
 
 
@@ -228,37 +229,17 @@ EXERCISES = [
         ),
         probe=probe_costs, judge=allclose(rtol=1e-9, atol=0.0),
         mutants={
-            "forward pass only (2ND)": """
-                def training_flops(n_params, n_tokens):
-                    return 2 * n_params * n_tokens
-            """,
-            "KV cache without the factor 2 (only K or only V)": """
-                def kv_cache_bytes(layers, kv_heads, head_dim, seq_len, batch, bytes_per_elem):
-                    return layers * kv_heads * head_dim * seq_len * batch * bytes_per_elem
-            """,
-            "Adam states counted once": """
-                def training_memory_bytes(n_params, precision):
-                    if precision == "fp32":
-                        w, g, o = 4, 4, 4
-                    else:
-                        w, g, o = 2, 2, 8
-                    return {"weights": w * n_params, "grads": g * n_params, "optimizer": o * n_params,
-                            "total": (w + g + o) * n_params}
-            """,
-            "mixed precision without the fp32 master copy": """
-                def training_memory_bytes(n_params, precision):
-                    if precision == "fp32":
-                        w, g, o = 4, 4, 8
-                    else:
-                        w, g, o = 2, 2, 8
-                    return {"weights": w * n_params, "grads": g * n_params, "optimizer": o * n_params,
-                            "total": (w + g + o) * n_params}
-            """,
+            "forward pass only (2ND)": mutate("return 6 * n_params * n_tokens", "return 2 * n_params * n_tokens"),
+            "KV cache without the factor 2 (only K or only V)": mutate("return 2 * layers", "return layers"),
+            "Adam states counted once": mutate('{"fp32": (4, 4, 8), "mixed": (2, 2, 12)}',
+                                               '{"fp32": (4, 4, 4), "mixed": (2, 2, 8)}'),
+            "mixed precision without the fp32 master copy": mutate('"mixed": (2, 2, 12)', '"mixed": (2, 2, 8)'),
         },
     ),
     Exercise(
         grade_id="ch08_quantize_test", functions=("quantize_per_channel_int8", "dequantize_int8"), points=3,
-        bans=(("torch", "quantize_per_channel", "torch.quantize_per_channel"),),
+        bans=(("torch", "quantize_per_channel", "torch.quantize_per_channel"),
+              ("torch", "fake_quantize_per_channel_affine", "torch.fake_quantize_per_channel_affine")),
         cases=(
             Case("random 6x10 weight", {"seed": 0, "shape": [6, 10], "scale": 1.0}),
             Case("rows spanning four orders of magnitude", {"seed": 1, "shape": [8, 16], "spread": True}),
@@ -269,45 +250,15 @@ EXERCISES = [
         ),
         probe=probe_quantize, judge=allclose(rtol=1e-6, atol=1e-7),
         mutants={
-            "one scale for the whole tensor": """
-                def quantize_per_channel_int8(w):
-                    s = w.abs().max() / 127
-                    s = s if s > 0 else torch.tensor(1.0)
-                    scale = s.expand(w.shape[0]).clone()
-                    return torch.clamp(torch.round(w / scale[:, None]), -127, 127).to(torch.int8), scale
-            """,
-            "truncates instead of rounding": """
-                def quantize_per_channel_int8(w):
-                    amax = w.abs().amax(dim=1)
-                    scale = torch.where(amax > 0, amax / 127, torch.ones_like(amax))
-                    return torch.clamp(torch.trunc(w / scale[:, None]), -127, 127).to(torch.int8), scale
-            """,
-            "divides by 128": """
-                def quantize_per_channel_int8(w):
-                    amax = w.abs().amax(dim=1)
-                    scale = torch.where(amax > 0, amax / 128, torch.ones_like(amax))
-                    return torch.clamp(torch.round(w / scale[:, None]), -127, 127).to(torch.int8), scale
-            """,
-            "zero row gives NaN (scale 0)": """
-                def quantize_per_channel_int8(w):
-                    scale = w.abs().amax(dim=1) / 127
-                    return torch.clamp(torch.round(w / scale[:, None]), -127, 127).to(torch.int8), scale
-            """,
-            "rounds half away from zero": """
-                def quantize_per_channel_int8(w):
-                    amax = w.abs().amax(dim=1)
-                    scale = torch.where(amax > 0, amax / 127, torch.ones_like(amax)).float()
-                    x = w / scale[:, None]
-                    q = torch.sign(x) * torch.floor(x.abs() + 0.5)
-                    return q.clamp(-127, 127).to(torch.int8), scale
-            """,
-            "scales w in place": """
-                def quantize_per_channel_int8(w):
-                    amax = w.abs().amax(dim=1)
-                    scale = torch.where(amax > 0, amax / 127, torch.ones_like(amax)).float()
-                    w /= scale[:, None]
-                    return torch.round(w).clamp(-127, 127).to(torch.int8), scale
-            """,
+            "one scale for the whole tensor": mutate("amax = w.detach().abs().amax(dim=1).to(torch.float32)",
+                                                     "amax = w.detach().abs().max().to(torch.float32).expand(w.shape[0])"),
+            "truncates instead of rounding": mutate("torch.round(", "torch.trunc("),
+            "divides by 128": mutate("amax / 127", "amax / 128"),
+            "zero row gives NaN (scale 0)": mutate("torch.where(amax > 0, amax / 127, torch.ones_like(amax))",
+                                                   "amax / 127"),
+            "rounds half away from zero": mutate("torch.round(w.detach() / scale[:, None])",
+                                                 "torch.sign(w) * torch.floor((w.detach() / scale[:, None]).abs() + 0.5)"),
+            "scales w in place": mutate("w.detach() / scale[:, None]", "w.detach().div_(scale[:, None])"),
         },
     ),
     Exercise(
@@ -322,24 +273,11 @@ EXERCISES = [
         ),
         probe=probe_distillation, judge=allclose(rtol=1e-4, atol=1e-6),
         mutants={
-            "T squared missing": """
-                def distillation_loss(student_logits, teacher_logits, labels, T=2.0, alpha=0.5):
-                    soft = F.kl_div(F.log_softmax(student_logits / T, -1), F.softmax(teacher_logits / T, -1),
-                                    reduction="batchmean")
-                    return alpha * soft + (1 - alpha) * F.cross_entropy(student_logits, labels)
-            """,
-            "KL direction swapped (student as target)": """
-                def distillation_loss(student_logits, teacher_logits, labels, T=2.0, alpha=0.5):
-                    soft = F.kl_div(F.log_softmax(teacher_logits / T, -1), F.softmax(student_logits / T, -1),
-                                    reduction="batchmean")
-                    return alpha * T * T * soft + (1 - alpha) * F.cross_entropy(student_logits, labels)
-            """,
-            "KL averaged over classes too (reduction='mean')": """
-                def distillation_loss(student_logits, teacher_logits, labels, T=2.0, alpha=0.5):
-                    soft = F.kl_div(F.log_softmax(student_logits / T, -1), F.softmax(teacher_logits / T, -1),
-                                    reduction="mean")
-                    return alpha * T * T * soft + (1 - alpha) * F.cross_entropy(student_logits, labels)
-            """,
+            "T squared missing": mutate("alpha * T * T * soft", "alpha * soft"),
+            "KL direction swapped (student as target)": mutate(
+                "F.kl_div(log_p_student, p_teacher,",
+                "F.kl_div(F.log_softmax(teacher_logits / T, dim=-1), F.softmax(student_logits / T, dim=-1),"),
+            "KL averaged over classes too (reduction='mean')": mutate('reduction="batchmean"', 'reduction="mean"'),
         },
     ),
     Exercise(
@@ -356,29 +294,12 @@ EXERCISES = [
         ),
         probe=probe_info_nce, judge=allclose(rtol=1e-4, atol=1e-6),
         mutants={
-            "no L2 normalisation": """
-                def info_nce(a, b, temperature=0.07):
-                    logits = a @ b.T / temperature
-                    t = torch.arange(a.shape[0])
-                    return (F.cross_entropy(logits, t) + F.cross_entropy(logits.T, t)) / 2
-            """,
-            "one direction only (a -> b)": """
-                def info_nce(a, b, temperature=0.07):
-                    logits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T / temperature
-                    return F.cross_entropy(logits, torch.arange(a.shape[0]))
-            """,
-            "temperature multiplied": """
-                def info_nce(a, b, temperature=0.07):
-                    logits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T * temperature
-                    t = torch.arange(a.shape[0])
-                    return (F.cross_entropy(logits, t) + F.cross_entropy(logits.T, t)) / 2
-            """,
-            "text tower detached (no gradient to b)": """
-                def info_nce(a, b, temperature=0.07):
-                    logits = F.normalize(a, dim=-1) @ F.normalize(b.detach(), dim=-1).T / temperature
-                    target = torch.arange(len(a))
-                    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
-            """,
+            "no L2 normalisation": mutate("    a = F.normalize(a, dim=-1)\n    b = F.normalize(b, dim=-1)\n", ""),
+            "one direction only (a -> b)": mutate(
+                "(F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2",
+                "F.cross_entropy(logits, target)"),
+            "temperature multiplied": mutate("a @ b.T / temperature", "a @ b.T * temperature"),
+            "text tower detached (no gradient to b)": mutate("F.normalize(b, dim=-1)", "F.normalize(b.detach(), dim=-1)"),
         },
     ),
     Exercise(
@@ -388,46 +309,24 @@ EXERCISES = [
             Case("two clients, one tiny", {"seed": 1, "sizes": [1, 99], "bn_steps": [5, 1]}),
             Case("four equal clients", {"seed": 2, "sizes": [25, 25, 25, 25], "bn_steps": [2, 2, 4, 1]}),
             Case("one client", {"seed": 3, "sizes": [7], "bn_steps": [3]}),
+            Case("two clients in float64", {"seed": 4, "sizes": [3, 5], "bn_steps": [1, 2], "dtype": "float64"},
+                 edge="float64 entries: the average must keep the entries' dtype (every other case is float32)"),
         ),
         probe=probe_fedavg, judge=allclose(rtol=1e-5, atol=1e-6),
         mutants={
-            "unweighted mean": """
-                def fedavg(client_state_dicts, client_sizes):
-                    out = {}
-                    for k, v in client_state_dicts[0].items():
-                        if v.is_floating_point():
-                            out[k] = sum(sd[k] for sd in client_state_dicts) / len(client_state_dicts)
-                        else:
-                            out[k] = torch.stack([sd[k] for sd in client_state_dicts]).max(0).values
-                    return out
-            """,
-            "weights not normalised": """
-                def fedavg(client_state_dicts, client_sizes):
-                    out = {}
-                    for k, v in client_state_dicts[0].items():
-                        if v.is_floating_point():
-                            out[k] = sum(n * sd[k] for n, sd in zip(client_sizes, client_state_dicts))
-                        else:
-                            out[k] = torch.stack([sd[k] for sd in client_state_dicts]).max(0).values
-                    return out
-            """,
-            "integer buffers averaged as floats": """
-                def fedavg(client_state_dicts, client_sizes):
-                    total = sum(client_sizes)
-                    return {k: sum(n / total * sd[k].float() for n, sd in zip(client_sizes, client_state_dicts))
-                            for k in client_state_dicts[0]}
-            """,
-            "integer buffers taken from the first client": """
-                def fedavg(client_state_dicts, client_sizes):
-                    total = sum(client_sizes)
-                    out = {}
-                    for k, v in client_state_dicts[0].items():
-                        if v.is_floating_point():
-                            out[k] = sum(n / total * sd[k] for n, sd in zip(client_sizes, client_state_dicts))
-                        else:
-                            out[k] = v.clone()
-                    return out
-            """,
+            "unweighted mean": mutate("weights = [n / total for n in client_sizes]",
+                                      "weights = [1 / len(client_sizes) for n in client_sizes]"),
+            "weights not normalised": mutate("weights = [n / total for n in client_sizes]",
+                                             "weights = list(client_sizes)"),
+            "integer buffers averaged as floats": mutate({"if first.is_floating_point():": "if True:",
+                                                          "torch.zeros_like(first)":
+                                                              "torch.zeros_like(first, dtype=torch.float32)"}),
+            "integer buffers taken from the first client": mutate(
+                "torch.stack([sd[key] for sd in client_state_dicts]).amax(dim=0)", "first.clone()"),
+            "averages in float32 (the entry's dtype not kept)": mutate("out[key] = acc\n", "out[key] = acc.float()\n"),
+            "accumulates into the first client's tensors": mutate({
+                "acc = torch.zeros_like(first)": "acc = first.mul_(weights[0])",
+                "zip(weights, client_state_dicts)": "zip(weights[1:], client_state_dicts[1:])"}),
         },
     ),
     Exercise(
@@ -444,7 +343,7 @@ EXERCISES = [
         ),
         probe=probe_dp_sgd, judge=allclose(rtol=1e-4, atol=1e-6),
         mutants={
-            "clips the batch gradient instead of each sample": """
+            "clips the batch gradient instead of each sample": whole("""
                 def dp_sgd_step(model, loss_fn, x, y, max_norm, noise_multiplier, lr, generator):
                     model.zero_grad()
                     loss_fn(model(x), y).backward()
@@ -454,47 +353,14 @@ EXERCISES = [
                             noise = torch.randn(p.shape, generator=generator) * noise_multiplier * max_norm
                             p -= lr * (p.grad + noise / len(x))
                             p.grad = None
-            """,
-            "noise not scaled by max_norm": """
-                def dp_sgd_step(model, loss_fn, x, y, max_norm, noise_multiplier, lr, generator):
-                    params = list(model.parameters())
-                    total = [torch.zeros_like(p) for p in params]
-                    for i in range(len(x)):
-                        gs = torch.autograd.grad(loss_fn(model(x[i:i + 1]), y[i:i + 1]), params)
-                        norm = torch.sqrt(sum((g ** 2).sum() for g in gs))
-                        f = min(1.0, max_norm / (float(norm) + 1e-6))
-                        total = [t + f * g for t, g in zip(total, gs)]
-                    with torch.no_grad():
-                        for p, t in zip(params, total):
-                            t = t + torch.randn(p.shape, generator=generator) * noise_multiplier
-                            p -= lr * t / len(x)
-            """,
-            "noise added after dividing by the batch size": """
-                def dp_sgd_step(model, loss_fn, x, y, max_norm, noise_multiplier, lr, generator):
-                    params = list(model.parameters())
-                    total = [torch.zeros_like(p) for p in params]
-                    for i in range(len(x)):
-                        gs = torch.autograd.grad(loss_fn(model(x[i:i + 1]), y[i:i + 1]), params)
-                        norm = torch.sqrt(sum((g ** 2).sum() for g in gs))
-                        f = min(1.0, max_norm / (float(norm) + 1e-6))
-                        total = [t + f * g for t, g in zip(total, gs)]
-                    with torch.no_grad():
-                        for p, t in zip(params, total):
-                            t = t / len(x) + torch.randn(p.shape, generator=generator) * noise_multiplier * max_norm
-                            p -= lr * t
-            """,
-            "clips each parameter tensor separately": """
-                def dp_sgd_step(model, loss_fn, x, y, max_norm, noise_multiplier, lr, generator):
-                    params = list(model.parameters())
-                    total = [torch.zeros_like(p) for p in params]
-                    for i in range(len(x)):
-                        gs = torch.autograd.grad(loss_fn(model(x[i:i + 1]), y[i:i + 1]), params)
-                        total = [t + g * min(1.0, max_norm / (float(g.norm()) + 1e-6)) for t, g in zip(total, gs)]
-                    with torch.no_grad():
-                        for p, t in zip(params, total):
-                            t = t + torch.randn(p.shape, generator=generator) * noise_multiplier * max_norm
-                            p -= lr * t / len(x)
-            """,
+            """),
+            "noise not scaled by max_norm": mutate("* noise_multiplier * max_norm", "* noise_multiplier"),
+            "noise added after dividing by the batch size": mutate("lr * (summed + noise) / batch",
+                                                                   "lr * (summed / batch + noise)"),
+            "clips each parameter tensor separately": mutate(
+                "summed = (g * factor.view(",
+                "factor = torch.clamp(max_norm / (g.reshape(batch, -1).norm(dim=1) + 1e-6), max=1.0)\n"
+                "            summed = (g * factor.view("),
         },
     ),
 ]
@@ -545,6 +411,10 @@ RULES = {
         R("the **maximum** over clients, keeping the integer dtype", ("three clients of unequal size",),
           {"integer buffers averaged as floats": "num_batches_tracked",
            "integer buffers taken from the first client": "num_batches_tracked"}),
+        R("same\n  dtype and shape", ("two clients in float64",),
+          {"averages in float32 (the entry's dtype not kept)": "dtype"}),
+        R("Do not modify the inputs", ("three clients of unequal size",),
+          {"accumulates into the first client's tensors": "in place"}),
     ),
     "ch08_dp_sgd_test": (
         R("clip each to norm `max_norm` $C$", ("no noise, clipping active",),
