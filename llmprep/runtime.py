@@ -71,14 +71,25 @@ def seed_everything(seed: int = 0) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
+DEVICE_ENV = "LLMPREP_DEVICE"
+_CHOSEN: str | None = None
+
+
 def pick_device(prefer: str | None = None):
-    """CUDA if present (or ``LLMPREP_DEVICE`` / ``prefer`` says otherwise), else CPU."""
+    """The course's one device choice: ``prefer``, else ``LLMPREP_DEVICE``, else CUDA if present, else CPU.
+    Remembered for :func:`chosen_device` (the device every :func:`llmprep.results.record` names)."""
+    global _CHOSEN
     import torch
 
-    choice = prefer or os.environ.get("LLMPREP_DEVICE")
-    if choice:
-        return torch.device(choice)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    choice = prefer or os.environ.get(DEVICE_ENV, "").strip()
+    device = torch.device(choice) if choice else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    _CHOSEN = device.type
+    return device
+
+
+def chosen_device() -> str | None:
+    """The device type :func:`pick_device` (or :func:`setup`) last chose in this process, or None."""
+    return _CHOSEN
 
 
 def autocast_dtype(device) -> torch.dtype:
