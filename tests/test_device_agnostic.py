@@ -44,6 +44,9 @@ ALLOWED = [
      "pitfall demo: a batch sent to another device than the model's"),
     ("solutions/ch06_generation/ch06_reference.ipynb", '"cpu" if device.type == "cuda" else "cuda"',
      "pitfall demo: inputs on another device than the model's"),
+    ("solutions/ch11_posttraining/ch11_reference.ipynb", "use_cpu=True",
+     "TRL's Trainer would move the shared SmolLM2 policy to CUDA by itself; the step-by-step comparison with the "
+     "from-scratch DPO loop (and every later cell) runs on one device, the chapter's CPU"),
     ("autograder/ch11_posttraining.py", 'device = torch.device("cpu")',
      "the grading sandbox is CPU-only (no /dev/nvidia* inside): the stand-in for TRL's accelerator"),
 ]
@@ -81,6 +84,9 @@ def _device_names(src: str) -> list[int]:
     for i, tok in enumerate(toks):
         before = toks[i - 1].string if i else ""
         after = toks[i + 1].string if i + 1 < len(toks) else ""
+        if tok.type == tokenize.NAME and tok.string in ("use_cpu", "no_cuda") and after == "=" \
+                and i + 2 < len(toks) and toks[i + 2].string == "True":  # transformers' Trainer told to stay on the CPU
+            lines.append(tok.start[0])
         if tok.type == tokenize.NAME and tok.string == "cuda" and before == "." and after == "(" \
                 and i + 2 < len(toks) and toks[i + 2].string == ")":
             lines.append(tok.start[0])
@@ -137,12 +143,54 @@ def test_every_allow_list_entry_still_matches_a_line():
 
 def test_the_scan_catches_a_hard_coded_device():
     named = ['x = torch.zeros(3, device="cuda")', "model.cuda()", "y = x.to('cpu:0')",
-             'ckpt = torch.load(p, map_location="cpu")', 'd = torch.device("cuda" if ok else "cpu")']
+             'ckpt = torch.load(p, map_location="cpu")', 'd = torch.device("cuda" if ok else "cpu")',
+             "args = DPOConfig(out, use_cpu=True)"]
     fine = ['if device.type == "cuda":\n    pass', "arr = x.detach().cpu().numpy()", "torch.cuda.synchronize()",
             'z = x.to(device)  # not "cuda"', 's = {"cuda": []}\nt = s["cuda"]', 'def f():\n    """on "cpu"."""',
             'ok = hasattr(v, "cpu")']
     assert all(_device_names(src) for src in named)
     assert not any(_device_names(src) for src in fine)
+
+
+# Reference notebooks whose `device = setup(...)` is not used: they compute on the CPU on every machine. The audit
+# of issue 38 (README "On a GPU (CUDA)"); a notebook that starts using its device must leave this list, and one
+# that stops must join it with a reason.
+CPU_REFERENCES = {
+    "ch02_reference": "tiny linear / MLP models on TF-IDF vectors and 8x8 digits, indexed by CPU generators: a GPU "
+                      "would add launch overhead only, and the figures stay identical everywhere",
+    "ch04_reference": "retrieval: BM25 and frozen MiniLM embeddings of 300 passages, no training; not moved yet",
+    "ch05_reference": "the CPU is the deployment target whose latency the chapter measures",
+    "ch08_reference": "tiny digits models (pruning, distillation, FedAvg, DP-SGD) and int8 MiniLM; not moved yet",
+    "ch09_reference": "from-scratch Llama vs LlamaForCausalLM in float32 and the CPU timing of SDPA vs naive "
+                      "attention; not moved yet",
+    "ch11_reference": "SmolLM2 + LoRA DPO compared step by step with TRL on the CPU (see use_cpu above)",
+    "ch12_reference": "inference figures measured against this CPU's roofline (GFLOP/s, memory bandwidth)",
+    "ch13_reference": "torch.distributed on gloo: CPU processes by design (the collectives, not NCCL)",
+}
+
+
+def _device_loads(path: Path) -> tuple[bool, int]:
+    """(does the notebook assign ``device``, how often is it read)."""
+    code = "\n".join(src for _, src in _code_cells(path) if not src.lstrip().startswith(("%", "!")))
+    tree = ast.parse(code)
+    assigned = any(isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "device" for t in n.targets)
+                   for n in ast.walk(tree))
+    loads = sum(isinstance(n, ast.Name) and n.id == "device" and isinstance(n.ctx, ast.Load) for n in ast.walk(tree))
+    return assigned, loads
+
+
+def test_a_reference_that_chooses_a_device_uses_it_or_says_why_not():
+    unused = {path.stem for path in sorted((ROOT / "solutions").glob("*/*_reference.ipynb"))
+              if _device_loads(path) == (True, 0)}
+    assert unused == set(CPU_REFERENCES), (
+        f"chose a device and never used it, without a reason: {sorted(unused - set(CPU_REFERENCES))}; "
+        f"uses its device now (remove from CPU_REFERENCES): {sorted(set(CPU_REFERENCES) - unused)}")
+
+
+def test_the_device_aware_references_use_their_device():
+    for stem in ("ch01_reference", "ch03_reference", "ch06_reference"):
+        path = next((ROOT / "solutions").glob(f"*/{stem}.ipynb"))
+        assert _device_loads(path)[1] >= 5, stem
 
 
 def test_every_notebook_cell_parses_so_the_scan_sees_it():
