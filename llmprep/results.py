@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from llmprep.paths import chapter_prefix
+from llmprep.runtime import CPU_CHAPTERS
 
 RESULTS_ENV = "LLMPREP_RESULTS"
 
@@ -57,10 +58,13 @@ class Result:
 LEGACY_DEVICE = "cpu"
 
 
-def current_device() -> str:
-    """The device a result recorded now was computed on: the choice of :func:`llmprep.runtime.pick_device` in
+def current_device(chapter: str = "") -> str:
+    """The device a result recorded now was computed on: ``cpu`` for a chapter that computes on the CPU on every
+    machine (:data:`llmprep.runtime.CPU_CHAPTERS`); else the choice of :func:`llmprep.runtime.pick_device` in
     this process; else ``LLMPREP_DEVICE``; else JAX's default backend when JAX (and not torch) is in use; else
     CUDA when torch is imported and sees one; else ``cpu``. Never imports torch or JAX itself."""
+    if chapter and chapter_prefix(chapter) in CPU_CHAPTERS:
+        return "cpu"
     runtime = sys.modules.get("llmprep.runtime")
     chosen = runtime.chosen_device() if runtime is not None else None
     if chosen:
@@ -99,7 +103,7 @@ def record(chapter: str, name: str, value, anchor: str | None = None, fmt: str =
     """Print and (under `llmprep run`) store one result: ``value`` beside ``anchor``, tagged with the device
     and dtype that computed it (default: :func:`current_device`, :func:`current_dtype`; a notebook passes
     ``dtype="bfloat16"`` for a figure measured under autocast, ``device="cpu"`` for a CPU-only step)."""
-    device = str(device or current_device())
+    device = str(device or current_device(chapter))
     dtype = str(dtype if dtype is not None else current_dtype()).removeprefix("torch.")
     shown = fmt.format(value) if isinstance(value, (int, float)) else str(value)
     line = f"[{chapter}] {name}: {shown}"

@@ -152,23 +152,6 @@ def test_the_scan_catches_a_hard_coded_device():
     assert not any(_device_names(src) for src in fine)
 
 
-# Reference notebooks whose `device = setup(...)` is not used: they compute on the CPU on every machine. The audit
-# of issue 38 (README "On a GPU (CUDA)"); a notebook that starts using its device must leave this list, and one
-# that stops must join it with a reason.
-CPU_REFERENCES = {
-    "ch02_reference": "tiny linear / MLP models on TF-IDF vectors and 8x8 digits, indexed by CPU generators: a GPU "
-                      "would add launch overhead only, and the figures stay identical everywhere",
-    "ch04_reference": "retrieval: BM25 and frozen MiniLM embeddings of 300 passages, no training; not moved yet",
-    "ch05_reference": "the CPU is the deployment target whose latency the chapter measures",
-    "ch08_reference": "tiny digits models (pruning, distillation, FedAvg, DP-SGD) and int8 MiniLM; not moved yet",
-    "ch09_reference": "from-scratch Llama vs LlamaForCausalLM in float32 and the CPU timing of SDPA vs naive "
-                      "attention; not moved yet",
-    "ch11_reference": "SmolLM2 + LoRA DPO compared step by step with TRL on the CPU (see use_cpu above)",
-    "ch12_reference": "inference figures measured against this CPU's roofline (GFLOP/s, memory bandwidth)",
-    "ch13_reference": "torch.distributed on gloo: CPU processes by design (the collectives, not NCCL)",
-}
-
-
 def _device_loads(path: Path) -> tuple[bool, int]:
     """(does the notebook assign ``device``, how often is it read)."""
     code = "\n".join(src for _, src in _code_cells(path) if not src.lstrip().startswith(("%", "!")))
@@ -179,12 +162,29 @@ def _device_loads(path: Path) -> tuple[bool, int]:
     return assigned, loads
 
 
-def test_a_reference_that_chooses_a_device_uses_it_or_says_why_not():
-    unused = {path.stem for path in sorted((ROOT / "solutions").glob("*/*_reference.ipynb"))
-              if _device_loads(path) == (True, 0)}
-    assert unused == set(CPU_REFERENCES), (
-        f"chose a device and never used it, without a reason: {sorted(unused - set(CPU_REFERENCES))}; "
-        f"uses its device now (remove from CPU_REFERENCES): {sorted(set(CPU_REFERENCES) - unused)}")
+def test_a_reference_that_chooses_a_device_uses_it_or_is_a_cpu_chapter():
+    """A reference notebook that calls setup() (which picks CUDA where present) but never reads ``device`` computes
+    on the CPU everywhere: it must be in runtime.CPU_CHAPTERS with its reason, so that its recorded results say
+    cpu on a GPU machine too; a notebook that starts using its device must leave that list."""
+    unused = set()
+    for path in sorted((ROOT / "solutions").glob("*/*_reference.ipynb")):
+        code = "\n".join(src for _, src in _code_cells(path))
+        assigned, loads = _device_loads(path)
+        if ("setup(" in code or assigned) and loads == 0:
+            unused.add(path.stem.split("_")[0])
+    assert unused == set(runtime.CPU_CHAPTERS), (
+        f"choose a device and never use it, not in runtime.CPU_CHAPTERS: {sorted(unused - set(runtime.CPU_CHAPTERS))}; "
+        f"use their device now (remove from CPU_CHAPTERS): {sorted(set(runtime.CPU_CHAPTERS) - unused)}")
+    assert all(len(reason) > 20 for reason in runtime.CPU_CHAPTERS.values())
+
+
+def test_a_cpu_chapter_records_cpu_even_where_a_gpu_was_chosen(tmp_path, monkeypatch):
+    path = tmp_path / "results.jsonl"
+    monkeypatch.setenv(results.RESULTS_ENV, str(path))
+    monkeypatch.setattr(runtime, "_CHOSEN", "cuda")  # as setup() on a CUDA machine
+    results.record("ch13_distributed", "gloo", 1.0)
+    results.record("ch06_generation", "small GPT", 1.0)
+    assert [r.device for r in results.read_results(path)] == ["cpu", "cuda"]
 
 
 def test_the_device_aware_references_use_their_device():
