@@ -4,9 +4,11 @@ device and dtype that produced it.
 
 The scan is static (the code of every solution notebook, every autograder spec and the package): it looks
 for a device *named* in code, i.e. a ``"cuda"``/``"cpu"`` string literal (``torch.device("cpu")``,
-``.to("cuda")``, ``device="cpu"``, ``map_location="cpu"``) or ``.cuda()``. A comparison with the chosen
-device (``device.type == "cuda"``), ``torch.cuda.*`` calls and ``.cpu()`` (to NumPy, to the host) are not
-choices and are not flagged.
+``.to("cuda")``, ``device="cpu"``, ``map_location="cpu"``), ``.cuda()`` or a Trainer's ``use_cpu=True``. A
+comparison with the chosen device (``device.type == "cuda"``), ``torch.cuda.*`` calls and ``.cpu()`` (to NumPy,
+to the host) are not choices and are not flagged. A reference notebook that lets setup() choose a device and then
+computes on the CPU must be in ``llmprep.runtime.CPU_CHAPTERS`` (with its reason), so that its results say cpu.
+Everything here runs on a CPU; nothing needs a GPU.
 """
 from __future__ import annotations
 
