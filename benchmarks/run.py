@@ -12,7 +12,9 @@ notebooks record (value beside its anchor). Checks the budgets (reported, never 
 * peak memory of any notebook under 4 GB.
 
 Writes build/bench.json and build/bench.md (the markdown table README shows).
-`--grading N` also runs benchmarks/grading_throughput.py on N generated submissions.
+`--grading N` also runs benchmarks/grading_throughput.py on N generated submissions; `--no-grading` skips timing
+the grader per chapter (benchmarks/gpu_check). The device (and GPU name, torch version) heads the output and the
+table, and every recorded result carries the device and dtype that produced it.
 """
 from __future__ import annotations
 
@@ -41,6 +43,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(prog="llmprep bench")
     ap.add_argument("chapters", nargs="*")
     ap.add_argument("--grading", type=int, default=0, help="also measure grading throughput on N submissions")
+    ap.add_argument("--no-grading", action="store_true",
+                    help="skip timing the trusted grader per chapter (benchmarks/gpu_check: the sandbox is CPU-only)")
     args = ap.parse_args()
     root = repo_root()
     build = format_path("build", root=root)
@@ -48,6 +52,8 @@ def main() -> int:
     results_file = format_path("bench-results", root=root)
     results_file.write_text("")
     device = os.environ.get("LLMPREP_DEVICE") or ("cuda" if _cuda() else "cpu")
+    print(f"llmprep bench: device {_describe(device)}, {usable_cores()} CPU cores, "
+          f"LLMPREP_FULL={os.environ.get('LLMPREP_FULL', '') or '0'}", flush=True)
     rows, problems = [], []
     t_all = time.perf_counter()
     for chapter in args.chapters or chapters(root):
@@ -67,7 +73,7 @@ def main() -> int:
                 problems.append(f"{chapter}/{nb.name}: {stats['seconds']:.0f} s > {REFERENCE_BUDGET_S:.0f} s")
             if stats["peak_mb"] > MEMORY_BUDGET_MB:
                 problems.append(f"{chapter}/{nb.name}: peak {stats['peak_mb']:.0f} MB > {MEMORY_BUDGET_MB:.0f} MB")
-            if graded and chapter in engine.all_chapters():
+            if graded and not args.no_grading and chapter in engine.all_chapters():
                 engine.reference_run(chapter)
                 t0 = time.perf_counter()
                 solved = engine.check_notebook(nb)
@@ -109,8 +115,19 @@ def _cuda() -> bool:
         return False
 
 
+def _describe(device: str) -> str:
+    """``cuda (NVIDIA H100 80GB HBM3, torch 2.x+cu12x)`` or ``cpu (torch 2.x)``: the device the figures come from."""
+    try:
+        import torch
+    except ImportError:
+        return device
+    name = torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else ""
+    return f"{device} ({name + ', ' if name else ''}torch {torch.__version__})"
+
+
 def render(rows, records, grading, device, notebook_total) -> str:
-    out = [f"Device: {device}, {usable_cores()} CPU cores. Notebooks in total: {notebook_total:.0f} s "
+    out = [f"Device: {_describe(device)}, {usable_cores()} CPU cores, "
+           f"LLMPREP_FULL={os.environ.get('LLMPREP_FULL', '') or '0'}. Notebooks in total: {notebook_total:.0f} s "
            f"(budget {RUN_BUDGET_S:.0f} s).", "",
            "| chapter | notebook | threads | time | peak memory | grading (solution / stub) |",
            "| --- | --- | --- | --- | --- | --- |"]
@@ -119,9 +136,10 @@ def render(rows, records, grading, device, notebook_total) -> str:
                         if "grade_solution_s" in r else "")
         out.append(f"| {r['chapter']} | {r['notebook']} | {r['threads']} | {r['seconds']} s | {r['peak_mb']} MB | "
                    f"{grading_cell} |")
-    out += ["", "| chapter | result | value | anchor |", "| --- | --- | --- | --- |"]
+    out += ["", "| chapter | result | value | anchor | device, dtype |", "| --- | --- | --- | --- | --- |"]
     for rec in records:
-        out.append(f"| {rec['chapter']} | {rec['name']} | {rec['value']} | {rec['anchor']} |")
+        where = ", ".join(x for x in (rec.get("device", ""), rec.get("dtype", "")) if x)
+        out.append(f"| {rec['chapter']} | {rec['name']} | {rec['value']} | {rec['anchor']} | {where} |")
     if grading:
         n = grading["n"]
         out += ["", f"Grading {n} generated submissions of {grading['chapter']}:", "",

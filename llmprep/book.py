@@ -102,8 +102,9 @@ def _results_table(results: Path) -> str:
     def cell(value) -> str:
         return str(value).replace("|", "\\|").replace("\n", " ")
 
-    lines = ["| chapter | result | value | anchor |", "| --- | --- | --- | --- |"]
-    lines += [f"| {cell(r.chapter)} | {cell(r.name)} | {cell(r.value)} | {cell(r.anchor)} |" for r in records]
+    lines = ["| chapter | result | value | anchor | device, dtype |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {cell(r.chapter)} | {cell(r.name)} | {cell(r.value)} | {cell(r.anchor)} | {cell(r.where)} |"
+              for r in records]
     return "\n".join(lines) + "\n"
 
 

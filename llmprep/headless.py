@@ -311,7 +311,7 @@ def print_table(rows, records: list[Result]) -> None:
         print(f"{chapter:<18} {name:<28} {shown} {mem}  {status}")
     if records:
         print()
-        print(f"{'chapter':<18} {'result':<44} {'value':>10}  anchor")
-        print("-" * 100)
+        print(f"{'chapter':<18} {'result':<44} {'device, dtype':<22} {'value':>10}  anchor")
+        print("-" * 124)
         for r in records:
-            print(f"{r.chapter:<18} {r.name:<44} {r.value:>10}  {r.anchor}")
+            print(f"{r.chapter:<18} {r.name:<44} {r.where:<22} {r.value:>10}  {r.anchor}")

@@ -71,14 +71,42 @@ def seed_everything(seed: int = 0) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
+DEVICE_ENV = "LLMPREP_DEVICE"
+_CHOSEN: str | None = None
+
+# Chapters whose reference notebook computes on the CPU on every machine, with the reason (README "On a GPU
+# (CUDA)"; tests/test_device_agnostic.py checks this list against the notebooks): their recorded results say
+# ``cpu`` even where setup() chose a GPU.
+CPU_CHAPTERS = {
+    "ch02": "tiny linear / MLP models on TF-IDF vectors and 8x8 digits, indexed by CPU generators: a GPU would add "
+            "launch overhead only, and the figures stay identical everywhere",
+    "ch04": "retrieval: BM25 and frozen MiniLM embeddings of 300 passages, no training; not moved to the GPU yet",
+    "ch05": "the CPU is the deployment target whose latency the chapter measures",
+    "ch08": "tiny digits models (pruning, distillation, FedAvg, DP-SGD) and int8 MiniLM; not moved to the GPU yet",
+    "ch09": "the from-scratch Llama checked against LlamaForCausalLM in float32 and the CPU timing of SDPA vs naive "
+            "attention; not moved to the GPU yet",
+    "ch10": "tokenizers: no tensors to place",
+    "ch11": "SmolLM2 + LoRA DPO compared step by step with TRL's trainer, which is kept on the CPU (use_cpu=True)",
+    "ch12": "inference figures measured against this CPU's roofline (GFLOP/s, memory bandwidth)",
+    "ch13": "torch.distributed on gloo: CPU processes by design (the collectives, not NCCL)",
+}
+
+
 def pick_device(prefer: str | None = None):
-    """CUDA if present (or ``LLMPREP_DEVICE`` / ``prefer`` says otherwise), else CPU."""
+    """The course's one device choice: ``prefer``, else ``LLMPREP_DEVICE``, else CUDA if present, else CPU.
+    Remembered for :func:`chosen_device` (the device every :func:`llmprep.results.record` names)."""
+    global _CHOSEN
     import torch
 
-    choice = prefer or os.environ.get("LLMPREP_DEVICE")
-    if choice:
-        return torch.device(choice)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    choice = prefer or os.environ.get(DEVICE_ENV, "").strip()
+    device = torch.device(choice) if choice else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    _CHOSEN = device.type
+    return device
+
+
+def chosen_device() -> str | None:
+    """The device type :func:`pick_device` (or :func:`setup`) last chose in this process, or None."""
+    return _CHOSEN
 
 
 def autocast_dtype(device) -> torch.dtype:
