@@ -5,8 +5,7 @@ Probes run inside the sandbox next to the student's code and must be self-contai
 library implementation each exercise imitates; the test suite proves the solution
 agrees with them on every case.
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose
-
+from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose, mutate
 
 
 # ============================================================================ 1 class weights
@@ -250,6 +249,26 @@ def oracle_best_threshold():
 
 # ============================================================================ the spec
 
+# Mutants are edits of the solution's own functions (read from the solution notebook); a snippet used thrice:
+F1_MEAN = "return float(f1.mean())"
+# a correct loop over the distinct scores: the alternative, and the base of the strict-threshold mutant
+BRUTE_FORCE = """
+        def best_f1_threshold(scores, labels):
+            y = labels.tolist()
+            if len(set(y)) < 2:
+                raise ValueError("both classes needed")
+            best_t, best_f1 = None, -1.0
+            for t in sorted(set(scores.tolist())):
+                pred = [s >= t for s in scores.tolist()]
+                tp = sum(p and l == 1 for p, l in zip(pred, y))
+                fp = sum(p and l == 0 for p, l in zip(pred, y))
+                fn = sum((not p) and l == 1 for p, l in zip(pred, y))
+                f1 = 2 * tp / (2 * tp + fp + fn)
+                if f1 > best_f1:
+                    best_t, best_f1 = t, f1
+            return best_t, best_f1
+    """
+
 EXERCISES = [
     Exercise(
         grade_id="ch02_class_weights_test", functions=("class_weights",), points=2,
@@ -261,62 +280,23 @@ EXERCISES = [
             Case("effective, beta 0.9999, large counts", {"counts": [5000, 1200, 300, 40], "scheme": "effective",
                                                           "beta": 0.9999}),
             Case("effective, default beta", {"counts": [3000, 30, 3], "scheme": "effective"}),
-            Case("a class with no examples (inverse)", {"counts": [100, 0, 10], "scheme": "inverse"}),
+            Case("effective, beta 1 - 1e-7, counts 1 to 1e6", {"counts": [1, 2, 5, 1000000], "scheme": "effective",
+                                                               "beta": 0.9999999},
+                 edge="beta just below 1 and a class of 1e6: float32 gets its weight (about 2.5e-6) 1% wrong"),
+            Case("a class with no examples (inverse)", {"counts": [100, 0, 10], "scheme": "inverse"}, edge="a count of 0"),
             Case("a class with no examples (effective)", {"counts": [100, 10, 0], "scheme": "effective",
-                                                          "beta": 0.99}),
-            Case("unknown scheme", {"counts": [10, 5], "scheme": "sqrt"}),
+                                                          "beta": 0.99}, edge="a count of 0"),
+            Case("unknown scheme", {"counts": [10, 5], "scheme": "sqrt"}, edge="a scheme outside the two named"),
         ),
-        probe=probe_class_weights, judge=allclose(rtol=1e-4, atol=1e-7),
+        probe=probe_class_weights, judge=allclose(rtol=1e-4, atol=1e-12),  # relative: the weight of 1e6 examples is ~1e-6
         mutants={
-            "inverse frequency not normalised (1/n_c)": """
-                def class_weights(counts, scheme, beta=0.999):
-                    n = torch.as_tensor(counts, dtype=torch.float64)
-                    if (n <= 0).any() or scheme not in ("inverse", "effective"):
-                        raise ValueError("bad input")
-                    if scheme == "inverse":
-                        return 1.0 / n
-                    w = (1 - beta) / (1 - beta ** n)
-                    return w * len(n) / w.sum()
-            """,
-            "effective number used as the weight (not its inverse)": """
-                def class_weights(counts, scheme, beta=0.999):
-                    n = torch.as_tensor(counts, dtype=torch.float64)
-                    if (n <= 0).any() or scheme not in ("inverse", "effective"):
-                        raise ValueError("bad input")
-                    if scheme == "inverse":
-                        return n.sum() / (len(n) * n)
-                    w = (1 - beta ** n) / (1 - beta)
-                    return w * len(n) / w.sum()
-            """,
-            "effective weights not normalised to sum to K": """
-                def class_weights(counts, scheme, beta=0.999):
-                    n = torch.as_tensor(counts, dtype=torch.float64)
-                    if (n <= 0).any() or scheme not in ("inverse", "effective"):
-                        raise ValueError("bad input")
-                    if scheme == "inverse":
-                        return n.sum() / (len(n) * n)
-                    return (1 - beta) / (1 - beta ** n)
-            """,
-            "a zero count gives inf instead of ValueError": """
-                def class_weights(counts, scheme, beta=0.999):
-                    n = torch.as_tensor(counts, dtype=torch.float64)
-                    if scheme == "inverse":
-                        return n.sum() / (len(n) * n)
-                    if scheme == "effective":
-                        w = (1 - beta) / (1 - beta ** n)
-                        return w * len(n) / w.sum()
-                    raise ValueError("bad scheme")
-            """,
-            "unknown scheme falls back to inverse": """
-                def class_weights(counts, scheme, beta=0.999):
-                    n = counts.double()
-                    if (n <= 0).any():
-                        raise ValueError("empty class")
-                    if scheme == "effective":
-                        w = (1 - beta) / (1 - beta ** n)
-                        return w * len(n) / w.sum()
-                    return n.sum() / (len(n) * n)
-            """,
+            "inverse frequency not normalised (1/n_c)": mutate("return n.sum() / (k * n)", "return 1.0 / n"),
+            "effective number used as the weight (not its inverse)": mutate("w = (1.0 - beta) / (1.0 - beta ** n)",
+                                                                            "w = (1.0 - beta ** n) / (1.0 - beta)"),
+            "effective weights not normalised to sum to K": mutate("return w * k / w.sum()", "return w"),
+            "a zero count gives inf instead of ValueError": mutate(" or bool((n <= 0).any())", ""),
+            "unknown scheme falls back to inverse": mutate('if scheme == "inverse":', 'if scheme != "effective":'),
+            "computes in float32": mutate("dtype=torch.float64", "dtype=torch.float32"),
         },
     ),
     Exercise(
@@ -330,27 +310,13 @@ EXERCISES = [
         ),
         probe=probe_sampler_weights, judge=allclose(rtol=1e-5, atol=1e-7),
         mutants={
-            "one weight per class, not per example": """
-                def sampler_weights(labels):
-                    counts = torch.bincount(labels)
-                    return 1.0 / counts.double().clamp(min=1)
-            """,
-            "weights proportional to the class count": """
-                def sampler_weights(labels):
-                    counts = torch.bincount(labels).double()
-                    return counts[labels]
-            """,
-            "square-root sampling (1/sqrt(n_c))": """
-                def sampler_weights(labels):
-                    counts = torch.bincount(labels).double()
-                    return 1.0 / counts[labels].sqrt()
-            """,
-            "assumes labels are 0..K-1": """
-                def sampler_weights(labels):
-                    k = len(torch.unique(labels))
-                    counts = torch.stack([(labels == c).sum() for c in range(k)])
-                    return 1.0 / counts[labels].double()
-            """,
+            "one weight per class, not per example": mutate("counts[inverse]", "counts"),
+            "weights proportional to the class count": mutate("return 1.0 / counts[inverse]", "return counts[inverse]"),
+            "square-root sampling (1/sqrt(n_c))": mutate("counts[inverse].to(torch.float64)",
+                                                         "counts[inverse].to(torch.float64).sqrt()"),
+            "assumes labels are 0..K-1": mutate(
+                "_, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)",
+                "inverse, counts = labels, torch.stack([(labels == c).sum() for c in range(len(torch.unique(labels)))])"),
         },
     ),
     Exercise(
@@ -368,70 +334,27 @@ EXERCISES = [
                                                             "pos_frac": 0.2, "alpha": -1.0, "gamma": 2.0,
                                                             "reduction": "mean", "grad": True}),
             Case("alpha 0 (negatives only), gamma 1, none", {"seed": 5, "shape": [12], "scale": 2.0, "pos_frac": 0.5,
-                                                             "alpha": 0.0, "gamma": 1.0, "reduction": "none"}),
+                                                             "alpha": 0.0, "gamma": 1.0, "reduction": "none"},
+                 edge="alpha exactly 0 (weighting on)"),
+            Case("alpha -0.5 (no class weighting), gamma 2", {"seed": 6, "shape": [3, 7], "scale": 2.0, "pos_frac": 0.3,
+                                                              "alpha": -0.5, "gamma": 2.0, "reduction": "none"},
+                 edge="a negative alpha other than -1"),
             Case("logits of magnitude 100", {"seed": 4, "shape": [4, 6], "scale": 100.0, "pos_frac": 0.3,
-                                             "alpha": 0.25, "gamma": 2.0, "reduction": "none"}),
+                                             "alpha": 0.25, "gamma": 2.0, "reduction": "none"},
+                 edge="sigmoid saturates to 0 or 1 in float32"),
         ),
         probe=probe_sigmoid_focal, judge=allclose(rtol=1e-4, atol=1e-6),
         mutants={
-            "alpha applied to the wrong class": """
-                def sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0, reduction="mean"):
-                    p = torch.sigmoid(logits)
-                    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-                    p_t = p * targets + (1 - p) * (1 - targets)
-                    loss = ce * (1 - p_t) ** gamma
-                    if alpha >= 0:
-                        loss = (alpha * (1 - targets) + (1 - alpha) * targets) * loss
-                    return {"mean": loss.mean(), "sum": loss.sum()}.get(reduction, loss)
-            """,
-            "gamma on the wrong term (p_t ** gamma)": """
-                def sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0, reduction="mean"):
-                    p = torch.sigmoid(logits)
-                    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-                    p_t = p * targets + (1 - p) * (1 - targets)
-                    loss = ce * p_t ** gamma
-                    if alpha >= 0:
-                        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
-                    return {"mean": loss.mean(), "sum": loss.sum()}.get(reduction, loss)
-            """,
-            "alpha missing": """
-                def sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0, reduction="mean"):
-                    p = torch.sigmoid(logits)
-                    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-                    p_t = p * targets + (1 - p) * (1 - targets)
-                    loss = ce * (1 - p_t) ** gamma
-                    return {"mean": loss.mean(), "sum": loss.sum()}.get(reduction, loss)
-            """,
-            "log of the sigmoid (not stable)": """
-                def sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0, reduction="mean"):
-                    p = torch.sigmoid(logits)
-                    ce = -(targets * torch.log(p) + (1 - targets) * torch.log(1 - p))
-                    p_t = p * targets + (1 - p) * (1 - targets)
-                    loss = ce * (1 - p_t) ** gamma
-                    if alpha >= 0:
-                        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
-                    return {"mean": loss.mean(), "sum": loss.sum()}.get(reduction, loss)
-            """,
-            "alpha = 0 treated as no weighting (alpha > 0)": """
-                def sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0, reduction="mean"):
-                    p = torch.sigmoid(logits)
-                    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-                    p_t = p * targets + (1 - p) * (1 - targets)
-                    loss = ce * (1 - p_t) ** gamma
-                    if alpha > 0:
-                        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
-                    return {"mean": loss.mean(), "sum": loss.sum()}.get(reduction, loss)
-            """,
-            "reduction ignored (always the mean)": """
-                def sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0, reduction="mean"):
-                    p = torch.sigmoid(logits)
-                    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-                    p_t = p * targets + (1 - p) * (1 - targets)
-                    loss = ce * (1 - p_t) ** gamma
-                    if alpha >= 0:
-                        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
-                    return loss.mean()
-            """,
+            "alpha applied to the wrong class": mutate("alpha_t = alpha * targets + (1 - alpha) * (1 - targets)",
+                                                       "alpha_t = alpha * (1 - targets) + (1 - alpha) * targets"),
+            "gamma on the wrong term (p_t ** gamma)": mutate("ce * (1 - p_t) ** gamma", "ce * p_t ** gamma"),
+            "alpha missing": mutate("        loss = alpha_t * loss\n", ""),
+            "log of the sigmoid (not stable)": mutate(
+                'F.binary_cross_entropy_with_logits(logits, targets, reduction="none")',
+                "-(targets * torch.log(p) + (1 - targets) * torch.log(1 - p))"),
+            "alpha = 0 treated as no weighting (alpha > 0)": mutate("if alpha >= 0:", "if alpha > 0:"),
+            "only alpha == -1 means no weighting": mutate("if alpha >= 0:", "if alpha != -1:"),
+            "reduction ignored (always the mean)": mutate('if reduction == "mean":', "if True:"),
         },
     ),
     Exercise(
@@ -445,26 +368,10 @@ EXERCISES = [
         ),
         probe=probe_softmax_focal, judge=allclose(rtol=1e-4, atol=1e-6),
         mutants={
-            "(1 - p) replaced by p": """
-                def softmax_focal_loss(logits, targets, gamma=2.0):
-                    logp = torch.log_softmax(logits, -1).gather(1, targets[:, None])[:, 0]
-                    return (-(logp.exp() ** gamma) * logp).mean()
-            """,
-            "log of softmax (overflows)": """
-                def softmax_focal_loss(logits, targets, gamma=2.0):
-                    p = torch.softmax(logits, -1).gather(1, targets[:, None])[:, 0]
-                    return (-((1 - p) ** gamma) * torch.log(p)).mean()
-            """,
-            "modulating factor detached": """
-                def softmax_focal_loss(logits, targets, gamma=2.0):
-                    logp = torch.log_softmax(logits, -1).gather(1, targets[:, None])[:, 0]
-                    return (-((1 - logp.exp().detach()) ** gamma) * logp).mean()
-            """,
-            "sum instead of mean": """
-                def softmax_focal_loss(logits, targets, gamma=2.0):
-                    logp = torch.log_softmax(logits, -1).gather(1, targets[:, None])[:, 0]
-                    return (-((1 - logp.exp()) ** gamma) * logp).sum()
-            """,
+            "(1 - p) replaced by p": mutate("(1 - p) ** gamma", "p ** gamma"),
+            "log of softmax (overflows)": mutate("F.log_softmax(logits, dim=-1)", "torch.softmax(logits, dim=-1).log()"),
+            "modulating factor detached": mutate("p = logp.exp()", "p = logp.exp().detach()"),
+            "sum instead of mean": mutate("* logp).mean()", "* logp).sum()"),
         },
     ),
     Exercise(
@@ -479,35 +386,11 @@ EXERCISES = [
         ),
         probe=probe_macro_f1, judge=allclose(rtol=1e-6, atol=1e-9),
         mutants={
-            "micro average (accuracy)": """
-                def macro_f1(confusion):
-                    c = torch.as_tensor(confusion, dtype=torch.float64)
-                    return float(c.diag().sum() / c.sum())
-            """,
-            "weighted by support": """
-                def macro_f1(confusion):
-                    c = torch.as_tensor(confusion, dtype=torch.float64)
-                    tp, rows, cols = c.diag(), c.sum(1), c.sum(0)
-                    den = rows + cols
-                    f1 = torch.where(den > 0, 2 * tp / den.clamp(min=1e-12), torch.zeros_like(tp))
-                    return float((f1 * rows).sum() / rows.sum())
-            """,
-            "precision and recall both from column sums": """
-                def macro_f1(confusion):
-                    c = torch.as_tensor(confusion, dtype=torch.float64)
-                    tp, cols = c.diag(), c.sum(0)
-                    p = torch.where(cols > 0, tp / cols.clamp(min=1e-12), torch.zeros_like(tp))
-                    r = p
-                    f1 = torch.where(p + r > 0, 2 * p * r / (p + r).clamp(min=1e-12), torch.zeros_like(tp))
-                    return float(f1.mean())
-            """,
-            "empty classes left out of the average": """
-                def macro_f1(confusion):
-                    c = torch.as_tensor(confusion, dtype=torch.float64)
-                    tp, den = c.diag(), c.sum(0) + c.sum(1)
-                    keep = den > 0
-                    return float((2 * tp[keep] / den[keep]).mean())
-            """,
+            "micro average (accuracy)": mutate(F1_MEAN, "return float(tp.sum() / c.sum())"),
+            "weighted by support": mutate(F1_MEAN, "return float((f1 * c.sum(dim=1)).sum() / c.sum())"),
+            "precision and recall both from column sums": mutate("denom = c.sum(dim=0) + c.sum(dim=1)",
+                                                                  "denom = 2 * c.sum(dim=0)"),
+            "empty classes left out of the average": mutate(F1_MEAN, "return float(f1[denom > 0].mean())"),
         },
     ),
     Exercise(
@@ -521,22 +404,10 @@ EXERCISES = [
         ),
         probe=probe_logit_adjusted, judge=allclose(rtol=1e-4, atol=1e-6),
         mutants={
-            "prior subtracted instead of added": """
-                def logit_adjusted_loss(logits, targets, class_priors, tau=1.0):
-                    return F.cross_entropy(logits - tau * torch.log(class_priors), targets)
-            """,
-            "log missing (adds the prior itself)": """
-                def logit_adjusted_loss(logits, targets, class_priors, tau=1.0):
-                    return F.cross_entropy(logits + tau * class_priors, targets)
-            """,
-            "tau inside the log": """
-                def logit_adjusted_loss(logits, targets, class_priors, tau=1.0):
-                    return F.cross_entropy(logits + torch.log(tau * class_priors + 1e-30), targets)
-            """,
-            "takes the log of the priors in place": """
-                def logit_adjusted_loss(logits, targets, class_priors, tau=1.0):
-                    return F.cross_entropy(logits + tau * class_priors.log_(), targets)
-            """,
+            "prior subtracted instead of added": mutate("entropy(logits + tau", "entropy(logits - tau"),
+            "log missing (adds the prior itself)": mutate("tau * torch.log(class_priors)", "tau * class_priors"),
+            "tau inside the log": mutate("tau * torch.log(class_priors)", "torch.log(tau * class_priors + 1e-30)"),
+            "takes the log of the priors in place": mutate("torch.log(class_priors)", "class_priors.log_()"),
         },
     ),
     Exercise(
@@ -553,57 +424,12 @@ EXERCISES = [
         ),
         probe=probe_best_threshold, judge=allclose(rtol=1e-6, atol=1e-9),
         mutants={
-            "strict > instead of >=": """
-                def best_f1_threshold(scores, labels):
-                    if labels.min() == labels.max():
-                        raise ValueError("need both classes")
-                    best = (-1.0, None)
-                    for t in sorted(set(scores.tolist())):
-                        pred = scores > t
-                        tp = int((pred & (labels == 1)).sum()); fp = int((pred & (labels == 0)).sum())
-                        fn = int((~pred & (labels == 1)).sum())
-                        f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-                        if f1 > best[0]:
-                            best = (f1, t)
-                    return best[1], best[0]
-            """,
-            "ties broken by the largest threshold": """
-                def best_f1_threshold(scores, labels):
-                    if labels.min() == labels.max():
-                        raise ValueError("need both classes")
-                    best = (-1.0, None)
-                    for t in sorted(set(scores.tolist())):
-                        pred = scores >= t
-                        tp = int((pred & (labels == 1)).sum()); fp = int((pred & (labels == 0)).sum())
-                        fn = int((~pred & (labels == 1)).sum())
-                        f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-                        if f1 >= best[0]:
-                            best = (f1, t)
-                    return best[1], best[0]
-            """,
-            "cuts between tied scores (one example at a time)": """
-                def best_f1_threshold(scores, labels):
-                    if labels.min() == labels.max():
-                        raise ValueError("need both classes")
-                    order = torch.argsort(scores, descending=True, stable=True)
-                    s, y = scores[order], labels[order]
-                    tp = torch.cumsum(y, 0).double(); fp = torch.cumsum(1 - y, 0).double()
-                    f1 = 2 * tp / (2 * tp + fp + (y.sum() - tp))
-                    i = int(torch.argmax(f1))
-                    return float(s[i]), float(f1[i])
-            """,
-            "no check for a single class": """
-                def best_f1_threshold(scores, labels):
-                    best = (-1.0, None)
-                    for t in sorted(set(scores.tolist())):
-                        pred = scores >= t
-                        tp = int((pred & (labels == 1)).sum()); fp = int((pred & (labels == 0)).sum())
-                        fn = int((~pred & (labels == 1)).sum())
-                        f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-                        if f1 > best[0]:
-                            best = (f1, t)
-                    return best[1], best[0]
-            """,
+            "strict > instead of >=": mutate("pred = [s >= t", "pred = [s > t", base=BRUTE_FORCE),
+            "ties broken by the largest threshold": mutate("[f1[cand] == best][-1]", "[f1[cand] == best][0]"),
+            "cuts between tied scores (one example at a time)": mutate({
+                "torch.argsort(scores, descending=True)": "torch.argsort(scores, descending=True, stable=True)",
+                "cand = torch.nonzero(last).squeeze(1)": "cand = torch.arange(len(s))"}),
+            "no check for a single class": mutate(" or int(labels.min()) == int(labels.max())", ""),
         },
     ),
 ]
@@ -619,6 +445,7 @@ RULES = {
           {"effective number used as the weight (not its inverse)": "weights"}),
         R("normalised so that the weights sum to $K$", ("effective, beta 0.999", "effective, default beta"),
           {"effective weights not normalised to sum to K": "weights"}),
+        R("(compute in float64)", ("effective, beta 1 - 1e-7, counts 1 to 1e6",), {"computes in float32": "weights"}),
         R("Raise `ValueError` if any count is 0", ("a class with no examples (inverse)",
                                                    "a class with no examples (effective)"),
           {"a zero count gives inf instead of ValueError": "ValueError"}),
@@ -642,6 +469,8 @@ RULES = {
         R("never `log(sigmoid(x))`", ("logits of magnitude 100",), {"log of the sigmoid (not stable)": "loss"}),
         R("apply $\\alpha_t$ only when `alpha >= 0`", ("alpha 0 (negatives only), gamma 1, none",),
           {"alpha = 0 treated as no weighting (alpha > 0)": "loss"}),
+        R("a negative `alpha`, e.g. `-1`, means no class weighting", ("alpha -0.5 (no class weighting), gamma 2",),
+          {"only alpha == -1 means no weighting": "loss"}),
         R('`reduction` is `"none"`', ("gamma 0, alpha -1 (plain BCE), no reduction", "alpha 0.75, gamma 0.5, sum"),
           {"reduction ignored (always the mean)": "loss"}),
     ),
@@ -671,7 +500,7 @@ RULES = {
         R("predicting positive when **`score >= t`**", ("tie between two thresholds",),
           {"strict > instead of >=": "threshold"}),
         R("so all examples sharing a score fall on the same side", ("tied scores", "imbalanced, many shared scores"),
-          {"cuts between tied scores (one example at a time)": "threshold"}),
+          {"cuts between tied scores (one example at a time)": "f1"}),
         R("return the **smallest** one", ("tie between two thresholds",),
           {"ties broken by the largest threshold": "threshold"}),
         R("Raise `ValueError` when `labels` contains only one class", ("all labels negative", "all labels positive"),
@@ -737,22 +566,7 @@ ALTERNATIVES = {
             logp = z - torch.logsumexp(z, dim=1, keepdim=True)
             return -logp[torch.arange(len(targets)), targets].mean()
     """},
-    "ch02_best_threshold_test": {"brute force over distinct scores": """
-        def best_f1_threshold(scores, labels):
-            y = labels.tolist()
-            if len(set(y)) < 2:
-                raise ValueError("both classes needed")
-            best_t, best_f1 = None, -1.0
-            for t in sorted(set(scores.tolist())):
-                pred = [s >= t for s in scores.tolist()]
-                tp = sum(p and l == 1 for p, l in zip(pred, y))
-                fp = sum(p and l == 0 for p, l in zip(pred, y))
-                fn = sum((not p) and l == 1 for p, l in zip(pred, y))
-                f1 = 2 * tp / (2 * tp + fp + fn)
-                if f1 > best_f1:
-                    best_t, best_f1 = t, f1
-            return best_t, best_f1
-    """},
+    "ch02_best_threshold_test": {"brute force over distinct scores": BRUTE_FORCE},
 }
 
 

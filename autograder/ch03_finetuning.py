@@ -8,8 +8,7 @@ library implementation each exercise imitates (peft's parameter count, peft's Lo
 layer, ``get_peft_model``, sentence-transformers' mean pooling); the test suite proves the
 solution agrees with them on every case.
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose
-
+from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose, mutate
 
 
 # ============================================================================ 1 freeze + count
@@ -278,7 +277,8 @@ def probe_llrd(ns, params):
 
     fn = ns["layerwise_lr_groups"]
     torch.manual_seed(params["seed"])
-    cfg = AutoConfig.from_pretrained(str(minilm_dir()), num_hidden_layers=params["layers"], num_labels=3)
+    cfg = AutoConfig.from_pretrained(str(minilm_dir()), num_hidden_layers=params["layers"], num_labels=3,
+                                     **params.get("config", {}))
     model = BertForSequenceClassification(cfg) if params["classifier"] else BertModel(cfg)
     for name, p in model.named_parameters():
         if any(name.startswith(prefix) for prefix in params["frozen"]):
@@ -307,6 +307,11 @@ def probe_llrd(ns, params):
 
 _MINI = {"model": "bert_cls", "layers": 2}
 
+# Mutants are edits of the solution's own functions (read from the solution notebook); snippets used more than once:
+HEAD_TEST = 'any(name == h or name.startswith(h + ".") for h in head_names)'
+SUMMED = "(last_hidden_state * mask).sum(dim=1)"
+COUNT = "mask.sum(dim=1).clamp(min=1e-9)"
+
 EXERCISES = [
     Exercise(
         grade_id="ch03_freeze_count_test", functions=("freeze_all_but_head", "count_parameters"), points=2,
@@ -315,45 +320,27 @@ EXERCISES = [
             Case("BERT classifier, head and pooler", dict(_MINI, seed=1, heads=["classifier", "bert.pooler"])),
             Case("everything frozen beforehand, head unfrozen", dict(_MINI, seed=2, heads=["classifier"],
                                                                        freeze_first=True)),
-            Case("tied weights and look-alike names", {"model": "toy", "seed": 3, "heads": ["head", "body.1"]}),
+            Case("tied weights and look-alike names", {"model": "toy", "seed": 3, "heads": ["head", "body.1"]},
+                 edge="a head name that is a prefix of another module's name"),
+            Case("a head name that is a parameter's own name", {"model": "toy", "seed": 5,
+                                                                "heads": ["head.bias", "body.0"]},
+                 edge="a head name equal to a parameter name (no dot after it)"),
             Case("count a peft-wrapped model", {"model": "bert_lora", "layers": 2, "seed": 4, "heads": None}),
         ),
         probe=probe_freeze_count, judge=allclose(rtol=0, atol=0),
         mutants={
-            "counts frozen parameters as trainable": """
-                def count_parameters(model):
-                    total = sum(p.numel() for p in model.parameters())
-                    return total, total
-            """,
-            "forgets the biases": """
-                def count_parameters(model):
-                    ps = [(n, p) for n, p in model.named_parameters() if not n.endswith("bias")]
-                    return sum(p.numel() for _, p in ps if p.requires_grad), sum(p.numel() for _, p in ps)
-            """,
-            "freezes the head too": """
-                def freeze_all_but_head(model, head_names):
-                    for p in model.parameters():
-                        p.requires_grad_(False)
-                    return model
-            """,
-            "head matched as a bare prefix": """
-                def freeze_all_but_head(model, head_names):
-                    for n, p in model.named_parameters():
-                        p.requires_grad_(any(n.startswith(h) for h in head_names))
-                    return model
-            """,
-            "only unfreezes the head (leaves the rest as it was)": """
-                def freeze_all_but_head(model, head_names):
-                    for n, p in model.named_parameters():
-                        if any(n == h or n.startswith(h + ".") for h in head_names):
-                            p.requires_grad_(True)
-                    return model
-            """,
-            "counts tied weights twice": """
-                def count_parameters(model):
-                    ps = [p for _, p in model.named_parameters(remove_duplicate=False)]
-                    return sum(p.numel() for p in ps if p.requires_grad), sum(p.numel() for p in ps)
-            """,
+            "counts frozen parameters as trainable": mutate("        if p.requires_grad:\n            trainable",
+                                                            "        trainable"),
+            "forgets the biases": mutate("    for p in model.parameters():\n",
+                                         "    for p in [p for n, p in model.named_parameters() if not n.endswith('bias')]:\n"),
+            "freezes the head too": mutate(HEAD_TEST, "False"),
+            "head matched as a bare prefix": mutate('name == h or name.startswith(h + ".")', "name.startswith(h)"),
+            "a head name equal to a parameter's own name not matched": mutate('name == h or name.startswith(h + ".")',
+                                                                              'name.startswith(h + ".")'),
+            "only unfreezes the head (leaves the rest as it was)": mutate(
+                f"        p.requires_grad_({HEAD_TEST})", f"        if {HEAD_TEST}:\n            p.requires_grad_(True)"),
+            "counts tied weights twice": mutate("for p in model.parameters():",
+                                                "for _, p in model.named_parameters(remove_duplicate=False):"),
         },
     ),
     Exercise(
@@ -368,7 +355,8 @@ EXERCISES = [
             Case("dropout 0.5 in train mode", {"seed": 4, "fin": 9, "fout": 7, "r": 3, "alpha": 6, "bias": True,
                                                "dropout": 0.5, "batch": [6]}),
             Case("r larger than alpha (scaling 0.25)", {"seed": 3, "fin": 5, "fout": 5, "r": 8, "alpha": 2,
-                                                        "bias": True, "dropout": 0.0, "batch": [3]}),
+                                                        "bias": True, "dropout": 0.0, "batch": [3]},
+                 edge="alpha / r below 1 (integer division gives 0)"),
         ),
         probe=probe_lora_linear, judge=allclose(rtol=1e-5, atol=1e-5, messages={
             "B_init_is_zero": "lora_B is not all zeros at initialisation",
@@ -380,212 +368,21 @@ EXERCISES = [
                                 "(apply it to the LoRA branch only)",
         }),
         mutants={
-            "B not zero-initialised": """
-                class LoRALinear(nn.Module):
-                    def __init__(self, base, r, alpha, dropout=0.0):
-                        super().__init__()
-                        self.base, self.r, self.scaling, self.merged = base, r, alpha / r, False
-                        for p in base.parameters():
-                            p.requires_grad_(False)
-                        self.lora_A = nn.Parameter(torch.randn(r, base.in_features) / r)
-                        self.lora_B = nn.Parameter(torch.randn(base.out_features, r) / r)
-                        self.dropout = nn.Dropout(dropout)
-                    def forward(self, x):
-                        y = self.base(x)
-                        if self.merged:
-                            return y
-                        return y + self.dropout(x) @ self.lora_A.T @ self.lora_B.T * self.scaling
-                    def merge(self):
-                        self.base.weight.data += self.lora_B @ self.lora_A * self.scaling
-                        self.merged = True
-                    def unmerge(self):
-                        self.base.weight.data -= self.lora_B @ self.lora_A * self.scaling
-                        self.merged = False
-            """,
-            "scaling r/alpha": """
-                class LoRALinear(nn.Module):
-                    def __init__(self, base, r, alpha, dropout=0.0):
-                        super().__init__()
-                        self.base, self.r, self.scaling, self.merged = base, r, r / alpha, False
-                        for p in base.parameters():
-                            p.requires_grad_(False)
-                        self.lora_A = nn.Parameter(torch.randn(r, base.in_features) / r)
-                        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r))
-                        self.dropout = nn.Dropout(dropout)
-                    def forward(self, x):
-                        y = self.base(x)
-                        if self.merged:
-                            return y
-                        return y + self.dropout(x) @ self.lora_A.T @ self.lora_B.T * self.scaling
-                    def merge(self):
-                        self.base.weight.data += self.lora_B @ self.lora_A * self.scaling
-                        self.merged = True
-                    def unmerge(self):
-                        self.base.weight.data -= self.lora_B @ self.lora_A * self.scaling
-                        self.merged = False
-            """,
-            "merge without scaling": """
-                class LoRALinear(nn.Module):
-                    def __init__(self, base, r, alpha, dropout=0.0):
-                        super().__init__()
-                        self.base, self.r, self.scaling, self.merged = base, r, alpha / r, False
-                        for p in base.parameters():
-                            p.requires_grad_(False)
-                        self.lora_A = nn.Parameter(torch.randn(r, base.in_features) / r)
-                        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r))
-                        self.dropout = nn.Dropout(dropout)
-                    def forward(self, x):
-                        y = self.base(x)
-                        if self.merged:
-                            return y
-                        return y + self.dropout(x) @ self.lora_A.T @ self.lora_B.T * self.scaling
-                    def merge(self):
-                        self.base.weight.data += self.lora_B @ self.lora_A
-                        self.merged = True
-                    def unmerge(self):
-                        self.base.weight.data -= self.lora_B @ self.lora_A
-                        self.merged = False
-            """,
-            "base weights left trainable": """
-                class LoRALinear(nn.Module):
-                    def __init__(self, base, r, alpha, dropout=0.0):
-                        super().__init__()
-                        self.base, self.r, self.scaling, self.merged = base, r, alpha / r, False
-                        self.lora_A = nn.Parameter(torch.randn(r, base.in_features) / r)
-                        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r))
-                        self.dropout = nn.Dropout(dropout)
-                    def forward(self, x):
-                        y = self.base(x)
-                        if self.merged:
-                            return y
-                        return y + self.dropout(x) @ self.lora_A.T @ self.lora_B.T * self.scaling
-                    def merge(self):
-                        with torch.no_grad():
-                            self.base.weight += self.lora_B @ self.lora_A * self.scaling
-                        self.merged = True
-                    def unmerge(self):
-                        with torch.no_grad():
-                            self.base.weight -= self.lora_B @ self.lora_A * self.scaling
-                        self.merged = False
-            """,
-            "adds the update again after merging": """
-                class LoRALinear(nn.Module):
-                    def __init__(self, base, r, alpha, dropout=0.0):
-                        super().__init__()
-                        self.base, self.r, self.scaling = base, r, alpha / r
-                        for p in base.parameters():
-                            p.requires_grad_(False)
-                        self.lora_A = nn.Parameter(torch.randn(r, base.in_features) / r)
-                        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r))
-                        self.dropout = nn.Dropout(dropout)
-                    def forward(self, x):
-                        return self.base(x) + self.dropout(x) @ self.lora_A.T @ self.lora_B.T * self.scaling
-                    def merge(self):
-                        self.base.weight.data += self.lora_B @ self.lora_A * self.scaling
-                    def unmerge(self):
-                        self.base.weight.data -= self.lora_B @ self.lora_A * self.scaling
-            """,
-            "dropout on the LoRA output (wrong term)": """
-                class LoRALinear(nn.Module):
-                    def __init__(self, base, r, alpha, dropout=0.0):
-                        super().__init__()
-                        self.base = base
-                        self.r, self.scaling, self.merged = r, alpha / r, False
-                        for p in self.base.parameters():
-                            p.requires_grad_(False)
-                        self.lora_A = nn.Parameter(torch.randn(r, base.in_features) / r)
-                        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r))
-                        self.dropout = nn.Dropout(dropout)
-                    def forward(self, x):
-                        y = self.base(x)
-                        if self.merged:
-                            return y
-                        return y + self.dropout(x @ self.lora_A.T @ self.lora_B.T) * self.scaling
-                    def merge(self):
-                        with torch.no_grad():
-                            self.base.weight += self.lora_B @ self.lora_A * self.scaling
-                        self.merged = True
-                    def unmerge(self):
-                        with torch.no_grad():
-                            self.base.weight -= self.lora_B @ self.lora_A * self.scaling
-                        self.merged = False
-            """,
-            "dropout probability hard-coded to 0.1": """
-                class LoRALinear(nn.Module):
-                    def __init__(self, base, r, alpha, dropout=0.0):
-                        super().__init__()
-                        self.base = base
-                        self.r, self.scaling, self.merged = r, alpha / r, False
-                        for p in self.base.parameters():
-                            p.requires_grad_(False)
-                        self.lora_A = nn.Parameter(torch.randn(r, base.in_features) / r)
-                        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r))
-                        self.dropout = nn.Dropout(0.1)
-                    def forward(self, x):
-                        y = self.base(x)
-                        if self.merged:
-                            return y
-                        return y + self.dropout(x) @ self.lora_A.T @ self.lora_B.T * self.scaling
-                    def merge(self):
-                        with torch.no_grad():
-                            self.base.weight += self.lora_B @ self.lora_A * self.scaling
-                        self.merged = True
-                    def unmerge(self):
-                        with torch.no_grad():
-                            self.base.weight -= self.lora_B @ self.lora_A * self.scaling
-                        self.merged = False
-            """,
-            "dropout on the input of the base layer too": """
-                class LoRALinear(nn.Module):
-                    def __init__(self, base, r, alpha, dropout=0.0):
-                        super().__init__()
-                        self.base = base
-                        self.r, self.scaling, self.merged = r, alpha / r, False
-                        for p in self.base.parameters():
-                            p.requires_grad_(False)
-                        self.lora_A = nn.Parameter(torch.randn(r, base.in_features) / r)
-                        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r))
-                        self.dropout = nn.Dropout(dropout)
-                    def forward(self, x):
-                        y = self.base(x)
-                        if self.merged:
-                            return y
-                        d = self.dropout(x)
-                        return self.base(d) + d @ self.lora_A.T @ self.lora_B.T * self.scaling
-                    def merge(self):
-                        with torch.no_grad():
-                            self.base.weight += self.lora_B @ self.lora_A * self.scaling
-                        self.merged = True
-                    def unmerge(self):
-                        with torch.no_grad():
-                            self.base.weight -= self.lora_B @ self.lora_A * self.scaling
-                        self.merged = False
-            """,
-            "copies the base layer": """
-                class LoRALinear(nn.Module):
-                    def __init__(self, base, r, alpha, dropout=0.0):
-                        super().__init__()
-                        import copy; self.base = copy.deepcopy(base)
-                        self.r, self.scaling, self.merged = r, alpha / r, False
-                        for p in self.base.parameters():
-                            p.requires_grad_(False)
-                        self.lora_A = nn.Parameter(torch.randn(r, base.in_features) / r)
-                        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r))
-                        self.dropout = nn.Dropout(dropout)
-                    def forward(self, x):
-                        y = self.base(x)
-                        if self.merged:
-                            return y
-                        return y + self.dropout(x) @ self.lora_A.T @ self.lora_B.T * self.scaling
-                    def merge(self):
-                        with torch.no_grad():
-                            self.base.weight += self.lora_B @ self.lora_A * self.scaling
-                        self.merged = True
-                    def unmerge(self):
-                        with torch.no_grad():
-                            self.base.weight -= self.lora_B @ self.lora_A * self.scaling
-                        self.merged = False
-            """,
+            "B not zero-initialised": mutate("torch.zeros(base.out_features, r)", "torch.randn(base.out_features, r) / r"),
+            "scaling r/alpha": mutate("self.scaling = alpha / r", "self.scaling = r / alpha"),
+            "merge without scaling": mutate("(self.lora_B @ self.lora_A) * self.scaling", "(self.lora_B @ self.lora_A)",
+                                            count=2),
+            "base weights left trainable": mutate("        for p in base.parameters():\n            p.requires_grad_(False)\n",
+                                                  ""),
+            "adds the update again after merging": mutate("        if self.merged:\n            return y\n", ""),
+            "dropout on the LoRA output (wrong term)": mutate("(self.dropout(x) @ self.lora_A.T @ self.lora_B.T)",
+                                                              "self.dropout(x @ self.lora_A.T @ self.lora_B.T)"),
+            "dropout probability hard-coded to 0.1": mutate("nn.Dropout(dropout)", "nn.Dropout(0.1)"),
+            "dropout on the input of the base layer too": mutate(
+                "return y + (self.dropout(x) @", "x = self.dropout(x)\n        return self.base(x) + (x @"),
+            "copies the base layer": mutate("        self.base = base\n        for p in base.parameters():",
+                                            "        import copy\n        self.base = copy.deepcopy(base)\n"
+                                            "        for p in self.base.parameters():"),
         },
     ),
     Exercise(
@@ -596,40 +393,19 @@ EXERCISES = [
             Case("value only, 3 layers, r=2", {"seed": 1, "layers": 3, "r": 2, "alpha": 4, "targets": ["value"]}),
             Case("query, key and value, 2 layers, r=4", {"seed": 2, "layers": 2, "r": 4, "alpha": 4,
                                                          "targets": ["query", "key", "value"]}),
+            Case("dense layers everywhere (attention output, MLP, pooler)", {"seed": 3, "layers": 2, "r": 2, "alpha": 8,
+                                                                             "targets": ["dense"]},
+                 edge="targets outside the attention projections"),
         ),
         probe=probe_inject_lora, judge=allclose(rtol=0, atol=1e-5),
         mutants={
-            "also adapts the key projection": """
-                def inject_lora(model, r, alpha, targets=("query", "value")):
-                    targets = tuple(targets) + ("key",)
-                    for p in model.parameters():
-                        p.requires_grad_(False)
-                    for name, module in list(model.named_modules()):
-                        for child_name, child in list(module.named_children()):
-                            if child_name in targets and isinstance(child, nn.Linear):
-                                setattr(module, child_name, LoRALinear(child, r, alpha))
-                    return model
-            """,
-            "adapts only the first layer": """
-                def inject_lora(model, r, alpha, targets=("query", "value")):
-                    for p in model.parameters():
-                        p.requires_grad_(False)
-                    attn = model.encoder.layer[0].attention.self
-                    for t in targets:
-                        setattr(attn, t, LoRALinear(getattr(attn, t), r, alpha))
-                    return model
-            """,
-            "forgets to freeze the base model": """
-                def inject_lora(model, r, alpha, targets=("query", "value")):
-                    for name, module in list(model.named_modules()):
-                        for child_name, child in list(module.named_children()):
-                            if child_name in targets and isinstance(child, nn.Linear):
-                                lora = LoRALinear(child, r, alpha)
-                                for p in child.parameters():
-                                    p.requires_grad_(True)
-                                setattr(module, child_name, lora)
-                    return model
-            """,
+            "also adapts the key projection": mutate("if name in targets and", 'if name in (*targets, "key") and'),
+            "adapts only the first layer": mutate("for parent, name in found:", "for parent, name in found[:len(targets)]:"),
+            "forgets to freeze the base model": mutate("    for p in model.parameters():\n        p.requires_grad_(False)\n",
+                                                       ""),
+            "only looks inside the attention blocks": mutate(
+                "for _, parent in model.named_modules()",
+                "for _, parent in [(None, m) for layer in model.encoder.layer for m in layer.attention.modules()]"),
         },
     ),
     Exercise(
@@ -637,9 +413,9 @@ EXERCISES = [
         cases=(
             Case("ragged lengths", {"seed": 0, "shape": [4, 7, 5], "lengths": [7, 3, 1, 5], "dtype": "float32"}),
             Case("a row that is all padding", {"seed": 1, "shape": [3, 4, 6], "lengths": [4, 0, 2],
-                                               "dtype": "float32"}),
+                                               "dtype": "float32"}, edge="a row with no tokens (0 / 1e-9)"),
             Case("bool mask, float64", {"seed": 2, "shape": [2, 5, 3], "lengths": [2, 5], "dtype": "float64",
-                                        "bool_mask": True}),
+                                        "bool_mask": True}, edge="the other allowed dtypes: bool mask, float64 states"),
             Case("left-padded masks", {"seed": 3, "shape": [3, 6, 4], "lengths": [6, 2, 4], "dtype": "float32",
                                        "left_padded": True}),
             Case("real MiniLM, padded batch", {"real_model": True, "sentences": [
@@ -651,37 +427,17 @@ EXERCISES = [
         probe=probe_mean_pool, judge=allclose(rtol=1e-5, atol=1e-5, messages={
             "dtype_kept": "the result does not have the dtype of last_hidden_state"}),
         mutants={
-            "padding not masked": """
-                def masked_mean_pool(last_hidden_state, attention_mask):
-                    return last_hidden_state.mean(dim=1)
-            """,
-            "divides by the sequence length": """
-                def masked_mean_pool(last_hidden_state, attention_mask):
-                    m = attention_mask.unsqueeze(-1).to(last_hidden_state.dtype)
-                    return (last_hidden_state * m).sum(1) / last_hidden_state.shape[1]
-            """,
-            "no clamp on the token count": """
-                def masked_mean_pool(last_hidden_state, attention_mask):
-                    m = attention_mask.unsqueeze(-1).to(last_hidden_state.dtype)
-                    return (last_hidden_state * m).sum(1) / m.sum(1)
-            """,
-            "assumes right padding (first n tokens)": """
-                def masked_mean_pool(last_hidden_state, attention_mask):
-                    n = attention_mask.sum(1)
-                    rows = [last_hidden_state[i, :int(n[i])].sum(0) / max(int(n[i]), 1e-9) for i in range(len(n))]
-                    return torch.stack(rows).to(last_hidden_state.dtype)
-            """,
-            "zeroes the padding in place": """
-                def masked_mean_pool(last_hidden_state, attention_mask):
-                    last_hidden_state[attention_mask == 0] = 0
-                    n = attention_mask.sum(1, keepdim=True).to(last_hidden_state.dtype).clamp(min=1e-9)
-                    return last_hidden_state.sum(1) / n
-            """,
-            "returns float32 whatever the input dtype": """
-                def masked_mean_pool(last_hidden_state, attention_mask):
-                    m = attention_mask.unsqueeze(-1).float()
-                    return (last_hidden_state.float() * m).sum(1) / m.sum(1).clamp(min=1e-9)
-            """,
+            "padding not masked": mutate({SUMMED: "last_hidden_state.sum(dim=1)", COUNT: "last_hidden_state.shape[1]"}),
+            "divides by the sequence length": mutate(COUNT, "last_hidden_state.shape[1]"),
+            "no clamp on the token count": mutate(".clamp(min=1e-9)", ""),
+            "assumes right padding (first n tokens)": mutate(
+                SUMMED, "torch.stack([last_hidden_state[i, :int(n)].sum(0) for i, n in enumerate(mask.sum(dim=1).flatten())])"),
+            "zeroes the padding in place": mutate(f"    summed = {SUMMED}",
+                                                  "    last_hidden_state[attention_mask == 0] = 0\n"
+                                                  "    summed = last_hidden_state.sum(dim=1)"),
+            "returns float32 whatever the input dtype": mutate(
+                "mask = attention_mask.unsqueeze(-1).to(last_hidden_state.dtype)",
+                "mask = attention_mask.unsqueeze(-1).float()\n    last_hidden_state = last_hidden_state.float()"),
         },
     ),
     Exercise(
@@ -696,84 +452,19 @@ EXERCISES = [
                                                     "decay": 0.5, "weight_decay": 0.1}),
             Case("decay 1.0 is plain AdamW", {"seed": 3, "layers": 2, "classifier": False, "frozen": [],
                                               "base_lr": 1e-4, "decay": 1.0, "weight_decay": 0.0}),
+            Case("12 layers, a narrow encoder", {"seed": 4, "layers": 12, "classifier": True, "frozen": [],
+                                                 "base_lr": 1e-3, "decay": 0.9, "weight_decay": 0.01,
+                                                 "config": {"hidden_size": 32, "num_attention_heads": 2,
+                                                            "intermediate_size": 64, "vocab_size": 200}},
+                 edge="layer indices of two digits (encoder.layer.10, .11)"),
         ),
         probe=probe_llrd, judge=allclose(rtol=1e-9, atol=0),
         mutants={
-            "decay exponent reversed": """
-                def layerwise_lr_groups(model, base_lr, decay, weight_decay):
-                    import re
-                    L = model.config.num_hidden_layers
-                    no_decay = {id(p) for m in model.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters()}
-                    groups = []
-                    for name, p in model.named_parameters():
-                        if not p.requires_grad:
-                            continue
-                        m = re.search(r"encoder\\.layer\\.(\\d+)\\.", name)
-                        if "embeddings." in name:
-                            lr = base_lr
-                        elif m:
-                            lr = base_lr * decay ** (int(m.group(1)) + 1)
-                        else:
-                            lr = base_lr * decay ** L
-                        wd = 0.0 if (name.endswith("bias") or id(p) in no_decay) else weight_decay
-                        groups.append({"params": [p], "lr": lr, "weight_decay": wd})
-                    return groups
-            """,
-            "LayerNorm weights decayed": """
-                def layerwise_lr_groups(model, base_lr, decay, weight_decay):
-                    import re
-                    L = model.config.num_hidden_layers
-                    groups = []
-                    for name, p in model.named_parameters():
-                        if not p.requires_grad:
-                            continue
-                        m = re.search(r"encoder\\.layer\\.(\\d+)\\.", name)
-                        if "embeddings." in name:
-                            lr = base_lr * decay ** L
-                        elif m:
-                            lr = base_lr * decay ** (L - int(m.group(1)) - 1)
-                        else:
-                            lr = base_lr
-                        wd = 0.0 if name.endswith("bias") else weight_decay
-                        groups.append({"params": [p], "lr": lr, "weight_decay": wd})
-                    return groups
-            """,
-            "embeddings treated as the top layer": """
-                def layerwise_lr_groups(model, base_lr, decay, weight_decay):
-                    import re
-                    L = model.config.num_hidden_layers
-                    no_decay = {id(p) for m in model.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters()}
-                    groups = []
-                    for name, p in model.named_parameters():
-                        if not p.requires_grad:
-                            continue
-                        m = re.search(r"encoder\\.layer\\.(\\d+)\\.", name)
-                        if m:
-                            lr = base_lr * decay ** (L - int(m.group(1)) - 1)
-                        else:
-                            lr = base_lr
-                        wd = 0.0 if (name.endswith("bias") or id(p) in no_decay) else weight_decay
-                        groups.append({"params": [p], "lr": lr, "weight_decay": wd})
-                    return groups
-            """,
-            "frozen parameters included": """
-                def layerwise_lr_groups(model, base_lr, decay, weight_decay):
-                    import re
-                    L = model.config.num_hidden_layers
-                    no_decay = {id(p) for m in model.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters()}
-                    groups = []
-                    for name, p in model.named_parameters():
-                        m = re.search(r"encoder\\.layer\\.(\\d+)\\.", name)
-                        if "embeddings." in name:
-                            lr = base_lr * decay ** L
-                        elif m:
-                            lr = base_lr * decay ** (L - int(m.group(1)) - 1)
-                        else:
-                            lr = base_lr
-                        wd = 0.0 if (name.endswith("bias") or id(p) in no_decay) else weight_decay
-                        groups.append({"params": [p], "lr": lr, "weight_decay": wd})
-                    return groups
-            """,
+            "decay exponent reversed": mutate("decay ** (L - 1 - int(layer.group(1)))", "decay ** (int(layer.group(1)) + 1)"),
+            "LayerNorm weights decayed": mutate(" or id(p) in no_decay", ""),
+            "embeddings treated as the top layer": mutate("lr = base_lr * decay ** L\n", "lr = base_lr\n"),
+            "frozen parameters included": mutate("        if not p.requires_grad:\n            continue\n", ""),
+            "one-digit layer index (layer 10 read as 1)": mutate(r"encoder\.layer\.(\d+)\.", r"encoder\.layer\.(\d)"),
         },
     ),
 ]
@@ -787,6 +478,8 @@ RULES = {
           {"freezes the head too": "requires_grad"}),
         R("**not** `header.weight`", ("tied weights and look-alike names",),
           {"head matched as a bare prefix": "requires_grad"}),
+        R("if `name` equals a head name", ("a head name that is a parameter's own name",),
+          {"a head name equal to a parameter's own name not matched": "requires_grad"}),
         R("and `False` otherwise — whatever it was before", ("BERT classifier, head only",),
           {"only unfreezes the head (leaves the rest as it was)": "requires_grad"}),
         R("a parameter is trainable when `requires_grad` is True", ("count a peft-wrapped model",),
@@ -820,6 +513,8 @@ RULES = {
           ("query and value, 2 layers, r=8", "value only, 3 layers, r=2"),
           {"also adapts the key projection": "adapted_modules"}),
         R("— in every layer", ("value only, 3 layers, r=2",), {"adapts only the first layer": "adapted_modules"}),
+        R("replaces every `nn.Linear` child", ("dense layers everywhere (attention output, MLP, pooler)",),
+          {"only looks inside the attention blocks": "adapted_modules"}),
     ),
     "ch03_mean_pool_test": (
         R("Padded positions hold arbitrary vectors and must not count", ("ragged lengths",),
@@ -833,6 +528,8 @@ RULES = {
     ),
     "ch03_llrd_test": (
         R("`base_lr * decay ** (L - 1 - k)`", ("BertModel, 2 layers",), {"decay exponent reversed": "lr"}),
+        R("layer k is the (k+1)-th layer from the bottom", ("12 layers, a narrow encoder",),
+          {"one-digit layer index (layer 10 read as 1)": "lr"}),
         R("`base_lr * decay ** L`", ("classifier on 3 layers",), {"embeddings treated as the top layer": "lr"}),
         R("for every parameter of an `nn.LayerNorm`", ("BertModel, 2 layers",),
           {"LayerNorm weights decayed": "weight_decay"}),

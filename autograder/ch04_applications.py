@@ -8,8 +8,7 @@ the course (rank_bm25 is not), so their oracles are independent, deliberately na
 implementations (explicit loops over documents, queries, span pairs and rank positions), and the
 visible tests carry hand-computed values.
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose
-
+from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose, mutate
 
 
 # ============================================================================ 1 cosine top-k
@@ -153,6 +152,8 @@ def probe_best_span(ns, params):
     else:
         start = torch.randn(length, generator=g) * 2
         end = torch.randn(length, generator=g) * 2
+    if params["mode"] == "negative":  # every span scores below 0
+        start, end = -start.abs() - 5.0, -end.abs() - 5.0
     if params["mode"] == "crossing":  # the best end sits before the best start
         start[params["length"] - 2] = 9.0
         end[1] = 9.0
@@ -257,6 +258,11 @@ def judge_rrf(got, want, params):
 
 _HAND_DOCS = [["the", "cat", "sat"], ["the", "dog", "sat", "down"], ["a", "cat", "and", "a", "dog"]]
 
+# Mutants are edits of the solution's own functions (read from the solution notebook); snippets used more than once:
+SIMS = "sims = F.normalize(query, dim=-1) @ F.normalize(corpus, dim=-1).T"
+VALID = "valid = (gap >= 0) & (gap < max_len)"
+ADD = "fused[doc] = fused.get(doc, 0.0) + 1.0 / (c + rank)"
+
 EXERCISES = [
     Exercise(
         grade_id="ch04_cosine_top_k_test", functions=("cosine_top_k",), points=2,
@@ -266,47 +272,25 @@ EXERCISES = [
             Case("batch of queries, corpus norms spread widely", {"seed": 1, "n": 80, "d": 8, "m": 4, "k": 10,
                                                                   "norm_spread": 1.5, "query_scale": 3.0}),
             Case("k equals the corpus size", {"seed": 2, "n": 7, "d": 5, "k": 7, "norm_spread": 1.0,
-                                              "query_scale": 0.2}),
+                                              "query_scale": 0.2}, edge="k = n"),
             Case("k = 1, long vectors", {"seed": 3, "n": 30, "d": 384, "m": 3, "k": 1, "norm_spread": 2.0,
-                                         "query_scale": 10.0}),
+                                         "query_scale": 10.0}, edge="k = 1"),
+            Case("a batch of one query", {"seed": 4, "n": 20, "d": 8, "m": 1, "k": 3, "norm_spread": 1.0,
+                                          "query_scale": 1.0}, edge="a batch (m, d) with m = 1"),
         ),
         probe=probe_cosine_top_k, judge=allclose(rtol=1e-4, atol=1e-5),
         mutants={
-            "raw dot product (no normalisation)": """
-                def cosine_top_k(query, corpus, k):
-                    out = torch.topk(query @ corpus.T, k, dim=-1)
-                    return out.values, out.indices
-            """,
-            "corpus normalised, query not": """
-                def cosine_top_k(query, corpus, k):
-                    out = torch.topk(query @ F.normalize(corpus, dim=-1).T, k, dim=-1)
-                    return out.values, out.indices
-            """,
-            "ascending order (least similar first)": """
-                def cosine_top_k(query, corpus, k):
-                    sims = F.normalize(query, dim=-1) @ F.normalize(corpus, dim=-1).T
-                    out = torch.topk(sims, k, dim=-1, largest=False)
-                    return out.values, out.indices
-            """,
-            "k off by one (k - 1 results)": """
-                def cosine_top_k(query, corpus, k):
-                    sims = F.normalize(query, dim=-1) @ F.normalize(corpus, dim=-1).T
-                    order = torch.argsort(sims, dim=-1, descending=True)[..., :k - 1]
-                    return torch.gather(sims, -1, order), order
-            """,
-            "normalises the inputs in place": """
-                def cosine_top_k(query, corpus, k):
-                    query /= query.norm(dim=-1, keepdim=True)
-                    corpus /= corpus.norm(dim=-1, keepdim=True)
-                    out = torch.topk(query @ corpus.T, k, dim=-1)
-                    return out.values, out.indices
-            """,
-            "a single query returned as a batch of one": """
-                def cosine_top_k(query, corpus, k):
-                    sims = F.normalize(query.reshape(-1, query.shape[-1]), dim=-1) @ F.normalize(corpus, dim=-1).T
-                    out = torch.topk(sims, k, dim=-1)
-                    return out.values, out.indices
-            """,
+            "raw dot product (no normalisation)": mutate(SIMS, "sims = query @ corpus.T"),
+            "corpus normalised, query not": mutate("F.normalize(query, dim=-1) @", "query @"),
+            "ascending order (least similar first)": mutate("largest=True", "largest=False"),
+            "k off by one (k - 1 results)": mutate("torch.topk(sims, k,", "torch.topk(sims, k - 1,"),
+            "normalises the inputs in place": mutate(SIMS, "query /= query.norm(dim=-1, keepdim=True)\n"
+                                                           "    corpus /= corpus.norm(dim=-1, keepdim=True)\n"
+                                                           "    sims = query @ corpus.T"),
+            "a single query returned as a batch of one": mutate("F.normalize(query, dim=-1)",
+                                                                "F.normalize(query.reshape(-1, query.shape[-1]), dim=-1)"),
+            "a batch of one query squeezed to a single query": mutate(
+                "return out.values, out.indices", "return out.values.squeeze(0), out.indices.squeeze(0)"),
         },
     ),
     Exercise(
@@ -324,105 +308,24 @@ EXERCISES = [
             Case("random corpus, b=0 (no length normalisation)",
                  {"seed": 2, "vocab": 30, "zipf": 1.0, "n_docs": 10, "min_len": 2, "max_len": 20, "query_len": 3,
                   "extra_query": ["w0"], "k1": 0.9, "b": 0.0}),
+            Case("an empty document in the corpus", {"docs": [["x", "y", "x"], [], ["y", "z"], ["z", "z", "w", "x"]],
+                                                     "query": ["x", "z"], "k1": 1.2, "b": 0.75},
+                 edge="an empty document (|D| = 0; the corpus need only have one non-empty document)"),
         ),
         probe=probe_bm25, judge=allclose(rtol=1e-6, atol=1e-9),  # float32 arithmetic passes
         mutants={
-            "no document-length normalisation": """
-                def bm25_scores(query_tokens, docs_tokens, k1=1.5, b=0.75):
-                    from collections import Counter
-                    n = len(docs_tokens)
-                    df = Counter(t for d in docs_tokens for t in set(d))
-                    out = []
-                    for d in docs_tokens:
-                        tf = Counter(d)
-                        s = 0.0
-                        for q in query_tokens:
-                            idf = math.log((n - df[q] + 0.5) / (df[q] + 0.5) + 1)
-                            s += idf * tf[q] * (k1 + 1) / (tf[q] + k1)
-                        out.append(s)
-                    return out
-            """,
-            "idf without the +1 (negative for common terms)": """
-                def bm25_scores(query_tokens, docs_tokens, k1=1.5, b=0.75):
-                    from collections import Counter
-                    n = len(docs_tokens)
-                    avgdl = sum(len(d) for d in docs_tokens) / n
-                    df = Counter(t for d in docs_tokens for t in set(d))
-                    out = []
-                    for d in docs_tokens:
-                        tf = Counter(d)
-                        s = 0.0
-                        for q in query_tokens:
-                            idf = math.log((n - df[q] + 0.5) / (df[q] + 0.5))
-                            s += idf * tf[q] * (k1 + 1) / (tf[q] + k1 * (1 - b + b * len(d) / avgdl))
-                        out.append(s)
-                    return out
-            """,
-            "term frequency not saturated (tf * idf)": """
-                def bm25_scores(query_tokens, docs_tokens, k1=1.5, b=0.75):
-                    from collections import Counter
-                    n = len(docs_tokens)
-                    df = Counter(t for d in docs_tokens for t in set(d))
-                    out = []
-                    for d in docs_tokens:
-                        tf = Counter(d)
-                        out.append(sum(math.log((n - df[q] + 0.5) / (df[q] + 0.5) + 1) * tf[q]
-                                       for q in query_tokens))
-                    return out
-            """,
-            "df counts occurrences, not documents": """
-                def bm25_scores(query_tokens, docs_tokens, k1=1.5, b=0.75):
-                    from collections import Counter
-                    n = len(docs_tokens)
-                    avgdl = sum(len(d) for d in docs_tokens) / n
-                    df = Counter(t for d in docs_tokens for t in d)
-                    out = []
-                    for d in docs_tokens:
-                        tf = Counter(d)
-                        s = 0.0
-                        for q in query_tokens:
-                            idf = math.log((n - df[q] + 0.5) / (df[q] + 0.5) + 1)
-                            s += idf * tf[q] * (k1 + 1) / (tf[q] + k1 * (1 - b + b * len(d) / avgdl))
-                        out.append(s)
-                    return out
-            """,
-            "repeated query tokens counted once": """
-                def bm25_scores(query_tokens, docs_tokens, k1=1.5, b=0.75):
-                    n = len(docs_tokens)
-                    avgdl = sum(len(d) for d in docs_tokens) / n
-                    df = Counter(t for d in docs_tokens for t in set(d))
-                    out = []
-                    for d in docs_tokens:
-                        tf, norm = Counter(d), k1 * (1 - b + b * len(d) / avgdl)
-                        out.append(sum(math.log((n - df[q] + 0.5) / (df[q] + 0.5) + 1) * tf[q] * (k1 + 1)
-                                       / (tf[q] + norm) for q in set(query_tokens)))
-                    return out
-            """,
-            "unknown query token raises KeyError": """
-                def bm25_scores(query_tokens, docs_tokens, k1=1.5, b=0.75):
-                    n = len(docs_tokens)
-                    avgdl = sum(len(d) for d in docs_tokens) / n
-                    df = Counter(t for d in docs_tokens for t in set(d))
-                    idf = {t: math.log((n - c + 0.5) / (c + 0.5) + 1) for t, c in df.items()}
-                    out = []
-                    for d in docs_tokens:
-                        tf, norm = Counter(d), k1 * (1 - b + b * len(d) / avgdl)
-                        out.append(sum(idf[q] * tf[q] * (k1 + 1) / (tf[q] + norm) for q in query_tokens))
-                    return out
-            """,
-            "sorts the query in place": """
-                def bm25_scores(query_tokens, docs_tokens, k1=1.5, b=0.75):
-                    query_tokens.sort()
-                    n = len(docs_tokens)
-                    avgdl = sum(len(d) for d in docs_tokens) / n
-                    df = Counter(t for d in docs_tokens for t in set(d))
-                    out = []
-                    for d in docs_tokens:
-                        tf, norm = Counter(d), k1 * (1 - b + b * len(d) / avgdl)
-                        out.append(sum(math.log((n - df[q] + 0.5) / (df[q] + 0.5) + 1) * tf[q] * (k1 + 1)
-                                       / (tf[q] + norm) for q in query_tokens))
-                    return out
-            """,
+            "no document-length normalisation": mutate("norm = k1 * (1.0 - b + b * len(doc) / avgdl)", "norm = k1"),
+            "idf without the +1 (negative for common terms)": mutate(" + 0.5) + 1.0)", " + 0.5))"),
+            "term frequency not saturated (tf * idf)": mutate("idf[q] * tf[q] * (k1 + 1.0) / (tf[q] + norm)",
+                                                              "idf[q] * tf[q]"),
+            "df counts occurrences, not documents": mutate("for term in set(doc))", "for term in doc)"),
+            "repeated query tokens counted once": mutate("for q in query_tokens))", "for q in set(query_tokens)))"),
+            "unknown query token raises KeyError": mutate("for q in set(query_tokens)}", "for q in df}"),
+            "sorts the query in place": mutate("    n = len(docs_tokens)\n",
+                                               "    query_tokens.sort()\n    n = len(docs_tokens)\n"),
+            "avgdl over the non-empty documents only": mutate(
+                "avgdl = sum(len(doc) for doc in docs_tokens) / n",
+                "avgdl = sum(len(doc) for doc in docs_tokens) / sum(1 for doc in docs_tokens if doc)"),
         },
     ),
     Exercise(
@@ -439,34 +342,13 @@ EXERCISES = [
         ),
         probe=probe_retrieval_metrics, judge=allclose(rtol=1e-6, atol=1e-9),  # float32 means pass
         mutants={
-            "recall divided by k (that is precision@k)": """
-                def recall_at_k(ranked, relevant, k):
-                    return sum(len(set(r[:k]) & set(rel)) / k for r, rel in zip(ranked, relevant)) / len(ranked)
-            """,
-            "recall counts hits beyond k": """
-                def recall_at_k(ranked, relevant, k):
-                    return sum(len(set(r) & set(rel)) / len(rel) for r, rel in zip(ranked, relevant)) / len(ranked)
-            """,
-            "MRR with a 0-based rank": """
-                def mrr(ranked, relevant):
-                    total = 0.0
-                    for r, rel in zip(ranked, relevant):
-                        for i, doc in enumerate(r):
-                            if doc in rel:
-                                total += 1.0 / max(i, 1)
-                                break
-                    return total / len(ranked)
-            """,
-            "MRR averaged over queries with a hit only": """
-                def mrr(ranked, relevant):
-                    rrs = []
-                    for r, rel in zip(ranked, relevant):
-                        for i, doc in enumerate(r):
-                            if doc in rel:
-                                rrs.append(1.0 / (i + 1))
-                                break
-                    return sum(rrs) / max(len(rrs), 1)
-            """,
+            "recall divided by k (that is precision@k)": mutate("if doc in rel) / len(rel)", "if doc in rel) / k"),
+            "recall counts hits beyond k": mutate("for doc in ids[:k]", "for doc in ids"),
+            "MRR with a 0-based rank": mutate("total += 1.0 / rank", "total += 1.0 / max(rank - 1, 1)"),
+            "MRR averaged over queries with a hit only": mutate(
+                "                break\n    return total / len(ranked)",
+                "                break\n"
+                "    return total / max(1, sum(any(d in set(r) for d in i) for i, r in zip(ranked, relevant)))"),
         },
     ),
     Exercise(
@@ -476,67 +358,27 @@ EXERCISES = [
             Case("best end lies before best start", {"seed": 1, "length": 12, "max_len": 12, "mode": "crossing"}),
             Case("best pair longer than max_len", {"seed": 2, "length": 15, "max_len": 4, "mode": "long"}),
             Case("integer logits with ties", {"seed": 3, "length": 16, "max_len": 3, "mode": "ties"}),
-            Case("max_len 1 (single tokens)", {"seed": 4, "length": 9, "max_len": 1, "mode": "random"}),
-            Case("max_len longer than the passage", {"seed": 5, "length": 6, "max_len": 50, "mode": "ties"}),
+            Case("max_len 1 (single tokens)", {"seed": 4, "length": 9, "max_len": 1, "mode": "random"},
+                 edge="max_len = 1"),
+            Case("max_len longer than the passage", {"seed": 5, "length": 6, "max_len": 50, "mode": "ties"},
+                 edge="max_len > L"),
+            Case("every logit negative", {"seed": 6, "length": 10, "max_len": 4, "mode": "negative"},
+                 edge="every span scores below 0"),
         ),
         probe=probe_best_span, judge=allclose(rtol=1e-6, atol=1e-6),
         mutants={
-            "allows end before start": """
-                def best_span(start_logits, end_logits, max_len):
-                    n = start_logits.shape[0]
-                    i = torch.arange(n)
-                    scores = start_logits[:, None] + end_logits[None, :]
-                    valid = (i[None, :] - i[:, None]) < max_len
-                    flat = int(torch.argmax(scores.masked_fill(~valid, float("-inf"))))
-                    return flat // n, flat % n, float(scores.reshape(-1)[flat])
-            """,
-            "ignores max_len": """
-                def best_span(start_logits, end_logits, max_len):
-                    n = start_logits.shape[0]
-                    i = torch.arange(n)
-                    scores = start_logits[:, None] + end_logits[None, :]
-                    valid = i[None, :] >= i[:, None]
-                    flat = int(torch.argmax(scores.masked_fill(~valid, float("-inf"))))
-                    return flat // n, flat % n, float(scores.reshape(-1)[flat])
-            """,
-            "argmax of start and end independently": """
-                def best_span(start_logits, end_logits, max_len):
-                    s, e = int(torch.argmax(start_logits)), int(torch.argmax(end_logits))
-                    return s, e, float(start_logits[s] + end_logits[e])
-            """,
-            "span length off by one (end <= start + max_len)": """
-                def best_span(start_logits, end_logits, max_len):
-                    n = start_logits.shape[0]
-                    i = torch.arange(n)
-                    scores = start_logits[:, None] + end_logits[None, :]
-                    gap = i[None, :] - i[:, None]
-                    valid = (gap >= 0) & (gap <= max_len)
-                    flat = int(torch.argmax(scores.masked_fill(~valid, float("-inf"))))
-                    return flat // n, flat % n, float(scores.reshape(-1)[flat])
-            """,
-            "ties broken by the latest span": """
-                def best_span(start_logits, end_logits, max_len):
-                    best = None
-                    n = start_logits.shape[0]
-                    for s in range(n):
-                        for e in range(s, min(n, s + max_len)):
-                            score = float(start_logits[s] + end_logits[e])
-                            if best is None or score >= best[2]:
-                                best = (s, e, score)
-                    return best
-            """,
-            "shifts the logits in place": """
-                def best_span(start_logits, end_logits, max_len):
-                    shift = float(start_logits.max())
-                    start_logits -= shift
-                    n = start_logits.shape[0]
-                    pos = torch.arange(n)
-                    gap = pos[None, :] - pos[:, None]
-                    scores = (start_logits[:, None] + end_logits[None, :]).masked_fill((gap < 0) | (gap >= max_len),
-                                                                                       float("-inf"))
-                    s, e = divmod(int(torch.argmax(scores.reshape(-1))), n)
-                    return s, e, float(scores[s, e]) + shift
-            """,
+            "allows end before start": mutate(VALID, "valid = gap < max_len"),
+            "ignores max_len": mutate(VALID, "valid = gap >= 0"),
+            "argmax of start and end independently": mutate(
+                "start, end = divmod(flat, n)", "start, end = int(torch.argmax(start_logits)), int(torch.argmax(end_logits))"),
+            "span length off by one (end <= start + max_len)": mutate("(gap < max_len)", "(gap <= max_len)"),
+            "ties broken by the latest span": mutate("flat = int(torch.argmax(scores.reshape(-1)))",
+                                                     "flat = n * n - 1 - int(torch.argmax(scores.reshape(-1).flip(0)))"),
+            "shifts the logits in place": mutate({
+                "    n = start_logits.shape[0]\n": "    shift = float(start_logits.max())\n    start_logits -= shift\n"
+                                                "    n = start_logits.shape[0]\n",
+                "float(scores[start, end])": "float(scores[start, end]) + shift"}),
+            "invalid spans scored 0, not -inf": mutate('masked_fill(~valid, float("-inf"))', "masked_fill(~valid, 0.0)"),
         },
     ),
     Exercise(
@@ -544,7 +386,8 @@ EXERCISES = [
         cases=(
             Case("closed form: two rankings of different lengths, c=1",
                  {"rankings": [[7, 2, 9], [2, 5]], "c": 1}),
-            Case("exact ties between mirrored rankings", {"rankings": [[8, 3, 5, 1], [1, 5, 3, 8], [6]]}),
+            Case("exact ties between mirrored rankings", {"rankings": [[8, 3, 5, 1], [1, 5, 3, 8], [6]]},
+                 edge="equal fused scores"),
             Case("random: three rankings over 40 documents", {"seed": 0, "n_docs": 40, "lists": 3, "min_len": 5,
                                                               "max_len": 20}),
             Case("random: two rankings, c=0.5 and top k=6", {"seed": 1, "n_docs": 25, "lists": 2, "min_len": 8,
@@ -554,71 +397,17 @@ EXERCISES = [
         ),
         probe=probe_rrf, judge=judge_rrf,
         mutants={
-            "ranks counted from 0": """
-                def reciprocal_rank_fusion(rankings, c=60, k=None):
-                    fused = {}
-                    for ranking in rankings:
-                        for rank, doc in enumerate(ranking):
-                            fused[doc] = fused.get(doc, 0.0) + 1.0 / (c + rank)
-                    ids = sorted(fused, key=lambda d: (-fused[d], d))[:k]
-                    return ids, [fused[d] for d in ids]
-            """,
-            "best rank only (max instead of sum)": """
-                def reciprocal_rank_fusion(rankings, c=60, k=None):
-                    fused = {}
-                    for ranking in rankings:
-                        for rank, doc in enumerate(ranking, start=1):
-                            fused[doc] = max(fused.get(doc, 0.0), 1.0 / (c + rank))
-                    ids = sorted(fused, key=lambda d: (-fused[d], d))[:k]
-                    return ids, [fused[d] for d in ids]
-            """,
-            "only the documents of the first ranking": """
-                def reciprocal_rank_fusion(rankings, c=60, k=None):
-                    fused = {doc: 0.0 for doc in rankings[0]}
-                    for ranking in rankings:
-                        for rank, doc in enumerate(ranking, start=1):
-                            if doc in fused:
-                                fused[doc] += 1.0 / (c + rank)
-                    ids = sorted(fused, key=lambda d: (-fused[d], d))[:k]
-                    return ids, [fused[d] for d in ids]
-            """,
-            "ties kept in order of first appearance": """
-                def reciprocal_rank_fusion(rankings, c=60, k=None):
-                    fused = {}
-                    for ranking in rankings:
-                        for rank, doc in enumerate(ranking, start=1):
-                            fused[doc] = fused.get(doc, 0.0) + 1.0 / (c + rank)
-                    ids = sorted(fused, key=lambda d: -fused[d])[:k]
-                    return ids, [fused[d] for d in ids]
-            """,
-            "c ignored (always 60)": """
-                def reciprocal_rank_fusion(rankings, c=60, k=None):
-                    fused = {}
-                    for ranking in rankings:
-                        for rank, doc in enumerate(ranking, start=1):
-                            fused[doc] = fused.get(doc, 0.0) + 1.0 / (60 + rank)
-                    ids = sorted(fused, key=lambda d: (-fused[d], d))[:k]
-                    return ids, [fused[d] for d in ids]
-            """,
-            "k ignored": """
-                def reciprocal_rank_fusion(rankings, c=60, k=None):
-                    fused = {}
-                    for ranking in rankings:
-                        for rank, doc in enumerate(ranking, start=1):
-                            fused[doc] = fused.get(doc, 0.0) + 1.0 / (c + rank)
-                    ids = sorted(fused, key=lambda d: (-fused[d], d))
-                    return ids, [fused[d] for d in ids]
-            """,
-            "sorts the input rankings in place": """
-                def reciprocal_rank_fusion(rankings, c=60, k=None):
-                    fused = {}
-                    for ranking in rankings:
-                        for rank, doc in enumerate(ranking, start=1):
-                            fused[doc] = fused.get(doc, 0.0) + 1.0 / (c + rank)
-                        ranking.sort()
-                    ids = sorted(fused, key=lambda d: (-fused[d], d))[:k]
-                    return ids, [fused[d] for d in ids]
-            """,
+            "ranks counted from 0": mutate("enumerate(ranking, start=1)", "enumerate(ranking)"),
+            "best rank only (max instead of sum)": mutate(ADD, "fused[doc] = max(fused.get(doc, 0.0), 1.0 / (c + rank))"),
+            "only the documents of the first ranking": mutate({
+                "    fused = {}\n": "    fused = {doc: 0.0 for doc in rankings[0]}\n",
+                ADD: "if doc in fused:\n                fused[doc] += 1.0 / (c + rank)"}),
+            "ties kept in order of first appearance": mutate("key=lambda d: (-fused[d], d)", "key=lambda d: -fused[d]"),
+            "c ignored (always 60)": mutate("1.0 / (c + rank)", "1.0 / (60 + rank)"),
+            "k ignored": mutate("    if k is not None:\n        ids = ids[:k]\n", ""),
+            "sorts the input rankings in place": mutate("    ids = sorted(fused",
+                                                        "    for ranking in rankings:\n        ranking.sort()\n"
+                                                        "    ids = sorted(fused"),
         },
     ),
 ]
@@ -634,6 +423,8 @@ RULES = {
           {"ascending order (least similar first)": "scores", "k off by one (k - 1 results)": "shape"}),
         R("of shape `(k,)` for a single query", ("one query, unit-ish corpus",),
           {"a single query returned as a batch of one": "shape"}),
+        R("`(m, k)` for a batch", ("a batch of one query", "k = 1, long vectors"),
+          {"a batch of one query squeezed to a single query": "shape"}),
         R("Do not modify the inputs", ("one query, unit-ish corpus",),
           {"normalises the inputs in place": "modified its inputs in place"}),
     ),
@@ -646,6 +437,8 @@ RULES = {
           {"idf without the +1 (negative for common terms)": "scores"}),
         R("the number of **documents** that contain $q$", ("random Zipf corpus, default parameters",),
           {"df counts occurrences, not documents": "scores"}),
+        R(r"$\mathrm{avgdl}$ the mean of $|D|$ over the corpus", ("an empty document in the corpus",),
+          {"avgdl over the non-empty documents only": "scores"}),
         R("a token repeated in the query counts each time",
           ("hand-computed: repeated query term, term in every document, unknown term",),
           {"repeated query tokens counted once": "scores"}),
@@ -673,6 +466,7 @@ RULES = {
           {"ignores max_len": "start", "span length off by one (end <= start + max_len)": "start"}),
         R("**Ties:** the earliest start wins, then the earliest end", ("integer logits with ties",),
           {"ties broken by the latest span": "start"}),
+        R("for the valid span with the largest score", ("every logit negative",), {"invalid spans scored 0, not -inf": "start"}),
         R("Do not modify the inputs", ("random logits, max_len 5",),
           {"shifts the logits in place": "modified its inputs in place"}),
     ),
