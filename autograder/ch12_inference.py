@@ -123,6 +123,13 @@ def probe_speculative_accept(ns, params):
     qr = rows(b, params["t_q"], params.get("q_zero", ()))
     xr = torch.multinomial(qr, 1, generator=g)[:, 0]
     ur, vr = torch.rand(b, generator=g), torch.rand(b, generator=g)
+    if "rows" in params:  # rows given exactly (u or v at 0, v exactly on a cumulative value) replace the random ones
+        given = params["rows"]
+        pr = torch.tensor([r[0] for r in given], dtype=torch.float32)
+        qr = torch.tensor([r[1] for r in given], dtype=torch.float32)
+        xr = torch.tensor([r[2] for r in given], dtype=torch.int64)
+        ur = torch.tensor([r[3] for r in given], dtype=torch.float32)
+        vr = torch.tensor([r[4] for r in given], dtype=torch.float32)
     tok_r, acc_r = fn(pr.clone(), qr.clone(), xr.clone(), ur.clone(), vr.clone())
     return {"distribution": dist, "target": p.double(), "tokens": torch.as_tensor(tok_r).long().reshape(-1),
             "accepted": torch.as_tensor(acc_r).reshape(-1).to(torch.int64)}
@@ -543,6 +550,8 @@ def probe_flash(ns, params):
     q = torch.randn(*lead, lq, d, generator=g) * params.get("scale", 1.0)
     k = torch.randn(*lead, lk, d, generator=g) * params.get("scale", 1.0)
     v = torch.randn(*lead, lk, d, generator=g)
+    if params.get("negative"):  # every score of every row very negative (q . k < 0 term by term)
+        q, k = q.abs(), -k.abs()
     out, lse = fn(q, k, v, params["block"], causal=params["causal"])
     return {"out": out, "lse": lse}
 
@@ -626,13 +635,16 @@ EXERCISES = [
         grade_id="ch12_verify_greedy_test", functions=("verify_greedy",), points=3,
         bans=(("transformers.generation.utils.GenerationMixin", "generate", "model.generate"),),
         cases=(
-            Case("the whole draft accepted: bonus token", {"seed": 0, "vocab": 40, "prompt": 5, "k": 4}),
-            Case("first draft token wrong", {"seed": 1, "vocab": 40, "prompt": 4, "k": 3, "wrong_at": [0]}),
+            Case("the whole draft accepted: bonus token", {"seed": 0, "vocab": 40, "prompt": 5, "k": 4},
+                 edge="every draft token accepted (accepted = k): the bonus token"),
+            Case("first draft token wrong", {"seed": 1, "vocab": 40, "prompt": 4, "k": 3, "wrong_at": [0]},
+                 edge="mismatch at position 0: nothing accepted"),
             Case("rejected in the middle", {"seed": 2, "vocab": 50, "prompt": 6, "k": 5, "wrong_at": [2]}),
             Case("later draft tokens agree again after a mismatch",
                  {"seed": 3, "vocab": 32, "prompt": 3, "k": 5, "wrong_at": [1]}),
-            Case("empty draft", {"seed": 4, "vocab": 40, "prompt": 5, "k": 0}),
-            Case("last draft token wrong", {"seed": 5, "vocab": 48, "prompt": 7, "k": 6, "wrong_at": [5]}),
+            Case("empty draft", {"seed": 4, "vocab": 40, "prompt": 5, "k": 0}, edge="k = 0: only the target's own next token"),
+            Case("last draft token wrong", {"seed": 5, "vocab": 48, "prompt": 7, "k": 6, "wrong_at": [5]},
+                 edge="mismatch at the last draft position k - 1"),
         ),
         probe=probe_verify_greedy, judge=judge_verify_greedy,
         mutants={
@@ -666,12 +678,26 @@ EXERCISES = [
         cases=(
             Case("draft and target quite different", {"seed": 0, "V": 5, "grid": 100, "t_p": 1.5, "t_q": 1.5, "B": 64}),
             Case("target forbids some tokens the draft proposes",
-                 {"seed": 1, "V": 6, "grid": 100, "t_p": 1.0, "t_q": 0.5, "p_zero": [1, 4], "B": 64}),
+                 {"seed": 1, "V": 6, "grid": 100, "t_p": 1.0, "t_q": 0.5, "p_zero": [1, 4], "B": 64},
+                 edge="p(x) = 0 for drafted tokens: the ratio is 0"),
             Case("draft never proposes some tokens the target likes",
-                 {"seed": 2, "V": 5, "grid": 100, "t_p": 1.0, "t_q": 1.0, "q_zero": [0, 2], "B": 64}),
+                 {"seed": 2, "V": 5, "grid": 100, "t_p": 1.0, "t_q": 1.0, "q_zero": [0, 2], "B": 64},
+                 edge="q(x) = 0 where p(x) > 0: those tokens come only from the residual"),
             Case("a peaked target, a flat draft", {"seed": 3, "V": 4, "grid": 120, "t_p": 3.0, "t_q": 0.1, "B": 80}),
             Case("draft equals target: everything accepted",
-                 {"seed": 4, "V": 5, "grid": 60, "t_p": 1.0, "t_q": 1.0, "same": True, "B": 32}),
+                 {"seed": 4, "V": 5, "grid": 60, "t_p": 1.0, "t_q": 1.0, "same": True, "B": 32},
+                 edge="p = q: the ratio is exactly 1 and u < 1 always accepts"),
+            # residual of each row, normalised: (0, 1, 0, 0) or (0, 0.25, 0.25, 0.5) (cumulative 0, 0.25, 0.5, 1),
+            # exact in float32; p(0) = 0 so token 0 may never be emitted
+            Case("v = 0 and v exactly on a cumulative value",
+                 {"seed": 5, "V": 4, "grid": 40, "t_p": 1.0, "t_q": 1.0, "p_zero": [0], "B": 2,
+                  "rows": [[[0.0, 0.5, 0.25, 0.25], [0.5, 0.0, 0.25, 0.25], 0, 0.0, 0.0],
+                           [[0.0, 0.25, 0.25, 0.5], [1.0, 0.0, 0.0, 0.0], 0, 0.5, 0.0],
+                           [[0.0, 0.25, 0.25, 0.5], [1.0, 0.0, 0.0, 0.0], 0, 0.0, 0.25],
+                           [[0.0, 0.25, 0.25, 0.5], [1.0, 0.0, 0.0, 0.0], 0, 0.9, 0.5],
+                           [[0.0, 0.5, 0.25, 0.25], [0.5, 0.0, 0.25, 0.25], 2, 0.0, 0.3],
+                           [[0.0, 0.25, 0.25, 0.5], [0.0, 0.25, 0.25, 0.5], 3, 0.0, 0.0]]},
+                 edge="u = 0 with p(x) = 0 (rejected); v = 0 and v exactly on a cumulative value (0.25, 0.5)"),
         ),
         probe=probe_speculative_accept, judge=judge_speculative_accept,
         mutants={
@@ -685,6 +711,9 @@ EXERCISES = [
                 "(p - q).clamp_min(0)": "(p - q).clamp_min(0).flip(1)",
                 "resampled = (cdf": "resampled = p.shape[1] - 1 - (cdf"}),
             "accepts when u > 1 - p(x) / q(x)": mutate(ACCEPT, "accepted = (1 - u) * qx < px"),
+            "inverse CDF takes the first cumulative value >= v (not > v)": mutate(
+                "(cdf <= v[:, None])", "(cdf < v[:, None])"),
+            "accepts when u <= p(x) / q(x)": mutate(ACCEPT, "accepted = u * qx <= px"),
         },
     ),
     Exercise(
@@ -694,27 +723,31 @@ EXERCISES = [
                  {"num_blocks": 6, "block_size": 4, "ops": [["alloc", "a", 3], ["append", "a"], ["append", "a"],
                                                             ["append", "a"], ["alloc", "b", 4], ["append", "b"],
                                                             ["free", "a"], ["alloc", "c", 9], ["free", "b"],
-                                                            ["free", "c"]]}),
+                                                            ["free", "c"]]}, edge="lengths exactly a multiple of block_size"),
             Case("parallel samples: fork, then copy on write",
                  {"num_blocks": 10, "block_size": 4, "ops": [["alloc", "p", 6], ["fork", "p", "s1"], ["fork", "p", "s2"],
                                                              ["append", "s1"], ["append", "s2"], ["append", "p"],
                                                              ["append", "p"], ["append", "p"], ["free", "p"],
-                                                             ["append", "s1"], ["free", "s1"], ["free", "s2"]]}),
+                                                             ["append", "s1"], ["free", "s1"], ["free", "s2"]]},
+                 edge="an append into a block whose count is above 1"),
             Case("beam search: fork at a block boundary, free the parent",
                  {"num_blocks": 8, "block_size": 2, "ops": [["alloc", "b0", 4], ["fork", "b0", "b1"], ["append", "b1"],
                                                             ["append", "b0"], ["free", "b0"], ["fork", "b1", "b2"],
                                                             ["append", "b2"], ["append", "b1"], ["free", "b1"],
-                                                            ["alloc", "x", 3], ["free", "b2"], ["free", "x"]]}),
+                                                            ["alloc", "x", 3], ["free", "b2"], ["free", "x"]]},
+                 edge="a fork when the last block is exactly full; a count going back to 1"),
             Case("the pool runs out",
                  {"num_blocks": 5, "block_size": 4, "ops": [["alloc", "a", 8], ["alloc", "b", 16], ["alloc", "c", 9],
                                                             ["fork", "a", "a2"], ["append", "a"], ["append", "a2"],
                                                             ["free", "a"], ["append", "a2"], ["free", "c"],
                                                             ["alloc", "b", 5], ["append", "a2"], ["free", "a2"],
-                                                            ["free", "b"]]}),
+                                                            ["free", "b"]]},
+                 edge="an allocation that needs more blocks than are free"),
             Case("blocks freed out of order are reused lowest first",
                  {"num_blocks": 8, "block_size": 2, "ops": [["alloc", "a", 2], ["alloc", "b", 4], ["alloc", "c", 2],
                                                             ["free", "b"], ["free", "a"], ["alloc", "d", 3],
-                                                            ["append", "c"], ["free", "c"], ["free", "d"]]}),
+                                                            ["append", "c"], ["free", "c"], ["free", "d"]]},
+                 edge="several free blocks at once, freed in an order that is not the lowest-first"),
         ),
         probe=probe_block_manager, judge=judge_block_manager,
         mutants={
@@ -749,17 +782,20 @@ EXERCISES = [
                   "requests": [[0, 10, 3], [0, 3, 5], [0, 2, 4], [1, 8, 2], [2, 1, 6], [3, 11, 2]]}),
             Case("blocks run out: preemption and recompute",
                  {"block_size": 2, "num_blocks": 9, "token_budget": 32, "steps": 18,
-                  "requests": [[0, 4, 8], [0, 3, 8], [1, 4, 6], [1, 2, 7], [3, 3, 4]]}),
+                  "requests": [[0, 4, 8], [0, 3, 8], [1, 4, 6], [1, 2, 7], [3, 3, 4]]},
+                 edge="no free block for a decode: preemption"),
             Case("more running requests than the token budget",
                  {"block_size": 4, "token_budget": 3,
                   "state": {"running": [["a", 5], ["b", 8], ["c", 3], ["d", 12], ["e", 6]], "waiting": [["f", 1]],
-                            "free_blocks": 4}}),
+                            "free_blocks": 4}}, edge="token_budget below the number of running requests"),
             Case("a stream under a tight token budget",
                  {"block_size": 4, "num_blocks": 30, "token_budget": 3, "steps": 14,
-                  "requests": [[0, 2, 6], [0, 1, 6], [0, 3, 6], [0, 2, 6], [1, 2, 3]]}),
+                  "requests": [[0, 2, 6], [0, 1, 6], [0, 3, 6], [0, 2, 6], [1, 2, 3]]},
+                 edge="token_budget = 3, smaller than the prompts"),
             Case("a long request at the front of the queue",
                  {"block_size": 4, "num_blocks": 12, "token_budget": 20, "steps": 14,
-                  "requests": [[0, 6, 5], [1, 30, 2], [1, 2, 3], [2, 3, 3], [3, 5, 2]]}),
+                  "requests": [[0, 6, 5], [1, 30, 2], [1, 2, 3], [2, 3, 3], [3, 5, 2]]},
+                 edge="the first waiting request does not fit while later ones would"),
         ),
         probe=probe_schedule, judge=judge_schedule,
         mutants={
@@ -781,14 +817,18 @@ EXERCISES = [
         grade_id="ch12_quantize_int4_test", functions=("quantize_int4", "dequantize_int4"), points=3,
         cases=(
             Case("exact halves: round half to even", {"seed": 0, "rows": 3, "cols": 16, "group_size": 8,
-                                                      "halves": True}),
+                                                      "halves": True}, edge="values exactly halfway between two levels"),
             Case("an all-zero group and an all-positive group", {"seed": 1, "rows": 4, "cols": 24, "group_size": 8,
-                                                                 "zero_group": True, "positive_group": True}),
+                                                                 "zero_group": True, "positive_group": True},
+                 edge="a group with max = min = 0, and one whose minimum is above 0"),
             Case("an outlier column: groups of 32 of 128", {"seed": 2, "rows": 6, "cols": 128, "group_size": 32,
-                                                           "outlier": 5}),
+                                                           "outlier": 5},
+                 edge="one value far outside the rest sets its group's range"),
             Case("more rows than groups (groups run along each row)", {"seed": 3, "rows": 12, "cols": 8,
-                                                                       "group_size": 4, "std": 1.0}),
-            Case("in_features not a multiple of group_size", {"seed": 4, "rows": 2, "cols": 20, "group_size": 8}),
+                                                                       "group_size": 4, "std": 1.0},
+                 edge="more rows than groups per row: grouping down the columns still gives valid shapes"),
+            Case("in_features not a multiple of group_size", {"seed": 4, "rows": 2, "cols": 20, "group_size": 8},
+                 edge="in_features not a multiple of group_size"),
         ),
         probe=probe_int4, judge=judge_int4,
         mutants={
@@ -839,16 +879,21 @@ EXERCISES = [
         bans=(("torch.nn.functional", "scaled_dot_product_attention", "F.scaled_dot_product_attention"),),
         cases=(
             Case("block size divides the keys", {"seed": 0, "lead": [2, 2], "Lq": 8, "Lk": 8, "D": 8, "block": 4,
-                                                 "causal": False}),
+                                                 "causal": False}, edge="block_size dividing Lk exactly, Lq = Lk"),
             Case("a shorter last block", {"seed": 1, "lead": [1, 3], "Lq": 5, "Lk": 13, "D": 16, "block": 4,
-                                          "causal": False}),
-            Case("causal, square", {"seed": 2, "lead": [2, 1], "Lq": 9, "Lk": 9, "D": 8, "block": 2, "causal": True}),
+                                          "causal": False}, edge="Lk not a multiple of block_size"),
+            Case("causal, square", {"seed": 2, "lead": [2, 1], "Lq": 9, "Lk": 9, "D": 8, "block": 2, "causal": True},
+                 edge="block_size 2 with a causal mask: a block can be fully masked for early queries"),
             Case("causal after a cached prefix", {"seed": 3, "lead": [1, 2], "Lq": 3, "Lk": 10, "D": 8, "block": 3,
-                                                  "causal": True}),
+                                                  "causal": True}, edge="Lq < Lk: the causal offset Lk - Lq is positive"),
             Case("scores in the hundreds", {"seed": 4, "lead": [2], "Lq": 6, "Lk": 12, "D": 16, "block": 5,
                                             "causal": False, "scale": 12.0}),
             Case("the largest score late in the keys", {"seed": 5, "lead": [1, 1], "Lq": 4, "Lk": 16, "D": 4, "block": 4,
-                                                        "causal": True, "scale": 5.0}),
+                                                        "causal": True, "scale": 5.0},
+                 edge="the row maximum in the last key block: every earlier block is rescaled"),
+            Case("every score of a row below -100", {"seed": 6, "lead": [2, 1], "Lq": 5, "Lk": 11, "D": 16, "block": 4,
+                                                     "causal": False, "scale": 12.0, "negative": True},
+                 edge="all scores of every row very negative: exp(score - 0) underflows to 0"),
         ),
         probe=probe_flash, judge=judge_flash,
         mutants={
@@ -857,6 +902,8 @@ EXERCISES = [
             "exponentials without subtracting the running maximum": mutate({
                 "p = torch.exp(s - m_new[..., None])": "p = torch.exp(s)",
                 "correction = torch.exp(m - m_new)": "correction = torch.ones_like(m)", LSE: "torch.log(l)"}),
+            "running maximum initialised at 0 instead of -inf": mutate(
+                'm = torch.full(q.shape[:-1], float("-inf"), dtype=q.dtype)', "m = torch.zeros(q.shape[:-1], dtype=q.dtype)"),
             "drops the last, shorter key block": mutate("range(0, lk, block_size)", "range(0, lk - block_size + 1, block_size)"),
             "causal mask aligned top-left": mutate({
                 "rows = torch.arange(lq)[:, None] + (lk - lq)": "rows = torch.arange(lq)[:, None]",
@@ -869,14 +916,18 @@ EXERCISES = [
     Exercise(
         grade_id="ch12_roofline_test", functions=("matmul_roofline", "decode_attention_roofline"), points=2,
         cases=(
-            Case("batch-1 decode GEMV on a GPU", {"kind": "matmul", "args": [1, 4096, 4096, 2, 1e15, 3.35e12]}),
+            Case("batch-1 decode GEMV on a GPU", {"kind": "matmul", "args": [1, 4096, 4096, 2, 1e15, 3.35e12]},
+                 edge="m = 1 (a matrix-vector product)"),
             Case("prefill-sized GEMM on a GPU", {"kind": "matmul", "args": [2048, 4096, 4096, 2, 1e15, 3.35e12]}),
-            Case("exactly at the ridge point", {"kind": "matmul", "args": [300, 300, 300, 2, 1e14, 1e12]}),
+            Case("exactly at the ridge point", {"kind": "matmul", "args": [300, 300, 300, 2, 1e14, 1e12]},
+                 edge="arithmetic intensity exactly at the ridge"),
             Case("batch 64 decode GEMM on a CPU", {"kind": "matmul", "args": [64, 2048, 2048, 4, 2e11, 2e10]}),
             Case("decode attention, multi-head, batch 32", {"kind": "attention",
-                                                            "args": [32, 32, 32, 128, 4096, 2, 1e15, 3.35e12]}),
+                                                            "args": [32, 32, 32, 128, 4096, 2, 1e15, 3.35e12]},
+                 edge="num_kv_heads = num_heads (multi-head)"),
             Case("decode attention, GQA 8:1, on a CPU", {"kind": "attention",
-                                                         "args": [1, 32, 4, 128, 8192, 2, 1e11, 5e10]}),
+                                                         "args": [1, 32, 4, 128, 8192, 2, 1e11, 5e10]},
+                 edge="num_kv_heads < num_heads (grouped-query)"),
         ),
         probe=probe_roofline, judge=judge_roofline,
         mutants={  # the two functions share their last three lines: count=2 edits both
@@ -897,7 +948,7 @@ R = Rule
 RULES = {
     "ch12_verify_greedy_test": (
         R("accept the **longest prefix** of the draft on which $d_i = g_i$",
-          ("later draft tokens agree again after a mismatch", "rejected in the middle"),
+          ("later draft tokens agree again after a mismatch", "rejected in the middle", "first draft token wrong",),
           {"accepts every matching draft token, not the matching prefix": "tokens",
            "compares each draft token with the logits at its own position (off by one)": "tokens"}),
         R("the correction at the first mismatch", ("first draft token wrong", "last draft token wrong"),
@@ -909,16 +960,22 @@ RULES = {
     ),
     "ch12_speculative_accept_test": (
         R("accept the draft token when `u < p[x] / q[x]`",
-          ("draft and target quite different", "target forbids some tokens the draft proposes"),
+          ("draft and target quite different", "target forbids some tokens the draft proposes",
+           "v = 0 and v exactly on a cumulative value"),
           {"always accepts the draft token": "distribution", "accepts with probability q(x) / p(x)": "distribution",
-           "accepts when u > 1 - p(x) / q(x)": "tokens"}),
-        R("the residual `max(0, p − q)`", ("draft and target quite different", "a peaked target, a flat draft"),
+           "accepts when u > 1 - p(x) / q(x)": "tokens", "accepts when u <= p(x) / q(x)": "tokens"}),
+        R("the residual `max(0, p − q)`", ("draft and target quite different", "a peaked target, a flat draft",
+                                           "target forbids some tokens the draft proposes",
+                                           "draft never proposes some tokens the target likes",),
           {"resamples from p instead of max(0, p - q)": "distribution", "residual max(0, q - p)": "distribution"}),
-        R("**normalised** to sum to 1", ("a peaked target, a flat draft",),
+        R("**normalised** to sum to 1", ("a peaked target, a flat draft", "target forbids some tokens the draft proposes",
+                                         "draft never proposes some tokens the target likes",),
           {"residual not normalised before the inverse CDF": "distribution"}),
         R("the smallest token $i$ whose cumulative residual probability $\\sum_{j \\le i} r_j$ **exceeds** `v`",
-          ("draft and target quite different", "draft never proposes some tokens the target likes"),
-          {"inverse CDF counted from the last token": "tokens"}),
+          ("draft and target quite different", "draft never proposes some tokens the target likes",
+           "v = 0 and v exactly on a cumulative value"),
+          {"inverse CDF counted from the last token": "tokens",
+           "inverse CDF takes the first cumulative value >= v (not > v)": "tokens"}),
     ),
     "ch12_block_manager_test": (
         R("hands out the **lowest-numbered free block**", ("blocks freed out of order are reused lowest first",),
@@ -946,7 +1003,9 @@ RULES = {
         R("stop at the **first one that does not fit**", ("a long request at the front of the queue",
                                                           "a small token budget: prefills wait their turn"),
           {"skips a waiting request that does not fit and admits later ones": "admitted"}),
-        R("the remaining token budget $\\ge n$", ("a small token budget: prefills wait their turn",),
+        R("the remaining token budget $\\ge n$", ("a small token budget: prefills wait their turn",
+                                                  "more running requests than the token budget",
+                                                  "a stream under a tight token budget",),
           {"prefill ignores the token budget": "admitted"}),
         R("**If any request was preempted in this step, admit nothing.**", ("blocks run out: preemption and recompute",),
           {"admits new requests in a step that preempted": "admitted"}),
@@ -975,8 +1034,9 @@ RULES = {
           {"drops the last, shorter key block": "attention output"}),
         R("the **bottom-right** alignment", ("causal after a cached prefix",),
           {"causal mask aligned top-left": "attention output"}),
-        R("Results must be finite for scores of any magnitude", ("scores in the hundreds",),
-          {"exponentials without subtracting the running maximum": "attention output"}),
+        R("Results must be finite for scores of any magnitude", ("scores in the hundreds", "every score of a row below -100"),
+          {"exponentials without subtracting the running maximum": "attention output",
+           "running maximum initialised at 0 instead of -inf": "attention output"}),
         R("the log-sum-exp of each query's **scaled, masked** scores", ("causal, square", "block size divides the keys"),
           {"log-sum-exp returned without the maximum (log of the denominator)": "log-sum-exp"}),
         R("scores scaled by\n$1/\\sqrt d$", ("block size divides the keys",),
@@ -985,7 +1045,9 @@ RULES = {
     "ch12_roofline_test": (
         R("$F = 2mnk$", ("batch-1 decode GEMV on a GPU", "prefill-sized GEMM on a GPU"),
           {"counts m*n*k FLOPs (a multiply-add as one)": "intensity"}),
-        R("**reading both operands and writing the output once**", ("batch 64 decode GEMM on a CPU",),
+        R("**reading both operands and writing the output once**", ("batch 64 decode GEMM on a CPU",
+                                                                    "batch-1 decode GEMV on a GPU",
+                                                                    "exactly at the ridge point",),
           {"matmul bytes leave out writing the output": "intensity"}),
         R("$\\max(F/\\text{peak},\\ B/\\text{bandwidth})$", ("prefill-sized GEMM on a GPU", "batch-1 decode GEMV on a GPU"),
           {"time is the sum of compute and memory time": "roofline time"}),
