@@ -651,7 +651,7 @@ RULES = {
                                                                   "4 ranks, 10 elements (uneven chunks)",
                                                                   "5 ranks, 3 elements (empty chunks)",),
           {"every rank sums the tensors in its own order": "identical"}),
-        R("Do not modify the inputs.", ("4 ranks, float32", "1 rank"),
+        R("Do not modify the inputs.", ("4 ranks, float32", "2 ranks, float64 matrix", "1 rank"),
           {"accumulates into the input tensors": "in place"}),
     ),
     "ch13_tp_mlp_test": (
