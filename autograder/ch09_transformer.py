@@ -784,7 +784,7 @@ R = Rule
 # mutants that break it, each with a word its feedback must contain (tests/test_exercise_rules.py, test_mutants.py).
 RULES = {
     "ch09_attention_test": (
-        R(r"scores are scaled by $1/\sqrt{d}$", ("no mask", "causal, square"),
+        R(r"scores are scaled by $1/\sqrt{d}$", ("no mask", "causal, square", "scores of magnitude ~1000"),
           {"scales by 1/d instead of 1/sqrt(d)": "attention output"}),
         R("the mask is aligned **bottom-right**", ("causal after a cached prefix (fewer queries than keys)",),
           {"causal mask aligned top-left (ignores the cached prefix)": "attention output"}),
