@@ -887,7 +887,8 @@ EXERCISES = [
             Case("causal after a cached prefix", {"seed": 3, "lead": [1, 2], "Lq": 3, "Lk": 10, "D": 8, "block": 3,
                                                   "causal": True}, edge="Lq < Lk: the causal offset Lk - Lq is positive"),
             Case("scores in the hundreds", {"seed": 4, "lead": [2], "Lq": 6, "Lk": 12, "D": 16, "block": 5,
-                                            "causal": False, "scale": 12.0}),
+                                            "causal": False, "scale": 12.0},
+                 edge="scores in the hundreds: exp overflows float32 without the running maximum"),
             Case("the largest score late in the keys", {"seed": 5, "lead": [1, 1], "Lq": 4, "Lk": 16, "D": 4, "block": 4,
                                                         "causal": True, "scale": 5.0},
                  edge="the row maximum in the last key block: every earlier block is rescaled"),
@@ -1039,7 +1040,7 @@ RULES = {
            "running maximum initialised at 0 instead of -inf": "attention output"}),
         R("the log-sum-exp of each query's **scaled, masked** scores", ("causal, square", "block size divides the keys"),
           {"log-sum-exp returned without the maximum (log of the denominator)": "log-sum-exp"}),
-        R("scores scaled by\n$1/\\sqrt d$", ("block size divides the keys",),
+        R("scores scaled by\n$1/\\sqrt d$", ("block size divides the keys", "scores in the hundreds",),
           {"scores scaled by 1/d instead of 1/sqrt(d)": "attention output"}),
     ),
     "ch12_roofline_test": (
