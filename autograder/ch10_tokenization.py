@@ -934,6 +934,8 @@ EXERCISES = [
                 "            start += 1\n            continue\n"),
             "no ## on continuation pieces": mutate('if start == 0 else "##" + word[start:end]', ""),
             "no limit on the word length": mutate("    if len(word) > max_chars:\n        return [unk_token]\n", ""),
+            "a word of exactly max_chars characters also [UNK] (>= instead of >)": mutate(
+                "if len(word) > max_chars:", "if len(word) >= max_chars:"),
         },
         alternatives={
             "recursive, bounded by the longest vocabulary entry": '''
@@ -1126,7 +1128,9 @@ RULES = {
         R("the **whole word** becomes the single token `[unk_token]` (not only the unmatched part)",
           ("an unknown character inside a word",), {"only the unmatched part becomes [UNK]": "[UNK]"}),
         R("if the word has more than `max_chars` characters (100 for BERT), the result is `[unk_token]`",
-          ("words of 101 and 100 characters",), {"no limit on the word length": "[UNK]"}),
+          ("words of 101 and 100 characters",),
+          {"no limit on the word length": "[UNK]",
+           "a word of exactly max_chars characters also [UNK] (>= instead of >)": "tokens"}),
     ),
     "ch10_chat_template_test": (
         R("if the **first** message is not a `system` message, a default system message comes first",
