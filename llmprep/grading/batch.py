@@ -16,7 +16,6 @@ from pathlib import Path
 
 from llmprep.grading.engine import Submission, grade_notebook
 from llmprep.grading.isolate import Limits, isolation
-from llmprep.grading.notebook import find_notebook
 from llmprep.grading.record import Destination, ensure_assignment, gradebook_url
 from llmprep.grading.reference import reference_run
 from llmprep.grading.trusted import GradingError, all_chapters, load_spec, repo_root
@@ -87,16 +86,13 @@ def _grade_one(root: Path, assignment: str, student: str, limits: Limits) -> tup
         folder = root / "submitted" / student / assignment
         if folder.is_symlink():
             return student, None, "failed: the submission folder is a symbolic link"
-        spec = load_spec(assignment)
-        path, nb, note = find_notebook(folder, spec)
-        if path is None:
-            return student, None, f"missing: {note}"
-        out = root / "autograded" / student / assignment / spec.NOTEBOOK
-        sub = Submission(path, folder=folder, expected=assignment, limits=limits, nb=nb, notes=[note] if note else [],
-                         destination=Destination(gradebook_url(root), student, Path(spec.NOTEBOOK).stem, out,
-                                                 repo_root() / "course" / assignment / spec.NOTEBOOK))
+        name = load_spec(assignment).NOTEBOOK
+        sub = Submission(None, folder=folder, expected=assignment, limits=limits,
+                         destination=Destination(gradebook_url(root), student, Path(name).stem,
+                                                 root / "autograded" / student / assignment / name,
+                                                 repo_root() / "course" / assignment / name))
         grade_notebook(sub)
-        return student, sub, ""
+        return student, sub, f"missing: {sub.notes[0]}" if sub.missing else ""
     except GradingError:
         raise
     except Exception as exc:  # noqa: BLE001 - one student's problem never stops the batch
@@ -105,7 +101,7 @@ def _grade_one(root: Path, assignment: str, student: str, limits: Limits) -> tup
 
 def _row(student: str, sub: Submission | None, why: str, flag: str) -> dict:
     """The CSV row: written from the same verdicts as the gradebook (a score only where they were recorded)."""
-    result = sub.result if sub is not None else None
+    result = sub.result if sub is not None and not sub.missing else None
     if sub is not None and sub.recorded:
         status = "graded"
     elif sub is not None and sub.record_error is not None:
@@ -122,7 +118,7 @@ def _row(student: str, sub: Submission | None, why: str, flag: str) -> dict:
 def _lines(row: dict, sub: Submission | None, as_json: bool) -> list[str]:
     """What the terminal shows for one student (hostile names and notes escaped)."""
     if as_json:
-        result = sub.result if sub is not None and sub.record_error is None else None
+        result = sub.result if sub is not None and not sub.missing and sub.record_error is None else None
         return [json.dumps({**row, **(result.to_json() if result else {})})]
     if row["score"] == "":
         return [f"{shown(row['student']):<20} {shown(row['status'])}"]

@@ -18,9 +18,9 @@ What the sandbox and the trusted side exchange (frames, caps, paths, the job and
 **The walk of one submission through ``llmprep grade``** (re-walked after issue 28; stage -> file -> function)::
 
     cli.cmd_grade -> batch.grade_assignment          (the class: checks, reference warmed once, thread pool)
-      batch._grade_one                                (one student: name checked, notebook picked, Submission)
+      batch._grade_one                                (one student: the name checked, a Submission of the folder)
         engine.grade_notebook(sub)
-          1 read+match  notebook.py  read_submission     (parsed once: by find_notebook if it was renamed)
+          1 read+match  notebook.py  read_submission     (picked, parsed once, matched; the spec from trusted.py)
           2 isolate     isolate.py   isolate_submission
           3 run         run.py       run_attempt -> spawn / supervise / finish  (bwrap profile: isolate.py)
           4 collect     collect.py   collect_submission
@@ -59,7 +59,7 @@ __all__ = ["SUBMITTED", "CellVerdict", "Destination", "GradingError", "Isolation
 class Submission:
     """One notebook on its way through the six stages; each stage fills in its part."""
 
-    path: Path  # the notebook
+    path: Path | None  # the notebook (None: stage 1 picks it in ``folder`` for the assignment ``expected``)
     folder: Path | None = None  # what its cells find in their working folder (default: the notebook's own)
     expected: str | None = None  # the assignment asked for: another chapter's notebook is a one-line failure
     limits: Limits = field(default_factory=Limits)
@@ -67,6 +67,7 @@ class Submission:
     destination: Destination | None = None  # where stage 6 records it (None: nothing is written)
     notes: list[str] = field(default_factory=list)  # for the learner, in order (a renamed notebook's first)
     # 1 read + match
+    missing: bool = False  # no notebook of the assignment in the folder
     nb: Any = None  # the notebook node, parsed once
     chapter: str | None = None
     matched: bool = False  # readable, and of the chapter asked for
@@ -89,9 +90,10 @@ class Submission:
     record_error: Exception | None = None
 
     def __post_init__(self):
-        self.path = Path(self.path)
-        if self.folder is None:
-            self.folder = self.path.parent
+        if self.path is not None:
+            self.path = Path(self.path)
+            if self.folder is None:
+                self.folder = self.path.parent
 
     def tell(self, where: dict, seconds: float) -> None:
         """Progress from the run, in the learner's words."""

@@ -166,7 +166,7 @@ def judge_submission(sub) -> None:
     outputs (the solution run the same way, cached), in words; notes from the sandbox filtered. A submission
     that stage 1 could not match is its one-line failure (``sub.result``)."""
     if not sub.matched:
-        sub.result = NotebookResult(sub.path.name, sub.chapter, 0.0, 0.0, [], sub.notes)
+        sub.result = NotebookResult(sub.path.name if sub.path else "", sub.chapter, 0.0, 0.0, [], sub.notes)
         return
     fragments = hidden_fragments(sub.exercises)
     ref = reference_run(sub.chapter, sub.limits)

@@ -149,10 +149,18 @@ def find_notebook(folder: Path, spec):
 
 
 def read_submission(sub) -> bool:
-    """Stage 1 for a :class:`~llmprep.grading.engine.Submission`: the notebook parsed once (unless the batch
-    already parsed it to pick it), matched to a chapter (the one asked for, if any), that chapter's
-    exercises, the graded cells present, and the job the sandbox executes. False, with the one-line reason
+    """Stage 1 for a :class:`~llmprep.grading.engine.Submission`: the notebook (for a class, picked in the
+    submission folder: the expected name, else the renamed one with most of the assignment's graded cells)
+    parsed once, matched to a chapter (the one asked for, if any), that chapter's exercises, the graded
+    cells present, and the job the sandbox executes. False, with the one-line reason
     in ``sub.notes``, when it cannot be graded; a broken spec is the grader's GradingError."""
+    if sub.path is None:  # a class's submission folder: the notebook the assignment asked for, maybe renamed
+        sub.path, sub.nb, note = find_notebook(sub.folder, load_spec(sub.expected))
+        if note:
+            sub.notes.append(note)
+        if sub.path is None:
+            sub.missing = True
+            return False
     try:
         if sub.nb is None:
             sub.nb = read_notebook(sub.path)
