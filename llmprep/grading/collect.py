@@ -130,10 +130,10 @@ def validate_progress(value, job: dict) -> dict:
     """Where the sandbox said it was: {"phase": "cell", "index": i} or {"phase": "probe", "grade_id": g}."""
     if not isinstance(value, dict):
         return {}
-    if value.get("phase") == "cell" and type(value.get("index")) is int \
+    if value.get("phase") == protocol.CELL and type(value.get("index")) is int \
             and value["index"] in {c["index"] for c in job["cells"]}:
         return protocol.cell_progress(value["index"])
-    if value.get("phase") == "probe" and isinstance(value.get("grade_id"), str) \
+    if value.get("phase") == protocol.PROBE and isinstance(value.get("grade_id"), str) \
             and value["grade_id"] in {e["grade_id"] for e in job["exercises"]}:
         return protocol.probe_progress(value["grade_id"])
     return {}

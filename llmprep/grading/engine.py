@@ -43,6 +43,7 @@ from llmprep.grading.isolate import Isolation, Limits, isolate_submission, isola
 from llmprep.grading.judge import CellVerdict, NotebookResult, judge_exercise, judge_submission
 from llmprep.grading.notebook import (SUBMITTED, build_job, code_cells, match_chapter, nbgrader_meta, read_notebook,
                                       read_submission, test_cells)
+from llmprep.grading.protocol import CELL, PROBE
 from llmprep.grading.record import Destination, record_submission
 from llmprep.grading.reference import reference_run
 from llmprep.grading.run import run_attempt, run_sandbox
@@ -98,8 +99,8 @@ class Submission:
     def tell(self, where: dict, seconds: float) -> None:
         """Progress from the run, in the learner's words."""
         phase = where.get("phase")
-        self.progress(self.labels.get(where.get("index"), "a cell") if phase == "cell"
-                      else f"the tests of {where['grade_id']}" if phase == "probe" else "starting", seconds)
+        self.progress(self.labels.get(where.get("index"), "a cell") if phase == CELL
+                      else f"the tests of {where['grade_id']}" if phase == PROBE else "starting", seconds)
 
 
 def grade_notebook(sub: Submission) -> NotebookResult:

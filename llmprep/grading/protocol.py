@@ -106,18 +106,21 @@ KINDS = (PROGRESS, SUMMARY, NPZ)
 _KINDS = {k.encode() for k in KINDS}
 
 
+CELL, PROBE = "cell", "probe"  # the phases a progress frame names
+
+
 class Progress(TypedDict, total=False):
-    phase: str  # "cell" or "probe"; {} before any cell
+    phase: str  # CELL or PROBE; {} before any cell
     index: int  # phase "cell": the cell's index
     grade_id: str  # phase "probe": the exercise probed
 
 
 def cell_progress(index: int) -> Progress:
-    return {"phase": "cell", "index": index}
+    return {"phase": CELL, "index": index}
 
 
 def probe_progress(grade_id: str) -> Progress:
-    return {"phase": "probe", "grade_id": grade_id}
+    return {"phase": PROBE, "grade_id": grade_id}
 
 
 CELL_STATUSES = ("ok", "error", "skipped")

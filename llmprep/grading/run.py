@@ -24,7 +24,7 @@ from llmprep.grading import collect, protocol
 from llmprep.grading.collect import Attempt, PipeReader, SandboxRun, collect_attempt
 from llmprep.grading.isolate import (Cgroup, Launch, Limits, bwrap_command, isolation, sandbox_env,
                                      set_rlimits)
-from llmprep.grading.protocol import STARVED, WORK, with_limits
+from llmprep.grading.protocol import CELL, PROBE, STARVED, WORK, with_limits
 
 STAGE_BYTES = 64 * 2**20  # what of a submission's folder is copied in
 STAGE_FILES = 500
@@ -88,8 +88,8 @@ class Watchdog:
     def __init__(self, job: dict, limits: Limits, cpu_seconds=lambda: None):
         self.job, self.limits, self.cpu_seconds = job, limits, cpu_seconds
         self.calls = {e["grade_id"]: len(e["cases"]) * len(e["variants"]) for e in job["exercises"]}
-        self.order = {("cell", c["index"]): i for i, c in enumerate(job["cells"])}
-        self.order.update({("probe", e["grade_id"]): len(job["cells"]) + i for i, e in enumerate(job["exercises"])})
+        self.order = {(CELL, c["index"]): i for i, c in enumerate(job["cells"])}
+        self.order.update({(PROBE, e["grade_id"]): len(job["cells"]) + i for i, e in enumerate(job["exercises"])})
         self.seen, self.since, self.where, self.rank = 0, time.monotonic(), {}, -1
         self.cpu_since = cpu_seconds()
 
@@ -108,7 +108,7 @@ class Watchdog:
         return best
 
     def _rank(self, where: dict) -> int:
-        key = ("cell", where.get("index")) if where.get("phase") == "cell" else ("probe", where.get("grade_id"))
+        key = (CELL, where.get("index")) if where.get("phase") == CELL else (PROBE, where.get("grade_id"))
         return self.order.get(key, -1)
 
     def check(self, data: bytearray) -> str:
@@ -118,9 +118,9 @@ class Watchdog:
             if where and self._rank(where) > self.rank:
                 self.where, self.rank, self.since = where, self._rank(where), time.monotonic()
                 self.cpu_since = self.cpu_seconds()
-        if self.where.get("phase") == "cell":
+        if self.where.get("phase") == CELL:
             allowed, what = self.limits.cell_timeout, "a cell"
-        elif self.where.get("phase") == "probe":
+        elif self.where.get("phase") == PROBE:
             allowed = self.limits.case_timeout * self.calls[self.where["grade_id"]]
             what = "the tests of one exercise"
         else:
@@ -279,9 +279,9 @@ def run_attempt(sub) -> bool:
     run = sub.run
     if sub.attempt is not None:
         where = run.progress
-        if run.ok or where.get("phase") not in ("cell", "probe"):
+        if run.ok or where.get("phase") not in (CELL, PROBE):
             return _ran(sub)
-        if where["phase"] == "cell":
+        if where["phase"] == CELL:
             index = where["index"]
             sub.notes.append(f"{run.reason} during {sub.labels.get(index, 'a cell')}; that cell was skipped and the "
                              "rest run again")
