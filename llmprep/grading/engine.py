@@ -131,6 +131,7 @@ def run_submission(nb, exercises: list, limits: Limits | None = None, folder: Pa
     ``progress(where, seconds)`` hears the raw positions (as the job names them)."""
     sub = Submission(Path("notebook.ipynb"), limits=limits or Limits(), job=build_job(nb, exercises))
     sub.folder = folder  # None: nothing of the host is staged
+    sub.labels = {c["index"]: c["label"] for c in sub.job["cells"]}
     if progress is not None:
         sub.progress = progress
         sub.tell = progress

@@ -153,8 +153,16 @@ class Running:
 def spawn(job: dict, limits: Limits, folder: Path | None) -> Running:
     """Stage the submission's folder privately, build the sandbox (bubblewrap where it can start, else
     limits only) and start it in its own session and cgroup, under rlimits; nothing is sent yet."""
-    iso = isolation()
     stage = tempfile.TemporaryDirectory(prefix="llmprep-stage-")
+    try:
+        return _spawn(job, limits, folder, stage)
+    except BaseException:
+        stage.cleanup()
+        raise
+
+
+def _spawn(job: dict, limits: Limits, folder: Path | None, stage: tempfile.TemporaryDirectory) -> Running:
+    iso = isolation()
     os.chmod(stage.name, 0o700)  # staging is private to the grader; the sandbox sees a read-only bind
     staged = Path(stage.name) / "submission"
     stage_folder(folder, staged)
