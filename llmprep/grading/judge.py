@@ -95,7 +95,8 @@ def safe_message(text: str, fragments: list[str]) -> str:
     head = text.split(":", 1)[0]
     kind = head if head.isidentifier() and len(head) <= 40 else "an error"
     lowered = text.lower()
-    if any(f in text or (f.isalnum() and f.lower() in lowered) for f in fragments):
+    bare = text.replace("\\", "")  # hidden material quoted in escaped text (JSON, a repr) is still quoted
+    if any(f in text or f in bare or (f.isalnum() and f.lower() in lowered) for f in fragments):
         return f"{kind} (message withheld: it quotes hidden test material)"
     text = _URL.sub("[link removed]", text)
     if any(_opaque(t) for t in _TOKENS.findall(text)):
