@@ -14,10 +14,10 @@ import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from llmprep.grading.engine import check_notebook
+from llmprep.grading.engine import Submission, grade_notebook
 from llmprep.grading.isolate import Limits, isolation
-from llmprep.grading.notebook import pick_notebook
-from llmprep.grading.record import ensure_assignment, gradebook_url, record, write_autograded
+from llmprep.grading.record import Destination, ensure_assignment, gradebook_url
+from llmprep.grading.reference import reference_run
 from llmprep.grading.trusted import GradingError, all_chapters, load_spec, repo_root
 from llmprep.nbgrader_wiring import nbgrader
 
@@ -59,14 +59,82 @@ def csv_safe(value):
     return "'" + value if value.startswith(FORMULA_START) else value
 
 
-def _copy_timestamp(folder: Path, out: Path) -> None:
-    """nbgrader's exchange leaves timestamp.txt and submission_secret.txt beside a submission;
-    generate_feedback and release_feedback need them in the autograded folder (as nbgrader autograde
-    leaves them)."""
-    for name in ("timestamp.txt", "submission_secret.txt"):
-        stamp = folder / name
-        if stamp.is_file() and not stamp.is_symlink() and stamp.stat().st_size < 4096:
-            (out / name).write_text(stamp.read_text(errors="replace"))
+def _refusal(assignment: str, jobs: int, unsandboxed: bool) -> str:
+    """Why the batch must not start ("" if it may)."""
+    if assignment not in all_chapters():
+        return f"unknown assignment '{assignment}'; the assignments are: {', '.join(all_chapters())}"
+    if jobs < 1:
+        return f"--jobs must be at least 1 (got {jobs})"
+    iso = isolation()
+    if not iso.strong and not unsandboxed:
+        return (f"no sandbox can start here: {iso.why}. Grading untrusted notebooks without one lets a "
+                "submission read the solutions and change grades; fix the cause, or pass --unsandboxed "
+                "if you trust every submission")
+    return ""
+
+
+def _students(submitted: Path, assignment: str) -> list[str]:
+    return sorted(p.name for p in submitted.iterdir()
+                  if not p.is_symlink() and (p / assignment).is_dir()) if submitted.is_dir() else []
+
+
+def _grade_one(root: Path, assignment: str, student: str, limits: Limits) -> tuple[str, Submission | None, str]:
+    """One student's job, in a worker thread: (student, the Submission graded and recorded, or None and why not)."""
+    try:
+        problem = name_problem(student)
+        if problem:
+            return student, None, f"refused: the student folder name {problem}"
+        folder = root / "submitted" / student / assignment
+        if folder.is_symlink():
+            return student, None, "failed: the submission folder is a symbolic link"
+        name = load_spec(assignment).notebook
+        sub = Submission(None, folder=folder, expected=assignment, limits=limits,
+                         destination=Destination(gradebook_url(root), student, Path(name).stem,
+                                                 root / "autograded" / student / assignment / name,
+                                                 repo_root() / "course" / assignment / name))
+        grade_notebook(sub)
+        return student, sub, f"missing: {sub.notes[0]}" if sub.missing else ""
+    except GradingError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one student's problem never stops the batch
+        return student, None, f"failed: could not be graded ({type(exc).__name__})"
+
+
+def _row(student: str, sub: Submission | None, why: str, flag: str) -> dict:
+    """The CSV row: written from the same verdicts as the gradebook (a score only where they were recorded)."""
+    result = sub.result if sub is not None and not sub.missing else None
+    if sub is not None and sub.recorded:
+        status = "graded"
+    elif sub is not None and sub.record_error is not None:
+        status = f"failed: could not be recorded ({type(sub.record_error).__name__})"
+    elif result is not None:
+        status = f"failed: {'; '.join(result.notes)[:200]}"
+    else:
+        status = why
+    graded = status == "graded"
+    return {"student": student, "status": status + flag, "score": result.score if graded else "",
+            "max_score": result.max_score if graded else ""}
+
+
+def _lines(row: dict, sub: Submission | None, as_json: bool) -> list[str]:
+    """What the terminal shows for one student (hostile names and notes escaped)."""
+    if as_json:
+        result = sub.result if sub is not None and not sub.missing and sub.record_error is None else None
+        return [json.dumps({**row, **(result.to_json() if result else {})})]
+    if row["score"] == "":
+        return [f"{shown(row['student']):<20} {shown(row['status'])}"]
+    return [f"{shown(row['student']):<20} {row['score']:g} / {row['max_score']:g}  {row['status']}"] + [
+        f"{'':<20} note: {shown(note)}" for note in sub.result.notes]  # e.g. a renamed notebook matched
+
+
+def _write_csv(root: Path, assignment: str, rows: list[dict]) -> Path:
+    out = root / "build" / "grades" / f"{assignment}.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["student", "status", "score", "max_score"])
+        writer.writeheader()
+        writer.writerows(sorted(({k: csv_safe(v) for k, v in r.items()} for r in rows), key=lambda r: r["student"]))
+    return out
 
 
 def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, as_json: bool = False,
@@ -78,20 +146,13 @@ def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, a
     from tqdm.auto import tqdm
 
     root = root or repo_root()
-    if assignment not in all_chapters():
-        return _error(f"unknown assignment '{assignment}'; the assignments are: {', '.join(all_chapters())}")
-    if jobs < 1:
-        return _error(f"--jobs must be at least 1 (got {jobs})")
+    refused = _refusal(assignment, jobs, unsandboxed)
+    if refused:
+        return _error(refused)
     iso = isolation()
-    if not iso.strong and not unsandboxed:
-        return _error(f"no sandbox can start here: {iso.why}. Grading untrusted notebooks without one lets a "
-                      "submission read the solutions and change grades; fix the cause, or pass --unsandboxed "
-                      "if you trust every submission")
     flag = "" if iso.strong else "  [UNSANDBOXED]"
-    spec = load_spec(assignment)
     submitted = root / "submitted"
-    students = sorted(p.name for p in submitted.iterdir()
-                      if not p.is_symlink() and (p / assignment).is_dir()) if submitted.is_dir() else []
+    students = _students(submitted, assignment)
     if not students:
         print(f"nothing collected yet: no {submitted}/<student>/{assignment}/; run `llmprep nbgrader collect "
               f"{assignment}` first", file=sys.stderr)
@@ -100,76 +161,24 @@ def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, a
         ensure_assignment(assignment, root)
     except RuntimeError as exc:
         return _error(str(exc))
-    notebook_id = Path(spec.notebook).stem
     limits = limits or Limits()
     print(f"sandbox: {iso.describe}; budget {limits.wall:.0f} s per submission", file=sys.stderr)
-
-    def one(student: str):
-        try:
-            problem = name_problem(student)
-            if problem:
-                return student, None, None, f"refused: the student folder name {problem}"
-            folder = submitted / student / assignment
-            if folder.is_symlink():
-                return student, None, None, "failed: the submission folder is a symbolic link"
-            path, note = pick_notebook(folder, spec)
-            if path is None:
-                return student, None, None, f"missing: {note}"
-            result = check_notebook(path, limits, folder=folder, expected=assignment)
-            if note:
-                result.notes.insert(0, note)
-            return student, path, result, ""
-        except GradingError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - one student's problem never stops the batch
-            return student, None, None, f"failed: could not be graded ({type(exc).__name__})"
-
-    rows, failed = [], 0
+    rows = []
     try:
+        reference_run(assignment, limits)  # once, before any student: a broken reference stops the batch here
         with ThreadPoolExecutor(max_workers=jobs) as pool, \
                 tqdm(total=len(students), desc=f"grading {assignment}", unit="student", file=sys.stderr) as bar:
-            futures = [pool.submit(one, s) for s in students]
-            for fut in as_completed(futures):
-                student, path, result, why = fut.result()
+            for fut in as_completed([pool.submit(_grade_one, root, assignment, s, limits) for s in students]):
+                student, sub, why = fut.result()
                 bar.update(1)
-                if result is not None and result.cells:
-                    try:
-                        record(gradebook_url(root), assignment, student, notebook_id, result,
-                               folder=submitted / student / assignment)
-                        write_autograded(path, root / "autograded" / student / assignment / spec.notebook, result,
-                                         repo_root() / "course" / assignment / spec.notebook)
-                        _copy_timestamp(submitted / student / assignment, root / "autograded" / student / assignment)
-                        status = "graded"
-                    except Exception as exc:  # noqa: BLE001 - recorded as this student's failure
-                        result, status = None, f"failed: could not be recorded ({type(exc).__name__})"
-                elif result is not None:
-                    status = f"failed: {'; '.join(result.notes)[:200]}"
-                else:
-                    status = why
-                if status != "graded":
-                    failed += 1
-                status += flag
-                row = {"student": student, "status": status,
-                       "score": result.score if result and status.startswith("graded") else "",
-                       "max_score": result.max_score if result and status.startswith("graded") else ""}
-                rows.append(row)
-                if as_json:
-                    tqdm.write(json.dumps({**row, **(result.to_json() if result else {})}))
-                elif row["score"] != "":
-                    tqdm.write(f"{shown(student):<20} {row['score']:g} / {row['max_score']:g}  {status}")
-                    for note in result.notes:  # e.g. a renamed notebook matched by its graded cells
-                        tqdm.write(f"{'':<20} note: {shown(note)}")
-                else:
-                    tqdm.write(f"{shown(student):<20} {shown(status)}")
+                rows.append(_row(student, sub, why, flag))
+                for line in _lines(rows[-1], sub, as_json):
+                    tqdm.write(line)
     except GradingError as exc:
         return _error(f"the grader itself failed: {exc}")
     finally:
-        out = root / "build" / "grades" / f"{assignment}.csv"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=["student", "status", "score", "max_score"])
-            writer.writeheader()
-            writer.writerows(sorted(({k: csv_safe(v) for k, v in r.items()} for r in rows), key=lambda r: r["student"]))
+        out = _write_csv(root, assignment, rows)
+    failed = sum(not r["status"].startswith("graded") for r in rows)
     if feedback:
         nbgrader(["generate_feedback", assignment, "--force"], root)
     if not as_json:

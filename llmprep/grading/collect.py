@@ -1,6 +1,6 @@
 """Stage 4 of grading one submission: read back what the sandbox sent, as hostile data.
 
-The sandbox writes framed messages (``b"<kind> <length>\\n"`` + payload) to a pipe whose read end
+The sandbox writes framed messages (:mod:`llmprep.grading.protocol`) to a pipe whose read end
 only the trusted process holds: ``progress`` (JSON: where it is, so a crash can be graded up to
 that point), ``summary`` (JSON: per cell and per probe call, a status and a short message) and
 ``npz`` (the probe outputs, plain arrays). Nothing is read from the sandbox's filesystem.
@@ -24,9 +24,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-MAX_JSON = 8 * 2**20
-MAX_MESSAGE = 300
-KINDS = (b"progress", b"summary", b"npz")
+from llmprep.grading import protocol
+from llmprep.grading.protocol import (ARRAY_KINDS, CELL_STATUSES, MAX_JSON, MAX_MESSAGE, PROBE_STATUSES,
+                                      output_prefix, parse_frames)
+
+__all__ = ["ARRAY_KINDS", "MAX_JSON", "MAX_MESSAGE", "Attempt", "PipeReader", "ResultError", "SandboxRun",
+           "clean_text", "collect", "collect_attempt", "collect_submission", "last_progress", "load_npz", "outputs_of",
+           "parse_frames", "validate_progress", "validate_summary"]
 
 
 class ResultError(ValueError):
@@ -96,24 +100,6 @@ class PipeReader:
         return bytes(self.data)
 
 
-def parse_frames(data: bytes) -> list[tuple[str, bytes]]:
-    """The well-formed frames, in order; parsing stops at the first malformed or cut one."""
-    frames, pos = [], 0
-    while pos < len(data):
-        end = data.find(b"\n", pos, pos + 64)
-        if end < 0:
-            break
-        head = data[pos:end].split(b" ")
-        if len(head) != 2 or head[0] not in KINDS or not head[1].isdigit():
-            break
-        size = int(head[1])
-        if end + 1 + size > len(data):
-            break
-        frames.append((head[0].decode(), data[end + 1: end + 1 + size]))
-        pos = end + 1 + size
-    return frames
-
-
 # --------------------------------------------------------------------------- validation
 
 def _json(payload: bytes):
@@ -144,12 +130,12 @@ def validate_progress(value, job: dict) -> dict:
     """Where the sandbox said it was: {"phase": "cell", "index": i} or {"phase": "probe", "grade_id": g}."""
     if not isinstance(value, dict):
         return {}
-    if value.get("phase") == "cell" and type(value.get("index")) is int \
+    if value.get("phase") == protocol.CELL and type(value.get("index")) is int \
             and value["index"] in {c["index"] for c in job["cells"]}:
-        return {"phase": "cell", "index": value["index"]}
-    if value.get("phase") == "probe" and isinstance(value.get("grade_id"), str) \
+        return protocol.cell_progress(value["index"])
+    if value.get("phase") == protocol.PROBE and isinstance(value.get("grade_id"), str) \
             and value["grade_id"] in {e["grade_id"] for e in job["exercises"]}:
-        return {"phase": "probe", "grade_id": value["grade_id"]}
+        return protocol.probe_progress(value["grade_id"])
     return {}
 
 
@@ -162,7 +148,7 @@ def validate_summary(value, job: dict) -> tuple[list, list, dict]:
     cells, seen = [], set()
     for rec in value["cells"][: len(known_cells)]:
         if not isinstance(rec, dict) or type(rec.get("index")) is not int or rec["index"] not in known_cells \
-                or rec["index"] in seen or rec.get("status") not in ("ok", "error", "skipped"):
+                or rec["index"] in seen or rec.get("status") not in CELL_STATUSES:
             raise ResultError("its results name a cell the notebook does not have")
         seen.add(rec["index"])
         cell = known_cells[rec["index"]]
@@ -178,7 +164,7 @@ def validate_summary(value, job: dict) -> tuple[list, list, dict]:
         gid, var, case = rec.get("grade_id"), rec.get("variant"), rec.get("case")
         if not isinstance(gid, str) or gid not in variants or not isinstance(var, str) \
                 or var not in variants[gid][0] or type(case) is not int or not 0 <= case < variants[gid][1] \
-                or (gid, var, case) in seen_p or rec.get("status") not in ("ok", "error"):
+                or (gid, var, case) in seen_p or rec.get("status") not in PROBE_STATUSES:
             raise ResultError("its results name an exercise, variant or case the job does not have")
         seen_p.add((gid, var, case))
         entry = {"grade_id": gid, "variant": var, "case": case, "status": rec["status"]}
@@ -187,9 +173,6 @@ def validate_summary(value, job: dict) -> tuple[list, list, dict]:
         probes.append(entry)
     seconds = value.get("seconds") if isinstance(value.get("seconds"), dict) else {}
     return cells, probes, {k: _number(seconds.get(k)) for k in ("cells", "probes")}
-
-
-ARRAY_KINDS = "biufUS"
 
 
 def load_npz(payload: bytes, cap: int) -> dict[str, np.ndarray]:
@@ -233,23 +216,51 @@ def load_npz(payload: bytes, cap: int) -> dict[str, np.ndarray]:
 
 def collect(frames: list[tuple[str, bytes]], job: dict, cap: int) -> SandboxRun:
     """A SandboxRun from the frames of a run that ended normally; ResultError if unusable."""
-    summary = [p for k, p in frames if k == "summary"]
-    npz = [p for k, p in frames if k == "npz"]
+    summary = [p for k, p in frames if k == protocol.SUMMARY]
+    npz = [p for k, p in frames if k == protocol.NPZ]
     if not summary or not npz:
         raise ResultError("the notebook process sent no results")
     cells, probes, seconds = validate_summary(_json(summary[-1]), job)
     arrays = load_npz(npz[-1], cap)
-    ok_prefixes = [f"{p['grade_id']}|{p['variant']}|{p['case']}|" for p in probes if p["status"] == "ok"]
+    ok_prefixes = [output_prefix(p["grade_id"], p["variant"], p["case"]) for p in probes if p["status"] == "ok"]
     for key in arrays:  # (names may contain "|": match whole prefixes, never split)
         if not any(key.startswith(prefix) for prefix in ok_prefixes):
             raise ResultError("its outputs name a probe call that did not succeed")
     return SandboxRun(True, "", cells, probes, arrays, seconds=seconds)
 
 
+@dataclass
+class Attempt:
+    """What one run in a fresh sandbox left behind, not yet validated (:func:`llmprep.grading.run.finish`)."""
+    frames: list  # the well-formed frames it sent, in order
+    reason: str = ""  # why it did not end by itself with exit code 0 ("" if it did)
+    log_tail: str = ""  # the end of its stdout and stderr, for diagnostics only
+    where: dict = field(default_factory=dict)  # the furthest valid position its progress frames named
+
+
+def collect_attempt(attempt: Attempt, job: dict, cap: int) -> SandboxRun:
+    """The SandboxRun of one attempt: its outputs validated against ``job`` (the job that attempt ran),
+    or why there are none, with where it got to."""
+    if attempt.reason:
+        return SandboxRun(False, attempt.reason, log_tail=attempt.log_tail, progress=attempt.where)
+    try:
+        run = collect(attempt.frames, job, cap)
+    except ResultError as exc:
+        return SandboxRun(False, f"the notebook process returned unusable results: {exc}", log_tail=attempt.log_tail,
+                          progress=attempt.where)
+    run.log_tail = attempt.log_tail
+    return run
+
+
+def collect_submission(sub) -> None:
+    """Stage 4 for a :class:`~llmprep.grading.engine.Submission`: its latest attempt, validated (``sub.run``)."""
+    sub.run = collect_attempt(sub.attempt, sub.job, sub.limits.results)
+
+
 def last_progress(frames: list[tuple[str, bytes]], job: dict) -> dict:
     """The last valid progress message (invalid ones, forged or cut, are skipped)."""
     for kind, payload in reversed(frames):
-        if kind == "progress":
+        if kind == protocol.PROGRESS:
             try:
                 where = validate_progress(_json(payload), job)
             except ResultError:
@@ -270,7 +281,7 @@ def outputs_of(run: SandboxRun, grade_id: str, variant: str, n_cases: int) -> li
         elif entry["status"] != "ok":
             result.append(("error", entry.get("message", "error")))
         else:
-            prefix = f"{grade_id}|{variant}|{ci}|"
+            prefix = output_prefix(grade_id, variant, ci)
             result.append(("ok", {k[len(prefix):]: v for k, v in run.arrays.items() if k.startswith(prefix)}))
     return result
 

@@ -1,80 +1,144 @@
 """The path of one submission, stage by stage; the verdict never comes from student code.
 
-1. read the notebook as data and match it to a chapter ........ :mod:`llmprep.grading.notebook`
-2. isolate: the bubblewrap profile and limits ................. :mod:`llmprep.grading.isolate`
-3. run the cells and probes in the sandbox, within a budget ... :mod:`llmprep.grading.run`
-4. collect what came back, as hostile data .................... :mod:`llmprep.grading.collect`
-5. judge against the reference outputs, in words .............. :mod:`llmprep.grading.judge`
-   (the reference: the solution run the same way, cached) ..... :mod:`llmprep.grading.reference`
-6. record in the gradebook, autograded notebook, feedback ..... :mod:`llmprep.grading.record`
+One :class:`Submission` is carried through six stages; :func:`grade_notebook` is the six calls, in order,
+each into its own module, each visited once (stages 3 and 4 repeat only when a crash part-way makes the
+grader run the rest again, within the same budget):
 
-A class is graded by :mod:`llmprep.grading.batch`; the only code that runs inside the sandbox is
-:mod:`llmprep.grading.sandbox`. This module ties the stages together for one notebook
-(``check_notebook``) and, for the test suite, for every mutant and alternative (``mutant_run`` once per
-chapter, then ``judge_variants``).
+1. read + match: the notebook parsed once, its chapter, the job ... :func:`llmprep.grading.notebook.read_submission`
+2. isolate: the sandbox profile, the limits, the one budget ...... :func:`llmprep.grading.isolate.isolate_submission`
+3. run: one attempt in a fresh sandbox (spawn, supervise, finish) :func:`llmprep.grading.run.run_attempt`
+4. collect: what came back, validated as hostile data ............ :func:`llmprep.grading.collect.collect_submission`
+5. judge against the reference outputs, in words ................. :func:`llmprep.grading.judge.judge_submission`
+   (the reference: the solution run the same way, cached) ........ :func:`llmprep.grading.reference.reference_run`
+6. record: gradebook, autograded notebook, feedback .............. :func:`llmprep.grading.record.record_submission`
+
+What the sandbox and the trusted side exchange (frames, caps, paths, the job and summary shapes) is
+:mod:`llmprep.grading.protocol`; the only code that runs inside the sandbox is :mod:`llmprep.grading.sandbox`.
+
+**The walk of one submission through ``llmprep grade``** (re-walked after issue 28; stage -> file -> function)::
+
+    cli.cmd_grade -> batch.grade_assignment          (the class: checks, reference warmed once, thread pool)
+      batch._grade_one                                (one student: the name checked, a Submission of the folder)
+        engine.grade_notebook(sub)
+          1 read+match  notebook.py  read_submission     (picked, parsed once, matched; the spec from trusted.py)
+          2 isolate     isolate.py   isolate_submission
+          3 run         run.py       run_attempt -> spawn / supervise / finish  (bwrap profile: isolate.py)
+          4 collect     collect.py   collect_submission
+          5 judge       judge.py     judge_submission (-> reference.reference_run, cached)
+          6 record      record.py    record_submission  (gradebook, autograded notebook, timestamp)
+      batch: CSV row and terminal line                (from the Submission)
+
+``check_notebook`` (``llmprep check``, the tests, Formgrader's autograde) is the same walk with no
+destination for stage 6 (Formgrader passes its own). For the test suite, ``mutant_run`` runs every
+mutant and alternative once per chapter, then ``judge_variants`` judges them.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
-from llmprep.grading.collect import SandboxRun, outputs_of
-from llmprep.grading.isolate import Isolation, Limits, isolation
-from llmprep.grading.judge import CellVerdict, NotebookResult, cell_notes, hidden_fragments, judge_exercise
-from llmprep.grading.notebook import (SUBMITTED, build_job, code_cells, match_chapter, nbgrader_meta,
-                                      read_notebook, test_cells)
+from llmprep.grading.collect import Attempt, SandboxRun, collect_submission, outputs_of
+from llmprep.grading.isolate import Isolation, Limits, isolate_submission, isolation
+from llmprep.grading.judge import CellVerdict, NotebookResult, judge_exercise, judge_submission
+from llmprep.grading.notebook import (SUBMITTED, build_job, code_cells, match_chapter, nbgrader_meta, read_notebook,
+                                      read_submission, test_cells)
+from llmprep.grading.protocol import CELL, PROBE
+from llmprep.grading.record import Destination, record_submission
 from llmprep.grading.reference import reference_run
-from llmprep.grading.run import run_sandbox, run_submission
+from llmprep.grading.run import run_attempt, run_sandbox
 from llmprep.grading.trusted import GradingError, all_chapters, load_spec, repo_root, solutions_dir
 
-__all__ = ["SUBMITTED", "CellVerdict", "GradingError", "Isolation", "Limits", "NotebookResult", "SandboxRun",
-           "all_chapters", "build_job", "check_notebook", "code_cells", "isolation",
-           "judge_exercise", "judge_variants", "load_spec", "match_chapter", "mutant_run", "nbgrader_meta",
-           "outputs_of", "read_notebook", "reference_run", "repo_root", "run_sandbox", "run_submission", "test_cells"]
+__all__ = ["SUBMITTED", "CellVerdict", "Destination", "GradingError", "Isolation", "Limits", "NotebookResult",
+           "SandboxRun", "Submission", "all_chapters", "build_job", "check_notebook", "code_cells", "grade_notebook",
+           "isolation", "judge_exercise", "judge_variants", "load_spec", "match_chapter", "mutant_run",
+           "nbgrader_meta", "outputs_of", "read_notebook", "reference_run", "repo_root", "run_sandbox",
+           "run_submission", "test_cells"]
+
+
+@dataclass
+class Submission:
+    """One notebook on its way through the six stages; each stage fills in its part."""
+
+    path: Path | None  # the notebook (None: stage 1 picks it in ``folder`` for the assignment ``expected``)
+    folder: Path | None = None  # what its cells find in their working folder (default: the notebook's own)
+    expected: str | None = None  # the assignment asked for: another chapter's notebook is a one-line failure
+    limits: Limits = field(default_factory=Limits)
+    progress: Callable[[str, float], Any] | None = None  # hears (where, as the learner names it; seconds)
+    destination: Destination | None = None  # where stage 6 records it (None: nothing is written)
+    notes: list[str] = field(default_factory=list)  # for the learner, in order (a renamed notebook's first)
+    # 1 read + match
+    missing: bool = False  # no notebook of the assignment in the folder
+    nb: Any = None  # the notebook node, parsed once
+    chapter: str | None = None
+    matched: bool = False  # readable, and of the chapter asked for
+    exercises: list = field(default_factory=list)
+    present: dict = field(default_factory=dict)  # grade_id -> its test cell, for those in the notebook
+    labels: dict = field(default_factory=dict)  # cell index -> the cell as the learner names it
+    job: dict = field(default_factory=dict)  # what the sandbox executes (protocol.Job); 2 adds the limits,
+    #                                           3 leaves out what killed an earlier attempt
+    # 2 isolate
+    isolation: Isolation | None = None
+    deadline: float = 0.0  # time.monotonic() at which the submission's budget ends
+    # 3 run, 4 collect
+    attempt: Attempt | None = None  # the latest attempt, as it came back
+    run: SandboxRun = field(default_factory=lambda: SandboxRun(False, "not run"))  # it, validated
+    lost: dict = field(default_factory=dict)  # grade_id -> why: exercises whose probing killed the process
+    # 5 judge
+    result: NotebookResult | None = None
+    # 6 record
+    recorded: bool = False
+    record_error: Exception | None = None
+
+    def __post_init__(self):
+        if self.path is not None:
+            self.path = Path(self.path)
+            if self.folder is None:
+                self.folder = self.path.parent
+
+    def tell(self, where: dict, seconds: float) -> None:
+        """Progress from the run, in the learner's words."""
+        phase = where.get("phase")
+        self.progress(self.labels.get(where.get("index"), "a cell") if phase == CELL
+                      else f"the tests of {where['grade_id']}" if phase == PROBE else "starting", seconds)
+
+
+def grade_notebook(sub: Submission) -> NotebookResult:
+    """The six stages, in order. Problems of the submission become notes, never exceptions;
+    GradingError means the grader itself could not work."""
+    if read_submission(sub):  # 1
+        isolate_submission(sub)  # 2
+        while run_attempt(sub):  # 3
+            collect_submission(sub)  # 4
+    judge_submission(sub)  # 5
+    record_submission(sub)  # 6
+    return sub.result
 
 
 def check_notebook(path: str | Path, limits: Limits | None = None, folder: Path | None = None,
                    expected: str | None = None, progress=None) -> NotebookResult:
-    """Grade one notebook. Problems of the submission become messages, never exceptions;
+    """Grade one notebook, record nothing. Problems of the submission become messages, never exceptions;
     GradingError means the grader itself could not work. ``folder`` (default: the notebook's
     own) is what the cells find in their working folder. ``expected``: the assignment asked for;
-    a notebook of another chapter is then a one-line failure, never graded against that chapter."""
-    path = Path(path)
-    try:
-        nb = read_notebook(path)
-        chapter = match_chapter(nb, path.name)
-    except GradingError as exc:
-        return NotebookResult(path.name, None, 0.0, 0.0, [], [str(exc)])
-    if expected is not None and chapter != expected:
-        return NotebookResult(path.name, chapter, 0.0, 0.0, [],
-                              [f"this is the {chapter} notebook; expected {expected}"])
-    spec = load_spec(chapter)
-    exercises = list(spec.exercises)
-    fragments = hidden_fragments(exercises)
-    max_score = float(sum(ex.points for ex in exercises))
-    ref = reference_run(chapter, limits)
-    present = test_cells(nb)
+    a notebook of another chapter is then a one-line failure, never graded against that chapter.
+    ``progress(where, seconds)``: where the run is, in the learner's words."""
+    return grade_notebook(Submission(Path(path), folder=folder, expected=expected, limits=limits or Limits(),
+                                     progress=progress))
+
+
+def run_submission(nb, exercises: list, limits: Limits | None = None, folder: Path | None = None, progress=None):
+    """Stages 2 to 4 for an already-read notebook: (run, notes, {grade_id: reason} of exercises lost).
+    ``progress(where, seconds)`` hears the raw positions (as the job names them)."""
+    sub = Submission(Path("notebook.ipynb"), limits=limits or Limits(), job=build_job(nb, exercises))
+    sub.folder = folder  # None: nothing of the host is staged
+    sub.labels = {c["index"]: c["label"] for c in sub.job["cells"]}
     if progress is not None:
-        labels = {c["index"]: c["label"] for c in code_cells(nb)}
-        report = progress
-        progress = lambda where, seconds: report(  # noqa: E731
-            labels.get(where.get("index"), "a cell") if where.get("phase") == "cell"
-            else f"the tests of {where['grade_id']}" if where.get("phase") == "probe" else "starting", seconds)
-    run, notes, lost = run_submission(nb, exercises, limits, folder=folder or path.parent, progress=progress)
-    if not run.ok:
-        notes.append(run.reason)
-    notes += cell_notes(run, fragments)
-    verdicts = []
-    for ex in exercises:
-        if ex.grade_id not in present:
-            verdicts.append(CellVerdict(ex.grade_id, 0.0, float(ex.points), "its test cell is missing from the notebook"))
-        elif ex.grade_id in lost:
-            verdicts.append(CellVerdict(ex.grade_id, 0.0, float(ex.points), lost[ex.grade_id]))
-        elif not run.ok:
-            verdicts.append(CellVerdict(ex.grade_id, 0.0, float(ex.points), f"not graded: {run.reason}"))
-        else:
-            verdicts.append(judge_exercise(ex, run, ref, fragments=fragments))
-    score = float(sum(v.points for v in verdicts))
-    return NotebookResult(path.name, chapter, score, max_score, verdicts, notes)
+        sub.progress = progress
+        sub.tell = progress
+    isolate_submission(sub)
+    while run_attempt(sub):
+        collect_submission(sub)
+    return sub.run, sub.notes, sub.lost
 
 
 def mutant_run(chapter: str, notebook: Path | None = None, limits: Limits | None = None) -> tuple[SandboxRun, SandboxRun]:

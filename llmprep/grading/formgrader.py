@@ -4,9 +4,9 @@
 Stock nbgrader executes a submission in the student's kernel and takes the verdict from its test cells:
 the path this course exists to avoid. ``autograder/nbgrader_config.py`` replaces nbgrader's ``Execute``
 (and the score reading that follows it) by :class:`TrustedAutograde`: the sanitized notebook nbgrader
-hands over is graded by :func:`llmprep.grading.engine.check_notebook` in the sandbox, the verdicts are
-recorded by :func:`llmprep.grading.record.record` (the same writer ``llmprep grade`` uses) and shown as each
-test cell's output. nbgrader keeps the rest: the submission's timestamp, late penalties, the autograded
+hands over is graded by :func:`llmprep.grading.engine.grade_notebook` in the sandbox, the verdicts are
+recorded by its stage 6, :func:`llmprep.grading.record.record_submission` (the same writer ``llmprep grade``
+uses) and shown as each test cell's output. nbgrader keeps the rest: the submission's timestamp, late penalties, the autograded
 notebook, feedback and export. A notebook without graded cells (a chapter's reference notebook) passes
 through untouched; where no sandbox can start, it refuses instead of running the submission unconfined.
 """
@@ -26,8 +26,7 @@ class TrustedAutograde(NbGraderPreprocessor):
     def preprocess(self, nb, resources):
         import nbformat
 
-        from llmprep.grading.engine import check_notebook, isolation, test_cells
-        from llmprep.grading.record import annotate, record
+        from llmprep.grading.engine import Destination, Submission, grade_notebook, isolation, test_cells
 
         if not test_cells(nb):
             return nb, resources  # e.g. the chapter's reference notebook: nothing to grade
@@ -40,11 +39,13 @@ class TrustedAutograde(NbGraderPreprocessor):
         with tempfile.TemporaryDirectory(prefix="llmprep-autograde-") as tmp, _specs_of_this_package():
             path = Path(tmp) / f"{info['notebook']}.ipynb"
             nbformat.write(nb, str(path))
-            result = check_notebook(path, folder=folder, expected=info["assignment"])
+            sub = Submission(path, folder=folder, expected=info["assignment"],
+                             destination=Destination(info["db_url"], info["student"], info["notebook"], annotate=nb))
+            result = grade_notebook(sub)  # stage 6 records in nbgrader's gradebook and annotates ``nb``
         if not result.cells:
             raise RuntimeError(f"{info['student']}: {'; '.join(result.notes)}")
-        record(info["db_url"], info["assignment"], info["student"], info["notebook"], result, folder=folder)
-        annotate(nb, result)
+        if sub.record_error is not None:
+            raise sub.record_error
         self.log.info("llmprep: %s %s: %g / %g (trusted engine, %s)", info["student"], info["notebook"],
                       result.score, result.max_score, iso.level)
         return nb, resources

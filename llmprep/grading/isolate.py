@@ -48,9 +48,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from llmprep.grading.protocol import SUBMISSION, WORK, with_limits
+
 NOBODY = 65534
-WORK = "/sandbox/work"  # the submission's working folder inside the sandbox (cwd, HOME)
-SUBMISSION = "/sandbox/submission"  # read-only copy of the submission's own folder
 
 
 @dataclass
@@ -597,3 +597,15 @@ def sandbox_env(home: str) -> dict:
         "JUPYTER_PLATFORM_DIRS": "1", "PYTHONWARNINGS": "ignore",
     })
     return env
+
+
+# --------------------------------------------------------------------------- stage 2 of a submission
+
+def isolate_submission(sub) -> None:
+    """Stage 2 for a :class:`~llmprep.grading.engine.Submission`: the isolation this machine gives
+    (bubblewrap, or limits only), the time limits written into its job (the sandbox enforces them
+    itself, the watchdog from outside), and its one wall-clock budget, every retry included, starting
+    now. Each attempt then gets a fresh sandbox of this profile (:func:`bwrap_command`, :class:`Cgroup`)."""
+    sub.isolation = isolation()
+    sub.job = with_limits(sub.job, sub.limits.cell_timeout, sub.limits.case_timeout)
+    sub.deadline = time.monotonic() + sub.limits.wall

@@ -8,7 +8,8 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from llmprep.grading.collect import SandboxRun, clean_text, outputs_of
-from llmprep.grading.notebook import SUBMITTED
+from llmprep.grading.protocol import SUBMITTED
+from llmprep.grading.reference import reference_run
 from llmprep.grading.spec import Exercise
 from llmprep.grading.trusted import GradingError
 
@@ -127,8 +128,9 @@ def safe_message(text: str, fragments: list[str]) -> str:
     head = text.split(":", 1)[0]
     kind = head if head.isidentifier() and len(head) <= 40 else "an error"
     lowered = text.lower()
-    if any(f in text or (f.isalnum() and f.lower() in lowered) for f in fragments) \
-            or (isinstance(fragments, Hidden) and fragments.leaks(text)):
+    bare = text.replace("\\", "")  # hidden material quoted in escaped text (JSON, a repr) is still quoted
+    if any(f in text or f in bare or (f.isalnum() and f.lower() in lowered) for f in fragments) \
+            or (isinstance(fragments, Hidden) and (fragments.leaks(text) or fragments.leaks(bare))):
         return f"{kind} (message withheld: it quotes hidden test material)"
     text = _URL.sub("[link removed]", text)
     if any(_opaque(t) for t in _TOKENS.findall(text)):
@@ -192,3 +194,30 @@ def cell_notes(run: SandboxRun, fragments: list[str]) -> list[str]:
     if len(failed) > MAX_CELL_NOTES:
         notes.append(f"{len(failed) - MAX_CELL_NOTES} more cells raised errors")
     return notes
+
+
+def judge_submission(sub) -> None:
+    """Stage 5 for a :class:`~llmprep.grading.engine.Submission`: every exercise judged against the reference
+    outputs (the solution run the same way, cached), in words; notes from the sandbox filtered. A submission
+    that stage 1 could not match is its one-line failure (``sub.result``)."""
+    if not sub.matched:
+        sub.result = NotebookResult(sub.path.name if sub.path else "", sub.chapter, 0.0, 0.0, [], sub.notes)
+        return
+    fragments = hidden_fragments(sub.exercises)
+    ref = reference_run(sub.chapter, sub.limits)
+    run = sub.run
+    if not run.ok:
+        sub.notes.append(run.reason)
+    sub.notes += cell_notes(run, fragments)
+    verdicts = []
+    for ex in sub.exercises:
+        if ex.grade_id not in sub.present:
+            verdicts.append(CellVerdict(ex.grade_id, 0.0, float(ex.points), "its test cell is missing from the notebook"))
+        elif ex.grade_id in sub.lost:
+            verdicts.append(CellVerdict(ex.grade_id, 0.0, float(ex.points), sub.lost[ex.grade_id]))
+        elif not run.ok:
+            verdicts.append(CellVerdict(ex.grade_id, 0.0, float(ex.points), f"not graded: {run.reason}"))
+        else:
+            verdicts.append(judge_exercise(ex, run, ref, fragments=fragments))
+    sub.result = NotebookResult(sub.path.name, sub.chapter, float(sum(v.points for v in verdicts)),
+                                float(sum(ex.points for ex in sub.exercises)), verdicts, sub.notes)

@@ -1,13 +1,17 @@
 """Stage 1 of grading one submission: read the notebook as data (never executing it here),
-match it to a chapter, and turn it into the job the sandbox executes."""
+match it to a chapter, and turn it into the job the sandbox executes (its shape:
+:class:`llmprep.grading.protocol.Job`)."""
 from __future__ import annotations
 
 from pathlib import Path
 
+from llmprep.grading import protocol
+from llmprep.grading.protocol import SUBMITTED
 from llmprep.grading.spec import Exercise
 from llmprep.grading.trusted import GradingError, all_chapters, load_spec
 
-SUBMITTED = "submitted"  # the variant name of the submission as it is (vs mutants and alternatives)
+__all__ = ["SUBMITTED", "build_job", "code_cells", "match_chapter", "nbgrader_meta", "pick_notebook", "read_notebook",
+           "read_submission", "test_cells"]
 MAX_NOTEBOOK_BYTES = 50 * 2**20
 MAX_CANDIDATES = 20  # notebooks of a submission folder considered when the expected name is missing
 MAX_CANDIDATE_BYTES = 64 * 2**20  # and their total size
@@ -111,13 +115,13 @@ def code_cells(nb) -> list[dict]:
     return cells
 
 
-def build_job(nb, exercises: list[Exercise], mutants: bool = False) -> dict:
+def build_job(nb, exercises: list[Exercise], mutants: bool = False) -> protocol.Job:
     """What the sandbox executes: the code cells, then each exercise's probe on every case for
     the submission (and, for the test suite, every mutant and alternative-correct fixture)."""
-    return {
-        "cells": code_cells(nb),
-        "bans": {ex.grade_id: [list(b) for b in ex.bans] for ex in exercises if ex.bans},
-        "exercises": [
+    return protocol.job(
+        cells=code_cells(nb),
+        bans={ex.grade_id: [list(b) for b in ex.bans] for ex in exercises if ex.bans},
+        exercises=[
             {
                 "grade_id": ex.grade_id,
                 "probe": ex.probe_source,
@@ -129,17 +133,23 @@ def build_job(nb, exercises: list[Exercise], mutants: bool = False) -> dict:
             }
             for ex in exercises
         ],
-    }
+    )
 
 
 def pick_notebook(folder: Path, spec) -> tuple[Path | None, str]:
     """The submitted notebook to grade: the expected name, else the one sharing most grade ids
     with the chapter (students rename files). Returns (path, note). Symlinks are never followed."""
+    path, _nb, note = find_notebook(folder, spec)
+    return path, note
+
+
+def find_notebook(folder: Path, spec):
+    """As :func:`pick_notebook`, with the notebook node when picking it meant reading it: (path, nb or None, note)."""
     expected = folder / spec.notebook
     if expected.is_file() and not expected.is_symlink():
-        return expected, ""
+        return expected, None, ""
     ids = {ex.grade_id for ex in spec.exercises}
-    best, overlap = None, 0
+    best, best_nb, overlap = None, None, 0
     budget = MAX_CANDIDATE_BYTES
     candidates = [p for p in sorted(folder.glob("*.ipynb"))[:MAX_CANDIDATES]
                   if not p.is_symlink() and p.is_file()]
@@ -149,11 +159,43 @@ def pick_notebook(folder: Path, spec) -> tuple[Path | None, str]:
             continue
         budget -= size
         try:
-            n = len(ids & set(test_cells(read_notebook(candidate))))
+            nb = read_notebook(candidate)
+            n = len(ids & set(test_cells(nb)))
         except GradingError:
             continue
         if n > overlap:
-            best, overlap = candidate, n
+            best, best_nb, overlap = candidate, nb, n
     if best is None:
-        return None, f"no notebook with this assignment's graded cells in {folder.name}/"
-    return best, f"graded {best.name} as {spec.notebook} ({overlap} of {len(ids)} graded cells matched)"
+        return None, None, f"no notebook with this assignment's graded cells in {folder.name}/"
+    return best, best_nb, f"graded {best.name} as {spec.notebook} ({overlap} of {len(ids)} graded cells matched)"
+
+
+def read_submission(sub) -> bool:
+    """Stage 1 for a :class:`~llmprep.grading.engine.Submission`: the notebook (for a class, picked in the
+    submission folder: the expected name, else the renamed one with most of the assignment's graded cells)
+    parsed once, matched to a chapter (the one asked for, if any), that chapter's exercises, the graded
+    cells present, and the job the sandbox executes. False, with the one-line reason
+    in ``sub.notes``, when it cannot be graded; a broken spec is the grader's GradingError."""
+    if sub.path is None:  # a class's submission folder: the notebook the assignment asked for, maybe renamed
+        sub.path, sub.nb, note = find_notebook(sub.folder, load_spec(sub.expected))
+        if note:
+            sub.notes.append(note)
+        if sub.path is None:
+            sub.missing = True
+            return False
+    try:
+        if sub.nb is None:
+            sub.nb = read_notebook(sub.path)
+        sub.chapter = match_chapter(sub.nb, sub.path.name)
+    except GradingError as exc:
+        sub.notes.append(str(exc))
+        return False
+    if sub.expected is not None and sub.chapter != sub.expected:
+        sub.notes.append(f"this is the {sub.chapter} notebook; expected {sub.expected}")
+        return False
+    sub.exercises = list(load_spec(sub.chapter).exercises)
+    sub.present = test_cells(sub.nb)
+    sub.job = build_job(sub.nb, sub.exercises)
+    sub.labels = {c["index"]: c["label"] for c in sub.job["cells"]}
+    sub.matched = True
+    return True

@@ -7,7 +7,10 @@ from __future__ import annotations
 import html
 import re
 import tempfile
+import threading
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from llmprep.grading.judge import NotebookResult
 from llmprep.grading.notebook import nbgrader_meta, read_notebook
@@ -79,15 +82,17 @@ def as_markdown_text(text: str) -> str:
     return _MARKDOWN.sub(r"\\\1", html.escape(text, quote=True))
 
 
-def write_autograded(path: Path, out: Path, result: NotebookResult, template: Path) -> None:
+def write_autograded(path, out: Path, result: NotebookResult, template: Path) -> None:
     """The notebook formgrader and `nbgrader generate_feedback` display: the released notebook
     (valid nbgrader metadata whatever the submission did to its own), with the student's answer
-    in each solution cell (matched by grade id) and the trusted verdict as each test cell's output."""
+    in each solution cell (matched by grade id) and the trusted verdict as each test cell's output.
+    ``path``: the submitted notebook, or the notebook node already read from it."""
     import nbformat
 
     answers: dict[str, str] = {}
     try:
-        for cell in read_notebook(path).cells:
+        submitted = read_notebook(path) if isinstance(path, (str, Path)) else path
+        for cell in submitted.cells:
             meta = nbgrader_meta(cell)
             if meta.get("solution") and str(meta.get("grade_id")) not in answers:
                 src = cell.get("source", "")
@@ -126,3 +131,51 @@ def annotate(nb, result: NotebookResult) -> None:
     if result.notes:
         nb.cells.insert(0, nbformat.v4.new_markdown_cell(
             "**Notes from the grader**\n\n" + "\n".join(f"- {as_markdown_text(n)}" for n in result.notes)))
+
+
+def copy_timestamp(folder: Path, out: Path) -> None:
+    """nbgrader's exchange leaves timestamp.txt and submission_secret.txt beside a submission;
+    generate_feedback and release_feedback need them in the autograded folder (as nbgrader autograde
+    leaves them)."""
+    for name in ("timestamp.txt", "submission_secret.txt"):
+        stamp = folder / name
+        if stamp.is_file() and not stamp.is_symlink() and stamp.stat().st_size < 4096:
+            (out / name).write_text(stamp.read_text(errors="replace"))
+
+
+@dataclass
+class Destination:
+    """Where stage 6 writes one student's verdicts: the gradebook, and the notebook formgrader and feedback show,
+    either written to ``autograded`` (from the released ``template``, with the timestamp files beside it:
+    ``llmprep grade``) or ``annotate``: nbgrader's own notebook node, annotated in place (nbgrader autograde)."""
+    db_url: str
+    student: str
+    notebook: str  # nbgrader's notebook id (the file name without .ipynb)
+    autograded: Path | None = None
+    template: Path | None = None
+    annotate: Any = None
+
+
+_one_writer = threading.Lock()  # the batch grades in threads; one gradebook transaction at a time
+
+
+def record_submission(sub) -> None:
+    """Stage 6 for a :class:`~llmprep.grading.engine.Submission` with a ``destination``: the verdicts in the
+    gradebook (under the assignment asked for, ``sub.expected``), then the autograded notebook. Only a
+    submission with verdicts is recorded; a failure to record is that submission's (``sub.record_error``),
+    never the batch's. Without a destination (``llmprep check``, the tests) nothing is written."""
+    dest, result = sub.destination, sub.result
+    if dest is None or not result.cells:
+        return
+    try:
+        with _one_writer:
+            record(dest.db_url, sub.expected, dest.student, dest.notebook, result, folder=sub.folder)
+        if dest.autograded is not None:
+            write_autograded(sub.nb, dest.autograded, result, dest.template)
+            if sub.folder is not None:
+                copy_timestamp(sub.folder, dest.autograded.parent)
+        if dest.annotate is not None:
+            annotate(dest.annotate, result)
+        sub.recorded = True
+    except Exception as exc:  # noqa: BLE001 - recorded as this student's failure
+        sub.record_error = exc

@@ -1,5 +1,6 @@
 """The reference outputs: the solution notebook run through the same sandbox, once per change of
-notebook, spec or sandbox code, cached where no sandbox can reach (``build/grading-cache``)."""
+notebook, spec or sandbox code (``sandbox.py`` and the ``protocol.py`` it speaks), cached where no
+sandbox can reach (``build/grading-cache``)."""
 from __future__ import annotations
 
 import hashlib
@@ -35,8 +36,8 @@ def _reference_run(chapter: str, limits: Limits | None) -> SandboxRun:
     nb_path = solutions_dir() / chapter / spec.notebook
     nb = read_notebook(nb_path)
     job = build_job(nb, list(spec.exercises))
-    key = hashlib.sha256((json.dumps(job, sort_keys=True) + spec_source_hash(chapter) +
-                          Path(__file__).with_name("sandbox.py").read_text()).encode()).hexdigest()[:20]
+    inside = "".join(Path(__file__).with_name(name).read_text() for name in ("sandbox.py", "protocol.py"))
+    key = hashlib.sha256((json.dumps(job, sort_keys=True) + spec_source_hash(chapter) + inside).encode()).hexdigest()[:20]
     folder = cache_dir()
     stem = folder / f"{chapter}-{key}"
     if stem.with_suffix(".json").is_file() and stem.with_suffix(".npz").is_file():

@@ -15,6 +15,9 @@ results pipe as the file descriptor named by its one argument. It
 5. sends framed messages on that pipe: ``progress`` before each cell and probe, then ``summary``
    (JSON) and ``npz`` (numeric / bool / str arrays only: loadable without pickle).
 
+What it exchanges with the trusted side (paths, frames, caps, the job and summary shapes) is
+:mod:`llmprep.grading.protocol`; before student code runs it imports only that and the standard library.
+
 Everything this process sends is treated by the trusted side as hostile data
 (:mod:`llmprep.grading.collect`); nothing here decides a grade.
 """
@@ -29,9 +32,10 @@ import sys
 import time
 import traceback
 
-MAX_MESSAGE = 300
-RESULTS_FD = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 3
-SUBMISSION = "/sandbox/submission"
+from llmprep.grading import protocol
+from llmprep.grading.protocol import ARRAY_KINDS, MAX_MESSAGE, STARVED, SUBMISSION
+
+RESULTS_FD = protocol.results_fd(sys.argv)
 
 _channel = None
 
@@ -41,15 +45,15 @@ def send(kind: str, payload: bytes) -> None:
     global _channel
     if _channel is None:
         _channel = os.fdopen(os.dup(RESULTS_FD), "wb", buffering=0)
-    data = f"{kind} {len(payload)}\n".encode() + payload
+    data = protocol.encode_frame(kind, payload)
     view = memoryview(data)
     while view:
         view = view[_channel.write(view):]
 
 
-def mark(**where) -> None:
+def mark(where: protocol.Progress) -> None:
     """Say where we are, so the engine can grade what finished if this process dies."""
-    send("progress", json.dumps(where).encode())
+    send(protocol.PROGRESS, json.dumps(where).encode())
 
 
 class CellTimeout(BaseException):
@@ -58,9 +62,6 @@ class CellTimeout(BaseException):
 
 def _alarm(signum, frame):  # noqa: ARG001
     raise CellTimeout()
-
-
-STARVED = 3.0  # as run.Watchdog: wall-clock allowance in multiples of the CPU-time limit
 
 
 def start_alarm(seconds: float) -> None:
@@ -97,7 +98,7 @@ def _to_array(value):
     elif type(value).__module__.startswith("jax") or hasattr(value, "__jax_array__"):
         value = np.asarray(value)
     arr = np.asarray(value)
-    if arr.dtype.kind not in "biufUS":
+    if arr.dtype.kind not in ARRAY_KINDS:
         raise TypeError(f"output of type {type(value).__name__} is not plain data")
     if arr.dtype.kind == "f" and arr.dtype.itemsize < 4:
         arr = arr.astype(np.float32)
@@ -161,7 +162,7 @@ def run_cells(shell, cells, cell_timeout: float) -> list[dict]:
         if cell.get("skip"):
             records.append({"index": cell["index"], "status": "skipped"})
             continue
-        mark(phase="cell", index=cell["index"])
+        mark(protocol.cell_progress(cell["index"]))
         start = time.monotonic()
         start_alarm(cell_timeout)
         try:
@@ -185,7 +186,7 @@ def run_probes(user_ns: dict, exercises: list[dict], case_timeout: float):
     arrays: dict[str, np.ndarray] = {}
     summary = []
     for ex in exercises:
-        mark(phase="probe", grade_id=ex["grade_id"])
+        mark(protocol.probe_progress(ex["grade_id"]))
         with bans_in_force(ex["grade_id"], user_ns):
             _probe_exercise(user_ns, ex, case_timeout, arrays, summary)
     return arrays, summary
@@ -205,7 +206,7 @@ def _probe_exercise(user_ns: dict, ex: dict, case_timeout: float, arrays: dict, 
             except Exception as exc:  # noqa: BLE001
                 patch_error = _short(exc)
         for ci, case in enumerate(ex["cases"]):
-            key = f"{ex['grade_id']}|{variant['name']}|{ci}"
+            prefix = protocol.output_prefix(ex["grade_id"], variant["name"], ci)
             entry = {"grade_id": ex["grade_id"], "variant": variant["name"], "case": ci}
             if patch_error:
                 entry.update(status="error", message=f"variant failed to load: {patch_error}")
@@ -218,11 +219,11 @@ def _probe_exercise(user_ns: dict, ex: dict, case_timeout: float, arrays: dict, 
                 if not isinstance(out, dict):
                     raise TypeError("probe returned no outputs")
                 for name, value in out.items():
-                    arrays[f"{key}|{name}"] = _to_array(value)
+                    arrays[f"{prefix}{name}"] = _to_array(value)
                 entry.update(status="ok")
             except BaseException as exc:  # noqa: BLE001 - anything the student code raised, exit included
                 stop_alarm()
-                for name in [k for k in arrays if k.startswith(key + "|")]:
+                for name in [k for k in arrays if k.startswith(prefix)]:
                     del arrays[name]
                 entry.update(status="error", message=_short(exc, case_timeout))
             summary.append(entry)
@@ -232,7 +233,7 @@ def main() -> int:
     job = json.loads(sys.stdin.read())
     sys.stdin.close()
     sys.stdin = io.StringIO("")
-    send("progress", b"{}")  # opens the channel before any student code runs
+    send(protocol.PROGRESS, b"{}")  # opens the channel before any student code runs
     signal.signal(signal.SIGALRM, _alarm)
     signal.signal(signal.SIGPROF, _alarm)
     copy_submission_folder()
@@ -246,18 +247,17 @@ def main() -> int:
         install_bans(job["bans"])
     shell = make_shell()
     t0 = time.monotonic()
-    cells = run_cells(shell, job["cells"], float(job.get("cell_timeout", 120)))
+    cells = run_cells(shell, job["cells"], float(job.get("cell_timeout", protocol.DEFAULT_CELL_TIMEOUT)))
     t1 = time.monotonic()
-    arrays, probes = run_probes(shell.user_ns, job["exercises"], float(job.get("case_timeout", 60)))
+    arrays, probes = run_probes(shell.user_ns, job["exercises"], float(job.get("case_timeout", protocol.DEFAULT_CASE_TIMEOUT)))
     t2 = time.monotonic()
 
     import numpy as np
 
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    send("summary", json.dumps({"cells": cells, "probes": probes,
-                                "seconds": {"cells": round(t1 - t0, 3), "probes": round(t2 - t1, 3)}}).encode())
-    send("npz", buffer.getvalue())
+    send(protocol.SUMMARY, json.dumps(protocol.summary(cells, probes, t1 - t0, t2 - t1)).encode())
+    send(protocol.NPZ, buffer.getvalue())
     sys.stdout.flush()
     os._exit(0)  # skip interpreter teardown: nothing the submission registered runs after this
 
