@@ -89,7 +89,7 @@ def test_formgrader_view_typesets_and_answers_formgrade_js_in_a_browser(graded_c
                                                                         tmp_path_factory):
     """The MathJax 2 call formgrade.js makes at start-up (MathJax.Hub.Startup.signal.Interest, which threw
     "MathJax is not defined") is answered with "End" once the page is typeset."""
-    from tests.test_book import _need_browser, _open, _wait
+    from tests.site.test_book import _need_browser, _open, _wait
 
     _need_browser()
     page = tmp_path_factory.mktemp("formgrade") / "submission.html"
@@ -125,7 +125,7 @@ def test_fetch_feedback_does_not_warn_about_the_ungraded_reference_notebook():
 def test_feedback_page_typesets_its_math_offline_in_a_browser(graded_class, tmp_path_factory):
     """Opened from disk (file://, as a learner opens fetched feedback), the page typesets its TeX with the
     inlined MathJax: no request leaves the machine, no console error."""
-    from tests.test_book import _console_errors, _need_browser, _open, _wait
+    from tests.site.test_book import _console_errors, _need_browser, _open, _wait
 
     _need_browser()
     browser = _browser(tmp_path_factory)
@@ -142,17 +142,6 @@ def test_feedback_page_typesets_its_math_offline_in_a_browser(graded_class, tmp_
 
 
 def _browser(tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    from tests.site.test_book import make_driver
 
-    from tests.test_book import CHROMEDRIVER, CHROMIUM, FLAGS
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for flag in FLAGS:
-        opts.add_argument(flag)
-    opts.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
-    driver.set_page_load_timeout(60)
-    return driver
+    return make_driver(tmp_path_factory.mktemp("chromium-profile"))

@@ -95,9 +95,8 @@ def _need_browser():
         pytest.skip(msg)
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    _need_browser()
+def make_driver(profile: Path):
+    """Debian's headless Chromium through its chromedriver, with a fresh profile folder and the console log kept."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -105,10 +104,17 @@ def browser(tmp_path_factory):
     opts.binary_location = str(CHROMIUM)
     for flag in FLAGS:
         opts.add_argument(flag)
-    opts.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    opts.add_argument(f"--user-data-dir={profile}")
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
     driver.set_page_load_timeout(60)
+    return driver
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    _need_browser()
+    driver = make_driver(tmp_path_factory.mktemp("chromium-profile"))
     yield driver
     driver.quit()
 

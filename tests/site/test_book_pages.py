@@ -2,16 +2,14 @@
 says where they open in a local install; search snippets start at the page's text, not at the theme's
 buttons; long pages have an in-page contents list; the left navigation marks the chapter being read; README
 says which CJK fonts a reader needs. A site of two chapters, not run (fast); pages in headless Chromium."""
-import functools
 import re
-import threading
 import urllib.parse
 
 import pytest
 
 from llmprep.paths import chapter_prefix
-from tests.site.test_book import _console_errors, _open, _Quiet, _Server, _wait
-from tests.site.test_book import browser  # noqa: F401 - the fixture
+from tests.site.test_book import _console_errors, _open, _wait
+from tests.site.test_book import browser, server  # noqa: F401 - the fixtures (server serves this module's site)
 
 pytestmark = pytest.mark.browser
 
@@ -27,16 +25,6 @@ def site(root, tmp_path_factory):
                         doctrees=tmp / "doctrees", results=tmp / "results.jsonl")
     assert not result.warnings, result.warnings
     return result
-
-
-@pytest.fixture(scope="module")
-def server(site):
-    httpd = _Server(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(site.out)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)

@@ -15,17 +15,10 @@ import pytest
 from llmprep import cli
 from llmprep.grading.batch import grade_assignment
 from llmprep.grading.engine import isolation, load_spec
+from tests.course.test_start_lab import _free_port
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
 CH01 = "ch01_training"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
