@@ -267,6 +267,7 @@ EXERCISES = [
               ("jax.scipy.special", "logsumexp", "jax.scipy.special.logsumexp"),
               ("jax.scipy.special", "log_softmax", "jax.scipy.special.log_softmax"),
               ("optax.losses", "safe_softmax_cross_entropy", "optax.losses.safe_softmax_cross_entropy"),
+              ("optax", "safe_softmax_cross_entropy", "optax.safe_softmax_cross_entropy"),
               ("optax.losses", "poly_loss_cross_entropy", "optax.losses.poly_loss_cross_entropy"),),
         cases=(
             Case("small logits", {"seed": 0, "shape": [6, 10], "scale": 1.0}),

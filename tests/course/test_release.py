@@ -40,9 +40,12 @@ def test_released_notebooks_hold_no_solutions_or_spec_material(root):
         # the graded notebook must not carry any mutant's body (reference notebooks may share
         # ordinary lines of correct code with a mutant, e.g. an optimizer step)
         course_text = (root / "course" / chapter / spec.notebook).read_text()
-        # a mutant edited from the solution keeps the stub's own lines (signatures, docstrings): those are public
+        # a mutant edited from the solution keeps the stub's own lines (signatures, docstrings) and the lines of
+        # code the notebook gives out (a bug hunt's broken script): those are public
         released = json.loads(course_text)["cells"]
-        public = {line.strip() for cell in released if cell["metadata"].get("nbgrader", {}).get("solution")
+        public = {line.strip() for cell in released if cell["cell_type"] == "code"
+                  and (cell["metadata"].get("nbgrader", {}).get("solution")
+                       or not cell["metadata"].get("nbgrader", {}).get("grade"))
                   for line in "".join(cell["source"]).splitlines()}
         for ex in spec.exercises:
             assert ex.probe.__name__ not in course_text
