@@ -344,6 +344,8 @@ EXERCISES = [
         grade_id="ch01_warmup_cosine_test", functions=("warmup_cosine_lr",), points=2,
         bans=(("transformers.optimization", "get_cosine_schedule_with_warmup", "transformers' cosine schedule"),
               ("transformers.optimization", "get_cosine_with_min_lr_schedule_with_warmup", "transformers' cosine schedule"),
+              ("transformers", "get_cosine_schedule_with_warmup", "transformers' cosine schedule"),
+              ("transformers", "get_cosine_with_min_lr_schedule_with_warmup", "transformers' cosine schedule"),
               ("torch.optim.lr_scheduler.LRScheduler", "__init__", "a torch.optim.lr_scheduler scheduler")),
         cases=(
             Case("10 warmup of 100 steps", {"base_lr": 3e-4, "warmup": 10, "total": 100, "min_lr": 0.0}),
