@@ -53,7 +53,7 @@ __all__ = ["SUBMITTED", "CellVerdict", "Destination", "GradingError", "Isolation
            "SandboxRun", "Submission", "all_chapters", "build_job", "check_notebook", "code_cells", "grade_notebook",
            "isolation", "judge_exercise", "judge_variants", "load_spec", "match_chapter", "mutant_run",
            "nbgrader_meta", "outputs_of", "read_notebook", "reference_run", "repo_root", "run_sandbox",
-           "run_submission", "test_cells"]
+           "test_cells"]
 
 
 @dataclass
@@ -124,21 +124,6 @@ def check_notebook(path: str | Path, limits: Limits | None = None, folder: Path 
     ``progress(where, seconds)``: where the run is, in the learner's words."""
     return grade_notebook(Submission(Path(path), folder=folder, expected=expected, limits=limits or Limits(),
                                      progress=progress))
-
-
-def run_submission(nb, exercises: list, limits: Limits | None = None, folder: Path | None = None, progress=None):
-    """Stages 2 to 4 for an already-read notebook: (run, notes, {grade_id: reason} of exercises lost).
-    ``progress(where, seconds)`` hears the raw positions (as the job names them)."""
-    sub = Submission(Path("notebook.ipynb"), limits=limits or Limits(), job=build_job(nb, exercises))
-    sub.folder = folder  # None: nothing of the host is staged
-    sub.labels = {c["index"]: c["label"] for c in sub.job["cells"]}
-    if progress is not None:
-        sub.progress = progress
-        sub.tell = progress
-    isolate_submission(sub)
-    while run_attempt(sub):
-        collect_submission(sub)
-    return sub.run, sub.notes, sub.lost
 
 
 def mutant_run(chapter: str, notebook: Path | None = None, limits: Limits | None = None) -> tuple[SandboxRun, SandboxRun]:

@@ -566,12 +566,6 @@ class Cgroup:
         return left
 
 
-def leaked_groups() -> list[Path]:
-    """Per-run groups of this grader still present (for tests and ``llmprep doctor``-style checks)."""
-    parents = [_v2_parent()] if _v2_parent() is not None else [_v1_parent(c) for c in (*CONTROLLERS, "cpuacct")]
-    return sorted(g for p in parents if p is not None for g in p.glob("llmprep-run-*") if g.is_dir())
-
-
 def set_rlimits(limits: Limits) -> None:
     """Called in the child before exec; inherited by bwrap and everything inside."""
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu, limits.cpu))

@@ -64,6 +64,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _get(port: int, token: str, path: str):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"token {token}"})
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        return json.loads(resp.read())
+
+
+def when_up(server, call, tries: int = 240):
+    """``call()``'s answer once the Jupyter server started as ``server`` answers it (it fails if the server exits)."""
+    for _ in range(tries):
+        try:
+            return call()
+        except OSError:
+            assert server.poll() is None, server.stderr.read()[-3000:]
+            time.sleep(0.5)
+    raise AssertionError("the Jupyter server did not start")
+
+
 def test_a_started_folder_outside_the_course_root_opens_in_the_lab_server(root, tmp_path, capsys):
     """The real `jupyter lab` command `llmprep lab DIR` runs serves the exercises `llmprep start` copied there."""
     dest = tmp_path / "practice" / "ch01"
@@ -75,18 +92,7 @@ def test_a_started_folder_outside_the_course_root_opens_in_the_lab_server(root, 
                                      f"--IdentityProvider.token={token}"],
                               cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        for _ in range(240):
-            try:
-                req = urllib.request.Request(f"http://127.0.0.1:{port}/api/contents/ch01_exercises.ipynb?content=1",
-                                             headers={"Authorization": f"token {token}"})
-                with urllib.request.urlopen(req, timeout=60) as resp:
-                    model = json.loads(resp.read())
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read()[-3000:]
-                time.sleep(0.5)
-        else:
-            raise AssertionError("the Jupyter server did not start")
+        model = when_up(server, lambda: _get(port, token, "/api/contents/ch01_exercises.ipynb?content=1"))
         assert model["type"] == "notebook" and model["content"]["cells"]
     finally:
         server.terminate()

@@ -3,11 +3,8 @@ that `llmprep lab` starts, asked over HTTP for the data its Manage Submissions p
 student is listed as autograded with the trusted score (not "needs autograding") and nbgrader's submission
 timestamp, and the autograded notebook the submission view shows carries the trusted verdict lines.
 (The page itself in headless Chromium stayed at "Loading" on this machine; not yet a browser test.)"""
-import json
 import shutil
 import subprocess
-import time
-import urllib.request
 
 import nbformat
 import pytest
@@ -15,7 +12,7 @@ import pytest
 from llmprep import cli
 from llmprep.grading.batch import grade_assignment
 from llmprep.grading.engine import isolation, load_spec
-from tests.course.test_start_lab import _free_port
+from tests.course.test_start_lab import _free_port, _get, when_up
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
 CH01 = "ch01_training"
@@ -43,20 +40,10 @@ def formgrader(root, tmp_path_factory):
     base = f"http://127.0.0.1:{port}"
 
     def api(path):
-        req = urllib.request.Request(base + path, headers={"Authorization": f"token {token}"})
-        with urllib.request.urlopen(req, timeout=120) as resp:
-            return json.loads(resp.read())
+        return _get(port, token, path)
 
     try:
-        for _ in range(240):
-            try:
-                api("/api/status")
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read()[-3000:]
-                time.sleep(0.5)
-        else:
-            raise AssertionError("the Jupyter server did not start")
+        when_up(server, lambda: api("/api/status"))
         yield {"api": api, "base": base, "token": token, "max": sum(ex.points for ex in load_spec(CH01).exercises)}
     finally:
         server.terminate()
