@@ -53,16 +53,17 @@ def test_every_stated_rule_has_a_case_and_a_mutant(chapter):
                 assert word and isinstance(word, str), f"{ex.grade_id}: {mutant!r} declares no word"
 
 
-# Chapters whose cases are annotated with ``edge=`` (issue 29's boundary-value pass). Part I's chapters are
-# converted separately; until then their check is skipped, not weakened.
-EDGE_ANNOTATED = {"ch09_transformer", "ch10_tokenization", "ch11_posttraining", "ch12_inference", "ch13_distributed"}
+# Every chapter's cases are annotated with ``edge=`` (issue 29's boundary-value pass), new chapters from their first
+# commit; Part I's chapters are converted separately and listed here until then (the check is skipped, not weakened).
+NOT_YET_EDGE_ANNOTATED = {"ch01_training", "ch02_imbalance", "ch03_finetuning", "ch04_applications",
+                          "ch05_sentiment", "ch06_generation", "ch07_jax", "ch08_frontiers"}
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_every_rule_names_an_edge_case(chapter):
     """Not only a typical case: every rule names at least one case that sits on the edge of a stated domain
     (``Case(..., edge=...)``: a shape, a magnitude, a character class, a tie, a promised error, ...)."""
-    if chapter not in EDGE_ANNOTATED:
+    if chapter in NOT_YET_EDGE_ANNOTATED:
         pytest.skip(f"{chapter}: cases not annotated with edge= yet (issue 29, Part I)")
     for ex in load_spec(chapter).exercises:
         edges = {c.name: c.edge for c in ex.cases if c.edge}
