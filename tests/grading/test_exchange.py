@@ -1,14 +1,20 @@
 """nbgrader's exchange, end to end, with the course's configuration (autograder/nbgrader_config.py):
 release -> fetch -> submit -> collect -> `llmprep grade` -> generate_feedback -> release_feedback ->
-fetch_feedback -> export, for three simulated students.
+fetch_feedback -> export.
 
-The students use the lab's Assignment List code (nbgrader's ``AssignmentList``: what its buttons call),
-the instructor Formgrader's API (``NbGraderAPI``) and, for release and export, the `llmprep nbgrader`
-command itself; all in a temporary course root (LLMPREP_ROOT) with its course-local exchange."""
+Two classes of three students: one where each student is a real OS account sharing one exchange folder
+(the setup README documents for a shared server; needs root to create the accounts), and one where one OS
+user plays all three (a class on one machine as a demonstration). The students use the lab's Assignment List
+code (nbgrader's ``AssignmentList``: what its buttons call) or `llmprep nbgrader` as themselves; the
+instructor uses Formgrader's API (``NbGraderAPI``) and `llmprep nbgrader`; all in a temporary course root
+(LLMPREP_ROOT)."""
 import csv
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -126,3 +132,169 @@ def test_exchange_round_trip_three_students(root, tmp_path, monkeypatch, capsys,
     llmprep_nbgrader("export")
     grades = {r["student_id"]: float(r["score"]) for r in csv.DictReader(open(course / "grades.csv"))}
     assert grades == {"alice": full, "bob": 0.0, "carol": full}
+
+
+# --------------------------------------------------------------------------- three OS accounts, one exchange
+
+STUDENT_SESSION = r"""
+import os, shutil, sys
+from nbgrader.server_extensions.assignment_list.handlers import AssignmentList
+
+action, chapter, source, filename = sys.argv[1:5]
+lst = AssignmentList()
+lst.root_dir = os.environ["HOME"]
+work = os.environ["LLMPREP_WORKSPACE"]
+if action == "submit":
+    courses = lst.list_courses()
+    assert courses == {"success": True, "value": ["llmprep"]}, courses
+    result = lst.fetch_assignment("llmprep", chapter)
+    assert result["success"], result
+    nb = os.path.join(work, chapter, sys.argv[5])
+    assert os.path.isfile(nb), os.listdir(os.path.join(work, chapter))
+    if source != "-":
+        os.unlink(nb)
+        shutil.copy(source, os.path.join(work, chapter, filename))
+    result = lst.submit_assignment("llmprep", chapter)
+    assert result["success"], result
+    try:  # the other students' submissions: the inbound folder is not listable
+        os.listdir(os.path.join(os.environ["LLMPREP_EXCHANGE"], "llmprep", "inbound"))
+        print("inbound: listed")
+    except PermissionError:
+        print("inbound: refused")
+elif action == "feedback":
+    result = lst.fetch_feedback("llmprep", chapter)
+    assert result["success"], result
+print("session ok")
+"""
+
+
+def _enter_as(uid: int, gid: int):
+    """preexec_fn: become ``uid`` for good. Where the interpreter lives under a folder other users cannot
+    search (pyenv under /root, as on the CI machine), a private mount namespace shows it at its own path
+    under an empty world-searchable folder, as a system-wide Python would be on a shared server."""
+    from llmprep.grading import isolate
+
+    base = os.path.realpath(sys.base_prefix)
+    blocked = next((str(Path(*Path(base).parts[:i])) for i in range(2, len(Path(base).parts) + 1)
+                    if not isolate._reachable(str(Path(*Path(base).parts[:i])), uid)), None)
+    stage = tempfile.mkdtemp(prefix="llmprep-python-") if blocked else None
+
+    def enter():
+        if blocked:
+            import ctypes
+
+            isolate._unshare_mount_namespace()
+            isolate._bind(base, stage)                    # keep the interpreter reachable ...
+            libc = isolate._libc()
+            if libc.mount(b"tmpfs", blocked.encode(), b"tmpfs", 0, b"mode=0755") != 0:  # ... hide what blocks it
+                raise OSError(ctypes.get_errno(), f"tmpfs on {blocked}")
+            os.makedirs(base, exist_ok=True)
+            isolate._bind(stage, base)
+        os.setgroups([])
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+    return enter, stage
+
+
+@pytest.fixture
+def os_students():
+    """Three fresh OS accounts (removed afterwards): ``{name: (uid, gid)}``."""
+    if os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("userdel"):
+        pytest.skip("creating the students' OS accounts needs root and useradd")
+    import pwd
+
+    names = [f"lp{os.getpid() % 100000}{who}" for who in ("alice", "bob", "carol")]
+    made = []
+    try:
+        for name in names:
+            subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group", name],
+                           check=True, capture_output=True)
+            made.append(name)
+        yield {n: (pwd.getpwnam(n).pw_uid, pwd.getpwnam(n).pw_gid) for n in names}
+    finally:
+        for name in made:
+            subprocess.run(["userdel", name], capture_output=True)
+
+
+@pytest.mark.sandbox
+@pytest.mark.slow
+def test_three_os_accounts_share_one_exchange(root, os_students, ch01_reference, monkeypatch):
+    """README's shared-server setup, as three real OS users: an admin's exchange folder (mode 0777) named by
+    LLMPREP_EXCHANGE for everyone, each student's own workspace (LLMPREP_WORKSPACE) and home; nbgrader
+    knows each student by their account, collect checks who owns each submission, no student can list
+    another's, and each student fetches back their own feedback only."""
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    shared = Path(tempfile.mkdtemp(prefix="llmprep-class-"))
+    os.chmod(shared, 0o755)
+    stages = []
+    try:
+        course = shared / "course_root"
+        for top in ("solutions", "course"):
+            shutil.copytree(root / top / CH, course / top / CH)
+        shutil.copytree(root / "autograder", course / "autograder", ignore=shutil.ignore_patterns("__pycache__"))
+        exchange = shared / "exchange"
+        exchange.mkdir()
+        os.chmod(exchange, 0o777)                               # created once by an admin, as nbgrader documents
+        nb_name = load_spec(CH).notebook
+        answers = dict(zip(os_students, [(shutil.copy(root / "solutions" / CH / nb_name, shared / "a.ipynb"), nb_name),
+                                         ("-", nb_name),
+                                         (shutil.copy(root / "solutions" / CH / nb_name, shared / "c.ipynb"),
+                                          "renamed.ipynb")]))
+        for name in ("a.ipynb", "c.ipynb"):
+            os.chmod(shared / name, 0o644)
+        instructor = dict(nbgrader_env(course), LLMPREP_EXCHANGE=str(exchange))
+        for key in ("LLMPREP_WORKSPACE", "LLMPREP_GRADEBOOK"):
+            instructor.pop(key, None)
+        proc = subprocess.run([sys.executable, "-m", "llmprep", "nbgrader", "release_assignment", CH, "--force"],
+                              cwd=course, env=instructor, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+        def session(name, *args):
+            uid, gid = os_students[name]
+            home = shared / "home" / name
+            if not home.exists():
+                home.mkdir(parents=True)
+                os.chown(home, uid, gid)
+            env = dict(instructor, HOME=str(home), USER=name, LOGNAME=name, LLMPREP_WORKSPACE=str(home / "work"),
+                       JUPYTER_DATA_DIR=str(home / ".jupyter-data"))
+            enter, stage = _enter_as(uid, gid)
+            stages.append(stage)
+            proc = subprocess.run([sys.executable, "-c", STUDENT_SESSION, *args], cwd=home, env=env,
+                                  preexec_fn=enter, capture_output=True, text=True, timeout=300)
+            assert proc.returncode == 0 and "session ok" in proc.stdout, (name, proc.stdout + proc.stderr)
+            return proc.stdout
+
+        for name, (source, filename) in answers.items():
+            assert "inbound: refused" in session(name, "submit", CH, str(source), filename, nb_name)
+
+        # collect, owner checked (nbgrader's default): each submission is owned by the account it names
+        config = _config(monkeypatch, instructor, course)
+        assert config.CollectApp.check_owner
+        api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+        result = api.collect(CH)
+        assert result["success"], result
+        assert sorted(p.name for p in (course / "submitted").iterdir()) == sorted(os_students)
+
+        monkeypatch.delenv("LLMPREP_ROOT")     # grading reads this repository's engine, specs and reference cache
+        assert grade_assignment(CH, root=course, jobs=2, feedback=True) == 0   # README's step 4
+        full = sum(ex.points for ex in load_spec(CH).exercises)
+        alice, bob, carol = os_students
+        rows = {r["student"]: float(r["score"]) for r in csv.DictReader(open(course / "build" / "grades" / f"{CH}.csv"))}
+        assert rows == {alice: full, bob: 0.0, carol: full}
+
+        api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+        assert api.release_feedback(CH)["success"]
+        for name in os_students:
+            session(name, "feedback", CH, "-", "-")
+            pages = list((shared / "home" / name / "work" / CH / "feedback").rglob("*.html"))
+            assert len(pages) == 1, (name, pages)      # their own page, nobody else's
+            text = pages[0].read_text()
+            assert f"{rows[name]:g} / {full:g}" in text or f"{rows[name]} / {full}" in text, (name, rows[name])
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+        for stage in stages:
+            if stage:
+                shutil.rmtree(stage, ignore_errors=True)
+
