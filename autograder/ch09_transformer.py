@@ -583,7 +583,7 @@ EXERCISES = [
         judge=judge_rms_norm,
         mutants={
             "computes in the input's precision (float16 x^2 overflows)": mutate("xf = x.float()", "xf = x",
-                hint=Hint("统计量直接在输入精度下算：float16 的 x² 会溢出，应先升到 float32。",
+                hint=Hint("统计量直接在输入精度下算：float16 的 x² 会溢出。",
                     "The statistic is computed in the input's precision, where x squared overflows in float16.")),
             "eps added outside the square root": mutate("torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + eps)",
                                                         "1 / (xf.pow(2).mean(dim=-1, keepdim=True).sqrt() + eps)",

@@ -906,7 +906,7 @@ EXERCISES = [
                     return "".join(bytes(byte_decoder[c] for c in id_to_token[i]).decode("utf-8", errors="replace")
                                    for i in ids)
             ''',
-                hint=Hint("逐个 token 解码：跨 token 的多字节 UTF-8 字符被拆坏。应先拼好所有字节再解码。",
+                hint=Hint("逐个 token 解码：跨 token 的多字节 UTF-8 字符被拆坏。",
                     "Each token is decoded on its own, so a multi-byte UTF-8 character split across tokens breaks.")),
             "invalid bytes dropped (errors='ignore')": mutate('errors="replace"', 'errors="ignore"',
                 hint=Hint("非法字节被直接丢掉了；应替换成 U+FFFD 替换字符。",

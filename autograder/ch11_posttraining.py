@@ -567,7 +567,7 @@ EXERCISES = [
             "log of softmax (underflows to -inf)": mutate({
                 "torch.log_softmax(logits.float(), dim=-1)": "torch.softmax(logits.float(), dim=-1)",
                 LOGP_SUM: "return torch.where(completion_mask[:, 1:].bool(), logps.log(), torch.zeros_like(logps)).sum(-1)"},
-                hint=Hint("先 softmax 再取 log：极小的概率下溢为 0，log 得到 -inf。应直接用 log_softmax。",
+                hint=Hint("先 softmax 再取 log：极小的概率下溢为 0，log 得到 -inf。",
                     "The log is taken of a softmax: tiny probabilities underflow to 0 and their log becomes -inf.")),
             "computed under torch.no_grad()": mutate("    logits = model(", "    with torch.no_grad():\n        logits = model(",
                 hint=Hint("在 torch.no_grad() 下计算，结果没有梯度，无法用于训练。",
@@ -590,7 +590,7 @@ EXERCISES = [
         judge=allclose(1e-5, 1e-5, keys=("loss", "accuracy", "grad_chosen", "grad_rejected")),
         mutants={
             "log of sigmoid (infinite for large gaps)": mutate("-F.logsigmoid(diff)", "-torch.log(torch.sigmoid(diff))",
-                hint=Hint("对 sigmoid 取 log：差距很大时 sigmoid 下溢为 0，loss 变成 inf。应使用 logsigmoid。",
+                hint=Hint("对 sigmoid 取 log：差距很大时 sigmoid 下溢为 0，loss 变成 inf。",
                     "The log of a sigmoid is taken: for large gaps the sigmoid underflows to 0 and the loss becomes inf.")),
             "margin added instead of subtracted": mutate("diff = diff - margin", "diff = diff + margin",
                 hint=Hint("margin 被加上了而不是减去，要求的差距反而变小了。",
@@ -637,7 +637,7 @@ EXERCISES = [
                     "The reference model is ignored: the log-ratios use the policy's log-probabilities alone.")),
             "log of sigmoid (not stable)": mutate("-F.logsigmoid(beta * (chosen_logratios - rejected_logratios))",
                                                   "-torch.log(torch.sigmoid(beta * (chosen_logratios - rejected_logratios)))",
-                hint=Hint("对 sigmoid 取 log 在数值上不稳定，差距大时得到 inf；应用 logsigmoid。",
+                hint=Hint("对 sigmoid 取 log 在数值上不稳定：差距大时 sigmoid 下溢，loss 变成 inf。",
                     "The log of a sigmoid is not stable: for large margins it underflows and the loss becomes inf.")),
             "IPO without per-token normalisation": mutate(
                 "delta = chosen_logratios / chosen_lengths - rejected_logratios / rejected_lengths",
@@ -778,14 +778,14 @@ EXERCISES = [
             "k2 without the factor 1/2": mutate("0.5 * log_r ** 2", "log_r ** 2",
                 hint=Hint("k2 少了系数 1/2。", "k2 is missing its factor 1/2.")),
             "k3 without the -1": mutate("torch.expm1(log_r) - log_r", "torch.exp(log_r) - log_r",
-                hint=Hint("k3 漏了 -1，估计量不再无偏、也不再非负地贴近 KL。",
+                hint=Hint("k3 漏了 -1：估计量有偏，p 等于 q 时也不为 0。",
                     "k3 is missing the -1, so the estimator is biased and no longer zero when p equals q.")),
             "ratio of probabilities (0/0 for tiny probabilities)": whole('''
                 def kl_estimators(logq, logp):
                     r = torch.exp(logp) / torch.exp(logq)
                     return -torch.log(r), 0.5 * torch.log(r) ** 2, r - 1 - torch.log(r)
             ''',
-                hint=Hint("先把对数概率 exp 成概率再相除：极小的概率下溢为 0，得到 0/0。应在对数空间里相减。",
+                hint=Hint("先把对数概率 exp 成概率再相除：极小的概率下溢为 0，得到 0/0。",
                     "Probabilities are divided after exp: tiny probabilities underflow to 0 and give 0/0.")),
         },
     ),

@@ -392,7 +392,7 @@ EXERCISES = [
                     return [total.clone() for _ in range(n)], [(n - 1) * nbytes] * n
             """,
                 hint=Hint("朴素 all-reduce：每个 rank 把整个张量发给所有其他 rank；环形中只发给下一个 rank，每次一块。",
-                    "Naive all-reduce: each rank sends its whole tensor to every other rank; in a ring it sends chunks to one.")),
+                    "Naive all-reduce: each rank sends its whole tensor to all others; in a ring, chunks go to one neighbour.")),
             "every rank sums the tensors in its own order": whole("""
                 def ring_all_reduce(tensors):
                     n = len(tensors)
@@ -632,7 +632,7 @@ EXERCISES = [
                 hint=Hint("用了 GPipe 的顺序（先全部前向再全部反向），不是 1F1B 的交替。",
                     "This is GPipe's order (all forwards, then all backwards), not 1F1B's alternation.")),
             "a warm-up of p - s forwards (one too many)": mutate("warmup = min(p - s - 1, m)", "warmup = min(p - s, m)",
-                hint=Hint("warm-up 多做了一个前向（p − s 个）；规定是 min(p − s − 1, m)。",
+                hint=Hint("warm-up 多做了一个前向（p − s 个而不是 p − s − 1 个）。",
                     "The warm-up runs one forward too many (p - s instead of p - s - 1).")),
             "backward takes as long as forward": mutate('(t_forward if kind == "F" else t_backward)', "t_forward",
                 hint=Hint("反向的耗时用了 t_forward，t_backward 被忽略。",
