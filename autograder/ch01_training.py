@@ -7,7 +7,7 @@ agrees with them on every case.
 """
 import textwrap
 
-from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose, mutate, whole
+from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate, whole
 
 
 
@@ -263,10 +263,18 @@ EXERCISES = [
         ),
         probe=probe_log_softmax, judge=allclose(rtol=1e-5, atol=1e-4),
         mutants={
-            "log of softmax (overflows)": mutate(LSE, "return (logits.exp() / logits.exp().sum(dim=dim, keepdim=True)).log()"),
-            "max subtracted but log-sum-exp forgotten": mutate(LSE, "return shifted"),
-            "always reduces the last dim": mutate({"amax(dim=dim": "amax(dim=-1", "sum(dim=dim": "sum(dim=-1"}),
-            "uses the library": mutate(LSE, "return torch.log_softmax(logits, dim=dim)"),
+            "log of softmax (overflows)": mutate(LSE, "return (logits.exp() / logits.exp().sum(dim=dim, keepdim=True)).log()",
+                hint=Hint("先 softmax 再取 log：大的 logits 让 exp 溢出，结果变成 NaN。",
+                    "The log is taken of a softmax: exp of large logits overflows and the result becomes NaN.")),
+            "max subtracted but log-sum-exp forgotten": mutate(LSE, "return shifted",
+                hint=Hint("减去了最大值，却忘了再减去 log-sum-exp，结果不是归一化的对数概率。",
+                    "The maximum is subtracted but the log-sum-exp is forgotten, so the result is not normalised.")),
+            "always reduces the last dim": mutate({"amax(dim=dim": "amax(dim=-1", "sum(dim=dim": "sum(dim=-1"},
+                hint=Hint("总是在最后一维上归约，忽略了 dim 参数。",
+                    "The last dimension is always reduced; the dim argument is ignored.")),
+            "uses the library": mutate(LSE, "return torch.log_softmax(logits, dim=dim)",
+                hint=Hint("直接调用了库里的 log_softmax；本练习要求自己实现，评分时它被禁用。",
+                    "It calls the library's log_softmax, which this exercise asks you to write (it is blocked when graded).")),
         },
     ),
     Exercise(
@@ -288,16 +296,25 @@ EXERCISES = [
         ),
         probe=probe_cross_entropy, judge=allclose(rtol=1e-4, atol=1e-4),
         mutants={
-            "ignored rows counted in the mean": mutate("/ keep.sum()", "/ len(targets)"),
+            "ignored rows counted in the mean": mutate("/ keep.sum()", "/ len(targets)",
+                hint=Hint("求平均时把被忽略的行也算进了分母；应只除以保留的行数。",
+                    "Ignored rows are counted in the mean's denominator; only the kept rows count.")),
             "smoothing spread over the C-1 wrong classes": mutate(
-                "smooth = -logp.mean(dim=-1)", "smooth = (-logp.sum(dim=-1) - nll) / (logits.shape[1] - 1)"),
+                "smooth = -logp.mean(dim=-1)", "smooth = (-logp.sum(dim=-1) - nll) / (logits.shape[1] - 1)",
+                hint=Hint("标签平滑只分给了 C−1 个错误类别；PyTorch 把它均匀分给全部 C 个类别。",
+                    "Smoothing is spread over the C - 1 wrong classes; PyTorch spreads it over all C classes.")),
             "smoothing ignored": mutate("per_row = (1.0 - label_smoothing) * nll + label_smoothing * smooth",
-                                        "per_row = nll"),
-            "ignore index hard-coded to -100": mutate("keep = targets != ignore_index", "keep = targets != -100"),
+                                        "per_row = nll",
+                hint=Hint("label_smoothing 参数被忽略了。", "The label_smoothing argument is ignored.")),
+            "ignore index hard-coded to -100": mutate("keep = targets != ignore_index", "keep = targets != -100",
+                hint=Hint("ignore_index 被写死为 -100，传入的值被忽略。",
+                    "The ignore index is hard-coded to -100; the ignore_index argument is ignored.")),
             "uses F.cross_entropy": whole("""
                 def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0):
                     return F.cross_entropy(logits, targets, ignore_index=ignore_index, label_smoothing=label_smoothing)
-            """),
+            """,
+                hint=Hint("直接调用了 F.cross_entropy；本练习要求自己实现，评分时它被禁用。",
+                    "It calls F.cross_entropy, which this exercise asks you to write (it is blocked when graded).")),
         },
     ),
     Exercise(
@@ -311,15 +328,27 @@ EXERCISES = [
         ),
         probe=probe_accumulated_step, judge=allclose(rtol=1e-4, atol=1e-5),
         mutants={
-            "loss not divided by the number of micro-batches": mutate("(loss / k).backward()", "loss.backward()"),
-            "clips every micro-batch": mutate(CLIP, textwrap.indent(CLIP, "    ")),
+            "loss not divided by the number of micro-batches": mutate("(loss / k).backward()", "loss.backward()",
+                hint=Hint("每个 micro-batch 的 loss 没有除以 micro-batch 数，累积的梯度大了 k 倍。",
+                    "Each micro-batch's loss is not divided by their number, so the accumulated gradient is k times too big.")),
+            "clips every micro-batch": mutate(CLIP, textwrap.indent(CLIP, "    "),
+                hint=Hint("每个 micro-batch 之后都做了梯度裁剪；应在累积完成后只裁剪一次。",
+                    "The gradient is clipped after every micro-batch; clip once, after accumulating them all.")),
             "zero_grad inside the loop (only the last micro-batch counts)": mutate(
-                {ZERO: "", "    for x, y in micro_batches:\n": "    for x, y in micro_batches:\n    " + ZERO}),
-            "never clears old gradients": mutate(ZERO, ""),
-            "returns the mean of the scaled losses": mutate("total += loss.item()", "total += loss.item() / k"),
+                {ZERO: "", "    for x, y in micro_batches:\n": "    for x, y in micro_batches:\n    " + ZERO},
+                hint=Hint("zero_grad 放在循环里，每次都清掉之前的梯度，只剩最后一个 micro-batch 的。",
+                    "zero_grad inside the loop wipes the earlier gradients, so only the last micro-batch counts.")),
+            "never clears old gradients": mutate(ZERO, "",
+                hint=Hint("从不清除旧梯度，上一步残留的梯度被加进了这一步。",
+                    "Old gradients are never cleared, so the previous step's gradients leak into this one.")),
+            "returns the mean of the scaled losses": mutate("total += loss.item()", "total += loss.item() / k",
+                hint=Hint("返回的是缩放后 loss 的平均（又除了一次 k），而不是各 micro-batch loss 的平均。",
+                    "It returns the mean of the already scaled losses (divided by k twice), not of the micro-batch losses.")),
             "returns the norm after clipping": mutate(
                 "    optimizer.step()", "    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float('inf'))\n"
-                                       "    optimizer.step()"),
+                                       "    optimizer.step()",
+                hint=Hint("返回的是裁剪之后的梯度范数；应返回裁剪前的总范数。",
+                    "It returns the gradient norm after clipping; the total norm before clipping is asked for.")),
         },
     ),
     Exercise(
@@ -331,13 +360,21 @@ EXERCISES = [
         ),
         probe=probe_evaluate, judge=allclose(rtol=1e-5, atol=1e-6),
         mutants={
-            "forgets model.eval() (dropout and batch-norm updates on)": mutate("    model.eval()\n", ""),
-            "forgets torch.no_grad()": mutate("with torch.no_grad():", "if True:"),
-            "leaves the model in eval mode": mutate("model.train(was_training)", "pass"),
+            "forgets model.eval() (dropout and batch-norm updates on)": mutate("    model.eval()\n", "",
+                hint=Hint("忘了调用 model.eval()：dropout 仍在生效，batch-norm 仍在更新统计量。",
+                    "model.eval() is forgotten: dropout stays on and batch-norm keeps updating its statistics.")),
+            "forgets torch.no_grad()": mutate("with torch.no_grad():", "if True:",
+                hint=Hint("忘了 torch.no_grad()，评估时也在构建计算图。",
+                    "torch.no_grad() is forgotten, so evaluation builds an autograd graph.")),
+            "leaves the model in eval mode": mutate("model.train(was_training)", "pass",
+                hint=Hint("评估后把模型留在了 eval 模式；应恢复它原来的训练/评估状态。",
+                    "The model is left in eval mode; its previous training mode must be restored.")),
             "averages batch means (ignores batch sizes)": mutate({
                 "total_loss += loss_fn(out, y).item() * n": "total_loss += loss_fn(out, y).item()",
                 "correct += (out.argmax(dim=-1) == y).sum().item()": "correct += (out.argmax(dim=-1) == y).float().mean().item()",
-                "count += n": "count += 1"}),
+                "count += n": "count += 1"},
+                hint=Hint("对各 batch 的均值再取平均，忽略了 batch 大小不同（最后一个 batch 往往更小）。",
+                    "Batch means are averaged, ignoring that batches differ in size (the last one is often smaller).")),
         },
     ),
     Exercise(
@@ -356,13 +393,21 @@ EXERCISES = [
         probe=probe_warmup_cosine, judge=allclose(rtol=1e-6, atol=1e-9),  # float32 arithmetic passes
         mutants={
             "warmup off by one ((step+1)/warmup)": mutate("base_lr * step / warmup_steps",
-                                                          "base_lr * (step + 1) / warmup_steps"),
+                                                          "base_lr * (step + 1) / warmup_steps",
+                hint=Hint("warmup 差一位：第 0 步的学习率应为 0。",
+                    "The warmup is off by one: the learning rate at step 0 should be 0.")),
             "cosine progress over total_steps": mutate(
-                "progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)", "progress = step / total_steps"),
-            "floor ignored": mutate("return min_lr + (base_lr - min_lr) * 0.5", "return base_lr * 0.5"),
+                "progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)", "progress = step / total_steps",
+                hint=Hint("余弦进度按 total_steps 计算，没有扣除 warmup 的步数。",
+                    "The cosine progress runs over total_steps instead of the steps after the warmup.")),
+            "floor ignored": mutate("return min_lr + (base_lr - min_lr) * 0.5", "return base_lr * 0.5",
+                hint=Hint("忽略了最低学习率 min_lr，余弦衰减到 0。", "The floor min_lr is ignored, so the cosine decays to 0.")),
             "warmup starts at base_lr / warmup (step 0 not 0)": mutate("base_lr * step / warmup_steps",
-                                                                       "base_lr * max(step, 1) / warmup_steps"),
-            "divides by zero without warmup": mutate("if step < warmup_steps:", "if step / warmup_steps < 1:"),
+                                                                       "base_lr * max(step, 1) / warmup_steps",
+                hint=Hint("warmup 从 base_lr/warmup 开始，第 0 步不是 0。",
+                    "The warmup starts at base_lr / warmup_steps; step 0 should give 0.")),
+            "divides by zero without warmup": mutate("if step < warmup_steps:", "if step / warmup_steps < 1:",
+                hint=Hint("warmup_steps 为 0 时除以 0。", "With warmup_steps = 0 it divides by zero.")),
         },
     ),
     Exercise(
@@ -382,12 +427,19 @@ EXERCISES = [
         probe=probe_adamw, judge=allclose(rtol=1e-4, atol=1e-6),
         mutants={
             "Adam with L2 instead of decoupled decay": mutate("    param = param * (1.0 - lr * weight_decay)\n",
-                                                              "    grad = grad + weight_decay * param\n"),
+                                                              "    grad = grad + weight_decay * param\n",
+                hint=Hint("把权重衰减加进了梯度（Adam + L2），而 AdamW 是直接对参数做解耦衰减。",
+                    "Weight decay is added to the gradient (Adam with L2); AdamW decays the parameters directly (decoupled).")),
             "no bias correction": mutate({"bias1 = 1.0 - beta1 ** step": "bias1 = 1.0",
-                                          "bias2 = 1.0 - beta2 ** step": "bias2 = 1.0"}),
+                                          "bias2 = 1.0 - beta2 ** step": "bias2 = 1.0"},
+                hint=Hint("没有做偏差校正，早期步骤的一、二阶矩偏向 0。",
+                    "There is no bias correction, so the early moment estimates are biased towards 0.")),
             "eps inside the square root": mutate("denom = (exp_avg_sq / bias2).sqrt() + eps",
-                                                 "denom = (exp_avg_sq / bias2 + eps).sqrt()"),
-            "weight decay not scaled by the learning rate": mutate("(1.0 - lr * weight_decay)", "(1.0 - weight_decay)"),
+                                                 "denom = (exp_avg_sq / bias2 + eps).sqrt()",
+                hint=Hint("eps 放在了平方根里面；PyTorch 把 eps 加在平方根之后。",
+                    "eps is inside the square root; PyTorch adds it after the square root.")),
+            "weight decay not scaled by the learning rate": mutate("(1.0 - lr * weight_decay)", "(1.0 - weight_decay)",
+                hint=Hint("权重衰减没有乘学习率。", "The weight decay is not scaled by the learning rate.")),
             "uses torch.optim.AdamW": whole("""
                 def adamw_update(param, grad, exp_avg, exp_avg_sq, step, lr, betas=(0.9, 0.999), eps=1e-8,
                                  weight_decay=0.01):
@@ -398,13 +450,17 @@ EXERCISES = [
                     w.grad = grad.clone()
                     opt.step()
                     return w.detach(), opt.state[w]["exp_avg"], opt.state[w]["exp_avg_sq"]
-            """),
+            """,
+                hint=Hint("直接调用了 torch.optim.AdamW；本练习要求自己实现，评分时它被禁用。",
+                    "It calls torch.optim.AdamW, which this exercise asks you to write (it is blocked when graded).")),
             "updates the input tensors in place": mutate({
                 "param = param * (1.0 - lr * weight_decay)": "param.mul_(1.0 - lr * weight_decay)",
                 "exp_avg = beta1 * exp_avg + (1.0 - beta1) * grad": "exp_avg.mul_(beta1).add_((1.0 - beta1) * grad)",
                 "exp_avg_sq = beta2 * exp_avg_sq + (1.0 - beta2) * grad * grad":
                     "exp_avg_sq.mul_(beta2).add_((1.0 - beta2) * grad * grad)",
-                "param = param - lr * (exp_avg / bias1) / denom": "param.sub_(lr * (exp_avg / bias1) / denom)"}),
+                "param = param - lr * (exp_avg / bias1) / denom": "param.sub_(lr * (exp_avg / bias1) / denom)"},
+                hint=Hint("原地修改了输入张量（param、exp_avg、exp_avg_sq）；应返回新张量。",
+                    "The input tensors (param, exp_avg, exp_avg_sq) are updated in place instead of returning new ones.")),
         },
     ),
     Exercise(
@@ -422,12 +478,19 @@ EXERCISES = [
         probe=probe_early_stopping, judge=allclose(rtol=0, atol=0),
         mutants={
             "keeps a reference to the live weights, not a copy": mutate(
-                "{k: v.detach().clone() for k, v in model.state_dict().items()}", "model.state_dict()"),
+                "{k: v.detach().clone() for k, v in model.state_dict().items()}", "model.state_dict()",
+                hint=Hint("保存的是指向当前权重的引用而不是拷贝，之后的训练会改掉“最佳”权重。",
+                    "It keeps a reference to the live weights, not a copy, so later training overwrites the best weights.")),
             "patience off by one (stops one epoch late)": mutate("return self.bad_epochs >= self.patience",
-                                                                 "return self.bad_epochs > self.patience"),
+                                                                 "return self.bad_epochs > self.patience",
+                hint=Hint("patience 差一位，晚了一个 epoch 才停止。", "Patience is off by one: it stops one epoch late.")),
             "min_delta ignored": mutate({"metric < self.best - self.min_delta": "metric < self.best",
-                                         "metric > self.best + self.min_delta": "metric > self.best"}),
-            "mode ignored (always minimises)": mutate('elif self.mode == "min":', "elif True:"),
+                                         "metric > self.best + self.min_delta": "metric > self.best"},
+                hint=Hint("忽略了 min_delta：微小的改进也被算作进步。",
+                    "min_delta is ignored, so a tiny change counts as an improvement.")),
+            "mode ignored (always minimises)": mutate('elif self.mode == "min":', "elif True:",
+                hint=Hint("忽略了 mode，总是按越小越好判断（mode=max 时方向反了）。",
+                    "mode is ignored and it always minimises, so with mode max it goes the wrong way.")),
         },
     ),
 ]

@@ -8,7 +8,7 @@ the course (rank_bm25 is not), so their oracles are independent, deliberately na
 implementations (explicit loops over documents, queries, span pairs and rank positions), and the
 visible tests carry hand-computed values.
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose, mutate
+from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate
 
 
 # ============================================================================ 1 cosine top-k
@@ -280,17 +280,29 @@ EXERCISES = [
         ),
         probe=probe_cosine_top_k, judge=allclose(rtol=1e-4, atol=1e-5),
         mutants={
-            "raw dot product (no normalisation)": mutate(SIMS, "sims = query @ corpus.T"),
-            "corpus normalised, query not": mutate("F.normalize(query, dim=-1) @", "query @"),
-            "ascending order (least similar first)": mutate("largest=True", "largest=False"),
-            "k off by one (k - 1 results)": mutate("torch.topk(sims, k,", "torch.topk(sims, k - 1,"),
+            "raw dot product (no normalisation)": mutate(SIMS, "sims = query @ corpus.T",
+                hint=Hint("用了原始点积，没有归一化；余弦相似度要先把两边都归一化为单位向量。",
+                    "A raw dot product is used; cosine similarity needs both sides normalised to unit length.")),
+            "corpus normalised, query not": mutate("F.normalize(query, dim=-1) @", "query @",
+                hint=Hint("只归一化了 corpus，query 没有归一化，分数不是余弦相似度。",
+                    "The corpus is normalised but the query is not, so the scores are not cosines.")),
+            "ascending order (least similar first)": mutate("largest=True", "largest=False",
+                hint=Hint("结果按升序排列，最不相似的排在最前。", "Results come in ascending order, least similar first.")),
+            "k off by one (k - 1 results)": mutate("torch.topk(sims, k,", "torch.topk(sims, k - 1,",
+                hint=Hint("只返回了 k−1 个结果。", "Only k - 1 results are returned.")),
             "normalises the inputs in place": mutate(SIMS, "query /= query.norm(dim=-1, keepdim=True)\n"
                                                            "    corpus /= corpus.norm(dim=-1, keepdim=True)\n"
-                                                           "    sims = query @ corpus.T"),
+                                                           "    sims = query @ corpus.T",
+                hint=Hint("原地归一化了输入的 query 和 corpus，修改了调用者的张量。",
+                    "The query and corpus are normalised in place, changing the caller's tensors.")),
             "a single query returned as a batch of one": mutate("F.normalize(query, dim=-1)",
-                                                                "F.normalize(query.reshape(-1, query.shape[-1]), dim=-1)"),
+                                                                "F.normalize(query.reshape(-1, query.shape[-1]), dim=-1)",
+                hint=Hint("单个（1-D）query 的结果被当成 batch 返回，多了一维。",
+                    "A single 1-D query comes back as a batch of one, with an extra dimension.")),
             "a batch of one query squeezed to a single query": mutate(
-                "return out.values, out.indices", "return out.values.squeeze(0), out.indices.squeeze(0)"),
+                "return out.values, out.indices", "return out.values.squeeze(0), out.indices.squeeze(0)",
+                hint=Hint("只有一个 query 的 batch 被 squeeze 掉了 batch 维；batch 输入应返回 batch 形状。",
+                    "A batch holding one query loses its batch dimension; batch input must keep its batch shape.")),
         },
     ),
     Exercise(
@@ -314,18 +326,34 @@ EXERCISES = [
         ),
         probe=probe_bm25, judge=allclose(rtol=1e-6, atol=1e-9),  # float32 arithmetic passes
         mutants={
-            "no document-length normalisation": mutate("norm = k1 * (1.0 - b + b * len(doc) / avgdl)", "norm = k1"),
-            "idf without the +1 (negative for common terms)": mutate(" + 0.5) + 1.0)", " + 0.5))"),
+            "no document-length normalisation": mutate("norm = k1 * (1.0 - b + b * len(doc) / avgdl)", "norm = k1",
+                hint=Hint("没有文档长度归一化（b 和 avgdl 没用上）。",
+                    "There is no document-length normalisation: b and avgdl are never used.")),
+            "idf without the +1 (negative for common terms)": mutate(" + 0.5) + 1.0)", " + 0.5))",
+                hint=Hint("idf 漏了 +1，出现在一半以上文档中的词 idf 为负。",
+                    "The idf is missing its +1, so terms in more than half the documents get a negative idf.")),
             "term frequency not saturated (tf * idf)": mutate("idf[q] * tf[q] * (k1 + 1.0) / (tf[q] + norm)",
-                                                              "idf[q] * tf[q]"),
-            "df counts occurrences, not documents": mutate("for term in set(doc))", "for term in doc)"),
-            "repeated query tokens counted once": mutate("for q in query_tokens))", "for q in set(query_tokens)))"),
-            "unknown query token raises KeyError": mutate("for q in set(query_tokens)}", "for q in df}"),
+                                                              "idf[q] * tf[q]",
+                hint=Hint("词频没有饱和（直接 tf·idf），k1 没起作用。",
+                    "Term frequency is not saturated (plain tf times idf); k1 plays no part.")),
+            "df counts occurrences, not documents": mutate("for term in set(doc))", "for term in doc)",
+                hint=Hint("df 统计了词的出现次数，而不是包含该词的文档数。",
+                    "df counts occurrences of a term instead of documents that contain it.")),
+            "repeated query tokens counted once": mutate("for q in query_tokens))", "for q in set(query_tokens)))",
+                hint=Hint("查询中重复的词只算了一次；每次出现都要计分。",
+                    "A query token that repeats is counted once; each occurrence adds to the score.")),
+            "unknown query token raises KeyError": mutate("for q in set(query_tokens)}", "for q in df}",
+                hint=Hint("查询中有语料里没有的词时抛 KeyError；这样的词应贡献 0 分。",
+                    "A query token absent from the corpus raises KeyError; it should simply add nothing.")),
             "sorts the query in place": mutate("    n = len(docs_tokens)\n",
-                                               "    query_tokens.sort()\n    n = len(docs_tokens)\n"),
+                                               "    query_tokens.sort()\n    n = len(docs_tokens)\n",
+                hint=Hint("原地对查询 token 排序，修改了输入列表。",
+                    "The query tokens are sorted in place, modifying the input list.")),
             "avgdl over the non-empty documents only": mutate(
                 "avgdl = sum(len(doc) for doc in docs_tokens) / n",
-                "avgdl = sum(len(doc) for doc in docs_tokens) / sum(1 for doc in docs_tokens if doc)"),
+                "avgdl = sum(len(doc) for doc in docs_tokens) / sum(1 for doc in docs_tokens if doc)",
+                hint=Hint("avgdl 只在非空文档上平均；空文档也算在文档总数里。",
+                    "avgdl averages over non-empty documents only; empty documents count too.")),
         },
     ),
     Exercise(
@@ -342,13 +370,20 @@ EXERCISES = [
         ),
         probe=probe_retrieval_metrics, judge=allclose(rtol=1e-6, atol=1e-9),  # float32 means pass
         mutants={
-            "recall divided by k (that is precision@k)": mutate("if doc in rel) / len(rel)", "if doc in rel) / k"),
-            "recall counts hits beyond k": mutate("for doc in ids[:k]", "for doc in ids"),
-            "MRR with a 0-based rank": mutate("total += 1.0 / rank", "total += 1.0 / max(rank - 1, 1)"),
+            "recall divided by k (that is precision@k)": mutate("if doc in rel) / len(rel)", "if doc in rel) / k",
+                hint=Hint("recall 除以了 k，那是 precision@k；应除以相关文档的个数。",
+                    "Recall is divided by k, which is precision at k; it is divided by the number of relevant documents.")),
+            "recall counts hits beyond k": mutate("for doc in ids[:k]", "for doc in ids",
+                hint=Hint("recall 统计了前 k 个之外的命中。", "Recall counts hits beyond the first k results.")),
+            "MRR with a 0-based rank": mutate("total += 1.0 / rank", "total += 1.0 / max(rank - 1, 1)",
+                hint=Hint("MRR 用了从 0 开始的名次；第一个结果的名次是 1。",
+                    "MRR uses a 0-based rank; the first result has rank 1.")),
             "MRR averaged over queries with a hit only": mutate(
                 "                break\n    return total / len(ranked)",
                 "                break\n"
-                "    return total / max(1, sum(any(d in set(r) for d in i) for i, r in zip(ranked, relevant)))"),
+                "    return total / max(1, sum(any(d in set(r) for d in i) for i, r in zip(ranked, relevant)))",
+                hint=Hint("MRR 只在有命中的查询上平均；没命中的查询记 0，也要计入平均。",
+                    "MRR averages over queries with a hit only; a query with no hit scores 0 and still counts.")),
         },
     ),
     Exercise(
@@ -367,18 +402,29 @@ EXERCISES = [
         ),
         probe=probe_best_span, judge=allclose(rtol=1e-6, atol=1e-6),
         mutants={
-            "allows end before start": mutate(VALID, "valid = gap < max_len"),
-            "ignores max_len": mutate(VALID, "valid = gap >= 0"),
+            "allows end before start": mutate(VALID, "valid = gap < max_len",
+                hint=Hint("允许结束位置在开始之前。", "Spans whose end comes before their start are allowed.")),
+            "ignores max_len": mutate(VALID, "valid = gap >= 0",
+                hint=Hint("忽略了 max_len，跨度可以任意长。", "max_len is ignored, so a span can be any length.")),
             "argmax of start and end independently": mutate(
-                "start, end = divmod(flat, n)", "start, end = int(torch.argmax(start_logits)), int(torch.argmax(end_logits))"),
-            "span length off by one (end <= start + max_len)": mutate("(gap < max_len)", "(gap <= max_len)"),
+                "start, end = divmod(flat, n)", "start, end = int(torch.argmax(start_logits)), int(torch.argmax(end_logits))",
+                hint=Hint("分别对 start 和 end 取 argmax，得到的跨度可能无效（end < start 或过长）。",
+                    "Start and end are argmaxed independently, which can give an invalid span (reversed or too long).")),
+            "span length off by one (end <= start + max_len)": mutate("(gap < max_len)", "(gap <= max_len)",
+                hint=Hint("跨度长度差一：允许了 max_len + 1 个 token 的跨度。",
+                    "The span length is off by one: spans of max_len + 1 tokens are allowed.")),
             "ties broken by the latest span": mutate("flat = int(torch.argmax(scores.reshape(-1)))",
-                                                     "flat = n * n - 1 - int(torch.argmax(scores.reshape(-1).flip(0)))"),
+                                                     "flat = n * n - 1 - int(torch.argmax(scores.reshape(-1).flip(0)))",
+                hint=Hint("分数相同时选了最后一个跨度；应选最早的那个。",
+                    "Ties go to the latest span; the earliest one is asked for.")),
             "shifts the logits in place": mutate({
                 "    n = start_logits.shape[0]\n": "    shift = float(start_logits.max())\n    start_logits -= shift\n"
                                                 "    n = start_logits.shape[0]\n",
-                "float(scores[start, end])": "float(scores[start, end]) + shift"}),
-            "invalid spans scored 0, not -inf": mutate('masked_fill(~valid, float("-inf"))', "masked_fill(~valid, 0.0)"),
+                "float(scores[start, end])": "float(scores[start, end]) + shift"},
+                hint=Hint("原地修改了输入的 logits。", "The input logits are shifted in place.")),
+            "invalid spans scored 0, not -inf": mutate('masked_fill(~valid, float("-inf"))', "masked_fill(~valid, 0.0)",
+                hint=Hint("无效跨度记为 0 而不是 −inf；当有效跨度分数都为负时会选中无效跨度。",
+                    "Invalid spans score 0, not -inf, so they win whenever every valid span scores below 0.")),
         },
     ),
     Exercise(
@@ -397,17 +443,30 @@ EXERCISES = [
         ),
         probe=probe_rrf, judge=judge_rrf,
         mutants={
-            "ranks counted from 0": mutate("enumerate(ranking, start=1)", "enumerate(ranking)"),
-            "best rank only (max instead of sum)": mutate(ADD, "fused[doc] = max(fused.get(doc, 0.0), 1.0 / (c + rank))"),
+            "ranks counted from 0": mutate("enumerate(ranking, start=1)", "enumerate(ranking)",
+                hint=Hint("名次从 0 开始计；RRF 的第一名是 1。",
+                    "Ranks are counted from 0; in RRF the first result has rank 1.")),
+            "best rank only (max instead of sum)": mutate(ADD, "fused[doc] = max(fused.get(doc, 0.0), 1.0 / (c + rank))",
+                hint=Hint("只取了最好的一项（max），而不是把各个排名的贡献相加。",
+                    "Only the best contribution is kept (max) instead of summing over the rankings.")),
             "only the documents of the first ranking": mutate({
                 "    fused = {}\n": "    fused = {doc: 0.0 for doc in rankings[0]}\n",
-                ADD: "if doc in fused:\n                fused[doc] += 1.0 / (c + rank)"}),
-            "ties kept in order of first appearance": mutate("key=lambda d: (-fused[d], d)", "key=lambda d: -fused[d]"),
-            "c ignored (always 60)": mutate("1.0 / (c + rank)", "1.0 / (60 + rank)"),
-            "k ignored": mutate("    if k is not None:\n        ids = ids[:k]\n", ""),
+                ADD: "if doc in fused:\n                fused[doc] += 1.0 / (c + rank)"},
+                hint=Hint("只融合了第一个排名中的文档，其他排名独有的文档被丢掉了。",
+                    "Only documents of the first ranking are fused; those found only by others are dropped.")),
+            "ties kept in order of first appearance": mutate("key=lambda d: (-fused[d], d)", "key=lambda d: -fused[d]",
+                hint=Hint("分数相同时保持首次出现的顺序；规则要求按文档 id 打破平局。",
+                    "Tied documents keep their order of first appearance; ties must be broken by document id.")),
+            "c ignored (always 60)": mutate("1.0 / (c + rank)", "1.0 / (60 + rank)",
+                hint=Hint("常数 c 被写死为 60，c 参数被忽略。",
+                    "The constant c is hard-wired to 60; the c argument is ignored.")),
+            "k ignored": mutate("    if k is not None:\n        ids = ids[:k]\n", "",
+                hint=Hint("忽略了 k，没有截断为前 k 个结果。", "k is ignored, so the result is not cut to the top k.")),
             "sorts the input rankings in place": mutate("    ids = sorted(fused",
                                                         "    for ranking in rankings:\n        ranking.sort()\n"
-                                                        "    ids = sorted(fused"),
+                                                        "    ids = sorted(fused",
+                hint=Hint("原地对输入的排名列表排序，破坏了调用者的数据。",
+                    "The input rankings are sorted in place, destroying the caller's data.")),
         },
     ),
 ]

@@ -5,7 +5,7 @@ Probes run inside the sandbox next to the student's code and must be self-contai
 library (or independent reference) implementation each exercise imitates; the test suite
 proves the solution agrees with them on every case.
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose, mutate, whole
+from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate, whole
 
 
 
@@ -246,15 +246,27 @@ EXERCISES = [
         ),
         probe=probe_build_vocab, judge=allclose(rtol=0, atol=0),
         mutants={
-            "forgets <unk>": mutate("for s in specials:", "for s in specials[:1]:"),
-            "min_freq off by one (count > min_freq)": mutate("c >= min_freq", "c > min_freq"),
+            "forgets <unk>": mutate("for s in specials:", "for s in specials[:1]:",
+                hint=Hint("漏掉了 <unk>：只加入了第一个特殊 token。",
+                    "<unk> is forgotten: only the first special token is added.")),
+            "min_freq off by one (count > min_freq)": mutate("c >= min_freq", "c > min_freq",
+                hint=Hint("min_freq 差一：恰好出现 min_freq 次的词也应收录。",
+                    "min_freq is off by one: a token seen exactly min_freq times must be kept.")),
             "ties in first-seen order (Counter.most_common)": mutate("key=lambda t: (-counts[t], t)",
-                                                                    "key=lambda t: -counts[t]"),
+                                                                    "key=lambda t: -counts[t]",
+                hint=Hint("频次相同的词按首次出现的顺序排列；规则要求按字符串顺序打破平局。",
+                    "Equally frequent tokens stay in first-seen order; ties must be broken by the token string.")),
             "ties broken case-insensitively": mutate("key=lambda t: (-counts[t], t)",
-                                                     "key=lambda t: (-counts[t], t.lower())"),
+                                                     "key=lambda t: (-counts[t], t.lower())",
+                hint=Hint("平局按忽略大小写的顺序打破；应按字符串本身（区分大小写）比较。",
+                    "Ties are broken case-insensitively; they are broken by the token string itself, case and all.")),
             "special tokens in the text added a second time": mutate("c >= min_freq and t not in vocab",
-                                                                     "c >= min_freq"),
-            "specials sorted like the other tokens": mutate("for s in specials:", "for s in sorted(specials):"),
+                                                                     "c >= min_freq",
+                hint=Hint("文本中出现的特殊 token 又被加了一次，得到两个编号。",
+                    "A special token that also occurs in the text is added a second time, with a second index.")),
+            "specials sorted like the other tokens": mutate("for s in specials:", "for s in sorted(specials):",
+                hint=Hint("特殊 token 被重新排序了；它们要按给定的顺序排在最前面。",
+                    "The special tokens are sorted; they come first, in the order given.")),
         },
     ),
     Exercise(
@@ -268,12 +280,19 @@ EXERCISES = [
         ),
         probe=probe_collate, judge=allclose(rtol=0, atol=0),
         mutants={
-            "pads on the left": mutate("padded[i, :len(s)] = s", "padded[i, padded.shape[1] - len(s):] = s"),
+            "pads on the left": mutate("padded[i, :len(s)] = s", "padded[i, padded.shape[1] - len(s):] = s",
+                hint=Hint("在左侧做了 padding；这里要求右侧 padding。",
+                    "Sequences are padded on the left; padding goes on the right.")),
             "lengths measured after padding": mutate("return padded, lengths, labels",
-                                                     "return padded, torch.full_like(lengths, padded.shape[1]), labels"),
-            "pads with 0 whatever pad_index is": mutate("pad_index, dtype=torch.long)", "0, dtype=torch.long)"),
+                                                     "return padded, torch.full_like(lengths, padded.shape[1]), labels",
+                hint=Hint("长度是 padding 之后的长度，而不是每条序列的真实长度。",
+                    "The lengths are measured after padding instead of each sequence's real length.")),
+            "pads with 0 whatever pad_index is": mutate("pad_index, dtype=torch.long)", "0, dtype=torch.long)",
+                hint=Hint("总是用 0 填充，忽略了 pad_index。", "It pads with 0 whatever pad_index is.")),
             "labels left as integers": mutate("torch.tensor([float(y) for _, y in batch], dtype=torch.float32)",
-                                              "torch.tensor([int(y) for _, y in batch])"),
+                                              "torch.tensor([int(y) for _, y in batch])",
+                hint=Hint("标签保留为整数；BCEWithLogitsLoss 需要 float32 标签。",
+                    "The labels are left as integers; BCEWithLogitsLoss needs float32 labels.")),
         },
     ),
     Exercise(
@@ -295,12 +314,18 @@ EXERCISES = [
         mutants={
             "output[:, -1] of the padded batch": mutate(
                 "packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)",
-                "return lstm(embedded)[0][:, -1]"),
+                "return lstm(embedded)[0][:, -1]",
+                hint=Hint("取了 padding 后 batch 的最后一个位置，短序列拿到的是 padding 上的状态。",
+                    "It takes the last position of the padded batch, so short sequences return a state computed over padding.")),
             "sorts by length and never restores the order": mutate(
                 "pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)",
                 "pack_padded_sequence(embedded[lengths.argsort(descending=True)],"
-                " lengths.sort(descending=True).values.cpu(), batch_first=True)"),
-            "forward direction only": mutate("return torch.cat([h_n[-2], h_n[-1]], dim=-1)", "return h_n[-2]"),
+                " lengths.sort(descending=True).values.cpu(), batch_first=True)",
+                hint=Hint("按长度排序后没有恢复原来的顺序，各行结果对不上原样本。",
+                    "The batch is sorted by length and never put back, so the rows no longer match the examples.")),
+            "forward direction only": mutate("return torch.cat([h_n[-2], h_n[-1]], dim=-1)", "return h_n[-2]",
+                hint=Hint("只返回了前向方向的状态，漏了反向方向。",
+                    "Only the forward direction's state is returned; the backward direction is missing.")),
             "output at position length-1 for both directions": whole("""
                 def last_real_hidden(lstm, embedded, lengths):
                     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -308,9 +333,13 @@ EXERCISES = [
                     out, _ = lstm(packed)
                     out, _ = pad_packed_sequence(out, batch_first=True)
                     return out[torch.arange(len(lengths)), lengths - 1]
-            """),
+            """,
+                hint=Hint("两个方向都取 length−1 位置的输出；反向方向的最终状态在位置 0。",
+                    "Both directions are read at position length - 1; the backward direction ends at position 0.")),
             "first layer's state in a stacked LSTM": mutate({"h_n[-2], h_n[-1]": "h_n[0], h_n[1]",
-                                                             "return h_n[-1]": "return h_n[0]"}),
+                                                             "return h_n[-1]": "return h_n[0]"},
+                hint=Hint("多层 LSTM 取了第一层的状态，而不是最顶层的。",
+                    "In a stacked LSTM it returns the first layer's state instead of the top layer's.")),
         },
     ),
     Exercise(
@@ -336,16 +365,29 @@ EXERCISES = [
             "returns_floats": "both functions must return a Python float (use .item() or float(...))"}),
         mutants={
             "argmax over a single logit (always class 0)": mutate("preds = (logits.reshape(-1) > 0).long()",
-                                                                  "preds = logits.reshape(len(logits), -1).argmax(1)"),
+                                                                  "preds = logits.reshape(len(logits), -1).argmax(1)",
+                hint=Hint("对单个 logit 取 argmax，永远是类别 0；二分类应看 logit 的符号。",
+                    "argmax over a single logit is always class 0; a binary prediction comes from the logit's sign.")),
             "sigmoid compared with 0 instead of 0.5": mutate("(logits.reshape(-1) > 0)",
-                                                             "(torch.sigmoid(logits.reshape(-1)) > 0)"),
+                                                             "(torch.sigmoid(logits.reshape(-1)) > 0)",
+                hint=Hint("sigmoid 之后和 0 比较，几乎全部预测为 1。",
+                    "The sigmoid is compared with 0, so nearly everything is predicted positive.")),
             "sigmoid > 0.5 in float32 (tiny positive logits predict 0)": mutate(
-                "(logits.reshape(-1) > 0)", "(torch.sigmoid(logits.reshape(-1)) > 0.5)"),
+                "(logits.reshape(-1) > 0)", "(torch.sigmoid(logits.reshape(-1)) > 0.5)",
+                hint=Hint("在 float32 里比较 sigmoid > 0.5：极小的正 logit 经 sigmoid 后恰好是 0.5，被判为 0。",
+                    "Comparing a float32 sigmoid with 0.5: a tiny positive logit rounds to exactly 0.5 and predicts 0.")),
             "[N, 1] labels broadcast against [N] predictions": mutate("preds == labels.reshape(-1).long()",
-                                                                      "preds == labels.long()"),
-            "multi-class argmax over the batch dimension": mutate("logits.argmax(dim=-1)", "logits.argmax(0)[:1]"),
-            "a logit of exactly 0 predicts 1 (>= 0)": mutate("(logits.reshape(-1) > 0)", "(logits.reshape(-1) >= 0)"),
-            "returns 0-d tensors": mutate(".float().mean().item()", ".float().mean()", count=2),
+                                                                      "preds == labels.long()",
+                hint=Hint("[N, 1] 的标签与 [N] 的预测广播成了 N×N 的比较。",
+                    "[N, 1] labels broadcast against [N] predictions into an N by N comparison.")),
+            "multi-class argmax over the batch dimension": mutate("logits.argmax(dim=-1)", "logits.argmax(0)[:1]",
+                hint=Hint("多分类在 batch 维上取了 argmax，而不是在类别维上。",
+                    "The multi-class argmax runs over the batch dimension instead of the classes.")),
+            "a logit of exactly 0 predicts 1 (>= 0)": mutate("(logits.reshape(-1) > 0)", "(logits.reshape(-1) >= 0)",
+                hint=Hint("logit 恰好为 0 时预测为 1；规则是严格大于 0 才预测为正。",
+                    "A logit of exactly 0 predicts 1; only a strictly positive logit predicts positive.")),
+            "returns 0-d tensors": mutate(".float().mean().item()", ".float().mean()", count=2,
+                hint=Hint("返回的是 0 维张量，而不是 Python float。", "It returns 0-d tensors instead of Python floats.")),
         },
     ),
     Exercise(
@@ -363,14 +405,24 @@ EXERCISES = [
         probe=probe_train_epoch, judge=allclose(rtol=1e-4, atol=1e-6, messages={
             "training_after": "the model must be left in training mode"}),
         mutants={
-            "never clears gradients (no zero_grad)": mutate("        optimizer.zero_grad()\n", ""),
+            "never clears gradients (no zero_grad)": mutate("        optimizer.zero_grad()\n", "",
+                hint=Hint("从不清零梯度，各 batch 的梯度不断累加。",
+                    "Gradients are never cleared, so they pile up across batches.")),
             "calls the model without lengths (reads output[:, -1] of the padding)": mutate("model(padded, lengths)",
-                                                                                           "model(padded)"),
-            "no model.train() (dropout stays off after an evaluation)": mutate("    model.train()\n", ""),
+                                                                                           "model(padded)",
+                hint=Hint("调用模型时没有传 lengths，模型读到的是 padding 位置的输出。",
+                    "The model is called without lengths, so it reads the output at the padding.")),
+            "no model.train() (dropout stays off after an evaluation)": mutate("    model.train()\n", "",
+                hint=Hint("没有调用 model.train()，评估之后 dropout 仍处于关闭状态。",
+                    "model.train() is not called, so dropout stays off after an evaluation.")),
             "mean of batch losses instead of per-example mean": mutate({"total += loss.item() * len(labels)":
                                                                         "total += loss.item()",
-                                                                        "n += len(labels)": "n += 1"}),
-            "switches to eval mode at the end": mutate("    return total / n", "    model.eval()\n    return total / n"),
+                                                                        "n += len(labels)": "n += 1"},
+                hint=Hint("对各 batch 的 loss 取平均，而不是按样本数加权的平均（最后一个 batch 往往更小）。",
+                    "Batch losses are averaged instead of per example (the last batch is often smaller).")),
+            "switches to eval mode at the end": mutate("    return total / n", "    model.eval()\n    return total / n",
+                hint=Hint("结束时把模型切到了 eval 模式；训练后它应保持在训练模式。",
+                    "The model is switched to eval mode at the end; it should be left in training mode.")),
         },
     ),
 ]

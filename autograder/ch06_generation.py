@@ -8,7 +8,7 @@ exercise imitates (``transformers`` logits processors and ``model.generate``); w
 probe blocks a library entry point while the student's function runs, the oracle binds
 the real one when it is built, i.e. before the probe runs.
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose, mutate, whole
+from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate, whole
 
 
 
@@ -291,13 +291,21 @@ EXERCISES = [
             "ties at the k-th value dropped (scatter of topk indices)": mutate({
                 "threshold = torch.topk(logits, k, dim=-1).values[..., -1:]":
                     "keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, torch.topk(logits, k).indices, True)",
-                "logits < threshold": "~keep"}),
-            "min_tokens_to_keep ignored by top-k": mutate("max(int(k), int(min_tokens_to_keep))", "int(k)"),
+                "logits < threshold": "~keep"},
+                hint=Hint("与第 k 大的值并列的 token 被丢掉了；所有不小于该值的 token 都应保留。",
+                    "Tokens tied with the k-th largest value are dropped; every token at least that large is kept.")),
+            "min_tokens_to_keep ignored by top-k": mutate("max(int(k), int(min_tokens_to_keep))", "int(k)",
+                hint=Hint("top-k 忽略了 min_tokens_to_keep；k 比它小时至少要保留这么多。",
+                    "Top-k ignores min_tokens_to_keep; when k is smaller, at least that many tokens stay.")),
             "crashes when k exceeds the vocabulary": mutate("k = min(max(int(k), int(min_tokens_to_keep)), logits.shape[-1])",
-                                                            "k = max(int(k), int(min_tokens_to_keep))"),
+                                                            "k = max(int(k), int(min_tokens_to_keep))",
+                hint=Hint("k 超过词表大小时崩溃；此时应保留全部 token。",
+                    "It crashes when k exceeds the vocabulary size; then every token is kept.")),
             "filters in place (changes the caller's logits)": mutate(
                 "return torch.where(logits < threshold, torch.full_like(logits, -math.inf), logits)",
-                "logits[logits < threshold] = -math.inf\n    return logits"),
+                "logits[logits < threshold] = -math.inf\n    return logits",
+                hint=Hint("原地过滤，修改了调用者的 logits；应返回新张量。",
+                    "It filters in place, changing the caller's logits instead of returning a new tensor.")),
         },
     ),
     Exercise(
@@ -318,15 +326,25 @@ EXERCISES = [
         probe=probe_top_p, judge=allclose(rtol=0, atol=0),
         mutants={
             "strict comparison at the boundary (keeps one token too many)": mutate("cumulative <= (1.0 - p)",
-                                                                                   "cumulative < (1.0 - p)"),
+                                                                                   "cumulative < (1.0 - p)",
+                hint=Hint("边界比较用了严格不等号：累积和恰好等于 1−p 的 token 本应移除，却被保留。",
+                    "The boundary test is strict, so a token whose cumulative sum is exactly 1 - p is kept, not removed.")),
             "drops the token that crosses p": mutate({"descending=False": "descending=True",
                                                       "cumulative <= (1.0 - p)": "cumulative > p",
-                                                      "[..., -min_tokens_to_keep:]": "[..., :min_tokens_to_keep]"}),
-            "min_tokens_to_keep ignored by top-p": mutate("[..., -min_tokens_to_keep:]", "[..., -1:]"),
-            "filters in place": mutate("logits.masked_fill(drop,", "logits.masked_fill_(drop,"),
+                                                      "[..., -min_tokens_to_keep:]": "[..., :min_tokens_to_keep]"},
+                hint=Hint("丢掉了让累积概率达到 p 的那个 token；它属于 nucleus，应保留。",
+                    "The token at which the running total reaches p is dropped; it belongs to the nucleus and is kept.")),
+            "min_tokens_to_keep ignored by top-p": mutate("[..., -min_tokens_to_keep:]", "[..., -1:]",
+                hint=Hint("top-p 忽略了 min_tokens_to_keep，只保护了最可能的一个 token。",
+                    "Top-p ignores min_tokens_to_keep and protects only the single most likely token.")),
+            "filters in place": mutate("logits.masked_fill(drop,", "logits.masked_fill_(drop,",
+                hint=Hint("原地修改了 logits（masked_fill_），改动了调用者的张量。",
+                    "The logits are filled in place, changing the caller's tensor.")),
             "ascending sort with the descending rule (keeps the least likely tokens)": mutate({
                 "cumulative <= (1.0 - p)": "(cumulative - torch.softmax(ascending, dim=-1)) >= p",
-                "[..., -min_tokens_to_keep:]": "[..., :min_tokens_to_keep]"}),
+                "[..., -min_tokens_to_keep:]": "[..., :min_tokens_to_keep]"},
+                hint=Hint("升序排序却套用了降序的规则，保留下来的是最不可能的 token。",
+                    "An ascending sort with the descending rule keeps the least likely tokens.")),
         },
     ),
     Exercise(
@@ -346,7 +364,9 @@ EXERCISES = [
         probe=probe_repetition_penalty, judge=allclose(rtol=1e-6, atol=1e-6),
         mutants={
             "always divides (negative logits get more likely)": mutate(
-                "torch.where(logits > 0, logits / penalty, logits * penalty)", "logits / penalty"),
+                "torch.where(logits > 0, logits / penalty, logits * penalty)", "logits / penalty",
+                hint=Hint("总是除以 penalty：负的 logit 除以后反而变大，token 更可能被选中。",
+                    "It always divides by the penalty, which raises negative logits and makes those tokens more likely.")),
             "penalises every occurrence again": whole("""
                 def apply_repetition_penalty(logits, input_ids, penalty):
                     out = logits.clone()
@@ -355,10 +375,15 @@ EXERCISES = [
                             s = out[b, t]
                             out[b, t] = s * penalty if s < 0 else s / penalty
                     return out
-            """),
-            "penalises the whole vocabulary": mutate("return torch.where(seen, penalised, logits)", "return penalised"),
+            """,
+                hint=Hint("每出现一次就惩罚一次；出现多次的 token 也只应惩罚一次。",
+                    "Each occurrence is penalised again; a token that occurs several times is penalised once.")),
+            "penalises the whole vocabulary": mutate("return torch.where(seen, penalised, logits)", "return penalised",
+                hint=Hint("对整个词表都施加了惩罚；只有在 input_ids 中出现过的 token 才受罚。",
+                    "The whole vocabulary is penalised; only tokens that occur in input_ids should be.")),
             "penalises the logits in place": mutate("return torch.where(seen, penalised, logits)",
-                                                    "return logits.copy_(torch.where(seen, penalised, logits))"),
+                                                    "return logits.copy_(torch.where(seen, penalised, logits))",
+                hint=Hint("原地修改了 logits；应返回新张量。", "The logits are penalised in place instead of in a new tensor.")),
         },
     ),
     Exercise(
@@ -373,11 +398,20 @@ EXERCISES = [
         ),
         probe=probe_temperature, judge=allclose(rtol=1e-6, atol=1e-6),
         mutants={
-            "temperature applied after softmax": mutate("return logits / t", "return torch.softmax(logits, dim=-1) / t"),
-            "multiplies by the temperature": mutate("return logits / t", "return logits * t"),
-            "no check for t <= 0": mutate({"if not t > 0:": "if False:", "logits / t": "logits / max(t, 1e-6)"}),
-            "only t == 0 rejected (a negative t flips the ranking)": mutate("if not t > 0:", "if t == 0:"),
-            "divides in place": mutate("return logits / t", "return logits.div_(t)"),
+            "temperature applied after softmax": mutate("return logits / t", "return torch.softmax(logits, dim=-1) / t",
+                hint=Hint("温度作用在 softmax 之后（除概率）；它应作用在 logits 上。",
+                    "The temperature is applied after the softmax, to probabilities; it scales the logits.")),
+            "multiplies by the temperature": mutate("return logits / t", "return logits * t",
+                hint=Hint("乘以了温度而不是除以温度，高温反而让分布更尖锐。",
+                    "The logits are multiplied by the temperature, so a high temperature sharpens instead of flattens.")),
+            "no check for t <= 0": mutate({"if not t > 0:": "if False:", "logits / t": "logits / max(t, 1e-6)"},
+                hint=Hint("没有检查 t ≤ 0，非正的温度应报错。",
+                    "There is no check for t <= 0; a temperature that is not positive must raise an error.")),
+            "only t == 0 rejected (a negative t flips the ranking)": mutate("if not t > 0:", "if t == 0:",
+                hint=Hint("只拒绝了 t == 0；负的温度会把排序整个颠倒，也应报错。",
+                    "Only t = 0 is rejected; a negative temperature flips the ranking and must be refused too.")),
+            "divides in place": mutate("return logits / t", "return logits.div_(t)",
+                hint=Hint("原地做除法，修改了调用者的 logits。", "The division is done in place, changing the caller's logits.")),
         },
     ),
     Exercise(
@@ -400,12 +434,19 @@ EXERCISES = [
         mutants={
             "argmax instead of sampling": mutate(
                 "return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)",
-                "return logits.argmax(dim=-1)"),
+                "return logits.argmax(dim=-1)",
+                hint=Hint("直接取 argmax，没有按概率采样。", "It takes the argmax instead of sampling from the probabilities.")),
             "softmax over the batch dimension": mutate("torch.softmax(logits.float(), dim=-1)",
-                                                       "torch.softmax(logits.float(), dim=0)"),
-            "ignores the generator (global RNG)": mutate(", generator=generator", ""),
+                                                       "torch.softmax(logits.float(), dim=0)",
+                hint=Hint("softmax 做在 batch 维上，而不是词表维上。",
+                    "The softmax runs over the batch dimension instead of the vocabulary.")),
+            "ignores the generator (global RNG)": mutate(", generator=generator", "",
+                hint=Hint("忽略了传入的 generator，用了全局随机数，结果不可复现。",
+                    "The generator is ignored and the global RNG is used, so results are not reproducible.")),
             "exp without subtracting the max (overflows)": mutate("torch.softmax(logits.float(), dim=-1)",
-                                                                  "logits.exp() / logits.exp().sum(-1, keepdim=True)"),
+                                                                  "logits.exp() / logits.exp().sum(-1, keepdim=True)",
+                hint=Hint("直接对 logits 取 exp 而没减最大值，大 logits 溢出。",
+                    "exp of the logits without subtracting the max overflows for large logits.")),
         },
     ),
     Exercise(
@@ -424,11 +465,18 @@ EXERCISES = [
             "no_grad": "autograd was recording during generation (use torch.no_grad())"}),
         mutants={
             "feeds the new token but drops the cache": mutate("model(input_ids=next_token, cache=outputs.cache, use_cache=True)",
-                                                              "model(input_ids=next_token)"),
+                                                              "model(input_ids=next_token)",
+                hint=Hint("只把新 token 输入模型却丢掉了 cache，模型看不到之前的上下文。",
+                    "Only the new token is fed and the cache is dropped, so the model loses the earlier context.")),
             "recomputes the whole prefix every step (no cache)": mutate(
-                "model(input_ids=next_token, cache=outputs.cache, use_cache=True)", "model(input_ids=tokens)"),
-            "one token too few": mutate("for step in range(max_new_tokens):", "for step in range(max_new_tokens - 1):"),
-            "no torch.no_grad()": mutate("with torch.no_grad():", "if True:"),
+                "model(input_ids=next_token, cache=outputs.cache, use_cache=True)", "model(input_ids=tokens)",
+                hint=Hint("每一步都重新计算整个前缀，没有使用 KV cache。",
+                    "The whole prefix is recomputed at every step; the KV cache is never used.")),
+            "one token too few": mutate("for step in range(max_new_tokens):", "for step in range(max_new_tokens - 1):",
+                hint=Hint("少生成了一个 token。", "It generates one token too few.")),
+            "no torch.no_grad()": mutate("with torch.no_grad():", "if True:",
+                hint=Hint("生成时没有用 torch.no_grad()，白白构建计算图。",
+                    "Generation runs without torch.no_grad(), building an autograd graph for nothing.")),
             "appends the prompt's own last token first": whole("""
                 def greedy_generate_with_cache(model, input_ids, max_new_tokens):
                     seq, step_input, cache = input_ids, input_ids, None
@@ -439,7 +487,9 @@ EXERCISES = [
                             cache = out.cache
                             step_input = out.logits[:, -1].argmax(-1, keepdim=True)
                     return seq
-            """),
+            """,
+                hint=Hint("先把 prompt 的最后一个 token 又追加了一次，生成的序列整体错了一位。",
+                    "The prompt's own last token is appended first, so the generated tokens are shifted by one.")),
         },
     ),
     Exercise(
@@ -456,18 +506,25 @@ EXERCISES = [
         mutants={
             "greedy (ignores num_beams)": mutate({"first.topk(num_beams)": "first.topk(1)",
                                                   "expand(num_beams, -1)": "expand(1, -1)",
-                                                  "candidates.topk(num_beams)": "candidates.topk(1)"}),
+                                                  "candidates.topk(num_beams)": "candidates.topk(1)"},
+                hint=Hint("忽略了 num_beams，实际上是 greedy 解码。", "num_beams is ignored, so this is greedy decoding.")),
             "beams start as identical copies (duplicates never removed)": mutate({
                 "first = model(input_ids=input_ids).logits[0, -1].float().log_softmax(dim=-1)\n": "",
                 "scores, tokens = first.topk(num_beams)": "scores = torch.zeros(num_beams)",
                 "beams = torch.cat([input_ids.expand(num_beams, -1), tokens[:, None]], dim=1)":
                     "beams = input_ids.expand(num_beams, -1)",
-                "range(max_new_tokens - 1)": "range(max_new_tokens)"}),
-            "ranks by the last token's log-prob only": mutate("(scores[:, None] + logp).reshape(-1)", "logp.reshape(-1)"),
+                "range(max_new_tokens - 1)": "range(max_new_tokens)"},
+                hint=Hint("各 beam 从同一 prompt 的相同副本开始，重复的候选从未被去掉，所有 beam 都一样。",
+                    "The beams start as identical copies of the prompt, so duplicates survive and every beam is the same.")),
+            "ranks by the last token's log-prob only": mutate("(scores[:, None] + logp).reshape(-1)", "logp.reshape(-1)",
+                hint=Hint("只按最后一个 token 的对数概率排序，而不是整个序列累计的对数概率。",
+                    "Candidates are ranked by the last token's log-prob only, not the sequence's total.")),
             "each beam keeps only its own best continuation": mutate({
                 "candidates = (scores[:, None] + logp).reshape(-1)": "best, token = logp.max(-1)",
                 "scores, flat = candidates.topk(num_beams)": "scores = scores + best",
-                "parent, token = flat // vocab, flat % vocab": "parent = torch.arange(num_beams)"}),
+                "parent, token = flat // vocab, flat % vocab": "parent = torch.arange(num_beams)"},
+                hint=Hint("每个 beam 只保留自己的最佳续写；应从所有 beam × 词表的候选中选出最好的几个。",
+                    "Each beam keeps only its own best continuation instead of the best of all beam-by-vocab candidates.")),
         },
     ),
     Exercise(
@@ -486,17 +543,27 @@ EXERCISES = [
             "zero_d_tensor": "perplexity must return a 0-d tensor (not a Python float or a 1-element tensor)"}),
         mutants={
             "no shift (each position scores its own token)": mutate({"logits[:, :-1, :]": "logits",
-                                                                     "labels[:, 1:]": "labels"}),
+                                                                     "labels[:, 1:]": "labels"},
+                hint=Hint("没有移位：位置 t 的 logits 应给 t+1 的标签打分。",
+                    "There is no shift: position t's logits score the label at t + 1.")),
             "padding counted in the mean": mutate({"ignore_index=ignore_index)":
                                                    "ignore_index=ignore_index, reduction=\"sum\")",
-                                                   "torch.exp(nll)": "torch.exp(nll / target.numel())"}),
+                                                   "torch.exp(nll)": "torch.exp(nll / target.numel())"},
+                hint=Hint("padding 被算进了平均的分母。", "Padding positions are counted in the mean's denominator.")),
             "mean of per-sequence perplexities": mutate({
                 "F.cross_entropy(pred.reshape(-1, pred.shape[-1]), target.reshape(-1), ignore_index=ignore_index)":
                     "[F.cross_entropy(pred[i], target[i], ignore_index=ignore_index) for i in range(len(target))]",
-                "torch.exp(nll)": "torch.stack(nll).exp().mean()"}),
-            "base 2 instead of e": mutate("torch.exp(nll)", "2 ** nll"),
-            "ignore index hard-coded to -100": mutate("ignore_index=ignore_index)", "ignore_index=-100)"),
-            "returns a Python float": mutate("torch.exp(nll)", "torch.exp(nll).item()"),
+                "torch.exp(nll)": "torch.stack(nll).exp().mean()"},
+                hint=Hint("对每条序列的困惑度取平均；应先在所有 token 上平均 NLL 再取 exp。",
+                    "It averages per-sequence perplexities instead of exponentiating the token-level mean NLL.")),
+            "base 2 instead of e": mutate("torch.exp(nll)", "2 ** nll",
+                hint=Hint("用了以 2 为底的幂，而交叉熵是自然对数，应以 e 为底。",
+                    "It uses base 2, but the cross-entropy is in nats, so the base is e.")),
+            "ignore index hard-coded to -100": mutate("ignore_index=ignore_index)", "ignore_index=-100)",
+                hint=Hint("ignore_index 被写死为 -100，传入的值被忽略。",
+                    "The ignore index is hard-coded to -100; the ignore_index argument is ignored.")),
+            "returns a Python float": mutate("torch.exp(nll)", "torch.exp(nll).item()",
+                hint=Hint("返回的是 Python float；要求返回 0 维张量。", "It returns a Python float; a 0-d tensor is asked for.")),
         },
     ),
 ]

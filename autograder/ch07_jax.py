@@ -5,7 +5,7 @@ Probes run inside the sandbox next to the student's code and must be self-contai
 library implementation (or the precisely specified reference scheme) each exercise
 imitates; the test suite proves the solution agrees with them on every case.
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose, mutate
+from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate
 
 
 
@@ -279,17 +279,28 @@ EXERCISES = [
         probe=probe_cross_entropy, judge=allclose(rtol=1e-5, atol=1e-4),
         mutants={
             "no max subtraction (overflows)": mutate(
-                "logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))", "logits"),
+                "logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))", "logits",
+                hint=Hint("没有先减去每行最大值，大 logits 的 exp 溢出。",
+                    "The row maximum is not subtracted, so exp of large logits overflows.")),
             "one maximum over the whole array (rows far below it underflow)": mutate(
-                "jnp.max(logits, axis=-1, keepdims=True)", "jnp.max(logits)"),
-            "sum instead of mean": mutate("-jnp.mean(picked)", "-jnp.sum(picked)"),
+                "jnp.max(logits, axis=-1, keepdims=True)", "jnp.max(logits)",
+                hint=Hint("整个数组只减去一个全局最大值，远低于它的行 exp 全部下溢为 0。",
+                    "One maximum for the whole array: rows far below it underflow to 0 after exp.")),
+            "sum instead of mean": mutate("-jnp.mean(picked)", "-jnp.sum(picked)",
+                hint=Hint("对样本求和而不是取平均。", "The loss is summed over examples instead of averaged.")),
             "mean over the classes too (one-hot times log p, averaged everywhere)": mutate(
-                PICKED, "picked = jax.nn.one_hot(labels, logits.shape[-1]) * log_probs"),
+                PICKED, "picked = jax.nn.one_hot(labels, logits.shape[-1]) * log_probs",
+                hint=Hint("one-hot 乘 log p 后对所有元素取平均，还平均了类别维，loss 被除以了类别数。",
+                    "one-hot times log p is averaged over every entry, classes too, so the loss is divided by the class count.")),
             "one-hot over the wrong axis": mutate(
-                PICKED, "picked = (jax.nn.one_hot(labels, logits.shape[0], axis=0) * log_probs).sum(-1)"),
+                PICKED, "picked = (jax.nn.one_hot(labels, logits.shape[0], axis=0) * log_probs).sum(-1)",
+                hint=Hint("one-hot 建在了错误的轴上，类别维和样本维被混淆。",
+                    "The one-hot is built along the wrong axis, mixing up classes and examples.")),
             "uses jax.nn.log_softmax": mutate(
                 "log_probs = shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=-1, keepdims=True))",
-                "log_probs = jax.nn.log_softmax(logits, axis=-1)"),
+                "log_probs = jax.nn.log_softmax(logits, axis=-1)",
+                hint=Hint("直接调用了 jax.nn.log_softmax；本练习要求自己实现，评分时它被禁用。",
+                    "It calls jax.nn.log_softmax, which this exercise asks you to write (it is blocked when graded).")),
         },
     ),
     Exercise(
@@ -301,11 +312,17 @@ EXERCISES = [
         ),
         probe=probe_mlp_fn, judge=allclose(rtol=1e-5, atol=1e-4),
         mutants={
-            "relu forgotten": mutate('jax.nn.relu(hk.Linear(64, name="hidden")(x))', 'hk.Linear(64, name="hidden")(x)'),
-            "hidden width 32": mutate('hk.Linear(64, name="hidden")', 'hk.Linear(32, name="hidden")'),
+            "relu forgotten": mutate('jax.nn.relu(hk.Linear(64, name="hidden")(x))', 'hk.Linear(64, name="hidden")(x)',
+                hint=Hint("忘了 ReLU，两层线性叠起来仍然是线性模型。",
+                    "The ReLU is forgotten, so two linear layers collapse into one linear map.")),
+            "hidden width 32": mutate('hk.Linear(64, name="hidden")', 'hk.Linear(32, name="hidden")',
+                hint=Hint("隐藏层宽度用了 32，要求是 64。", "The hidden layer is 32 wide; it should be 64.")),
             "default module names": mutate({'hk.Linear(64, name="hidden")': "hk.Linear(64)",
-                                             'hk.Linear(10, name="logits")': "hk.Linear(10)"}),
-            "tanh instead of relu": mutate("jax.nn.relu(", "jnp.tanh("),
+                                             'hk.Linear(10, name="logits")': "hk.Linear(10)"},
+                hint=Hint("用了默认的模块名，参数树中的名字与要求的 hidden、logits 不符。",
+                    "Default module names are used, so the parameter names differ from the required hidden and logits.")),
+            "tanh instead of relu": mutate("jax.nn.relu(", "jnp.tanh(",
+                hint=Hint("激活函数用了 tanh 而不是 ReLU。", "tanh is used instead of ReLU.")),
         },
     ),
     Exercise(
@@ -325,16 +342,26 @@ EXERCISES = [
                                      "(gradients, optimizer update and apply_updates), not only the gradient"}),
         mutants={
             "params - updates (wrong sign)": mutate("optax.apply_updates(params, updates)",
-                                                    "jax.tree_util.tree_map(lambda p, u: p - u, params, updates)"),
-            "loss summed over the batch instead of averaged": mutate("(logits, labels).mean()", "(logits, labels).sum()"),
+                                                    "jax.tree_util.tree_map(lambda p, u: p - u, params, updates)",
+                hint=Hint("用参数减去 updates；Optax 的 updates 已经包含了下降的负号，应该相加。",
+                    "The updates are subtracted; Optax updates already include the minus sign, so they are added.")),
+            "loss summed over the batch instead of averaged": mutate("(logits, labels).mean()", "(logits, labels).sum()",
+                hint=Hint("loss 对 batch 求和而不是取平均。", "The loss is summed over the batch instead of averaged.")),
             "grads not passed through the optimizer": mutate(
-                "optax.apply_updates(params, updates)", "jax.tree_util.tree_map(lambda p, g: p - 0.01 * g, params, grads)"),
+                "optax.apply_updates(params, updates)", "jax.tree_util.tree_map(lambda p, g: p - 0.01 * g, params, grads)",
+                hint=Hint("梯度没有经过 optimizer.update，而是手写了固定步长的 SGD。",
+                    "The gradients skip optimizer.update; a fixed-step SGD is applied by hand instead.")),
             "returns the old optimizer state": mutate("updates, opt_state = optimizer.update(",
-                                                      "updates, _ = optimizer.update("),
-            "not jitted (retraced every step)": mutate("    @jax.jit\n", ""),
+                                                      "updates, _ = optimizer.update(",
+                hint=Hint("返回的是旧的优化器状态，新的状态被丢掉了。",
+                    "The old optimizer state is returned; the new one is thrown away.")),
+            "not jitted (retraced every step)": mutate("    @jax.jit\n", "",
+                hint=Hint("update 没有用 jax.jit 包裹。", "update is not wrapped in jax.jit.")),
             "only the gradient is jitted (optimizer step outside jit)": mutate({
                 "    @jax.jit\n": "    grad_fn = jax.jit(jax.value_and_grad(loss_fn))\n\n",
-                "jax.value_and_grad(loss_fn)(params, images, labels)": "grad_fn(params, images, labels)"}),
+                "jax.value_and_grad(loss_fn)(params, images, labels)": "grad_fn(params, images, labels)"},
+                hint=Hint("只有梯度计算被 jit，优化器更新在 jit 之外；整个 step 应是一个 jit 函数。",
+                    "Only the gradient is jitted and the optimizer step runs outside; the whole step is one jitted function.")),
         },
     ),
     Exercise(
@@ -349,10 +376,17 @@ EXERCISES = [
             "apply_fn_traced_once": "apply_fn was called once per image (a Python loop): map it over the batch "
                                     "with jax.vmap, which calls it once"}),
         mutants={
-            "argmax over the wrong axis": mutate("axis=-1", "axis=0"),
-            "count instead of fraction": mutate("jnp.mean(", "jnp.sum("),
-            "apply_fn called on the whole batch (no vmap)": mutate(VMAPPED, "apply_fn(params, images)"),
-            "a Python loop over the images": mutate(VMAPPED, "jnp.stack([apply_fn(params, im) for im in images])"),
+            "argmax over the wrong axis": mutate("axis=-1", "axis=0",
+                hint=Hint("argmax 做在了 batch 轴上，而不是类别轴上。",
+                    "The argmax runs over the batch axis instead of the class axis.")),
+            "count instead of fraction": mutate("jnp.mean(", "jnp.sum(",
+                hint=Hint("返回的是正确的个数而不是比例。", "It returns the number correct instead of the fraction.")),
+            "apply_fn called on the whole batch (no vmap)": mutate(VMAPPED, "apply_fn(params, images)",
+                hint=Hint("直接把整个 batch 传给 apply_fn；它只接受单张图片，应使用 vmap。",
+                    "apply_fn is called on the whole batch, but it takes one image; vmap is needed.")),
+            "a Python loop over the images": mutate(VMAPPED, "jnp.stack([apply_fn(params, im) for im in images])",
+                hint=Hint("用 Python 循环逐张调用 apply_fn，而不是用 vmap 一次处理整个 batch。",
+                    "A Python loop calls apply_fn once per image instead of one vmap over the batch.")),
         },
     ),
     Exercise(
@@ -365,12 +399,18 @@ EXERCISES = [
         ),
         probe=probe_split, judge=allclose(rtol=0, atol=0),
         mutants={
-            "same key split every epoch (keys reused)": mutate(SPLIT, "_, shuffle_key, dropout_key = jax.random.split(key, 3)"),
+            "same key split every epoch (keys reused)": mutate(SPLIT, "_, shuffle_key, dropout_key = jax.random.split(key, 3)",
+                hint=Hint("每个 epoch 都对同一个 key 做 split，没有更新携带的 key，各 epoch 的 key 完全相同。",
+                    "The same key is split every epoch (the carry never advances), so every epoch gets the same keys.")),
             "parent key returned as a child": mutate({SPLIT: "new_key, dropout_key = jax.random.split(key)",
                                                       "pairs.append((shuffle_key, dropout_key))":
-                                                          "pairs.append((key, dropout_key))\n        key = new_key"}),
+                                                          "pairs.append((key, dropout_key))\n        key = new_key"},
+                hint=Hint("把已经被 split 过的父 key 当作子 key 使用；split 过的 key 不能再用。",
+                    "A key that was already split is handed out as a child; a split key must never be used again.")),
             "split outputs in another order than specified": mutate(
-                SPLIT, "shuffle_key, dropout_key, key = jax.random.split(key, 3)"),
+                SPLIT, "shuffle_key, dropout_key, key = jax.random.split(key, 3)",
+                hint=Hint("split 出的三个 key 的用途顺序与规定的方案不同（携带 key 在最前）。",
+                    "The three keys of each split are used in another order than the stated scheme (carry first).")),
         },
     ),
 ]

@@ -8,7 +8,7 @@ library implementation each exercise imitates (``torch.quantize_per_channel``,
 agrees with them on every case. The cost estimators and FedAvg are closed-form and have
 no library counterpart (captum and opacus are not dependencies of the course).
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose, mutate, whole
+from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate, whole
 
 
 
@@ -229,11 +229,18 @@ EXERCISES = [
         ),
         probe=probe_costs, judge=allclose(rtol=1e-9, atol=0.0),
         mutants={
-            "forward pass only (2ND)": mutate("return 6 * n_params * n_tokens", "return 2 * n_params * n_tokens"),
-            "KV cache without the factor 2 (only K or only V)": mutate("return 2 * layers", "return layers"),
+            "forward pass only (2ND)": mutate("return 6 * n_params * n_tokens", "return 2 * n_params * n_tokens",
+                hint=Hint("只算了前向（2ND）；训练还包含反向传播，约为前向的两倍。",
+                    "Only the forward pass is counted (2ND); training adds the backward pass, about twice the forward.")),
+            "KV cache without the factor 2 (only K or only V)": mutate("return 2 * layers", "return layers",
+                hint=Hint("KV cache 漏了系数 2：K 和 V 都要缓存。",
+                    "The KV cache is missing the factor 2: both K and V are cached.")),
             "Adam states counted once": mutate('{"fp32": (4, 4, 8), "mixed": (2, 2, 12)}',
-                                               '{"fp32": (4, 4, 4), "mixed": (2, 2, 8)}'),
-            "mixed precision without the fp32 master copy": mutate('"mixed": (2, 2, 12)', '"mixed": (2, 2, 8)'),
+                                               '{"fp32": (4, 4, 4), "mixed": (2, 2, 8)}',
+                hint=Hint("Adam 的状态只算了一份；它有一阶矩和二阶矩两份状态。",
+                    "Adam's state is counted once; it keeps two moments, first and second.")),
+            "mixed precision without the fp32 master copy": mutate('"mixed": (2, 2, 12)', '"mixed": (2, 2, 8)',
+                hint=Hint("混合精度漏了 fp32 的主权重副本。", "Mixed precision leaves out the fp32 master copy of the weights.")),
         },
     ),
     Exercise(
@@ -251,14 +258,24 @@ EXERCISES = [
         probe=probe_quantize, judge=allclose(rtol=1e-6, atol=1e-7),
         mutants={
             "one scale for the whole tensor": mutate("amax = w.detach().abs().amax(dim=1).to(torch.float32)",
-                                                     "amax = w.detach().abs().max().to(torch.float32).expand(w.shape[0])"),
-            "truncates instead of rounding": mutate("torch.round(", "torch.trunc("),
-            "divides by 128": mutate("amax / 127", "amax / 128"),
+                                                     "amax = w.detach().abs().max().to(torch.float32).expand(w.shape[0])",
+                hint=Hint("整个张量只用一个 scale；per-channel 量化要求每个输出通道（每行）一个。",
+                    "One scale for the whole tensor; per-channel quantization uses one per output channel (row).")),
+            "truncates instead of rounding": mutate("torch.round(", "torch.trunc(",
+                hint=Hint("截断而不是取整。", "Values are truncated instead of rounded.")),
+            "divides by 128": mutate("amax / 127", "amax / 128",
+                hint=Hint("除以了 128；对称 int8 的最大量化值是 127。",
+                    "The scale divides by 128; symmetric int8 uses 127 as the largest level.")),
             "zero row gives NaN (scale 0)": mutate("torch.where(amax > 0, amax / 127, torch.ones_like(amax))",
-                                                   "amax / 127"),
+                                                   "amax / 127",
+                hint=Hint("全零行的 scale 为 0，除以 0 得到 NaN。",
+                    "An all-zero row gets scale 0 and dividing by it gives NaN.")),
             "rounds half away from zero": mutate("torch.round(w.detach() / scale[:, None])",
-                                                 "torch.sign(w) * torch.floor((w.detach() / scale[:, None]).abs() + 0.5)"),
-            "scales w in place": mutate("w.detach() / scale[:, None]", "w.detach().div_(scale[:, None])"),
+                                                 "torch.sign(w) * torch.floor((w.detach() / scale[:, None]).abs() + 0.5)",
+                hint=Hint("取整用了远离零的四舍五入，而规定是 round half to even（torch.round）。",
+                    "Rounding is half away from zero; the stated rounding is half to even.")),
+            "scales w in place": mutate("w.detach() / scale[:, None]", "w.detach().div_(scale[:, None])",
+                hint=Hint("原地对权重做了除法，修改了输入的 w。", "The weight is divided in place, modifying the input w.")),
         },
     ),
     Exercise(
@@ -273,11 +290,17 @@ EXERCISES = [
         ),
         probe=probe_distillation, judge=allclose(rtol=1e-4, atol=1e-6),
         mutants={
-            "T squared missing": mutate("alpha * T * T * soft", "alpha * soft"),
+            "T squared missing": mutate("alpha * T * T * soft", "alpha * soft",
+                hint=Hint("软目标项漏乘了 T²，温度越高，它的梯度就越小。",
+                    "The soft term is not multiplied by T squared, so its gradients shrink as the temperature grows.")),
             "KL direction swapped (student as target)": mutate(
                 "F.kl_div(log_p_student, p_teacher,",
-                "F.kl_div(F.log_softmax(teacher_logits / T, dim=-1), F.softmax(student_logits / T, dim=-1),"),
-            "KL averaged over classes too (reduction='mean')": mutate('reduction="batchmean"', 'reduction="mean"'),
+                "F.kl_div(F.log_softmax(teacher_logits / T, dim=-1), F.softmax(student_logits / T, dim=-1),",
+                hint=Hint("KL 的方向反了：把学生分布当成了目标；目标应是教师分布。",
+                    "The KL direction is swapped: the student is used as the target instead of the teacher.")),
+            "KL averaged over classes too (reduction='mean')": mutate('reduction="batchmean"', 'reduction="mean"',
+                hint=Hint("KL 还在类别维上取了平均（reduction='mean'）；应只按 batch 平均。",
+                    "The KL is averaged over classes too (reduction mean); it is averaged over the batch only.")),
         },
     ),
     Exercise(
@@ -294,12 +317,20 @@ EXERCISES = [
         ),
         probe=probe_info_nce, judge=allclose(rtol=1e-4, atol=1e-6),
         mutants={
-            "no L2 normalisation": mutate("    a = F.normalize(a, dim=-1)\n    b = F.normalize(b, dim=-1)\n", ""),
+            "no L2 normalisation": mutate("    a = F.normalize(a, dim=-1)\n    b = F.normalize(b, dim=-1)\n", "",
+                hint=Hint("没有做 L2 归一化，相似度不是余弦相似度。",
+                    "The embeddings are not L2-normalised, so the similarities are not cosines.")),
             "one direction only (a -> b)": mutate(
                 "(F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2",
-                "F.cross_entropy(logits, target)"),
-            "temperature multiplied": mutate("a @ b.T / temperature", "a @ b.T * temperature"),
-            "text tower detached (no gradient to b)": mutate("F.normalize(b, dim=-1)", "F.normalize(b.detach(), dim=-1)"),
+                "F.cross_entropy(logits, target)",
+                hint=Hint("只算了 a→b 一个方向；对称的 InfoNCE 要平均两个方向的损失。",
+                    "Only the a-to-b direction is used; the symmetric InfoNCE averages both directions.")),
+            "temperature multiplied": mutate("a @ b.T / temperature", "a @ b.T * temperature",
+                hint=Hint("乘以了温度而不是除以温度。",
+                    "The similarities are multiplied by the temperature instead of divided by it.")),
+            "text tower detached (no gradient to b)": mutate("F.normalize(b, dim=-1)", "F.normalize(b.detach(), dim=-1)",
+                hint=Hint("b 被 detach 了，梯度传不到第二个塔（文本塔）。",
+                    "b is detached, so no gradient reaches the second (text) tower.")),
         },
     ),
     Exercise(
@@ -315,18 +346,30 @@ EXERCISES = [
         probe=probe_fedavg, judge=allclose(rtol=1e-5, atol=1e-6),
         mutants={
             "unweighted mean": mutate("weights = [n / total for n in client_sizes]",
-                                      "weights = [1 / len(client_sizes) for n in client_sizes]"),
+                                      "weights = [1 / len(client_sizes) for n in client_sizes]",
+                hint=Hint("用了简单平均；FedAvg 按各客户端的样本数加权。",
+                    "A plain mean is used; FedAvg weights each client by its number of examples.")),
             "weights not normalised": mutate("weights = [n / total for n in client_sizes]",
-                                             "weights = list(client_sizes)"),
+                                             "weights = list(client_sizes)",
+                hint=Hint("权重没有归一化（没有除以样本总数），结果被放大了。",
+                    "The weights are not normalised by the total size, so the result is scaled up.")),
             "integer buffers averaged as floats": mutate({"if first.is_floating_point():": "if True:",
                                                           "torch.zeros_like(first)":
-                                                              "torch.zeros_like(first, dtype=torch.float32)"}),
+                                                              "torch.zeros_like(first, dtype=torch.float32)"},
+                hint=Hint("整数缓冲（如 num_batches_tracked）也被当作浮点数平均了。",
+                    "Integer buffers (e.g. num_batches_tracked) are averaged as floats.")),
             "integer buffers taken from the first client": mutate(
-                "torch.stack([sd[key] for sd in client_state_dicts]).amax(dim=0)", "first.clone()"),
-            "averages in float32 (the entry's dtype not kept)": mutate("out[key] = acc\n", "out[key] = acc.float()\n"),
+                "torch.stack([sd[key] for sd in client_state_dicts]).amax(dim=0)", "first.clone()",
+                hint=Hint("整数缓冲直接取了第一个客户端的值，而不是按规则在各客户端之间合并。",
+                    "Integer buffers are copied from the first client instead of combined over the clients as stated.")),
+            "averages in float32 (the entry's dtype not kept)": mutate("out[key] = acc\n", "out[key] = acc.float()\n",
+                hint=Hint("平均结果变成了 float32，没有保持原条目的 dtype。",
+                    "The averages come out as float32 instead of keeping each entry's dtype.")),
             "accumulates into the first client's tensors": mutate({
                 "acc = torch.zeros_like(first)": "acc = first.mul_(weights[0])",
-                "zip(weights, client_state_dicts)": "zip(weights[1:], client_state_dicts[1:])"}),
+                "zip(weights, client_state_dicts)": "zip(weights[1:], client_state_dicts[1:])"},
+                hint=Hint("直接累加到第一个客户端的张量上，修改了输入。",
+                    "It accumulates into the first client's tensors, modifying the input.")),
         },
     ),
     Exercise(
@@ -353,14 +396,22 @@ EXERCISES = [
                             noise = torch.randn(p.shape, generator=generator) * noise_multiplier * max_norm
                             p -= lr * (p.grad + noise / len(x))
                             p.grad = None
-            """),
-            "noise not scaled by max_norm": mutate("* noise_multiplier * max_norm", "* noise_multiplier"),
+            """,
+                hint=Hint("裁剪的是整个 batch 的梯度，而不是每个样本的梯度；差分隐私要限制单个样本的影响。",
+                    "The batch gradient is clipped instead of each sample's; DP must bound every single example's influence.")),
+            "noise not scaled by max_norm": mutate("* noise_multiplier * max_norm", "* noise_multiplier",
+                hint=Hint("噪声没有乘 max_norm，和裁剪的范数尺度不匹配。",
+                    "The noise is not scaled by max_norm, so it does not match the clipping bound.")),
             "noise added after dividing by the batch size": mutate("lr * (summed + noise) / batch",
-                                                                   "lr * (summed / batch + noise)"),
+                                                                   "lr * (summed / batch + noise)",
+                hint=Hint("先除以 batch 大小再加噪声；噪声应加在梯度之和上再一起平均。",
+                    "The noise is added after dividing by the batch size; it belongs to the sum before averaging.")),
             "clips each parameter tensor separately": mutate(
                 "summed = (g * factor.view(",
                 "factor = torch.clamp(max_norm / (g.reshape(batch, -1).norm(dim=1) + 1e-6), max=1.0)\n"
-                "            summed = (g * factor.view("),
+                "            summed = (g * factor.view(",
+                hint=Hint("每个参数张量分别裁剪；每个样本应按所有参数拼在一起的总范数裁剪。",
+                    "Each parameter tensor is clipped on its own; a sample is clipped by its norm over all parameters.")),
         },
     ),
 ]

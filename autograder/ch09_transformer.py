@@ -15,7 +15,7 @@ it, each mapped to a word its feedback must contain (tests/test_exercise_rules.p
 
 import numpy as np
 
-from llmprep.grading.spec import Case, Chapter, Exercise, Rule, mutate, ordered, whole
+from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, mutate, ordered, whole
 
 
 
@@ -388,17 +388,31 @@ EXERCISES = [
         ),
         probe=probe_attention, judge=judge_attention,
         mutants={
-            "scales by 1/d instead of 1/sqrt(d)": mutate("/ math.sqrt(q.shape[-1])", "/ q.shape[-1]"),
-            "causal mask aligned top-left (ignores the cached prefix)": mutate(".tril(diagonal=lk - lq)", ".tril()"),
+            "scales by 1/d instead of 1/sqrt(d)": mutate("/ math.sqrt(q.shape[-1])", "/ q.shape[-1]",
+                hint=Hint("分数除以了 head 维度 d 本身而不是它的平方根，softmax 被压得过于平坦。",
+                    "Scores are divided by the head dimension itself, not its square root: the softmax is too flat.")),
+            "causal mask aligned top-left (ignores the cached prefix)": mutate(".tril(diagonal=lk - lq)", ".tril()",
+                hint=Hint("causal mask 按左上角对齐：有缓存前缀（Lq < Lk）时，查询看不到本该可见的前缀 key。",
+                    "The causal mask is aligned top-left, so with a cached prefix (Lq < Lk) queries miss keys they may see.")),
             "causal offset clamped at 0 (square or cached-prefix shapes only)": mutate(
-                ".tril(diagonal=lk - lq)", ".tril(diagonal=max(lk - lq, 0))"),
-            "padding mask read as True = padding": mutate("allowed & key_padding_mask", "allowed & ~key_padding_mask"),
-            "fully masked rows come out as NaN": mutate(ROW_ZERO, "pass"),
+                ".tril(diagonal=lk - lq)", ".tril(diagonal=max(lk - lq, 0))",
+                hint=Hint("对角偏移被截到 0：Lq > Lk 时，最后一个查询不再与最后一个 key 对齐。",
+                    "The diagonal offset is clamped at 0: when Lq > Lk the last query no longer sits at the last key.")),
+            "padding mask read as True = padding": mutate("allowed & key_padding_mask", "allowed & ~key_padding_mask",
+                hint=Hint("把 key_padding_mask 的 True 当成了 padding；这里 True 表示真实 token、要保留。",
+                    "key_padding_mask is read as True = padding; here True marks a real token that must be kept.")),
+            "fully masked rows come out as NaN": mutate(ROW_ZERO, "pass",
+                hint=Hint("没有任何可见 key 的查询行得到 NaN（全 -inf 的 softmax），应返回全零行。",
+                    "A query with no allowed key gets NaN (softmax over all -inf) instead of a row of zeros.")),
             "masks with -1e9: fully masked rows average every value": mutate(
-                {'scores.masked_fill(~allowed, float("-inf"))': "scores.masked_fill(~allowed, -1e9)", ROW_ZERO: "pass"}),
+                {'scores.masked_fill(~allowed, float("-inf"))': "scores.masked_fill(~allowed, -1e9)", ROW_ZERO: "pass"},
+                hint=Hint("用 -1e9 代替 -inf 做掩码：全被屏蔽的行变成对所有 value 的平均，而不是零。",
+                    "Masking with -1e9, not -inf: a fully masked row becomes a uniform average of the values, not zeros.")),
             "exp without subtracting the row maximum (overflows)": mutate(
                 "weights = torch.softmax(scores, dim=-1)",
-                "e = scores.exp()\n    weights = e / e.sum(-1, keepdim=True).clamp_min(1e-30)"),
+                "e = scores.exp()\n    weights = e / e.sum(-1, keepdim=True).clamp_min(1e-30)",
+                hint=Hint("直接对分数取 exp 而不先减去每行最大值，大分数时溢出成 inf/NaN。",
+                    "exp of the raw scores without subtracting the row maximum: large scores overflow to inf/NaN.")),
         },
         alternatives={
             "loop over batch and heads, float64, explicit index lists": """
@@ -440,17 +454,29 @@ EXERCISES = [
                                        ("weights", "the returned attention map (mean over heads)", 1e-4, 1e-6)),
         mutants={
             "q, k, v blocks read in the wrong order (k, q, v)": mutate({"w_q, w_k, w_v = ": "w_k, w_q, w_v = ",
-                                                                        "b_q, b_k, b_v = ": "b_k, b_q, b_v = "}),
-            "scaled by sqrt(embed_dim) instead of sqrt(head_dim)": mutate("/ math.sqrt(hd)", "/ math.sqrt(e)"),
-            "key_padding_mask read as True = keep": mutate("masked_fill(key_padding_mask", "masked_fill(~key_padding_mask"),
+                                                                        "b_q, b_k, b_v = ": "b_k, b_q, b_v = "},
+                hint=Hint("in_proj_weight 的三块顺序读错了：PyTorch 的顺序是 q、k、v。",
+                    "The blocks of in_proj_weight and in_proj_bias are read in the wrong order; PyTorch stacks q, k, v.")),
+            "scaled by sqrt(embed_dim) instead of sqrt(head_dim)": mutate("/ math.sqrt(hd)", "/ math.sqrt(e)",
+                hint=Hint("缩放用了整个 embed_dim 的平方根，而每个头的点积只跨 head_dim 维。",
+                    "Scores are scaled by sqrt(embed_dim), but each head's dot product spans only head_dim dimensions.")),
+            "key_padding_mask read as True = keep": mutate("masked_fill(key_padding_mask", "masked_fill(~key_padding_mask",
+                hint=Hint("key_padding_mask 按“True = 保留”读了；PyTorch 约定 True 表示 padding、要忽略。",
+                    "key_padding_mask is read as True = keep; PyTorch's convention is True = padding, to be ignored.")),
             "keys and values projected from the query (self-attention only)": mutate({
                 "split_heads(key, w_k, b_k, lk), split_heads(value, w_v, b_v, lk)":
                     "split_heads(query, w_k, b_k, lq), split_heads(query, w_v, b_v, lq)",
-                "if key_padding_mask is not None:": "if key_padding_mask is not None and key_padding_mask.shape[1] == lq:"}),
+                "if key_padding_mask is not None:": "if key_padding_mask is not None and key_padding_mask.shape[1] == lq:"},
+                hint=Hint("key 和 value 都由 query 投影得到，只在 self-attention 时正确，cross-attention 出错。",
+                    "Keys and values are projected from the query: right for self-attention only, not cross-attention.")),
             "heads split with view(b, heads, L, head_dim) (no transpose)": mutate({
                 ".view(b, length, num_heads, hd).transpose(1, 2)": ".reshape(b, num_heads, length, hd)",
-                "(weights @ v).transpose(1, 2).reshape(b, lq, e)": "(weights @ v).reshape(b, lq, e)"}),
-            "returns the first head's weights instead of the mean over heads": mutate("weights.mean(dim=1)", "weights[:, 0]"),
+                "(weights @ v).transpose(1, 2).reshape(b, lq, e)": "(weights @ v).reshape(b, lq, e)"},
+                hint=Hint("直接 reshape 成 (b, heads, L, head_dim) 而没有转置，每个头拿到的是错位的特征块。",
+                    "Heads are split by a plain reshape to (b, heads, L, head_dim), no transpose: features get scrambled.")),
+            "returns the first head's weights instead of the mean over heads": mutate("weights.mean(dim=1)", "weights[:, 0]",
+                hint=Hint("返回的注意力权重只取了第一个头，而不是所有头的平均。",
+                    "The returned attention weights are the first head's only, not the average over heads.")),
         },
         alternatives={
             "one head at a time from weight slices, einsum": """
@@ -502,13 +528,23 @@ EXERCISES = [
         mutants={
             "pairs adjacent dimensions (interleaved, GPT-J style)": mutate({
                 "torch.cat([angles, angles], dim=-1)[:, None]": "angles.repeat_interleave(2, -1)[:, None]",
-                ROTATE: "torch.stack([-x[..., 1::2], x[..., ::2]], dim=-1).flatten(-2)"}),
+                ROTATE: "torch.stack([-x[..., 1::2], x[..., ::2]], dim=-1).flatten(-2)"},
+                hint=Hint("把相邻维度配对旋转（GPT-J 交错式），而 Llama 配对的是前半与后半（rotate_half）。",
+                    "Adjacent dimensions are paired (interleaved, GPT-J style); Llama pairs the first half with the second.")),
             "positions 0..L-1 whatever position_ids say": mutate(
-                "position_ids[..., None].float()", "torch.arange(q.shape[-2]).expand_as(position_ids)[..., None].float()"),
-            "theta fixed at 10000": mutate("1.0 / theta **", "1.0 / 10000.0 **"),
+                "position_ids[..., None].float()", "torch.arange(q.shape[-2]).expand_as(position_ids)[..., None].float()",
+                hint=Hint("忽略了 position_ids，总用 0..L-1 作位置，带偏移（如 KV cache）时角度错。",
+                    "position_ids are ignored and 0..L-1 used instead, so offset positions (a KV cache) get wrong angles.")),
+            "theta fixed at 10000": mutate("1.0 / theta **", "1.0 / 10000.0 **",
+                hint=Hint("theta 被写死为 10000，传入的 theta 参数被忽略。",
+                    "theta is hard-wired to 10000; the theta argument is ignored.")),
             "rotates the wrong way (sign of rotate_half flipped)": mutate(
-                ROTATE, "torch.cat([x[..., d // 2:], -x[..., :d // 2]], dim=-1)"),
-            "frequencies theta^(-i/d) instead of theta^(-2i/d)": mutate("torch.arange(0, d, 2,", "torch.arange(0, d // 2,"),
+                ROTATE, "torch.cat([x[..., d // 2:], -x[..., :d // 2]], dim=-1)",
+                hint=Hint("rotate_half 的符号反了，向量按相反方向旋转。",
+                    "The sign in rotate_half is flipped, so vectors rotate in the opposite direction.")),
+            "frequencies theta^(-i/d) instead of theta^(-2i/d)": mutate("torch.arange(0, d, 2,", "torch.arange(0, d // 2,",
+                hint=Hint("频率指数用了 i/d 而不是 2i/d，频率衰减得太慢。",
+                    "The frequency exponent steps by 1/d instead of 2/d, so the frequencies decay too slowly.")),
         },
         alternatives={
             "complex multiplication in float64": """
@@ -546,15 +582,25 @@ EXERCISES = [
         probe=probe_rms_norm,
         judge=judge_rms_norm,
         mutants={
-            "computes in the input's precision (float16 x^2 overflows)": mutate("xf = x.float()", "xf = x"),
+            "computes in the input's precision (float16 x^2 overflows)": mutate("xf = x.float()", "xf = x",
+                hint=Hint("统计量直接在输入精度下算：float16 的 x² 会溢出。",
+                    "The statistic is computed in the input's precision, where x squared overflows in float16.")),
             "eps added outside the square root": mutate("torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + eps)",
-                                                        "1 / (xf.pow(2).mean(dim=-1, keepdim=True).sqrt() + eps)"),
+                                                        "1 / (xf.pow(2).mean(dim=-1, keepdim=True).sqrt() + eps)",
+                hint=Hint("eps 加在了平方根外面，而不是加在均方值上再开方。",
+                    "eps is added outside the square root instead of to the mean square inside it.")),
             "subtracts the mean first (LayerNorm without bias)": mutate(
-                "    xf = x.float()\n", "    xf = x.float()\n    xf = xf - xf.mean(dim=-1, keepdim=True)\n"),
+                "    xf = x.float()\n", "    xf = x.float()\n    xf = xf - xf.mean(dim=-1, keepdim=True)\n",
+                hint=Hint("先减去了均值，这是 LayerNorm；RMSNorm 不做中心化。",
+                    "The mean is subtracted first, which is LayerNorm; RMSNorm does not centre the input.")),
             "returns float32 for half-precision input": mutate("return weight * normed.to(x.dtype)",
-                                                               "return weight.float() * normed"),
+                                                               "return weight.float() * normed",
+                hint=Hint("半精度输入返回了 float32：结果应转回输入的 dtype。",
+                    "Half-precision input comes back as float32; the result must be cast back to the input's dtype.")),
             "one statistic for the whole tensor, not per row": mutate("xf.pow(2).mean(dim=-1, keepdim=True)",
-                                                                      "xf.pow(2).mean()"),
+                                                                      "xf.pow(2).mean()",
+                hint=Hint("对整个张量算了一个均方值，而不是沿最后一维对每一行分别计算。",
+                    "One mean square is computed for the whole tensor instead of one per row along the last dimension.")),
         },
         alternatives={
             "vector norm in float64, divide, cast back": """
@@ -589,12 +635,22 @@ EXERCISES = [
         probe=probe_gqa, judge=ordered(("out", "the attention block's output", 1e-4, 1e-4)),
         mutants={
             "KV heads tiled (repeat) instead of grouped (repeat_interleave)": mutate(
-                "repeat_interleave(group, dim=1)", "repeat(1, group, 1, 1)", count=2),
-            "no causal mask": mutate('scores.masked_fill(future, float("-inf"))', "scores"),
-            "RoPE applied to the queries only": mutate(ROPE_QK, "q = q * c + rotate_half(q) * s"),
+                "repeat_interleave(group, dim=1)", "repeat(1, group, 1, 1)", count=2,
+                hint=Hint("KV 头被整体平铺（repeat），而不是每个 KV 头连续服务一组相邻的查询头。",
+                    "KV heads are tiled (repeat) instead of each serving a contiguous group of query heads.")),
+            "no causal mask": mutate('scores.masked_fill(future, float("-inf"))', "scores",
+                hint=Hint("没有 causal mask，每个位置都能看到未来的 token。",
+                    "There is no causal mask, so every position attends to future tokens.")),
+            "RoPE applied to the queries only": mutate(ROPE_QK, "q = q * c + rotate_half(q) * s",
+                hint=Hint("RoPE 只作用在 query 上，key 没有旋转，相对位置信息就丢了。",
+                    "RoPE is applied to the queries only; the keys are not rotated, so relative positions are lost.")),
             "scaled by sqrt(hidden / heads) instead of sqrt(head_dim)": mutate(
-                "/ math.sqrt(hd)", "/ math.sqrt(x.shape[-1] / num_heads)"),
-            "RoPE applied to the values too": mutate(ROPE_QK, ROPE_QK + "\n    v = v * c + rotate_half(v) * s"),
+                "/ math.sqrt(hd)", "/ math.sqrt(x.shape[-1] / num_heads)",
+                hint=Hint("缩放用了 hidden/heads 的平方根，但 head_dim 不一定等于 hidden/heads。",
+                    "Scores are scaled by sqrt(hidden / heads), but head_dim need not equal hidden / heads.")),
+            "RoPE applied to the values too": mutate(ROPE_QK, ROPE_QK + "\n    v = v * c + rotate_half(v) * s",
+                hint=Hint("RoPE 也作用在了 value 上；它只该旋转 query 和 key。",
+                    "RoPE is applied to the values too; only queries and keys are rotated.")),
         },
         alternatives={
             "loop over query heads, each picking its KV head h // group, float64": """
@@ -633,12 +689,22 @@ EXERCISES = [
         probe=probe_swiglu, judge=ordered(("out", "the MLP output", 1e-5, 1e-5)),
         mutants={
             "SiLU on the up projection instead of the gate": mutate(
-                GLU, "F.linear(x, gate_weight) * F.silu(F.linear(x, up_weight))"),
-            "GELU instead of SiLU (GeGLU)": mutate("F.silu(", "F.gelu("),
-            "sigmoid gate (GLU) instead of SiLU": mutate("F.silu(", "torch.sigmoid("),
+                GLU, "F.linear(x, gate_weight) * F.silu(F.linear(x, up_weight))",
+                hint=Hint("SiLU 作用在了 up 投影上，而不是 gate 投影上。",
+                    "SiLU is applied to the up projection instead of the gate projection.")),
+            "GELU instead of SiLU (GeGLU)": mutate("F.silu(", "F.gelu(",
+                hint=Hint("用了 GELU（GeGLU），SwiGLU 的门控激活是 SiLU。",
+                    "GELU is used (GeGLU); SwiGLU's gate activation is SiLU.")),
+            "sigmoid gate (GLU) instead of SiLU": mutate("F.silu(", "torch.sigmoid(",
+                hint=Hint("门控用了 sigmoid（原始 GLU），SwiGLU 用的是 SiLU。",
+                    "The gate uses a sigmoid (plain GLU); SwiGLU uses SiLU.")),
             "flattens the leading dimensions (returns 2-D)": mutate("    return ",
-                                                                    "    x = x.reshape(-1, x.shape[-1])\n    return "),
-            "no gate: SiLU MLP on the up projection only": mutate(GLU, "F.silu(F.linear(x, up_weight))"),
+                                                                    "    x = x.reshape(-1, x.shape[-1])\n    return ",
+                hint=Hint("把前面的维度展平了，返回 2-D；输出应保持输入的形状。",
+                    "The leading dimensions are flattened into a 2-D result; the output must keep the input's shape.")),
+            "no gate: SiLU MLP on the up projection only": mutate(GLU, "F.silu(F.linear(x, up_weight))",
+                hint=Hint("没有门控：只对 up 投影做 SiLU，gate 投影没用上。",
+                    "There is no gate: only SiLU of the up projection is used and the gate projection is ignored.")),
         },
         alternatives={
             "explicit g * sigmoid(g) with einsum": """
@@ -679,13 +745,23 @@ EXERCISES = [
                                                    num_heads, num_kv_heads, cos, sin), w["input_layernorm.weight"], eps)
                     return rms_norm(h + swiglu_mlp(h, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"],
                                                    w["mlp.down_proj.weight"]), w["post_attention_layernorm.weight"], eps)
-            """),
+            """,
+                hint=Hint("写成了 post-norm：加完残差后再归一化；Llama 是 pre-norm，残差流本身不归一化。",
+                    "This is post-norm (normalise after adding the residual); Llama is pre-norm, the stream stays raw.")),
             "residual adds the normalised input": mutate({"h = x + gqa_attention(": "h = attn_in + gqa_attention(",
-                                                          "return h + swiglu_mlp(": "return mlp_in + swiglu_mlp("}),
+                                                          "return h + swiglu_mlp(": "return mlp_in + swiglu_mlp("},
+                hint=Hint("残差加的是归一化后的输入，而不是原始的残差流。",
+                    "The residual adds the normalised input instead of the un-normalised residual stream.")),
             "input_layernorm's weight used for both norms": mutate('w["post_attention_layernorm.weight"]',
-                                                                   'w["input_layernorm.weight"]'),
-            "eps ignored (always 1e-6)": mutate(", eps)", ")", count=2),
-            "parallel block (MLP reads x, not the attention output)": mutate("mlp_in = rms_norm(h,", "mlp_in = rms_norm(x,"),
+                                                                   'w["input_layernorm.weight"]',
+                hint=Hint("两个 RMSNorm 都用了 input_layernorm 的权重，post_attention_layernorm 的权重没用。",
+                    "input_layernorm's weight is used for both norms; post_attention_layernorm's weight is never used.")),
+            "eps ignored (always 1e-6)": mutate(", eps)", ")", count=2,
+                hint=Hint("eps 参数没有传下去，总是用默认的 1e-6。",
+                    "The eps argument is not passed on, so the norms always use the default 1e-6.")),
+            "parallel block (MLP reads x, not the attention output)": mutate("mlp_in = rms_norm(h,", "mlp_in = rms_norm(x,",
+                hint=Hint("写成了并行块：MLP 读的是 x，而不是加上注意力输出之后的 h。",
+                    "A parallel block: the MLP reads x instead of h, the stream after adding the attention output.")),
         },
         alternatives={
             "self-contained (no helper functions), float64 inside": """
@@ -737,17 +813,27 @@ EXERCISES = [
                                           ("aux_loss", "the load-balancing loss", 1e-5, 1e-6)),
         mutants={
             "top-k probabilities not renormalised": mutate(
-                "weights = top_probs / top_probs.sum(dim=-1, keepdim=True)", "weights = top_probs"),
+                "weights = top_probs / top_probs.sum(dim=-1, keepdim=True)", "weights = top_probs",
+                hint=Hint("选出的 top-k 概率没有重新归一化，权重之和不为 1。",
+                    "The top-k probabilities are not renormalised, so the routing weights do not sum to 1.")),
             "assignment fractions divided by k (they should sum to k)": mutate("f = counts / real.sum()",
-                                                                               "f = counts / real.sum() / top_k"),
+                                                                               "f = counts / real.sum() / top_k",
+                hint=Hint("分配比例多除了 k；每个 token 选 k 个专家，比例之和应为 k。",
+                    "The assignment fractions are divided by k; with k experts per token they should sum to k.")),
             "padding tokens counted in the loss": mutate(
                 "real = torch.ones(n_tokens) if attention_mask is None else attention_mask.reshape(-1).float()",
-                "real = torch.ones(n_tokens)"),
-            "loss missing the factor num_experts": mutate("n_experts * (f * p).sum()", "(f * p).sum()"),
+                "real = torch.ones(n_tokens)",
+                hint=Hint("padding token 也计入了负载均衡损失，attention_mask 被忽略。",
+                    "Padding tokens are counted in the load-balancing loss; attention_mask is ignored.")),
+            "loss missing the factor num_experts": mutate("n_experts * (f * p).sum()", "(f * p).sum()",
+                hint=Hint("负载均衡损失漏乘了专家数 num_experts。",
+                    "The load-balancing loss is missing the factor num_experts.")),
             "experts listed by index, not by weight": mutate(
                 "top_probs, experts = torch.topk(probs, top_k, dim=-1)",
                 "experts = torch.topk(probs, top_k, dim=-1).indices.sort(dim=-1).values\n"
-                "    top_probs = probs.gather(-1, experts)"),
+                "    top_probs = probs.gather(-1, experts)",
+                hint=Hint("专家按编号排序，而不是按路由权重从大到小排列。",
+                    "The chosen experts are listed by index instead of by routing weight, largest first.")),
         },
         alternatives={
             "softmax over the k chosen logits; counts with one_hot": """

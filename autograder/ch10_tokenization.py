@@ -18,7 +18,7 @@ word its feedback must contain (tests/test_exercise_rules.py, tests/test_mutants
 """
 import json
 
-from llmprep.grading.spec import Case, Chapter, Exercise, Rule, json_list, mutate, sequence_diff, whole
+from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, json_list, mutate, sequence_diff, whole
 
 
 
@@ -568,11 +568,21 @@ EXERCISES = [
         ),
         probe=probe_pretokenize, judge=judge_pieces,
         mutants={
-            "ASCII letters only ([a-zA-Z] instead of \\p{L})": mutate(r" ?\p{L}+|", r" ?[a-zA-Z]+|"),
-            "contractions matched case-insensitively": mutate("'s|'t|'re|'ve|'m|'ll|'d|", "(?i:'s|'t|'re|'ve|'m|'ll|'d)|"),
-            "whitespace runs taken whole (no lookahead)": mutate(r"|\s+(?!\S)|\s+", r"|\s+"),
-            "letters and digits in one run": mutate(r" ?\p{L}+| ?\p{N}+|", r" ?[\p{L}\p{N}]+|"),
-            "symbols never take the leading space": mutate(r"| ?[^\s\p{L}\p{N}]+|", r"|[^\s\p{L}\p{N}]+|"),
+            "ASCII letters only ([a-zA-Z] instead of \\p{L})": mutate(r" ?\p{L}+|", r" ?[a-zA-Z]+|",
+                hint=Hint("字母类只认 ASCII 字母：é、中文等非 ASCII 字母被当成符号切开。",
+                    "Only ASCII letters count as letters, so accented or CJK letters are split off as symbols.")),
+            "contractions matched case-insensitively": mutate("'s|'t|'re|'ve|'m|'ll|'d|", "(?i:'s|'t|'re|'ve|'m|'ll|'d)|",
+                hint=Hint("缩写后缀匹配忽略了大小写；GPT-2 的模式只认小写的 's、'll 等。",
+                    "Contractions are matched case-insensitively; GPT-2's pattern only knows lowercase 's, 'll and the rest.")),
+            "whitespace runs taken whole (no lookahead)": mutate(r"|\s+(?!\S)|\s+", r"|\s+",
+                hint=Hint("空白串被整段取走（没有 lookahead），后面的单词就失去了它的前导空格。",
+                    "A run of whitespace is taken whole (no lookahead), so the next word loses its leading space.")),
+            "letters and digits in one run": mutate(r" ?\p{L}+| ?\p{N}+|", r" ?[\p{L}\p{N}]+|",
+                hint=Hint("字母和数字被并进同一段；GPT-2 把字母串和数字串分开切。",
+                    "Letters and digits are joined in one run; GPT-2 splits letter runs and digit runs apart.")),
+            "symbols never take the leading space": mutate(r"| ?[^\s\p{L}\p{N}]+|", r"|[^\s\p{L}\p{N}]+|",
+                hint=Hint("符号串不带前导空格；GPT-2 允许符号串和字母、数字串一样带一个空格。",
+                    "Symbol runs never take a leading space; in GPT-2 they may, like letter and digit runs.")),
             "ported to the standard re module (\\w, \\d)": whole(r'''
                 import re as _re
 
@@ -580,7 +590,9 @@ EXERCISES = [
 
                 def gpt2_pretokenize(text):
                     return _PAT.findall(text)
-            '''),
+            ''',
+                hint=Hint("换成标准 re 的 word/digit 类并不等价：上标数字、罗马数字等非十进制数字被当成了字母。",
+                    "The standard re classes are not Unicode letters and numbers: some numerals join the letters.")),
         },
         alternatives={
             "a hand-written scanner (unicodedata, no regex)": r'''
@@ -634,9 +646,15 @@ EXERCISES = [
         probe=probe_byte_table, judge=judge_byte_table,
         mutants={
             "soft hyphen (173) kept as itself": mutate('ord("¬") + 1)) | set(range(ord("®"),',
-                                                       'ord("¬") + 2)) | set(range(ord("®"),'),
-            "other bytes mapped to chr(256 + b)": mutate("table[b] = chr(256 + n)", "table[b] = chr(256 + b)"),
-            "space (32) kept as itself": mutate('set(range(ord("!"),', 'set(range(ord(" "),'),
+                                                       'ord("¬") + 2)) | set(range(ord("®"),',
+                hint=Hint("软连字符（字节 173）被当作可见字符保留；它不可见，应和其他字节一样重新映射。",
+                    "The soft hyphen (byte 173) is kept as itself; it is invisible and must be remapped like the other bytes.")),
+            "other bytes mapped to chr(256 + b)": mutate("table[b] = chr(256 + n)", "table[b] = chr(256 + b)",
+                hint=Hint("被重映射的字节用了 256 加字节值本身，而不是 256 加它在重映射字节中的序号。",
+                    "Remapped bytes use 256 plus the byte value instead of 256 plus their index among the remapped bytes.")),
+            "space (32) kept as itself": mutate('set(range(ord("!"),', 'set(range(ord(" "),',
+                hint=Hint("空格（字节 32）被保留为自身；它也要映射成可见字符（Ġ）。",
+                    "The space (byte 32) is kept as itself; it must be remapped to a visible character too.")),
         },
         alternatives={
             "GPT-2's original two-list construction": '''
@@ -683,15 +701,23 @@ EXERCISES = [
         probe=probe_train_bpe, judge=judge_merges,
         mutants={
             "ties broken by the smaller pair": mutate("best = max(counts, key=lambda p: (counts[p], p))",
-                                                      "best = min(counts, key=lambda p: (-counts[p], p))"),
+                                                      "best = min(counts, key=lambda p: (-counts[p], p))",
+                hint=Hint("频次相同时选了字典序较小的 pair，规则要求的是另一方向。",
+                    "Equally frequent pairs are broken towards the smaller pair; the stated rule picks the other one.")),
             "ties broken on the concatenated string, not the pair": mutate(
-                "best = max(counts, key=lambda p: (counts[p], p))", "best = max(counts, key=lambda p: (counts[p], p[0] + p[1]))"),
-            "every word counted once (counts ignored)": mutate("counts[pair] += c", "counts[pair] += 1"),
+                "best = max(counts, key=lambda p: (counts[p], p))", "best = max(counts, key=lambda p: (counts[p], p[0] + p[1]))",
+                hint=Hint("平局按拼接后的字符串比较，而不是按 pair 本身（两个符号依次）比较。",
+                    "Ties are compared on the concatenated string instead of on the pair of symbols itself.")),
+            "every word counted once (counts ignored)": mutate("counts[pair] += c", "counts[pair] += 1",
+                hint=Hint("每个词只算一次，词频 word_counts 被忽略了。",
+                    "Every word counts once; the word frequencies are ignored.")),
             "overlapping occurrences counted once (aaa has one (a, a))": mutate(
                 "            for pair in zip(symbols, symbols[1:]):\n                counts[pair] += c\n",
                 "            i = 0\n            while i + 1 < len(symbols):\n"
                 "                counts[(symbols[i], symbols[i + 1])] += c\n"
-                "                i += 2 if symbols[i] == symbols[i + 1] else 1\n"),
+                "                i += 2 if symbols[i] == symbols[i + 1] else 1\n",
+                hint=Hint("重叠出现只算了一次：a a a 中相邻位置有两处 (a, a)，每处都要计数。",
+                    "Overlapping occurrences are counted once; in a a a the pair (a, a) occurs at two adjacent positions.")),
             "merges right to left (aaa becomes a + aa)": whole('''
                 def train_bpe(word_counts, num_merges):
                     from collections import Counter
@@ -718,7 +744,9 @@ EXERCISES = [
                         merges.append(best)
                         words = [(merge_rtl(s, best), c) for s, c in words]
                     return merges
-            '''),
+            ''',
+                hint=Hint("合并从右往左扫描：a a a 变成 a + aa，应从左往右合并。",
+                    "The merge scans right to left, so a a a becomes a + aa instead of aa + a.")),
             "string replace on space-joined symbols (crosses boundaries)": whole('''
                 def train_bpe(word_counts, num_merges):
                     from collections import Counter
@@ -736,8 +764,11 @@ EXERCISES = [
                         merges.append(best)
                         words = {w.replace(" ".join(best), "".join(best)): c for w, c in words.items()}
                     return merges
-            '''),
-            "does not stop when no pair is left": mutate("        if not counts:\n            break\n", ""),
+            ''',
+                hint=Hint("在空格连接的字符串上做 replace，会跨越符号边界匹配到不该合并的位置。",
+                    "String replace on the space-joined symbols also matches across symbol boundaries.")),
+            "does not stop when no pair is left": mutate("        if not counts:\n            break\n", "",
+                hint=Hint("没有 pair 可合并时没有停下，循环仍继续。", "Training does not stop when no pair is left to merge.")),
         },
         alternatives={
             "incremental pair counts with an index of words per pair": '''
@@ -805,7 +836,9 @@ EXERCISES = [
                         if i is None:
                             return parts
                         parts[i:i + 2] = [parts[i] + parts[i + 1]]
-            '''),
+            ''',
+                hint=Hint("每步合并最左边的可合并 pair，而不是 rank 最低（最早学到）的那个。",
+                    "Each step merges the leftmost mergeable pair instead of the one with the lowest rank.")),
             "repeated pairs merged right to left": whole('''
                 def bpe_encode(word, ranks):
                     parts = list(word)
@@ -824,8 +857,12 @@ EXERCISES = [
                                 i -= 1
                         parts = out[::-1]
                     return parts
-            '''),
-            "one merge step only": mutate("while len(parts) > 1:", "for _ in range(1 if len(parts) > 1 else 0):"),
+            ''',
+                hint=Hint("同一 pair 多次出现时从右往左合并；应从左往右。",
+                    "Repeated occurrences of a pair are merged right to left instead of left to right.")),
+            "one merge step only": mutate("while len(parts) > 1:", "for _ in range(1 if len(parts) > 1 else 0):",
+                hint=Hint("只做了一步合并；应一直合并，直到没有在 ranks 里的 pair。",
+                    "Only one merge is made; merging must go on until no pair in ranks is left.")),
         },
         alternatives={
             "one occurrence per step (leftmost of the lowest rank)": '''
@@ -868,19 +905,27 @@ EXERCISES = [
                 def decode_ids(ids, id_to_token, byte_decoder):
                     return "".join(bytes(byte_decoder[c] for c in id_to_token[i]).decode("utf-8", errors="replace")
                                    for i in ids)
-            '''),
-            "invalid bytes dropped (errors='ignore')": mutate('errors="replace"', 'errors="ignore"'),
+            ''',
+                hint=Hint("逐个 token 解码：跨 token 的多字节 UTF-8 字符被拆坏。",
+                    "Each token is decoded on its own, so a multi-byte UTF-8 character split across tokens breaks.")),
+            "invalid bytes dropped (errors='ignore')": mutate('errors="replace"', 'errors="ignore"',
+                hint=Hint("非法字节被直接丢掉了；应替换成 U+FFFD 替换字符。",
+                    "Invalid bytes are dropped instead of replaced by the replacement character U+FFFD.")),
             "the old clean-up of spaces before punctuation (clean_up_tokenization_spaces=True)": mutate(
                 'return data.decode("utf-8", errors="replace")',
                 'text = data.decode("utf-8", errors="replace")\n'
                 '    for old, new in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" \' ", "\'"), (" n\'t", "n\'t"),\n'
                 '                     (" \'m", "\'m"), (" \'s", "\'s"), (" \'ve", "\'ve"), (" \'re", "\'re")):\n'
                 '        text = text.replace(old, new)\n'
-                '    return text'),
+                '    return text',
+                hint=Hint("解码后又删掉了标点前的空格（旧的 clean-up）；解码必须逐字节还原原文。",
+                    "The old clean-up removes spaces before punctuation; decoding must give back the exact original text.")),
             "only Ġ mapped back to a space": whole('''
                 def decode_ids(ids, id_to_token, byte_decoder):
                     return "".join(id_to_token[i] for i in ids).replace("\\u0120", " ")
-            '''),
+            ''',
+                hint=Hint("只把 Ġ 换回空格，其他被映射的字节（换行、非 ASCII 字节等）没有还原。",
+                    "Only the space stand-in is mapped back; other remapped bytes (newlines, non-ASCII) stay as they are.")),
         },
         alternatives={
             "an incremental UTF-8 decoder fed token by token": '''
@@ -927,15 +972,25 @@ EXERCISES = [
                         pieces.append(piece)
                         start = end
                     return pieces
-            '''),
+            ''',
+                hint=Hint("先匹配最短的片段；WordPiece 是贪心的最长匹配优先。",
+                    "The shortest piece is matched first; WordPiece is greedy longest-match-first.")),
             "only the unmatched part becomes [UNK]": mutate(
                 "        if found is None:\n            return [unk_token]\n",
                 "        if found is None:\n            pieces.append(unk_token)\n"
-                "            start += 1\n            continue\n"),
-            "no ## on continuation pieces": mutate('if start == 0 else "##" + word[start:end]', ""),
-            "no limit on the word length": mutate("    if len(word) > max_chars:\n        return [unk_token]\n", ""),
+                "            start += 1\n            continue\n",
+                hint=Hint("只把匹配不上的部分换成 [UNK]；只要有一处匹配失败，整个词就是 [UNK]。",
+                    "Only the unmatched part becomes [UNK]; if any part fails to match, the whole word is [UNK].")),
+            "no ## on continuation pieces": mutate('if start == 0 else "##" + word[start:end]', "",
+                hint=Hint("后续片段没有加 ## 前缀，于是查到的是词首片段。",
+                    "Continuation pieces are looked up without the ## prefix, so word-initial pieces are used.")),
+            "no limit on the word length": mutate("    if len(word) > max_chars:\n        return [unk_token]\n", "",
+                hint=Hint("没有长度上限：超过 max_chars 个字符的词应直接是 [UNK]。",
+                    "There is no length limit: a word longer than max_chars must be [UNK].")),
             "a word of exactly max_chars characters also [UNK] (>= instead of >)": mutate(
-                "if len(word) > max_chars:", "if len(word) >= max_chars:"),
+                "if len(word) > max_chars:", "if len(word) >= max_chars:",
+                hint=Hint("恰好 max_chars 个字符的词也被当成 [UNK]；只有更长的词才是。",
+                    "A word of exactly max_chars characters is also made [UNK]; only longer words are.")),
         },
         alternatives={
             "recursive, bounded by the longest vocabulary entry": '''
@@ -987,7 +1042,7 @@ EXERCISES = [
         ),
         probe=probe_chat, judge=judge_chat,
         mutants={
-            "no default system message": '''
+            "no default system message": whole('''
                 def render_chat(messages, add_generation_prompt=False):
                     text = "".join(f"<|im_start|>{m['role']}\\n{m['content']}<|im_end|>\\n" for m in messages)
                     return text + ("<|im_start|>assistant\\n" if add_generation_prompt else "")
@@ -1006,7 +1061,9 @@ EXERCISES = [
                         mask += [0] * len(piece)
                     return ids, mask
             ''',
-            "generation prompt ignored": '''
+                hint=Hint("第一条消息不是 system 时，没有先插入默认的 system 消息。",
+                    "When the first message is not a system message, the default system message is not added.")),
+            "generation prompt ignored": whole('''
                 _right_render, _right_tokenize = render_chat, tokenize_chat
 
                 def render_chat(messages, add_generation_prompt=False):
@@ -1015,9 +1072,17 @@ EXERCISES = [
                 def tokenize_chat(messages, tokenizer, add_generation_prompt=False):
                     return _right_tokenize(messages, tokenizer, False)
             ''',
-            "mask covers the assistant header too": _chat_variant(header_flag=True),
-            "mask stops before <|im_end|>": _chat_variant(end_flag=False),
-            "every turn's content masked in (user and system too)": _chat_variant(all_turns=True),
+                hint=Hint("add_generation_prompt 被忽略，结尾没有加上 assistant 的开头。",
+                    "add_generation_prompt is ignored, so the assistant header is never appended at the end.")),
+            "mask covers the assistant header too": whole(_chat_variant(header_flag=True),
+                hint=Hint("mask 把 assistant 的头部（im_start 和角色名）也标成了 1；它不是模型要学的输出。",
+                    "The mask also covers the assistant header; the model does not learn to produce it.")),
+            "mask stops before <|im_end|>": whole(_chat_variant(end_flag=False),
+                hint=Hint("mask 在 <|im_end|> 之前就结束了；结束符和其后的换行也要学（学会何时停）。",
+                    "The mask stops before <|im_end|>; the closing token and its newline must be learned too (when to stop).")),
+            "every turn's content masked in (user and system too)": whole(_chat_variant(all_turns=True),
+                hint=Hint("所有轮次的内容都被标成 1；只有 assistant 的内容才计入 loss。",
+                    "Every turn's content is masked in, user and system too; only assistant content counts in the loss.")),
         },
         alternatives={
             "tokenise the whole text once, mark tokens by character offsets": '''

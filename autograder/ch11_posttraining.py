@@ -16,7 +16,7 @@ the exact KL of categorical distributions (``torch.distributions.kl_divergence``
 ``RULES`` at the bottom quotes every rule the instructions state, with the hidden cases that exercise it and
 the mutants that break it (the shared format of ``llmprep.grading.spec.Rule``).
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose, mutate, whole
+from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate, whole
 
 
 
@@ -479,10 +479,14 @@ EXERCISES = [
         judge=allclose(0, 0, keys=("input_ids", "attention_mask", "labels", "long_dtype", "inputs_untouched"),
                        messages=SFT_FLAGS),
         mutants={
-            "assistant header learned too": mutate(", tokenize=False, add_generation_prompt=True)", ", tokenize=False)"),
+            "assistant header learned too": mutate(", tokenize=False, add_generation_prompt=True)", ", tokenize=False)",
+                hint=Hint("assistant 的头部也被算进了 labels；只有 assistant 的回答内容（及其结束符）才该学。",
+                    "The assistant header is learned too; only what the assistant says (and its end token) should be.")),
             "only the last assistant turn learned": mutate(
                 "            labels[start:end] = ids[start:end]",
-                "            labels = [-100] * len(ids)\n            labels[start:end] = ids[start:end]"),
+                "            labels = [-100] * len(ids)\n            labels[start:end] = ids[start:end]",
+                hint=Hint("多轮对话里只有最后一个 assistant 回合被学习，前面的回合都被屏蔽了。",
+                    "Only the last assistant turn is learned; the earlier assistant turns of the conversation are masked out.")),
             "labels shifted left by one": whole('''
                 _right_sft = sft_batch
 
@@ -491,7 +495,9 @@ EXERCISES = [
                     shifted = torch.full_like(lab, -100)
                     shifted[:, :-1] = lab[:, 1:]
                     return ids, att, shifted
-            '''),
+            ''',
+                hint=Hint("labels 被提前左移了一位；模型在计算 loss 时自己会做移位，labels 应与 input_ids 对齐。",
+                    "The labels are shifted left by one; the model shifts them itself, so labels must line up with input_ids.")),
             "padding found by the pad id (hides every <|im_end|>)": whole('''
                 _right_sft = sft_batch
 
@@ -499,9 +505,13 @@ EXERCISES = [
                     ids, att, lab = _right_sft(conversations, tokenizer, max_length)
                     pad = ids == tokenizer.pad_token_id
                     return ids, (~pad).long(), lab.masked_fill(pad, -100)
-            '''),
+            ''',
+                hint=Hint("按 pad id 找 padding：pad token 就是 <|im_end|>，于是每个真实的结束符也被当成了 padding。",
+                    "Padding is found by the pad id, which is also <|im_end|>, so every real end token is taken for padding.")),
             "padding labelled with the pad id": mutate(
-                "labels = torch.full((len(rows), width), -100, dtype=torch.long)", "labels = input_ids.clone()"),
+                "labels = torch.full((len(rows), width), -100, dtype=torch.long)", "labels = input_ids.clone()",
+                hint=Hint("padding 位置的 label 用了 pad id，而不是被忽略的 -100，模型会去学预测 padding。",
+                    "Padding is labelled with the pad id instead of -100, so the model is trained to predict padding.")),
             "padded on the left": whole('''
                 _right_sft = sft_batch
 
@@ -510,8 +520,12 @@ EXERCISES = [
                     shifts = [int((att[r] == 0).sum()) for r in range(ids.shape[0])]
                     return tuple(torch.stack([torch.roll(x[r], shifts[r], dims=0) for r in range(x.shape[0])])
                                  for x in (ids, att, lab))
-            '''),
-            "max_length ignored": mutate("if max_length is not None:", "if False:"),
+            ''',
+                hint=Hint("在左侧做了 padding；这里要求右侧 padding。",
+                    "The batch is padded on the left; the instructions ask for padding on the right.")),
+            "max_length ignored": mutate("if max_length is not None:", "if False:",
+                hint=Hint("max_length 被忽略，超长的序列没有被截断。",
+                    "max_length is ignored, so long sequences are not truncated.")),
         },
     ),
     Exercise(
@@ -535,17 +549,29 @@ EXERCISES = [
         mutants={
             "no shift (logits at t score token t)": mutate({
                 ".logits[:, :-1]": ".logits", "targets = input_ids[:, 1:]": "targets = input_ids",
-                "completion_mask[:, 1:]": "completion_mask"}),
+                "completion_mask[:, 1:]": "completion_mask"},
+                hint=Hint("没有移位：位置 t 的 logits 预测的是 t+1 的 token，不是 t 自己。",
+                    "There is no shift: the logits at position t predict token t+1, not token t itself.")),
             "prompt tokens counted too (attention_mask instead of completion_mask)": mutate(
-                "completion_mask[:, 1:]", "attention_mask[:, 1:]"),
+                "completion_mask[:, 1:]", "attention_mask[:, 1:]",
+                hint=Hint("用 attention_mask 代替 completion_mask，prompt 的 token 也被计入了对数概率。",
+                    "attention_mask is used instead of completion_mask, so prompt tokens are summed in too.")),
             "mean over the completion instead of the sum": mutate(
-                LOGP_SUM, "m = completion_mask[:, 1:].to(logps.dtype)\n    return (logps * m).sum(dim=-1) / m.sum(dim=-1)"),
+                LOGP_SUM, "m = completion_mask[:, 1:].to(logps.dtype)\n    return (logps * m).sum(dim=-1) / m.sum(dim=-1)",
+                hint=Hint("对补全部分取了平均而不是求和；序列的对数概率是各 token 的和。",
+                    "The completion's log-probabilities are averaged; a sequence's log-probability is their sum.")),
             "attention_mask not passed to the model": mutate(
-                "model(input_ids=input_ids, attention_mask=attention_mask)", "model(input_ids=input_ids)"),
+                "model(input_ids=input_ids, attention_mask=attention_mask)", "model(input_ids=input_ids)",
+                hint=Hint("没有把 attention_mask 传给模型，padding 会影响真实 token 的 logits。",
+                    "attention_mask is not passed to the model, so padding changes the logits of real tokens.")),
             "log of softmax (underflows to -inf)": mutate({
                 "torch.log_softmax(logits.float(), dim=-1)": "torch.softmax(logits.float(), dim=-1)",
-                LOGP_SUM: "return torch.where(completion_mask[:, 1:].bool(), logps.log(), torch.zeros_like(logps)).sum(-1)"}),
-            "computed under torch.no_grad()": mutate("    logits = model(", "    with torch.no_grad():\n        logits = model("),
+                LOGP_SUM: "return torch.where(completion_mask[:, 1:].bool(), logps.log(), torch.zeros_like(logps)).sum(-1)"},
+                hint=Hint("先 softmax 再取 log：极小的概率下溢为 0，log 得到 -inf。",
+                    "The log is taken of a softmax: tiny probabilities underflow to 0 and their log becomes -inf.")),
+            "computed under torch.no_grad()": mutate("    logits = model(", "    with torch.no_grad():\n        logits = model(",
+                hint=Hint("在 torch.no_grad() 下计算，结果没有梯度，无法用于训练。",
+                    "It runs under torch.no_grad(), so the result carries no gradient and cannot be trained on.")),
         },
     ),
     Exercise(
@@ -563,12 +589,22 @@ EXERCISES = [
         probe=probe_reward,
         judge=allclose(1e-5, 1e-5, keys=("loss", "accuracy", "grad_chosen", "grad_rejected")),
         mutants={
-            "log of sigmoid (infinite for large gaps)": mutate("-F.logsigmoid(diff)", "-torch.log(torch.sigmoid(diff))"),
-            "margin added instead of subtracted": mutate("diff = diff - margin", "diff = diff + margin"),
+            "log of sigmoid (infinite for large gaps)": mutate("-F.logsigmoid(diff)", "-torch.log(torch.sigmoid(diff))",
+                hint=Hint("对 sigmoid 取 log：差距很大时 sigmoid 下溢为 0，loss 变成 inf。",
+                    "The log of a sigmoid is taken: for large gaps the sigmoid underflows to 0 and the loss becomes inf.")),
+            "margin added instead of subtracted": mutate("diff = diff - margin", "diff = diff + margin",
+                hint=Hint("margin 被加上了而不是减去，要求的差距反而变小了。",
+                    "The margin is added instead of subtracted, so it lowers the required gap instead of raising it.")),
             "centering on the difference": mutate("(chosen_rewards + rejected_rewards) ** 2",
-                                                  "(chosen_rewards - rejected_rewards) ** 2"),
-            "ties counted as correct (>=)": mutate("(chosen_rewards > rejected_rewards)", "(chosen_rewards >= rejected_rewards)"),
-            "sum over pairs instead of the mean": mutate("-F.logsigmoid(diff).mean()", "-F.logsigmoid(diff).sum()"),
+                                                  "(chosen_rewards - rejected_rewards) ** 2",
+                hint=Hint("centering 项罚的是奖励之差的平方，而它应罚两者之和的平方（把奖励拉向 0）。",
+                    "The centering term penalises the squared difference of the rewards instead of the squared sum.")),
+            "ties counted as correct (>=)": mutate("(chosen_rewards > rejected_rewards)", "(chosen_rewards >= rejected_rewards)",
+                hint=Hint("准确率把平局也算作正确；chosen 的奖励必须严格更高。",
+                    "Ties are counted as correct in the accuracy; the chosen reward must be strictly higher.")),
+            "sum over pairs instead of the mean": mutate("-F.logsigmoid(diff).mean()", "-F.logsigmoid(diff).sum()",
+                hint=Hint("对所有 pair 求和而不是取平均，loss 会随 batch 大小变化。",
+                    "The loss is summed over pairs instead of averaged, so it grows with the batch size.")),
         },
     ),
     Exercise(
@@ -596,17 +632,30 @@ EXERCISES = [
                 "rejected_logratios = policy_rejected_logps - ref_rejected_logps":
                     "rejected_logratios = policy_rejected_logps",
                 DPO_RETURN: "return (losses, beta * (policy_chosen_logps - ref_chosen_logps).detach(),\n"
-                            "            beta * (policy_rejected_logps - ref_rejected_logps).detach())"}),
+                            "            beta * (policy_rejected_logps - ref_rejected_logps).detach())"},
+                hint=Hint("忽略了参考模型：log-ratio 只用了策略模型的对数概率。",
+                    "The reference model is ignored: the log-ratios use the policy's log-probabilities alone.")),
             "log of sigmoid (not stable)": mutate("-F.logsigmoid(beta * (chosen_logratios - rejected_logratios))",
-                                                  "-torch.log(torch.sigmoid(beta * (chosen_logratios - rejected_logratios)))"),
+                                                  "-torch.log(torch.sigmoid(beta * (chosen_logratios - rejected_logratios)))",
+                hint=Hint("对 sigmoid 取 log 在数值上不稳定：差距大时 sigmoid 下溢，loss 变成 inf。",
+                    "The log of a sigmoid is not stable: for large margins it underflows and the loss becomes inf.")),
             "IPO without per-token normalisation": mutate(
                 "delta = chosen_logratios / chosen_lengths - rejected_logratios / rejected_lengths",
-                "delta = chosen_logratios - rejected_logratios"),
-            "IPO target +1/(2 beta) on the wrong side": mutate("(delta - 1 / (2 * beta))", "(delta + 1 / (2 * beta))"),
+                "delta = chosen_logratios - rejected_logratios",
+                hint=Hint("IPO 的 log-ratio 没有除以回答长度（按 token 归一化）。",
+                    "IPO's log-ratios are not divided by the response lengths (no per-token normalisation).")),
+            "IPO target +1/(2 beta) on the wrong side": mutate("(delta - 1 / (2 * beta))", "(delta + 1 / (2 * beta))",
+                hint=Hint("IPO 的目标 1/(2β) 符号放反了，差值被拉向了错误的一侧。",
+                    "IPO's target 1/(2 beta) has the wrong sign, so the margin is pulled to the wrong side.")),
             "rewards without beta": mutate(DPO_RETURN,
-                                           "return losses, chosen_logratios.detach(), rejected_logratios.detach()"),
-            "rewards not detached": mutate(DPO_RETURN, "return losses, beta * chosen_logratios, beta * rejected_logratios"),
-            "unknown loss_type treated as sigmoid": mutate('if loss_type == "sigmoid":', 'if loss_type != "ipo":'),
+                                           "return losses, chosen_logratios.detach(), rejected_logratios.detach()",
+                hint=Hint("返回的隐式奖励没有乘 beta。", "The returned implicit rewards are not multiplied by beta.")),
+            "rewards not detached": mutate(DPO_RETURN, "return losses, beta * chosen_logratios, beta * rejected_logratios",
+                hint=Hint("返回的奖励没有 detach，仍然连着计算图。",
+                    "The returned rewards are not detached and still carry the graph.")),
+            "unknown loss_type treated as sigmoid": mutate('if loss_type == "sigmoid":', 'if loss_type != "ipo":',
+                hint=Hint("未知的 loss_type 被当作 sigmoid 处理，而不是报错。",
+                    "An unknown loss_type is treated as sigmoid instead of being refused with an error.")),
         },
     ),
     Exercise(
@@ -628,11 +677,17 @@ EXERCISES = [
         probe=probe_gae,
         judge=allclose(1e-4, 1e-5, keys=("advantages", "returns", "inputs_untouched")),
         mutants={
-            "lambda missing from the recursion": mutate("gamma * lam * alive * next_adv", "gamma * alive * next_adv"),
+            "lambda missing from the recursion": mutate("gamma * lam * alive * next_adv", "gamma * alive * next_adv",
+                hint=Hint("递推里漏了 lambda，只乘了 gamma。",
+                    "lambda is missing from the recursion; only gamma discounts the next advantage.")),
             "no bootstrap from last_value": mutate("next_value, next_adv = last_value,",
-                                                   "next_value, next_adv = torch.zeros_like(last_value),"),
+                                                   "next_value, next_adv = torch.zeros_like(last_value),",
+                hint=Hint("没有用 last_value 做 bootstrap，最后一步后面的价值被当成了 0。",
+                    "There is no bootstrap from last_value: the value after the last step is taken as 0.")),
             "done stops the bootstrap but not the recursion": mutate("gamma * lam * alive * next_adv",
-                                                                     "gamma * lam * next_adv"),
+                                                                     "gamma * lam * next_adv",
+                hint=Hint("done 只切断了 bootstrap 的价值，没有切断优势的递推，回合之间互相泄漏。",
+                    "done stops the bootstrap value but not the advantage recursion, so episodes leak into each other.")),
             "returns are discounted reward sums": whole('''
                 _right_gae = gae
 
@@ -643,9 +698,12 @@ EXERCISES = [
                         run = rewards[:, t] + gamma * run * (1.0 - dones[:, t])
                         ret[:, t] = run
                     return adv, ret
-            '''),
+            ''',
+                hint=Hint("returns 用了折扣奖励和，而不是 advantage 加上 value。",
+                    "The returns are discounted reward sums instead of the advantages plus the values.")),
             "values modified in place": mutate("return advantages, advantages + values",
-                                               "values += advantages\n    return advantages, values"),
+                                               "values += advantages\n    return advantages, values",
+                hint=Hint("原地修改了输入的 values 张量。", "The values tensor passed in is modified in place.")),
         },
     ),
     Exercise(
@@ -673,18 +731,30 @@ EXERCISES = [
                        tolerances={"grad_logps": (1e-4, 1e-6)}),
         mutants={
             "population standard deviation (n)": mutate("groups.std(dim=1, keepdim=True)",
-                                                        "groups.std(dim=1, keepdim=True, unbiased=False)"),
+                                                        "groups.std(dim=1, keepdim=True, unbiased=False)",
+                hint=Hint("标准差用了总体公式（除以 n），这里要求无偏的样本标准差（除以 n-1）。",
+                    "The population standard deviation (divide by n) is used; the unbiased sample one (n - 1) is asked for.")),
             "groups taken with a stride (rewards.view(group_size, -1))": mutate({
                 "groups = rewards.view(-1, group_size)": "groups = rewards.view(group_size, -1).T",
-                "(std + 1e-4)).view(-1)": "(std + 1e-4)).T.reshape(-1)"}),
-            "no 1e-4 in the denominator": mutate("(std + 1e-4)", "std"),
+                "(std + 1e-4)).view(-1)": "(std + 1e-4)).T.reshape(-1)"},
+                hint=Hint("分组按步长取：同一 prompt 的回答是连续的 group_size 个，不是隔行的。",
+                    "Groups are taken with a stride; a prompt's completions are group_size consecutive rewards.")),
+            "no 1e-4 in the denominator": mutate("(std + 1e-4)", "std",
+                hint=Hint("分母里没有加 1e-4，组内奖励全相同时会除以 0。",
+                    "There is no 1e-4 in the denominator, so a group of equal rewards divides by zero.")),
             "clipped term only (no min with the unclipped one)": mutate(
                 "-torch.min(ratio * adv, torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * adv)",
-                "-torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * adv"),
-            "k3 with the log-ratio reversed (logp - ref)": mutate("log_r = ref_logps - logps", "log_r = logps - ref_logps"),
+                "-torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * adv",
+                hint=Hint("只用了裁剪项，没有和未裁剪项取 min（PPO 的悲观界）。",
+                    "Only the clipped term is used; PPO takes the min with the unclipped term (a pessimistic bound).")),
+            "k3 with the log-ratio reversed (logp - ref)": mutate("log_r = ref_logps - logps", "log_r = logps - ref_logps",
+                hint=Hint("k3 估计里的 log-ratio 方向反了：应是参考模型相对于策略的比值。",
+                    "The k3 estimator uses the log-ratio the wrong way round; the ratio is reference over policy.")),
             "one mean over all tokens of the batch": mutate(
                 "return ((per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)).mean()",
-                "return (per_token * mask).sum() / mask.sum()"),
+                "return (per_token * mask).sum() / mask.sum()",
+                hint=Hint("对整个 batch 的所有 token 取了一个平均；应先在每个序列内平均，再对序列平均。",
+                    "One mean over all tokens of the batch; each sequence is averaged over its own tokens first.")),
         },
     ),
     Exercise(
@@ -702,14 +772,21 @@ EXERCISES = [
         judge=allclose(1e-4, 1e-5, keys=("k1", "k2", "k3", "k1_unbiased", "k3_unbiased", "k2_mean", "k3_nonnegative"),
                        messages=KL_FLAGS),
         mutants={
-            "ratio inverted (log q - log p)": mutate("log_r = logp - logq", "log_r = logq - logp"),
-            "k2 without the factor 1/2": mutate("0.5 * log_r ** 2", "log_r ** 2"),
-            "k3 without the -1": mutate("torch.expm1(log_r) - log_r", "torch.exp(log_r) - log_r"),
+            "ratio inverted (log q - log p)": mutate("log_r = logp - logq", "log_r = logq - logp",
+                hint=Hint("比值方向反了：r 是 p/q（样本来自 q），不是 q/p。",
+                    "The ratio is inverted: r is p over q (samples come from q), not q over p.")),
+            "k2 without the factor 1/2": mutate("0.5 * log_r ** 2", "log_r ** 2",
+                hint=Hint("k2 少了系数 1/2。", "k2 is missing its factor 1/2.")),
+            "k3 without the -1": mutate("torch.expm1(log_r) - log_r", "torch.exp(log_r) - log_r",
+                hint=Hint("k3 漏了 -1：估计量有偏，p 等于 q 时也不为 0。",
+                    "k3 is missing the -1, so the estimator is biased and no longer zero when p equals q.")),
             "ratio of probabilities (0/0 for tiny probabilities)": whole('''
                 def kl_estimators(logq, logp):
                     r = torch.exp(logp) / torch.exp(logq)
                     return -torch.log(r), 0.5 * torch.log(r) ** 2, r - 1 - torch.log(r)
-            '''),
+            ''',
+                hint=Hint("先把对数概率 exp 成概率再相除：极小的概率下溢为 0，得到 0/0。",
+                    "Probabilities are divided after exp: tiny probabilities underflow to 0 and give 0/0.")),
         },
     ),
 ]

@@ -13,7 +13,7 @@ a trusted reference written in another style than the solution (the same source 
 """
 import textwrap
 
-from llmprep.grading.spec import (Case, Chapter, Exercise, Rule, compare_arrays, json_list, mutate, ordered,
+from llmprep.grading.spec import (Case, Chapter, Exercise, Hint, Rule, compare_arrays, json_list, mutate, ordered,
                                   sequence_diff, whole)
 
 
@@ -649,15 +649,23 @@ EXERCISES = [
         probe=probe_verify_greedy, judge=judge_verify_greedy,
         mutants={
             "no bonus token when the whole draft is accepted": mutate(
-                "return torch.cat(", "return draft.long() if accepted == k > 0 else torch.cat("),
+                "return torch.cat(", "return draft.long() if accepted == k > 0 else torch.cat(",
+                hint=Hint("整个草稿都被接受时漏了额外的 bonus token：目标模型在最后一个位置的贪心 token 也要输出。",
+                    "When the whole draft is accepted, the bonus token (the target's greedy token after it) is missing.")),
             "compares each draft token with the logits at its own position (off by one)": mutate(
-                "greedy = logits[n - 1:]", "greedy = logits[n:]"),
+                "greedy = logits[n - 1:]", "greedy = logits[n:]",
+                hint=Hint("差一位：草稿 token 应和它前一个位置的 logits（预测它的那个）比较，而不是它自己位置的。",
+                    "Off by one: a draft token is checked against the logits of the position before it, which predict it.")),
             "accepts every matching draft token, not the matching prefix": mutate(
                 "return torch.cat([draft[:accepted].long(), greedy[accepted:accepted + 1].long()])",
                 "keep = [int(d) for d, g in zip(draft, greedy) if int(d) == int(g)]\n"
-                "    return torch.tensor(keep + [int(greedy[len(keep)])], dtype=torch.long)"),
+                "    return torch.tensor(keep + [int(greedy[len(keep)])], dtype=torch.long)",
+                hint=Hint("接受了所有匹配的草稿 token；第一次不匹配之后的草稿都要丢弃，只保留匹配的前缀。",
+                    "Every matching draft token is kept; after the first mismatch the rest of the draft must be dropped.")),
             "emits the draft token at the first mismatch": mutate(
-                "greedy[accepted:accepted + 1].long()", "(draft if accepted < k else greedy)[accepted:accepted + 1].long()"),
+                "greedy[accepted:accepted + 1].long()", "(draft if accepted < k else greedy)[accepted:accepted + 1].long()",
+                hint=Hint("在第一个不匹配处输出了草稿 token，应输出目标模型自己的贪心 token。",
+                    "At the first mismatch the draft token is emitted instead of the target's own greedy token.")),
             "one target forward pass per draft token": whole("""
                 def verify_greedy(model, input_ids, draft):
                     out = []
@@ -670,7 +678,9 @@ EXERCISES = [
                                 break
                             ids = torch.cat([ids, draft[i].reshape(1, 1)], dim=1)
                     return torch.tensor(out, dtype=torch.long)
-            """),
+            """,
+                hint=Hint("每个草稿 token 都跑一次目标模型；投机解码的意义在于一次前向就验证整个草稿。",
+                    "The target runs once per draft token; the point is to verify the whole draft in one forward pass.")),
         },
     ),
     Exercise(
@@ -701,19 +711,37 @@ EXERCISES = [
         ),
         probe=probe_speculative_accept, judge=judge_speculative_accept,
         mutants={
-            "always accepts the draft token": mutate(ACCEPT, "accepted = torch.ones_like(x, dtype=torch.bool)"),
-            "resamples from p instead of max(0, p - q)": mutate("residual = (p - q).clamp_min(0)", "residual = p"),
-            "accepts with probability q(x) / p(x)": mutate(ACCEPT, "accepted = u * px < qx"),
-            "residual max(0, q - p)": mutate("(p - q).clamp_min(0)", "(q - p).clamp_min(0)"),
+            "always accepts the draft token": mutate(ACCEPT, "accepted = torch.ones_like(x, dtype=torch.bool)",
+                hint=Hint("总是接受草稿 token，输出分布就成了 q 而不是 p。",
+                    "The draft token is always accepted, so the output follows q instead of p.")),
+            "resamples from p instead of max(0, p - q)": mutate("residual = (p - q).clamp_min(0)", "residual = p",
+                hint=Hint("拒绝后从 p 重采样而不是从残差 max(0, p − q)：被接受的部分被重复计算，分布偏了。",
+                    "After a rejection it resamples from p, not from the residual, so accepted mass is counted twice.")),
+            "accepts with probability q(x) / p(x)": mutate(ACCEPT, "accepted = u * px < qx",
+                hint=Hint("接受概率写反了，用了 q(x)/p(x)。",
+                    "The acceptance ratio is upside down: q(x) over p(x) instead of p(x) over q(x).")),
+            "residual max(0, q - p)": mutate("(p - q).clamp_min(0)", "(q - p).clamp_min(0)",
+                hint=Hint("残差方向反了：应是目标分布超出草稿分布的部分，而不是反过来。",
+                    "The residual is the wrong way round: it is where the target exceeds the draft, not the reverse.")),
             "residual not normalised before the inverse CDF": mutate(
-                "cdf = residual.cumsum(dim=1) / residual.sum(dim=1, keepdim=True)", "cdf = residual.cumsum(dim=1)"),
+                "cdf = residual.cumsum(dim=1) / residual.sum(dim=1, keepdim=True)", "cdf = residual.cumsum(dim=1)",
+                hint=Hint("逆 CDF 之前没有把残差归一化，累积和到不了 1。",
+                    "The residual is not normalised before the inverse CDF, so its cumulative sum does not reach 1.")),
             "inverse CDF counted from the last token": mutate({
                 "(p - q).clamp_min(0)": "(p - q).clamp_min(0).flip(1)",
-                "resampled = (cdf": "resampled = p.shape[1] - 1 - (cdf"}),
-            "accepts when u > 1 - p(x) / q(x)": mutate(ACCEPT, "accepted = (1 - u) * qx < px"),
+                "resampled = (cdf": "resampled = p.shape[1] - 1 - (cdf"},
+                hint=Hint("逆 CDF 从最后一个 token 开始累积；应从 token 0 开始，取第一个超过 v 的。",
+                    "The inverse CDF is accumulated from the last token; it runs from token 0 upwards.")),
+            "accepts when u > 1 - p(x) / q(x)": mutate(ACCEPT, "accepted = (1 - u) * qx < px",
+                hint=Hint("用 1 − u 代替 u 做判断：概率上等价，但给定同一个 u 时决定与规定的不同。",
+                    "The test uses 1 - u instead of u: equal in distribution, but with the given u the decisions differ.")),
             "inverse CDF takes the first cumulative value >= v (not > v)": mutate(
-                "(cdf <= v[:, None])", "(cdf < v[:, None])"),
-            "accepts when u <= p(x) / q(x)": mutate(ACCEPT, "accepted = u * qx <= px"),
+                "(cdf <= v[:, None])", "(cdf < v[:, None])",
+                hint=Hint("逆 CDF 取了第一个累积值 ≥ v 的 token；规则要求严格大于 v。",
+                    "The inverse CDF takes the first cumulative value that reaches v; the rule asks for one that exceeds v.")),
+            "accepts when u <= p(x) / q(x)": mutate(ACCEPT, "accepted = u * qx <= px",
+                hint=Hint("接受条件用了 ≤ 而不是严格的 <，边界上的 u 被错误接受。",
+                    "The acceptance test uses <= instead of a strict <, so a u on the boundary is wrongly accepted.")),
         },
     ),
     Exercise(
@@ -753,22 +781,36 @@ EXERCISES = [
         mutants={
             "free returns every block to the pool, shared or not": mutate({
                 "self.refs[block] -= 1": "self.refs[block] = max(self.refs[block] - 1, 0)",
-                "if self.refs[block] == 0:\n                self.free_ids.add(block)": "self.free_ids.add(block)"}),
+                "if self.refs[block] == 0:\n                self.free_ids.add(block)": "self.free_ids.add(block)"},
+                hint=Hint("free 把所有 block 都放回了空闲池，包括仍被其他序列共享的；应等引用计数降到 0。",
+                    "free returns every block to the pool, even shared ones; a block is free only when its count reaches 0.")),
             "fork copies the parent's blocks instead of sharing them": mutate({
                 "self.tables[child_id] = list(self.tables[parent_id])":
                     "self.tables[child_id] = [self._take() for _ in self.tables[parent_id]]",
-                FORK_COUNT: ""}),
-            "append writes into a shared block (no copy-on-write)": mutate("elif self.refs[table[-1]] > 1:", "elif False:"),
+                FORK_COUNT: ""},
+                hint=Hint("fork 给子序列分配了新 block，而不是共享父序列的 block（只加引用计数）。",
+                    "fork takes new blocks for the child instead of sharing the parent's blocks and raising their counts.")),
+            "append writes into a shared block (no copy-on-write)": mutate("elif self.refs[table[-1]] > 1:", "elif False:",
+                hint=Hint("append 直接写进共享的 block，没有 copy-on-write，会覆盖其他序列的数据。",
+                    "append writes into a shared block without copy-on-write, overwriting another sequence's tokens.")),
             "reuses the most recently freed block (a stack), not the lowest-numbered": mutate({
                 "self.free_ids = set(range(num_blocks))": "self.free_ids = list(range(num_blocks - 1, -1, -1))",
                 "block = min(self.free_ids)\n        self.free_ids.remove(block)": "block = self.free_ids.pop()",
-                "self.free_ids.add(block)": "self.free_ids.append(block)"}),
+                "self.free_ids.add(block)": "self.free_ids.append(block)"},
+                hint=Hint("空闲 block 按栈的方式复用最近释放的，而不是编号最小的那个。",
+                    "Free blocks are reused as a stack (most recently freed first), not lowest-numbered first.")),
             "allocate takes blocks until the pool runs out (not all-or-nothing)": mutate(
-                "if need > len(self.free_ids):", "if False:"),
+                "if need > len(self.free_ids):", "if False:",
+                hint=Hint("allocate 不是全有或全无：空间不够时已经拿走了一部分 block。",
+                    "allocate is not all-or-nothing: when the pool runs short it has already taken some blocks.")),
             "takes a new block one token early": mutate("if n % self.block_size == 0:",
-                                                        "if (n + 1) % self.block_size == 0:"),
+                                                        "if (n + 1) % self.block_size == 0:",
+                hint=Hint("提前一个 token 就申请了新 block；只有最后一个 block 满了才需要。",
+                    "A new block is taken one token early; it is only needed when the last block is full.")),
             "fork does not count the child's references": mutate({
-                FORK_COUNT: "", "self.refs[block] -= 1": "self.refs[block] = max(self.refs[block] - 1, 0)"}),
+                FORK_COUNT: "", "self.refs[block] -= 1": "self.refs[block] = max(self.refs[block] - 1, 0)"},
+                hint=Hint("fork 共享了 block 却没有增加引用计数，释放一方时另一方的 block 被提前回收。",
+                    "fork shares the blocks without raising their reference counts, so freeing one sequence frees the other's.")),
         },
     ),
     Exercise(
@@ -802,15 +844,26 @@ EXERCISES = [
             "preempts the earliest-admitted request instead of the latest": mutate({
                 "running[-1][0] != rid": "len(running) > i + 1",
                 "victim, m = running.pop()": "victim, m = running.pop(i + 1)",
-                "            running.pop()\n": "            running.pop(i)\n"}),
+                "            running.pop()\n": "            running.pop(i)\n"},
+                hint=Hint("抢占的是紧随其后的请求，而不是 running 中最后（最近被接纳）的那个。",
+                    "The request right after the current one is preempted instead of the last, most recently admitted one.")),
             "skips a waiting request that does not fit and admits later ones": mutate(
-                FITS + "\n                break", FITS + "\n                continue"),
-            "admits new requests in a step that preempted": mutate("if not preempted:", "if True:"),
-            "prefill ignores the token budget": mutate(FITS, "if blocks(n) > free_blocks:"),
-            "a decode never needs a new block": mutate("need = 1 if n % block_size == 0 else 0", "need = 0"),
+                FITS + "\n                break", FITS + "\n                continue",
+                hint=Hint("跳过了放不下的等待请求去接纳后面的；先来先服务要在第一个放不下的请求处停止。",
+                    "A waiting request that does not fit is skipped for later ones; FCFS stops at the first that does not fit.")),
+            "admits new requests in a step that preempted": mutate("if not preempted:", "if True:",
+                hint=Hint("本步已经发生抢占，却仍然接纳了新请求。",
+                    "New requests are admitted in a step that preempted; such a step admits nothing.")),
+            "prefill ignores the token budget": mutate(FITS, "if blocks(n) > free_blocks:",
+                hint=Hint("prefill 没有检查剩余的 token 预算。", "Prefill does not check the remaining token budget.")),
+            "a decode never needs a new block": mutate("need = 1 if n % block_size == 0 else 0", "need = 0",
+                hint=Hint("decode 从不申请新 block；当 token 数是 block_size 的倍数时，新 token 要开一个新 block。",
+                    "A decode never takes a new block, yet a new token starts one when num_tokens is a multiple of block_size.")),
             "decodes ignore the token budget": mutate({
                 "        if budget < 1:\n            break\n": "", "        budget -= 1\n": "",
-                "    prefill = []\n": "    budget = max(budget - len(decode), 0)\n    prefill = []\n"}),
+                "    prefill = []\n": "    budget = max(budget - len(decode), 0)\n    prefill = []\n"},
+                hint=Hint("decode 不消耗 token 预算，预算用完后仍在解码。",
+                    "Decodes do not spend the token budget, so they go on after the budget is used up.")),
         },
     ),
     Exercise(
@@ -834,7 +887,9 @@ EXERCISES = [
         mutants={
             "rounds half away from zero": mutate({
                 "zero = torch.round(-lo / scale)": "zero = torch.floor(-lo / scale + 0.5)",
-                "torch.round(g / scale[..., None])": "torch.sign(g) * torch.floor(g.abs() / scale[..., None] + 0.5)"}),
+                "torch.round(g / scale[..., None])": "torch.sign(g) * torch.floor(g.abs() / scale[..., None] + 0.5)"},
+                hint=Hint("取整用了四舍五入（远离零），而规定是 round half to even（torch.round）。",
+                    "Rounding is half away from zero; the stated rounding is half to even.")),
             "groups run down the columns (dim 0)": whole("""
                 def quantize_int4(w, group_size):
                     rows, cols = w.shape
@@ -854,24 +909,37 @@ EXERCISES = [
                         g = q.T.reshape(cols, -1, group_size).float()
                         return ((g - zero[..., None]) * scale[..., None]).reshape(cols, rows).T
                     return ((q.reshape(rows, -1, group_size).float() - zero[..., None]) * scale[..., None]).reshape(rows, cols)
-            """),
+            """,
+                hint=Hint("分组沿列方向（dim 0）取；每组应是同一行里连续的输入列。",
+                    "The groups run down the columns (dim 0); a group is consecutive input columns of one row.")),
             "symmetric: no zero point": mutate({
                 "lo = g.amin(dim=-1).clamp_max(0.0)": "lo = -g.abs().amax(dim=-1) * 8 / 7",
                 "hi = g.amax(dim=-1).clamp_min(0.0)": "hi = g.abs().amax(dim=-1)",
-                "zero = torch.round(-lo / scale)": "zero = torch.full_like(scale, 8)"}),
-            "divides the range into 16 steps instead of 15": mutate("scale = (hi - lo) / 15", "scale = (hi - lo) / 16"),
+                "zero = torch.round(-lo / scale)": "zero = torch.full_like(scale, 8)"},
+                hint=Hint("用了对称量化（固定的 zero point）；这里要求非对称 min-max，每组有自己的 zero point。",
+                    "This is symmetric quantization with a fixed zero point; each group needs its own asymmetric min-max zero.")),
+            "divides the range into 16 steps instead of 15": mutate("scale = (hi - lo) / 15", "scale = (hi - lo) / 16",
+                hint=Hint("把范围分成了 16 份；4 bit 有 16 个取值，之间只有 15 个间隔。",
+                    "The range is split into 16 steps; 16 levels of 4 bits have only 15 steps between them.")),
             "range from the group's own min and max (0 not included)": mutate({
-                "g.amin(dim=-1).clamp_max(0.0)": "g.amin(dim=-1)", "g.amax(dim=-1).clamp_min(0.0)": "g.amax(dim=-1)"}),
+                "g.amin(dim=-1).clamp_max(0.0)": "g.amin(dim=-1)", "g.amax(dim=-1).clamp_min(0.0)": "g.amax(dim=-1)"},
+                hint=Hint("范围只取组内的最小、最大值，没有把 0 包含进来，0 就不能被精确表示。",
+                    "The range is the group's own min and max without 0, so zero is not represented exactly.")),
             "an all-zero group keeps scale 0": mutate({
                 "    scale = torch.where(scale == 0, torch.ones_like(scale), scale)\n": "",
                 "zero = torch.round(-lo / scale)": "zero = torch.round(-lo / scale).nan_to_num(0.0)",
-                ").clamp(0, 15)": ").nan_to_num(0.0).clamp(0, 15)"}),
+                ").clamp(0, 15)": ").nan_to_num(0.0).clamp(0, 15)"},
+                hint=Hint("全零组的 scale 保持为 0；按本课程的约定，此时 scale 取 1。",
+                    "An all-zero group keeps scale 0; the course's stated convention uses scale 1 there.")),
             "no ValueError when in_features is not a multiple of group_size": mutate({
                 "if cols % group_size:\n        raise": "if False:\n        raise",
                 "g = w.reshape(rows, cols // group_size, group_size)":
                     "g = torch.cat([w, w.new_zeros(rows, (-cols) % group_size)], 1).reshape(rows, -1, group_size)",
-                "return q.to(torch.uint8).reshape(rows, cols)": "return q.to(torch.uint8).reshape(rows, -1)[:, :cols]"}),
-            "dequantize forgets the zero point": mutate("(g - zero[..., None].float())", "g"),
+                "return q.to(torch.uint8).reshape(rows, cols)": "return q.to(torch.uint8).reshape(rows, -1)[:, :cols]"},
+                hint=Hint("in_features 不是 group_size 的倍数时没有抛 ValueError，而是悄悄补零。",
+                    "No ValueError when in_features is not a multiple of group_size; the row is silently padded.")),
+            "dequantize forgets the zero point": mutate("(g - zero[..., None].float())", "g",
+                hint=Hint("反量化时忘了减去 zero point。", "Dequantization forgets to subtract the zero point.")),
         },
     ),
     Exercise(
@@ -899,19 +967,32 @@ EXERCISES = [
         probe=probe_flash, judge=judge_flash,
         mutants={
             "old accumulator not rescaled when the maximum grows": mutate("acc = acc * correction[..., None] + p",
-                                                                          "acc = acc + p"),
+                                                                          "acc = acc + p",
+                hint=Hint("运行最大值变大时，旧的累加器没有按比例缩放。",
+                    "When the running maximum grows, the old accumulator is not rescaled to the new maximum.")),
             "exponentials without subtracting the running maximum": mutate({
                 "p = torch.exp(s - m_new[..., None])": "p = torch.exp(s)",
-                "correction = torch.exp(m - m_new)": "correction = torch.ones_like(m)", LSE: "torch.log(l)"}),
+                "correction = torch.exp(m - m_new)": "correction = torch.ones_like(m)", LSE: "torch.log(l)"},
+                hint=Hint("指数计算没有减去运行最大值，大分数会溢出。",
+                    "Exponentials are taken without subtracting the running maximum, so large scores overflow.")),
             "running maximum initialised at 0 instead of -inf": mutate(
-                'm = torch.full(q.shape[:-1], float("-inf"), dtype=q.dtype)', "m = torch.zeros(q.shape[:-1], dtype=q.dtype)"),
-            "drops the last, shorter key block": mutate("range(0, lk, block_size)", "range(0, lk - block_size + 1, block_size)"),
+                'm = torch.full(q.shape[:-1], float("-inf"), dtype=q.dtype)', "m = torch.zeros(q.shape[:-1], dtype=q.dtype)",
+                hint=Hint("运行最大值初始化为 0 而不是 -inf：分数都很负时 exp 全部下溢，得到 0/0。",
+                    "The running maximum starts at 0, not -inf: when all scores are very negative, exp underflows to 0/0.")),
+            "drops the last, shorter key block": mutate("range(0, lk, block_size)", "range(0, lk - block_size + 1, block_size)",
+                hint=Hint("Lk 不是块大小的倍数时，丢掉了最后那个较短的 key 块。",
+                    "The last, shorter key block is dropped when Lk is not a multiple of the block size.")),
             "causal mask aligned top-left": mutate({
                 "rows = torch.arange(lq)[:, None] + (lk - lq)": "rows = torch.arange(lq)[:, None]",
                 "p = torch.exp(s - m_new[..., None])": "p = torch.exp(s - m_new[..., None]).nan_to_num(0.0)",
-                "correction = torch.exp(m - m_new)": "correction = torch.exp(m - m_new).nan_to_num(0.0)"}),
-            "log-sum-exp returned without the maximum (log of the denominator)": mutate(LSE, "torch.log(l)"),
-            "scores scaled by 1/d instead of 1/sqrt(d)": mutate("scale = 1.0 / math.sqrt(d)", "scale = 1.0 / d"),
+                "correction = torch.exp(m - m_new)": "correction = torch.exp(m - m_new).nan_to_num(0.0)"},
+                hint=Hint("causal mask 按左上角对齐；Lq < Lk 时最后一个查询应对齐最后一个 key。",
+                    "The causal mask is aligned top-left; with Lq < Lk the last query must sit at the last key.")),
+            "log-sum-exp returned without the maximum (log of the denominator)": mutate(LSE, "torch.log(l)",
+                hint=Hint("返回的 log-sum-exp 漏加了运行最大值，只是缩放后分母的 log。",
+                    "The returned log-sum-exp leaves out the running maximum; it is only the log of the scaled denominator.")),
+            "scores scaled by 1/d instead of 1/sqrt(d)": mutate("scale = 1.0 / math.sqrt(d)", "scale = 1.0 / d",
+                hint=Hint("分数除以了 d 而不是 d 的平方根。", "Scores are divided by d instead of by its square root.")),
         },
     ),
     Exercise(
@@ -932,13 +1013,22 @@ EXERCISES = [
         ),
         probe=probe_roofline, judge=judge_roofline,
         mutants={  # the two functions share their last three lines: count=2 edits both
-            "counts m*n*k FLOPs (a multiply-add as one)": mutate("flops = 2 * m * n * k", "flops = m * n * k"),
-            "matmul bytes leave out writing the output": mutate("(m * k + k * n + m * n)", "(m * k + k * n)"),
+            "counts m*n*k FLOPs (a multiply-add as one)": mutate("flops = 2 * m * n * k", "flops = m * n * k",
+                hint=Hint("把一次乘加算成 1 个 FLOP；乘法和加法各算一次。",
+                    "A multiply-add is counted as one FLOP; the multiply and the add count separately.")),
+            "matmul bytes leave out writing the output": mutate("(m * k + k * n + m * n)", "(m * k + k * n)",
+                hint=Hint("矩阵乘的字节数漏了写回输出矩阵。", "The matmul's bytes leave out writing the output once.")),
             "time is the sum of compute and memory time": mutate(
-                "max(flops / peak_flops, moved / bandwidth)", "flops / peak_flops + moved / bandwidth", count=2),
-            "strictly above the ridge counts as compute-bound": mutate("intensity >= peak", "intensity > peak", count=2),
+                "max(flops / peak_flops, moved / bandwidth)", "flops / peak_flops + moved / bandwidth", count=2,
+                hint=Hint("时间用了计算时间与访存时间之和；roofline 时间取两者中较大的。",
+                    "The time is the sum of compute and memory time; the roofline time is the larger of the two.")),
+            "strictly above the ridge counts as compute-bound": mutate("intensity >= peak", "intensity > peak", count=2,
+                hint=Hint("正好在 ridge point 上时判成了 memory；按规定此时算 compute。",
+                    "Exactly at the ridge point it says memory; the rule counts the ridge itself as compute.")),
             "the KV cache counted with every query head (ignores GQA)": mutate("moved = 2 * batch * num_kv_heads",
-                                                                               "moved = 2 * batch * num_heads"),
+                                                                               "moved = 2 * batch * num_heads",
+                hint=Hint("KV cache 按查询头数计算了，忽略了 GQA：缓存只有 num_kv_heads 个头。",
+                    "The KV cache is counted with every query head, ignoring GQA; it holds only num_kv_heads heads.")),
         },
     ),
 ]

@@ -11,7 +11,7 @@ of the 1F1B schedule (5) and of activation checkpointing (6).
 ``RULES`` at the bottom quotes each rule the instructions state, names the hidden cases that break when
 the rule is broken and maps each mutant that breaks it to a word its feedback must contain.
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose, mutate, whole
+from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate, whole
 
 
 
@@ -370,12 +370,18 @@ EXERCISES = [
         mutants={
             "no all-gather phase": mutate({
                 "bytes_sent[r] += piece.numel() * piece.element_size()\n    for s in range(n - 1):":
-                    "bytes_sent[r] += 2 * piece.numel() * piece.element_size()\n    for s in range(0):"}),
-            "bytes counted in elements": mutate("piece.numel() * piece.element_size()", "piece.numel()", count=2),
+                    "bytes_sent[r] += 2 * piece.numel() * piece.element_size()\n    for s in range(0):"},
+                hint=Hint("没有 all-gather 阶段：reduce-scatter 之后每个 rank 只持有一块完整的和。",
+                    "There is no all-gather phase: after the reduce-scatter each rank holds only one chunk of the full sum.")),
+            "bytes counted in elements": mutate("piece.numel() * piece.element_size()", "piece.numel()", count=2,
+                hint=Hint("发送量按元素个数计，而不是字节数（还要乘 element_size）。",
+                    "The traffic is counted in elements, not bytes (each element has element_size() bytes).")),
             "chunks of ceil(size / N) elements (torch.chunk)": mutate(
                 "chunks = [torch.tensor_split(b, n) for b in buffers]",
                 "step = -(-buffers[0].numel() // n)\n"
-                "    chunks = [[b[i * step:(i + 1) * step] for i in range(n)] for b in buffers]"),
+                "    chunks = [[b[i * step:(i + 1) * step] for i in range(n)] for b in buffers]",
+                hint=Hint("按 ceil(size/N) 切块（torch.chunk 的方式），块的大小和 tensor_split 的规定不同。",
+                    "Chunks of ceil(size / N) elements (as torch.chunk cuts) differ from the stated tensor_split chunks.")),
             "naive all-reduce: every rank sends its whole tensor to every other rank": whole("""
                 def ring_all_reduce(tensors):
                     n = len(tensors)
@@ -384,7 +390,9 @@ EXERCISES = [
                         total = total + t
                     nbytes = tensors[0].numel() * tensors[0].element_size()
                     return [total.clone() for _ in range(n)], [(n - 1) * nbytes] * n
-            """),
+            """,
+                hint=Hint("朴素 all-reduce：每个 rank 把整个张量发给所有其他 rank；环形中只发给下一个 rank，每次一块。",
+                    "Naive all-reduce: each rank sends its whole tensor to all others; in a ring, chunks go to one neighbour.")),
             "every rank sums the tensors in its own order": whole("""
                 def ring_all_reduce(tensors):
                     n = len(tensors)
@@ -398,10 +406,14 @@ EXERCISES = [
                         results.append(acc)
                         sent.append((2 * sum(sizes) - sizes[(r + 1) % n] - sizes[(r + 2) % n]) * item if n > 1 else 0)
                     return results, sent
-            """),
+            """,
+                hint=Hint("每个 rank 按自己的顺序求和，浮点舍入不同，结果在各 rank 间不再逐位相同。",
+                    "Every rank sums in its own order, so rounding differs and the results are not bit-identical across ranks.")),
             "accumulates into the input tensors": mutate({
                 "buffers = [t.detach().reshape(-1).clone() for t in tensors]": "buffers = [t.detach().view(-1) for t in tensors]",
-                "return [b.reshape(shape) for b in buffers]": "return [b.reshape(shape).clone() for b in buffers]"}),
+                "return [b.reshape(shape) for b in buffers]": "return [b.reshape(shape).clone() for b in buffers]"},
+                hint=Hint("直接在输入张量上累加（view 而非拷贝），修改了输入。",
+                    "The sums accumulate into the input tensors (a view, not a copy), so the inputs are modified.")),
         },
         bans=tuple((owner, name, f"torch.distributed.{name}")
                    for owner in ("torch.distributed", "torch.distributed.distributed_c10d")
@@ -422,16 +434,29 @@ EXERCISES = [
         probe=probe_tp_mlp, judge=allclose(rtol=1e-4, atol=1e-5),
         mutants={
             "strided shards (rank r holds rows r, r+N, ...)": mutate(
-                "rows = slice(r * k, (r + 1) * k)", "rows = torch.arange(r, hidden, world_size)"),
-            "b2 added on every rank": mutate(OUT, "out = torch.stack([p + b2 for p in partials]).sum(0)"),
-            "b2 never added": mutate(OUT, "out = torch.stack(partials).sum(0)"),
+                "rows = slice(r * k, (r + 1) * k)", "rows = torch.arange(r, hidden, world_size)",
+                hint=Hint("分片是跨步的（rank r 拿第 r、r+N… 行）；Megatron 的分片是连续的块。",
+                    "The shards are strided (rows r, r + N, ...); Megatron gives each rank a contiguous block.")),
+            "b2 added on every rank": mutate(OUT, "out = torch.stack([p + b2 for p in partials]).sum(0)",
+                hint=Hint("每个 rank 都加了 b2，求和后 b2 被加了 N 次；应在求和之后只加一次。",
+                    "b2 is added on every rank, so after the sum it counts N times; it is added once, after the sum.")),
+            "b2 never added": mutate(OUT, "out = torch.stack(partials).sum(0)",
+                hint=Hint("从没加上 b2。", "b2 is never added to the output.")),
             "grad_x from rank 0 only (the backward all-reduce is missing)": mutate(
-                "grad_x = grad_x + grad_pre @ w1_r", "grad_x = grad_x + (grad_pre @ w1_r if r == 0 else 0)"),
-            "grad_b2 added up over the ranks": mutate('"grad_b2": grad_out.sum(0)', '"grad_b2": world_size * grad_out.sum(0)'),
-            "ReLU's derivative left out": mutate("grad_pre = grad_h * (pre > 0)", "grad_pre = grad_h"),
+                "grad_x = grad_x + grad_pre @ w1_r", "grad_x = grad_x + (grad_pre @ w1_r if r == 0 else 0)",
+                hint=Hint("grad_x 只取了 rank 0 的部分，缺少反向的 all-reduce（对各 rank 求和）。",
+                    "grad_x comes from rank 0 only; the backward all-reduce that sums the ranks' parts is missing.")),
+            "grad_b2 added up over the ranks": mutate('"grad_b2": grad_out.sum(0)', '"grad_b2": world_size * grad_out.sum(0)',
+                hint=Hint("grad_b2 在各 rank 间又累加了一遍；b2 是复制的而不是分片的，只算一次。",
+                    "grad_b2 is added up over the ranks; b2 is replicated, not sharded, so it counts once.")),
+            "ReLU's derivative left out": mutate("grad_pre = grad_h * (pre > 0)", "grad_pre = grad_h",
+                hint=Hint("反向时漏掉了 ReLU 的导数（输入 ≤ 0 处梯度为 0）。",
+                    "The backward leaves out ReLU's derivative (zero where its input is not positive).")),
             "uneven shards instead of a ValueError": mutate({
                 "if hidden % world_size:\n        raise": "if False:\n        raise",
-                "rows = slice(r * k, (r + 1) * k)": "rows = torch.tensor_split(torch.arange(hidden), world_size)[r]"}),
+                "rows = slice(r * k, (r + 1) * k)": "rows = torch.tensor_split(torch.arange(hidden), world_size)[r]"},
+                hint=Hint("hidden 不能被 world_size 整除时切了不等长的分片，而不是抛 ValueError。",
+                    "When hidden is not divisible by world_size it cuts uneven shards instead of raising ValueError.")),
             "autograd instead of the backward by hand": whole("""
                 def tp_mlp(x, w1, b1, w2, b2, grad_out, world_size):
                     if w1.shape[0] % world_size:
@@ -446,7 +471,9 @@ EXERCISES = [
                         out.backward(grad_out)
                     return {"out": out.detach(), "partials": [p.detach() for p in parts], "grad_x": xx.grad,
                             "grad_w1": ww1.grad, "grad_b1": bb1.grad, "grad_w2": ww2.grad, "grad_b2": bb2.grad}
-            """),
+            """,
+                hint=Hint("用了 autograd 求梯度；这里要求手写反向传播（评分时 autograd 被禁用）。",
+                    "It relies on autograd; the exercise asks for the backward by hand and the grader blocks autograd.")),
         },
         bans=(("torch.Tensor", "backward", "Tensor.backward (autograd)"),
               ("torch.autograd", "backward", "torch.autograd.backward"),
@@ -478,26 +505,41 @@ EXERCISES = [
         mutants={
             "stage 2 partitions the parameters instead of the gradients": mutate({
                 "psi * param_bytes / (n if stage >= 3": "psi * param_bytes / (n if stage >= 2",
-                "psi * grad_bytes / (n if stage >= 2": "psi * grad_bytes / (n if stage >= 3"}),
+                "psi * grad_bytes / (n if stage >= 2": "psi * grad_bytes / (n if stage >= 3"},
+                hint=Hint("把阶段记错了：stage 2 切分的是梯度，参数到 stage 3 才切分。",
+                    "The stages are mixed up: stage 2 partitions the gradients; parameters are partitioned only in stage 3.")),
             "stage 1 partitions the gradients too": mutate("psi * grad_bytes / (n if stage >= 2",
-                                                           "psi * grad_bytes / (n if stage >= 1"),
+                                                           "psi * grad_bytes / (n if stage >= 1",
+                hint=Hint("stage 1 也切分了梯度；它只切分优化器状态。",
+                    "Stage 1 partitions the gradients too; it partitions only the optimizer states.")),
             "hard-coded 2 + 2 + 12 bytes": mutate({
                 "psi * param_bytes /": "psi * 2 /", "psi * grad_bytes /": "psi * 2 /", "psi * optimizer_bytes /": "psi * 12 /",
                 "2 * ring * grad_bytes": "ring * 4", "ring * (grad_bytes + param_bytes)": "ring * 4",
-                "ring * (grad_bytes + 2 * param_bytes)": "ring * 6"}),
+                "ring * (grad_bytes + 2 * param_bytes)": "ring * 6"},
+                hint=Hint("字节数写死为 2+2+12，忽略了传入的 param_bytes、grad_bytes、optimizer_bytes。",
+                    "The byte sizes are hard-coded as 2 + 2 + 12; the given param, grad and optimizer byte sizes are ignored.")),
             "integer division of the shards": mutate({"param_bytes / (n": "param_bytes // (n",
                                                       "grad_bytes / (n": "grad_bytes // (n",
-                                                      "optimizer_bytes / (n": "optimizer_bytes // (n"}),
+                                                      "optimizer_bytes / (n": "optimizer_bytes // (n"},
+                hint=Hint("分片用了整除，丢掉了余数；应是精确的浮点除法。",
+                    "The shards use integer division and drop the remainder; the division must be exact (a float).")),
             "stage 3 communicates as much as plain data parallelism": mutate(
-                "comm = ring * (grad_bytes + 2 * param_bytes)", "comm = ring * (grad_bytes + param_bytes)"),
+                "comm = ring * (grad_bytes + 2 * param_bytes)", "comm = ring * (grad_bytes + param_bytes)",
+                hint=Hint("stage 3 的通信量算得和普通数据并行一样；它要在前向和反向各 gather 一次参数。",
+                    "Stage 3's traffic equals plain data parallelism; it gathers the parameters twice (forward, backward).")),
             "communication priced in parameter bytes instead of gradient bytes": mutate({
                 "2 * ring * grad_bytes": "2 * ring * param_bytes",
                 "ring * (grad_bytes + param_bytes)": "ring * (param_bytes + param_bytes)",
-                "ring * (grad_bytes + 2 * param_bytes)": "ring * (param_bytes + 2 * param_bytes)"}),
-            "communication without the (N - 1) / N factor": mutate("ring = psi * (n - 1) / n", "ring = psi"),
+                "ring * (grad_bytes + 2 * param_bytes)": "ring * (param_bytes + 2 * param_bytes)"},
+                hint=Hint("梯度通信按参数的字节数计价，而不是梯度的字节数。",
+                    "Gradient traffic is priced in parameter bytes instead of gradient bytes.")),
+            "communication without the (N - 1) / N factor": mutate("ring = psi * (n - 1) / n", "ring = psi",
+                hint=Hint("通信量漏了环形的 (N−1)/N 系数。", "The communication leaves out the ring's factor (N - 1) / N.")),
             "no ValueError for a bad stage or world size": mutate({
                 "if stage not in (0, 1, 2, 3):": "if False:", "if world_size < 1:": "if False:",
-                "n, psi = world_size, num_params": "n, psi = max(world_size, 1), num_params"}),
+                "n, psi = world_size, num_params": "n, psi = max(world_size, 1), num_params"},
+                hint=Hint("stage 不在 0–3 或 world_size 小于 1 时没有抛 ValueError。",
+                    "No ValueError for a stage outside 0..3 or a world_size below 1.")),
         },
     ),
     Exercise(
@@ -527,15 +569,27 @@ EXERCISES = [
             "inputs_untouched": "your function changed its inputs (a value, or the weight's requires_grad or .grad)"}),
         mutants={
             "each micro-batch's mean, averaged over the accumulation steps": mutate(
-                "* n / total", "/ mask.sum().clamp(min=1) / len(batches)"),
+                "* n / total", "/ mask.sum().clamp(min=1) / len(batches)",
+                hint=Hint("每个 micro-batch 取均值再除以累积步数：只有各 micro-batch 真实 token 数相同时才对。",
+                    "Micro-batch means over the step count: right only when all micro-batches hold as many real tokens.")),
             "each rank divides by its own number of tokens": mutate(
-                "* n / total", "/ sum(int(m.sum()) for _, _, m in batches)"),
+                "* n / total", "/ sum(int(m.sum()) for _, _, m in batches)",
+                hint=Hint("每个 rank 用自己的 token 数做分母；应除以所有 rank 的真实 token 总数。",
+                    "Each rank divides by its own token count instead of the real tokens of all ranks together.")),
             "padding tokens counted in the loss": mutate({"total = sum(int(mask.sum())": "total = sum(mask.numel()",
-                                                          "(per_token * mask.reshape(-1)).sum()": "per_token.sum()"}),
-            "forgets that DDP divides the sum by the world size": mutate("* n / total", "/ total"),
-            "ranks summed instead of averaged": mutate("torch.stack(local).mean(0)", "torch.stack(local).sum(0)"),
+                                                          "(per_token * mask.reshape(-1)).sum()": "per_token.sum()"},
+                hint=Hint("padding token 也计入了损失和分母。",
+                    "Padding tokens are counted in the loss and in the token count.")),
+            "forgets that DDP divides the sum by the world size": mutate("* n / total", "/ total",
+                hint=Hint("忘了 DDP 的 all-reduce 会再除以 world size，同步后的梯度小了 N 倍。",
+                    "It forgets that DDP's all-reduce divides by the world size, so the synced gradient is N times too small.")),
+            "ranks summed instead of averaged": mutate("torch.stack(local).mean(0)", "torch.stack(local).sum(0)",
+                hint=Hint("各 rank 的梯度被求和而不是平均；DDP 的 all-reduce 取的是平均。",
+                    "The ranks' gradients are summed instead of averaged; DDP's all-reduce averages them.")),
             "turns on requires_grad of the input weight": mutate(
-                "w = weight.detach().clone().requires_grad_(True)", "w = weight.requires_grad_(True)\n        w.grad = None"),
+                "w = weight.detach().clone().requires_grad_(True)", "w = weight.requires_grad_(True)\n        w.grad = None",
+                hint=Hint("打开了输入 weight 的 requires_grad，修改了输入；应在拷贝上求梯度。",
+                    "It turns on requires_grad of the input weight, modifying the input, instead of using a fresh copy.")),
         },
     ),
     Exercise(
@@ -574,17 +628,32 @@ EXERCISES = [
                             events.append((t, s, i, "B")); t += t_backward; b_end[(s, i)] = t
                     span = max(b_end.values())
                     return sorted(events), 1 - m * (t_forward + t_backward) / span, [m] * p
-            """),
-            "a warm-up of p - s forwards (one too many)": mutate("warmup = min(p - s - 1, m)", "warmup = min(p - s, m)"),
-            "backward takes as long as forward": mutate('(t_forward if kind == "F" else t_backward)', "t_forward"),
-            "events listed stage by stage": mutate("key=lambda e: (e[0], e[1])", "key=lambda e: (e[1], e[0])"),
-            "bubble as (p - 1) / m": mutate(BUBBLE, "bubble = (p - 1) / m"),
+            """,
+                hint=Hint("用了 GPipe 的顺序（先全部前向再全部反向），不是 1F1B 的交替。",
+                    "This is GPipe's order (all forwards, then all backwards), not 1F1B's alternation.")),
+            "a warm-up of p - s forwards (one too many)": mutate("warmup = min(p - s - 1, m)", "warmup = min(p - s, m)",
+                hint=Hint("warm-up 多做了一个前向（p − s 个而不是 p − s − 1 个）。",
+                    "The warm-up runs one forward too many (p - s instead of p - s - 1).")),
+            "backward takes as long as forward": mutate('(t_forward if kind == "F" else t_backward)', "t_forward",
+                hint=Hint("反向的耗时用了 t_forward，t_backward 被忽略。",
+                    "The backward takes t_forward; t_backward is ignored.")),
+            "events listed stage by stage": mutate("key=lambda e: (e[0], e[1])", "key=lambda e: (e[1], e[0])",
+                hint=Hint("事件按 stage 排列；应先按开始时间排序，再按 stage。",
+                    "The events are listed stage by stage; they must be sorted by start time, then by stage.")),
+            "bubble as (p - 1) / m": mutate(BUBBLE, "bubble = (p - 1) / m",
+                hint=Hint("bubble 直接套了 (p−1)/m 公式，而不是在自己的事件上测量空闲时间。",
+                    "The bubble is a textbook formula, not the idle time measured on the returned events.")),
             "bubble measured with the forward time for both passes": mutate(
-                BUBBLE, "bubble = 1 - m * 2 * t_forward / makespan"),
+                BUBBLE, "bubble = 1 - m * 2 * t_forward / makespan",
+                hint=Hint("测 bubble 时前向和反向都按 t_forward 计时。",
+                    "The bubble is measured with the forward time for both passes.")),
             "in-flight micro-batches counted as the warm-up length": mutate(
-                "in_flight.append(peak)", "in_flight.append(min(p - len(in_flight) - 1, m))"),
+                "in_flight.append(peak)", "in_flight.append(min(p - len(in_flight) - 1, m))",
+                hint=Hint("in_flight 用 warm-up 长度代替，而不是从调度中数出同时在途的最大 micro-batch 数。",
+                    "in_flight is taken as the warm-up length instead of counted from the schedule.")),
             "no ValueError without micro-batches": mutate({"if p < 1 or m < 1:": "if p < 1:",
-                                                           BUBBLE: BUBBLE.replace("/ makespan", "/ max(makespan, 1)")}),
+                                                           BUBBLE: BUBBLE.replace("/ makespan", "/ max(makespan, 1)")},
+                hint=Hint("num_microbatches 小于 1 时没有抛 ValueError。", "No ValueError when num_microbatches is below 1.")),
         },
     ),
     Exercise(
@@ -613,21 +682,35 @@ EXERCISES = [
         probe=probe_checkpoint, judge=allclose(rtol=1e-9, atol=1e-9),
         mutants={
             "the last segment is recomputed too": mutate("recompute = sum(cost[:last_a])",
-                                                         "recompute = sum(cost) if len(segments) > 1 else 0"),
+                                                         "recompute = sum(cost) if len(segments) > 1 else 0",
+                hint=Hint("最后一段也被算进了重计算；它不做 checkpoint，保留了全部激活，从不重算。",
+                    "The last segment is counted as recomputed; it is not checkpointed, keeps its activations, never reruns.")),
             "peak counted during the backward pass only": mutate("peak = sum(kept) + sum(act[last_a:last_b])",
-                                                                 "peak = sum(act) if len(segments) == 1 else 0"),
-            "later checkpoints kept during the backward pass": mutate("sum(kept[:j + 1])", "sum(kept)"),
+                                                                 "peak = sum(act) if len(segments) == 1 else 0",
+                hint=Hint("峰值只看了反向过程，漏了前向结束时的总量（所有保留输入 + 最后一段的激活）。",
+                    "The peak is taken over the backward only; the total at the end of the forward pass is left out.")),
+            "later checkpoints kept during the backward pass": mutate("sum(kept[:j + 1])", "sum(kept)",
+                hint=Hint("反向重算某段时仍计入了后面各段的 checkpoint，而它们此时已经释放。",
+                    "Later segments' checkpoints are still counted while a segment is recomputed; by then they are freed.")),
             "starts used as given (unsorted, repeated, 0 missing)": mutate({
                 "bounds = sorted(set(starts) | {0}) + [n]": "bounds = list(starts) + [n]",
                 "segments = list(zip(bounds[:-1], bounds[1:]))":
-                    "segments = [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if a < b]"}),
+                    "segments = [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if a < b]"},
+                hint=Hint("starts 原样使用：没有排序、去重，也没补上总是开始一段的第 0 层。",
+                    "starts are used as given: not sorted, not deduplicated, and layer 0 is not added as a start.")),
             "segments of floor(sqrt(n)) layers": mutate("k = math.isqrt(n - 1) + 1 if n > 1 else 1",
-                                                        "k = max(1, math.isqrt(n))"),
+                                                        "k = max(1, math.isqrt(n))",
+                hint=Hint("每段取了 floor(√n) 层；√n 规则取的是向上取整。",
+                    "Segments of floor(sqrt(n)) layers; the rule rounds the square root up.")),
             "a negative start accepted silently": mutate("if any(s < 0 or s >= n for s in starts):",
-                                                         "if any(s >= n for s in starts):"),
+                                                         "if any(s >= n for s in starts):",
+                hint=Hint("负的 start 被悄悄接受；小于 0 的下标也要抛 ValueError。",
+                    "A negative start is accepted silently; it must raise ValueError too.")),
             "no ValueError for a start outside the layers": mutate({
                 "if any(s < 0 or s >= n for s in starts):": "if False:",
-                "sorted(set(starts) | {0})": "sorted(set(s for s in starts if s < n) | {0})"}),
+                "sorted(set(starts) | {0})": "sorted(set(s for s in starts if s < n) | {0})"},
+                hint=Hint("start 不是合法的层下标（小于 0 或 ≥ n）时没有抛 ValueError。",
+                    "A start that is not a layer index (below 0 or at least n) raises no ValueError.")),
         },
     ),
 ]

@@ -10,7 +10,7 @@ import pytest
 
 from llmprep.grading import engine
 from llmprep.grading.engine import all_chapters, load_spec
-from llmprep.grading.spec import compare_arrays, judging_order
+from llmprep.grading.spec import Hint, compare_arrays, judging_order
 
 CHAPTERS = all_chapters()
 
@@ -84,6 +84,41 @@ def test_every_mutant_targets_a_stated_rule(chapter):
 def test_every_exercise_has_an_alternative_correct_fixture(chapter):
     for ex in load_spec(chapter).exercises:
         assert ex.alternatives, f"{ex.grade_id}: no alternative-correct solution"
+
+
+# --------------------------------------------------------------------------- the level-2 hints (issue 35)
+
+# Chapters whose mutants do not all carry a ``Hint`` yet (written Part II first); the check is skipped, not weakened,
+# and a chapter listed here whose hints are complete fails, so the list only shrinks.
+HINTS_NOT_YET_WRITTEN: set[str] = set()
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_every_mutant_has_a_bilingual_hint(chapter):
+    """Level 2 of the hint ladder: every known-wrong variant names its misconception in 中文 and English, in
+    its own words (no two mutants of an exercise share a hint), short, and never quotes the solution's code."""
+    spec = load_spec(chapter)
+    hints = {(ex.grade_id, name): m.hint for ex in spec.exercises for name, m in ex.mutants.items()}
+    if chapter in HINTS_NOT_YET_WRITTEN:
+        assert not all(hints.values()), f"{chapter}: every mutant has a hint; take it off HINTS_NOT_YET_WRITTEN"
+        pytest.skip(f"{chapter}: hints not written yet (issue 35)")
+    for ex in spec.exercises:
+        seen = set()
+        for name, m in ex.mutants.items():
+            where = f"{ex.grade_id}: {name!r}"
+            assert isinstance(m.hint, Hint), f"{where}: no Hint"
+            zh, en = m.hint.zh, m.hint.en
+            assert _CJK.search(zh), f"{where}: the zh hint has no Chinese: {zh!r}"
+            assert en.isascii() and not _CJK.search(en), f"{where}: the en hint is not plain English: {en!r}"
+            assert len(re.findall(r"[A-Za-z]+", en)) >= 5 and en.endswith("."), f"{where}: the en hint is no sentence"
+            assert 0 < len(zh) <= 200 and 0 < len(en) <= 200, f"{where}: a hint is empty or over 200 characters"
+            assert (zh, en) not in seen and zh != en, f"{where}: the hint is not its own"
+            seen.add((zh, en))
+            for old, _new in m.edits:  # the code a mutant replaces is (part of) the solution: never in a hint
+                snippet = " ".join(old.split())
+                if len(snippet) >= 20:  # a statement, not a name such as model.eval()
+                    assert snippet not in zh and snippet not in en, f"{where}: the hint quotes the solution"
 
 
 # --------------------------------------------------------------------------- the judge's words
