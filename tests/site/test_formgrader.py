@@ -1,8 +1,10 @@
 """Formgrader after `llmprep grade`, as an instructor's browser gets it (issue 27 item 1): the real Jupyter server
 that `llmprep lab` starts, asked over HTTP for the data its Manage Submissions page renders. Every graded
 student is listed as autograded with the trusted score (not "needs autograding") and nbgrader's submission
-timestamp, and the autograded notebook the submission view shows carries the trusted verdict lines.
-(The page itself in headless Chromium stayed at "Loading" on this machine; not yet a browser test.)"""
+timestamp, and the autograded notebook the submission view shows carries the trusted verdict lines. Then the
+same pages in headless Chromium, reached as an instructor reaches them: JupyterLab first (the login cookie for
+the whole server), then Formgrader. (Opened directly with ``?token=``, a Formgrader page gets a login cookie
+scoped to its own folder, nbgrader's handlers having an empty base URL, and its table stays at "Loading".)"""
 import shutil
 import subprocess
 
@@ -13,6 +15,7 @@ from llmprep import cli
 from llmprep.grading.batch import grade_assignment
 from llmprep.grading.engine import isolation, load_spec
 from tests.course.test_start_lab import _free_port, _get, when_up
+from tests.site.test_book import _need_browser, _open, _wait, make_driver
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
 CH01 = "ch01_training"
@@ -60,3 +63,27 @@ def test_formgrader_lists_trusted_scores_and_timestamps(formgrader):
     nb_id = load_spec(CH01).notebook.removesuffix(".ipynb")
     notebooks = {s["student"]: s for s in formgrader["api"](f"/formgrader/api/submitted_notebooks/{CH01}/{nb_id}")}
     assert notebooks["alice"]["score"] == formgrader["max"] and not notebooks["alice"]["needs_manual_grade"]
+
+
+@pytest.mark.browser
+def test_formgrader_pages_show_the_trusted_scores_and_verdicts_in_a_browser(formgrader, tmp_path):
+    _need_browser()
+    base, full = formgrader["base"], formgrader["max"]
+    nb_id = load_spec(CH01).notebook.removesuffix(".ipynb")
+    notebooks = {s["student"]: s for s in formgrader["api"](f"/formgrader/api/submitted_notebooks/{CH01}/{nb_id}")}
+    browser = make_driver(tmp_path / "profile")
+    try:
+        _open(browser, f"{base}/lab?token={formgrader['token']}")
+        _open(browser, f"{base}/formgrader/manage_submissions/{CH01}")
+        rows = _wait(browser, "var rows = Array.from(document.querySelectorAll('tbody tr'), r => r.innerText);"
+                              "return rows.some(r => r.includes('alice')) && rows;", 60)
+        alice = next(r for r in rows if "alice" in r)
+        bob = next(r for r in rows if "bob" in r)
+        assert "graded" in alice and f"{full:g} / {full:g}" in alice, rows   # not "needs autograding"
+        assert "graded" in bob and f"0 / {full:g}" in bob, rows
+        assert "2026-12-01 10:00:00" in alice and "2026-12-01 11:30:00" in bob, rows
+        _open(browser, f"{base}/formgrader/submissions/{notebooks['bob']['id']}/")
+        text = _wait(browser, "var t = document.body.innerText; return t.includes('llmprep grader') && t;", 60)
+        assert "llmprep grader: 0 /" in text and "not implemented yet" in text, text[:2000]
+    finally:
+        browser.quit()
