@@ -1,4 +1,4 @@
-"""llmprep inside Jupyter: the ``%llmprep_check`` magic and the contents hook `llmprep lab` installs.
+"""llmprep inside Jupyter: the ``%llmprep_check`` and ``%llmprep_progress`` magics and the contents hook `llmprep lab` installs.
 
 ``%llmprep_check`` grades the open notebook (its last saved version) with the same trusted engine as
 ``llmprep check`` and the instructor's ``llmprep grade``, and shows the verdict of every exercise.
@@ -89,6 +89,30 @@ def load_ipython_extension(ipython) -> None:
 
     magic.__doc__ = (__doc__ or "") + "\n" + USAGE
     ipython.register_magic_function(magic, "line", "llmprep_check")
+    ipython.register_magic_function(llmprep_progress, "line", "llmprep_progress")
+
+
+def llmprep_progress(line: str = "") -> str | None:
+    """``%llmprep_progress [CHAPTER ...]``: the learner's progress per chapter (as ``llmprep progress``),
+    from the progress file in the workspace; a plot of it below the table."""
+    import tempfile
+
+    from llmprep.coach import CoachError
+    from llmprep.coach.progress import show_progress
+
+    from IPython.display import Image, display
+
+    with tempfile.TemporaryDirectory() as tmp:
+        plot = Path(tmp) / "progress.png"
+        try:
+            text = show_progress(line.split() or None, plot)
+        except CoachError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return None
+        print("\n".join(t for t in text.splitlines() if not t.startswith("plot written to")))
+        if plot.is_file():
+            display(Image(filename=str(plot)))
+    return text
 
 
 # --------------------------------------------------------------------------- Jupyter server side
