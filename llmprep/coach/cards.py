@@ -100,10 +100,11 @@ def in_language(text: str, lang: str) -> str:
 
 
 def title_in_language(title: str, lang: str) -> str:
-    """``"中文？/ English?"`` -> one side: split at the first ``/`` after which no Chinese is left."""
+    """``"中文？/ English?"`` -> one side: split at the first ``/`` after which (almost) no Chinese is left
+    (an English title may quote a Chinese term)."""
     for m in re.finditer(r"/", title):
         left, right = title[:m.start()].strip(), title[m.end():].strip()
-        if left and right and CJK.search(left) and not CJK.search(right):
+        if left and right and CJK.search(left) and cjk_share(right) < 0.1:
             return left if lang == "zh" else right
     return title.strip()
 

@@ -129,9 +129,10 @@ class Similarity:
         return float(emb[0] @ emb[1])
 
 
-def run_drill(cards: list[Card], lang: str, limit: int, inp: TextIO = sys.stdin, out: TextIO = sys.stdout,
+def run_drill(cards: list[Card], lang: str, limit: int, inp: TextIO | None = None, out: TextIO | None = None,
               similarity: bool = False, path: Path | None = None) -> dict:
     """The terminal session; returns {"rated": n, "ratings": {1: n, ...}, "left": cards not reached}."""
+    inp, out = inp or sys.stdin, out or sys.stdout
     sim = None
     with Progress(path) as progress:
         chosen = pick(cards, progress.card_states(), limit)
@@ -165,9 +166,10 @@ def run_drill(cards: list[Card], lang: str, limit: int, inp: TextIO = sys.stdin,
             rating = ask_rating(inp, out)
             if rating is None:
                 break
-            state, due, log = review(progress.card_state(card.key), rating, sched=sched)
+            at = now()
+            state, due, log = review(progress.card_state(card.key), rating, at, sched=sched)
             progress.record_review(card.key, card.chapter, card.kind, rating, "drill", state, due, log,
-                                   seconds=seconds, similarity=score)
+                                   seconds=seconds, similarity=score, at=at)
             ratings[rating] = ratings.get(rating, 0) + 1
             out.write(f"  {RATINGS[rating]}: next review {due[:16].replace('T', ' ')} UTC\n")
         rated = sum(ratings.values())

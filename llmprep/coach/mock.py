@@ -18,7 +18,7 @@ from typing import TextIO
 from llmprep.coach import CoachError
 from llmprep.coach.cards import Card
 from llmprep.coach.drill import ask_rating, review, scheduler, show_back, show_front
-from llmprep.coach.progress import RATINGS, Progress
+from llmprep.coach.progress import RATINGS, Progress, now
 
 DEFAULT_SECONDS = 120.0
 DEFAULT_QUESTIONS = 5
@@ -58,9 +58,10 @@ def draw(cards: list[Card], n: int, seed: int | None = None) -> list[Card]:
 
 
 def run_mock(cards: list[Card], chapters: list[str], lang: str, n: int = DEFAULT_QUESTIONS,
-             seconds: float = DEFAULT_SECONDS, seed: int | None = None, inp: TextIO = sys.stdin,
-             out: TextIO = sys.stdout, path: Path | None = None) -> list[dict]:
+             seconds: float = DEFAULT_SECONDS, seed: int | None = None, inp: TextIO | None = None,
+             out: TextIO | None = None, path: Path | None = None) -> list[dict]:
     """The session; returns one dict per question answered (key, seconds, over_time, rating)."""
+    inp, out = inp or sys.stdin, out or sys.stdout
     if seconds <= 0:
         raise CoachError(f"the time per question must be positive (got {seconds:g})")
     chosen = draw(cards, n, seed)
@@ -83,9 +84,10 @@ def run_mock(cards: list[Card], chapters: list[str], lang: str, n: int = DEFAULT
             rating = ask_rating(inp, out)
             if rating is None:
                 break
-            state, due, log = review(progress.card_state(card.key), rating, sched=sched)
+            at = now()
+            state, due, log = review(progress.card_state(card.key), rating, at, sched=sched)
             progress.record_review(card.key, card.chapter, card.kind, rating, "mock", state, due, log,
-                                   seconds=took, over_time=over, session_id=session)
+                                   seconds=took, over_time=over, session_id=session, at=at)
             done.append({"key": card.key, "front": card.front, "seconds": took, "over_time": over, "rating": rating})
         out.write("\n" + summary(done, len(chosen), seconds) + "\n")
     return done

@@ -47,8 +47,14 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def switched_off() -> bool:
+    return os.environ.get(PATH_ENV, "").strip().lower() in ("off", "0", "none")
+
+
 def progress_path(root: Path | None = None) -> Path:
     chosen = os.environ.get(PATH_ENV)
+    if chosen and switched_off():
+        raise CoachError(f"progress is switched off ({PATH_ENV}={chosen}): unset it, or name a file there")
     if chosen:
         return Path(chosen).expanduser().resolve()
     from llmprep.course import workspace
@@ -212,7 +218,7 @@ class ChapterRow:
 def record_check_quietly(result: dict) -> None:
     """The self-check's one call: record a graded result; a problem with the progress file is one line on
     stderr and never changes the check's outcome. ``LLMPREP_PROGRESS=off`` records nothing."""
-    if os.environ.get(PATH_ENV, "").lower() in ("off", "0", "none"):
+    if switched_off():
         return
     if not isinstance(result, dict) or not result.get("chapter"):
         return
