@@ -122,11 +122,16 @@ class Similarity:
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.encoder = AutoModel.from_pretrained(folder).eval()
 
-    def __call__(self, typed: str, model_answer: str) -> float:
+    def __call__(self, typed: str, model_answer: str, others: list[str] = ()) -> tuple[float, float | None]:
+        """(cosine to the model answer, median cosine to ``others``: other questions' answers, an anchor for
+        what an unrelated answer scores; None without others)."""
+        import numpy as np
+
         from llmprep.models import sentence_embeddings
 
-        emb = sentence_embeddings([typed, model_answer], self.encoder, self.tokenizer, max_length=256)
-        return float(emb[0] @ emb[1])
+        emb = sentence_embeddings([typed, model_answer, *others], self.encoder, self.tokenizer, max_length=256)
+        cos = (emb[1:] @ emb[0]).numpy()
+        return float(cos[0]), (float(np.median(cos[1:])) if len(others) else None)
 
 
 def run_drill(cards: list[Card], lang: str, limit: int, inp: TextIO | None = None, out: TextIO | None = None,
@@ -160,9 +165,11 @@ def run_drill(cards: list[Card], lang: str, limit: int, inp: TextIO | None = Non
                 if sim is None:
                     out.write("(loading the MiniLM sentence encoder...)\n")
                     sim = Similarity()
-                score = sim(typed, f"{card.short}\n{card.back}")
-                out.write(f"\nsimilarity of your answer to the model answer: {score:.2f} (MiniLM cosine; a hint for "
-                          "your own rating, not a grade)\n")
+                others = [c.short for c in cards if c.kind == "question" and c.short and c.key != card.key][:30]
+                score, anchor = sim(typed, card.short or card.back, others)
+                out.write(f"\nsimilarity of your answer to the 30-second answer: {score:.2f}"
+                          + (f" (to the other questions' answers: median {anchor:.2f})" if anchor is not None else "")
+                          + "; MiniLM cosine, a hint for your own rating, not a grade\n")
             rating = ask_rating(inp, out)
             if rating is None:
                 break

@@ -298,3 +298,18 @@ def test_a_real_self_check_is_recorded(db, root):
                                                                       result["max_score"])
     assert results == [(c["grade_id"], c["points"], c["max_points"]) for c in result["cells"]]
     assert row.attempts == 1 and row.solved == len(result["cells"]) and row.first_solved == check["at"]
+
+
+@pytest.mark.slow
+def test_similarity_hint_ranks_a_right_answer_above_a_wrong_one():
+    """The MiniLM hint on a real card: a right typed answer is closer to the model answer than to other questions'
+    answers, a wrong one is not (loads the encoder: about 5 s of CPU)."""
+    from llmprep.coach.drill import Similarity
+
+    cards = build_deck(["ch09"], "en", ("questions",))
+    card, others = cards[0], [c.short for c in cards[1:]]
+    sim = Similarity()
+    right, anchor = sim("Dividing by the square root of d_k keeps the variance of the scores near one, so the softmax "
+                        "does not saturate and its gradients do not vanish", card.short, others)
+    wrong, _ = sim("We split the batch across GPUs and all-reduce the gradients", card.short, others)
+    assert right > anchor + 0.2 and right > wrong + 0.2, (right, anchor, wrong)
