@@ -12,7 +12,7 @@ Sphinx's own incremental build redoes only what changed):
   (``build/results.jsonl`` and README's measured table); ``mock-interview.md``: every interview question of
   every chapter, from the reference notebooks' cells tagged ``interview`` (one question per ``###``
   heading), answer revealed on click, filterable by chapter, and a timed session on top of them
-  (:mod:`llmprep.coach.site`: timer, reveal, self-rating, summary; ratings in the browser's localStorage).
+  (:mod:`llmprep.mock_session`: timer, reveal, self-rating, summary; ratings in the browser's localStorage).
 
 No network at build time or in the browser: no intersphinx, widget JavaScript off, MathJax served from
 the site (MathJax 3.2.2, which the ``sphinx-mathjax-offline`` package ships).
@@ -28,9 +28,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llmprep.coach.site import CSS as SESSION_CSS, JS as SESSION_JS, session_block
 from llmprep.course import chapter_prefix, chapters, resolve_chapters
 from llmprep.course_map import by_id, markdown_table
+from llmprep.mock_session import CSS as SESSION_CSS, JS as SESSION_JS, session_block
 from llmprep.paths import format_path, repo_root
 from llmprep.results import read_results
 
@@ -572,7 +572,7 @@ def build_book(chapter_ids: list[str] | None = None, root: Path | None = None, *
     put("mock-interview.md", mock_interview_page(questions, titles))
     put("conf.py", CONF)
     put("_static/llmprep.css", CSS + SESSION_CSS)
-    put("_static/mock_session.js", SESSION_JS)  # the timed session (llmprep.coach.site)
+    put("_static/mock_session.js", SESSION_JS)  # the timed session (llmprep.mock_session)
     put("_static/mock_interview.js", JS)
     put("_static/search_snippets.js", SEARCH_JS)
     put("favicon.svg", FAVICON)

@@ -93,23 +93,22 @@ def load_ipython_extension(ipython) -> None:
 
 
 def llmprep_progress(line: str = "") -> str | None:
-    """``%llmprep_progress [CHAPTER ...]``: the learner's progress per chapter (as ``llmprep progress``),
-    from the progress file in the workspace; a plot of it below the table."""
+    """``%llmprep_progress [CHAPTER ...]``: the learner's progress per chapter (``llmprep progress`` in a fresh
+    process, like ``%llmprep_check``), then its plot."""
     import tempfile
-
-    from llmprep.coach import CoachError
-    from llmprep.coach.progress import show_progress
 
     from IPython.display import Image, display
 
     with tempfile.TemporaryDirectory() as tmp:
         plot = Path(tmp) / "progress.png"
-        try:
-            text = show_progress(line.split() or None, plot)
-        except CoachError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+        chapters = ["--chapter", *line.split()] if line.split() else []
+        proc = subprocess.run([sys.executable, "-m", "llmprep", "progress", *chapters, "--plot", str(plot)],
+                              capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            print(proc.stderr.strip() or f"error: llmprep progress exited with {proc.returncode}", file=sys.stderr)
             return None
-        print("\n".join(t for t in text.splitlines() if not t.startswith("plot written to")))
+        text = "\n".join(t for t in proc.stdout.splitlines() if not t.startswith("plot written to"))
+        print(text)
         if plot.is_file():
             display(Image(filename=str(plot)))
     return text

@@ -1,4 +1,5 @@
-"""The course website's timed mock interview (``mock-interview.html``, built by :mod:`llmprep.book`).
+"""The course website's timed mock interview (``mock-interview.html``, built by :mod:`llmprep.book`); the
+terminal's is :mod:`llmprep.coach.mock`.
 
 The page already lists every interview question as a ``<details class="mock-q">`` block; this adds a session
 on top of it, in the browser only: choose chapters, a number of questions and the seconds per question (default
