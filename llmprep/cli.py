@@ -462,8 +462,20 @@ def cmd_mock(args) -> int:
     lang = args.lang or default_lang()
 
     def go() -> int:
+        from llmprep.coach.mock import plan_coding
+
         cards = build_deck(args.chapter, lang, ("questions",))
-        run_mock(cards, resolve_chapters(args.chapter), lang, n=args.questions, seconds=args.seconds, seed=args.seed)
+        coding = None
+        if args.exercise:
+            path = Path(args.exercise).expanduser()
+            why = usable_notebook(path)
+            if why:
+                _usage(why)
+            coding = plan_coding(path, args.exercise_id, args.exercise_minutes)
+        elif args.exercise_id:
+            _usage("--exercise-id needs --exercise NOTEBOOK")
+        run_mock(cards, resolve_chapters(args.chapter), lang, n=args.questions, seconds=args.seconds, seed=args.seed,
+                 coding=coding)
         return 0
 
     return _coach_usage(go)
@@ -515,9 +527,12 @@ def add_coach_commands(sub) -> None:
     s = sub.add_parser("mock", help="a timed mock interview in the terminal", **_doc(
         "A mock interview: N questions drawn from the chosen chapters, a timer per question (default 120 s), "
         "then the model answer and your own rating 1-4, and a summary. Ratings are kept in your progress file "
-        "(work/progress.sqlite) and move each card's review schedule. The course website has the same session "
-        "in the browser (its mock-interview page).",
-        "llmprep mock --chapter ch09 ch12 -n 3 --seconds 90 --lang en",
+        "(work/progress.sqlite) and move each card's review schedule. With --exercise NOTEBOOK the session ends "
+        "with one graded exercise: write it in the notebook within the time, save, press Enter; the trusted "
+        "engine checks it as `llmprep check` does (recorded like any check). The course website has the same "
+        "question session in the browser (its mock-interview page).",
+        "llmprep mock --chapter ch09 ch12 -n 3 --seconds 90 --lang en\n"
+        "llmprep mock --chapter ch01 -n 2 --exercise work/ch01_training/ch01_exercises.ipynb",
         f"0  done\n{USAGE_CODE}: unknown chapter, a bad number, an unreadable progress file"))
     s.add_argument("--chapter", action="extend", nargs="+", default=None, metavar="CHAPTER", help=chapter_help)
     s.add_argument("--lang", choices=("zh", "en"), default=None, help=lang_help)
@@ -525,6 +540,12 @@ def add_coach_commands(sub) -> None:
     s.add_argument("--seconds", type=positive_seconds, default=120.0, metavar="S",
                    help="time per question in seconds (default 120)")
     s.add_argument("--seed", type=int, default=None, help="draw the same questions again")
+    s.add_argument("--exercise", metavar="NOTEBOOK",
+                   help="end with one graded exercise of this notebook, timed, then checked by the trusted engine")
+    s.add_argument("--exercise-id", metavar="GRADE_ID", default=None,
+                   help="which exercise (default: the first one not yet solved in your progress)")
+    s.add_argument("--exercise-minutes", type=positive_seconds, default=15.0, metavar="M",
+                   help="time for the exercise in minutes (default 15)")
     s.set_defaults(func=cmd_mock)
 
     s = sub.add_parser("progress", help="your self-checks and reviews per chapter", **_doc(

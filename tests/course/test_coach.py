@@ -213,7 +213,8 @@ def test_anki_export_is_a_real_deck(db, tmp_path):
 
 # --------------------------------------------------------------------------- bad input, nothing lost
 
-def test_unknown_chapter_kind_and_empty_deck_are_one_line(db, monkeypatch):
+def test_unknown_chapter_kind_and_empty_deck_are_one_line(db, monkeypatch, root):
+    ch02_stub = root / "course" / "ch02_imbalance" / "ch02_exercises.ipynb"
     run_cli(["mock", "--chapter", "ch02", "-n", "1"], "\n3\n")
     before = db.read_bytes()
     for argv, says in ((["drill", "--chapter", "ch99"], "unknown chapter 'ch99'"),
@@ -222,7 +223,11 @@ def test_unknown_chapter_kind_and_empty_deck_are_one_line(db, monkeypatch):
                        (["drill", "--kinds", "flashcards"], "unknown card kind 'flashcards'"),
                        (["drill", "--export", "csv", "x.csv"], "unknown export format 'csv'"),
                        (["drill", "--export", "anki", "deck.zip"], "a .apkg file"),
-                       (["mock", "--seconds", "0"], "must be positive")):
+                       (["mock", "--seconds", "0"], "must be positive"),
+                       (["mock", "--exercise", "no/such.ipynb"], "no/such.ipynb does not exist"),
+                       (["mock", "--exercise", str(ch02_stub), "--exercise-id", "ch02_nope"],
+                        "unknown exercise 'ch02_nope' in ch02_imbalance; its exercises are: ch02_class_weights_test"),
+                       (["mock", "--exercise-id", "ch02_class_weights_test"], "needs --exercise NOTEBOOK")):
         code, out, err = run_cli(argv)
         assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and says in err, (argv, err)
     monkeypatch.setattr("llmprep.coach.cards.question_cards", lambda *a, **k: [])
@@ -313,3 +318,27 @@ def test_similarity_hint_ranks_a_right_answer_above_a_wrong_one():
                         "does not saturate and its gradients do not vanish", card.short, others)
     wrong, _ = sim("We split the batch across GPUs and all-reduce the gradients", card.short, others)
     assert right > anchor + 0.2 and right > wrong + 0.2, (right, anchor, wrong)
+
+
+@pytest.mark.sandbox
+def test_mock_ends_with_a_graded_exercise(db, root, tmp_path):
+    """`llmprep mock --exercise`: after the questions, one exercise of the learner's notebook (the first not yet
+    solved), timed, then checked by the trusted engine; the check is recorded like any self-check."""
+    import shutil
+
+    from llmprep.coach.progress import Progress
+
+    notebook = tmp_path / "mine.ipynb"
+    shutil.copyfile(root / "course" / "ch02_imbalance" / "ch02_exercises.ipynb", notebook)
+    with Progress(db) as p:  # the first exercise is solved already: the session picks the second
+        p.record_check({"chapter": "ch02_imbalance", "notebook": "x.ipynb", "score": 2, "max_score": 16,
+                        "cells": [{"grade_id": "ch02_class_weights_test", "points": 2, "max_points": 2}]})
+    code, out, err = run_cli(["mock", "--chapter", "ch02", "-n", "1", "--lang", "en", "--exercise", str(notebook),
+                              "--exercise-minutes", "5"], "\n3\n\n")
+    assert code == 0, err
+    assert "coding: exercise ch02_sampler_weights_test of ch02_imbalance" in out and "Time: 5 min." in out
+    assert "FAIL  ch02_sampler_weights_test  0/2  not implemented yet" in out
+    assert "coding ch02_imbalance/ch02_sampler_weights_test: 0/2 points in 0 s" in out
+    with Progress(db) as p:
+        checks = p.checks()
+    assert len(checks) == 2 and checks[-1]["notebook"] == "mine.ipynb" and checks[-1]["score"] == 0
