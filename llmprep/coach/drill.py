@@ -41,8 +41,13 @@ def default_lang() -> str:
 def scheduler():
     """The library's scheduler with its default parameters (FSRS-6, desired retention 0.9), without the
     random "fuzz" of long intervals, so a due date can be reproduced from the stored review history."""
+    from importlib.metadata import version
+
     from fsrs import Scheduler
 
+    if not version("fsrs").startswith("6."):  # the Scheduler / Card / review_card API of fsrs 6 (pinned 6.3.2)
+        raise CoachError(f"llmprep's drill needs fsrs 6.x (pinned: fsrs==6.3.2), this environment has "
+                         f"{version('fsrs')}: run `make setup`")
     return Scheduler(enable_fuzzing=False)
 
 

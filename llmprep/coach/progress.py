@@ -198,6 +198,16 @@ class Progress:
         return rows
 
 
+    def exercise_rows(self, chapter: str) -> list[tuple[str, float, float, int, str | None, str]]:
+        """Per exercise of ``chapter`` checked at least once: (grade_id, best points, max points, checks, first
+        solved, last check), in the order first seen."""
+        return self.conn.execute(
+            "SELECT r.grade_id, MAX(r.points), MAX(r.max_points), COUNT(*), "
+            "MIN(CASE WHEN r.points >= r.max_points THEN c.at END), MAX(c.at) "
+            "FROM exercise_results r JOIN checks c ON c.id = r.check_id WHERE c.chapter = ? "
+            "GROUP BY r.grade_id ORDER BY MIN(r.rowid)", (chapter,)).fetchall()
+
+
 @dataclass
 class ChapterRow:
     chapter: str
@@ -235,17 +245,27 @@ def _short_time(iso: str | None) -> str:
     return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
 
 
+def text_table(head: tuple[str, ...], body: list[tuple[str, ...]]) -> str:
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(head), line(["-" * w for w in widths]), *(line(b) for b in body)])
+
+
 def progress_table(rows: list[ChapterRow]) -> str:
     """The per-chapter table ``llmprep progress`` prints."""
     head = ("chapter", "best score", "solved", "checks", "first solved", "last check", "questions reviewed",
             "cards known", "due now")
-    body = [(r.chapter, f"{r.best:g}/{r.max_points:g}" if r.attempts else "-",
-             f"{r.solved}/{r.exercises}" if r.attempts else "-", str(r.attempts), _short_time(r.first_solved),
-             _short_time(r.last_check), f"{r.reviewed}/{r.questions}", f"{r.known}/{r.rated}", str(r.due))
-            for r in rows]
-    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(head), line(["-" * w for w in widths]), *(line(b) for b in body)])
+    return text_table(head, [(r.chapter, f"{r.best:g}/{r.max_points:g}" if r.attempts else "-",
+                              f"{r.solved}/{r.exercises}" if r.attempts else "-", str(r.attempts),
+                              _short_time(r.first_solved), _short_time(r.last_check), f"{r.reviewed}/{r.questions}",
+                              f"{r.known}/{r.rated}", str(r.due)) for r in rows])
+
+
+def exercise_table(chapter: str, rows) -> str:
+    """Per exercise of one chapter: best points, checks, first solved, last check."""
+    return text_table((f"{chapter} exercise", "best", "checks", "first solved", "last check"),
+                      [(g, f"{best:g}/{top:g}", str(n), _short_time(first), _short_time(last))
+                       for g, best, top, n, first, last in rows])
 
 
 def progress_plot(rows: list[ChapterRow], path: Path) -> Path:
@@ -275,12 +295,11 @@ def progress_plot(rows: list[ChapterRow], path: Path) -> Path:
 
 
 def question_counts(chapters: list[str]) -> dict[str, int]:
-    from llmprep.coach.cards import question_cards
+    from llmprep.book import parse_questions
+    from llmprep.paths import chapter_prefix, format_path
 
-    counts: dict[str, int] = {}
-    for card in question_cards(chapters, "en"):
-        counts[card.chapter] = counts.get(card.chapter, 0) + 1
-    return counts
+    return {ch: len(parse_questions(ch, format_path("solutions", ch) / f"{chapter_prefix(ch)}_reference.ipynb"))
+            for ch in chapters}
 
 
 def show_progress(chapter_names: list[str] | None = None, plot: Path | None = None) -> str:
@@ -298,7 +317,10 @@ def show_progress(chapter_names: list[str] | None = None, plot: Path | None = No
     with Progress(path) as progress:
         rows = progress.chapter_rows(chapters, question_counts(chapters))
         total = len(progress.reviews())
+        detail = [exercise_table(ch, progress.exercise_rows(ch)) for ch in (chapters if chapter_names else [])
+                  if progress.exercise_rows(ch)]
     text = [f"progress in {path} (kept on this machine only)", "", progress_table(rows), "",
+            *[part + "\n" for part in detail],
             f"{sum(r.attempts for r in rows)} self-check(s), {total} card review(s) in all"]
     if plot is not None:
         text.append(f"plot written to {progress_plot(rows, plot)}")

@@ -280,6 +280,8 @@ def test_progress_table_plot_and_magic(db, tmp_path):
     row = next(line for line in out.splitlines() if line.startswith("ch02_imbalance"))
     assert row.split()[1:4] == ["4/16", "1/2", "2"], row  # best per exercise: 2 + 2; g1 solved; two checks
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    detail = out.split("ch02_imbalance exercise")[1].splitlines()
+    assert detail[2].split()[:3] == ["g1", "2/2", "2"] and detail[3].split()[:4] == ["g2", "2/14", "2", "-"], detail
     text = llmprep_progress("ch02")
     assert "ch02_imbalance" in text and "4/16" in text
 
