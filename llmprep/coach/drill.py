@@ -148,7 +148,7 @@ def run_drill(cards: list[Card], lang: str, limit: int, inp: TextIO | None = Non
         chosen = pick(cards, progress.card_states(), limit)
         if not chosen:
             dues = [d for k, (_, d) in progress.card_states().items() if k in {c.key for c in cards}]
-            out.write(f"nothing is due in these {len(cards)} cards; the next one is due "
+            out.write(f"nothing is due in these {len(cards)} card(s); the next one is due "
                       f"{min(dues)[:16].replace('T', ' ')} UTC\n" if dues else "no card to review\n")
             return {"rated": 0, "ratings": {}, "left": 0}
         out.write(f"{len(chosen)} card(s) to review ({sum(1 for c in chosen if progress.card_state(c.key) is None)} "
