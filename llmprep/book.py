@@ -11,7 +11,8 @@ Sphinx's own incremental build redoes only what changed):
 - ``index.md``: the course map (:mod:`llmprep.course_map`, the table README also shows) and the results
   (``build/results.jsonl`` and README's measured table); ``mock-interview.md``: every interview question of
   every chapter, from the reference notebooks' cells tagged ``interview`` (one question per ``###``
-  heading), answer revealed on click, filterable by chapter.
+  heading), answer revealed on click, filterable by chapter, and a timed session on top of them
+  (:mod:`llmprep.mock_session`: timer, reveal, self-rating, summary; ratings in the browser's localStorage).
 
 No network at build time or in the browser: no intersphinx, widget JavaScript off, MathJax served from
 the site (MathJax 3.2.2, which the ``sphinx-mathjax-offline`` package ships).
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from llmprep.course import chapter_prefix, chapters, resolve_chapters
 from llmprep.course_map import by_id, markdown_table
+from llmprep.mock_session import CSS as SESSION_CSS, JS as SESSION_JS, session_block
 from llmprep.paths import format_path, repo_root
 from llmprep.results import read_results
 
@@ -244,7 +246,7 @@ def mock_interview_page(questions: list[Question], titles: dict[str, str]) -> st
              f'<select id="mock-filter"><option value="">All chapters / 全部</option>{options}</select> '
              '<button type="button" id="mock-random">Random question / 随机一题</button> '
              '<span id="mock-count"></span>',
-             "</div>", ""]
+             "</div>", "", session_block(chapters, titles)]
     for ch in chapters:
         lines += [f"## {chapter_prefix(ch)} · {titles.get(ch, ch)}", "",
                   f'<span class="mock-chapter" data-chapter="{ch}"></span>', ""]
@@ -383,7 +385,7 @@ html_theme = "sphinx_book_theme"
 html_title = "llmprep · 大模型面试题"
 html_static_path = ["_static"]
 html_css_files = ["llmprep.css"]
-html_js_files = ["mock_interview.js", "search_snippets.js"]
+html_js_files = ["mock_interview.js", "search_snippets.js", "mock_session.js"]
 html_copy_source = False
 html_show_sourcelink = False
 html_last_updated_fmt = None
@@ -569,7 +571,8 @@ def build_book(chapter_ids: list[str] | None = None, root: Path | None = None, *
     put("index.md", home_page(readme, every, picked, results))
     put("mock-interview.md", mock_interview_page(questions, titles))
     put("conf.py", CONF)
-    put("_static/llmprep.css", CSS)
+    put("_static/llmprep.css", CSS + SESSION_CSS)
+    put("_static/mock_session.js", SESSION_JS)  # the timed session (llmprep.mock_session)
     put("_static/mock_interview.js", JS)
     put("_static/search_snippets.js", SEARCH_JS)
     put("favicon.svg", FAVICON)

@@ -1,4 +1,4 @@
-"""`llmprep` command line: data, run, start, lab, release, readme, check, grade, nbgrader, bench, book.
+"""`llmprep` command line: data, run, start, lab, release, readme, check, grade, nbgrader, bench, book, drill, mock, progress.
 
 Bad input is refused before any work with one line ``error: ...`` on stderr and exit code 2; paths are
 resolved from the folder the command is run in.
@@ -257,6 +257,9 @@ def cmd_check(args) -> int:
     if result.chapter is None:  # not a gradable notebook at all: a usage error, before any work
         _usage("; ".join(result.notes))
     level = iso.describe
+    from llmprep.coach.progress import record_check_quietly
+
+    record_check_quietly(result.to_json())  # the learner's progress file (work/progress.sqlite)
     if args.json:
         print(json.dumps({**result.to_json(), "sandbox": level}, ensure_ascii=False, indent=1))
     else:
@@ -419,6 +422,144 @@ def cmd_book(args) -> int:
     return 0
 
 
+def _coach_usage(fn):
+    """Run a coach command: a CoachError (bad input, an unusable progress file) is one `error:` line, exit 2."""
+    from llmprep.coach import CoachError
+
+    try:
+        return fn()
+    except CoachError as exc:
+        _usage(exc)
+
+
+def cmd_drill(args) -> int:
+    from llmprep.coach.cards import build_deck
+    from llmprep.coach.drill import default_lang, export_anki, run_drill
+
+    lang = args.lang or default_lang()
+
+    def go() -> int:
+        if args.export and args.export[0] != "anki":
+            _usage(f"unknown export format '{args.export[0]}'; the formats are: anki")
+        cards = build_deck(args.chapter, lang, tuple(args.kinds.split(",")))
+        if args.export:
+            path = Path(args.export[1]).expanduser().resolve()
+            n = export_anki(cards, path, lang)
+            print(f"wrote {path}: an Anki deck of {n} card(s) ({lang}); in Anki: File > Import")
+            return 0
+        run_drill(cards, lang, args.limit, similarity=args.similarity)
+        return 0
+
+    return _coach_usage(go)
+
+
+def cmd_mock(args) -> int:
+    from llmprep.coach.cards import build_deck
+    from llmprep.coach.drill import default_lang
+    from llmprep.coach.mock import run_mock
+    from llmprep.course import resolve_chapters
+
+    lang = args.lang or default_lang()
+
+    def go() -> int:
+        from llmprep.coach.mock import plan_coding
+
+        cards = build_deck(args.chapter, lang, ("questions",))
+        coding = None
+        if args.exercise:
+            path = Path(args.exercise).expanduser()
+            why = usable_notebook(path)
+            if why:
+                _usage(why)
+            coding = plan_coding(path, args.exercise_id, args.exercise_minutes)
+        elif args.exercise_id:
+            _usage("--exercise-id needs --exercise NOTEBOOK")
+        run_mock(cards, resolve_chapters(args.chapter), lang, n=args.questions, seconds=args.seconds, seed=args.seed,
+                 coding=coding)
+        return 0
+
+    return _coach_usage(go)
+
+
+def cmd_progress(args) -> int:
+    from llmprep.coach.progress import show_progress
+
+    plot = Path(args.plot).expanduser().resolve() if args.plot else None
+    return _coach_usage(lambda: print(show_progress(args.chapter, plot)) or 0)
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds (got '{text}')") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive (got {text})")
+    return value
+
+
+def add_coach_commands(sub) -> None:
+    """`llmprep drill`, `llmprep mock`, `llmprep progress` (llmprep.coach)."""
+    chapter_help = "chapter id or number (repeatable; default: every chapter)"
+    lang_help = "language of the cards: zh or en (default: $LLMPREP_LANG, else the locale)"
+    s = sub.add_parser("drill", help="spaced-repetition review of interview questions and known mistakes", **_doc(
+        "Review flash cards in the terminal: every chapter's interview questions (question, then the 30-second "
+        "version and the full answer) and the graders' known mistakes (\"what is wrong with this code?\", the "
+        "diff and the misconception as the answer). Rate each card 1 Again, 2 Hard, 3 Good, 4 Easy; the fsrs "
+        "library schedules its next review. Due cards come first, then new ones. Everything is kept in your "
+        "progress file (work/progress.sqlite). Mistake cards show lines of the exercises' solutions: "
+        "--kinds questions until you have solved a chapter.",
+        "llmprep drill --chapter ch09 --lang zh --limit 10\nllmprep drill --kinds questions --similarity\n"
+        "llmprep drill --export anki llmprep.apkg",
+        f"0  done (or deck written)\n{USAGE_CODE}: unknown chapter or kind, a filter with no card, an unreadable "
+        "progress file"))
+    s.add_argument("--chapter", action="extend", nargs="+", default=None, metavar="CHAPTER", help=chapter_help)
+    s.add_argument("--lang", choices=("zh", "en"), default=None, help=lang_help)
+    s.add_argument("--limit", type=positive_int, default=20, metavar="N", help="at most N cards (default 20)")
+    s.add_argument("--kinds", default="questions,mistakes", metavar="KINDS",
+                   help="questions, mistakes or both, comma-separated (default: both)")
+    s.add_argument("--similarity", action="store_true",
+                   help="compare a typed English answer with the model answer (offline MiniLM): a hint, not a grade")
+    s.add_argument("--export", nargs=2, metavar=("FORMAT", "FILE"),
+                   help="write the chosen cards as a deck instead of a session: anki FILE.apkg")
+    s.set_defaults(func=cmd_drill)
+
+    s = sub.add_parser("mock", help="a timed mock interview in the terminal", **_doc(
+        "A mock interview: N questions drawn from the chosen chapters, a timer per question (default 120 s), "
+        "then the model answer and your own rating 1-4, and a summary. Ratings are kept in your progress file "
+        "(work/progress.sqlite) and move each card's review schedule. With --exercise NOTEBOOK the session ends "
+        "with one graded exercise: write it in the notebook within the time, save, press Enter; the trusted "
+        "engine checks it as `llmprep check` does (recorded like any check). The course website has the same "
+        "question session in the browser (its mock-interview page).",
+        "llmprep mock --chapter ch09 ch12 -n 3 --seconds 90 --lang en\n"
+        "llmprep mock --chapter ch01 -n 2 --exercise work/ch01_training/ch01_exercises.ipynb",
+        f"0  done\n{USAGE_CODE}: unknown chapter, a bad number, an unreadable progress file"))
+    s.add_argument("--chapter", action="extend", nargs="+", default=None, metavar="CHAPTER", help=chapter_help)
+    s.add_argument("--lang", choices=("zh", "en"), default=None, help=lang_help)
+    s.add_argument("-n", "--questions", type=positive_int, default=5, metavar="N", help="questions (default 5)")
+    s.add_argument("--seconds", type=positive_seconds, default=120.0, metavar="S",
+                   help="time per question in seconds (default 120)")
+    s.add_argument("--seed", type=int, default=None, help="draw the same questions again")
+    s.add_argument("--exercise", metavar="NOTEBOOK",
+                   help="end with one graded exercise of this notebook, timed, then checked by the trusted engine")
+    s.add_argument("--exercise-id", metavar="GRADE_ID", default=None,
+                   help="which exercise (default: the first one not yet solved in your progress)")
+    s.add_argument("--exercise-minutes", type=positive_seconds, default=15.0, metavar="M",
+                   help="time for the exercise in minutes (default 15)")
+    s.set_defaults(func=cmd_mock)
+
+    s = sub.add_parser("progress", help="your self-checks and reviews per chapter", **_doc(
+        "Your progress per chapter, from work/progress.sqlite (written by `llmprep check`, %llmprep_check, "
+        "`llmprep drill` and `llmprep mock`; nothing is sent anywhere): best score and exercises solved, "
+        "self-checks, when first solved, interview questions reviewed, cards known (last rating Good or Easy) "
+        "and cards due now.",
+        "llmprep progress\nllmprep progress --chapter ch01 --plot build/progress.png",
+        f"0  shown\n{USAGE_CODE}: unknown chapter, an unreadable progress file (kept as it is)"))
+    s.add_argument("--chapter", action="extend", nargs="+", default=None, metavar="CHAPTER", help=chapter_help)
+    s.add_argument("--plot", metavar="FILE.png", help="also draw the table as a bar chart into FILE.png")
+    s.set_defaults(func=cmd_progress)
+
+
 # --------------------------------------------------------------------------- parser
 
 def _doc(description: str, example: str, codes: str) -> dict:
@@ -556,6 +697,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--grading", type=positive_int, default=0, metavar="N",
                    help="also measure grading throughput on N generated submissions")
     s.set_defaults(func=cmd_bench)
+    add_coach_commands(sub)
     return p
 
 

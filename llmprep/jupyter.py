@@ -1,4 +1,4 @@
-"""llmprep inside Jupyter: the ``%llmprep_check`` magic and the contents hook `llmprep lab` installs.
+"""llmprep inside Jupyter: the ``%llmprep_check`` and ``%llmprep_progress`` magics and the contents hook `llmprep lab` installs.
 
 ``%llmprep_check`` grades the open notebook (its last saved version) with the same trusted engine as
 ``llmprep check`` and the instructor's ``llmprep grade``, and shows the verdict of every exercise.
@@ -89,6 +89,29 @@ def load_ipython_extension(ipython) -> None:
 
     magic.__doc__ = (__doc__ or "") + "\n" + USAGE
     ipython.register_magic_function(magic, "line", "llmprep_check")
+    ipython.register_magic_function(llmprep_progress, "line", "llmprep_progress")
+
+
+def llmprep_progress(line: str = "") -> str | None:
+    """``%llmprep_progress [CHAPTER ...]``: the learner's progress per chapter (``llmprep progress`` in a fresh
+    process, like ``%llmprep_check``), then its plot."""
+    import tempfile
+
+    from IPython.display import Image, display
+
+    with tempfile.TemporaryDirectory() as tmp:
+        plot = Path(tmp) / "progress.png"
+        chapters = ["--chapter", *line.split()] if line.split() else []
+        proc = subprocess.run([sys.executable, "-m", "llmprep", "progress", *chapters, "--plot", str(plot)],
+                              capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            print(proc.stderr.strip() or f"error: llmprep progress exited with {proc.returncode}", file=sys.stderr)
+            return None
+        text = "\n".join(t for t in proc.stdout.splitlines() if not t.startswith("plot written to"))
+        print(text)
+        if plot.is_file():
+            display(Image(filename=str(plot)))
+    return text
 
 
 # --------------------------------------------------------------------------- Jupyter server side

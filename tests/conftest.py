@@ -15,6 +15,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("LLMPREP_PROGRESS", "off")  # a test's `llmprep check` never writes the learner's progress file
 
 import threading  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402

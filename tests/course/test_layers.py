@@ -18,9 +18,10 @@ PACKAGE = Path(llmprep.__file__).resolve().parent  # (wherever this test file li
 # in an order where each module imports only those before it (``llmprep`` itself imports the runtime)
 GROUND = ["llmprep.paths", "llmprep.runtime", "llmprep", "llmprep.nbgrader_wiring", "llmprep.results",
           "llmprep.report", "llmprep.assets", "llmprep.models", "llmprep.feedback"]
-COURSE_WING = ["llmprep.course", "llmprep.course_map", "llmprep.headless", "llmprep.book", "llmprep.jupyter"]
+COURSE_WING = ["llmprep.course", "llmprep.course_map", "llmprep.headless", "llmprep.book", "llmprep.jupyter",
+               "llmprep.mock_session"]
 GRADING_WING = ["llmprep.grading"]
-TOP = ["llmprep.cli", "llmprep.__main__"]
+TOP = ["llmprep.cli", "llmprep.__main__", "llmprep.coach"]  # the coach reads both wings (cards: questions, mutants)
 
 
 def module_name(path: Path) -> str:
