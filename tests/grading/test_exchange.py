@@ -59,6 +59,9 @@ def _student(monkeypatch, tmp_path, base_env, name):
 @pytest.mark.sandbox
 @pytest.mark.slow
 def test_exchange_round_trip_three_students(root, tmp_path, monkeypatch, capsys, ch01_reference):
+    """One OS user plays three students (a class on one machine, or a demonstration)."""
+    if _can_make_accounts():
+        pytest.skip("covered by the class of three OS accounts (test_three_os_accounts_share_one_exchange)")
     course = tmp_path / "course_root"
     for top in ("solutions", "course"):
         shutil.copytree(root / top / CH, course / top / CH)
@@ -196,10 +199,14 @@ def _enter_as(uid: int, gid: int):
     return enter, stage
 
 
+def _can_make_accounts() -> bool:
+    return os.geteuid() == 0 and bool(shutil.which("useradd")) and bool(shutil.which("userdel"))
+
+
 @pytest.fixture
 def os_students():
     """Three fresh OS accounts (removed afterwards): ``{name: (uid, gid)}``."""
-    if os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("userdel"):
+    if not _can_make_accounts():
         pytest.skip("creating the students' OS accounts needs root and useradd")
     import pwd
 
@@ -292,6 +299,12 @@ def test_three_os_accounts_share_one_exchange(root, os_students, ch01_reference,
             assert len(pages) == 1, (name, pages)      # their own page, nobody else's
             text = pages[0].read_text()
             assert f"{rows[name]:g} / {full:g}" in text or f"{rows[name]} / {full}" in text, (name, rows[name])
+
+        proc = subprocess.run([sys.executable, "-m", "llmprep", "nbgrader", "export"], cwd=course, env=instructor,
+                              capture_output=True, text=True)                   # grades.csv for the LMS
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+        grades = {r["student_id"]: float(r["score"]) for r in csv.DictReader(open(course / "grades.csv"))}
+        assert grades == rows
     finally:
         shutil.rmtree(shared, ignore_errors=True)
         for stage in stages:
