@@ -7,7 +7,7 @@ agrees with them on every case.
 """
 import textwrap
 
-from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose, mutate, whole
+from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate, whole
 
 
 
@@ -272,8 +272,11 @@ EXERCISES = [
             "max subtracted but log-sum-exp forgotten": mutate(LSE, "return shifted"),
             "always reduces the last dim": mutate({"amax(dim=dim": "amax(dim=-1", "sum(dim=dim": "sum(dim=-1"}),
             "uses the library": mutate(LSE, "return torch.log_softmax(logits, dim=dim)"),
-            "subtracts the global maximum, not each row's": mutate("m = logits.amax(dim=dim, keepdim=True).detach()",
-                                                                  "m = logits.max().detach()"),
+            "subtracts the global maximum, not each row's": mutate(
+                "m = logits.amax(dim=dim, keepdim=True).detach()", "m = logits.max().detach()",
+                hint=Hint(zh="要减去每一行（沿 dim）自己的最大值；整个张量的最大值会让远低于它的行全部下溢成 0。",
+                          en="Subtract each row's own maximum (along dim); one maximum for the whole tensor makes rows "
+                             "far below it underflow to 0.")),
         },
     ),
     Exercise(
@@ -358,7 +361,11 @@ EXERCISES = [
             "forgets model.eval() (dropout and batch-norm updates on)": mutate("    model.eval()\n", ""),
             "forgets torch.no_grad()": mutate("with torch.no_grad():", "if True:"),
             "leaves the model in eval mode": mutate("model.train(was_training)", "pass"),
-            "always switches back to train mode": mutate("model.train(was_training)", "model.train()"),
+            "always switches back to train mode": mutate(
+                "model.train(was_training)", "model.train()",
+                hint=Hint(zh="结束时恢复调用前的模式：原本在 eval 模式的模型不能被切回 train。",
+                          en="Restore the mode the model had before the call: a model that arrived in eval mode must "
+                             "not come back in train mode.")),
             "averages batch means (ignores batch sizes)": mutate({
                 "total_loss += loss_fn(out, y).item() * n": "total_loss += loss_fn(out, y).item()",
                 "correct += (out.argmax(dim=-1) == y).sum().item()": "correct += (out.argmax(dim=-1) == y).float().mean().item()",
@@ -424,7 +431,9 @@ EXERCISES = [
             "weight decay not scaled by the learning rate": mutate("(1.0 - lr * weight_decay)", "(1.0 - weight_decay)"),
             "bias correction with a 0-based t (beta ** (step + 1))": mutate({
                 "bias1 = 1.0 - beta1 ** step": "bias1 = 1.0 - beta1 ** (step + 1)",
-                "bias2 = 1.0 - beta2 ** step": "bias2 = 1.0 - beta2 ** (step + 1)"}),
+                "bias2 = 1.0 - beta2 ** step": "bias2 = 1.0 - beta2 ** (step + 1)"},
+                hint=Hint(zh="t 从 1 开始计数：第一步的修正是 1 - β^1，修正在第一步最大。",
+                          en="t counts from 1: the first step divides by 1 - beta^1, where the correction is largest.")),
             "uses torch.optim.AdamW": whole("""
                 def adamw_update(param, grad, exp_avg, exp_avg_sq, step, lr, betas=(0.9, 0.999), eps=1e-8,
                                  weight_decay=0.01):
@@ -476,7 +485,9 @@ EXERCISES = [
             "mode ignored (always minimises)": mutate('elif self.mode == "min":', "elif True:"),
             "a gain of exactly min_delta counts (<= and >=)": mutate({
                 "metric < self.best - self.min_delta": "metric <= self.best - self.min_delta",
-                "metric > self.best + self.min_delta": "metric >= self.best + self.min_delta"}),
+                "metric > self.best + self.min_delta": "metric >= self.best + self.min_delta"},
+                hint=Hint(zh="改进的比较是严格的：恰好好了 min_delta 不算改进。",
+                          en="The comparison is strict: a gain of exactly min_delta is not an improvement.")),
         },
     ),
 ]

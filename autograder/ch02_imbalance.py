@@ -5,7 +5,7 @@ Probes run inside the sandbox next to the student's code and must be self-contai
 library implementation each exercise imitates; the test suite proves the solution
 agrees with them on every case.
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose, mutate
+from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate
 
 
 # ============================================================================ 1 class weights
@@ -383,7 +383,10 @@ EXERCISES = [
             "modulating factor detached": mutate("p = logp.exp()", "p = logp.exp().detach()"),
             "sum instead of mean": mutate("* logp).mean()", "* logp).sum()"),
             "log of a clamped softmax (finite but wrong)": mutate(
-                "F.log_softmax(logits, dim=-1)", "torch.softmax(logits, dim=-1).clamp_min(1e-12).log()"),
+                "F.log_softmax(logits, dim=-1)", "torch.softmax(logits, dim=-1).clamp_min(1e-12).log()",
+                hint=Hint(zh="把概率截断在 1e-12 只是让结果有限，log p 仍然错（本应是上千的负数）；用 log_softmax。",
+                          en="Clamping the probability only makes the result finite; log p is still wrong (it should be "
+                             "in the negative thousands). Use log_softmax.")),
         },
     ),
     Exercise(

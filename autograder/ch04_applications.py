@@ -8,7 +8,7 @@ the course (rank_bm25 is not), so their oracles are independent, deliberately na
 implementations (explicit loops over documents, queries, span pairs and rank positions), and the
 visible tests carry hand-computed values.
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose, mutate
+from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate
 
 
 # ============================================================================ 1 cosine top-k
@@ -305,10 +305,16 @@ EXERCISES = [
             "a batch of one query squeezed to a single query": mutate(
                 "return out.values, out.indices", "return out.values.squeeze(0), out.indices.squeeze(0)"),
             "divides by the norm itself (no eps)": mutate(
-                SIMS, "sims = (query / query.norm(dim=-1, keepdim=True)) @ (corpus / corpus.norm(dim=-1, keepdim=True)).T"),
+                SIMS, "sims = (query / query.norm(dim=-1, keepdim=True)) @ (corpus / corpus.norm(dim=-1, keepdim=True)).T",
+                hint=Hint(zh="极短的向量要除以 max(‖v‖, 1e-12)，而不是它自己的范数：这是 F.normalize 的约定。",
+                          en="A very short vector is divided by max(|v|, 1e-12), not by its own norm: that is "
+                             "F.normalize's convention.")),
             "eps added to the norm (v / (|v| + 1e-8))": mutate(
                 SIMS, "sims = (query / (query.norm(dim=-1, keepdim=True) + 1e-8)) @ "
-                      "(corpus / (corpus.norm(dim=-1, keepdim=True) + 1e-8)).T"),
+                      "(corpus / (corpus.norm(dim=-1, keepdim=True) + 1e-8)).T",
+                hint=Hint(zh="eps 是范数的下限（取 max），不是加到范数上的常数；加上去会让短向量的相似度变小。",
+                          en="eps is a floor on the norm (a max), not a constant added to it; adding it shrinks "
+                             "the similarities of short vectors.")),
         },
     ),
     Exercise(
@@ -348,8 +354,11 @@ EXERCISES = [
             "repeated query tokens counted once": mutate("for q in query_tokens if", "for q in set(query_tokens) if"),
             "unknown query token raises KeyError": mutate("df = Counter(term for doc in docs_tokens for term in set(doc))",
                                                           "df = dict(Counter(term for doc in docs_tokens for term in set(doc)))"),
-            "0/0 for an absent term (ZeroDivisionError)": mutate(" for q in query_tokens if tf[q]))",
-                                                                  " for q in query_tokens))"),
+            "0/0 for an absent term (ZeroDivisionError)": mutate(
+                " for q in query_tokens if tf[q]))", " for q in query_tokens))",
+                hint=Hint(zh="f(q, D) = 0 的词贡献 0；空文档在 b = 1（或 k1 = 0）时分式是 0/0，要先跳过这些词。",
+                          en="A term with f(q, D) = 0 contributes 0; for an empty document with b = 1 (or k1 = 0) the "
+                             "fraction reads 0/0, so skip such terms first.")),
             "sorts the query in place": mutate("    n = len(docs_tokens)\n",
                                                "    query_tokens.sort()\n    n = len(docs_tokens)\n"),
             "avgdl over the non-empty documents only": mutate(

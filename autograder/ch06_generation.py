@@ -8,7 +8,7 @@ exercise imitates (``transformers`` logits processors and ``model.generate``); w
 probe blocks a library entry point while the student's function runs, the oracle binds
 the real one when it is built, i.e. before the probe runs.
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose, mutate, whole
+from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate, whole
 
 
 
@@ -370,7 +370,9 @@ EXERCISES = [
             "ids seen in any row penalised in every row": mutate(
                 "seen = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, input_ids, True)",
                 "seen = torch.zeros_like(logits[0], dtype=torch.bool).scatter(0, input_ids.reshape(-1), True)"
-                ".expand_as(logits)"),
+                ".expand_as(logits)",
+                hint=Hint(zh="每一行只惩罚它自己的 input_ids 里出现过的 token，不要把整个 batch 的 token 混在一起。",
+                          en="Each row penalises only the tokens of its own input_ids, not those of the whole batch.")),
             "penalises the logits in place": mutate("return torch.where(seen, penalised, logits)",
                                                     "return logits.copy_(torch.where(seen, penalised, logits))"),
         },

@@ -5,7 +5,7 @@ Probes run inside the sandbox next to the student's code and must be self-contai
 library implementation (or the precisely specified reference scheme) each exercise
 imitates; the test suite proves the solution agrees with them on every case.
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose, mutate
+from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate
 
 
 
@@ -292,7 +292,10 @@ EXERCISES = [
             "one-hot over the wrong axis": mutate(
                 PICKED, "picked = (jax.nn.one_hot(labels, logits.shape[0], axis=0) * log_probs).sum(-1)"),
             "rows indexed with arange (2-d input only)": mutate(
-                PICKED, "picked = log_probs[jnp.arange(labels.shape[0]), labels]"),
+                PICKED, "picked = log_probs[jnp.arange(labels.shape[0]), labels]",
+                hint=Hint(zh="arange 索引只适用于二维输入；take_along_axis 对任意个前导轴（包括 0 个）都成立。",
+                          en="Indexing with arange works for 2-d input only; take_along_axis works for any number of "
+                             "leading axes, zero included.")),
             "uses jax.nn.log_softmax": mutate(
                 "log_probs = shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=-1, keepdims=True))",
                 "log_probs = jax.nn.log_softmax(logits, axis=-1)"),
@@ -381,7 +384,9 @@ EXERCISES = [
             "split outputs in another order than specified": mutate(
                 SPLIT, "shuffle_key, dropout_key, key = jax.random.split(key, 3)"),
             "splits the carry once more even for 0 epochs": mutate(
-                "    return pairs, key", "    return pairs, (key if pairs else jax.random.split(key)[0])"),
+                "    return pairs, key", "    return pairs, (key if pairs else jax.random.split(key)[0])",
+                hint=Hint(zh="0 个 epoch 时不做任何 split，原样返回传入的 key。",
+                          en="With 0 epochs nothing is split: return the key you were given.")),
         },
     ),
 ]

@@ -8,7 +8,7 @@ library implementation each exercise imitates (``torch.quantize_per_channel``,
 agrees with them on every case. The cost estimators and FedAvg are closed-form and have
 no library counterpart (captum and opacus are not dependencies of the course).
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Rule, allclose, mutate, whole
+from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate, whole
 
 
 
@@ -288,8 +288,11 @@ EXERCISES = [
                 "F.kl_div(log_p_student, p_teacher,",
                 "F.kl_div(F.log_softmax(teacher_logits / T, dim=-1), F.softmax(student_logits / T, dim=-1),"),
             "KL averaged over classes too (reduction='mean')": mutate('reduction="batchmean"', 'reduction="mean"'),
-            "cross-entropy on the softened logits (s / T)": mutate("hard = F.cross_entropy(student_logits, labels)",
-                                                                   "hard = F.cross_entropy(student_logits / T, labels)"),
+            "cross-entropy on the softened logits (s / T)": mutate(
+                "hard = F.cross_entropy(student_logits, labels)", "hard = F.cross_entropy(student_logits / T, labels)",
+                hint=Hint(zh="温度只用于软目标那一项；硬标签的交叉熵用未缩放的学生 logits。",
+                          en="The temperature belongs to the soft term only; the hard-label cross-entropy uses the "
+                             "unscaled student logits.")),
         },
     ),
     Exercise(
