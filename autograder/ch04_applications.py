@@ -22,6 +22,10 @@ def probe_cosine_top_k(ns, params):
     corpus = torch.randn(n, d, generator=g) * torch.exp(torch.randn(n, 1, generator=g) * params["norm_spread"])
     shape = (params["m"], d) if params.get("m") else (d,)
     query = torch.randn(*shape, generator=g) * params["query_scale"]
+    if "query_norms" in params:  # rows rescaled to the given L2 norms (some below F.normalize's eps = 1e-12)
+        query = query / query.norm(dim=-1, keepdim=True) * torch.tensor(params["query_norms"])[:, None]
+    for row, norm in params.get("corpus_norms", []):
+        corpus[row] = corpus[row] / corpus[row].norm() * norm
     q0, c0 = query.clone(), corpus.clone()
     scores, indices = fn(query, corpus, params["k"])
     return {"scores": torch.as_tensor(scores).to(torch.float32),
@@ -35,8 +39,8 @@ def oracle_cosine_top_k():
     topk = torch.topk  # bound now
 
     def cosine_top_k(query, corpus, k):
-        qn = query / query.norm(dim=-1, keepdim=True)
-        cn = corpus / corpus.norm(dim=-1, keepdim=True)
+        qn = query / query.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # F.normalize's eps, as the text states
+        cn = corpus / corpus.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         sims = qn @ cn.T
         out = topk(sims, k, dim=-1)
         return out.values, out.indices
@@ -87,6 +91,8 @@ def oracle_bm25():
                 for tok in doc:
                     if tok == term:
                         tf += 1
+                if tf == 0:  # contributes 0, also where the fraction reads 0/0 (|D| = 0 with b = 1, or k1 = 0)
+                    continue
                 idf = math.log((n - df + 0.5) / (df + 0.5) + 1.0)
                 total += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(doc) / avgdl))
             out.append(total)
@@ -157,6 +163,9 @@ def probe_best_span(ns, params):
     if params["mode"] == "crossing":  # the best end sits before the best start
         start[params["length"] - 2] = 9.0
         end[1] = 9.0
+    if params["mode"] == "boundary":  # best valid span exactly max_len long; one token longer would score more
+        start, end = start / 8, end / 8  # the rest far below: no other span comes near
+        start[2], end[1 + params["max_len"]], end[2 + params["max_len"]] = 8.0, 7.0, 9.0
     if params["mode"] == "long":  # the best pair is further apart than max_len allows
         start[1] = 8.0
         end[length - 1] = 8.0
@@ -277,6 +286,10 @@ EXERCISES = [
                                          "query_scale": 10.0}, edge="k = 1"),
             Case("a batch of one query", {"seed": 4, "n": 20, "d": 8, "m": 1, "k": 3, "norm_spread": 1.0,
                                           "query_scale": 1.0}, edge="a batch (m, d) with m = 1"),
+            Case("vectors shorter than eps", {"seed": 5, "n": 12, "d": 16, "m": 3, "k": 4, "norm_spread": 1.0,
+                                              "query_scale": 1.0, "query_norms": [1.0, 1e-10, 1e-14],
+                                              "corpus_norms": [[0, 1e-14], [1, 1e-11], [2, 3e-13]]},
+                 edge="norms on both sides of F.normalize's eps = 1e-12 (1e-10, 1e-11 above; 3e-13, 1e-14 below)"),
         ),
         probe=probe_cosine_top_k, judge=allclose(rtol=1e-4, atol=1e-5),
         mutants={
@@ -303,6 +316,17 @@ EXERCISES = [
                 "return out.values, out.indices", "return out.values.squeeze(0), out.indices.squeeze(0)",
                 hint=Hint("只有一个 query 的 batch 被 squeeze 掉了 batch 维；batch 输入应返回 batch 形状。",
                     "A batch holding one query loses its batch dimension; batch input must keep its batch shape.")),
+            "divides by the norm itself (no eps)": mutate(
+                SIMS, "sims = (query / query.norm(dim=-1, keepdim=True)) @ (corpus / corpus.norm(dim=-1, keepdim=True)).T",
+                hint=Hint(zh="极短的向量要除以 max(‖v‖, 1e-12)，而不是它自己的范数：这是 F.normalize 的约定。",
+                          en="A very short vector is divided by max(|v|, 1e-12), not by its own norm: that is "
+                             "F.normalize's convention.")),
+            "eps added to the norm (v / (|v| + 1e-8))": mutate(
+                SIMS, "sims = (query / (query.norm(dim=-1, keepdim=True) + 1e-8)) @ "
+                      "(corpus / (corpus.norm(dim=-1, keepdim=True) + 1e-8)).T",
+                hint=Hint(zh="eps 是范数的下限（取 max），不是加到范数上的常数；加上去会让短向量的相似度变小。",
+                          en="eps is a floor on the norm (a max), not a constant added to it; adding it shrinks "
+                             "the similarities of short vectors.")),
         },
     ),
     Exercise(
@@ -311,18 +335,26 @@ EXERCISES = [
             Case("hand-computed: three short documents", {"docs": _HAND_DOCS, "query": ["cat", "sat"]}),
             Case("hand-computed: repeated query term, term in every document, unknown term",
                  {"docs": [["x", "y"], ["x", "x", "x", "z"], ["x", "y", "z", "w", "v", "u"]],
-                  "query": ["x", "y", "y", "nowhere"], "k1": 1.2, "b": 0.5}),
+                  "query": ["x", "y", "y", "nowhere"], "k1": 1.2, "b": 0.5},
+                 edge="df = N (idf at its smallest), df = 0 (a token in no document), a query token repeated, "
+                      "f(q, D) = 3 in one document"),
             Case("random Zipf corpus, default parameters",
                  {"seed": 0, "vocab": 40, "zipf": 1.1, "n_docs": 25, "min_len": 3, "max_len": 30, "query_len": 4}),
             Case("random corpus, b=1 and k1=2",
                  {"seed": 1, "vocab": 15, "zipf": 0.8, "n_docs": 12, "min_len": 1, "max_len": 60, "query_len": 6,
-                  "k1": 2.0, "b": 1.0}),
+                  "k1": 2.0, "b": 1.0}, edge="b = 1 (full length normalisation), documents of 1 to 60 tokens"),
             Case("random corpus, b=0 (no length normalisation)",
                  {"seed": 2, "vocab": 30, "zipf": 1.0, "n_docs": 10, "min_len": 2, "max_len": 20, "query_len": 3,
-                  "extra_query": ["w0"], "k1": 0.9, "b": 0.0}),
+                  "extra_query": ["w0"], "k1": 0.9, "b": 0.0}, edge="b = 0 (no length normalisation)"),
             Case("an empty document in the corpus", {"docs": [["x", "y", "x"], [], ["y", "z"], ["z", "z", "w", "x"]],
                                                      "query": ["x", "z"], "k1": 1.2, "b": 0.75},
                  edge="an empty document (|D| = 0; the corpus need only have one non-empty document)"),
+            Case("an empty document with b = 1", {"docs": [["a", "b", "a"], [], ["b", "c"], ["c"]],
+                                                  "query": ["a", "c", "c"], "k1": 1.5, "b": 1.0},
+                 edge="|D| = 0 with b = 1: the fraction reads 0/0 for every term"),
+            Case("k1 = 0 (binary term frequency)",
+                 {"seed": 3, "vocab": 12, "zipf": 1.0, "n_docs": 8, "min_len": 1, "max_len": 10, "query_len": 4,
+                  "k1": 0.0, "b": 0.75}, edge="k1 = 0: every f(q, D) = 0 reads 0/0, every f > 0 counts idf once"),
         ),
         probe=probe_bm25, judge=allclose(rtol=1e-6, atol=1e-9),  # float32 arithmetic passes
         mutants={
@@ -339,12 +371,18 @@ EXERCISES = [
             "df counts occurrences, not documents": mutate("for term in set(doc))", "for term in doc)",
                 hint=Hint("df 统计了词的出现次数，而不是包含该词的文档数。",
                     "df counts occurrences of a term instead of documents that contain it.")),
-            "repeated query tokens counted once": mutate("for q in query_tokens))", "for q in set(query_tokens)))",
+            "repeated query tokens counted once": mutate("for q in query_tokens if", "for q in set(query_tokens) if",
                 hint=Hint("查询中重复的词只算了一次；每次出现都要计分。",
                     "A query token that repeats is counted once; each occurrence adds to the score.")),
-            "unknown query token raises KeyError": mutate("for q in set(query_tokens)}", "for q in df}",
+            "unknown query token raises KeyError": mutate("df = Counter(term for doc in docs_tokens for term in set(doc))",
+                                                          "df = dict(Counter(term for doc in docs_tokens for term in set(doc)))",
                 hint=Hint("查询中有语料里没有的词时抛 KeyError；这样的词应贡献 0 分。",
                     "A query token absent from the corpus raises KeyError; it should simply add nothing.")),
+            "0/0 for an absent term (ZeroDivisionError)": mutate(
+                " for q in query_tokens if tf[q]))", " for q in query_tokens))",
+                hint=Hint(zh="f(q, D) = 0 的词贡献 0；空文档在 b = 1（或 k1 = 0）时分式是 0/0，要先跳过这些词。",
+                          en="A term with f(q, D) = 0 contributes 0; for an empty document with b = 1 (or k1 = 0) the "
+                             "fraction reads 0/0, so skip such terms first.")),
             "sorts the query in place": mutate("    n = len(docs_tokens)\n",
                                                "    query_tokens.sort()\n    n = len(docs_tokens)\n",
                 hint=Hint("原地对查询 token 排序，修改了输入列表。",
@@ -360,9 +398,11 @@ EXERCISES = [
         grade_id="ch04_retrieval_metrics_test", functions=("recall_at_k", "mrr"), points=2,
         cases=(
             Case("closed form: three queries, one finds nothing",
-                 {"ranked": [[3, 1, 2], [5, 6, 7], [9, 8]], "relevant": [[1], [7, 4], [0]], "ks": [1, 2, 3]}),
+                 {"ranked": [[3, 1, 2], [5, 6, 7], [9, 8]], "relevant": [[1], [7, 4], [0]], "ks": [1, 2, 3]},
+                 edge="a query with no relevant id in its list (reciprocal rank 0); k = 1 where no hit is at rank 1"),
             Case("closed form: relevant documents beyond k and lists shorter than k",
-                 {"ranked": [[0, 1, 2, 3, 4, 5], [10, 11]], "relevant": [[0, 5], [11, 12, 13]], "ks": [1, 3, 5, 10]}),
+                 {"ranked": [[0, 1, 2, 3, 4, 5], [10, 11]], "relevant": [[0, 5], [11, 12, 13]], "ks": [1, 3, 5, 10]},
+                 edge="k = 10 beyond every list (6 and 2 ids); a hit at rank 1; a relevant id at rank k + 1"),
             Case("random: 40 queries, up to 3 relevant each",
                  {"seed": 0, "queries": 40, "n_docs": 30, "list_len": 12, "max_relevant": 3, "ks": [1, 5, 10]}),
             Case("random: 25 queries, long lists",
@@ -390,9 +430,13 @@ EXERCISES = [
         grade_id="ch04_best_span_test", functions=("best_span",), points=3,
         cases=(
             Case("random logits, max_len 5", {"seed": 0, "length": 20, "max_len": 5, "mode": "random"}),
-            Case("best end lies before best start", {"seed": 1, "length": 12, "max_len": 12, "mode": "crossing"}),
+            Case("best end lies before best start", {"seed": 1, "length": 12, "max_len": 12, "mode": "crossing"},
+                 edge="j < i: the separate argmaxes form an invalid span"),
             Case("best pair longer than max_len", {"seed": 2, "length": 15, "max_len": 4, "mode": "long"}),
-            Case("integer logits with ties", {"seed": 3, "length": 16, "max_len": 3, "mode": "ties"}),
+            Case("integer logits with ties", {"seed": 3, "length": 16, "max_len": 3, "mode": "ties"},
+                 edge="exact ties between spans (integer logits)"),
+            Case("best valid span exactly max_len long", {"seed": 7, "length": 12, "max_len": 5, "mode": "boundary"},
+                 edge="j - i + 1 = max_len, and the span one token longer scores higher"),
             Case("max_len 1 (single tokens)", {"seed": 4, "length": 9, "max_len": 1, "mode": "random"},
                  edge="max_len = 1"),
             Case("max_len longer than the passage", {"seed": 5, "length": 6, "max_len": 50, "mode": "ties"},
@@ -431,7 +475,10 @@ EXERCISES = [
         grade_id="ch04_rrf_test", functions=("reciprocal_rank_fusion",), points=2,
         cases=(
             Case("closed form: two rankings of different lengths, c=1",
-                 {"rankings": [[7, 2, 9], [2, 5]], "c": 1}),
+                 {"rankings": [[7, 2, 9], [2, 5]], "c": 1},
+                 edge="rankings of different lengths, each with a document the other lacks"),
+            Case("closed form: c = 0 and k = 1", {"rankings": [[4, 2, 7], [2, 9], [9, 4, 2]], "c": 0, "k": 1},
+                 edge="c = 0 (plain reciprocal ranks: rank 0 would divide by zero) and k = 1"),
             Case("exact ties between mirrored rankings", {"rankings": [[8, 3, 5, 1], [1, 5, 3, 8], [6]]},
                  edge="equal fused scores"),
             Case("random: three rankings over 40 documents", {"seed": 0, "n_docs": 40, "lists": 3, "min_len": 5,
@@ -476,25 +523,32 @@ EXERCISES = [
 R = Rule
 RULES = {
     "ch04_cosine_top_k_test": (
-        R("L2-normalise both sides, then take dot products", ("batch of queries, corpus norms spread widely",),
+        R("L2-normalise both sides, then take dot products", ("batch of queries, corpus norms spread widely",
+                                                             "vectors shorter than eps"),
           {"raw dot product (no normalisation)": "scores", "corpus normalised, query not": "scores"}),
-        R("the `k` largest similarities **in descending order**", ("one query, unit-ish corpus",),
+        R("A vector shorter than $10^{-12}$ is divided by $10^{-12}$, not by its own norm", ("vectors shorter than eps",),
+          {"divides by the norm itself (no eps)": "scores", "eps added to the norm (v / (|v| + 1e-8))": "scores"}),
+        R("the `k` largest similarities **in descending order**", ("one query, unit-ish corpus",
+                                                                   "k equals the corpus size"),
           {"ascending order (least similar first)": "scores", "k off by one (k - 1 results)": "shape"}),
-        R("of shape `(k,)` for a single query", ("one query, unit-ish corpus",),
+        R("of shape `(k,)` for a single query", ("one query, unit-ish corpus", "k equals the corpus size"),
           {"a single query returned as a batch of one": "shape"}),
         R("`(m, k)` for a batch", ("a batch of one query", "k = 1, long vectors"),
           {"a batch of one query squeezed to a single query": "shape"}),
-        R("Do not modify the inputs", ("one query, unit-ish corpus",),
+        R("Do not modify the inputs", ("one query, unit-ish corpus", "vectors shorter than eps"),
           {"normalises the inputs in place": "modified its inputs in place"}),
     ),
     "ch04_bm25_test": (
         R(r"\frac{f(q, D)\,(k_1 + 1)}{f(q, D) + k_1\big(1 - b + b\,\frac{|D|}{\mathrm{avgdl}}\big)}",
-          ("random Zipf corpus, default parameters", "random corpus, b=1 and k1=2"),
+          ("random Zipf corpus, default parameters", "random corpus, b=1 and k1=2",
+           "random corpus, b=0 (no length normalisation)"),
           {"no document-length normalisation": "scores", "term frequency not saturated (tf * idf)": "scores"}),
         R(r"\mathrm{idf}(q) = \ln\!\Big(\frac{N - \mathrm{df}(q) + 0.5}{\mathrm{df}(q) + 0.5} + 1\Big)",
           ("hand-computed: repeated query term, term in every document, unknown term",),
           {"idf without the +1 (negative for common terms)": "scores"}),
-        R("the number of **documents** that contain $q$", ("random Zipf corpus, default parameters",),
+        R("the number of **documents** that contain $q$", ("random Zipf corpus, default parameters",
+                                                             "hand-computed: repeated query term, term in every "
+                                                             "document, unknown term"),
           {"df counts occurrences, not documents": "scores"}),
         R(r"$\mathrm{avgdl}$ the mean of $|D|$ over the corpus", ("an empty document in the corpus",),
           {"avgdl over the non-empty documents only": "scores"}),
@@ -504,47 +558,59 @@ RULES = {
         R("A query token that occurs in no document contributes 0",
           ("hand-computed: repeated query term, term in every document, unknown term",),
           {"unknown query token raises KeyError": "KeyError"}),
-        R("Do not modify the inputs", ("hand-computed: three short documents",),
+        R("a term that does not occur in $D$ ($f(q, D) = 0$) contributes 0 to the score of $D$, even where the fraction "
+          "reads $0/0$", ("an empty document with b = 1", "k1 = 0 (binary term frequency)"),
+          {"0/0 for an absent term (ZeroDivisionError)": "ZeroDivisionError"}),
+        R("Do not modify the inputs", ("hand-computed: three short documents",
+                                       "hand-computed: repeated query term, term in every document, unknown term"),
           {"sorts the query in place": "modified its inputs in place"}),
     ),
     "ch04_retrieval_metrics_test": (
         R("divided by the number of relevant ids (`len(relevant[i])`, not `k`)",
-          ("random: 40 queries, up to 3 relevant each",), {"recall divided by k (that is precision@k)": "recall@"}),
+          ("random: 40 queries, up to 3 relevant each", "closed form: relevant documents beyond k and lists shorter than k"),
+          {"recall divided by k (that is precision@k)": "recall@"}),
         R("the number of relevant ids among the first `k` ranked ids",
           ("closed form: relevant documents beyond k and lists shorter than k",),
           {"recall counts hits beyond k": "recall@"}),
-        R("with ranks counted **from 1**", ("closed form: three queries, one finds nothing",),
+        R("with ranks counted **from 1**", ("closed form: three queries, one finds nothing",
+                                            "closed form: relevant documents beyond k and lists shorter than k"),
           {"MRR with a 0-based rank": "mrr"}),
         R("Queries that find nothing count (as 0) in the mean", ("closed form: three queries, one finds nothing",),
           {"MRR averaged over queries with a hit only": "mrr"}),
     ),
     "ch04_best_span_test": (
-        R(r"when $i \le j$", ("best end lies before best start",),
+        R(r"when $i \le j$", ("best end lies before best start", "every logit negative"),
           {"allows end before start": "start", "argmax of start and end independently": "start"}),
-        R(r"$j - i + 1 \le$ `max_len`", ("best pair longer than max_len", "max_len 1 (single tokens)"),
+        R(r"$j - i + 1 \le$ `max_len`", ("best pair longer than max_len", "max_len 1 (single tokens)",
+                                          "best valid span exactly max_len long"),
           {"ignores max_len": "start", "span length off by one (end <= start + max_len)": "start"}),
         R("**Ties:** the earliest start wins, then the earliest end", ("integer logits with ties",),
           {"ties broken by the latest span": "start"}),
         R("for the valid span with the largest score", ("every logit negative",), {"invalid spans scored 0, not -inf": "start"}),
-        R("Do not modify the inputs", ("random logits, max_len 5",),
+        R("Do not modify the inputs", ("random logits, max_len 5", "max_len 1 (single tokens)"),
           {"shifts the logits in place": "modified its inputs in place"}),
     ),
     "ch04_rrf_test": (
-        R("with ranks counted **from 1**", ("closed form: two rankings of different lengths, c=1",),
+        R("with ranks counted **from 1**", ("closed form: two rankings of different lengths, c=1",
+                                            "closed form: c = 0 and k = 1"),
           {"ranks counted from 0": "fused"}),
         R("its fused score is that **summed over the rankings** that contain it",
-          ("closed form: two rankings of different lengths, c=1", "random: three rankings over 40 documents"),
+          ("closed form: two rankings of different lengths, c=1", "random: three rankings over 40 documents",
+           "closed form: c = 0 and k = 1"),
           {"best rank only (max instead of sum)": "fused"}),
         R("every document that appears in **any** ranking", ("closed form: two rankings of different lengths, c=1",),
           {"only the documents of the first ranking": "ids"}),
         R("ties (equal fused scores): the smaller document id first", ("exact ties between mirrored rankings",),
           {"ties kept in order of first appearance": "order"}),
-        R("`c` (default 60) is the constant in $1/(c + r)$", ("closed form: two rankings of different lengths, c=1",
-                                                              "random: two rankings, c=0.5 and top k=6"),
+        R("`c` (default 60, any `c >= 0`) is the constant in $1/(c + r)$", (
+            "closed form: two rankings of different lengths, c=1", "random: two rankings, c=0.5 and top k=6",
+            "closed form: c = 0 and k = 1"),
           {"c ignored (always 60)": "fused"}),
-        R("with `k` given, return only the first `k` documents", ("random: two rankings, c=0.5 and top k=6",),
+        R("with `k` given, return only the first `k` documents", ("random: two rankings, c=0.5 and top k=6",
+                                                                    "closed form: c = 0 and k = 1"),
           {"k ignored": "documents"}),
-        R("Do not modify the inputs", ("closed form: two rankings of different lengths, c=1",),
+        R("Do not modify the inputs", ("closed form: two rankings of different lengths, c=1",
+                                       "exact ties between mirrored rankings"),
           {"sorts the input rankings in place": "modified its inputs in place"}),
     ),
 }
@@ -553,7 +619,9 @@ ALTERNATIVES = {
     "ch04_cosine_top_k_test": {"explicit norms and a full descending sort": """
         def cosine_top_k(query, corpus, k):
             q = query if query.dim() == 2 else query[None]
-            sims = (q @ corpus.T) / (q.norm(dim=1, keepdim=True) * corpus.norm(dim=1)[None, :])
+            eps = 1e-12  # F.normalize's default: max(|v|, eps)
+            sims = (q @ corpus.T) / (q.norm(dim=1, keepdim=True).clamp_min(eps)
+                                     * corpus.norm(dim=1)[None, :].clamp_min(eps))
             order = torch.argsort(sims, dim=1, descending=True, stable=True)[:, :k]
             scores = torch.gather(sims, 1, order)
             return (scores, order) if query.dim() == 2 else (scores[0], order[0])
@@ -569,7 +637,8 @@ ALTERNATIVES = {
                 tf = np.array([d.count(q) for d in docs_tokens], dtype=np.float32)
                 df = np.float32((tf > 0).sum())
                 idf = np.log1p((len(docs_tokens) - df + 0.5) / (df + 0.5))
-                total += idf * tf * (k1 + 1) / (tf + norm)
+                present = tf > 0  # f = 0 adds nothing, also where tf + norm is 0
+                total[present] += idf * tf[present] * (k1 + 1) / (tf[present] + norm[present])
             return total
     """},
     "ch04_retrieval_metrics_test": {"torch float32 means": """

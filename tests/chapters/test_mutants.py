@@ -1,11 +1,13 @@
 """Every mutant of every exercise loses its points with feedback that names what it broke, every
-alternative-correct fixture earns full points, and the cases are deterministic (the fresh run's outputs
-of the solution equal the reference run's, bit for bit): one sandbox run per chapter serves them all.
+alternative-correct fixture earns full points, every rule has a mutant that loses on one of the rule's edge
+cases, and the cases are deterministic (the fresh run's outputs of the solution equal the reference run's,
+bit for bit): one sandbox run per chapter serves them all.
 (A file of its own, so that `pytest -n 2 --dist loadfile` spreads the heaviest tests over both workers.)"""
 import numpy as np
 import pytest
 
 from llmprep.grading import engine
+from llmprep.grading.collect import outputs_of
 from llmprep.grading.engine import all_chapters, load_spec
 
 CHAPTERS = all_chapters()
@@ -32,6 +34,28 @@ def test_every_mutant_loses_points(reference, chapter):
             verdict = verdicts[f"alt:{alt}"][ex.grade_id]
             assert verdict.points == verdict.max_points, \
                 f"{ex.grade_id}: correct alternative '{alt}' rejected: {verdict}"
+        _every_rule_is_broken_on_its_edge(ex, ref, run)
+
+
+def _failed_cases(ex, ref, run, variant) -> set[str]:
+    """The names of the cases on which ``variant`` loses (an error, or the judge's reason)."""
+    want = outputs_of(ref, ex.grade_id, engine.SUBMITTED, len(ex.cases))
+    got = outputs_of(run, ex.grade_id, variant, len(ex.cases))
+    failed = set()
+    for case, (g_status, g), (_, w) in zip(ex.cases, got, want):
+        if g_status != "ok" or ex.judge(g, w, case.params):
+            failed.add(case.name)
+    return failed
+
+
+def _every_rule_is_broken_on_its_edge(ex, ref, run):
+    """Issue 29: a rule's edge case is not decoration: at least one of the rule's mutants loses on one of the edge
+    cases the rule names (so a wrong answer that breaks the rule exactly there is caught there)."""
+    edges = {c.name for c in ex.cases if c.edge}
+    for rule in ex.rules:
+        named = set(rule.cases) & edges
+        hit = any(_failed_cases(ex, ref, run, f"mutant:{m}") & named for m in rule.mutants)
+        assert hit, f"{ex.grade_id}: no mutant of rule {rule.quote!r} loses on its edge cases {sorted(named)}"
 
 
 def _same_outputs_as_the_reference(ref, run):
