@@ -13,16 +13,20 @@ The verdict is the exit status: ``passed`` (0), ``failed`` (an exception, a fail
 
 Where no strong sandbox can start (:func:`available` is False), :func:`run_untrusted` refuses with
 :class:`SandboxUnavailable` rather than run anything without one.
+
+:func:`run_many` runs a batch from a small launcher process (``python -m llmprep.grading.untrusted``), so that a
+large caller (a notebook holding a language model) is not forked once per program.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from llmprep.grading.collect import PipeReader
@@ -61,15 +65,19 @@ def unavailable_reason() -> str:
     return "" if iso.strong else iso.why
 
 
+def _check(program, timeout, memory) -> None:
+    if not isinstance(program, str):
+        raise TypeError(f"program must be Python source text (str), got {type(program).__name__}")
+    if not timeout > 0 or memory < 64 * 2**20:
+        raise ValueError("timeout must be > 0 seconds and memory at least 64 MiB")
+
+
 def run_untrusted(program: str, timeout: float = 3.0, memory: int = 512 * 2**20) -> Outcome:
     """Execute ``program`` (Python source) in a fresh sandbox; its verdict, wall time and output tail.
 
     ``timeout``: seconds of wall clock (and, rounded up, of CPU) before the program is killed; ``memory``:
     bytes of address space (and of resident memory, where a memory cgroup is available)."""
-    if not isinstance(program, str):
-        raise TypeError(f"program must be Python source text (str), got {type(program).__name__}")
-    if not timeout > 0 or memory < 64 * 2**20:
-        raise ValueError("timeout must be > 0 seconds and memory at least 64 MiB")
+    _check(program, timeout, memory)
     iso = isolation()
     if not iso.strong:
         raise SandboxUnavailable(f"no sandbox for untrusted code on this machine: {iso.why}")
@@ -126,8 +134,40 @@ def run_untrusted(program: str, timeout: float = 3.0, memory: int = 512 * 2**20)
     return Outcome(verdict, seconds, output)
 
 
+def run_many(programs, timeout: float = 3.0, memory: int = 512 * 2**20) -> list[Outcome]:
+    """:func:`run_untrusted` for each program, one fresh sandbox each, started from one small launcher process
+    (the caller is not forked per program). Outcomes in the order of ``programs``."""
+    programs = list(programs)
+    for program in programs:
+        _check(program, timeout, memory)
+    iso = isolation()
+    if not iso.strong:
+        raise SandboxUnavailable(f"no sandbox for untrusted code on this machine: {iso.why}")
+    if not programs:
+        return []
+    job = json.dumps({"programs": programs, "timeout": timeout, "memory": memory})
+    budget = len(programs) * (timeout + 10) + 60
+    proc = subprocess.run([sys.executable, "-I", "-m", "llmprep.grading.untrusted"], input=job, capture_output=True,
+                          text=True, timeout=budget)
+    if proc.returncode != 0:
+        tail = " ".join(proc.stderr.split())[-300:]
+        raise GradingError(f"the sandbox launcher failed (exit code {proc.returncode}): {tail}")
+    return [Outcome(**row) for row in json.loads(proc.stdout)]
+
+
+def _launcher() -> None:
+    """``python -m llmprep.grading.untrusted``: the job (JSON) on stdin, the outcomes (JSON) on stdout."""
+    job = json.loads(sys.stdin.read())
+    outcomes = [asdict(run_untrusted(p, job["timeout"], job["memory"])) for p in job["programs"]]
+    sys.stdout.write(json.dumps(outcomes))
+
+
 def humaneval_program(problem: dict, completion: str) -> str:
     """The program HumanEval's harness checks: the prompt, the completion, the problem's test and
     ``check(entry_point)``."""
     return (problem["prompt"] + completion + "\n\n" + problem["test"] + "\n\n"
             + f"check({problem['entry_point']})\n")
+
+
+if __name__ == "__main__":
+    _launcher()
