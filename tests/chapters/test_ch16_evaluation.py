@@ -1,6 +1,6 @@
 """Chapter 16: every exercise's solution against its library oracle on fresh random inputs (in this process, no
 sandbox: the solution is trusted code from solutions/), and the sandboxed runner for model-written code
-(llmprep.grading.untrusted), which the reference notebook uses for HumanEval."""
+(llmprep.untrusted), which the reference notebook uses for HumanEval."""
 import json
 import math
 import warnings
@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from llmprep.grading import untrusted
+from llmprep import untrusted
 from llmprep.grading.spec import solution_source
 from llmprep.grading.trusted import solutions_dir, spec_module
 

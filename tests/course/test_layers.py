@@ -20,7 +20,7 @@ GROUND = ["llmprep.paths", "llmprep.runtime", "llmprep", "llmprep.nbgrader_wirin
           "llmprep.report", "llmprep.assets", "llmprep.models", "llmprep.feedback"]
 COURSE_WING = ["llmprep.course", "llmprep.course_map", "llmprep.headless", "llmprep.book", "llmprep.jupyter"]
 GRADING_WING = ["llmprep.grading"]
-TOP = ["llmprep.cli", "llmprep.__main__"]
+TOP = ["llmprep.cli", "llmprep.__main__", "llmprep.untrusted"]
 
 
 def module_name(path: Path) -> str:

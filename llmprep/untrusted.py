@@ -1,5 +1,7 @@
 """Run one untrusted Python program (a model-written completion plus its test) in the grading sandbox.
 
+A top-floor module (it uses the grading wing's isolation, and notebooks import it instead of the grading engine).
+
 The course executes code a model wrote (HumanEval completions, an agent's Python tool) only here: each
 program gets a fresh sandbox of the same bubblewrap profile the grader uses (:func:`~llmprep.grading.isolate.
 bwrap_command`: no network, allow-list read-only filesystem, private in-memory work folder, seccomp filter,
@@ -14,7 +16,7 @@ The verdict is the exit status: ``passed`` (0), ``failed`` (an exception, a fail
 Where no strong sandbox can start (:func:`available` is False), :func:`run_untrusted` refuses with
 :class:`SandboxUnavailable` rather than run anything without one.
 
-:func:`run_many` runs a batch from a small launcher process (``python -m llmprep.grading.untrusted``), so that a
+:func:`run_many` runs a batch from a small launcher process (``python -m llmprep.untrusted``), so that a
 large caller (a notebook holding a language model) is not forked once per program.
 """
 from __future__ import annotations
@@ -57,6 +59,11 @@ class Outcome:
 def available() -> bool:
     """Whether the strong (bubblewrap) sandbox can start here."""
     return isolation().strong
+
+
+def describe() -> str:
+    """The isolation model-written code runs under here, in words."""
+    return isolation().describe
 
 
 def unavailable_reason() -> str:
@@ -147,7 +154,7 @@ def run_many(programs, timeout: float = 3.0, memory: int = 512 * 2**20) -> list[
         return []
     job = json.dumps({"programs": programs, "timeout": timeout, "memory": memory})
     budget = len(programs) * (timeout + 10) + 60
-    proc = subprocess.run([sys.executable, "-I", "-m", "llmprep.grading.untrusted"], input=job, capture_output=True,
+    proc = subprocess.run([sys.executable, "-I", "-m", "llmprep.untrusted"], input=job, capture_output=True,
                           text=True, timeout=budget)
     if proc.returncode != 0:
         tail = " ".join(proc.stderr.split())[-300:]
@@ -156,7 +163,7 @@ def run_many(programs, timeout: float = 3.0, memory: int = 512 * 2**20) -> list[
 
 
 def _launcher() -> None:
-    """``python -m llmprep.grading.untrusted``: the job (JSON) on stdin, the outcomes (JSON) on stdout."""
+    """``python -m llmprep.untrusted``: the job (JSON) on stdin, the outcomes (JSON) on stdout."""
     job = json.loads(sys.stdin.read())
     outcomes = [asdict(run_untrusted(p, job["timeout"], job["memory"])) for p in job["programs"]]
     sys.stdout.write(json.dumps(outcomes))
