@@ -54,8 +54,8 @@ def test_paired_bootstrap_agrees_with_scipy_and_shrinks_with_n(sol):
     a = (rng.random(500) < 0.75).astype(float)
     b = np.where(rng.random(500) < 0.2, 1 - a, a)
     mine = sol["paired_bootstrap"](a, b, np.random.default_rng(2), n_boot=20000)
-    ref = bootstrap((a, b), lambda x, y: x.mean() - y.mean(), paired=True, vectorized=False, n_resamples=20000,
-                    method="percentile", rng=np.random.default_rng(3)).confidence_interval
+    ref = bootstrap((a, b), lambda x, y, axis: x.mean(axis) - y.mean(axis), paired=True, vectorized=True,
+                    n_resamples=20000, method="percentile", rng=np.random.default_rng(3)).confidence_interval
     assert abs(mine["low"] - ref.low) < 0.006 and abs(mine["high"] - ref.high) < 0.006, (mine, ref)
     assert mine["low"] <= mine["diff"] <= mine["high"]
     small = sol["paired_bootstrap"](a[:100], b[:100], np.random.default_rng(2), n_boot=5000)
