@@ -384,7 +384,7 @@ EXERCISES = [
             "plug-in 1 - (1 - c/n)^k": mutate("return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))",
                                               "return float(1.0 - (1.0 - c / n) ** k)",
                 hint=H(zh="1 − (1 − c/n)^k 相当于有放回地抽 k 次，会系统性偏低；k 个样本应从 n 个里无放回地抽。",
-                   en="1 − (1 − c/n)^k draws with replacement and is biased low; the k "
+                   en="1 - (1 - c/n)^k draws with replacement and is biased low; the k "
                                                         "samples are drawn from your n without replacement.")),
             "binomial coefficients as floats": mutate(
                 "return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))",
@@ -395,10 +395,10 @@ EXERCISES = [
             "product over the wrong range": mutate("np.arange(n - c + 1, n + 1)", "np.arange(n - c, n)",
                 hint=H(zh="连乘的下标范围差了一位：数一数 C(n−c,k)/C(n,k) 展开后有哪些因子。",
                    en="The product's range is off by one: write out which factors "
-                                                             "C(n−c, k)/C(n, k) cancels to.")),
+                                                             "C(n-c, k)/C(n, k) cancels to.")),
             "shortcut when n - c <= k": mutate("if n - c < k:", "if n - c <= k:",
                 hint=H(zh="n − c 恰好等于 k 时，仍有一种抽法全是错误样本。",
-                   en="When n − c equals k there is still exactly one draw with no correct "
+                   en="When n - c equals k there is still exactly one draw with no correct "
                                                          "completion.")),
             "no ValueError for impossible counts": mutate({
                 "    if not (0 <= c <= n and 1 <= k <= n):\n": "",
@@ -495,7 +495,7 @@ EXERCISES = [
                        en="b counts the examples A got right and B got wrong.")),
             "no continuity correction": mutate("(1 if correction else 0)", "0",
                 hint=H(zh="correction=True 时统计量里要减 1。",
-                   en="With correction=True subtract 1 from |b − c| before squaring.")),
+                   en="With correction=True subtract 1 from |b - c| before squaring.")),
             "chi-square with 2 degrees of freedom": mutate("stats.chi2.sf(stat, 1)", "stats.chi2.sf(stat, 2)",
                 hint=H(zh="McNemar 的卡方统计量只有 1 个自由度。",
                    en="McNemar's chi-square statistic has one degree of "
@@ -594,8 +594,8 @@ EXERCISES = [
             "no fmix32 before the permutation": mutate("fmix32(np.array([sha1_32(s)], dtype=np.uint32))",
                                                        "np.array([sha1_32(s)], dtype=np.uint32)",
                 hint=H(zh="先用 fmix32 打散哈希值，再做 (a·h + b) mod 2³²。",
-                   en="Mix the hash with fmix32 first, then apply (a·h + b) mod "
-                                                                 "2³².")),
+                   en="Mix the hash with fmix32 first, then apply (a*h + b) mod "
+                                                                 "2^32.")),
             "maximum instead of minimum": mutate("np.minimum(sig, a * h + b)", "np.maximum(sig, a * h + b)",
                 hint=H(zh="MinHash 取的是每个排列下的最小值。",
                    en="MinHash keeps, per permutation, the smallest value.")),
@@ -603,7 +603,7 @@ EXERCISES = [
                                                   "    if not shingles:\n        return np.zeros(a.shape, dtype=np.uint32)\n"
                                                   "    for s in shingles:\n",
                 hint=H(zh="空集合的签名是初始值 2³² − 1，不是 0。",
-                   en="The empty set's signature is the starting value 2³² − 1, not 0.")),
+                   en="The empty set's signature is the starting value 2^32 - 1, not 0.")),
             "case kept": mutate('re.findall(r"[a-z0-9\']+", text.lower())', 're.findall(r"[a-z0-9\']+", text)',
                 hint=H(zh="先转小写再切词。",
                        en="Lower-case the text before taking its words.")),
@@ -661,7 +661,7 @@ EXERCISES = [
                        en="A tie counts as half a win for each player.")),
             "strengths instead of log-strengths": mutate("theta = np.log(p)", "theta = p",
                 hint=H(zh="返回 θ = log p（均值为 "
-                                                                   "0）。", en="Return θ = log p, with mean 0.")),
+                                                                   "0）。", en="Return theta = log p, with mean 0.")),
             "no ValueError for a player who never lost": mutate("if np.any(wins <= 0) or np.any(wins >= played):",
                                                                 "if np.any(wins <= 0):",
                 hint=H(zh="从不输的选手，似然随其强度无限增大，最大似然估计不存在。",
@@ -700,7 +700,7 @@ EXERCISES = [
                                                             "label.")),
             "kappa 0 when undefined": mutate('return float("nan")', "return 0.0",
                 hint=H(zh="p_e = 1 时 κ 没有定义，返回 nan 而不是某个数。",
-                   en="With p_e = 1 κ is undefined: return nan, not a number.")),
+                   en="With p_e = 1 kappa is undefined: return nan, not a number.")),
             "no ValueError for different lengths": mutate("if a.shape != b.shape:", "if a.size == 0 and b.size == 0:",
                 hint=H(zh="两位评审必须给同一批样本打标签。",
                    en="Both raters must have labelled the same items.")),
