@@ -127,6 +127,15 @@ CHAPTERS: tuple[Chapter, ...] = (
              'word shingles + MinHash signature + Jaccard estimate (`datasketch.MinHash`)',
              'Elo updates + Bradley–Terry by MM (logistic regression without intercept)',
              "Cohen's κ + expected calibration error (`sklearn` `cohen_kappa_score`; trusted ECE)")),
+    Chapter('ch18_long_context', '长上下文与高效架构 / Long context and efficient architectures: RoPE scaling, '
+                                     'attention sinks, MLA, linear attention and selective scans',
+            ("RoPE inverse frequencies for linear / dynamic NTK / YaRN (`transformers`' `ROPE_INIT_FUNCTIONS`)",
+             "sliding-window causal mask with padding (`transformers`' mask functions + `F.scaled_dot_product_attention`)",
+             'StreamingLLM sink + window cache trace with re-assigned RoPE positions (trusted simulator)',
+             'MLA latent cache and weight absorption (explicit attention, SDPA)',
+             'causal linear attention, parallel = recurrent (float64 reference)',
+             "Mamba's selective scan (float64 reference; parallel associative scan as alternative)",
+             'ring attention with online-softmax merging and causal block skipping (`F.scaled_dot_product_attention`)')),
 )
 
 HEADER = ("| chapter | 面试题 / topic | graded exercises (each vs its oracle) |", "| --- | --- | --- |")

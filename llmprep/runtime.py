@@ -89,6 +89,8 @@ CPU_CHAPTERS = {
     "ch11": "SmolLM2 + LoRA DPO compared step by step with TRL's trainer, which is kept on the CPU (use_cpu=True)",
     "ch12": "inference figures measured against this CPU's roofline (GFLOP/s, memory bandwidth)",
     "ch13": "torch.distributed on gloo: CPU processes by design (the collectives, not NCCL)",
+    "ch18": "a tiny character-level Llama, SmolLM2 streamed through a hand-bounded KV cache and CPU timings of "
+            "softmax vs linear attention; not moved to the GPU yet",
 }
 
 
