@@ -416,7 +416,7 @@ EXERCISES = [
                        "(extrapolated); only the low frequencies are interpolated.")),
             "YaRN attention factor without the 0.1": mutate("0.1 * math.log(factor) + 1.0", "math.log(factor) + 1.0",
                 hint=H("YaRN 的注意力温度是 0.1·ln(s) + 1，放大得很温和。",
-                       "YaRN's attention temperature is 0.1·ln(s) + 1: a gentle correction.")),
+                       "YaRN's attention temperature is 0.1*ln(s) + 1: a gentle correction.")),
             "YaRN boundaries not rounded to whole dimensions": mutate({
                 "low = max(math.floor(dim_of(beta_fast)), 0)": "low = max(dim_of(beta_fast), 0)",
                 "high = min(math.ceil(dim_of(beta_slow)), d - 1)": "high = min(dim_of(beta_slow), d - 1)"},
@@ -425,7 +425,7 @@ EXERCISES = [
                        "does with truncate=True.")),
             "YaRN boundaries not clamped to the dimensions": mutate("low = max(math.floor(dim_of(beta_fast)), 0)",
                                                                      "low = math.floor(dim_of(beta_fast))",
-                hint=H("边界必须限制在 [0, d−1] 内。", "The boundaries must be clamped to [0, d − 1].")),
+                hint=H("边界必须限制在 [0, d−1] 内。", "The boundaries must be clamped to [0, d - 1].")),
             "no ValueError for a bad kind, head_dim or factor": mutate({
                 'if kind not in ("default", "linear", "dynamic", "yarn"):': "if False:",
                 "if head_dim < 2 or head_dim % 2:": "if False:", "if factor < 1:": "if False:"},
@@ -456,7 +456,7 @@ EXERCISES = [
         mutants={
             "window counts one key too many": mutate("(i - j < window)", "(i - j <= window)",
                 hint=H("窗口 w 包括 token 自己：能看到的是 i−w+1 … i，共 w 个。",
-                       "A window of w includes the token itself: keys i − w + 1 … i, w of them.")),
+                       "A window of w includes the token itself: keys i - w + 1 ... i, w of them.")),
             "no causal part (sees the future)": mutate("band = (j <= i) & (i - j < window)", "band = (i - j).abs() < window",
                 hint=H("滑动窗口是在因果掩码上再加一个限制，不能看未来。",
                        "The sliding window is an extra limit on top of the causal mask: never the future.")),
@@ -471,7 +471,7 @@ EXERCISES = [
                 hint=H("全部被遮住的行 softmax 会得到 NaN，要按题意输出 0。",
                        "A row with every key masked softmaxes to NaN; the instructions ask for zeros.")),
             "scores scaled by 1/d": mutate("/ math.sqrt(q.shape[-1])", "/ q.shape[-1]",
-                hint=H("缩放因子是 1/√d。", "The scale is 1/√d.")),
+                hint=H("缩放因子是 1/√d。", "The scale is 1/sqrt d.")),
             "no ValueError for window < 1": mutate("if window < 1:", "if window < 0:",
                 hint=H("window 必须至少为 1。", "window must be at least 1.")),
         },
@@ -536,16 +536,16 @@ EXERCISES = [
             "absorbed path scaled by the latent size": mutate("@ latent[:, None].transpose(-2, -1) / math.sqrt(hd))",
                                                               "@ latent[:, None].transpose(-2, -1) / math.sqrt(r))",
                 hint=H("吸收只是改变矩阵乘法的结合顺序，分数（和缩放 1/√d_head）完全不变。",
-                       "Absorption only re-associates the matrix products: the scores, and their 1/√head_dim scale, "
+                       "Absorption only re-associates the matrix products: the scores, and their 1/sqrt head_dim scale, "
                        "are unchanged.")),
             "heads split the wrong way": mutate('uk = w_uk.view(r, n_heads, hd).permute(1, 0, 2)',
                                                 'uk = w_uk.view(r, hd, n_heads).permute(2, 0, 1)',
                 hint=H("第 h 个头用的是 W_UK 的第 h*hd 到 (h+1)*hd 列，和显式计算时一样。",
-                       "Head h uses columns h·hd … (h+1)·hd of W_UK, exactly as in the explicit computation.")),
+                       "Head h uses columns h*hd ... (h+1)*hd of W_UK, exactly as in the explicit computation.")),
             "explicit attention not causal": mutate(
                 'scores = (q @ k.transpose(-2, -1) / math.sqrt(hd)).masked_fill(~causal, float("-inf"))',
                 "scores = q @ k.transpose(-2, -1) / math.sqrt(hd)",
-                hint=H("解码器的注意力是因果的。", "Decoder attention is causal.")),
+                hint=H("解码器的注意力是因果的。", "Decoder attention is causal: no query may see a later key.")),
             "caches the decompressed K and V": mutate('"cache_per_token": r,', '"cache_per_token": 2 * n_heads * hd,',
                 hint=H("MLA 只缓存潜向量 c（每个 token r 个数），这是它省显存的全部原因。",
                        "MLA caches only the latent c (r numbers per token): that is the whole saving.")),
@@ -570,15 +570,15 @@ EXERCISES = [
             "feature map relu instead of elu + 1": mutate("fq, fk = F.elu(q) + 1, F.elu(k) + 1",
                                                           "fq, fk = F.relu(q), F.relu(k)", count=2,
                 hint=H("φ(x) = elu(x) + 1 保证特征严格为正，分母不会为 0。",
-                       "φ(x) = elu(x) + 1 keeps every feature strictly positive, so the denominator never vanishes.")),
+                       "phi(x) = elu(x) + 1 keeps every feature strictly positive, so the denominator never vanishes.")),
             "parallel form excludes the current token": mutate(
                 "torch.ones(t, t, dtype=q.dtype).tril()",
                 "torch.ones(t, t, dtype=q.dtype).tril(-1) + torch.eye(t, dtype=q.dtype) * 1e-9",
-                hint=H("因果掩码包括当前 token 自己（i ≤ t）。", "The causal sum includes the current token (i ≤ t).")),
+                hint=H("因果掩码包括当前 token 自己（i ≤ t）。", "The causal sum includes the current token (i <= t).")),
             "no normaliser in the parallel form": mutate("return (weights @ v) / weights.sum(-1, keepdim=True)",
                                                          "return weights @ v",
                 hint=H("线性注意力也要除以 φ(q)·Σφ(k)，否则不是加权平均。",
-                       "Linear attention divides by φ(q)·Σφ(k) too; without it the output is no weighted average.")),
+                       "Linear attention divides by phi(q)*sum phi(k) too; without it the output is no weighted average.")),
             "recurrent state updated after the output": mutate({
                 "        s = s + fk[..., i, :, None] * v[..., i, None, :]             # S += phi(k_i) v_i^T\n"
                 "        z = z + fk[..., i, :]\n": "",
@@ -608,13 +608,13 @@ EXERCISES = [
                 "h = torch.exp(dt * A) * h + dt * B[:, t, None, :] * x[:, t, :, None]",
                 "h = torch.exp(dt * A) * h + (torch.exp(dt * A) - 1) / A * B[:, t, None, :] * x[:, t, :, None]",
                 hint=H("题目规定 B 用 Mamba 代码里的简化离散化 B̄ = Δ·B（一阶欧拉），A 用 exp(ΔA)。",
-                       "The instructions discretise B as Mamba's code does, B̄ = Δ·B (Euler), and A as exp(ΔA).")),
+                       "The instructions discretise B as Mamba's code does, B-bar = Delta*B (Euler), and A as exp(DeltaA).")),
             "A not multiplied by the step": mutate("h = torch.exp(dt * A) * h", "h = torch.exp(A) * h",
                 hint=H("选择性就在于 Δ 同时控制遗忘（exp(ΔA)）和写入。",
-                       "Selectivity is Δ controlling both forgetting (exp(ΔA)) and writing.")),
+                       "Selectivity is Delta controlling both forgetting (exp(DeltaA)) and writing.")),
             "skip connection D forgotten": mutate("ys.append((h * C[:, t, None, :]).sum(-1) + D * x[:, t])",
                                                   "ys.append((h * C[:, t, None, :]).sum(-1))",
-                hint=H("输出 y = C·h + D·x，D 是跳连。", "The output is y = C·h + D·x; D is the skip connection.")),
+                hint=H("输出 y = C·h + D·x，D 是跳连。", "The output is y = C*h + D*x; D is the skip connection.")),
             "output read before the update": whole('''
                 def selective_scan(x, delta, A, B, C, D):
                     bt, length, d = x.shape
@@ -648,10 +648,10 @@ EXERCISES = [
                 "acc = acc * correction[..., None] + p @ v_blocks[j]", "acc = acc + p @ v_blocks[j]",
                 hint=H("运行最大值变大时，之前累加的分子和分母都要乘 exp(m_old − m_new)。",
                        "When the running maximum grows, the accumulated numerator and denominator are both rescaled "
-                       "by exp(m_old − m_new).")),
+                       "by exp(m_old - m_new).")),
             "blocks visited in the wrong direction": mutate("j = (i - s) % n ", "j = (i + s) % n ",
                 hint=H("设备 i 在第 s 步拿到的是从左边邻居传来的块 (i − s) mod N。",
-                       "At step s device i holds the block that came from its left neighbour: (i − s) mod N.")),
+                       "At step s device i holds the block that came from its left neighbour: (i - s) mod N.")),
             "future blocks computed and masked instead of skipped": mutate({
                 "if causal and j > i:\n                continue": "pass",
                 "if causal and j == i:": "if causal:",
