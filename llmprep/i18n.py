@@ -55,10 +55,12 @@ MESSAGES: dict[str, dict[str, str]] = {
     "untranslated": {"en": "{text}", "zh": "{text}（英文原文）"},
     # hints (llmprep.grading.hints)
     "hint_rule": {"en": "Hint, level 1 (the rule that fails): {rule}", "zh": "提示 第 1 级（未满足的规则）：{rule}"},
+    "hint_rule_near": {"en": "Hint, level 1 (the rule this failure is closest to breaking): {rule}",
+                       "zh": "提示 第 1 级（这个错误最可能违反的规则）：{rule}"},
     "hint_mistake": {"en": "Hint, level 2 (it behaves like a known mistake): {text}",
                      "zh": "提示 第 2 级（与一个常见错误的行为一致）：{text}"},
     "hint_mistake_zh_missing": {"en": "{text}", "zh": "{text}（暂无中文提示）"},
-    "hint_no_match": {"en": "Hint: this failure matches none of the mistakes the course knows; check the rule above.",
+    "hint_no_match": {"en": "Hint: this failure matches none of the mistakes the course knows; check the rule(s) above.",
                       "zh": "提示：这个错误与课程已知的常见错误都不一致；请对照上面的规则检查。"},
     "hint_no_rule": {"en": "Hint: this failure matches none of the mistakes the course knows, and no rule of the "
                            "instructions is tied to the failing case; read the instructions again.",
@@ -190,3 +192,44 @@ def reason_in(text: str, lang: str) -> str:
         return text
     zh, known = reason_zh(text)
     return zh if known else tr("untranslated", "zh", text=text)
+
+
+def hint_lines(hint: dict | None, lang: str = "en") -> list[str]:
+    """The hint of a verdict (``CellVerdict.hint``) as lines in ``lang``: level 1 (the rule), level 2 (the
+    known mistake) or the honest "no known mistake" line. Every word is trusted (spec and catalogue)."""
+    if not hint:
+        return []
+    key = "hint_rule" if hint.get("matched") else "hint_rule_near"
+    lines = [tr(key, lang, rule=rule) for rule in hint.get("rules", [])]
+    for mistake in hint.get("matched", []):
+        text = mistake["zh"] if lang == "zh" else mistake["en"]
+        if lang == "zh" and mistake.get("zh_fallback"):
+            text = tr("hint_mistake_zh_missing", "zh", text=text)
+        lines.append(tr("hint_mistake", lang, text=text))
+    if not hint.get("matched"):
+        if not hint.get("available", True):
+            lines.append(tr("hint_unavailable", lang))
+        lines.append(tr("hint_no_match" if hint.get("rules") else "hint_no_rule", lang))
+    return lines
+
+
+def cell_text(cell: dict, lang: str = "en") -> str:
+    """One verdict of a check's JSON (``{"message", "message_zh", ...}``) in ``lang``."""
+    if lang == "zh" and cell.get("message_zh"):
+        return str(cell["message_zh"])
+    return str(cell.get("message", ""))
+
+
+def note_in(note: str, lang: str) -> str:
+    """A grader's note in ``lang`` (the sandbox's words inside it stay as they are)."""
+    if lang != "zh":
+        return note
+    for key, pattern in (("cell_timeout", r"^(?P<label>cell \d+.*?) did not finish within (?P<limit>.+)$"),
+                         ("cell_raised", r"^(?P<label>cell \d+.*?) raised (?P<error>.+)$")):
+        match = re.match(pattern, note, re.DOTALL)
+        if match:
+            fields = match.groupdict()
+            fields["label"] = re.sub(r"^cell (\d+) \(your answer for (.+)\)$", r"第 \1 个单元格（\2 的答案）",
+                                     re.sub(r"^cell (\d+)$", r"第 \1 个单元格", fields["label"]))
+            return tr(key, "zh", **fields)
+    return reason_in(note, "zh") if re.search("[a-zA-Z]", note) and not re.search("[\u4e00-\u9fff]", note) else note

@@ -124,6 +124,28 @@ def rules_of_cases(ex: Exercise, failing: frozenset[int]) -> list[str]:
     return found
 
 
+def closest_rules(ex: Exercise, got_all: Sequence, want_all: Sequence, mistakes: SandboxRun,
+                  failing: frozenset[int]) -> list[str]:
+    """For a failure that matches no known mistake: the rule(s) whose mutants fail most like it. A mutant's
+    likeness is the number of cases both fail *in the same way* (both return wrong outputs, or both raise the
+    same kind of error) over the number of cases either fails; a rule scores its best mutant. The best-scoring
+    rules (at most two); none when no mutant shares a failing case with it in the same way."""
+    scores: dict[str, float] = {}
+    for rule in ex.rules:
+        for name in rule.mutants:
+            if name not in ex.mutants:
+                continue
+            m_all = outputs_of(mistakes, ex.grade_id, f"mutant:{name}", len(ex.cases))
+            m_failing = failing_set(ex, m_all, want_all)
+            alike = sum(1 for i in failing & m_failing
+                        if (got_all[i][0] == "ok") == (m_all[i][0] == "ok")
+                        and (got_all[i][0] == "ok" or error_kind(got_all[i][1]) == error_kind(m_all[i][1])))
+            score = alike / len(failing | m_failing)
+            scores[rule.quote] = max(scores.get(rule.quote, 0.0), score)
+    best = max(scores.values(), default=0.0)
+    return [quote for quote, score in scores.items() if score == best][:2] if best > 0 else []
+
+
 def matching_mutants(ex: Exercise, got_all: Sequence, want_all: Sequence, mistakes: SandboxRun,
                      failing: frozenset[int] | None = None) -> list[str]:
     """The mutants (in spec order) the outcomes ``got_all`` behave like (see the module doc)."""
@@ -161,6 +183,8 @@ def diagnose(ex: Exercise, got_all: Sequence, want_all: Sequence, mistakes: Sand
     rules = []
     for mistake in matched:
         rules += [q for q in rules_of_mutant(ex, mistake.mutant) if q not in rules]
+    if not rules and mistakes is not None:
+        rules = closest_rules(ex, got_all, want_all, mistakes, failing)
     if not rules:
         rules = rules_of_cases(ex, failing)
     return Diagnosis(matched, rules[:2], [ex.cases[i].name for i in sorted(failing)], available=mistakes is not None)

@@ -202,24 +202,6 @@ def _verdict(ex: Exercise, points: float, key: str, **fields) -> CellVerdict:
     return CellVerdict(ex.grade_id, points, float(ex.points), tr(key, "en", **fields), tr(key, "zh", **zh_fields))
 
 
-def hint_lines(hint: dict | None, lang: str = "en") -> list[str]:
-    """The hint of a verdict (``CellVerdict.hint``) as lines in ``lang``: level 1 (the rule), level 2 (the
-    known mistake) or the honest "no known mistake" line. Every word is trusted (spec and catalogue)."""
-    if not hint:
-        return []
-    lines = [tr("hint_rule", lang, rule=rule) for rule in hint.get("rules", [])]
-    for mistake in hint.get("matched", []):
-        text = mistake["zh"] if lang == "zh" else mistake["en"]
-        if lang == "zh" and mistake.get("zh_fallback"):
-            text = tr("hint_mistake_zh_missing", "zh", text=text)
-        lines.append(tr("hint_mistake", lang, text=text))
-    if not hint.get("matched"):
-        if not hint.get("available", True):
-            lines.append(tr("hint_unavailable", lang))
-        lines.append(tr("hint_no_match" if hint.get("rules") else "hint_no_rule", lang))
-    return lines
-
-
 def add_hints(sub, verdicts: list[CellVerdict], ref: SandboxRun) -> None:
     """Level 1 and 2 hints for every exercise that lost its points (llmprep.grading.hints): the known mistakes'
     outputs are computed only when one is needed, once per chapter (cached beside the reference)."""
