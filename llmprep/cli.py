@@ -514,7 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
         "2  unusable input: missing, a folder, empty, not a notebook, no graded cell of the course;\n"
         "   or the grader itself failed"))
     s.add_argument("notebook", metavar="NOTEBOOK", help="path of the .ipynb file (relative to this folder)")
-    s.add_argument("--json", action="store_true", help='print {"score", "max_score", "cells": [...], "notes"} as JSON')
+    s.add_argument("--json", action="store_true",
+                   help='print {"score", "max_score", "cells": [...], "notes"} as JSON (each cell: '
+                        '"message" in English, "message_zh", "hint")')
     s.add_argument("--strict", action="store_true", help="exit 1 unless the notebook earns full marks")
     s.add_argument("--lang", choices=("zh", "en"), default=None,
                    help="language of the verdicts and hints: zh (中文) or en (default: $LLMPREP_LANG, else the locale)")

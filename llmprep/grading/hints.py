@@ -201,6 +201,7 @@ class MutantCoverage:
     unique: bool  # and it is the only one
     hint_written: bool  # the spec gives it a Hint (else its name stands in)
     zh_written: bool  # ... with a Chinese text
+    verdict_zh: bool = True  # its verdict's reason is in Chinese too (a sentence of the shared judges)
 
 
 def coverage(chapter: str, limits=None) -> tuple[list[MutantCoverage], dict[str, bool]]:
@@ -209,7 +210,7 @@ def coverage(chapter: str, limits=None) -> tuple[list[MutantCoverage], dict[str,
     known mistakes (``mistakes_run``) exactly as a graded submission is. Returns the per-mutant coverage and, per
     alternative-correct fixture (``grade_id/name``), whether it was (wrongly) given a hint."""
     from llmprep.grading import engine
-    from llmprep.grading.judge import case_outcomes
+    from llmprep.grading.judge import case_outcomes, judge_exercise
     from llmprep.grading.reference import mistakes_run
 
     spec = engine.load_spec(chapter)
@@ -222,8 +223,9 @@ def coverage(chapter: str, limits=None) -> tuple[list[MutantCoverage], dict[str,
             diagnosis = diagnose(ex, got_all, want_all, mistakes)
             shown = [m.mutant for m in diagnosis.matched] if diagnosis else []
             hint = ex.mutants[name].hint
+            zh = judge_exercise(ex, run, ref, f"mutant:{name}").message_zh
             rows.append(MutantCoverage(ex.grade_id, name, shown, name in shown, shown == [name],
-                                       hint is not None, bool(hint is not None and hint.zh)))
+                                       hint is not None, bool(hint is not None and hint.zh), "（英文原文）" not in zh))
         for alt in ex.alternatives:
             got_all, want_all = case_outcomes(ex, run, ref, f"alt:{alt}")
             alternatives[f"{ex.grade_id}/{alt}"] = diagnose(ex, got_all, want_all, mistakes) is not None
