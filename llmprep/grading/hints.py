@@ -7,10 +7,12 @@ A failing submission **behaves like** mutant *M* when
 
 1. it fails exactly the cases *M* fails (the same pass/fail pattern against the reference, judged by the
    exercise's own judge), and
-2. on every one of those failing cases its outcome equals *M*'s: both returned outputs and the exercise's
-   judge accepts the submission's outputs with *M*'s standing in for the expected ones (equal within the
-   exercise's own tolerance), or both raised the same kind of error (the same exception type; a banned call
-   naming the same library function; both timed out).
+2. on every one of those failing cases its outcome equals *M*'s: both returned outputs and either the
+   exercise's judge accepts the submission's outputs with *M*'s standing in for the expected ones (equal
+   within the exercise's own tolerance) or, for judges that check a property rather than compare (a
+   distribution against its target, a call count), the outputs are equal key by key (floats within
+   rtol 1e-5 / atol 1e-6, the rest exactly); or both raised the same kind of error (the same exception
+   type; a banned call naming the same library function; both timed out).
 
 The feedback then climbs two levels: level 1 quotes the rule of the exercise's rule table that *M* breaks
 (``Rule.quote``, copied from the instructions), level 2 gives *M*'s ``Hint(zh, en)``, the misconception in
@@ -28,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 from llmprep.grading.collect import SandboxRun, outputs_of
-from llmprep.grading.spec import Exercise
+from llmprep.grading.spec import Exercise, compare_arrays
 
 MAX_SHOWN = 2  # mistakes named in one hint when several behave identically on every case
 
@@ -93,12 +95,26 @@ def same_outcome(ex: Exercise, index: int, a: tuple, b: tuple) -> bool:
     (sa, oa), (sb, ob) = a, b
     if sa == "ok" and sb == "ok":
         try:
-            return ex.judge(oa, ob, ex.cases[index].params) is None
-        except Exception:  # noqa: BLE001
-            return False
+            if ex.judge(oa, ob, ex.cases[index].params) is None:
+                return True
+        except Exception:  # noqa: BLE001 - a judge that cannot take a mutant's outputs as the expected ones
+            pass
+        return equal_outputs(oa, ob)
     if sa != "ok" and sb != "ok":
         return error_kind(oa) == error_kind(ob)
     return False
+
+
+def equal_outputs(a: dict, b: dict, rtol: float = 1e-5, atol: float = 1e-6) -> bool:
+    """The same outputs, key by key: integers, strings and flags exactly, floats within ``rtol``/``atol`` (for
+    judges that check a property against the reference rather than compare outputs: a distribution against
+    the target, a call count against one)."""
+    if set(a) != set(b):
+        return False
+    try:
+        return all(compare_arrays(k, a[k], b[k], rtol, atol) is None for k in a)
+    except Exception:  # noqa: BLE001 - hostile outputs are simply not alike
+        return False
 
 
 def mistake_of(ex: Exercise, name: str) -> Mistake:
