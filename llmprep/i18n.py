@@ -140,6 +140,12 @@ REASONS: list[tuple[str, str]] = [
     (r"not implemented yet \(the function still raises NotImplementedError\)", "尚未实现（函数仍然抛出 NotImplementedError）"),
     (r"{kind} \(message withheld: it quotes hidden test material\)", "{kind}（消息已隐藏：其中引用了隐藏的测试内容）"),
     (r"{kind} \(message withheld: it carries encoded data\)", "{kind}（消息已隐藏：其中含有编码数据）"),
+    (r"{key}: {bad} of {n} differ \(first at position {pos}\)", "{key}：{n} 个中有 {bad} 个不同（第一个在位置 {pos}）"),
+    (r"the target model was called {n} times; call it exactly once, on prompt \+ draft",
+     "目标模型被调用了 {n} 次；只能调用一次，输入为 prompt + draft"),
+    (r"the model must be left in training mode", "模型必须保持在训练模式"),
+    (r"lora_B is not all zeros at initialisation", "初始化时 lora_B 不是全零"),
+    (r"variant failed to load: {error}", "代码无法加载：{error}"),
     (r"calling it ended the notebook process \({reason}\)", "调用它导致笔记本进程结束（{reason}）"),
     (r"its test cell is missing from the notebook", "笔记本中缺少这道题的测试单元格"),
     # FLAG_MESSAGES of llmprep.grading.spec
@@ -177,12 +183,19 @@ def _compile(pattern: str) -> re.Pattern:
 _REASONS = [(_compile(p), zh) for p, zh in REASONS]
 
 
+_EXCEPTION = re.compile(r"^(?P<kind>[A-Za-z_]\w*(?:Error|Exception)): (?P<message>.*)$", re.DOTALL)
+
+
 def reason_zh(text: str) -> tuple[str, bool]:
-    """(the Chinese of one judge reason, True) for the shared judges' sentences; (the text, False) otherwise."""
+    """(the Chinese of one judge reason, True) for the shared judges' sentences; (the text, False) otherwise.
+    An exception the code raised keeps its type and message (the code's words) inside a Chinese frame."""
     for regex, zh in _REASONS:
         match = regex.match(text)
         if match:
             return zh.format(**match.groupdict()), True
+    match = _EXCEPTION.match(text)
+    if match:
+        return f"抛出了 {match['kind']}：{match['message']}", True
     return text, False
 
 
