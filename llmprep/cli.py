@@ -232,7 +232,7 @@ def usable_notebook(path: Path, lang: str = "en") -> str | None:
 
 
 def cmd_check(args) -> int:
-    from llmprep.i18n import cell_text, default_lang, hint_lines, note_in, tr
+    from llmprep.i18n import default_lang, hint_lines, note_in, tr
 
     lang = getattr(args, "lang", None) or default_lang()
     path = Path(args.notebook).expanduser()
@@ -270,7 +270,7 @@ def cmd_check(args) -> int:
                  max_score=f"{result.max_score:g}"))
         for c in result.cells:
             mark = tr("pass" if c.points == c.max_points else "fail", lang)
-            print(f"  {mark}  {c.grade_id:<32} {c.points:g}/{c.max_points:g}  {cell_text(vars(c), lang)}")
+            print(f"  {mark}  {c.grade_id:<32} {c.points:g}/{c.max_points:g}  {c.text(lang)}")
             for line in hint_lines(c.hint, lang):
                 print(f"        {line}")
         for note in result.notes:

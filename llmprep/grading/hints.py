@@ -246,11 +246,3 @@ def coverage(chapter: str, limits=None) -> tuple[list[MutantCoverage], dict[str,
             got_all, want_all = case_outcomes(ex, run, ref, f"alt:{alt}")
             alternatives[f"{ex.grade_id}/{alt}"] = diagnose(ex, got_all, want_all, mistakes) is not None
     return rows, alternatives
-
-
-def mutant_shown(ex: Exercise, name: str, mistakes: SandboxRun, ref: SandboxRun) -> list[str]:
-    """The hints (mutant names) shown for mutant ``name`` when its cached outcomes are submitted (cheap: no sandbox)."""
-    want_all = outputs_of(ref, ex.grade_id, "submitted", len(ex.cases))
-    got_all = outputs_of(mistakes, ex.grade_id, f"mutant:{name}", len(ex.cases))
-    diagnosis = diagnose(ex, got_all, want_all, mistakes)
-    return [m.mutant for m in diagnosis.matched] if diagnosis else []
