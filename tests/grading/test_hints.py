@@ -250,3 +250,34 @@ def test_the_instructors_csv_stays_language_neutral(tmp_path):
     text = out.read_text()
     assert next(csv.reader(text.splitlines())) == ["student", "status", "score", "max_score"]
     assert not CJK.search(text) and "rule" not in text and "en words" not in text
+
+
+def test_the_magic_speaks_the_language_asked_for(tmp_path, monkeypatch):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from llmprep import jupyter
+
+    nb = tmp_path / "mine.ipynb"
+    nb.write_text("{}")
+    result = {"notebook": "mine.ipynb", "chapter": CH01, "score": 0, "max_score": 2, "notes": [], "sandbox": "bwrap",
+              "cells": [{"grade_id": "x_test", "points": 0, "max_points": 2, "message": "failed 1 of 1 cases",
+                         "message_zh": "1 个测试用例中有 1 个未通过",
+                         "hint": hints.Diagnosis([], ["a rule"]).to_json()}]}
+    monkeypatch.setattr(jupyter, "run_check", lambda path: (0, result, ""))
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, raw=False: shown.append(obj))
+    monkeypatch.delenv("LLMPREP_LANG", raising=False)
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    ip = InteractiveShell.instance()
+    try:
+        jupyter.load_ipython_extension(ip)
+        ip.run_line_magic("llmprep_check", f"--lang zh {nb}")
+        ip.run_line_magic("llmprep_check", str(nb))
+        monkeypatch.setenv("LLMPREP_LANG", "zh")
+        ip.run_line_magic("llmprep_check", str(nb))
+    finally:
+        InteractiveShell.clear_instance()
+    zh, en, env = (s["text/plain"] for s in shown)
+    assert "未过" in zh and "常见错误都不一致" in zh and "第 1 级" in zh
+    assert "FAIL" in en and "matches none of the mistakes" in en and not CJK.search(en.split("\n", 1)[1])
+    assert env.splitlines()[:-1] == zh.splitlines()[:-1]  # (the last line: seconds since the save)
