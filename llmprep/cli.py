@@ -216,22 +216,27 @@ def cmd_readme(args) -> int:
     return 0
 
 
-def usable_notebook(path: Path) -> str | None:
+def usable_notebook(path: Path, lang: str = "en") -> str | None:
     """Why ``path`` cannot be a notebook, in words (None: worth reading)."""
+    from llmprep.i18n import tr
+
     if path.is_dir():
-        return f"{path} is a folder, not a notebook"
+        return tr("is_folder", lang, path=path)
     if not path.exists():
-        return f"{path} does not exist"
+        return tr("not_exist", lang, path=path)
     if not path.is_file():
-        return f"{path} is not a regular file"
+        return tr("not_regular", lang, path=path)
     if path.stat().st_size == 0:
-        return f"{path} is empty"
+        return tr("empty", lang, path=path)
     return None
 
 
 def cmd_check(args) -> int:
+    from llmprep.i18n import default_lang, hint_lines, note_in, tr
+
+    lang = getattr(args, "lang", None) or default_lang()
     path = Path(args.notebook).expanduser()
-    why = usable_notebook(path)
+    why = usable_notebook(path, lang)
     if why:
         _usage(why)
     from llmprep.grading.engine import GradingError, check_notebook, isolation
@@ -241,10 +246,11 @@ def cmd_check(args) -> int:
     last = [""]
 
     def progress(where: str, seconds: float) -> None:  # where the check is, while it runs
+        said = tr("checking", lang, where=where)
         if tty:
-            print(f"\r  checking: {where[:70]:<70} {seconds:4.0f} s", end="", file=sys.stderr, flush=True)
+            print(f"\r  {said[:80]:<80} {seconds:4.0f} s", end="", file=sys.stderr, flush=True)
         elif where != last[0]:
-            print(f"  checking: {where} ({seconds:.0f} s)", file=sys.stderr, flush=True)
+            print(f"  {said} ({seconds:.0f} s)", file=sys.stderr, flush=True)
         last[0] = where
 
     try:
@@ -252,24 +258,27 @@ def cmd_check(args) -> int:
         if tty and last[0]:
             print("\r" + " " * 90 + "\r", end="", file=sys.stderr, flush=True)
     except GradingError as exc:
-        print(f"error: the grader itself failed: {_one_line(str(exc))}", file=sys.stderr)
+        print(tr("grader_failed", lang, reason=_one_line(str(exc))), file=sys.stderr)
         return 2
     if result.chapter is None:  # not a gradable notebook at all: a usage error, before any work
-        _usage("; ".join(result.notes))
+        _usage("; ".join(note_in(n, lang) for n in result.notes))
     level = iso.describe
     from llmprep.coach.progress import record_check_quietly
 
     record_check_quietly(result.to_json())  # the learner's progress file (work/progress.sqlite)
     if args.json:
-        print(json.dumps({**result.to_json(), "sandbox": level}, ensure_ascii=False, indent=1))
+        print(json.dumps({**result.to_json(), "sandbox": level, "lang": lang}, ensure_ascii=False, indent=1))
     else:
-        print(f"{result.notebook} ({result.chapter}): {result.score:g} / {result.max_score:g} points")
+        print(tr("head", lang, notebook=result.notebook, chapter=result.chapter, score=f"{result.score:g}",
+                 max_score=f"{result.max_score:g}"))
         for c in result.cells:
-            mark = "PASS" if c.points == c.max_points else "FAIL"
-            print(f"  {mark}  {c.grade_id:<32} {c.points:g}/{c.max_points:g}  {c.message}")
+            mark = tr("pass" if c.points == c.max_points else "fail", lang)
+            print(f"  {mark}  {c.grade_id:<32} {c.points:g}/{c.max_points:g}  {c.text(lang)}")
+            for line in hint_lines(c.hint, lang):
+                print(f"        {line}")
         for note in result.notes:
-            print(f"  note: {note}")
-        print(f"  (ran in: {level})")
+            print("  " + tr("note", lang, text=note_in(note, lang)))
+        print("  " + tr("ran_in", lang, level=level))
     return 1 if args.strict and result.score < result.max_score else 0
 
 
@@ -646,8 +655,12 @@ def build_parser() -> argparse.ArgumentParser:
         "2  unusable input: missing, a folder, empty, not a notebook, no graded cell of the course;\n"
         "   or the grader itself failed"))
     s.add_argument("notebook", metavar="NOTEBOOK", help="path of the .ipynb file (relative to this folder)")
-    s.add_argument("--json", action="store_true", help='print {"score", "max_score", "cells": [...], "notes"} as JSON')
+    s.add_argument("--json", action="store_true",
+                   help='print {"score", "max_score", "cells": [...], "notes"} as JSON (each cell: '
+                        '"message" in English, "message_zh", "hint")')
     s.add_argument("--strict", action="store_true", help="exit 1 unless the notebook earns full marks")
+    s.add_argument("--lang", choices=("zh", "en"), default=None,
+                   help="language of the verdicts and hints: zh (中文) or en (default: $LLMPREP_LANG, else the locale)")
     s.set_defaults(func=cmd_check)
 
     s = sub.add_parser("grade", help="grade every submitted/<student>/<ASSIGNMENT>/ into the gradebook and a CSV", **_doc(

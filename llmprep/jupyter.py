@@ -17,7 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-USAGE = "usage: %llmprep_check [NOTEBOOK]   (default: the notebook this kernel belongs to; save it first)"
+USAGE = ("usage: %llmprep_check [--lang zh|en] [NOTEBOOK]   (default: the notebook this kernel belongs to; save it "
+         "first; the language: $LLMPREP_LANG, else the locale)")
 
 
 def _session_notebook(user_ns: dict) -> str | None:
@@ -26,9 +27,10 @@ def _session_notebook(user_ns: dict) -> str | None:
     return path if isinstance(path, str) and path.endswith(".ipynb") else None
 
 
-def run_check(path: str | Path, timeout: float = 900) -> tuple[int, dict | None, str]:
+def run_check(path: str | Path, timeout: float = 900, lang: str | None = None) -> tuple[int, dict | None, str]:
     """``llmprep check --json PATH`` in a fresh process: (exit code, the JSON result or None, stderr)."""
-    proc = subprocess.run([sys.executable, "-m", "llmprep", "check", "--json", str(path)],
+    proc = subprocess.run([sys.executable, "-m", "llmprep", "check", "--json", str(path)]
+                          + (["--lang", lang] if lang else []),
                           capture_output=True, text=True, timeout=timeout)
     try:
         result = json.loads(proc.stdout) if proc.stdout.strip() else None
@@ -37,48 +39,88 @@ def run_check(path: str | Path, timeout: float = 900) -> tuple[int, dict | None,
     return proc.returncode, result, proc.stderr.strip()
 
 
-def render(result: dict, saved_ago: float | None = None) -> tuple[str, str]:
-    """(plain text, HTML) of one check result; every string from the result is escaped."""
+def render(result: dict, saved_ago: float | None = None, lang: str = "en") -> tuple[str, str]:
+    """(plain text, HTML) of one check result in ``lang`` (llmprep.i18n); every string from the result is escaped."""
+    from llmprep.i18n import cell_text, hint_lines, note_in, tr
+
     esc = html.escape
     score, max_score = result.get("score", 0), result.get("max_score", 0)
-    head = f"{result.get('notebook')} ({result.get('chapter')}): {score:g} / {max_score:g} points"
+    head = tr("head", lang, notebook=result.get("notebook"), chapter=result.get("chapter"), score=f"{score:g}",
+              max_score=f"{max_score:g}")
     rows_txt, rows_html = [], []
     for cell in result.get("cells", []):
         ok = cell.get("points") == cell.get("max_points")
-        mark = "PASS" if ok else "FAIL"
+        mark = tr("pass" if ok else "fail", lang)
         pts = f"{cell.get('points', 0):g}/{cell.get('max_points', 0):g}"
-        rows_txt.append(f"  {mark}  {cell.get('grade_id', ''):<32} {pts:>7}  {cell.get('message', '')}")
+        message = cell_text(cell, lang)
+        hints = hint_lines(cell.get("hint"), lang)
+        rows_txt.append(f"  {mark}  {cell.get('grade_id', ''):<32} {pts:>7}  {message}")
+        rows_txt += [f"        {h}" for h in hints]
         colour = "#1a7f37" if ok else "#cf222e"
         rows_html.append(f"<tr><td style='color:{colour};font-weight:bold'>{mark}</td><td><code>{esc(str(cell.get('grade_id')))}"
                          f"</code></td><td>{pts}</td><td style='white-space:pre-wrap;text-align:left'>"
-                         f"{esc(str(cell.get('message', '')))}</td></tr>")
-    notes = [f"note: {n}" for n in result.get("notes", [])]
-    tail = [f"(graded by the trusted engine in: {result.get('sandbox', '?')})"]
+                         f"{esc(message)}" + "".join(f"<br><i>{esc(h)}</i>" for h in hints) + "</td></tr>")
+    notes = [tr("note", lang, text=note_in(str(n), lang)) for n in result.get("notes", [])]
+    tail = [tr("graded_in", lang, level=result.get("sandbox", "?"))]
     if saved_ago is not None:
-        tail.append(f"checked the notebook as last saved, {saved_ago:.0f} s ago: save (Ctrl+S) before checking")
+        tail.append(tr("saved_ago", lang, seconds=f"{saved_ago:.0f}"))
     text = "\n".join([head, *rows_txt, *["  " + n for n in notes], *["  " + t for t in tail]])
-    page = (f"<div><b>{esc(head)}</b><table><tr><th></th><th>exercise</th><th>points</th>"
-            f"<th style='text-align:left'>verdict</th></tr>{''.join(rows_html)}</table>"
+    page = (f"<div><b>{esc(head)}</b><table><tr><th></th><th>{tr('th_exercise', lang)}</th><th>{tr('th_points', lang)}"
+            f"</th><th style='text-align:left'>{tr('th_verdict', lang)}</th></tr>{''.join(rows_html)}</table>"
             + "".join(f"<div style='white-space:pre-wrap'>{esc(n)}</div>" for n in notes)
             + "".join(f"<div><small>{esc(t)}</small></div>" for t in tail) + "</div>")
     return text, page
+
+
+def parse_line(line: str) -> tuple[str | None, str]:
+    """(the language asked for with ``--lang zh|en`` or None, the notebook path or "") of the magic's line;
+    ValueError with a one-line reason for an unknown option or language."""
+    import shlex
+
+    from llmprep.i18n import check_lang
+
+    try:
+        words = shlex.split(line)
+    except ValueError as exc:
+        raise ValueError(f"cannot read the line ({exc}); {USAGE}") from None
+    lang, rest = None, []
+    while words:
+        word = words.pop(0)
+        if word == "--lang" or word.startswith("--lang="):
+            value = word.split("=", 1)[1] if "=" in word else (words.pop(0) if words else "")
+            lang = check_lang(value or "?")
+        elif word.startswith("--"):
+            raise ValueError(f"unknown option {word}; {USAGE}")
+        else:
+            rest.append(word)
+    if len(rest) > 1:
+        raise ValueError(f"one notebook at most; {USAGE}")
+    return lang, rest[0] if rest else ""
 
 
 def llmprep_check(line: str, user_ns: dict | None = None) -> dict | None:
     """The magic's body: returns the result (also displayed), or None after printing why not."""
     from IPython.display import display
 
-    path = line.strip().strip("'\"") or _session_notebook(user_ns or {})
+    from llmprep.i18n import default_lang, tr
+
+    try:
+        lang, given = parse_line(line)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    lang = lang or default_lang()
+    path = given or _session_notebook(user_ns or {})
     if not path:
-        print(f"error: this kernel does not know its notebook; {USAGE}", file=sys.stderr)
+        print(tr("no_notebook", lang, usage=USAGE), file=sys.stderr)
         return None
     path = Path(path).expanduser()
     saved_ago = time.time() - path.stat().st_mtime if path.is_file() else None
-    code, result, err = run_check(path)
+    code, result, err = run_check(path)  # the JSON holds both languages
     if result is None:
-        print(err or f"error: llmprep check exited with {code}", file=sys.stderr)
+        print(err or tr("check_exited", lang, code=code), file=sys.stderr)
         return None
-    text, page = render(result, saved_ago)
+    text, page = render(result, saved_ago, lang)
     display({"text/plain": text, "text/html": page}, raw=True)
     return result
 

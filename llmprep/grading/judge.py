@@ -12,6 +12,7 @@ from llmprep.grading.protocol import SUBMITTED
 from llmprep.grading.reference import reference_run
 from llmprep.grading.spec import Exercise
 from llmprep.grading.trusted import GradingError
+from llmprep.i18n import reason_in, tr
 
 
 @dataclass
@@ -19,7 +20,12 @@ class CellVerdict:
     grade_id: str
     points: float
     max_points: float
-    message: str
+    message: str  # English: what the gradebook's feedback, the CSV's tools and scripts read
+    message_zh: str = ""  # the same verdict in Chinese (llmprep.i18n; "" : as ``message``)
+    hint: dict | None = None  # when the points were lost: llmprep.grading.hints.Diagnosis.to_json()
+
+    def text(self, lang: str = "en") -> str:
+        return self.message_zh or self.message if lang == "zh" else self.message
 
 
 @dataclass
@@ -153,31 +159,73 @@ def explain(message: str, functions: tuple[str, ...] = ()) -> str:
     return message
 
 
+def case_outcomes(ex: Exercise, run: SandboxRun, ref: SandboxRun, variant: str = SUBMITTED):
+    """(the variant's outcomes, the reference's) per case, as :func:`outputs_of` gives them."""
+    got_all = outputs_of(run, ex.grade_id, variant, len(ex.cases))
+    want_all = outputs_of(ref, ex.grade_id, SUBMITTED, len(ex.cases))
+    for case, (w_status, _w) in zip(ex.cases, want_all):
+        if w_status != "ok":
+            raise GradingError(f"reference outputs missing for {ex.grade_id} case '{case.name}'")
+    return got_all, want_all
+
+
 def judge_exercise(ex: Exercise, run: SandboxRun, ref: SandboxRun, variant: str = SUBMITTED,
                    fragments: list[str] | None = None) -> CellVerdict:
     fragments = hidden_fragments([ex]) if fragments is None else fragments
-    got_all = outputs_of(run, ex.grade_id, variant, len(ex.cases))
-    want_all = outputs_of(ref, ex.grade_id, SUBMITTED, len(ex.cases))
-    failures = []
-    for case, (g_status, got), (w_status, want) in zip(ex.cases, got_all, want_all):
-        if w_status != "ok":
-            raise GradingError(f"reference outputs missing for {ex.grade_id} case '{case.name}'")
+    got_all, want_all = case_outcomes(ex, run, ref, variant)
+    failures = []  # (case name, reason in English)
+    for case, (g_status, got), (_w_status, want) in zip(ex.cases, got_all, want_all):
         if g_status != "ok":
-            failures.append(f"case '{case.name}': {explain(safe_message(got, fragments), ex.functions)}")
+            failures.append((case.name, explain(safe_message(got, fragments), ex.functions)))
             continue
         try:
             reason = ex.judge(got, want, case.params)
         except Exception as exc:  # noqa: BLE001 - malformed outputs never crash the judge
             reason = f"outputs could not be compared ({type(exc).__name__})"
         if reason:
-            failures.append(f"case '{case.name}': {reason}")
+            failures.append((case.name, reason))
+    n = len(ex.cases)
     if not failures:
-        return CellVerdict(ex.grade_id, float(ex.points), float(ex.points), f"passed all {len(ex.cases)} cases")
-    if all("not implemented yet" in f for f in failures):
-        return CellVerdict(ex.grade_id, 0.0, float(ex.points),
-                           "not implemented yet (the function still raises NotImplementedError)")
+        return _verdict(ex, float(ex.points), "passed", n=n)
+    if all("not implemented yet" in reason for _c, reason in failures):
+        return _verdict(ex, 0.0, "not_implemented")
+    case, reason = failures[0]
     return CellVerdict(ex.grade_id, 0.0, float(ex.points),
-                       f"failed {len(failures)} of {len(ex.cases)} cases; first: {failures[0]}")
+                       tr("failed", "en", k=len(failures), n=n, first=tr("case", "en", case=case, reason=reason)),
+                       tr("failed", "zh", k=len(failures), n=n,
+                          first=tr("case", "zh", case=case, reason=reason_in(reason, "zh"))))
+
+
+def _verdict(ex: Exercise, points: float, key: str, **fields) -> CellVerdict:
+    """A verdict whose words are one message of the catalogue (llmprep.i18n), in both languages."""
+    zh_fields = {k: reason_in(v, "zh") if isinstance(v, str) else v for k, v in fields.items()}
+    return CellVerdict(ex.grade_id, points, float(ex.points), tr(key, "en", **fields), tr(key, "zh", **zh_fields))
+
+
+def add_hints(sub, verdicts: list[CellVerdict], ref: SandboxRun) -> None:
+    """Level 1 and 2 hints for every exercise that lost its points (llmprep.grading.hints): the known mistakes'
+    outputs are computed only when one is needed, once per chapter (cached beside the reference)."""
+    from llmprep.grading.hints import diagnose
+    from llmprep.grading.reference import mistakes_run
+
+    mistakes, tried = None, False
+    for ex, verdict in zip(sub.exercises, verdicts):
+        if verdict.points >= verdict.max_points or ex.grade_id not in sub.present or ex.grade_id in sub.lost:
+            continue
+        got_all, want_all = case_outcomes(ex, sub.run, ref)
+        if not tried and _needs_mistakes(ex, got_all):
+            tried = True
+            try:
+                mistakes = mistakes_run(sub.chapter, sub.limits)
+            except Exception:  # noqa: BLE001 - hints are a help: the verdict stands without them
+                mistakes = None
+        diagnosis = diagnose(ex, got_all, want_all, mistakes if tried else None)
+        if diagnosis is not None:
+            verdict.hint = diagnosis.to_json()
+
+
+def _needs_mistakes(ex: Exercise, got_all) -> bool:
+    return not all(s != "ok" and str(o).startswith("NotImplementedError") for s, o in got_all)
 
 
 def cell_notes(run: SandboxRun, fragments: list[str]) -> list[str]:
@@ -188,9 +236,9 @@ def cell_notes(run: SandboxRun, fragments: list[str]) -> list[str]:
               and not c.get("message", "").startswith("NotImplementedError")]
     for c in failed[:MAX_CELL_NOTES]:
         if c["message"].startswith("timed out after "):
-            notes.append(f"{c['label']} did not finish within {c['message'][len('timed out after '):]}")
+            notes.append(tr("cell_timeout", "en", label=c["label"], limit=c["message"][len("timed out after "):]))
         else:
-            notes.append(f"{c['label']} raised {safe_message(c['message'], fragments)}")
+            notes.append(tr("cell_raised", "en", label=c["label"], error=safe_message(c["message"], fragments)))
     if len(failed) > MAX_CELL_NOTES:
         notes.append(f"{len(failed) - MAX_CELL_NOTES} more cells raised errors")
     return notes
@@ -212,12 +260,15 @@ def judge_submission(sub) -> None:
     verdicts = []
     for ex in sub.exercises:
         if ex.grade_id not in sub.present:
-            verdicts.append(CellVerdict(ex.grade_id, 0.0, float(ex.points), "its test cell is missing from the notebook"))
+            verdicts.append(_verdict(ex, 0.0, "cell_missing"))
         elif ex.grade_id in sub.lost:
-            verdicts.append(CellVerdict(ex.grade_id, 0.0, float(ex.points), sub.lost[ex.grade_id]))
+            lost = sub.lost[ex.grade_id]
+            verdicts.append(CellVerdict(ex.grade_id, 0.0, float(ex.points), lost, reason_in(lost, "zh")))
         elif not run.ok:
-            verdicts.append(CellVerdict(ex.grade_id, 0.0, float(ex.points), f"not graded: {run.reason}"))
+            verdicts.append(_verdict(ex, 0.0, "not_graded", reason=run.reason))
         else:
             verdicts.append(judge_exercise(ex, run, ref, fragments=fragments))
+    if run.ok:
+        add_hints(sub, verdicts, ref)
     sub.result = NotebookResult(sub.path.name, sub.chapter, float(sum(v.points for v in verdicts)),
                                 float(sum(ex.points for ex in sub.exercises)), verdicts, sub.notes)

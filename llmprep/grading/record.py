@@ -127,6 +127,11 @@ def annotate(nb, result: NotebookResult) -> None:
         if meta.get("grade") and gid in verdicts:
             v = verdicts[gid]
             text = f"llmprep grader: {v.points:g} / {v.max_points:g} points. {v.message}\n"
+            if v.points < v.max_points:  # the learner reads this page: the verdict and hints in both languages
+                from llmprep.i18n import hint_lines
+
+                zh = [f"评分：{v.points:g} / {v.max_points:g} 分。{v.message_zh}"] if v.message_zh else []
+                text += "".join(f"{line}\n" for line in hint_lines(v.hint, "en") + zh + hint_lines(v.hint, "zh"))
             cell.outputs = [new_output("stream", name="stdout", text=text)]
     if result.notes:
         nb.cells.insert(0, nbformat.v4.new_markdown_cell(
