@@ -309,6 +309,8 @@ def judge_context(got, want, params):
     reason = compare_arrays("raised", got.get("raised", np.array(False)), want["raised"], 0, 0)
     if reason or bool(np.asarray(want["raised"])):
         return reason
+    if not bool(np.asarray(got.get("fits", True))):
+        return f"the context is longer than the budget of {params['budget']} tokens (count the whole string)"
     cited, reason = json_list(got.get("citations", ""), "the citations")
     if reason:
         return reason
@@ -316,8 +318,6 @@ def judge_context(got, want, params):
     reason = sequence_diff(cited, expected, "sources", "the cited sources (in marker order)")
     if reason:
         return reason
-    if not bool(np.asarray(got["fits"])):
-        return f"the context is longer than the budget of {params['budget']} tokens"
     g, w = str(np.asarray(got["context"])), str(np.asarray(want["context"]))
     if g != w:
         first = next((i for i in range(min(len(g), len(w))) if g[i] != w[i]), min(len(g), len(w)))
@@ -626,6 +626,8 @@ EXERCISES = [
                  edge="the context is exactly budget tokens long"),
             Case("SmolLM2 tokens, separators decide", _ctx("smollm2", [0, 7, 5, 1], [0.9, 0.8, 0.7, 0.6], 37),
                  edge="fits only if the separators are not counted"),
+            Case("best chunk last in the input", _ctx("words", [7, 5, 0], [0.1, 0.5, 0.9], 20),
+                 edge="scores in increasing input order: the most relevant chunk comes last"),
             Case("nothing fits", _ctx("words", [6, 4], [0.5, 0.9], 5), edge="budget below every chunk: empty context"),
             Case("negative budget", _ctx("words", [0, 1], [0.5, 0.4], -1), edge="budget = -1: a promised ValueError"),
         ),
@@ -686,7 +688,8 @@ EXERCISES = [
             Case("Chinese punctuation", dict(pairs=[["词嵌入。", ["词嵌入"]], ["（共享）", ["共享"]],
                                                     ["“答案”：是", ["答案是"]]]),
                  edge="full-width Chinese punctuation"),
-            Case("repeated tokens", dict(pairs=[["heads heads heads", ["heads"]], ["kv kv cache", ["kv cache cache"]]]),
+            Case("repeated tokens", dict(pairs=[["heads heads heads", ["heads"]], ["kv kv cache", ["kv kv"]],
+                                                ["heads heads", ["heads heads kv"]]]),
                  edge="a token repeated in the prediction or the gold answer"),
             Case("empty prediction", dict(pairs=[["", ["anything"]], ["", [""]], ["the", ["a"]]]),
                  edge="an empty (or all-article) string"),
@@ -781,7 +784,8 @@ RULES = {
           {"no ValueError for negative relevance": "ValueError"}),
     ),
     "ch14_context_test": (
-        R("in descending order of score", ("words, five chunks", "SmolLM2 tokens, eight chunks"),
+        R("in descending order of score", ("words, five chunks", "SmolLM2 tokens, eight chunks",
+                                           "best chunk last in the input"),
           {"input order instead of score order": "sources"}),
         R("equal scores keep their input order", ("equal scores",), {"ties reversed": "sources"}),
         R("stripped", ("duplicates after stripping",), {"text not stripped": "context"}),
@@ -804,7 +808,7 @@ RULES = {
         R("remove the articles `a`, `an`, `the` as whole words", ("English answers", "articles as whole words"),
           {"articles kept": "exact_match"}),
         R("put spaces around every CJK character U+4E00–U+9FFF", ("Chinese characters",),
-          {"Chinese not split into characters": "f1"}),
+          {"Chinese not split into characters": "exact_match"}),
         R("common tokens are counted with multiplicity", ("repeated tokens",), {"tokens counted once (sets)": "f1"}),
         R("the maximum over the gold answers", ("several gold answers",), {"first gold answer only": "exact_match"}),
     ),

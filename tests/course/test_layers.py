@@ -17,7 +17,7 @@ PACKAGE = Path(llmprep.__file__).resolve().parent  # (wherever this test file li
 # floor -> modules (``llmprep.grading`` stands for every module of the grading package); the ground floor
 # in an order where each module imports only those before it (``llmprep`` itself imports the runtime)
 GROUND = ["llmprep.paths", "llmprep.runtime", "llmprep", "llmprep.nbgrader_wiring", "llmprep.results",
-          "llmprep.report", "llmprep.assets", "llmprep.models", "llmprep.feedback"]
+          "llmprep.report", "llmprep.assets", "llmprep.models", "llmprep.feedback", "llmprep.rag"]
 COURSE_WING = ["llmprep.course", "llmprep.course_map", "llmprep.headless", "llmprep.book", "llmprep.jupyter"]
 GRADING_WING = ["llmprep.grading"]
 TOP = ["llmprep.cli", "llmprep.__main__"]
