@@ -858,7 +858,8 @@ ALTERNATIVES = {
             for j in range(m):
                 piece = queries[:, j * dsub:(j + 1) * dsub].astype(np.float64)
                 table = ((piece[:, None, :] - codebooks[j][None].astype(np.float64)) ** 2).sum(-1)   # (q, ksub)
-                total += np.take_along_axis(table, np.broadcast_to(codes[:, j].astype(np.int64), (len(queries), len(codes))), axis=1)
+                index = np.broadcast_to(codes[:, j].astype(np.int64), (len(queries), len(codes)))
+                total += np.take_along_axis(table, index, axis=1)
             return total.astype(np.float32)
     """},
     "ch14_mmr_test": {"vectorised, a running maximum, np.argmax for ties": """

@@ -211,8 +211,6 @@ def rrf(rankings, k: int = 60, depth: int | None = None) -> list[int]:
 def retrieval_metrics(ranked, gold, ks=(1, 5, 10)) -> dict[str, tuple[float, float]]:
     """recall@k (a gold chunk in the top k), MRR and nDCG@10 (binary gains, the ideal ranking puts every gold
     chunk first) over queries; each as (mean, standard error)."""
-    import numpy as np
-
     rows: dict[str, list[float]] = {f"recall@{k}": [] for k in ks}
     rows["MRR"], rows["nDCG@10"] = [], []
     for r, g in zip(ranked, gold):
