@@ -473,7 +473,7 @@ EXERCISES = [
                    "scanning everything.")),
         },
         bans=(("faiss", "IndexIVFFlat", "faiss.IndexIVFFlat"), ("faiss", "IndexFlatL2", "faiss.IndexFlatL2"),
-              ("faiss", "knn", "faiss.knn")),
+              ("faiss", "knn", "faiss.knn"), ("faiss.extra_wrappers", "knn", "faiss.extra_wrappers.knn")),
     ),
     Exercise(
         grade_id="ch14_pq_test", functions=("pq_encode", "pq_adc"), points=3,
@@ -548,7 +548,7 @@ EXERCISES = [
                 en="Outside [0, 1] the objective means nothing: raise a ValueError.")),
         },
         bans=(("langchain_core.vectorstores.utils", "maximal_marginal_relevance",
-               "langchain_core.vectorstores.utils.maximal_marginal_relevance"),),
+               "langchain's maximal_marginal_relevance"),),
     ),
     Exercise(
         grade_id="ch14_ndcg_test", functions=("ndcg_at_k",), points=2,
