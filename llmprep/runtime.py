@@ -89,6 +89,8 @@ CPU_CHAPTERS = {
     "ch11": "SmolLM2 + LoRA DPO compared step by step with TRL's trainer, which is kept on the CPU (use_cpu=True)",
     "ch12": "inference figures measured against this CPU's roofline (GFLOP/s, memory bandwidth)",
     "ch13": "torch.distributed on gloo: CPU processes by design (the collectives, not NCCL)",
+    "ch14": "retrieval (BM25, frozen MiniLM, faiss-cpu indexes) and a batched SmolLM2-135M reader on one thread; not "
+            "moved to the GPU yet",
     "ch18": "a tiny character-level Llama, SmolLM2 streamed through a hand-bounded KV cache and CPU timings of "
             "softmax vs linear attention; not moved to the GPU yet",
 }

@@ -18,7 +18,7 @@ from dataclasses import replace
 import pytest
 
 from llmprep import i18n
-from llmprep.grading import hints
+from llmprep.grading import hint_coverage, hints
 from llmprep.grading.engine import load_spec
 from llmprep.grading.spec import Hint, compare_arrays
 from notebooks import edited_solution, grade_cell
@@ -40,7 +40,7 @@ def _env(**extra):
 @pytest.mark.parametrize("chapter", [CH01, "ch02_imbalance"])
 def test_every_mutant_gets_its_own_hint_and_no_alternative_one(reference, chapter):
     reference(chapter)
-    rows, alternatives = hints.coverage(chapter)
+    rows, alternatives = hint_coverage.coverage(chapter)
     assert len(rows) == sum(len(ex.mutants) for ex in load_spec(chapter).exercises)
     missed = [(r.grade_id, r.mutant, r.shown) for r in rows if not r.own]
     assert not missed, f"mutants without their own hint: {missed}"
