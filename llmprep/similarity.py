@@ -6,8 +6,10 @@ of its graded cells, as ``llmprep grade`` picks it) is read as data, never run; 
 of the token stream with names, strings and comments normalised away, after Schleimer, Wilkerson and
 Aiken's MOSS) fingerprints each text, minus the fingerprints of the released stub's answer cells, so
 that the code everyone was given (signatures, ``raise NotImplementedError()``) never makes two
-submissions alike. Every pair is compared; for a pair (A, B) ``similarity_a`` is the share of A's
-fingerprinted code found in B, and the pairs are ranked by the larger of the two.
+submissions alike. Every pair is compared by the share of fingerprints it has in common (set
+intersections), and the 2,000 pairs sharing most are measured in full by copydetect: for a pair (A, B)
+``similarity_a`` is the share of A's fingerprinted code found in B, and the pairs are ranked by the larger of
+the two.
 
 The report is a signal for a person, never a verdict: it changes no grade. Student code and names are
 hostile text: every one of them is HTML-escaped in the report and made formula-safe in the CSV.
@@ -49,6 +51,7 @@ class Report:
     pairs: list[Pair]  # most similar first
     skipped: dict[str, str]  # student -> why not compared
     notes: dict[str, str]  # student -> a note (answer cut, only the stub)
+    sharing: int = 0  # pairs with any fingerprint in common (``pairs`` holds the most alike of them, measured)
 
 
 def answer_code(nb) -> str:
@@ -77,8 +80,9 @@ def _slices(arr) -> list[tuple[int, int]]:
     return sorted((int(s), int(e)) for s, e in zip(arr[0], arr[1]))
 
 
-def compare(chapter: str, root: Path) -> Report:
-    """Fingerprint every submission of ``chapter`` under ``root`` and compare every pair."""
+def compare(chapter: str, root: Path, measured: int = 2000) -> Report:
+    """Fingerprint every submission of ``chapter`` under ``root``, compare every pair by shared fingerprints,
+    and measure the ``measured`` pairs sharing most in full with copydetect (the report's ranking)."""
     import numpy as np
     from copydetect import compare_files
 
@@ -118,15 +122,22 @@ def compare(chapter: str, root: Path) -> Report:
         if not fp.hashes:
             notes[student] = "no answer code beyond the released stub (or too short to fingerprint)"
         students[student], prints[student] = code, fp
-    pairs = []
+    # Every pair by the share of fingerprints it has in common (set intersections: cheap), then copydetect's full
+    # comparison (token coverage, the shared stretches) on the most alike of them.
+    shared = []
     for a, b in itertools.combinations(sorted(students), 2):
-        if not prints[a].hashes or not prints[b].hashes:
-            continue
+        ha, hb = prints[a].hashes, prints[b].hashes
+        common = len(ha & hb) if ha and hb else 0
+        if common:
+            shared.append((common / min(len(ha), len(hb)), a, b))
+    shared.sort(key=lambda t: (-t[0], t[1], t[2]))
+    pairs = []
+    for _, a, b in shared[:max(measured, 1)]:
         overlap, (sim_a, sim_b), (sl_a, sl_b) = compare_files(prints[a], prints[b])
         if overlap:
             pairs.append(Pair(a, b, float(sim_a), float(sim_b), int(overlap), _slices(sl_a), _slices(sl_b)))
     pairs.sort(key=lambda p: (-p.similarity, -p.overlap, p.a, p.b))
-    return Report(chapter, students, pairs, skipped, notes)
+    return Report(chapter, students, pairs, skipped, notes, sharing=len(shared))
 
 
 def write_csv(report: Report, out: Path, top: int) -> Path:
@@ -185,7 +196,7 @@ def write_html(report: Report, out: Path, top: int) -> Path:
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
 <title>Similarity of {e(report.chapter)} submissions</title><style>{_STYLE}</style></head><body>
 <h1>Similarity of {e(report.chapter)} submissions</h1>
-<p>{n} submissions compared, {n * (n - 1) // 2} pairs, {len(report.pairs)} with any shared code beyond the released
+<p>{n} submissions compared, {n * (n - 1) // 2} pairs, {report.sharing} with any shared code beyond the released
 stub. Answer cells only; the stub's code is ignored; names, strings and comments do not count (copydetect's
 winnowed fingerprints). <b>This report points at pairs worth reading; it is not evidence and changes no
 grade.</b> Similar answers to a short, tightly specified exercise can be honest.</p>
@@ -216,7 +227,7 @@ def similarity_report(chapter: str, root: Path | None = None, top: int = 50) -> 
         print(f"error: unknown assignment '{shown(chapter)}'; the assignments are: {', '.join(all_chapters())}",
               file=sys.stderr)
         return 2
-    report = compare(chapter, root)
+    report = compare(chapter, root, measured=max(2000, top))
     for student, why in sorted(report.skipped.items()):
         print(f"skipped {shown(student)}: {why}", file=sys.stderr)
     if len(report.students) < 2:
@@ -228,6 +239,6 @@ def similarity_report(chapter: str, root: Path | None = None, top: int = 50) -> 
     table = write_csv(report, folder / f"{chapter}.csv", top)
     for rank, p in enumerate(report.pairs[:5], 1):
         print(f"{rank}. {shown(p.a)} ~ {shown(p.b)}: {p.similarity:.0%} ({p.overlap} shared tokens)")
-    print(f"similarity: {len(report.students)} submissions, {len(report.pairs)} pairs sharing code beyond the stub; "
+    print(f"similarity: {len(report.students)} submissions, {report.sharing} pairs sharing code beyond the stub; "
           f"report {page}, pairs {table} (a signal to read, never a grade)")
     return 0

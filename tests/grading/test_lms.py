@@ -50,3 +50,16 @@ def test_canvas_csv_from_a_gradebook(tmp_path, monkeypatch):
     assert rows[0] == CANVAS_IDENTITY + ["ch01_training"] and rows[1][0] == "Points Possible" and rows[1][5] == "10"
     assert rows[2:] == [["Ruiz, Ana", "777", "", "ana", "", "8"], ["ben", "", "", "ben", "", "6.4"],
                         ["cy", "", "", "cy", "", ""]]
+
+    # the command line's --canvas FILE --canvas-column TITLE writes the same from the course's gradebook
+    import argparse
+
+    from llmprep import cli
+    from llmprep.grading import record
+
+    monkeypatch.setattr(record, "gradebook_url", lambda root=None: db)
+    args = argparse.Namespace(assignment="ch01_training", canvas=str(tmp_path / "cli.csv"), canvas_column="Ch 1 (42)")
+    assert cli.canvas_export(args) == 0
+    assert list(csv.reader(open(tmp_path / "cli.csv"))) == [CANVAS_IDENTITY + ["Ch 1 (42)"], rows[1]] + rows[2:]
+    args.assignment = "ch02_imbalance"  # not in this gradebook: one line, exit 2
+    assert cli.canvas_export(args) == 2
