@@ -305,7 +305,7 @@ def canvas_export(args) -> int:
 
 
 def cmd_similarity(args) -> int:
-    from llmprep.similarity import similarity_report
+    from llmprep.grading.similarity import similarity_report
 
     return similarity_report(args.chapter, top=args.top)
 

@@ -7,7 +7,7 @@ import pytest
 
 from llmprep.grading.engine import load_spec
 from llmprep.grading.notebook import nbgrader_meta
-from llmprep.similarity import compare, similarity_report
+from llmprep.grading.similarity import compare, similarity_report
 
 CH01 = "ch01_training"
 HOSTILE_NAME = "<img src=x onerror=alert(1)>"
