@@ -91,7 +91,7 @@ def compare(chapter: str, root: Path, measured: int = 2000) -> Report:
     from llmprep.grading.trusted import GradingError, load_spec
 
     spec = load_spec(chapter)
-    released = [r / "course" / chapter / spec.notebook for r in (root, Path(__file__).resolve().parents[1])]
+    released = [r / "course" / chapter / spec.notebook for r in (root, Path(__file__).resolve().parents[2])]
     stub = read_notebook(next((p for p in released if p.is_file()), released[0]))  # the course root's, else ours
     boilerplate = np.array(sorted(_fingerprint(answer_code(stub)).hashes), dtype=np.int64)
     submitted = root / "submitted"
@@ -220,14 +220,18 @@ def similarity_report(chapter: str, root: Path | None = None, top: int = 50) -> 
     """Write the HTML report and the CSV of the ``top`` most similar pairs; an exit code (0 written,
     1 fewer than two submissions to compare, 2 unknown chapter)."""
     from llmprep.grading.batch import shown
-    from llmprep.grading.trusted import all_chapters, repo_root
+    from llmprep.grading.trusted import GradingError, all_chapters, repo_root
 
     root = root or repo_root()
     if chapter not in all_chapters():
         print(f"error: unknown assignment '{shown(chapter)}'; the assignments are: {', '.join(all_chapters())}",
               file=sys.stderr)
         return 2
-    report = compare(chapter, root, measured=max(2000, top))
+    try:
+        report = compare(chapter, root, measured=max(2000, top))
+    except GradingError as exc:  # e.g. no released stub to tell boilerplate from answers
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     for student, why in sorted(report.skipped.items()):
         print(f"skipped {shown(student)}: {why}", file=sys.stderr)
     if len(report.students) < 2:
