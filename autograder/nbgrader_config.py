@@ -42,6 +42,16 @@ from llmprep.grading.formgrader import TrustedAutograde  # noqa: E402
 
 c.Autograde.autograde_preprocessors = [TrustedAutograde, AssignLatePenalties, CheckCellMetadata]
 
+# Late penalties (the same in `llmprep grade`, Formgrader and `nbgrader export`): nbgrader's AssignLatePenalties with
+# the course's policy, a percentage of the earned score per started day after the due date (plus any extension),
+# capped. Set a due date with `llmprep nbgrader db assignment add ASSIGNMENT --duedate="2026-12-01 23:59:00 UTC"`
+# (or Formgrader's Manage Assignments); without one nothing is late.
+from llmprep.grading.late import PercentPerStartedDay  # noqa: E402
+
+c.AssignLatePenalties.plugin_class = PercentPerStartedDay
+c.PercentPerStartedDay.percent_per_day = 10.0
+c.PercentPerStartedDay.max_percent = 50.0
+
 # Feedback pages: nbgrader's two preprocessors, then one that lets the grader's verdict lines wrap and one
 # that names each exercise (from its trusted spec) for the contents list of llmprep's feedback template
 # (llmprep/templates/feedback: nbgrader's, with those names). The pages carry MathJax inlined, no CDN: the

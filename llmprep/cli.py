@@ -290,8 +290,33 @@ def cmd_grade(args) -> int:
     if args.assignment not in all_chapters():
         _usage(f"unknown assignment '{args.assignment}'; the assignments are: {', '.join(all_chapters())}")
     jobs = usable_cores() if args.jobs is None else args.jobs
-    return grade_assignment(args.assignment, jobs=jobs, as_json=args.json, feedback=args.feedback,
+    code = grade_assignment(args.assignment, jobs=jobs, as_json=args.json, feedback=args.feedback,
                             unsandboxed=args.unsandboxed)
+    if args.canvas and code != 2:
+        code = max(code, canvas_export(args))
+    return code
+
+
+def canvas_export(args) -> int:
+    """``llmprep grade --canvas FILE``: the gradebook's grades of the assignment in Canvas's import CSV."""
+    from llmprep.grading.lms import write_canvas
+    from llmprep.grading.record import gradebook_url
+
+    try:
+        out = write_canvas(gradebook_url(), args.assignment, Path(args.canvas).expanduser(), args.canvas_column)
+    except Exception as exc:  # noqa: BLE001 - one line, not a traceback
+        print(f"error: the Canvas CSV could not be written: {_one_line(str(exc)) or type(exc).__name__}",
+              file=sys.stderr)
+        return 2
+    print(f"canvas: {out} (Canvas gradebook import: Student, ID, SIS User ID, SIS Login ID, Section, "
+          f"{args.canvas_column or args.assignment}; points possible in row 2)")
+    return 0
+
+
+def cmd_similarity(args) -> int:
+    from llmprep.grading.similarity import similarity_report
+
+    return similarity_report(args.chapter, top=args.top)
 
 
 # nbgrader commands whose positional arguments are notebook paths (the others take assignment names)
@@ -676,7 +701,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="grade even where no sandbox can start (only if you trust every submission)")
     s.add_argument("--json", action="store_true", help="one JSON object per student")
     s.add_argument("--feedback", action="store_true", help="also run nbgrader generate_feedback")
+    s.add_argument("--canvas", metavar="FILE", help="also write the gradebook's grades in Canvas's gradebook import CSV")
+    s.add_argument("--canvas-column", metavar="TITLE", help="the Canvas assignment column, e.g. 'Chapter 1 (12345)' "
+                   "to update Canvas assignment 12345 (default: the assignment id, a new Canvas assignment)")
     s.set_defaults(func=cmd_grade)
+
+    s = sub.add_parser("similarity", help="which submissions' answer cells look alike (HTML report + CSV)", **_doc(
+        "Compare the answer cells of every pair of submitted/<student>/CHAPTER/ notebooks with copydetect "
+        "(winnowed fingerprints; the released stub's code ignored) and write build/similarity/CHAPTER.html and "
+        "build/similarity/CHAPTER.csv, the most similar pairs first. A signal for a person to read: it never "
+        "changes a grade.",
+        "llmprep similarity ch01_training --top 20",
+        "0  report written\n1  fewer than two readable submissions\n2  unknown chapter or bad option"))
+    s.add_argument("chapter", metavar="CHAPTER", help="a chapter id, e.g. ch01_training")
+    s.add_argument("--top", type=positive_int, default=50, metavar="N", help="pairs in the CSV and report (default 50)")
+    s.set_defaults(func=cmd_similarity)
 
     s = sub.add_parser("book", help="build the course website into build/book/ from the executed notebooks", **_doc(
         "Build the course website (Sphinx + MyST-NB, offline) into build/book/: the course map and results "

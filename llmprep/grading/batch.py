@@ -17,7 +17,8 @@ from pathlib import Path
 
 from llmprep.grading.engine import Submission, grade_notebook
 from llmprep.grading.isolate import Limits, isolation
-from llmprep.grading.record import Destination, ensure_assignment, gradebook_url
+from llmprep.grading.late import LatePenalties, with_penalty
+from llmprep.grading.record import Destination, _one_writer, ensure_assignment, gradebook_url
 from llmprep.grading.reference import reference_run
 from llmprep.grading.trusted import GradingError, all_chapters, load_spec, repo_root
 from llmprep.nbgrader_wiring import nbgrader
@@ -124,7 +125,8 @@ def _lines(row: dict, sub: Submission | None, as_json: bool) -> list[str]:
         return [json.dumps({**row, **(result.to_json() if result else {})})]
     if row["score"] == "":
         return [f"{shown(row['student']):<20} {shown(row['status'])}"]
-    return [f"{shown(row['student']):<20} {row['score']:g} / {row['max_score']:g}  {row['status']}"] + [
+    late = f"  late: -{row['late_penalty']:g} -> {row['final_score']:g}" if row.get("late_penalty") else ""
+    return [f"{shown(row['student']):<20} {row['score']:g} / {row['max_score']:g}  {row['status']}{late}"] + [
         f"{'':<20} note: {shown(note)}" for note in sub.result.notes]  # e.g. a renamed notebook matched
 
 
@@ -132,7 +134,7 @@ def _write_csv(root: Path, assignment: str, rows: list[dict]) -> Path:
     out = root / "build" / "grades" / f"{assignment}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["student", "status", "score", "max_score"])
+        writer = csv.DictWriter(fh, fieldnames=["student", "status", "score", "max_score", "late_penalty", "final_score"])
         writer.writeheader()
         writer.writerows(sorted(({k: csv_safe(v) for k, v in r.items()} for r in rows), key=lambda r: r["student"]))
     return out
@@ -178,6 +180,7 @@ def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, a
     limits = limits or Limits()
     print(f"sandbox: {iso.describe}; budget {limits.wall:.0f} s per submission", file=sys.stderr)
     rows, handed_in = [], {}
+    late = LatePenalties(root)  # nbgrader's AssignLatePenalties as autograder/nbgrader_config.py sets it
     try:
         reference_run(assignment, limits)  # once, before any student: a broken reference stops the batch here
         with ThreadPoolExecutor(max_workers=jobs) as pool, \
@@ -187,7 +190,8 @@ def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, a
                 if sub is not None and sub.recorded and sub.path is not None:
                     handed_in[student] = sub.path.stem
                 bar.update(1)
-                rows.append(_row(student, sub, why, flag))
+                with _one_writer:
+                    rows.append(with_penalty(_row(student, sub, why, flag), late, sub))
                 for line in _lines(rows[-1], sub, as_json):
                     tqdm.write(line)
     except GradingError as exc:
