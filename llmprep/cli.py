@@ -280,9 +280,9 @@ def cmd_grade(args) -> int:
 
     if args.assignment not in all_chapters():
         _usage(f"unknown assignment '{args.assignment}'; the assignments are: {', '.join(all_chapters())}")
-    jobs = usable_cores() if args.jobs is None else args.jobs
+    jobs = (1 if args.cluster else usable_cores()) if args.jobs is None else args.jobs
     return grade_assignment(args.assignment, jobs=jobs, as_json=args.json, feedback=args.feedback,
-                            unsandboxed=args.unsandboxed)
+                            unsandboxed=args.unsandboxed, cluster=args.cluster, regrade=args.regrade)
 
 
 # nbgrader commands whose positional arguments are notebook paths (the others take assignment names)
@@ -663,6 +663,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="grade even where no sandbox can start (only if you trust every submission)")
     s.add_argument("--json", action="store_true", help="one JSON object per student")
     s.add_argument("--feedback", action="store_true", help="also run nbgrader generate_feedback")
+    s.add_argument("--cluster", metavar="tcp://HOST:8786", default=None,
+                   help="run the sandboxes on this Dask scheduler's workers (judging and writes stay here); "
+                        "--jobs then defaults to one per worker thread")
+    s.add_argument("--regrade", action="store_true",
+                   help="judge from each submission's kept results (build/grading-results) where its job is "
+                        "unchanged; run the others")
     s.set_defaults(func=cmd_grade)
 
     s = sub.add_parser("book", help="build the course website into build/book/ from the executed notebooks", **_doc(

@@ -47,6 +47,7 @@ from llmprep.grading.protocol import CELL, PROBE
 from llmprep.grading.record import Destination, record_submission
 from llmprep.grading.reference import reference_run
 from llmprep.grading.run import run_attempt, run_sandbox
+from llmprep.grading.stored import keep_results, reuse_results
 from llmprep.grading.trusted import GradingError, all_chapters, load_spec, repo_root, solutions_dir
 
 __all__ = ["SUBMITTED", "CellVerdict", "Destination", "GradingError", "Isolation", "Limits", "NotebookResult",
@@ -89,6 +90,12 @@ class Submission:
     # 6 record
     recorded: bool = False
     record_error: Exception | None = None
+    # where stage 3 runs and what is kept of it (batch.py; default: a local sandbox, nothing kept)
+    runner: Callable | None = None  # run.attempt's signature: a cluster's worker (cluster.py) instead
+    results_dir: Path | None = None  # its validated results are kept there (stored.py)
+    regrade: bool = False  # judge from the kept results when the job hash is unchanged
+    job_hash: str = ""
+    reused: bool = False  # its results came from the store, not a run
 
     def __post_init__(self):
         if self.path is not None:
@@ -108,8 +115,11 @@ def grade_notebook(sub: Submission) -> NotebookResult:
     GradingError means the grader itself could not work."""
     if read_submission(sub):  # 1
         isolate_submission(sub)  # 2
-        while run_attempt(sub):  # 3
-            collect_submission(sub)  # 4
+        before = len(sub.notes)
+        if not reuse_results(sub):  # a regrade: 3 and 4 from the store, when the job hash is unchanged
+            while run_attempt(sub):  # 3
+                collect_submission(sub)  # 4
+            keep_results(sub, before)
     judge_submission(sub)  # 5
     record_submission(sub)  # 6
     return sub.result
