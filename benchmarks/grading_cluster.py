@@ -99,7 +99,7 @@ def on_cluster(course: Path, chapter: str, workers: int, kill_after: int | None,
                             killed["after"] = len(calls)
                         time.sleep(0.1)
                 threading.Thread(target=killer, daemon=True).start()
-            return {"code": grade_assignment(chapter, root=course, cluster=client), "calls": calls, "killed": killed}
+            return {"code": grade_assignment(chapter, root=course, cluster=lc), "calls": calls, "killed": killed}
     finally:
         record.record = real
 

@@ -158,7 +158,7 @@ def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, a
                      feedback: bool = False, unsandboxed: bool = False, limits: Limits | None = None,
                      cluster=None, regrade: bool = False) -> int:
     """Grade every submitted/<student>/<assignment>/; gradebook, autograded notebooks and a CSV.
-    ``cluster``: a Dask scheduler address (or a ``distributed.Client``): the sandboxed runs go to its workers,
+    ``cluster``: a Dask scheduler address (or a cluster object): the sandboxed runs go to its workers,
     ``jobs`` submissions at a time (default: one per worker thread); everything else stays here (cluster.py).
     ``regrade``: judge from each submission's kept results where its job is unchanged (stored.py).
 
@@ -190,8 +190,7 @@ def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, a
         if cluster is not None:
             from llmprep.grading.cluster import ClusterRunner
 
-            runner = ClusterRunner(None if not isinstance(cluster, str) else cluster, assignment, unsandboxed,
-                                   client=None if isinstance(cluster, str) else cluster)
+            runner = ClusterRunner(cluster, assignment, unsandboxed)
             jobs = jobs if jobs > 1 else runner.slots
             print(f"cluster: {len(runner.client.nthreads())} workers, {jobs} submissions at a time", file=sys.stderr)
         with ThreadPoolExecutor(max_workers=jobs) as pool, \
@@ -209,7 +208,7 @@ def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, a
         return _error(f"the grader itself failed: {exc}")
     finally:
         out = _write_csv(root, assignment, rows)
-        if runner is not None and isinstance(cluster, str):
+        if runner is not None:
             runner.close()
     failed = sum(not r["status"].startswith("graded") for r in rows)
     if feedback:

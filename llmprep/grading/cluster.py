@@ -135,16 +135,21 @@ def received(raw, job: dict, limits: Limits) -> Attempt:
 class ClusterRunner:
     """Stage 3 of every submission of one batch on a Dask cluster (``Submission.runner``)."""
 
-    def __init__(self, address: str, chapter: str, unsandboxed: bool = False, client=None):
+    def __init__(self, address, chapter: str, unsandboxed: bool = False):
+        """``address``: a scheduler address (``tcp://HOST:8786``) or a cluster object (``local_cluster()``)."""
         from distributed import Client
 
         self.chapter, self.unsandboxed = chapter, unsandboxed
         self.fingerprint = fingerprint(chapter)
-        try:
-            self.client = client or Client(address, timeout="20s", set_as_default=False)
-        except (OSError, TimeoutError) as exc:
+        try:  # what comes back is read as msgpack data only: a worker's pickle is refused, never loaded
+            self.client = Client(address, timeout="20s", set_as_default=False, deserializers=["msgpack", "error"])
+        except (OSError, TimeoutError, ValueError) as exc:
             raise GradingError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
-        self.check_workers()
+        try:
+            self.check_workers()
+        except BaseException:
+            self.client.close()
+            raise
 
     def check_workers(self) -> None:
         """Refuse the batch when any worker's fingerprint differs from the client's, or it has no sandbox."""
@@ -177,6 +182,8 @@ class ClusterRunner:
             return Attempt([], f"the grading worker did not answer within {2 * timeout + 60:.0f} s")
         except KilledWorker:
             return Attempt([], "every worker that ran it was lost")
+        except Exception as exc:  # noqa: BLE001 - e.g. a pickle from a worker, refused: that worker's failure
+            return Attempt([], f"the grading worker's answer was refused ({type(exc).__name__})")
         if isinstance(raw, dict) and isinstance(raw.get("refused"), str):
             raise GradingError(clean_text(raw["refused"]))
         return received(raw, job, limits)

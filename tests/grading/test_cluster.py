@@ -124,7 +124,7 @@ def batch(root, tmp_path_factory, reference):
         mp.setattr(record, "record", counted)
 
         def run():
-            done["code"] = grade_assignment(CH, root=course, limits=LIMITS, cluster=client)
+            done["code"] = grade_assignment(CH, root=course, limits=LIMITS, cluster=lc)
 
         start = time.monotonic()
         thread = threading.Thread(target=run)
@@ -142,8 +142,26 @@ def batch(root, tmp_path_factory, reference):
             mp.undo()
         seconds = time.monotonic() - start
         after = {p: _digest(p) for p in sentinels}
+        # a compromised worker (not only a sandbox) answering with a pickle: the client refuses to load it
+        pwned = tmp / "pwned"
+
+        def forged():
+            class Evil:
+                def __reduce__(self):
+                    return os.system, (f"touch {pwned}",)
+            return Evil()
+
+        runner = cluster.ClusterRunner(lc, CH)
+        try:
+            runner.client.submit(forged, pure=False).result(timeout=120)
+            forged_error = None
+        except Exception as exc:  # noqa: BLE001
+            forged_error = type(exc).__name__
+        finally:
+            runner.close()
     return {"course": course, "expected": expected, "students": [*students, "mallory"], "calls": calls,
-            "killed": killed, "code": done.get("code"), "before": before, "after": after, "seconds": seconds}
+            "killed": killed, "code": done.get("code"), "before": before, "after": after, "seconds": seconds,
+            "forged_error": forged_error, "pwned": pwned.exists()}
 
 
 def test_a_worker_killed_mid_batch_loses_nothing(batch):
@@ -170,6 +188,7 @@ def test_hostile_student_on_a_worker_cannot_reach_the_client(batch):
     course = batch["course"]
     assert batch["after"] == batch["before"]  # the secret and the solution unchanged
     assert not (course / "planted.txt").exists()
+    assert batch["forged_error"] is not None and not batch["pwned"]  # a worker's pickle is never loaded
     for path in [course / "build" / "grades" / f"{CH}.csv", *(course / "autograded").rglob("*.ipynb")]:
         assert MARKER not in path.read_text()
     from nbgrader.api import Gradebook
