@@ -39,7 +39,7 @@ from llmprep.grading import cluster, record  # noqa: E402
 from llmprep.grading import run as run_module  # noqa: E402
 from llmprep.grading.batch import grade_assignment  # noqa: E402
 from llmprep.grading.engine import reference_run  # noqa: E402
-from llmprep.paths import format_path  # noqa: E402
+from llmprep.paths import repo_root  # noqa: E402
 
 
 def cpu() -> float:
@@ -152,7 +152,7 @@ def main() -> int:
             run_module.attempt = real
         results["regrade_sandbox_runs"] = len(runs)
         print(f"    sandbox runs during the regrade: {len(runs)}", flush=True)
-    out = format_path("bench-grading-cluster.json")
+    out = repo_root() / "build" / "bench-grading-cluster.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
     print(f"wrote {out}")
