@@ -14,11 +14,13 @@ import dataclasses
 import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from llmprep.grading.collect import SandboxRun
+from llmprep.grading.run import stage_folder
 
 FORMAT = 1
 
@@ -32,11 +34,14 @@ def job_hash(sub) -> str:
     for name in ("sandbox.py", "protocol.py"):
         h.update((here / name).read_bytes())
     h.update(json.dumps(dataclasses.asdict(sub.limits), sort_keys=True).encode())
-    folder = sub.folder
-    if folder is not None and folder.is_dir():
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and not path.is_symlink() and ".ipynb_checkpoints" not in path.parts:
-                h.update(str(path.relative_to(folder)).encode() + b"\0")
+    # the folder exactly as the sandbox is given it: staged with the same rules and caps (no symlinks, FIFOs
+    # or devices followed: the folder is the student's)
+    with tempfile.TemporaryDirectory(prefix="llmprep-hash-") as tmp:
+        staged = Path(tmp) / "s"
+        stage_folder(sub.folder, staged)
+        for path in sorted(staged.rglob("*")):
+            if path.is_file():
+                h.update(path.relative_to(staged).as_posix().encode() + b"\0")
                 h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
 
