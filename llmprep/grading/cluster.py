@@ -10,9 +10,9 @@ against the job, then stage 4 validates the outputs as hostile data. Judging (ag
 client computed and cached itself), the gradebook, the autograded notebooks and the CSV stay in the
 client; a worker never sees the reference, the solutions' outputs or the gradebook.
 
-A worker lost mid-run: the scheduler runs the task again on another worker (Dask's ``retries`` and its
-own rescheduling of a lost worker's tasks); the client waits for one answer per attempt and records each
-submission once. A worker that never answers costs the submission at most twice its budget plus a minute.
+A worker lost mid-run: the scheduler runs the task again on another worker (Dask reschedules a lost worker's
+tasks, up to its ``allowed-failures``; the task itself never raises); the client waits for one answer per
+attempt and records each submission once. A worker that never answers costs the submission at most twice its budget plus a minute.
 """
 from __future__ import annotations
 
@@ -31,7 +31,6 @@ from llmprep.grading.isolate import Limits, isolation
 from llmprep.grading.trusted import GradingError, autograder_dir, solutions_dir
 
 MAX_FILES_BYTES = 64 * 2**20  # a submission folder as staged locally (run.STAGE_BYTES)
-RETRIES = 2  # task retries on top of Dask's own rescheduling of a lost worker's tasks
 
 
 def fingerprint(chapter: str) -> str:
@@ -174,7 +173,7 @@ class ClusterRunner:
 
         files = pack_folder(folder)
         future = self.client.submit(remote_attempt, job, dataclasses.asdict(limits), files, timeout, self.fingerprint,
-                                    self.chapter, self.unsandboxed, pure=False, retries=RETRIES)
+                                    self.chapter, self.unsandboxed, pure=False)
         try:
             raw = future.result(timeout=2 * timeout + 60)
         except (DaskTimeout, TimeoutError):
