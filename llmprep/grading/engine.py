@@ -28,6 +28,11 @@ What the sandbox and the trusted side exchange (frames, caps, paths, the job and
           6 record      record.py    record_submission  (gradebook, autograded notebook, timestamp)
       batch: CSV row and terminal line                (from the Submission)
 
+With ``--cluster``, stage 3's attempt runs on a Dask worker (``Submission.runner``: cluster.py) and comes back as
+raw bytes that stage 4 validates here; every stage else stays in this process. The batch keeps each submission's
+validated stage-4 results with its job hash (stored.py); ``--regrade`` takes stages 3 and 4 from there when the
+hash is unchanged.
+
 ``check_notebook`` (``llmprep check``, the tests, Formgrader's autograde) is the same walk with no
 destination for stage 6 (Formgrader passes its own). For the test suite, ``mutant_run`` runs every
 mutant and alternative once per chapter, then ``judge_variants`` judges them.
