@@ -289,9 +289,9 @@ def cmd_grade(args) -> int:
 
     if args.assignment not in all_chapters():
         _usage(f"unknown assignment '{args.assignment}'; the assignments are: {', '.join(all_chapters())}")
-    jobs = usable_cores() if args.jobs is None else args.jobs
+    jobs = (1 if args.cluster else usable_cores()) if args.jobs is None else args.jobs
     code = grade_assignment(args.assignment, jobs=jobs, as_json=args.json, feedback=args.feedback,
-                            unsandboxed=args.unsandboxed)
+                            unsandboxed=args.unsandboxed, cluster=args.cluster, regrade=args.regrade)
     if args.canvas and code != 2:
         code = max(code, canvas_export(args))
     return code
@@ -704,6 +704,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--canvas", metavar="FILE", help="also write the gradebook's grades in Canvas's gradebook import CSV")
     s.add_argument("--canvas-column", metavar="TITLE", help="the Canvas assignment column, e.g. 'Chapter 1 (12345)' "
                    "to update Canvas assignment 12345 (default: the assignment id, a new Canvas assignment)")
+    s.add_argument("--cluster", metavar="tcp://HOST:8786", default=None,
+                   help="run the sandboxes on this Dask scheduler's workers (judging and writes stay here); "
+                        "--jobs then defaults to one per worker thread")
+    s.add_argument("--regrade", action="store_true",
+                   help="judge from each submission's kept results (build/grading-results) where its job is "
+                        "unchanged; run the others")
     s.set_defaults(func=cmd_grade)
 
     s = sub.add_parser("similarity", help="which submissions' answer cells look alike (HTML report + CSV)", **_doc(

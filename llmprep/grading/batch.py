@@ -80,7 +80,8 @@ def _students(submitted: Path, assignment: str) -> list[str]:
                   if not p.is_symlink() and (p / assignment).is_dir()) if submitted.is_dir() else []
 
 
-def _grade_one(root: Path, assignment: str, student: str, limits: Limits) -> tuple[str, Submission | None, str]:
+def _grade_one(root: Path, assignment: str, student: str, limits: Limits, runner=None,
+               regrade: bool = False) -> tuple[str, Submission | None, str]:
     """One student's job, in a worker thread: (student, the Submission graded and recorded, or None and why not)."""
     try:
         problem = name_problem(student)
@@ -93,7 +94,9 @@ def _grade_one(root: Path, assignment: str, student: str, limits: Limits) -> tup
         sub = Submission(None, folder=folder, expected=assignment, limits=limits,
                          destination=Destination(gradebook_url(root), student, Path(name).stem,
                                                  root / "autograded" / student / assignment / name,
-                                                 repo_root() / "course" / assignment / name))
+                                                 repo_root() / "course" / assignment / name),
+                         runner=runner, regrade=regrade,
+                         results_dir=root / "build" / "grading-results" / assignment / student)
         grade_notebook(sub)
         return student, sub, f"missing: {sub.notes[0]}" if sub.missing else ""
     except GradingError:
@@ -154,8 +157,12 @@ def _feedback_under_the_names_handed_in(root: Path, assignment: str, handed_in: 
 
 
 def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, as_json: bool = False,
-                     feedback: bool = False, unsandboxed: bool = False, limits: Limits | None = None) -> int:
+                     feedback: bool = False, unsandboxed: bool = False, limits: Limits | None = None,
+                     cluster=None, regrade: bool = False) -> int:
     """Grade every submitted/<student>/<assignment>/; gradebook, autograded notebooks and a CSV.
+    ``cluster``: a Dask scheduler address (or a cluster object): the sandboxed runs go to its workers,
+    ``jobs`` submissions at a time (default: one per worker thread); everything else stays here (cluster.py).
+    ``regrade``: judge from each submission's kept results where its job is unchanged (stored.py).
 
     Returns an exit code: 0 all graded, 1 some submissions could not be graded,
     2 the grader itself failed or refused (no sandbox)."""
@@ -179,13 +186,20 @@ def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, a
         return _error(str(exc))
     limits = limits or Limits()
     print(f"sandbox: {iso.describe}; budget {limits.wall:.0f} s per submission", file=sys.stderr)
-    rows, handed_in = [], {}
+    rows, handed_in, runner = [], {}, None
     late = LatePenalties(root)  # nbgrader's AssignLatePenalties as autograder/nbgrader_config.py sets it
     try:
         reference_run(assignment, limits)  # once, before any student: a broken reference stops the batch here
+        if cluster is not None:
+            from llmprep.grading.cluster import ClusterRunner
+
+            runner = ClusterRunner(cluster, assignment, unsandboxed)
+            jobs = jobs if jobs > 1 else runner.slots
+            print(f"cluster: {len(runner.client.nthreads())} workers, {jobs} submissions at a time", file=sys.stderr)
         with ThreadPoolExecutor(max_workers=jobs) as pool, \
                 tqdm(total=len(students), desc=f"grading {assignment}", unit="student", file=sys.stderr) as bar:
-            for fut in as_completed([pool.submit(_grade_one, root, assignment, s, limits) for s in students]):
+            for fut in as_completed([pool.submit(_grade_one, root, assignment, s, limits, runner, regrade)
+                                     for s in students]):
                 student, sub, why = fut.result()
                 if sub is not None and sub.recorded and sub.path is not None:
                     handed_in[student] = sub.path.stem
@@ -198,6 +212,8 @@ def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, a
         return _error(f"the grader itself failed: {exc}")
     finally:
         out = _write_csv(root, assignment, rows)
+        if runner is not None:
+            runner.close()
     failed = sum(not r["status"].startswith("graded") for r in rows)
     if feedback:
         nbgrader(["generate_feedback", assignment, "--force"], root)

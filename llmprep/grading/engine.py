@@ -28,6 +28,11 @@ What the sandbox and the trusted side exchange (frames, caps, paths, the job and
           6 record      record.py    record_submission  (gradebook, autograded notebook, timestamp)
       batch: CSV row and terminal line                (from the Submission)
 
+With ``--cluster``, stage 3's attempt runs on a Dask worker (``Submission.runner``: cluster.py) and comes back as
+raw bytes that stage 4 validates here; every stage else stays in this process. The batch keeps each submission's
+validated stage-4 results with its job hash (stored.py); ``--regrade`` takes stages 3 and 4 from there when the
+hash is unchanged.
+
 ``check_notebook`` (``llmprep check``, the tests, Formgrader's autograde) is the same walk with no
 destination for stage 6 (Formgrader passes its own). For the test suite, ``mutant_run`` runs every
 mutant and alternative once per chapter, then ``judge_variants`` judges them.
@@ -47,6 +52,7 @@ from llmprep.grading.protocol import CELL, PROBE
 from llmprep.grading.record import Destination, record_submission
 from llmprep.grading.reference import reference_run
 from llmprep.grading.run import run_attempt, run_sandbox
+from llmprep.grading.stored import keep_results, reuse_results
 from llmprep.grading.trusted import GradingError, all_chapters, load_spec, repo_root, solutions_dir
 
 __all__ = ["SUBMITTED", "CellVerdict", "Destination", "GradingError", "Isolation", "Limits", "NotebookResult",
@@ -89,6 +95,12 @@ class Submission:
     # 6 record
     recorded: bool = False
     record_error: Exception | None = None
+    # where stage 3 runs and what is kept of it (batch.py; default: a local sandbox, nothing kept)
+    runner: Callable | None = None  # run.attempt's signature: a cluster's worker (cluster.py) instead
+    results_dir: Path | None = None  # its validated results are kept there (stored.py)
+    regrade: bool = False  # judge from the kept results when the job hash is unchanged
+    job_hash: str = ""
+    reused: bool = False  # its results came from the store, not a run
 
     def __post_init__(self):
         if self.path is not None:
@@ -108,8 +120,11 @@ def grade_notebook(sub: Submission) -> NotebookResult:
     GradingError means the grader itself could not work."""
     if read_submission(sub):  # 1
         isolate_submission(sub)  # 2
-        while run_attempt(sub):  # 3
-            collect_submission(sub)  # 4
+        before = len(sub.notes)
+        if not reuse_results(sub):  # a regrade: 3 and 4 from the store, when the job hash is unchanged
+            while run_attempt(sub):  # 3
+                collect_submission(sub)  # 4
+            keep_results(sub, before)
     judge_submission(sub)  # 5
     record_submission(sub)  # 6
     return sub.result

@@ -303,7 +303,7 @@ def run_attempt(sub) -> bool:
         if not run.ok:
             run.reason = f"{run.reason}; no time left of its {sub.limits.wall:.0f} s budget to grade the rest"
         return _ran(sub)
-    sub.attempt = attempt(sub.job, sub.limits, sub.folder, left, sub.tell if sub.progress else None)
+    sub.attempt = (sub.runner or attempt)(sub.job, sub.limits, sub.folder, left, sub.tell if sub.progress else None)
     return True
 
 
