@@ -251,7 +251,8 @@ def test_the_instructors_csv_stays_language_neutral(tmp_path):
     sub.result, sub.recorded = NotebookResult("n.ipynb", CH01, 0.0, 2.0, [verdict]), True
     out = batch._write_csv(tmp_path, CH01, [batch._row("alice", sub, "", "")])
     text = out.read_text()
-    assert next(csv.reader(text.splitlines())) == ["student", "status", "score", "max_score"]
+    assert next(csv.reader(text.splitlines())) == ["student", "status", "score", "max_score", "late_penalty",
+                                                   "final_score"]
     assert not CJK.search(text) and "rule" not in text and "en words" not in text
 
 
