@@ -468,7 +468,8 @@ def _coach_usage(fn):
 
 def cmd_drill(args) -> int:
     from llmprep.coach.cards import build_deck
-    from llmprep.coach.drill import default_lang, export_anki, run_drill
+    from llmprep.coach.drill import export_anki, run_drill
+    from llmprep.i18n import default_lang
 
     lang = args.lang or default_lang()
 
@@ -489,7 +490,7 @@ def cmd_drill(args) -> int:
 
 def cmd_mock(args) -> int:
     from llmprep.coach.cards import build_deck
-    from llmprep.coach.drill import default_lang
+    from llmprep.i18n import default_lang
     from llmprep.coach.mock import run_mock
     from llmprep.course import resolve_chapters
 

@@ -9,7 +9,6 @@ MiniLM sentence encoder: a cosine shown as a hint for the rating, never a grade.
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from datetime import datetime
@@ -20,20 +19,7 @@ from llmprep.coach import CoachError
 from llmprep.coach.cards import Card
 from llmprep.coach.progress import RATINGS, Progress, now
 
-LANG_ENV = "LLMPREP_LANG"
 RATING_PROMPT = "rate it: 1 Again, 2 Hard, 3 Good, 4 Easy (q: stop) > "
-
-
-def default_lang() -> str:
-    """``$LLMPREP_LANG``, else ``zh`` when the locale is Chinese, else ``en``."""
-    chosen = os.environ.get(LANG_ENV, "").strip().lower()
-    if chosen in ("zh", "en"):
-        return chosen
-    for var in ("LC_ALL", "LC_MESSAGES", "LANG"):
-        value = os.environ.get(var, "")
-        if value:
-            return "zh" if value.lower().startswith("zh") else "en"
-    return "en"
 
 
 # --------------------------------------------------------------------------- scheduling (the fsrs library)
