@@ -68,8 +68,14 @@ def normalise_metadata(path: Path) -> None:
 def release(chapter_ids: list[str] | None = None, root: Path | None = None, db: bool = True) -> None:
     """Regenerate course/<chapter>/ from solutions/<chapter>/ with nbgrader generate_assignment."""
     root = root or repo_root()
-    for chapter in chapter_ids or chapters(root):
-        nbgrader(["generate_assignment", chapter, "--force"] + ([] if db else ["--no-db"]), root)
+    chosen = chapter_ids or chapters(root)
+    if not db and set(chosen) == set(chapters(root)):
+        # every chapter in one nbgrader process (its start-up is most of a chapter's cost: 16 runs took 30 s)
+        nbgrader(["generate_assignment", "*", "--force", "--no-db"], root)
+    else:  # the gradebook records one assignment per call
+        for chapter in chosen:
+            nbgrader(["generate_assignment", chapter, "--force"] + ([] if db else ["--no-db"]), root)
+    for chapter in chosen:
         for path in sorted(format_path("course", chapter, root).glob("*.ipynb")):
             normalise_metadata(path)
 
