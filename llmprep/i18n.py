@@ -54,7 +54,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "not_graded": {"en": "not graded: {reason}", "zh": "未评分：{reason}"},
     "untranslated": {"en": "{text}", "zh": "{text}（英文原文）"},
     # partial credit by rule (Exercise.credit == "rules")
-    "rules_verdict": {"en": "{head}: {rules}. {failed}", "zh": "{head}：{rules}。{failed}"},
+    "rules_verdict": {"en": "{head}; rule by rule: {rules}. {failed}", "zh": "{head}；逐条规则：{rules}。{failed}"},
     "rules_credit": {"en": "{points} of {max_points} points by rule ({k} of {m} rules passed)",
                      "zh": "按规则计分：{max_points} 分中得 {points} 分（{m} 条规则中通过 {k} 条）"},
     "rules_unnamed": {"en": "0 points: case '{case}' belongs to no rule, so failing it costs the whole exercise",
