@@ -336,7 +336,7 @@ EXERCISES = [
         },
     ),
     Exercise(
-        grade_id="ch01_accumulated_step_test", functions=("accumulated_step",), points=3,
+        grade_id="ch01_accumulated_step_test", functions=("accumulated_step",), points=3, credit="rules",
         cases=(
             Case("4 micro-batches, no clipping", {"seed": 0, "k": 4, "size": 5, "lr": 0.5, "max_norm": None}),
             Case("3 micro-batches, clipping active", {"seed": 1, "k": 3, "size": 4, "lr": 0.5, "max_norm": 0.05}),

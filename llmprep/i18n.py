@@ -53,6 +53,17 @@ MESSAGES: dict[str, dict[str, str]] = {
     "cell_missing": {"en": "its test cell is missing from the notebook", "zh": "笔记本中缺少这道题的测试单元格"},
     "not_graded": {"en": "not graded: {reason}", "zh": "未评分：{reason}"},
     "untranslated": {"en": "{text}", "zh": "{text}（英文原文）"},
+    # partial credit by rule (Exercise.credit == "rules")
+    "rules_verdict": {"en": "{head}; rule by rule: {rules}. {failed}", "zh": "{head}；逐条规则：{rules}。{failed}"},
+    "rules_credit": {"en": "{points} of {max_points} points by rule ({k} of {m} rules passed)",
+                     "zh": "按规则计分：{max_points} 分中得 {points} 分（{m} 条规则中通过 {k} 条）"},
+    "rules_unnamed": {"en": "0 points: case '{case}' belongs to no rule, so failing it costs the whole exercise",
+                      "zh": "0 分：用例 '{case}' 不属于任何规则，它未通过就失去整道题的分数"},
+    "rules_banned": {"en": "0 points: a banned library call costs the whole exercise, whatever the rules",
+                     "zh": "0 分：调用了被禁用的库函数，无论规则如何，整道题都不得分"},
+    "rule_passed": {"en": "rule {i} \"{quote}\" passed ({share} points)", "zh": "规则 {i}「{quote}」通过（{share} 分）"},
+    "rule_failed": {"en": "rule {i} \"{quote}\" failed (0 of {share} points)",
+                    "zh": "规则 {i}「{quote}」未通过（{share} 分中得 0 分）"},
     # hints (llmprep.grading.hints)
     "hint_rule": {"en": "Hint, level 1 (the rule that fails): {rule}", "zh": "提示 第 1 级（未满足的规则）：{rule}"},
     "hint_rule_near": {"en": "Hint, level 1 (the rule this failure is closest to breaking): {rule}",

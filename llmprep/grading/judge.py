@@ -23,6 +23,7 @@ class CellVerdict:
     message: str  # English: what the gradebook's feedback, the CSV's tools and scripts read
     message_zh: str = ""  # the same verdict in Chinese (llmprep.i18n; "" : as ``message``)
     hint: dict | None = None  # when the points were lost: llmprep.grading.hints.Diagnosis.to_json()
+    rules: list | None = None  # credit="rules": [{"rule": i (from 1), "quote", "passed", "points", "max_points"}]
 
     def text(self, lang: str = "en") -> str:
         return self.message_zh or self.message if lang == "zh" else self.message
@@ -190,10 +191,48 @@ def judge_exercise(ex: Exercise, run: SandboxRun, ref: SandboxRun, variant: str 
     if all("not implemented yet" in reason for _c, reason in failures):
         return _verdict(ex, 0.0, "not_implemented")
     case, reason = failures[0]
-    return CellVerdict(ex.grade_id, 0.0, float(ex.points),
-                       tr("failed", "en", k=len(failures), n=n, first=tr("case", "en", case=case, reason=reason)),
-                       tr("failed", "zh", k=len(failures), n=n,
-                          first=tr("case", "zh", case=case, reason=reason_in(reason, "zh"))))
+    failed = {lang: tr("failed", lang, k=len(failures), n=n,
+                       first=tr("case", lang, case=case, reason=reason_in(reason, lang))) for lang in ("en", "zh")}
+    if ex.credit == "rules":
+        return _rule_verdict(ex, failures, failed)
+    return CellVerdict(ex.grade_id, 0.0, float(ex.points), failed["en"], failed["zh"])
+
+
+_BANNED_CALL = "which this exercise asks you to write yourself"  # llmprep.grading.probing's words for a banned call
+_QUOTE = 60  # characters of a rule's quote shown in a verdict
+
+
+def _rule_verdict(ex: Exercise, failures: list[tuple[str, str]], failed: dict[str, str]) -> CellVerdict:
+    """Partial credit by rule (``Exercise.credit == "rules"``): each rule earns its share when none of the cases
+    it names failed. A failing case no rule names, or a banned library call, costs the whole exercise."""
+    bad = {case for case, _reason in failures}
+    shares = ex.rule_points()
+    rows = []
+    for i, (rule, share) in enumerate(zip(ex.rules, shares), start=1):
+        passed = not bad & set(rule.cases)
+        quote = " ".join(rule.quote.split())
+        rows.append({"rule": i, "quote": quote[:_QUOTE] + ("…" if len(quote) > _QUOTE else ""),
+                     "passed": passed, "points": round(share if passed else 0.0, 6), "max_points": round(share, 6)})
+    named = {c for rule in ex.rules for c in rule.cases}
+    unnamed = next((case for case, _reason in failures if case not in named), None)
+    banned = any(_BANNED_CALL in reason for _case, reason in failures)
+    if banned or unnamed is not None:
+        for row in rows:
+            row["points"] = 0.0
+    points = round(sum(row["points"] for row in rows), 6)
+    text = {}
+    for lang in ("en", "zh"):
+        listed = ("；" if lang == "zh" else "; ").join(tr("rule_passed" if row["passed"] else "rule_failed", lang, i=row["rule"],
+                              quote=row["quote"], share=f"{row['max_points']:g}") for row in rows)
+        if banned:
+            head = tr("rules_banned", lang)
+        elif unnamed is not None:
+            head = tr("rules_unnamed", lang, case=unnamed)
+        else:
+            head = tr("rules_credit", lang, points=f"{points:g}", max_points=f"{float(ex.points):g}",
+                      k=sum(row["passed"] for row in rows), m=len(rows))
+        text[lang] = tr("rules_verdict", lang, head=head, rules=listed, failed=failed[lang])
+    return CellVerdict(ex.grade_id, points, float(ex.points), text["en"], text["zh"], rules=rows)
 
 
 def _verdict(ex: Exercise, points: float, key: str, **fields) -> CellVerdict:

@@ -26,7 +26,9 @@ oracles=...)``; ``load_spec(name)`` returns that object. Its words:
     (modules not imported yet are gated by the import that loads them, before it binds any name), raising
     while this exercise is probed; a banned *class* is swapped out of its module and out of the notebook's
     globals while the probe runs. A learning aid, not security (see autograder/README.md);
-  - ``base`` — optional: the text the mutants of this exercise edit, when it is not the solution's own code.
+  - ``base`` — optional: the text the mutants of this exercise edit, when it is not the solution's own code;
+  - ``credit`` — how the points are earned: ``"all"`` (the default: every case must pass, else 0) or
+    ``"rules"`` (partial credit by rule, below). The exercise's instructions say which applies.
 * ``Mutant`` — a known-wrong variant, written as a small edit of a base::
 
       "takes a new block one token early": mutate("if n % self.block_size == 0:",
@@ -46,6 +48,14 @@ oracles=...)``; ``load_spec(name)`` returns that object. Its words:
 * ``Rule(quote, cases, mutants)`` — one rule the instructions state: ``quote`` is copied from the instructions,
   ``cases`` name the hidden cases that break when it is broken, ``mutants`` map each mutant that breaks it to a
   word its feedback must contain (tests/test_exercise_rules.py and tests/test_mutants.py read them).
+  ``points`` — only for an exercise with ``credit="rules"``: the rule's share of the exercise's points.
+
+  **Partial credit by rule** (``credit="rules"``): the exercise's points are split over its rules, in equal
+  shares, or by each rule's ``points`` (then every rule gives one, and they sum to the exercise's points; else
+  building the Chapter raises ``SpecError``). A rule earns its share when every case it names passes, so a case
+  that several rules name costs each of them; a failing case that no rule names costs the whole exercise, and so
+  does a banned library call; a crash (the process dying, a function that is not defined) fails every case and
+  earns 0 as before. Passing every case earns the full points, as under ``"all"``.
 * alternatives — correct versions in another style (``name -> source``) that must earn full points.
 """
 from __future__ import annotations
@@ -82,6 +92,10 @@ class Rule:
     quote: str
     cases: tuple[str, ...]
     mutants: Mapping[str, str]
+    points: float | None = None  # this rule's share under credit="rules" (None: an equal share)
+
+
+CREDIT = ("all", "rules")  # Exercise.credit: all-or-nothing, or partial credit by rule
 
 
 class SpecError(GradingError):
@@ -157,10 +171,38 @@ class Exercise:
     bans: tuple[tuple[str, str, str], ...] = ()  # (owner dotted path, attribute, label) the exercise must not call
     rules: tuple[Rule, ...] = ()  # which stated rule each case and mutant exercises
     base: str | None = None  # what the mutants edit, when not the solution's definitions of `functions`
+    credit: str = "all"  # "all": all-or-nothing; "rules": the points split over the rules (see the module doc)
 
     def __post_init__(self):
         mutants = {name: m if isinstance(m, Mutant) else Mutant(source=m) for name, m in self.mutants.items()}
         object.__setattr__(self, "mutants", mutants)
+        if self.credit not in CREDIT:
+            raise SpecError(f"{self.grade_id}: credit={self.credit!r}; choose one of {', '.join(CREDIT)}")
+        if self.rules:
+            self.rule_points()  # a bad split fails when the rules are joined (Chapter), not when graded
+
+    def rule_points(self) -> tuple[float, ...]:
+        """Each rule's share of the points under ``credit="rules"`` (equal shares, or the rules' own ``points``,
+        which must all be given and sum to the exercise's points); SpecError for a split that does not add up."""
+        given = [r.points for r in self.rules]
+        if self.credit != "rules":
+            if any(p is not None for p in given):
+                raise SpecError(f"{self.grade_id}: rules give points, but the exercise's credit is {self.credit!r}")
+            return ()
+        if not self.rules:
+            raise SpecError(f"{self.grade_id}: credit='rules' but the exercise has no rules")
+        names = {c.name for c in self.cases}
+        unknown = sorted({c for r in self.rules for c in r.cases} - names)
+        if unknown:
+            raise SpecError(f"{self.grade_id}: rules name cases the exercise does not have: {unknown}")
+        if all(p is None for p in given):
+            return tuple(float(self.points) / len(self.rules) for _ in self.rules)
+        if any(p is None or p < 0 for p in given):
+            raise SpecError(f"{self.grade_id}: give every rule a share (points >= 0), or none for equal shares")
+        if abs(sum(given) - float(self.points)) > 1e-9:
+            raise SpecError(f"{self.grade_id}: the rules' shares sum to {sum(given):g}, "
+                            f"not the exercise's {float(self.points):g} points")
+        return tuple(float(p) for p in given)
 
     def mentions(self, mutant: str) -> str | None:
         """The word the feedback on ``mutant`` must contain (from the rule table)."""
@@ -410,6 +452,9 @@ class Chapter:
                 mutants[name] = mutant
             exercises.append(replace(ex, mutants=mutants, rules=tuple(self.rules.get(ex.grade_id, ())),
                                      alternatives={**ex.alternatives, **self.alternatives.get(ex.grade_id, {})}))
+        for ex in exercises:
+            if ex.credit == "rules":
+                ex.rule_points()  # refused here too when the chapter's table gives the exercise no rule
         object.__setattr__(self, "exercises", tuple(exercises))
 
     def exercise(self, grade_id: str) -> Exercise:
