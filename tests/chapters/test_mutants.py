@@ -36,15 +36,7 @@ def test_every_mutant_loses_points(reference, chapter):
             assert verdict.points == verdict.max_points, \
                 f"{ex.grade_id}: correct alternative '{alt}' rejected: {verdict}"
         misses.extend(_rules_not_broken_on_their_edge(ex, ref, run))
-    if chapter in EDGE_MUTANTS_PENDING:   # reported, not yet required (see below)
-        print(f"{chapter}: {len(misses)} rule(s) whose mutants do not lose on its edge cases yet: {misses}")
-    else:
-        assert not misses, misses
-
-
-# Part III's chapters were written beside the check above (issue 29's "a rule's edge case is not decoration") and
-# do not pass it yet: their mutants all lose points, but for some rules on other cases than the edge ones.
-EDGE_MUTANTS_PENDING = {"ch14_rag", "ch16_evaluation", "ch18_long_context"}
+    assert not misses, misses
 
 
 def _failed_cases(ex, ref, run, variant) -> set[str]:
