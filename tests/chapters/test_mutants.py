@@ -1,7 +1,7 @@
-"""Every mutant of every exercise loses its points with feedback that names what it broke, every
-alternative-correct fixture earns full points, every rule has a mutant that loses on one of the rule's edge
-cases, and the cases are deterministic (the fresh run's outputs of the solution equal the reference run's,
-bit for bit): one sandbox run per chapter serves them all.
+"""The solution earns full points with no cell raising, every mutant of every exercise loses its points with
+feedback that names what it broke, every alternative-correct fixture earns full points, every rule has a mutant
+that loses on one of the rule's edge cases, and the cases are deterministic (the fresh run's outputs of the
+solution equal the reference run's, bit for bit): one sandbox run per chapter serves them all.
 (A file of its own, so that `pytest -n 2 --dist loadfile` spreads the heaviest tests over both workers.)"""
 import numpy as np
 import pytest
@@ -21,8 +21,10 @@ def test_every_mutant_loses_points(reference, chapter):
     verdicts = engine.judge_variants(chapter, ref, run)
     spec = load_spec(chapter)
     _same_outputs_as_the_reference(ref, run)
-    for _grade_id, verdict in verdicts[engine.SUBMITTED].items():
+    for _grade_id, verdict in verdicts[engine.SUBMITTED].items():  # the solution earns full points
         assert verdict.points == verdict.max_points, verdict
+    raised = [c for c in ref.cells + run.cells if c.get("status") == "error"]
+    assert not raised, f"cells of the solution raised: {raised}"
     misses = []
     for ex in spec.exercises:
         for mutant in ex.mutants:
