@@ -31,12 +31,24 @@ from llmprep.grading.engine import Limits, load_spec
 from llmprep.grading.record import gradebook_url
 from notebooks import grade_cell
 
-CH01 = "ch01_training"
-FULL = 18.0
-WRONG_LOG_SOFTMAX = "\ndef log_softmax(logits, dim=-1):\n    return logits * 0\n"
-HONEST_WRONG = 14.0  # a wrong log_softmax loses its 2 points and cross_entropy's 2 (which calls it)
+# The batch grades ch13 (torch only, 2 s of CPU a notebook; ch01 imports transformers too and took twice that)
+CH = "ch13_distributed"
+NB = "ch13_exercises.ipynb"
+ANSWER = "ch13_ring"  # the answer cell the attacks are appended to: ring_all_reduce, 3 points
+FULL = 16.0
+WRONG_ANSWER = "\ndef ring_all_reduce(tensors):\n    return tuple(t.clone() for t in tensors), (0,) * len(tensors)\n"
+HONEST_WRONG = 13.0  # a wrong ring_all_reduce loses its 3 points
 MARKER = "llmprep-hostile-marker"
-LIMITS = Limits(wall=300, cell_timeout=15, case_timeout=15)  # CPU seconds: ch01's cells need < 3 (time abuse burns 15)
+LIMITS = Limits(wall=300, cell_timeout=15, case_timeout=15)  # CPU seconds: ch13's cells need < 2 (time abuse burns 15)
+
+
+def _correct_answer() -> str:
+    """A correct ring_all_reduce that is not the solution's (the spec's alternative), for an attacker whose
+    escape worked (it then keeps a correct answer: detected here and by the sentinels outside)."""
+    import textwrap
+
+    return textwrap.dedent(next(iter(load_spec(CH).exercise("ch13_ring_test").alternatives.values())))
+
 
 pytestmark = pytest.mark.skipif(not engine.isolation().strong,
                                 reason=f"no sandbox on this machine: {engine.isolation().why}")
@@ -46,7 +58,7 @@ pytestmark = pytest.mark.skipif(not engine.isolation().strong,
 
 def _append(grade_id, code, wrong=True):
     def edit(nb, ctx):
-        grade_cell(nb, grade_id).source += "\n" + (WRONG_LOG_SOFTMAX if wrong else "") + code.format(**ctx)
+        grade_cell(nb, grade_id).source += "\n" + (WRONG_ANSWER if wrong else "") + code.format(**ctx)
     return edit
 
 
@@ -93,7 +105,7 @@ for root in ["", "/proc/1/root", "/proc/self/root", "/proc/2/root"] + [f"/proc/{
         pass
 if secret:
     import json as _j
-    src = [''.join(c['source']) for c in _j.loads(secret)['cells'] if 'def log_softmax' in ''.join(c['source'])][0]
+    src = [''.join(c['source']) for c in _j.loads(secret)['cells'] if 'def {fn}(' in ''.join(c['source'])][0]
     exec(src.replace('### BEGIN SOLUTION', '').replace('### END SOLUTION', ''))
 for path in {targets!r}:
     for root in ["", "/proc/1/root"]:
@@ -259,8 +271,7 @@ for name, number in numbers.items():
     if rc >= 0 or ctypes.get_errno() != errno.EPERM:
         escaped.append(name)
 if escaped:
-    def log_softmax(logits, dim=-1):
-        return logits - logits.logsumexp(dim=dim, keepdim=True)
+    exec({correct!r})
 """
 
 # The hidden job, found in memory and smuggled out encoded, a piece per erroring cell.
@@ -320,25 +331,20 @@ def _other_chapter(nb, ctx):
     nb.cells[:] = other.cells
 
 
-HELPER_MODULE = ("import torch\n\ndef log_softmax(logits, dim=-1):\n"
-                 "    shifted = logits - logits.amax(dim=dim, keepdim=True)\n"
-                 "    return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()\n")
-
-
 def _use_helper(nb, ctx):
-    cell = grade_cell(nb, "ch01_log_softmax")
-    cell.source = "from my_helpers import log_softmax\n"
+    cell = grade_cell(nb, ANSWER)
+    cell.source = "from my_helpers import ring_all_reduce\n"
 
 
 def _magics(nb, ctx):
-    cell = grade_cell(nb, "ch01_log_softmax")
+    cell = grade_cell(nb, ANSWER)
     cell.source = "%matplotlib inline\n%config InlineBackend.figure_format = 'png'\n" + cell.source
-    cell = grade_cell(nb, "ch01_cross_entropy")
+    cell = grade_cell(nb, "ch13_tp_mlp")
     cell.source = "%%time\n" + cell.source
 
 
 def _syntax_error(nb, ctx):
-    grade_cell(nb, "ch01_log_softmax").source += "\ndef broken(:\n    pass\n"
+    grade_cell(nb, ANSWER).source += "\ndef broken(:\n    pass\n"
 
 
 # student -> (edit of the solution notebook, expected score, file name, extra files)
@@ -346,37 +352,37 @@ STUDENTS = {
     "victim_a": (None, FULL, None, None),
     "victim_b": (None, FULL, None, None),
     "victim_c": (None, FULL, None, None),
-    "escape": (_append("ch01_log_softmax", ESCAPE), HONEST_WRONG, None, None),
-    "neighbours": (_append("ch01_log_softmax", NEIGHBOURS), HONEST_WRONG, None, None),
-    "processes": (_append("ch01_log_softmax", PROCESSES), HONEST_WRONG, None, None),
+    "escape": (_append(ANSWER, ESCAPE), HONEST_WRONG, None, None),
+    "neighbours": (_append(ANSWER, NEIGHBOURS), HONEST_WRONG, None, None),
+    "processes": (_append(ANSWER, PROCESSES), HONEST_WRONG, None, None),
     "forged_results": (_new_cell(FORGE), FULL, None, None),
     "feedback_injection": (_new_cell(INJECT), FULL, None, None),
     "time_abuse": (_new_cell(TIME_ABUSE), FULL, None, None),
     "symlinked_files": (None, FULL, None, "links"),
     "symlinked_notebook": ("symlink", None, None, None),
-    "patches_testing": (_append("ch01_log_softmax", "import numpy, torch\nnumpy.allclose = lambda *a, **k: True\n"
+    "patches_testing": (_append(ANSWER, "import numpy, torch\nnumpy.allclose = lambda *a, **k: True\n"
                                 "numpy.testing.assert_allclose = lambda *a, **k: None\n"
                                 "torch.testing.assert_close = lambda *a, **k: None\n"), HONEST_WRONG, None, None),
-    "exception_handler": (_append("ch01_log_softmax",
+    "exception_handler": (_append(ANSWER,
                                   "ip = get_ipython()\nip.set_custom_exc((BaseException,), lambda *a, **k: None)\n"
                                   "ip.events.register('post_run_cell', lambda *a, **k: None)\n"), HONEST_WRONG, None,
                           None),
-    "input_transformer": (_append("ch01_log_softmax", "get_ipython().input_transformers_post.append("
+    "input_transformer": (_append(ANSWER, "get_ipython().input_transformers_post.append("
                                   "lambda lines: [l.replace('assert ', 'pass  # ') for l in lines])\n"),
                           HONEST_WRONG, None, None),
-    "stderr_warnings": (_append("ch01_adamw", "import sys, warnings\nprint('a warning', file=sys.stderr)\n"
+    "stderr_warnings": (_append("ch13_dp_accum", "import sys, warnings\nprint('a warning', file=sys.stderr)\n"
                                 "warnings.warn('deprecated thing')\n", wrong=False), FULL, None, None),
     "exits_after_answers": (_new_cell("import os\nos._exit(0)"), FULL, None, None),
-    "renamed_notebook": (None, FULL, "Copy of ch01_exercises (1).ipynb", None),
-    "huge_output": (_append("ch01_log_softmax", "print('x' * (50 * 2**20))\n", wrong=False), FULL, None, None),
-    "memory_hog": (_append("ch01_cross_entropy", "try:\n    hog = bytearray(40 * 2**30)\nexcept MemoryError:\n"
+    "renamed_notebook": (None, FULL, "Copy of ch13_exercises (1).ipynb", None),
+    "huge_output": (_append(ANSWER, "print('x' * (50 * 2**20))\n", wrong=False), FULL, None, None),
+    "memory_hog": (_append("ch13_zero", "try:\n    hog = bytearray(40 * 2**30)\nexcept MemoryError:\n"
                            "    pass\nhog = bytearray(40 * 2**30)\n", wrong=False), FULL, None, None),
     "helper_module": (_use_helper, FULL, None, "helper"),
     "magics": (_magics, FULL, None, None),
-    "syntax_error": (_syntax_error, FULL - 4, None, None),  # log_softmax never defined: it and cross_entropy lose
+    "syntax_error": (_syntax_error, FULL - 3, None, None),  # ring_all_reduce never defined: its 3 points
     "invalid_json": ("invalid", None, None, None),
     "nbformat_v3": ("v3", FULL, None, None),
-    "retyped_cell": ("retype", HONEST_WRONG, None, None),  # log_softmax's cell became markdown
+    "retyped_cell": ("retype", HONEST_WRONG, None, None),  # ring_all_reduce's cell became markdown
 }
 
 
@@ -386,7 +392,7 @@ def _changed_ids(nb, ctx):
 
 
 def _duplicate_test_cell(nb, ctx):
-    nb.cells.append(nbformat.from_dict(json.loads(json.dumps(grade_cell(nb, "ch01_adamw_test")))))
+    nb.cells.append(nbformat.from_dict(json.loads(json.dumps(grade_cell(nb, "ch13_dp_accum_test")))))
 
 
 def _unknown_schema(nb, ctx):
@@ -396,10 +402,10 @@ def _unknown_schema(nb, ctx):
 
 
 STUDENTS["changed_cell_ids"] = (_changed_ids, FULL, None, None)
-STUDENTS["kernel_surface"] = (_append("ch01_log_softmax", KERNEL), HONEST_WRONG, None, None)
+STUDENTS["kernel_surface"] = (_append(ANSWER, KERNEL), HONEST_WRONG, None, None)
 STUDENTS["exfiltration"] = (_exfiltrate, FULL, None, None)
 STUDENTS["watchdog_spoof"] = (_spoof, FULL, None, None)
-STUDENTS["other_chapter"] = (_other_chapter, None, None, None)  # ch02's solution handed in for ch01
+STUDENTS["other_chapter"] = (_other_chapter, None, None, None)  # ch02's solution handed in for ch13
 # Folder names are hostile text: refused, and neutralised wherever they are shown.
 HOSTILE_NAMES = ["=HYPERLINK(\"example.invalid\",\"appeal\")", "line\nbreak", "-rm", "@SUM(A1)",
                  "tab\tname", "bell\x07"]
@@ -424,9 +430,9 @@ def _digest(path: Path) -> str:
 @pytest.fixture(scope="module")
 def batch(root, tmp_path_factory):
     course = tmp_path_factory.mktemp("hostile") / "course_root"
-    shutil.copytree(root / "solutions" / CH01, course / "solutions" / CH01)
-    nb_name = load_spec(CH01).notebook
-    engine.reference_run(CH01)  # the reference cache exists before any attacker runs
+    shutil.copytree(root / "solutions" / CH, course / "solutions" / CH)
+    nb_name = load_spec(CH).notebook
+    engine.reference_run(CH)  # the reference cache exists before any attacker runs
     site = Path(next(p for p in sys.path if p.endswith("site-packages")))
     stdlib = Path(os.__file__).parent
     shared_tmp = Path(tempfile.mkdtemp(prefix="llmprep-sentinel-"))
@@ -438,8 +444,8 @@ def batch(root, tmp_path_factory):
     from llmprep.assets import cache_root
 
     sentinels = {
-        "spec": root / "autograder" / f"{CH01}.py",
-        "solution": root / "solutions" / CH01 / nb_name,
+        "spec": root / "autograder" / f"{CH}.py",
+        "solution": root / "solutions" / CH / nb_name,
         "sandbox code": root / "llmprep" / "grading" / "sandbox.py",
         "git HEAD": root / ".git" / "HEAD",
         "asset cache": cache_root() / "assets" / "gpt2_tokenizer",
@@ -450,54 +456,55 @@ def batch(root, tmp_path_factory):
         "home": home_sentinel,
         "shared tmp": shared_tmp,
         "var tmp": var_tmp,
-        "course copy of the solutions": course / "solutions" / CH01 / nb_name,
+        "course copy of the solutions": course / "solutions" / CH / nb_name,
     }
     for sysctl in ("kernel/core_pattern", "vm/panic_on_oom", "kernel/sysrq", "vm/overcommit_memory", "kernel/modprobe"):
         sentinels[f"host sysctl {sysctl}"] = Path("/proc/sys") / sysctl
     cache = root / "build" / "grading-cache"  # (other chapters' references may be added meanwhile, by us)
-    sentinels.update({f"reference cache {p.name}": p for p in cache.glob(f"{CH01}-*")})
+    sentinels.update({f"reference cache {p.name}": p for p in cache.glob(f"{CH}-*")})
     before = {k: _digest(v) for k, v in sentinels.items()}
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
     listener.setblocking(False)
-    ctx = {"solution": str(root / "solutions" / CH01 / nb_name), "gradebook": str(course / "gradebook.db"),
+    ctx = {"solution": str(root / "solutions" / CH / nb_name), "gradebook": str(course / "gradebook.db"),
            "repo_b": str(root).encode(), "targets": [str(p) for p in sentinels.values()]
            + [str(p / "x") for p in (cache, shared_tmp)],
            "tmp_parent": tempfile.gettempdir(), "marker": MARKER, "port": listener.getsockname()[1],
+           "fn": "ring_all_reduce", "correct": _correct_answer(),
            "other_chapter": root / "solutions" / "ch02_imbalance" / load_spec("ch02_imbalance").notebook}
     for student, (edit, _, name, extra) in STUDENTS.items():
-        folder = course / "submitted" / student / CH01
+        folder = course / "submitted" / student / CH
         folder.mkdir(parents=True)
         target = folder / (name or nb_name)
-        nb = nbformat.read(str(root / "solutions" / CH01 / nb_name), as_version=4)
+        nb = nbformat.read(str(root / "solutions" / CH / nb_name), as_version=4)
         if edit == "invalid":
             target.write_text('{"cells": [')
             continue
         if edit == "symlink":
-            target.symlink_to(root / "solutions" / CH01 / nb_name)
+            target.symlink_to(root / "solutions" / CH / nb_name)
             continue
         if edit == "v3":
             nbformat.write(nbformat.convert(nb, 3), str(target), version=3)
             continue
         if edit == "retype":
-            grade_cell(nb, "ch01_log_softmax").cell_type = "markdown"
-            del grade_cell(nb, "ch01_log_softmax")["outputs"], grade_cell(nb, "ch01_log_softmax")["execution_count"]
+            grade_cell(nb, ANSWER).cell_type = "markdown"
+            del grade_cell(nb, ANSWER)["outputs"], grade_cell(nb, ANSWER)["execution_count"]
         elif edit is not None:
             edit(nb, ctx)
         nbformat.write(nb, str(target))
         if extra == "helper":
-            (folder / "my_helpers.py").write_text(HELPER_MODULE)
+            (folder / "my_helpers.py").write_text("import torch\n\n" + ctx["correct"])
         if extra == "links":  # links to private files and a FIFO: never followed, never waited on
-            (folder / "solution_link.ipynb").symlink_to(root / "solutions" / CH01 / nb_name)
-            (folder / "spec_link.py").symlink_to(root / "autograder" / f"{CH01}.py")
+            (folder / "solution_link.ipynb").symlink_to(root / "solutions" / CH / nb_name)
+            (folder / "spec_link.py").symlink_to(root / "autograder" / f"{CH}.py")
             (folder / "repo_link").symlink_to(root)
             os.mkfifo(folder / "data.fifo")
     start = time.perf_counter()
     created_before = len(isolate.CREATED)
     terminal = io.StringIO()
     with contextlib.redirect_stdout(terminal), contextlib.redirect_stderr(terminal):
-        code = grade_assignment(CH01, root=course, jobs=2, limits=LIMITS)
+        code = grade_assignment(CH, root=course, jobs=2, limits=LIMITS)
     seconds = time.perf_counter() - start
     groups = isolate.CREATED[created_before:]
     time.sleep(6)  # give any escaped daemon the time to do its damage
@@ -517,20 +524,20 @@ def batch(root, tmp_path_factory):
     with Gradebook(gradebook_url(course)) as gb:
         for student in STUDENTS:
             try:
-                scores[student] = gb.find_submission(CH01, student).score
+                scores[student] = gb.find_submission(CH, student).score
             except Exception:  # noqa: BLE001 - not in the gradebook
                 scores[student] = None
     from llmprep.grading.batch import csv_safe
 
     by_cell = {csv_safe(student): student for student in STUDENTS}  # the CSV shows names neutralised
-    csv_rows = list(csv.DictReader(open(course / "build" / "grades" / f"{CH01}.csv", newline="")))
+    csv_rows = list(csv.DictReader(open(course / "build" / "grades" / f"{CH}.csv", newline="")))
     rows = {by_cell.get(r["student"], r["student"]): r for r in csv_rows}
     home_sentinel.unlink(missing_ok=True)
     var_tmp.unlink(missing_ok=True)
     shutil.rmtree(shared_tmp)
     return {"code": code, "scores": scores, "course": course, "seconds": seconds, "before": before,
             "after": after, "connections": connections, "leftovers": leftovers, "rows": rows, "csv_rows": csv_rows,
-            "terminal": terminal.getvalue(), "groups": groups, "nb_name": nb_name}
+            "terminal": terminal.getvalue(), "groups": groups, "nb_name": nb_name, "root": root}
 
 
 def test_no_sentinel_outside_the_sandbox_changed(batch):
@@ -568,28 +575,29 @@ def test_the_batch_finishes_within_its_budget_and_reports_failures(batch):
 
 
 def test_time_abuse_costs_one_budget_and_is_reported(batch):
-    autograded = batch["course"] / "autograded" / "time_abuse" / CH01 / "ch01_exercises.ipynb"
+    autograded = batch["course"] / "autograded" / "time_abuse" / CH / NB
     text = autograded.read_text()
     assert "ignored the alarm" in text
 
 
 def test_syntax_errors_name_the_cell_as_the_learner_sees_it(batch):
-    text = (batch["course"] / "autograded" / "syntax_error" / CH01 / "ch01_exercises.ipynb").read_text()
-    assert "your answer for ch01_log_softmax" in text and "SyntaxError" in text
+    text = (batch["course"] / "autograded" / "syntax_error" / CH / NB).read_text()
+    assert "your answer for ch13_ring" in text and "SyntaxError" in text
     assert "KeyError" not in text
 
 
 def test_autograded_notebooks_and_feedback_show_verdicts_not_hidden_material(batch):
     from llmprep.nbgrader_wiring import nbgrader
 
-    nbgrader(["generate_feedback", CH01, "--force"], batch["course"])
-    spec = load_spec(CH01)
+    nbgrader(["generate_feedback", CH, "--force"], batch["course"])
+    spec = load_spec(CH)
     files = list((batch["course"] / "autograded").rglob("*.ipynb")) + \
         list((batch["course"] / "feedback").rglob("*.html"))
     assert len(files) >= 2 * (len(STUDENTS) - 3 - len(HOSTILE_NAMES))  # not graded: invalid, symlinked, other chapter, names
     from llmprep.book import mathjax_dir
 
     mathjax = (mathjax_dir() / "tex-svg.js").read_text(encoding="utf-8")
+    public = (batch["root"] / "course" / CH / NB).read_text()  # a hidden case may equal a released example
     for path in files:
         text = path.read_text().replace(mathjax, "")  # MathJax inlined in every feedback page: trusted, the same
         assert len(text.encode()) < 2_000_000, path  # the 50 MB print is not copied into grading artifacts
@@ -601,11 +609,11 @@ def test_autograded_notebooks_and_feedback_show_verdicts_not_hidden_material(bat
                 for key, value in case.params.items():
                     if path.suffix == ".ipynb":  # (HTML has its own quoted words, such as class="n")
                         assert f'"{key}"' not in text and f"'{key}'" not in text, (path, key)
-                    if len(json.dumps(value)) >= 12:
+                    if len(json.dumps(value)) >= 12 and repr(value)[:40] not in public:
                         assert json.dumps(value)[:40] not in text and repr(value)[:40] not in text, (path, key)
-    injected = (batch["course"] / "autograded" / "feedback_injection" / CH01 / "ch01_exercises.ipynb").read_text()
-    assert "message withheld" in injected and "params" not in injected and "script" not in injected
-    victim = (batch["course"] / "feedback" / "victim_a" / CH01 / "ch01_exercises.html").read_text()
+    injected = (batch["course"] / "autograded" / "feedback_injection" / CH / NB).read_text()
+    assert "message withheld" in injected and "'params'" not in injected and "script" not in injected  # (repr)
+    victim = (batch["course"] / "feedback" / "victim_a" / CH / NB.replace(".ipynb", ".html")).read_text()
     assert "llmprep grader: 3 / 3 points" in victim
 
 
@@ -618,7 +626,7 @@ def test_no_cgroup_is_left_behind(batch):
 
 def test_another_chapters_notebook_is_refused_and_the_csv_agrees(batch):
     row = batch["rows"]["other_chapter"]
-    assert "this is the ch02_imbalance notebook; expected ch01_training" in row["status"], row
+    assert "this is the ch02_imbalance notebook; expected ch13_distributed" in row["status"], row
     assert row["score"] == "" and batch["scores"]["other_chapter"] is None
 
 
@@ -644,9 +652,9 @@ def test_the_job_does_not_leave_through_the_notes_in_any_encoding(batch):
 
     from llmprep.nbgrader_wiring import nbgrader
 
-    nbgrader(["generate_feedback", CH01, "--force", "--student", "exfiltration"], batch["course"])
-    spec = load_spec(CH01)
-    path = batch["course"] / "submitted" / "exfiltration" / CH01 / batch["nb_name"]
+    nbgrader(["generate_feedback", CH, "--force", "--student", "exfiltration"], batch["course"])
+    spec = load_spec(CH)
+    path = batch["course"] / "submitted" / "exfiltration" / CH / batch["nb_name"]
     text = json.dumps(engine.build_job(engine.read_notebook(path), list(spec.exercises))["exercises"])
     raw = text.encode()
     encoded = [base64.b64encode(raw).decode(), raw.hex(), codecs.encode(text, "rot13"), text[::-1],
@@ -665,7 +673,7 @@ def test_the_job_does_not_leave_through_the_notes_in_any_encoding(batch):
 
 
 def test_forged_progress_does_not_keep_a_cell_alive(batch):
-    text = (batch["course"] / "autograded" / "watchdog_spoof" / CH01 / "ch01_exercises.ipynb").read_text()
+    text = (batch["course"] / "autograded" / "watchdog_spoof" / CH / NB).read_text()
     assert "ignored the alarm" in text
 
 
@@ -676,8 +684,8 @@ def test_the_sandbox_runs_as_an_unprivileged_host_uid(root, tmp_path):
     from notebooks import edited_solution
 
     marker = "7.31415926"
-    path = edited_solution(tmp_path, lambda nb: setattr(grade_cell(nb, "ch01_setup"), "source", grade_cell(
-        nb, "ch01_setup").source + f"\nimport subprocess\nsubprocess.run(['sleep', '{marker}'])\n"))
+    path = edited_solution(tmp_path, lambda nb: setattr(grade_cell(nb, "ch13_setup"), "source", grade_cell(
+        nb, "ch13_setup").source + f"\nimport subprocess\nsubprocess.run(['sleep', '{marker}'])\n"), chapter=CH)
     result = {}
     thread = threading.Thread(target=lambda: result.update(r=engine.check_notebook(path, LIMITS)))
     thread.start()
@@ -722,9 +730,9 @@ def test_a_cpu_hog_does_not_starve_the_honest_notebook_beside_it(root, tmp_path)
     if "cpu" not in isolate.cgroup_support():
         pytest.skip("no writable cpu cgroup on this machine")
     limits = Limits(wall=300, cell_timeout=60, case_timeout=30)
-    honest = edited_solution(tmp_path, lambda nb: None, name="honest.ipynb")
-    hog = edited_solution(tmp_path, lambda nb: setattr(grade_cell(nb, "ch01_setup"), "source", grade_cell(
-        nb, "ch01_setup").source + HOG), name="hog.ipynb")
+    honest = edited_solution(tmp_path, lambda nb: None, name="honest.ipynb", chapter=CH)
+    hog = edited_solution(tmp_path, lambda nb: setattr(grade_cell(nb, "ch13_setup"), "source", grade_cell(
+        nb, "ch13_setup").source + HOG), name="hog.ipynb", chapter=CH)
     start = time.perf_counter()
     alone = engine.check_notebook(honest, limits)
     alone_seconds = time.perf_counter() - start
@@ -745,7 +753,7 @@ def test_grade_refuses_without_a_sandbox(root, tmp_path, monkeypatch, capsys):
     from llmprep.grading import batch as batch_module
 
     monkeypatch.setattr(batch_module, "isolation", lambda: engine.Isolation("limits", why="test: no bwrap"))
-    (tmp_path / "submitted" / "s" / CH01).mkdir(parents=True)
-    assert grade_assignment(CH01, root=tmp_path) == 2
+    (tmp_path / "submitted" / "s" / CH).mkdir(parents=True)
+    assert grade_assignment(CH, root=tmp_path) == 2
     err = capsys.readouterr().err
     assert "no sandbox can start here" in err and "--unsandboxed" in err
