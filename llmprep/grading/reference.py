@@ -1,5 +1,5 @@
 """The reference outputs: the solution notebook run through the same sandbox, once per change of
-notebook, spec or sandbox code (``sandbox.py`` and the ``protocol.py`` it speaks), cached where no
+notebook, spec or sandbox code (``sandbox.py``, the ``protocol.py`` it speaks, its environment), cached where no
 sandbox can reach (``build/grading-cache``).
 
 The known mistakes' outputs (every spec mutant swapped into the solution notebook, for the hints of
@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from llmprep.grading.collect import SandboxRun
-from llmprep.grading.isolate import Limits
+from llmprep.grading.isolate import Limits, sandbox_env
 from llmprep.grading.notebook import build_job, read_notebook
+from llmprep.grading.protocol import WORK
 from llmprep.grading.run import run_sandbox
 from llmprep.grading.trusted import GradingError, cache_dir, load_spec, solutions_dir, spec_source_hash
 
@@ -75,6 +76,7 @@ def _cached_run(chapter: str, kind: str, limits: Limits | None) -> SandboxRun:
     nb = read_notebook(nb_path)
     job = mistakes_job(nb, spec.exercises) if kind == MISTAKES else build_job(nb, list(spec.exercises))
     inside = "".join(Path(__file__).with_name(name).read_text() for name in ("sandbox.py", "protocol.py"))
+    inside += json.dumps(sandbox_env(WORK), sort_keys=True)  # (its environment too: XLA's flags change the numbers)
     key = hashlib.sha256((json.dumps(job, sort_keys=True) + spec_source_hash(chapter) + inside).encode()).hexdigest()[:20]
     folder = cache_dir()
     stem = folder / (f"{chapter}-{kind}-{key}" if kind else f"{chapter}-{key}")
