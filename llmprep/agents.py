@@ -166,10 +166,18 @@ class FormatEnforcer:
     def _decode(self, tokens: list[int]) -> str:
         return self.tokenizer.decode(tokens).rstrip("\ufffd")
 
-    def processor(self, schema: dict, rows: int, prompt_len: int):
+    def processor(self, schema: dict, rows: int, prompt_len: int, max_whitespace: int | None = None):
+        """A logits processor for ``rows`` sequences, each forced into ``schema``; ``max_whitespace`` caps the
+        consecutive whitespace characters the JSON may hold (the library's default allows long indentation runs,
+        which a small model fills its token budget with)."""
         from lmformatenforcer import JsonSchemaParser, TokenEnforcer
 
-        enforcers = [TokenEnforcer(self.data, JsonSchemaParser(schema)) for _ in range(rows)]
+        enforcers = []
+        for _ in range(rows):
+            enforcer = TokenEnforcer(self.data, JsonSchemaParser(schema))
+            if max_whitespace is not None:  # TokenEnforcer replaces the parser's config: set the cap after it
+                enforcer.root_parser.config.max_consecutive_whitespaces = max_whitespace
+            enforcers.append(enforcer)
 
         def fn(row, generated):
             gen = [t for t in generated if t != self.eos]
