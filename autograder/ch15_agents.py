@@ -523,7 +523,8 @@ EXERCISES = [
                 hint=H(zh="没有类型注解就无法知道参数类型，应当报错而不是猜。",
                        en="Without a type hint the parameter's type is unknown: raise rather than guess.")),
             "missing description tolerated": mutate({
-                '        if not described.get(name):\n            raise ValueError(f"parameter {name!r} has no description under Args:")\n': "",
+                '        if not described.get(name):\n'
+                '            raise ValueError(f"parameter {name!r} has no description under Args:")\n': "",
                 '"description": described[name]': '"description": described.get(name, "")'},
                 hint=H(zh="没有说明的参数模型不知道怎么填，应当报错。",
                        en="A parameter the docstring does not describe leaves the model guessing: raise instead.")),
@@ -641,7 +642,8 @@ EXERCISES = [
                 hint=H(zh="工具没有的参数说明模型理解错了签名，应当指出来。",
                        en="An argument the tool does not have means the model misread its signature: say so.")),
             "any object is a call": mutate(
-                'if not (isinstance(call, dict) and isinstance(call.get("name"), str) and isinstance(call.get("arguments"), dict)):',
+                'if not (isinstance(call, dict) and isinstance(call.get("name"), str) '
+                'and isinstance(call.get("arguments"), dict)):',
                 'if not isinstance(call, dict) or "name" not in call:',
                 hint=H(zh="能解析的 JSON 不一定是一次调用：名字要是字符串，参数要是对象。",
                        en="Parsable JSON is not yet a call: the name must be a string and the arguments an object.")),
@@ -729,7 +731,8 @@ EXERCISES = [
                  edge="default system prompt; a single tool result"),
             Case("calls wrapped in 'function' and empty content", {
                 "messages": [CHAT[1], {"role": "assistant", "content": None,
-                                       "tool_calls": [{"type": "function", "function": {"name": "add", "arguments": {"a": 1, "b": 2}}}]},
+                                       "tool_calls": [{"type": "function",
+                                                       "function": {"name": "add", "arguments": {"a": 1, "b": 2}}}]},
                              {"role": "tool", "name": "add", "content": "3"}], "tools": [ADD]},
                 edge="content None; call wrapped as {'function': ...}"),
             Case("a tool described in Chinese", {"messages": [{"role": "user", "content": "翻译 hello"}], "tools": [ZH]},
@@ -756,7 +759,8 @@ EXERCISES = [
             "no default system prompt": mutate("else DEFAULT_SYSTEM", 'else ""',
                 hint=H(zh="没有系统消息时，模板会补上一个默认的系统提示。",
                        en="Without a system message the template supplies a default system prompt.")),
-            "wrapped calls not unwrapped": mutate('c = c.get("function", c)', 'c = c if "name" in c else {"name": "", "arguments": {}}',
+            "wrapped calls not unwrapped": mutate('c = c.get("function", c)',
+                                                  'c = c if "name" in c else {"name": "", "arguments": {}}',
                 hint=H(zh="调用可能包在 function 字段里，要先取出来。",
                        en="A call may be wrapped in a function field; take its name and arguments from there.")),
         },

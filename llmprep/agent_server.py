@@ -87,7 +87,10 @@ def demo_session(python: str, calls: list[tuple[str, dict]], timeout: float = 60
                     texts.append("".join(getattr(c, "text", "") for c in result.content))
                 return tools, texts
 
-    return anyio.run(session)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:  # a thread of its own: a notebook's kernel already runs an event loop
+        return pool.submit(anyio.run, session).result()
 
 
 if __name__ == "__main__":

@@ -219,6 +219,7 @@ def generate_batch(model, tokenizer, texts: list[str], max_new_tokens: int = 24,
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     enc = tokenizer([t + prefix for t in texts], return_tensors="pt", padding=True, add_special_tokens=False)
+    enc = {k: v.to(model.device) for k, v in enc.items()}
     prompt_len = enc["input_ids"].shape[1]
     kwargs = dict(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     proc_time = [0.0]

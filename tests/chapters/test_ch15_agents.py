@@ -117,7 +117,7 @@ def test_token_mask_agrees_with_lm_format_enforcer_on_smollm2(sol, tok):
     enforcer = agents.FormatEnforcer(tok)
     lib = TokenEnforcer(enforcer.data, JsonSchemaParser(Verdict.model_json_schema()))
     ids = []
-    for step in range(12):
+    for _ in range(12):
         text = "".join(texts[i] for i in ids)
         mine = sol["allowed_next_tokens"](texts, allowed, text, tok.eos_token_id)
         assert mine, f"dead end after {text!r}"
@@ -170,7 +170,7 @@ def test_run_agent_matches_the_simulator(sol, spec):
             script.append({"content": f"c{rng.randint(0, 9)}",
                            "tool_calls": [{"name": n, "arguments": a if n != "boom" else {}} for n, a in calls]})
 
-        def make_model():
+        def make_model(script=script):
             it = iter(script)
             return lambda messages: next(it, {"content": "end", "tool_calls": []})
 
