@@ -150,6 +150,15 @@ def search_course(query: str, top_k: int = 3):
         The passages, best first.
     """
 '''
+SRC_ALL_DEFAULTS = '''
+def settings(verbose: bool = False, level: int = 1):
+    """Change the settings.
+
+    Args:
+        verbose: Whether to print more.
+        level: The log level.
+    """
+'''
 SRC_NO_HINT = '''
 def f(x, y: int):
     """Add.
@@ -455,7 +464,7 @@ def probe_reliability(ns, params):
         res = fn(table, params["k"])
     except ValueError:
         return {"raised": True}
-    except Exception:  # noqa: BLE001 - another error is not the promised ValueError
+    except ArithmeticError:  # e.g. a division by C(n, k) = 0 for k > n: not the promised ValueError
         return {"raised": False}
     return {"raised": False, "pass_at_k": float(res["pass_at_k"]), "pass_hat_k": float(res["pass_hat_k"])}
 
@@ -489,6 +498,8 @@ EXERCISES = [
                  edge="list[list[float]], T | None and Optional[T]"),
             Case("descriptions over several lines, a Returns section", {"src": SRC_LONG, "name": "search_course"},
                  edge="continuation lines; text after Args:"),
+            Case("every parameter has a default", {"src": SRC_ALL_DEFAULTS, "name": "settings"},
+                 edge="no required parameter: the key is left out"),
             Case("a parameter without a type hint", {"src": SRC_NO_HINT, "name": "f"},
                  edge="no type hint: promised ValueError"),
             Case("a parameter without a description", {"src": SRC_NO_DESC, "name": "g"},
@@ -510,6 +521,10 @@ EXERCISES = [
             "every parameter required": mutate("if param.default is inspect.Parameter.empty:", "if True:",
                 hint=H(zh="有默认值的参数可以省略，不应列为必填。",
                        en="A parameter with a default value may be left out, so it is not required.")),
+            "empty required list kept": mutate("    if required:\n        parameters[\"required\"] = required\n",
+                                               "    parameters[\"required\"] = required\n",
+                hint=H(zh="没有必填参数时，transformers 的格式里不写 required 这个键。",
+                       en="When nothing is required, the transformers format leaves the required key out.")),
             "continuation lines dropped": mutate(
                 'described[current] = (described[current] + " " + line.strip()).strip()', "pass",
                 hint=H(zh="参数说明可能跨好几行，后面的行也属于它。",
@@ -818,7 +833,8 @@ RULES = {
         R('`T | None` (or `Optional[T]`) becomes the schema of T plus `"nullable": true`',
           ("nested list and two nullable parameters",), {"nullable ignored": "nullable"}),
         R("`required` lists, in signature order, the parameters without a default value",
-          ("str, int, float, bool and two defaults",), {"every parameter required": "required"}),
+          ("str, int, float, bool and two defaults", "every parameter has a default"),
+          {"every parameter required": "required", "empty required list kept": "required"}),
         R("the docstring text before its `Args:` line, stripped", ("descriptions over several lines, a Returns section",),
           {"description not stripped": "description"}),
         R("a description that continues on further lines is joined with single spaces",
@@ -931,7 +947,7 @@ ALTERNATIVES = {
                 props[p.name] = dict(convert(hints[p.name]), description=found[p.name])
                 if p.default is p.empty:
                     req.append(p.name)
-            params = {"type": "object", "properties": props, "required": req}
+            params = {"type": "object", "properties": props, **({"required": req} if req else {})}
             return {"type": "function", "function": {"name": fn.__name__, "description": description, "parameters": params}}
     '''},
     "ch15_mask_test": {"brute force over the vocabulary": '''
