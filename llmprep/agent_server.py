@@ -75,7 +75,8 @@ def demo_session(python: str, calls: list[tuple[str, dict]], timeout: float = 60
 
     async def _session():
         params = StdioServerParameters(command=python, args=["-m", "llmprep.agent_server"])
-        async with stdio_client(params) as (read, write):
+        # the server's stderr to a real file: a notebook kernel's sys.stderr has no file descriptor to hand over
+        async with stdio_client(params, errlog=errlog) as (read, write):
             async with ClientSession(read, write) as client:
                 await client.initialize()
                 listed = await client.list_tools()
@@ -87,10 +88,16 @@ def demo_session(python: str, calls: list[tuple[str, dict]], timeout: float = 60
                     texts.append("".join(getattr(c, "text", "") for c in result.content))
                 return tools, texts
 
+    import tempfile
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(1) as pool:  # a thread of its own: a notebook's kernel already runs an event loop
-        return pool.submit(anyio.run, session).result()
+    with tempfile.TemporaryFile("w+") as errlog, ThreadPoolExecutor(1) as pool:
+        try:  # a thread of its own: a notebook's kernel already runs an event loop
+            return pool.submit(anyio.run, session).result()
+        except Exception as exc:
+            errlog.seek(0)
+            tail = " ".join(errlog.read().split())[-300:]
+            raise RuntimeError(f"the MCP session failed ({type(exc).__name__}: {exc}); server stderr: {tail}") from exc
 
 
 if __name__ == "__main__":
