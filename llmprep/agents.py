@@ -69,10 +69,19 @@ def calculator(a: int, op: str, b: int) -> int:
 
 # ----------------------------------------------------------------------------- constrained decoding
 
+def _decode_many(tokenizer, sequences: list[list[int]]) -> list[str]:
+    """``batch_decode`` without transformers' per-id Python conversion (the Rust tokenizer's own batch decode when
+    the tokenizer has one; special tokens kept, no clean-up)."""
+    fast = getattr(tokenizer, "_tokenizer", None)
+    if fast is not None and hasattr(fast, "decode_batch"):
+        return fast.decode_batch(sequences, skip_special_tokens=False)
+    return tokenizer.batch_decode(sequences, clean_up_tokenization_spaces=False)
+
+
 def token_strings(tokenizer) -> list[str]:
     """The text of every token id as it reads inside a longer text (byte-level BPE: each token alone decodes to
     the characters it adds; a token that holds part of a UTF-8 character decodes to '\ufffd')."""
-    return tokenizer.batch_decode([[i] for i in range(len(tokenizer))], clean_up_tokenization_spaces=False)
+    return _decode_many(tokenizer, [[i] for i in range(len(tokenizer))])
 
 
 def allowed_next_tokens(strings_by_text: dict[str, list[int]], allowed: list[str], text: str,
@@ -158,8 +167,8 @@ class FormatEnforcer:
         zero = tokenizer.encode("0")[-1]
         special = set(tokenizer.all_special_ids)
         ids = [i for i in range(len(tokenizer)) if i not in special]
-        alone = tokenizer.batch_decode([[i] for i in ids], clean_up_tokenization_spaces=False)
-        after_zero = tokenizer.batch_decode([[zero, i] for i in ids], clean_up_tokenization_spaces=False)
+        alone = _decode_many(tokenizer, [[i] for i in ids])
+        after_zero = _decode_many(tokenizer, [[zero, i] for i in ids])
         regular = [(i, a[1:], len(a) - 1 > len(s)) for i, s, a in zip(ids, alone, after_zero)]
         self.data = TokenEnforcerTokenizerData(regular, self._decode, self.eos, False, len(tokenizer))
 
