@@ -546,7 +546,9 @@ EXERCISES = [
         },
         bans=(("transformers.utils", "get_json_schema", "transformers.utils.get_json_schema"),
               ("transformers.utils.chat_template_utils", "get_json_schema",
-               "transformers.utils.chat_template_utils.get_json_schema")),
+               "transformers.utils.chat_template_utils.get_json_schema"),
+              ("transformers.utils.chat_parsing.response_parser", "get_json_schema",
+               "transformers.utils.get_json_schema")),
     ),
     Exercise(
         grade_id="ch15_mask_test",
@@ -780,7 +782,10 @@ EXERCISES = [
                        en="A call may be wrapped in a function field; take its name and arguments from there.")),
         },
         bans=(("transformers.utils.chat_template_utils", "render_jinja_template",
-               "transformers' render_jinja_template"),),
+               "transformers' render_jinja_template"),
+              ("transformers.tokenization_utils_base", "render_jinja_template",  # what apply_chat_template calls
+               "transformers' render_jinja_template"),
+              ("transformers.processing_utils", "render_jinja_template", "transformers' render_jinja_template")),
     ),
     Exercise(
         grade_id="ch15_reliability_test",
