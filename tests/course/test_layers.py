@@ -17,7 +17,8 @@ PACKAGE = Path(llmprep.__file__).resolve().parent  # (wherever this test file li
 # floor -> modules (``llmprep.grading`` stands for every module of the grading package); the ground floor
 # in an order where each module imports only those before it (``llmprep`` itself imports the runtime)
 GROUND = ["llmprep.paths", "llmprep.runtime", "llmprep", "llmprep.i18n", "llmprep.nbgrader_wiring", "llmprep.results",
-          "llmprep.report", "llmprep.assets", "llmprep.models", "llmprep.feedback", "llmprep.longctx", "llmprep.rag"]
+          "llmprep.report", "llmprep.assets", "llmprep.models", "llmprep.feedback", "llmprep.longctx", "llmprep.rag",
+          "llmprep.reasoning"]
 COURSE_WING = ["llmprep.course", "llmprep.course_map", "llmprep.headless", "llmprep.book", "llmprep.jupyter",
                "llmprep.mock_session"]
 GRADING_WING = ["llmprep.grading"]
