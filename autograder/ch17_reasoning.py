@@ -371,7 +371,6 @@ EXERCISES = [
             Case("no answer at all", {"votes": [None, None, None]}, edge="no sample has an answer"),
         ),
         probe=probe_vote, judge=judge_vote,
-        bans=(("statistics", "mode", "statistics.mode"), ("statistics", "multimode", "statistics.multimode")),
         mutants={
             "first marker instead of the last": mutate('text.rfind("Answer:")', 'text.find("Answer:")', hint=_h(
                 "模型可能写了两次 Answer:，最后一次才是它的结论。",
