@@ -144,6 +144,15 @@ CHAPTERS: tuple[Chapter, ...] = (
              'word shingles + MinHash signature + Jaccard estimate (`datasketch.MinHash`)',
              'Elo updates + Bradley–Terry by MM (logistic regression without intercept)',
              "Cohen's κ + expected calibration error (`sklearn` `cohen_kappa_score`; trusted ECE)")),
+    Chapter('ch17_reasoning', '推理模型与测试时计算 / Reasoning and test-time compute: voting, verifiers, pass@k, '
+                              'GRPO variants, dynamic sampling, PRMs, budget forcing',
+            ('answer extraction + majority vote with a tie rule (trusted reference)',
+             'best-of-n and the verifier-weighted vote (trusted reference)',
+             'unbiased pass@k and maj@k from n samples (exact enumeration of every k-subset)',
+             "GRPO / DAPO / Dr. GRPO losses with clip-higher (TRL 1.16's `GRPOTrainer` loss on the same tensors)",
+             "DAPO's dynamic sampling filter (trusted reference)",
+             'PRM step-score aggregation (min / product / last) and best-of-n by PRM (trusted reference)',
+             'a budget-forcing logits processor (`transformers` generation with the reference processor)')),
     Chapter('ch18_long_context', '长上下文与高效架构 / Long context and efficient architectures: RoPE scaling, '
                                      'attention sinks, MLA, linear attention and selective scans',
             ("RoPE inverse frequencies for linear / dynamic NTK / YaRN (`transformers`' `ROPE_INIT_FUNCTIONS`)",

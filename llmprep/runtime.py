@@ -93,6 +93,8 @@ CPU_CHAPTERS = {
             "moved to the GPU yet",
     "ch18": "a tiny character-level Llama, SmolLM2 streamed through a hand-bounded KV cache and CPU timings of "
             "softmax vs linear attention; not moved to the GPU yet",
+    "ch17": "SmolLM2-135M sampled through a hand-written KV-cache loop, greedy budget forcing and two LoRA steps on one "
+            "thread; not moved to the GPU yet",
 }
 
 

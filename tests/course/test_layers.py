@@ -18,7 +18,7 @@ PACKAGE = Path(llmprep.__file__).resolve().parent  # (wherever this test file li
 # in an order where each module imports only those before it (``llmprep`` itself imports the runtime)
 GROUND = ["llmprep.paths", "llmprep.runtime", "llmprep", "llmprep.i18n", "llmprep.nbgrader_wiring", "llmprep.results",
           "llmprep.report", "llmprep.assets", "llmprep.models", "llmprep.feedback", "llmprep.longctx", "llmprep.rag",
-          "llmprep.agents"]
+          "llmprep.agents", "llmprep.reasoning"]
 COURSE_WING = ["llmprep.course", "llmprep.course_map", "llmprep.headless", "llmprep.book", "llmprep.jupyter",
                "llmprep.mock_session"]
 GRADING_WING = ["llmprep.grading"]
