@@ -14,6 +14,9 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from llmprep.models import chat_prompts  # noqa: F401 - agents.chat_prompts: the chapter's notebook reads it here
+from llmprep.results import mean_se  # noqa: F401 - agents.mean_se, likewise
+
 # A chat template in the Hermes / Qwen2.5 style, written for the course (SmolLM2's own template has no tool
 # role): the tools' JSON schemas in the system turn, calls as <tool_call> JSON blocks in the assistant turn,
 # consecutive tool results grouped into one user turn of <tool_response> blocks. Exercise 5 renders it by hand.
@@ -208,15 +211,6 @@ class Generation:
     extra: dict = field(default_factory=dict)
 
 
-def chat_prompts(tokenizer, prompts: list[str], system: str | None = None) -> list[str]:
-    """Each prompt as one user turn through the tokenizer's own chat template, generation prompt added."""
-    out = []
-    for p in prompts:
-        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": p}]
-        out.append(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
-    return out
-
-
 def generate_batch(model, tokenizer, texts: list[str], max_new_tokens: int = 24, make_processor=None,
                    prefix: str = "") -> Generation:
     """Greedy generation for a batch of already templated ``texts`` (left padding), optionally with the logits
@@ -279,18 +273,6 @@ def first_tool_call(text: str) -> tuple[dict | None, str]:
     if not isinstance(call, dict):
         return None, "the tool call must be a JSON object"
     return call, ""
-
-
-def mean_se(values) -> tuple[float, float]:
-    """Mean and standard error of 0/1 (or real) outcomes (SE 0 for fewer than two)."""
-    v = [float(x) for x in values]
-    if not v:
-        raise ValueError("no values")
-    m = sum(v) / len(v)
-    if len(v) < 2:
-        return m, 0.0
-    var = sum((x - m) ** 2 for x in v) / (len(v) - 1)
-    return m, math.sqrt(var / len(v))
 
 
 def pass_hat_k(n: int, c: int, k: int) -> float:

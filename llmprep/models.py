@@ -35,6 +35,16 @@ def sentence_embeddings(texts: list[str], encoder, tokenizer, batch_size: int = 
     return out
 
 
+def chat_prompts(tokenizer, prompts: list[str], system: str | None = None) -> list[str]:
+    """Each prompt as one user turn (after an optional system turn) through the tokenizer's own chat template,
+    the generation prompt added: the texts a batched ``generate`` continues."""
+    out = []
+    for p in prompts:
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": p}]
+        out.append(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+    return out
+
+
 def chat_reply(model, tokenizer, prompt: str, max_new_tokens: int = 16, stream: bool = False, **generate_kwargs) -> str:
     """One user turn through the model's chat template, then ``generate``: the reply's text (special tokens
     dropped). ``generate_kwargs`` go to ``generate`` (e.g. ``do_sample=False``, a temperature).

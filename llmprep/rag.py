@@ -14,7 +14,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmprep.models import chat_prompts
 from llmprep.paths import chapter_prefix, format_path
+from llmprep.results import mean_se  # noqa: F401 - rag.mean_se: the chapter's notebook reads it here
 
 EVAL_SET = Path(__file__).parent / "data" / "ch14_eval.jsonl"
 CORPUS_CHAPTERS = tuple(f"ch{i:02d}" for i in range(1, 14))  # the chapters whose text is the corpus
@@ -225,14 +227,6 @@ def retrieval_metrics(ranked, gold, ks=(1, 5, 10)) -> dict[str, tuple[float, flo
     return {name: mean_se(v) for name, v in rows.items()}
 
 
-def mean_se(values) -> tuple[float, float]:
-    """(mean, standard error of the mean) of a list of numbers."""
-    import numpy as np
-
-    v = np.asarray(values, dtype=float)
-    return float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan")
-
-
 # --------------------------------------------------------------------------- answers: SQuAD v1.1 scoring
 
 CJK_PUNCTUATION = "，。、：；？！（）《》“”‘’【】"
@@ -301,11 +295,7 @@ def chat_batch(model, tokenizer, prompts: list[str], max_new_tokens: int = 16, b
         out_by_index = {}
         for k in range(0, len(order), batch_size):
             rows = order[k:k + batch_size]
-            texts = []
-            for i in rows:
-                messages = ([{"role": "system", "content": system}] if system else []) + \
-                    [{"role": "user", "content": prompts[i]}]
-                texts.append(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + prefix)
+            texts = [t + prefix for t in chat_prompts(tokenizer, [prompts[i] for i in rows], system)]
             enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             with torch.inference_mode():
                 out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,

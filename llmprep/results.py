@@ -58,6 +58,20 @@ class Result:
 LEGACY_DEVICE = "cpu"
 
 
+def mean_se(values) -> tuple[float, float]:
+    """(mean, standard error of the mean) of a 1-D sequence of numbers (0/1 outcomes, paired differences, ...);
+    the error is NaN for a single value (unknown, not zero). ValueError for none."""
+    import math
+
+    v = [float(x) for x in values]
+    if not v:
+        raise ValueError("mean_se of no values")
+    m = sum(v) / len(v)
+    if len(v) < 2:
+        return m, float("nan")
+    return m, math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1) / len(v))
+
+
 def current_device(chapter: str = "") -> str:
     """The device a result recorded now was computed on: ``cpu`` for a chapter that computes on the CPU on every
     machine (:data:`llmprep.runtime.CPU_CHAPTERS`); else the choice of :func:`llmprep.runtime.pick_device` in
