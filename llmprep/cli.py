@@ -290,8 +290,20 @@ def cmd_grade(args) -> int:
     if args.assignment not in all_chapters():
         _usage(f"unknown assignment '{args.assignment}'; the assignments are: {', '.join(all_chapters())}")
     jobs = (1 if args.cluster else usable_cores()) if args.jobs is None else args.jobs
+    tls = (args.tls_ca_file, args.tls_cert, args.tls_key)
+    if any(tls) and not all(tls):
+        _usage("give all three of --tls-ca-file, --tls-cert and --tls-key")
+    if any(tls) and not args.cluster:
+        _usage("--tls-ca-file, --tls-cert and --tls-key go with --cluster tls://HOST:8786")
+    if args.cluster:
+        from llmprep.grading.cluster import unauthenticated
+
+        warning = unauthenticated(args.cluster)
+        if warning:
+            print(warning, file=sys.stderr)
     code = grade_assignment(args.assignment, jobs=jobs, as_json=args.json, feedback=args.feedback,
-                            unsandboxed=args.unsandboxed, cluster=args.cluster, regrade=args.regrade)
+                            unsandboxed=args.unsandboxed, cluster=args.cluster, regrade=args.regrade,
+                            tls=tls if all(tls) else None)
     if args.canvas and code != 2:
         code = max(code, canvas_export(args))
     return code
@@ -705,9 +717,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--canvas", metavar="FILE", help="also write the gradebook's grades in Canvas's gradebook import CSV")
     s.add_argument("--canvas-column", metavar="TITLE", help="the Canvas assignment column, e.g. 'Chapter 1 (12345)' "
                    "to update Canvas assignment 12345 (default: the assignment id, a new Canvas assignment)")
-    s.add_argument("--cluster", metavar="tcp://HOST:8786", default=None,
+    s.add_argument("--cluster", metavar="tls://HOST:8786", default=None,
                    help="run the sandboxes on this Dask scheduler's workers (judging and writes stay here); "
-                        "--jobs then defaults to one per worker thread")
+                        "--jobs then defaults to one per worker thread. tcp:// is unauthenticated: on a shared "
+                        "network use tls:// with the three --tls-* files")
+    s.add_argument("--tls-ca-file", metavar="CA.pem", help="with --cluster tls://: the CA every peer's certificate is "
+                   "signed by (the scheduler and workers started with the same --tls-ca-file)")
+    s.add_argument("--tls-cert", metavar="CERT.pem", help="with --cluster tls://: this client's certificate")
+    s.add_argument("--tls-key", metavar="KEY.pem", help="with --cluster tls://: this client's private key")
     s.add_argument("--regrade", action="store_true",
                    help="judge from each submission's kept results (build/grading-results) where its job is "
                         "unchanged; run the others")

@@ -158,10 +158,11 @@ def _feedback_under_the_names_handed_in(root: Path, assignment: str, handed_in: 
 
 def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, as_json: bool = False,
                      feedback: bool = False, unsandboxed: bool = False, limits: Limits | None = None,
-                     cluster=None, regrade: bool = False) -> int:
+                     cluster=None, regrade: bool = False, tls: tuple[str, str, str] | None = None) -> int:
     """Grade every submitted/<student>/<assignment>/; gradebook, autograded notebooks and a CSV.
     ``cluster``: a Dask scheduler address (or a cluster object): the sandboxed runs go to its workers,
-    ``jobs`` submissions at a time (default: one per worker thread); everything else stays here (cluster.py).
+    ``jobs`` submissions at a time (default: one per worker thread); everything else stays here (cluster.py);
+    ``tls``: (CA, certificate, key) files for a ``tls://`` scheduler.
     ``regrade``: judge from each submission's kept results where its job is unchanged (stored.py).
 
     Returns an exit code: 0 all graded, 1 some submissions could not be graded,
@@ -193,7 +194,7 @@ def grade_assignment(assignment: str, root: Path | None = None, jobs: int = 1, a
         if cluster is not None:
             from llmprep.grading.cluster import ClusterRunner
 
-            runner = ClusterRunner(cluster, assignment, unsandboxed)
+            runner = ClusterRunner(cluster, assignment, unsandboxed, tls)
             jobs = jobs if jobs > 1 else runner.slots
             print(f"cluster: {len(runner.client.nthreads())} workers, {jobs} submissions at a time", file=sys.stderr)
         with ThreadPoolExecutor(max_workers=jobs) as pool, \

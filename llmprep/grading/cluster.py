@@ -10,6 +10,10 @@ against the job, then stage 4 validates the outputs as hostile data. Judging (ag
 client computed and cached itself), the gradebook, the autograded notebooks and the CSV stay in the
 client; a worker never sees the reference, the solutions' outputs or the gradebook.
 
+Who may join: a ``tcp://`` scheduler is unauthenticated (anyone who reaches its port can join as a worker, and
+a worker can answer any job, full marks included). ``tls://`` with ``--tls-ca-file/--tls-cert/--tls-key``
+(:func:`security`) admits only peers holding a certificate signed by that CA, the client included.
+
 A worker lost mid-run: the scheduler runs the task again on another worker (Dask reschedules a lost worker's
 tasks, up to its ``allowed-failures``; the task itself never raises); the client waits for one answer per
 attempt and records each submission once. A worker that never answers costs the submission at most twice its budget plus a minute.
@@ -131,17 +135,53 @@ def received(raw, job: dict, limits: Limits) -> Attempt:
     return Attempt(frames, reason, log[-limits.output:], where)
 
 
+TLS_FLAGS = "--tls-ca-file, --tls-cert and --tls-key"
+
+
+def security(address, tls: tuple[str, str, str] | None = None):
+    """The Dask ``Security`` to reach ``address`` with: mutual TLS from ``tls`` = (CA file, certificate file,
+    key file) for a ``tls://`` scheduler, else None (a cluster object's own, or Dask's configuration).
+    GradingError, in one line, for certificates with a ``tcp://`` address or an unreadable file."""
+    if tls is None:
+        return None
+    if not (isinstance(address, str) and address.startswith("tls://")):
+        raise GradingError(f"{TLS_FLAGS} secure a tls:// scheduler; the address given is {address!r}")
+    for path in tls:
+        if not Path(path).is_file():
+            raise GradingError(f"TLS file {path} does not exist (give {TLS_FLAGS})")
+    from distributed.security import Security
+
+    ca, cert, key = (str(p) for p in tls)
+    return Security(tls_ca_file=ca, tls_client_cert=cert, tls_client_key=key, require_encryption=True)
+
+
+def unauthenticated(address) -> str | None:
+    """A one-line warning for a plain ``tcp://`` scheduler beyond this machine, else None."""
+    if not (isinstance(address, str) and address.startswith("tcp://")):
+        return None
+    host = address.removeprefix("tcp://").rsplit(":", 1)[0].strip("[]")
+    if host in ("localhost", "127.0.0.1", "::1"):
+        return None
+    return (f"warning: {address} is unauthenticated: anyone who reaches it can join as a worker and answer any "
+            f"submission's run; on a shared network use tls:// with {TLS_FLAGS}")
+
+
 class ClusterRunner:
     """Stage 3 of every submission of one batch on a Dask cluster (``Submission.runner``)."""
 
-    def __init__(self, address, chapter: str, unsandboxed: bool = False):
-        """``address``: a scheduler address (``tcp://HOST:8786``) or a cluster object (``local_cluster()``)."""
+    def __init__(self, address, chapter: str, unsandboxed: bool = False, tls: tuple[str, str, str] | None = None):
+        """``address``: a scheduler address (``tcp://HOST:8786``, ``tls://HOST:8786`` with ``tls``) or a cluster
+        object (``local_cluster()``, its own security)."""
         from distributed import Client
 
         self.chapter, self.unsandboxed = chapter, unsandboxed
         self.fingerprint = fingerprint(chapter)
+        sec = security(address, tls)
         try:  # what comes back is read as msgpack data only: a worker's pickle is refused, never loaded
-            self.client = Client(address, timeout="20s", set_as_default=False, deserializers=["msgpack", "error"])
+            self.client = Client(address, timeout="20s", set_as_default=False, deserializers=["msgpack", "error"],
+                                 security=sec)
+        except TypeError as exc:  # Dask's words for a tls:// address without certificates
+            raise GradingError(f"cannot reach the Dask scheduler at {address}: give {TLS_FLAGS} ({exc})") from None
         except (OSError, TimeoutError, ValueError) as exc:
             raise GradingError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
         try:
@@ -191,13 +231,21 @@ class ClusterRunner:
         self.client.close()
 
 
-def local_cluster(workers: int = 2, threads: int = 1):
-    """A scheduler and ``workers`` worker processes on this machine (tests, demos, the benchmark)."""
+def local_cluster(workers: int = 2, threads: int = 1, tls: tuple[str, str, str] | None = None):
+    """A scheduler and ``workers`` worker processes on this machine (tests, demos, the benchmark); with ``tls``
+    (CA, certificate, key files) every connection is mutual TLS and the cluster's address is ``tls://``."""
     from distributed import LocalCluster
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sec = None
+    if tls:
+        from distributed.security import Security
+
+        ca, cert, key = (str(p) for p in tls)  # one certificate for every role, as README's recipe makes it
+        sec = Security(tls_ca_file=ca, require_encryption=True, **{f"tls_{role}_{part}": path for role in (
+            "scheduler", "worker", "client") for part, path in (("cert", cert), ("key", key))})
     return LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True, dashboard_address=None,
-                        silence_logs=40)
+                        silence_logs=40, security=sec, protocol="tls://" if tls else None)
 
 
 def main(argv: list[str] | None = None) -> int:

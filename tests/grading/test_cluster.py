@@ -1,13 +1,17 @@
 """Grading through a real Dask cluster (``llmprep grade --cluster``): a scheduler and two worker processes on
-this machine, one worker killed mid-batch, every submission graded exactly once with the scores a
-single-host run gives, a worker of another course refused, and a hostile student unable to reach the
-client's files or the gradebook (checked from outside). One cluster batch serves every assertion."""
+this machine, every connection mutual TLS with certificate files made by openssl (README's recipe), one worker
+killed mid-batch, every submission graded exactly once with the scores a single-host run gives, a worker of
+another course refused, a peer without the course's certificate unable to join or connect, and a hostile student
+unable to reach the client's files or the gradebook (checked from outside). One cluster batch serves every
+assertion."""
 import csv
 import hashlib
 import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -81,6 +85,37 @@ def _csv(course):
         return list(csv.DictReader(fh))
 
 
+def _certificate(folder, name):
+    """(CA, certificate, key) files: one self-signed certificate that is its own CA, as README's recipe makes it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                    f"/CN={name}", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return str(cert), str(cert), str(key)
+
+
+def _outsiders(address, own_tls, other_tls, client):
+    """A client and a worker without the course's certificate try the scheduler: what each achieved."""
+    from distributed import Client
+
+    got = {}
+    for name, tls in (("other certificate", other_tls), ("plain tcp", None)):
+        target = address if tls else address.replace("tls://", "tcp://")
+        try:
+            with Client(target, timeout="10s", set_as_default=False, security=cluster.security(target, tls)) as c:
+                got[name] = f"connected, saw {len(c.nthreads())} workers"
+        except Exception as exc:  # noqa: BLE001
+            got[name] = f"refused: {type(exc).__name__}"
+    before = set(client.nthreads())
+    ca, cert, key = other_tls
+    proc = subprocess.run([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                           "--no-nanny", "--death-timeout", "4", "--tls-ca-file", ca, "--tls-cert", cert,
+                           "--tls-key", key], capture_output=True, text=True, timeout=120)
+    got["worker"] = {"joined": sorted(set(client.nthreads()) - before), "exit": proc.returncode,
+                     "log": proc.stderr[-2000:]}
+    return got
+
+
 def _digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
 
@@ -103,8 +138,10 @@ def batch(root, tmp_path_factory, reference):
 
     from distributed import Client
 
-    with cluster.local_cluster(workers=2) as lc, Client(lc, set_as_default=False) as client:
-        host, port = lc.scheduler_address.removeprefix("tcp://").rsplit(":", 1)
+    tls, other_tls = _certificate(tmp / "tls", "course"), _certificate(tmp / "tls", "outsider")
+    with cluster.local_cluster(workers=2, tls=tls) as lc, Client(lc, set_as_default=False) as client:
+        assert lc.scheduler_address.startswith("tls://")
+        host, port = lc.scheduler_address.removeprefix("tls://").rsplit(":", 1)
         hostile = nbformat.from_dict(json.loads(json.dumps(kinds["solution"])))
         hostile.cells.append(nbformat.v4.new_code_cell(HOSTILE.format(
             secret=str(secret), gradebook=str(course / "gradebook.db"), course=str(course), host=host, port=port)))
@@ -151,7 +188,7 @@ def batch(root, tmp_path_factory, reference):
                     return os.system, (f"touch {pwned}",)
             return Evil()
 
-        runner = cluster.ClusterRunner(lc, CH)
+        runner = cluster.ClusterRunner(lc.scheduler_address, CH, tls=tls)  # by address and files, as the CLI does
         try:
             runner.client.submit(forged, pure=False).result(timeout=120)
             forged_error = None
@@ -159,9 +196,10 @@ def batch(root, tmp_path_factory, reference):
             forged_error = type(exc).__name__
         finally:
             runner.close()
+        outsiders = _outsiders(lc.scheduler_address, tls, other_tls, client)
     return {"course": course, "expected": expected, "students": [*students, "mallory"], "calls": calls,
             "killed": killed, "code": done.get("code"), "before": before, "after": after, "seconds": seconds,
-            "forged_error": forged_error, "pwned": pwned.exists()}
+            "forged_error": forged_error, "pwned": pwned.exists(), "outsiders": outsiders}
 
 
 def test_a_worker_killed_mid_batch_loses_nothing(batch):
@@ -195,6 +233,26 @@ def test_hostile_student_on_a_worker_cannot_reach_the_client(batch):
 
     with Gradebook(gradebook_url(course)) as gb:  # its sqlite write never happened: no score above the maximum
         assert all(s.score <= s.max_score for s in gb.assignment_submissions(CH))
+
+
+def test_a_peer_without_the_course_certificate_can_neither_connect_nor_join(batch):
+    """Over tls://, a client with another certificate and a plain tcp:// client are refused by the scheduler, and
+    a worker started with another certificate never joins (it would otherwise receive jobs and could answer
+    any of them with full marks)."""
+    seen = batch["outsiders"]
+    assert seen["other certificate"].startswith("refused"), seen
+    assert seen["plain tcp"].startswith("refused"), seen
+    assert seen["worker"]["joined"] == [] and seen["worker"]["exit"] != 0, seen["worker"]
+
+
+def test_tls_options_are_checked_in_one_line(tmp_path):
+    with pytest.raises(engine.GradingError, match="secure a tls:// scheduler"):
+        cluster.security("tcp://10.0.0.9:8786", ("a", "b", "c"))
+    with pytest.raises(engine.GradingError, match=r"TLS file .*missing.pem does not exist"):
+        cluster.security("tls://10.0.0.9:8786", (str(tmp_path / "missing.pem"),) * 3)
+    assert "unauthenticated" in cluster.unauthenticated("tcp://10.0.0.9:8786")
+    assert cluster.unauthenticated("tcp://127.0.0.1:8786") is None
+    assert cluster.unauthenticated("tls://10.0.0.9:8786") is None
 
 
 def test_a_worker_of_another_course_is_refused(monkeypatch, capsys):
