@@ -60,6 +60,17 @@ print("FOUND", found)
 '''
 
 
+# Appended to mallory's answer cell: if any worker-side folder of any task (its own or another student's, running
+# beside it on the other worker) is visible from inside the sandbox, the answer turns wrong, which the score shows
+# from outside (mallory must keep the solution's score).
+OTHER_TASKS = r'''
+import glob as _glob
+if any(_glob.glob(f"/tmp/llmprep-{kind}-*") for kind in ("remote", "stage", "pack")):
+    def ring_all_reduce(tensors):  # another task's folder was visible from this sandbox
+        return tuple(t.clone() for t in tensors), (0,) * len(tensors)
+'''
+
+
 def _kinds(root):
     spec = load_spec(CH)
     solution = nbformat.read(str(root / "solutions" / CH / spec.notebook), as_version=4)
@@ -143,6 +154,8 @@ def batch(root, tmp_path_factory, reference):
         assert lc.scheduler_address.startswith("tls://")
         host, port = lc.scheduler_address.removeprefix("tls://").rsplit(":", 1)
         hostile = nbformat.from_dict(json.loads(json.dumps(kinds["solution"])))
+        ring = next(c for c in hostile.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "ch13_ring")
+        ring.source += "\n" + OTHER_TASKS
         hostile.cells.append(nbformat.v4.new_code_cell(HOSTILE.format(
             secret=str(secret), gradebook=str(course / "gradebook.db"), course=str(course), host=host, port=port)))
         folder = course / "submitted" / "mallory" / CH
@@ -223,6 +236,8 @@ def test_a_worker_killed_mid_batch_loses_nothing(batch):
 
 
 def test_hostile_student_on_a_worker_cannot_reach_the_client(batch):
+    """Nor another task: mallory's answer would turn wrong had any worker-side task folder been visible (its
+    score, checked in the test above, equals the solution's)."""
     course = batch["course"]
     assert batch["after"] == batch["before"]  # the secret and the solution unchanged
     assert not (course / "planted.txt").exists()
