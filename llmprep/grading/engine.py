@@ -141,14 +141,22 @@ def check_notebook(path: str | Path, limits: Limits | None = None, folder: Path 
                                      progress=progress))
 
 
-def mutant_run(chapter: str, notebook: Path | None = None, limits: Limits | None = None) -> tuple[SandboxRun, SandboxRun]:
+def mutant_run(chapter: str, notebook: Path | None = None, limits: Limits | None = None, edit=None,
+               extra: dict[str, dict[str, str]] | None = None) -> tuple[SandboxRun, SandboxRun]:
     """For the test suite: (the cached reference run, one fresh sandbox run of the solution, or ``notebook``,
-    with every mutant and every alternative-correct fixture swapped in)."""
+    with every mutant and every alternative-correct fixture swapped in). ``edit(nb)`` changes the notebook
+    before the run; ``extra``: {grade_id: {name: source}}, more variants, probed as ``extra:<name>``."""
     spec = load_spec(chapter)
     path = notebook or solutions_dir() / chapter / spec.notebook
     nb = read_notebook(path)
+    if edit is not None:
+        edit(nb)
     ref = reference_run(chapter, limits)
-    run = run_sandbox(build_job(nb, list(spec.exercises), mutants=True), limits, folder=path.parent)
+    job = build_job(nb, list(spec.exercises), mutants=True)
+    for ex in job["exercises"]:
+        ex["variants"] += [{"name": f"extra:{name}", "patch": source}
+                           for name, source in (extra or {}).get(ex["grade_id"], {}).items()]
+    run = run_sandbox(job, limits, folder=path.parent)
     if not run.ok:
         raise GradingError(f"{chapter}: {run.reason}\n{run.log_tail[-3000:]}")
     return ref, run

@@ -1,6 +1,7 @@
 """The library ban of a from-scratch exercise also catches a name the student bound at import time
 (the gates are installed before the first cell runs), is in force only while that exercise is
-probed (the rest of the notebook may use the library), and says which call it blocked."""
+probed (the rest of the notebook may use the library), and says which call it blocked: here through the whole
+grading path (ch01); every ban of every chapter in tests/chapters/test_mutants.py."""
 import nbformat
 import pytest
 
@@ -45,93 +46,8 @@ def test_import_time_bindings_of_banned_calls_lose_points(root, tmp_path, ch01_r
     assert not result.notes, result.notes  # the setup cell's own library call was allowed
 
 
-# --------------------------------------------------------------------------- every chapter that bans something
-
-def _binding(owner: str, name: str, alias: str) -> str:
-    """Source that binds ``owner.name`` to ``alias`` the way a student would at import time: ``from module
-    import name as alias``, or ``import module`` then the attribute path (a method of a library class)."""
-    import importlib.util
-
-    parts = owner.split(".")
-    for cut in range(len(parts), 0, -1):
-        module = ".".join(parts[:cut])
-        try:
-            found = importlib.util.find_spec(module)
-        except (ImportError, ValueError):
-            found = None
-        if found is not None:
-            rest = parts[cut:]
-            if not rest:
-                return f"from {module} import {name} as {alias}\n"
-            return f"import {module} as {alias}_module\n{alias} = {alias}_module.{'.'.join(rest)}.{name}\n"
-    raise AssertionError(f"no importable module in {owner}")
-
-
-def _with_bans_bound(nb, exercises) -> None:
-    """The solution, but every exercise that bans something first calls each banned callable bound at import
-    time in the first code cell, by its global name (no arguments: a ban in force raises before the library
-    runs), then calls the first one for real; a banned callable that does not raise the ban's error says so."""
-    first = next(c for c in nb.cells if c.cell_type == "code")
-    bindings = []
-    for n, ex in enumerate(exercises):
-        aliases = []
-        for m, (owner, name, label) in enumerate(ex.bans):
-            alias = f"_banned_{n}_{m}"
-            bindings.append(_binding(owner, name, alias))
-            aliases.append(f"({label!r}, {alias!r})")
-        fn = ex.functions[0]
-        cell = next(c for c in nb.cells if c.cell_type == "code" and (f"def {fn}(" in c.source
-                                                                       or f"class {fn}" in c.source))
-        cell.source += (
-            f"\n\n_library_{n} = [{', '.join(aliases)}]\n_solution_{n} = {fn}\n\n"
-            f"def {fn}(*args, **kwargs):\n"
-            f"    for label, name in _library_{n}:\n"
-            f"        try:\n"
-            f"            globals()[name]()\n"
-            f"        except RuntimeError as exc:\n"
-            f"            if 'which this exercise asks you to write yourself' in str(exc):\n"
-            f"                continue\n"
-            f"        except Exception:\n"
-            f"            pass\n"
-            f"        raise AssertionError(f'the ban of {{label}} is not in force')\n"
-            f"    globals()[_library_{n}[0][1]]()\n"
-            f"    return _solution_{n}(*args, **kwargs)\n")
-    first.source = "".join(bindings) + first.source
-
-
-def _chapters_with_bans():
-    return [c for c in engine.all_chapters() if any(ex.bans for ex in load_spec(c).exercises)]
-
-
-@pytest.mark.parametrize("chapter", _chapters_with_bans())
-def test_every_ban_catches_a_name_bound_at_import_time(chapter, tmp_path):
-    """Each banned callable of every exercise, bound at import time before any other cell ran (a module the
-    notebook had not imported yet included), is refused while that exercise is probed: the cell loses its
-    points with the ban's own words; every exercise without bans keeps full points."""
-    spec = load_spec(chapter)
-    banning = [ex for ex in spec.exercises if ex.bans]
-    nb = nbformat.read(str(root_dir() / "solutions" / chapter / spec.notebook), as_version=4)
-    _with_bans_bound(nb, banning)
-    path = tmp_path / "library.ipynb"
-    nbformat.write(nb, str(path))
-    result = engine.check_notebook(path)
-    by_id = {c.grade_id: c for c in result.cells}
-    for ex in spec.exercises:
-        verdict = by_id[ex.grade_id]
-        if ex.bans:
-            label = ex.bans[0][2]
-            assert verdict.points == 0, verdict
-            assert "is not in force" not in verdict.message, verdict.message
-            assert f"calls {label}, which this exercise asks you to write yourself" in verdict.message, verdict
-        else:
-            assert verdict.points == verdict.max_points, verdict
-    assert not result.notes, result.notes  # binding at import time, and calling outside the probes, is allowed
-
-
-def root_dir():
-    from llmprep.grading.trusted import repo_root
-
-    return repo_root()
+# Every chapter that bans something: tests/chapters/test_mutants.py (the bans bound at import time ride on the
+# chapter's one mutant run: test_every_ban_catches_a_name_bound_at_import_time).
 
 
 def test_every_public_alias_of_a_banned_function_is_banned_too():
