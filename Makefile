@@ -55,7 +55,7 @@ browser:
 # copies (tests/chapters/test_notebooks.py names a failing notebook and its cell). A failed notebook does not stop
 # the suite; either failing fails `make test`. Inner loop: pytest -m "not sandbox and not browser and not slow".
 TEST_RUN    := env -u MPLBACKEND $(RUN_ENV) $(BIN)/python -m llmprep run --jobs $(JOBS)
-TEST_PYTEST := LLMPREP_REQUIRE_BROWSER=1 LLMPREP_REQUIRE_SANDBOX=1 $(TEST_ENV) $(BIN)/python -m pytest -n $(JOBS) --dist loadfile --durations=15 tests
+TEST_PYTEST := LLMPREP_REQUIRE_BROWSER=1 LLMPREP_REQUIRE_SANDBOX=1 $(TEST_ENV) $(BIN)/python -m pytest -n $(JOBS) --dist loadfile --no-loadscope-reorder --durations=15 tests
 
 test: data browser
 	$(BIN)/ruff check .
