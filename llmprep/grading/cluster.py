@@ -146,13 +146,19 @@ def security(address, tls: tuple[str, str, str] | None = None):
         return None
     if not (isinstance(address, str) and address.startswith("tls://")):
         raise GradingError(f"{TLS_FLAGS} secure a tls:// scheduler; the address given is {address!r}")
+    return _mutual_tls(tls, ("client",))
+
+
+def _mutual_tls(tls: tuple[str, str, str], roles: tuple[str, ...]):
+    """Dask's ``Security`` with encryption required: the CA file, and the certificate and key for each role."""
     for path in tls:
         if not Path(path).is_file():
             raise GradingError(f"TLS file {path} does not exist (give {TLS_FLAGS})")
     from distributed.security import Security
 
     ca, cert, key = (str(p) for p in tls)
-    return Security(tls_ca_file=ca, tls_client_cert=cert, tls_client_key=key, require_encryption=True)
+    return Security(tls_ca_file=ca, require_encryption=True,
+                    **{f"tls_{role}_{part}": path for role in roles for part, path in (("cert", cert), ("key", key))})
 
 
 def unauthenticated(address) -> str | None:
@@ -237,13 +243,8 @@ def local_cluster(workers: int = 2, threads: int = 1, tls: tuple[str, str, str] 
     from distributed import LocalCluster
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    sec = None
-    if tls:
-        from distributed.security import Security
-
-        ca, cert, key = (str(p) for p in tls)  # one certificate for every role, as README's recipe makes it
-        sec = Security(tls_ca_file=ca, require_encryption=True, **{f"tls_{role}_{part}": path for role in (
-            "scheduler", "worker", "client") for part, path in (("cert", cert), ("key", key))})
+    # one certificate for every role, as README's recipe makes it
+    sec = _mutual_tls(tls, ("scheduler", "worker", "client")) if tls else None
     return LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True, dashboard_address=None,
                         silence_logs=40, security=sec, protocol="tls://" if tls else None)
 
