@@ -1,5 +1,5 @@
 """Grading through a real Dask cluster (``llmprep grade --cluster``): a scheduler and two worker processes on
-this machine, every connection mutual TLS with certificate files made by openssl (README's recipe), one worker
+this machine grading 40 submissions, every connection mutual TLS with certificate files made by openssl (README's recipe), one worker
 killed mid-batch, every submission graded exactly once with the scores a single-host run gives, a worker of
 another course refused, a peer without the course's certificate unable to join or connect, and a hostile student
 unable to reach the client's files or the gradebook (checked from outside). One cluster batch serves every
@@ -27,8 +27,8 @@ pytestmark = [pytest.mark.sandbox, pytest.mark.slow,
               pytest.mark.skipif(not engine.isolation().strong,
                                  reason=f"no sandbox on this machine: {engine.isolation().why}")]
 
-CH = "ch13_distributed"  # among the cheapest chapters to run
-COPIES = 3  # of each kind (solution, stub, partial): 9 honest students, plus one hostile
+CH = "ch15_agents"  # the cheapest chapter to run (pure Python answers: about 0.3 CPU-s a submission)
+COPIES = 13  # of each kind (solution, stub, partial): 39 honest students, plus one hostile: 40 submissions
 LIMITS = Limits(wall=300, cell_timeout=60, case_timeout=60)
 MARKER = "llmprep-cluster-secret-7f3a"
 
@@ -66,8 +66,8 @@ print("FOUND", found)
 OTHER_TASKS = r'''
 import glob as _glob
 if any(_glob.glob(f"/tmp/llmprep-{kind}-*") for kind in ("remote", "stage", "pack")):
-    def ring_all_reduce(tensors):  # another task's folder was visible from this sandbox
-        return tuple(t.clone() for t in tensors), (0,) * len(tensors)
+    def reliability(outcomes, k):  # another task's folder was visible from this sandbox
+        return {"pass_at_k": 0.0, "pass_hat_k": 0.0}
 '''
 
 
@@ -154,8 +154,8 @@ def batch(root, tmp_path_factory, reference):
         assert lc.scheduler_address.startswith("tls://")
         host, port = lc.scheduler_address.removeprefix("tls://").rsplit(":", 1)
         hostile = nbformat.from_dict(json.loads(json.dumps(kinds["solution"])))
-        ring = next(c for c in hostile.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "ch13_ring")
-        ring.source += "\n" + OTHER_TASKS
+        answer = next(c for c in hostile.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "ch15_reliability")
+        answer.source += "\n" + OTHER_TASKS
         hostile.cells.append(nbformat.v4.new_code_cell(HOSTILE.format(
             secret=str(secret), gradebook=str(course / "gradebook.db"), course=str(course), host=host, port=port)))
         folder = course / "submitted" / "mallory" / CH
