@@ -1,8 +1,8 @@
-"""Grading through a real Dask cluster (``llmprep grade --cluster``): a scheduler and two worker processes on
-this machine grading 40 submissions, every connection mutual TLS with certificate files made by openssl (README's recipe), one worker
-killed mid-batch, every submission graded exactly once with the scores a single-host run gives, a worker of
-another course refused, a peer without the course's certificate unable to join or connect, and a hostile student
-unable to reach the client's files or the gradebook (checked from outside). One cluster batch serves every
+"""Grading through a real Dask cluster (``llmprep grade --cluster``): a scheduler and two worker processes on this
+machine grading 40 submissions, every connection mutual TLS with certificate files made by openssl (README's
+recipe), one worker killed mid-batch, every submission graded exactly once with the scores a single-host run gives,
+a worker of another course refused, a peer without the course's certificate unable to join or connect, and a hostile
+student unable to reach the client's files or the gradebook (checked from outside). One cluster batch serves every
 assertion."""
 import csv
 import hashlib
