@@ -316,10 +316,23 @@ def test_regrade_judges_from_kept_results_and_runs_a_changed_job_again(batch, mo
     nb.cells.append(nbformat.v4.new_code_cell("changed = True"))
     nbformat.write(nb, str(edited))
 
+    kept = {}  # what the store held for each student before the regrade: why a run again, if one happens
+    for folder in (course / "build" / "grading-results" / CH).iterdir():
+        try:
+            meta = json.loads((folder / "run.json").read_text())
+            kept[folder.name] = f"kept: ok={meta['ok']} reason={meta['reason']!r} hash={meta['job_hash'][:12]}"
+        except (OSError, ValueError) as exc:
+            kept[folder.name] = f"nothing usable kept ({type(exc).__name__})"
     assert grade_assignment(CH, root=course, limits=LIMITS, regrade=True) == 0
-    # stub0 runs again (its notebook changed). Seen once in five runs here: one more submission ran again too
-    # (its kept results missing after the killed worker; not yet understood, issue 36): allowed, and named.
-    assert "stub0" in runs and len(runs) <= 2, runs
+    # stub0 runs again (its notebook changed). Seen once in five runs with ch13's 10 submissions: one more
+    # submission ran again too, after the killed worker; not yet understood (issue 36): allowed, and the store's
+    # record of it is named, so that the next time it happens says why.
+    why = {s: kept.get(s, "no folder in the store") for s in runs if s != "stub0"}
+    assert "stub0" in runs and len(runs) <= 2, why
+    if why:
+        import warnings
+
+        warnings.warn(f"issue 36: a regrade ran again a submission whose job did not change: {why}", stacklevel=1)
     rows = {r["student"]: float(r["score"]) for r in _csv(course)}
     assert rows["solution0"] == batch["expected"]["solution"] - first.points
     assert rows["stub0"] == rows["stub1"] and rows["partial0"] == rows["partial1"] <= batch["expected"]["partial"]
