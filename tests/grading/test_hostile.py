@@ -31,23 +31,23 @@ from llmprep.grading.engine import Limits, load_spec
 from llmprep.grading.record import gradebook_url
 from notebooks import grade_cell
 
-# The batch grades ch13 (torch only, 2 s of CPU a notebook; ch01 imports transformers too and took twice that)
-CH = "ch13_distributed"
-NB = "ch13_exercises.ipynb"
-ANSWER = "ch13_ring"  # the answer cell the attacks are appended to: ring_all_reduce, 3 points
-FULL = 16.0
-WRONG_ANSWER = "\ndef ring_all_reduce(tensors):\n    return tuple(t.clone() for t in tensors), (0,) * len(tensors)\n"
-HONEST_WRONG = 13.0  # a wrong ring_all_reduce loses its 3 points
+# The batch grades ch15 (pure-Python answers: 0.3 s of CPU a notebook; ch13, which imports torch, took five times that)
+CH = "ch15_agents"
+NB = "ch15_exercises.ipynb"
+ANSWER = "ch15_reliability"  # the answer cell the attacks are appended to: reliability, 2 points
+FULL = 14.0
+WRONG_ANSWER = '\ndef reliability(outcomes, k):\n    return {"pass_at_k": 0.0, "pass_hat_k": 0.0}\n'
+HONEST_WRONG = 12.0  # a wrong reliability loses its 2 points
 MARKER = "llmprep-hostile-marker"
-LIMITS = Limits(wall=300, cell_timeout=15, case_timeout=15)  # CPU seconds: ch13's cells need < 2 (time abuse burns 15)
+LIMITS = Limits(wall=300, cell_timeout=6, case_timeout=6)  # CPU seconds: ch15's cells need < 0.5 (time abuse burns 6)
 
 
 def _correct_answer() -> str:
-    """A correct ring_all_reduce that is not the solution's (the spec's alternative), for an attacker whose
+    """A correct reliability that is not the solution's (the spec's alternative), for an attacker whose
     escape worked (it then keeps a correct answer: detected here and by the sentinels outside)."""
     import textwrap
 
-    return textwrap.dedent(next(iter(load_spec(CH).exercise("ch13_ring_test").alternatives.values())))
+    return textwrap.dedent(next(iter(load_spec(CH).exercise("ch15_reliability_test").alternatives.values())))
 
 
 pytestmark = pytest.mark.skipif(not engine.isolation().strong,
@@ -334,13 +334,13 @@ def _other_chapter(nb, ctx):
 
 def _use_helper(nb, ctx):
     cell = grade_cell(nb, ANSWER)
-    cell.source = "from my_helpers import ring_all_reduce\n"
+    cell.source = "from my_helpers import reliability\n"
 
 
 def _magics(nb, ctx):
     cell = grade_cell(nb, ANSWER)
     cell.source = "%matplotlib inline\n%config InlineBackend.figure_format = 'png'\n" + cell.source
-    cell = grade_cell(nb, "ch13_tp_mlp")
+    cell = grade_cell(nb, "ch15_parse")
     cell.source = "%%time\n" + cell.source
 
 
@@ -371,19 +371,19 @@ STUDENTS = {
     "input_transformer": (_append(ANSWER, "get_ipython().input_transformers_post.append("
                                   "lambda lines: [l.replace('assert ', 'pass  # ') for l in lines])\n"),
                           HONEST_WRONG, None, None),
-    "stderr_warnings": (_append("ch13_dp_accum", "import sys, warnings\nprint('a warning', file=sys.stderr)\n"
+    "stderr_warnings": (_append("ch15_mask", "import sys, warnings\nprint('a warning', file=sys.stderr)\n"
                                 "warnings.warn('deprecated thing')\n", wrong=False), FULL, None, None),
     "exits_after_answers": (_new_cell("import os\nos._exit(0)"), FULL, None, None),
-    "renamed_notebook": (None, FULL, "Copy of ch13_exercises (1).ipynb", None),
+    "renamed_notebook": (None, FULL, "Copy of ch15_exercises (1).ipynb", None),
     "huge_output": (_append(ANSWER, "print('x' * (50 * 2**20))\n", wrong=False), FULL, None, None),
-    "memory_hog": (_append("ch13_zero", "try:\n    hog = bytearray(40 * 2**30)\nexcept MemoryError:\n"
+    "memory_hog": (_append("ch15_template", "try:\n    hog = bytearray(40 * 2**30)\nexcept MemoryError:\n"
                            "    pass\nhog = bytearray(40 * 2**30)\n", wrong=False), FULL, None, None),
     "helper_module": (_use_helper, FULL, None, "helper"),
     "magics": (_magics, FULL, None, None),
-    "syntax_error": (_syntax_error, FULL - 3, None, None),  # ring_all_reduce never defined: its 3 points
+    "syntax_error": (_syntax_error, FULL - 2, None, None),  # reliability never defined: its 2 points
     "invalid_json": ("invalid", None, None, None),
     "nbformat_v3": ("v3", FULL, None, None),
-    "retyped_cell": ("retype", HONEST_WRONG, None, None),  # ring_all_reduce's cell became markdown
+    "retyped_cell": ("retype", HONEST_WRONG, None, None),  # reliability's cell became markdown
 }
 
 
@@ -393,7 +393,7 @@ def _changed_ids(nb, ctx):
 
 
 def _duplicate_test_cell(nb, ctx):
-    nb.cells.append(nbformat.from_dict(json.loads(json.dumps(grade_cell(nb, "ch13_dp_accum_test")))))
+    nb.cells.append(nbformat.from_dict(json.loads(json.dumps(grade_cell(nb, "ch15_mask_test")))))
 
 
 def _unknown_schema(nb, ctx):
@@ -406,7 +406,7 @@ STUDENTS["changed_cell_ids"] = (_changed_ids, FULL, None, None)
 STUDENTS["kernel_surface"] = (_append(ANSWER, KERNEL), HONEST_WRONG, None, None)
 STUDENTS["exfiltration"] = (_exfiltrate, FULL, None, None)
 STUDENTS["watchdog_spoof"] = (_spoof, FULL, None, None)
-STUDENTS["other_chapter"] = (_other_chapter, None, None, None)  # ch02's solution handed in for ch13
+STUDENTS["other_chapter"] = (_other_chapter, None, None, None)  # ch02's solution handed in for ch15
 # Folder names are hostile text: refused, and neutralised wherever they are shown.
 HOSTILE_NAMES = ["=HYPERLINK(\"example.invalid\",\"appeal\")", "line\nbreak", "-rm", "@SUM(A1)",
                  "tab\tname", "bell\x07"]
@@ -472,7 +472,7 @@ def batch(root, tmp_path_factory):
            "repo_b": str(root).encode(), "targets": [str(p) for p in sentinels.values()]
            + [str(p / "x") for p in (cache, shared_tmp)],
            "tmp_parent": tempfile.gettempdir(), "marker": MARKER, "port": listener.getsockname()[1],
-           "fn": "ring_all_reduce", "correct": _correct_answer(),
+           "fn": "reliability", "correct": _correct_answer(),
            "other_chapter": root / "solutions" / "ch02_imbalance" / load_spec("ch02_imbalance").notebook}
     for student, (edit, _, name, extra) in STUDENTS.items():
         folder = course / "submitted" / student / CH
@@ -495,7 +495,7 @@ def batch(root, tmp_path_factory):
             edit(nb, ctx)
         nbformat.write(nb, str(target))
         if extra == "helper":
-            (folder / "my_helpers.py").write_text("import torch\n\n" + ctx["correct"])
+            (folder / "my_helpers.py").write_text("import math\n\nimport numpy as np\n\n" + ctx["correct"])
         if extra == "links":  # links to private files and a FIFO: never followed, never waited on
             (folder / "solution_link.ipynb").symlink_to(root / "solutions" / CH / nb_name)
             (folder / "spec_link.py").symlink_to(root / "autograder" / f"{CH}.py")
@@ -583,7 +583,7 @@ def test_time_abuse_costs_one_budget_and_is_reported(batch):
 
 def test_syntax_errors_name_the_cell_as_the_learner_sees_it(batch):
     text = (batch["course"] / "autograded" / "syntax_error" / CH / NB).read_text()
-    assert "your answer for ch13_ring" in text and "SyntaxError" in text
+    assert "your answer for ch15_reliability" in text and "SyntaxError" in text
     assert "KeyError" not in text
 
 
@@ -599,8 +599,14 @@ def test_autograded_notebooks_and_feedback_show_verdicts_not_hidden_material(bat
 
     mathjax = (mathjax_dir() / "tex-svg.js").read_text(encoding="utf-8")
     public = (batch["root"] / "course" / CH / NB).read_text()  # a hidden case may equal a released example
+    def format_keys(node):  # the keys the notebook format itself uses ("name", "text" of a stream output)
+        if isinstance(node, dict):
+            return set(node).union(*map(format_keys, node.values()))
+        return set().union(*map(format_keys, node)) if isinstance(node, list) else set()
+
     for path in files:
         text = path.read_text().replace(mathjax, "")  # MathJax inlined in every feedback page: trusted, the same
+        structural = format_keys(json.loads(text)) if path.suffix == ".ipynb" else set()
         assert len(text.encode()) < 2_000_000, path  # the 50 MB print is not copied into grading artifacts
         assert "llmprep grader:" in text
         assert "<script>alert" not in text and "<img src=x" not in text, path
@@ -608,14 +614,14 @@ def test_autograded_notebooks_and_feedback_show_verdicts_not_hidden_material(bat
             assert ex.probe.__name__ not in text, path
             for case in ex.cases:
                 for key, value in case.params.items():
-                    if path.suffix == ".ipynb":  # (HTML has its own quoted words, such as class="n")
+                    if path.suffix == ".ipynb" and key not in structural:  # (HTML quotes words: class="n")
                         assert f'"{key}"' not in text and f"'{key}'" not in text, (path, key)
                     if len(json.dumps(value)) >= 12 and repr(value)[:40] not in public:
                         assert json.dumps(value)[:40] not in text and repr(value)[:40] not in text, (path, key)
     injected = (batch["course"] / "autograded" / "feedback_injection" / CH / NB).read_text()
-    assert "message withheld" in injected and "'params'" not in injected and "script" not in injected  # (repr)
+    assert "message withheld" in injected and "'params'" not in injected and "alert(" not in injected  # (repr)
     victim = (batch["course"] / "feedback" / "victim_a" / CH / NB.replace(".ipynb", ".html")).read_text()
-    assert "llmprep grader: 3 / 3 points" in victim
+    assert "llmprep grader: 2 / 2 points" in victim
 
 
 def test_no_cgroup_is_left_behind(batch):
@@ -627,7 +633,7 @@ def test_no_cgroup_is_left_behind(batch):
 
 def test_another_chapters_notebook_is_refused_and_the_csv_agrees(batch):
     row = batch["rows"]["other_chapter"]
-    assert "this is the ch02_imbalance notebook; expected ch13_distributed" in row["status"], row
+    assert "this is the ch02_imbalance notebook; expected ch15_agents" in row["status"], row
     assert row["score"] == "" and batch["scores"]["other_chapter"] is None
 
 
@@ -685,8 +691,8 @@ def test_the_sandbox_runs_as_an_unprivileged_host_uid(root, tmp_path):
     from notebooks import edited_solution
 
     marker = "7.31415926"
-    path = edited_solution(tmp_path, lambda nb: setattr(grade_cell(nb, "ch13_setup"), "source", grade_cell(
-        nb, "ch13_setup").source + f"\nimport subprocess\nsubprocess.run(['sleep', '{marker}'])\n"), chapter=CH)
+    path = edited_solution(tmp_path, lambda nb: setattr(grade_cell(nb, "ch15_setup"), "source", grade_cell(
+        nb, "ch15_setup").source + f"\nimport subprocess\nsubprocess.run(['sleep', '{marker}'])\n"), chapter=CH)
     result = {}
     thread = threading.Thread(target=lambda: result.update(r=engine.check_notebook(path, LIMITS)))
     thread.start()
@@ -713,7 +719,7 @@ HOG = r"""
 import os, time
 for _ in range(100):
     if os.fork() == 0:
-        end = time.time() + 16
+        end = time.time() + 10
         while time.time() < end:
             pass
         os._exit(0)
@@ -732,14 +738,14 @@ def test_a_cpu_hog_does_not_starve_the_honest_notebook_beside_it(root, tmp_path)
         pytest.skip("no writable cpu cgroup on this machine")
     limits = Limits(wall=300, cell_timeout=60, case_timeout=30)
     honest = edited_solution(tmp_path, lambda nb: None, name="honest.ipynb", chapter=CH)
-    hog = edited_solution(tmp_path, lambda nb: setattr(grade_cell(nb, "ch13_setup"), "source", grade_cell(
-        nb, "ch13_setup").source + HOG), name="hog.ipynb", chapter=CH)
+    hog = edited_solution(tmp_path, lambda nb: setattr(grade_cell(nb, "ch15_setup"), "source", grade_cell(
+        nb, "ch15_setup").source + HOG), name="hog.ipynb", chapter=CH)
     start = time.perf_counter()
     alone = engine.check_notebook(honest, limits)
     alone_seconds = time.perf_counter() - start
     with ThreadPoolExecutor(2) as pool:
         hogging = pool.submit(engine.check_notebook, hog, limits)
-        time.sleep(5)  # its busy processes are running (they outlive the honest run: ch13 grades in a few seconds)
+        time.sleep(3)  # its busy processes are running (they outlive the honest run: ch15 grades in a second)
         start = time.perf_counter()
         beside = pool.submit(engine.check_notebook, honest, limits).result()
         beside_seconds = time.perf_counter() - start
