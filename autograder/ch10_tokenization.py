@@ -483,6 +483,11 @@ ENGLISH = ("I'm sure you'll say it's the best; we've done what they'd do, and I'
 CHINESE = "分词器把文本切成子词：中文每个汉字常常要两到三个 token。你好，世界！"
 CODE = "def f(x):\n    return x ** 2  # square\n\n\nprint(f(3), [1, 2, 3])\n"
 
+# Library entry points banned in several exercises: (owner, attribute, label)
+TOKENIZER = ("tokenizers", "Tokenizer", "tokenizers.Tokenizer")
+GPT2_FAST = ("transformers", "GPT2TokenizerFast", "GPT2TokenizerFast")
+AUTO = ("transformers", "AutoTokenizer", "AutoTokenizer")
+
 # Mutants are edits of the solution's own functions (read from the solution notebook); a snippet used twice:
 DECODE = ('data = bytes(byte_decoder[ch] for i in ids for ch in id_to_token[i])\n'
           '    return data.decode("utf-8", errors="replace")')
@@ -490,10 +495,7 @@ DECODE = ('data = bytes(byte_decoder[ch] for i in ids for ch in id_to_token[i])\
 EXERCISES = [
     Exercise(
         grade_id="ch10_pretokenize_test", functions=("gpt2_pretokenize",), points=2,
-        bans=(("tokenizers.pre_tokenizers", "ByteLevel", "the ByteLevel pre-tokenizer"),
-              ("tokenizers", "Tokenizer", "tokenizers.Tokenizer"),
-              ("transformers", "GPT2TokenizerFast", "GPT2TokenizerFast"),
-              ("transformers", "AutoTokenizer", "AutoTokenizer"),),
+        bans=(("tokenizers.pre_tokenizers", "ByteLevel", "the ByteLevel pre-tokenizer"), TOKENIZER, GPT2_FAST, AUTO),
         cases=(
             Case("English prose with contractions", {"text": ENGLISH}),
             Case("upper-case contractions", {"text": "DON'T SHOUT, I'M HERE. She'S fine, isn'T she? 'tis 'll"},
@@ -613,8 +615,7 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch10_train_bpe_test", functions=("train_bpe",), points=3,
-        bans=(("tokenizers.trainers", "BpeTrainer", "tokenizers' BpeTrainer"),
-              ("tokenizers", "Tokenizer", "tokenizers.Tokenizer"),),
+        bans=(("tokenizers.trainers", "BpeTrainer", "tokenizers' BpeTrainer"), TOKENIZER),
         cases=(
             Case("low, lower, newest, widest", {"word_counts": {"low": 5, "lower": 2, "newest": 6, "widest": 3},
                                                 "num_merges": 10}),
@@ -713,10 +714,7 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch10_bpe_encode_test", functions=("bpe_encode",), points=3,
-        bans=(("tokenizers.models", "BPE", "tokenizers' BPE model"),
-              ("tokenizers", "Tokenizer", "tokenizers.Tokenizer"),
-              ("transformers", "GPT2TokenizerFast", "GPT2TokenizerFast"),
-              ("transformers", "AutoTokenizer", "AutoTokenizer"),),
+        bans=(("tokenizers.models", "BPE", "tokenizers' BPE model"), TOKENIZER, GPT2_FAST, AUTO),
         cases=(
             Case("GPT-2 merges on English prose", {"text": ENGLISH}),
             Case("GPT-2 merges on Chinese", {"text": CHINESE}),
@@ -762,10 +760,7 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch10_decode_test", functions=("decode_ids",), points=2,
-        bans=(("tokenizers", "Tokenizer", "tokenizers.Tokenizer"),
-              ("tokenizers", "decoders", "tokenizers.decoders"),
-              ("transformers", "GPT2TokenizerFast", "GPT2TokenizerFast"),
-              ("transformers", "AutoTokenizer", "AutoTokenizer"),),
+        bans=(TOKENIZER, ("tokenizers", "decoders", "tokenizers.decoders"), GPT2_FAST, AUTO),
         cases=(
             Case("English round trip", {"text": ENGLISH, "slices": [[0, 1000], [3, 17]]}),
             Case("Chinese cut inside characters", {"text": CHINESE,
@@ -818,11 +813,9 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch10_wordpiece_test", functions=("wordpiece",), points=2,
-        bans=(("tokenizers.models", "WordPiece", "tokenizers' WordPiece model"),
-              ("tokenizers", "Tokenizer", "tokenizers.Tokenizer"),
-              ("transformers", "BertTokenizerFast", "BertTokenizerFast"),
-              ("transformers", "BertTokenizer", "BertTokenizer"),
-              ("transformers", "AutoTokenizer", "AutoTokenizer"),),
+        bans=(("tokenizers.models", "WordPiece", "tokenizers' WordPiece model"), TOKENIZER,
+              ("transformers", "BertTokenizerFast", "BertTokenizerFast"), ("transformers", "BertTokenizer", "BertTokenizer"),
+              AUTO),
         cases=(
             Case("English words split into pieces", {"text": "Tokenization is unaffable; preprocessing embeddings "
                                                              "rehearsed quickly by transformers."}),
