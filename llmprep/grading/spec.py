@@ -529,3 +529,19 @@ def json_lists(got: Outputs, want: Outputs, key: str, what: str, hint: str = "")
         return [], [], why
     expected, _ = json_list(want[key], "expected")
     return mine, expected, None
+
+
+def oracle_from_source(source: str, *names: str) -> Callable[[], dict]:
+    """An oracle made of a trusted reference written as source text in the spec (the same text may serve as an
+    alternative-correct fixture): ``() -> {name: what the text defines}``, the text run with ``torch`` bound, as a
+    notebook cell would see it. Trusted side only."""
+
+    def oracle() -> dict:
+        import torch
+
+        scope = {"torch": torch}
+        exec(textwrap.dedent(source), scope)  # noqa: S102 - trusted reference source of a spec
+        return {name: scope[name] for name in names}
+
+    oracle.__name__ = f"oracle_from_source({', '.join(names)})"
+    return oracle

@@ -120,3 +120,18 @@ def test_json_lists_reads_both_lists_or_says_why_the_submissions_cannot_be_read(
         ([], [], "your tokens could not be read back (return a list)")
     assert json_lists({"tokens": np.array(json.dumps({"a": 1}))}, want, "tokens", "your tokens")[2] == \
         "your tokens is not a list"
+
+
+def test_oracle_from_source_runs_the_text_with_torch_bound_and_returns_the_names():
+    from llmprep.grading.spec import oracle_from_source
+
+    oracle = oracle_from_source("""
+        def double(x):
+            return torch.as_tensor(x) * 2
+
+        class Unused:
+            pass
+    """, "double")
+    found = oracle()
+    assert list(found) == ["double"] and found["double"](3).item() == 6
+    assert oracle()["double"] is not found["double"]  # built afresh on every call, like a notebook cell
