@@ -11,14 +11,8 @@ Oracles run in the trusted test process: ``model.generate`` (greedy decoding of 
 min-max quantizer, and, where no library exists (speculative sampling, the allocator, the scheduler, the roofline),
 a trusted reference written in another style than the solution (the same source as the alternative-correct fixture).
 """
-import textwrap
-
-from llmprep.grading.spec import (Case, Chapter, Exercise, Hint, Rule, compare_arrays, json_list, mutate, ordered,
-                                  sequence_diff, whole)
-
-
-
-# ============================================================================ judging helpers
+from llmprep.grading.spec import (Case, Chapter, Exercise, Hint, Rule, compare_arrays, json_list, mutate,
+                                  oracle_from_source, ordered, sequence_diff, whole)
 
 # ============================================================================ 1 greedy speculative verification
 
@@ -173,18 +167,6 @@ SPECULATIVE_REFERENCE = """
 """
 
 
-def _from_source(source):
-    import torch
-
-    ns = {"torch": torch}
-    exec(textwrap.dedent(source), ns)  # noqa: S102 - trusted reference source of this spec
-    return ns
-
-
-def oracle_speculative_accept():
-    return {"speculative_accept": _from_source(SPECULATIVE_REFERENCE)["speculative_accept"]}
-
-
 # ============================================================================ 3 paged KV cache
 
 def probe_block_manager(ns, params):
@@ -319,10 +301,6 @@ BLOCK_MANAGER_REFERENCE = """
 """
 
 
-def oracle_block_manager():
-    return {"BlockManager": _from_source(BLOCK_MANAGER_REFERENCE)["BlockManager"]}
-
-
 # ============================================================================ 4 continuous-batching scheduler
 
 def probe_schedule(ns, params):
@@ -422,10 +400,6 @@ SCHEDULER_REFERENCE = """
             free -= blocks(n)
         return {"decode": decode, "prefill": prefill, "preempted": preempted, "free_blocks": free}
 """
-
-
-def oracle_schedule():
-    return {"schedule_step": _from_source(SCHEDULER_REFERENCE)["schedule_step"]}
 
 
 # ============================================================================ 5 int4 group-wise quantization
@@ -534,11 +508,6 @@ INT4_REFERENCE = """
 """
 
 
-def oracle_int4():
-    ns = _from_source(INT4_REFERENCE)
-    return {"quantize_int4": ns["quantize_int4"], "dequantize_int4": ns["dequantize_int4"]}
-
-
 # ============================================================================ 6 FlashAttention forward
 
 def probe_flash(ns, params):
@@ -615,11 +584,6 @@ ROOFLINE_REFERENCE = """
         moved = 2 * batch * num_kv_heads * context * head_dim * bytes_per_element
         return _verdict(flops, moved, peak_flops, bandwidth)
 """
-
-
-def oracle_roofline():
-    ns = _from_source(ROOFLINE_REFERENCE)
-    return {"matmul_roofline": ns["matmul_roofline"], "decode_attention_roofline": ns["decode_attention_roofline"]}
 
 
 # ============================================================================ the spec
@@ -1194,12 +1158,12 @@ ALTERNATIVES = {
 # Oracles: the library or trusted reference each exercise is compared with (used by the test suite).
 ORACLES = {
     "ch12_verify_greedy_test": oracle_verify_greedy,
-    "ch12_speculative_accept_test": oracle_speculative_accept,
-    "ch12_block_manager_test": oracle_block_manager,
-    "ch12_schedule_step_test": oracle_schedule,
-    "ch12_quantize_int4_test": oracle_int4,
+    "ch12_speculative_accept_test": oracle_from_source(SPECULATIVE_REFERENCE, "speculative_accept"),
+    "ch12_block_manager_test": oracle_from_source(BLOCK_MANAGER_REFERENCE, "BlockManager"),
+    "ch12_schedule_step_test": oracle_from_source(SCHEDULER_REFERENCE, "schedule_step"),
+    "ch12_quantize_int4_test": oracle_from_source(INT4_REFERENCE, "quantize_int4", "dequantize_int4"),
     "ch12_flash_attention_test": oracle_flash,
-    "ch12_roofline_test": oracle_roofline,
+    "ch12_roofline_test": oracle_from_source(ROOFLINE_REFERENCE, "matmul_roofline", "decode_attention_roofline"),
 }
 
 CHAPTER = Chapter("ch12_inference", "ch12_exercises.ipynb", EXERCISES, rules=RULES, alternatives=ALTERNATIVES, oracles=ORACLES)
