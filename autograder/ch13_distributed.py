@@ -14,7 +14,6 @@ the rule is broken and maps each mutant that breaks it to a word its feedback mu
 from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate, whole
 
 
-
 # ============================================================================ 1 ring all-reduce
 
 def probe_ring(ns, params):
@@ -609,26 +608,7 @@ EXERCISES = [
             "bubble_matches_events": ("your bubble is not the idle fraction of the schedule in your events "
                                       "(idle time / (num_stages x makespan), measured on them)", "")}),
         mutants={
-            "GPipe order (all forwards, then all backwards)": whole("""
-                def one_f_one_b(num_stages, num_microbatches, t_forward=1, t_backward=2):
-                    p, m = num_stages, num_microbatches
-                    if p < 1 or m < 1:
-                        raise ValueError("bad")
-                    f_end, b_end, events = {}, {}, []
-                    for s in range(p):
-                        t = 0
-                        for i in range(m):
-                            t = max(t, f_end.get((s - 1, i), 0))
-                            events.append((t, s, i, "F")); t += t_forward; f_end[(s, i)] = t
-                        f_end[(s, "free")] = t
-                    for s in reversed(range(p)):
-                        t = f_end[(s, "free")]
-                        for i in range(m):
-                            t = max(t, b_end.get((s + 1, i), 0))
-                            events.append((t, s, i, "B")); t += t_backward; b_end[(s, i)] = t
-                    span = max(b_end.values())
-                    return sorted(events), 1 - m * (t_forward + t_backward) / span, [m] * p
-            """,
+            "GPipe order (all forwards, then all backwards)": mutate("warmup = min(p - s - 1, m)", "warmup = m",
                 hint=Hint("用了 GPipe 的顺序（先全部前向再全部反向），不是 1F1B 的交替。",
                     "This is GPipe's order (all forwards, then all backwards), not 1F1B's alternation.")),
             "a warm-up of p - s forwards (one too many)": mutate("warmup = min(p - s - 1, m)", "warmup = min(p - s, m)",
