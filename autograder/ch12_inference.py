@@ -854,26 +854,16 @@ EXERCISES = [
                 "torch.round(g / scale[..., None])": "torch.sign(g) * torch.floor(g.abs() / scale[..., None] + 0.5)"},
                 hint=Hint("取整用了四舍五入（远离零），而规定是 round half to even（torch.round）。",
                     "Rounding is half away from zero; the stated rounding is half to even.")),
-            "groups run down the columns (dim 0)": whole("""
-                def quantize_int4(w, group_size):
-                    rows, cols = w.shape
-                    if cols % group_size:
-                        raise ValueError()
-                    g = w.T.reshape(cols, -1, group_size) if rows % group_size == 0 else w.reshape(rows, -1, group_size)
-                    lo, hi = g.amin(-1).clamp_max(0), g.amax(-1).clamp_min(0)
-                    scale = (hi - lo) / 15
-                    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
-                    zero = torch.round(-lo / scale)
-                    q = (torch.round(g / scale[..., None]) + zero[..., None]).clamp(0, 15)
-                    q = q.reshape(cols, rows).T if rows % group_size == 0 else q.reshape(rows, cols)
-                    return q.to(torch.uint8), scale, zero
-                def dequantize_int4(q, scale, zero, group_size):
-                    rows, cols = q.shape
-                    if scale.shape[0] == cols and rows % group_size == 0:
-                        g = q.T.reshape(cols, -1, group_size).float()
-                        return ((g - zero[..., None]) * scale[..., None]).reshape(cols, rows).T
-                    return ((q.reshape(rows, -1, group_size).float() - zero[..., None]) * scale[..., None]).reshape(rows, cols)
-            """,
+            "groups run down the columns (dim 0)": mutate({  # where the rows split into groups; else along the rows
+                "g = w.reshape(rows, cols // group_size, group_size)": "down = rows % group_size == 0\n"
+                    "    g = w.T.reshape(cols, -1, group_size) if down else w.reshape(rows, -1, group_size)",
+                "return q.to(torch.uint8).reshape(rows, cols), scale":
+                    "q = q.reshape(cols, rows).T if down else q.reshape(rows, cols)\n    return q.to(torch.uint8), scale",
+                "g = q.reshape(rows, cols // group_size, group_size).float()": "down = rows % group_size == 0\n"
+                    "    g = (q.T.reshape(cols, -1, group_size) if down else q.reshape(rows, -1, group_size)).float()",
+                "return ((g - zero[..., None].float()) * scale[..., None]).reshape(rows, cols)":
+                    "g = (g - zero[..., None].float()) * scale[..., None]\n"
+                    "    return g.reshape(cols, rows).T if down else g.reshape(rows, cols)"},
                 hint=Hint("分组沿列方向（dim 0）取；每组应是同一行里连续的输入列。",
                     "The groups run down the columns (dim 0); a group is consecutive input columns of one row.")),
             "symmetric: no zero point": mutate({
