@@ -11,7 +11,7 @@ Oracles run in the trusted test process: ``model.generate`` (greedy decoding of 
 min-max quantizer, and, where no library exists (speculative sampling, the allocator, the scheduler, the roofline),
 a trusted reference written in another style than the solution (the same source as the alternative-correct fixture).
 """
-from llmprep.grading.spec import (Case, Chapter, Exercise, Hint, Rule, compare_arrays, json_list, mutate,
+from llmprep.grading.spec import (Case, Chapter, Exercise, Hint, Rule, compare_arrays, json_lists, mutate,
                                   oracle_from_source, ordered, sequence_diff, whole)
 
 # ============================================================================ 1 greedy speculative verification
@@ -212,10 +212,9 @@ _ARTICLE = {"alloc": "an allocate", "append": "an append", "fork": "a fork", "fr
 
 
 def judge_block_manager(got, want, params):
-    mine, why = json_list(got["trace"], "the trace of your block manager")
+    mine, expected, why = json_lists(got, want, "trace", "the trace of your block manager")
     if why:
         return why
-    expected, _ = json_list(want["trace"], "expected")
     if len(mine) != len(expected):
         return "the operations could not all be replayed"
     for i, (g, w) in enumerate(zip(mine, expected)):
@@ -350,10 +349,9 @@ def probe_schedule(ns, params):
 
 
 def judge_schedule(got, want, params):
-    mine, why = json_list(got["trace"], "the trace of your scheduler")
+    mine, expected, why = json_lists(got, want, "trace", "the trace of your scheduler")
     if why:
         return why
-    expected, _ = json_list(want["trace"], "expected")
     if len(mine) != len(expected):
         return "the simulation could not run every step with your decisions"
     words = {"decode": "the decoded requests", "prefill": "the admitted (prefill) requests",
