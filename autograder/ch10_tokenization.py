@@ -778,8 +778,8 @@ EXERCISES = [
         probe=probe_decode, judge=judge_texts,
         mutants={
             "each token decoded on its own": mutate(
-                DECODE, 'return "".join(bytes(byte_decoder[ch] for ch in id_to_token[i]).decode("utf-8", errors="replace")'
-                        ' for i in ids)',
+                DECODE, 'return "".join(bytes(byte_decoder[ch] for ch in id_to_token[i])'
+                        '.decode("utf-8", errors="replace") for i in ids)',
                 hint=Hint("逐个 token 解码：跨 token 的多字节 UTF-8 字符被拆坏。",
                     "Each token is decoded on its own, so a multi-byte UTF-8 character split across tokens breaks.")),
             "invalid bytes dropped (errors='ignore')": mutate('errors="replace"', 'errors="ignore"',
@@ -814,8 +814,8 @@ EXERCISES = [
     Exercise(
         grade_id="ch10_wordpiece_test", functions=("wordpiece",), points=2,
         bans=(("tokenizers.models", "WordPiece", "tokenizers' WordPiece model"), TOKENIZER,
-              ("transformers", "BertTokenizerFast", "BertTokenizerFast"), ("transformers", "BertTokenizer", "BertTokenizer"),
-              AUTO),
+              ("transformers", "BertTokenizerFast", "BertTokenizerFast"),
+              ("transformers", "BertTokenizer", "BertTokenizer"), AUTO),
         cases=(
             Case("English words split into pieces", {"text": "Tokenization is unaffable; preprocessing embeddings "
                                                              "rehearsed quickly by transformers."}),

@@ -855,8 +855,8 @@ EXERCISES = [
             "groups run down the columns (dim 0)": mutate({  # where the rows split into groups; else along the rows
                 "g = w.reshape(rows, cols // group_size, group_size)": "down = rows % group_size == 0\n"
                     "    g = w.T.reshape(cols, -1, group_size) if down else w.reshape(rows, -1, group_size)",
-                "return q.to(torch.uint8).reshape(rows, cols), scale":
-                    "q = q.reshape(cols, rows).T if down else q.reshape(rows, cols)\n    return q.to(torch.uint8), scale",
+                "return q.to(torch.uint8).reshape(rows, cols), scale": "q = q.reshape(cols, rows).T if down "
+                    "else q.reshape(rows, cols)\n    return q.to(torch.uint8), scale",
                 "g = q.reshape(rows, cols // group_size, group_size).float()": "down = rows % group_size == 0\n"
                     "    g = (q.T.reshape(cols, -1, group_size) if down else q.reshape(rows, -1, group_size)).float()",
                 "return ((g - zero[..., None].float()) * scale[..., None]).reshape(rows, cols)":

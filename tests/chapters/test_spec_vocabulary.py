@@ -115,7 +115,8 @@ def test_json_lists_reads_both_lists_or_says_why_the_submissions_cannot_be_read(
     from llmprep.grading.spec import json_lists
 
     want = {"tokens": np.array(json.dumps(["a", "b"]))}
-    assert json_lists({"tokens": np.array(json.dumps(["a"]))}, want, "tokens", "your tokens") == (["a"], ["a", "b"], None)
+    mine = {"tokens": np.array(json.dumps(["a"]))}
+    assert json_lists(mine, want, "tokens", "your tokens") == (["a"], ["a", "b"], None)
     assert json_lists({"tokens": np.array("{not json")}, want, "tokens", "your tokens", " (return a list)") == \
         ([], [], "your tokens could not be read back (return a list)")
     assert json_lists({"tokens": np.array(json.dumps({"a": 1}))}, want, "tokens", "your tokens")[2] == \
