@@ -11,9 +11,6 @@ Oracles run in the trusted test process and are the libraries' own code: GPT-2's
 decide), GPT-2's BPE model, ``GPT2TokenizerFast.decode``, MiniLM's WordPiece model and SmolLM2's
 ``apply_chat_template``. A probe blocks the library entry points while the student's function runs; each oracle
 binds what it needs when it is built, before that.
-
-``RULES`` at the bottom quotes each rule the instructions state, names the hidden cases that break when the rule
-is broken and maps each mutant that breaks it to a word its feedback must contain.
 """
 import json
 
