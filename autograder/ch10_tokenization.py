@@ -1,31 +1,26 @@
 """Trusted spec of Chapter 10's graded cells (solutions/ch10_tokenization/ch10_exercises.ipynb).
 
-Probes run inside the sandbox next to the student's code and are self-contained (imports inside).
-They read the real tokenizer files from the offline asset cache through ``llmprep.grading.probing``
-(GPT-2's vocab.json + merges.txt, MiniLM's WordPiece vocabulary, SmolLM2's tokenizer with its chat
-template), do the trusted parts themselves (pre-tokenising the text, building the merge-rank table,
-turning text into ids) and call the student's function only on the step the exercise is about.
+Probes run inside the sandbox next to the student's code and are self-contained (imports inside). They read the
+real tokenizer files from the offline asset cache through ``llmprep.grading.probing`` (GPT-2's vocab.json +
+merges.txt, MiniLM's WordPiece vocabulary, SmolLM2's tokenizer with its chat template), do the trusted parts
+themselves (pre-tokenising, the merge-rank table, text to ids) and call the student's function only on the step
+the exercise is about.
 
-Oracles run in the trusted test process and are the libraries' own code: GPT-2's pre-tokenizer,
-``bytes_to_unicode`` of ``transformers``, ``tokenizers``' ``BpeTrainer`` (on cases without ties;
-a trusted reference implementation where ties decide), GPT-2's BPE model, ``GPT2TokenizerFast.decode``,
-MiniLM's WordPiece model and SmolLM2's ``apply_chat_template``. A probe blocks the library entry points
-while the student's function runs; each oracle binds what it needs when it is built, before that.
-
-``RULES`` is the shared rule table (``llmprep.grading.spec.Rule``): every rule the instructions state,
-quoted from them, with the hidden cases that exercise it and the mutants that break it, each mapped to a
-word its feedback must contain (tests/test_exercise_rules.py, tests/test_mutants.py).
+Oracles run in the trusted test process and are the libraries' own code: GPT-2's pre-tokenizer, ``transformers``'
+``bytes_to_unicode``, ``tokenizers``' ``BpeTrainer`` (on cases without ties; a trusted reference where ties
+decide), GPT-2's BPE model, ``GPT2TokenizerFast.decode``, MiniLM's WordPiece model and SmolLM2's
+``apply_chat_template``. A probe blocks the library entry points while the student's function runs; each oracle
+binds what it needs when it is built, before that.
 """
 import json
 
-from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, json_list, mutate, sequence_diff, whole
-
-
+from llmprep.grading.spec import (Case, Chapter, Exercise, Hint, Rule, first_difference, json_lists, mutate,
+                                  sequence_diff, text_diff)
 
 # ============================================================================ judges
 
-def _as_list(value, what):
-    return json_list(value, what, ' (return a list, as the instructions say)')
+A_LIST = " (return a list, as the instructions say)"
+_CONTRACTIONS = {"'s", "'t", "'re", "'ve", "'m", "'ll", "'d"}
 
 
 def _kind(piece):
@@ -34,16 +29,13 @@ def _kind(piece):
     if not piece:
         return "an empty piece"
     core = piece[1:] if piece[0] == " " and len(piece) > 1 else piece
-    if piece in {"'s", "'t", "'re", "'ve", "'m", "'ll", "'d"}:
+    if piece in _CONTRACTIONS:
         return "a contraction"
     if core.isspace():
         return "whitespace"
     cat = unicodedata.category(core[0])[0]
     return {"L": "letters", "N": "digits"}.get(cat, "punctuation or symbols") + \
         (" with a leading space" if core is not piece else "")
-
-
-_CONTRACTIONS = {"'s", "'t", "'re", "'ve", "'m", "'ll", "'d"}
 
 
 def _mine_explained(piece):
@@ -59,14 +51,12 @@ def _mine_explained(piece):
 
 
 def judge_pieces(got, want, params):
-    mine, why = _as_list(got["pieces"], "your list of pieces")
+    mine, expected, why = json_lists(got, want, "pieces", "your list of pieces", A_LIST)
     if why:
         return why
-    expected, _ = _as_list(want["pieces"], "expected")
     reason = sequence_diff(mine, expected, "pieces")
     if reason:
-        i = next(i for i in range(max(len(mine), len(expected)))
-                 if i >= len(mine) or i >= len(expected) or mine[i] != expected[i])
+        i = first_difference(mine, expected)
         if i < len(expected):
             reason += f" (the expected piece there is {_kind(expected[i])})"
         if i < len(mine):
@@ -74,6 +64,11 @@ def judge_pieces(got, want, params):
         if "".join(map(str, mine)) != "".join(expected):
             reason += "; your pieces do not join back into the input text"
     return reason
+
+
+def params_bytes(params):
+    sel = params["bytes"]
+    return list(range(256)) if sel == "all" else [b for lo, hi in sel for b in range(lo, hi + 1)]
 
 
 def judge_byte_table(got, want, params):
@@ -93,41 +88,42 @@ def judge_byte_table(got, want, params):
     return None
 
 
-def params_bytes(params):
-    sel = params["bytes"]
-    return list(range(256)) if sel == "all" else [b for lo, hi in sel for b in range(lo, hi + 1)]
+def _merge(symbols, pair):
+    """The trusted merge rule: every occurrence of ``pair``, non-overlapping, left to right."""
+    out, i = [], 0
+    while i < len(symbols):
+        if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
+            out.append(symbols[i] + symbols[i + 1])
+            i += 2
+        else:
+            out.append(symbols[i])
+            i += 1
+    return out
 
 
-def _pair_counts(word_counts, merges_done):
-    """Pair counts after replaying ``merges_done`` (the trusted rule) on the case's words."""
+def _pair_counts(words):
+    """Count of each adjacent pair over ``[(symbols, count), ...]``, weighted by the counts."""
     from collections import Counter
 
-    words = [(list(w), c) for w, c in word_counts.items()]
-    for pair in merges_done:
-        new = []
-        for sym, c in words:
-            out, i = [], 0
-            while i < len(sym):
-                if i + 1 < len(sym) and (sym[i], sym[i + 1]) == pair:
-                    out.append(sym[i] + sym[i + 1])
-                    i += 2
-                else:
-                    out.append(sym[i])
-                    i += 1
-            new.append((out, c))
-        words = new
     counts = Counter()
-    for sym, c in words:
-        for p in zip(sym, sym[1:]):
-            counts[p] += c
+    for symbols, c in words:
+        for pair in zip(symbols, symbols[1:]):
+            counts[pair] += c
     return counts
 
 
+def _counts_after(word_counts, merges_done):
+    """Pair counts after replaying ``merges_done`` (the trusted rule) on the case's words."""
+    words = [(list(w), c) for w, c in word_counts.items()]
+    for pair in merges_done:
+        words = [(_merge(symbols, pair), c) for symbols, c in words]
+    return _pair_counts(words)
+
+
 def judge_merges(got, want, params):
-    mine, why = _as_list(got["merges"], "your merge list")
+    mine, expected, why = json_lists(got, want, "merges", "your merge list", A_LIST)
     if why:
         return why
-    expected, _ = _as_list(want["merges"], "expected")
     try:
         mine = [tuple(m) for m in mine]
         assert all(len(m) == 2 and all(isinstance(s, str) for s in m) for m in mine)
@@ -137,10 +133,9 @@ def judge_merges(got, want, params):
     reason = sequence_diff(mine, expected, "merges")
     if not reason:
         return None
-    i = next(i for i in range(max(len(mine), len(expected)))
-             if i >= len(mine) or i >= len(expected) or mine[i] != expected[i])
+    i = first_difference(mine, expected)
     if i < len(mine) and i < len(expected) and "word_counts" in params:
-        counts = _pair_counts(params["word_counts"], expected[:i])
+        counts = _counts_after(params["word_counts"], expected[:i])
         yours, right = counts.get(mine[i], 0), counts[expected[i]]
         if yours == right:
             reason += (f" (your pair and the expected one are tied at count {right}: the rule picks the "
@@ -153,26 +148,19 @@ def judge_merges(got, want, params):
 
 
 def judge_tokens(got, want, params):
-    mine, why = _as_list(got["tokens"], "your token list")
-    if why:
-        return why
-    expected, _ = _as_list(want["tokens"], "expected")
-    return sequence_diff(mine, expected, "tokens")
+    mine, expected, why = json_lists(got, want, "tokens", "your token list", A_LIST)
+    return why or sequence_diff(mine, expected, "tokens")
 
 
 def judge_wordpiece(got, want, params):
     """judge_tokens, plus what the expected token at the first difference is ([UNK], a ## continuation)
     or that the student's piece there is a shorter prefix of it (not the longest match)."""
-    mine, why = _as_list(got["tokens"], "your token list")
+    mine, expected, why = json_lists(got, want, "tokens", "your token list", A_LIST)
     if why:
         return why
-    expected, _ = _as_list(want["tokens"], "expected")
     reason = sequence_diff(mine, expected, "tokens")
-    if not reason:
-        return None
-    i = next(i for i in range(max(len(mine), len(expected)))
-             if i >= len(mine) or i >= len(expected) or mine[i] != expected[i])
-    if i < len(expected):
+    i = first_difference(mine, expected)
+    if reason and i < len(expected):
         yours, right = (str(mine[i]) if i < len(mine) else None), str(expected[i])
         if right == "[UNK]":
             reason += " (the expected token there is [UNK], which replaces the whole word)"
@@ -184,23 +172,20 @@ def judge_wordpiece(got, want, params):
 
 
 def judge_texts(got, want, params):
-    mine, why = _as_list(got["texts"], "your decoded texts")
+    mine, expected, why = json_lists(got, want, "texts", "your decoded texts", A_LIST)
     if why:
         return why
-    expected, _ = _as_list(want["texts"], "expected")
     if len(mine) != len(expected):
         return "the probe got the wrong number of decoded texts"
     for k, (m, e) in enumerate(zip(mine, expected)):
         if not isinstance(m, str):
             return f"slice {k}: decode_ids must return a str"
-        if m != e:
-            j = next((j for j in range(min(len(m), len(e))) if m[j] != e[j]), min(len(m), len(e)))
-            extra = ""
+        reason = text_diff(m, e, f"slice {k} of {len(expected)}: decoded text differs")
+        if reason:
             if m.count("\ufffd") != e.count("\ufffd"):
-                extra = (f"; yours has {m.count(chr(0xFFFD))} replacement characters (U+FFFD), "
-                         f"expected {e.count(chr(0xFFFD))}")
-            return (f"slice {k} of {len(expected)}: decoded text differs at character {j} "
-                    f"({len(m)} characters, expected {len(e)}){extra}")
+                reason += (f"; yours has {m.count(chr(0xFFFD))} replacement characters (U+FFFD), "
+                           f"expected {e.count(chr(0xFFFD))}")
+            return reason
     return None
 
 
@@ -208,11 +193,9 @@ def judge_chat(got, want, params):
     import numpy as np
 
     text, expected_text = str(np.asarray(got["text"]).reshape(()).item()), str(np.asarray(want["text"]).item())
-    if text != expected_text:
-        j = next((j for j in range(min(len(text), len(expected_text))) if text[j] != expected_text[j]),
-                 min(len(text), len(expected_text)))
-        return (f"render_chat: the text differs from the template's at character {j} "
-                f"({len(text)} characters, expected {len(expected_text)})")
+    reason = text_diff(text, expected_text, "render_chat: the text differs from the template's")
+    if reason:
+        return reason
     ids, mask = np.asarray(got["ids"]).ravel(), np.asarray(got["mask"]).ravel()
     want_ids, want_mask = np.asarray(want["ids"]).ravel(), np.asarray(want["mask"]).ravel()
     reason = sequence_diff(ids.tolist(), want_ids.tolist(), "token ids")
@@ -233,7 +216,6 @@ def judge_chat(got, want, params):
 def probe_pretokenize(ns, params):
     import json
 
-
     fn = ns["gpt2_pretokenize"]
     out = fn(params["text"])
     return {"pieces": json.dumps([str(p) for p in out])}
@@ -253,7 +235,6 @@ def oracle_pretokenize():
 # ============================================================================ 2 bytes_to_unicode
 
 def probe_byte_table(ns, params):
-
     fn = ns["bytes_to_unicode"]
     table = fn()
     keys_ok = isinstance(table, dict) and set(table) == set(range(256)) and all(type(k) is int for k in table)
@@ -278,7 +259,6 @@ def oracle_byte_table():
 def probe_train_bpe(ns, params):
     import json
 
-
     fn = ns["train_bpe"]
     if "word_counts" in params:
         counts = dict(params["word_counts"])
@@ -299,8 +279,6 @@ def probe_train_bpe(ns, params):
 def oracle_train_bpe():
     """``tokenizers``' BpeTrainer where no step has a tie; the trusted reference rule where one does
     (BpeTrainer breaks ties by token id, not by the stated lexicographic rule)."""
-    from collections import Counter
-
     from tokenizers import Tokenizer
     from tokenizers.models import BPE
     from tokenizers.trainers import BpeTrainer
@@ -309,28 +287,14 @@ def oracle_train_bpe():
         words = [(list(w), c) for w, c in word_counts.items()]
         merges, tied = [], False
         for _ in range(num_merges):
-            counts = Counter()
-            for sym, c in words:
-                for p in zip(sym, sym[1:]):
-                    counts[p] += c
+            counts = _pair_counts(words)
             if not counts:
                 break
             top = max(counts.values())
             tied = tied or sum(v == top for v in counts.values()) > 1
             best = max(p for p, v in counts.items() if v == top)
             merges.append(best)
-            new = []
-            for sym, c in words:
-                out, i = [], 0
-                while i < len(sym):
-                    if i + 1 < len(sym) and (sym[i], sym[i + 1]) == best:
-                        out.append(sym[i] + sym[i + 1])
-                        i += 2
-                    else:
-                        out.append(sym[i])
-                        i += 1
-                new.append((out, c))
-            words = new
+            words = [(_merge(symbols, best), c) for symbols, c in words]
         return merges, tied
 
     def library(word_counts, num_merges):
@@ -357,7 +321,6 @@ def oracle_train_bpe():
 
 def probe_bpe_encode(ns, params):
     import json
-
 
     from llmprep.grading.probing import gpt2_ranks, gpt2_tokenizer
 
@@ -400,7 +363,6 @@ def oracle_bpe_encode():
 def probe_decode(ns, params):
     import json
 
-
     from llmprep.grading.probing import gpt2_tokenizer, gpt2_vocab
 
     fn = ns["decode_ids"]
@@ -439,7 +401,6 @@ def oracle_decode():
 
 def probe_wordpiece(ns, params):
     import json
-
 
     from llmprep.grading.probing import minilm_tokenizer
 
@@ -511,30 +472,6 @@ def oracle_chat():
 
 
 
-def _chat_variant(header_flag=False, end_flag=True, all_turns=False):
-    """Source of a ``tokenize_chat`` that gets one mask rule wrong (the ids stay right)."""
-    return f'''
-def tokenize_chat(messages, tokenizer, add_generation_prompt=False):
-    ids, mask = [], []
-
-    def add(text, flag):
-        piece = tokenizer.encode(text, add_special_tokens=False)
-        ids.extend(piece)
-        mask.extend([flag] * len(piece))
-
-    if messages[0]["role"] != "system":
-        add("<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face", {int(all_turns)})
-        add("<|im_end|>\\n", 0)
-    for m in messages:
-        flag = int(m["role"] == "assistant" or {all_turns})
-        add(f"<|im_start|>{{m['role']}}\\n", flag if {header_flag} else 0)
-        add(m["content"], flag)
-        add("<|im_end|>\\n", flag if {end_flag} else 0)
-    if add_generation_prompt:
-        add("<|im_start|>assistant\\n", 0)
-    return ids, mask
-'''
-
 
 # ============================================================================ case data
 
@@ -543,13 +480,19 @@ ENGLISH = ("I'm sure you'll say it's the best; we've done what they'd do, and I'
 CHINESE = "分词器把文本切成子词：中文每个汉字常常要两到三个 token。你好，世界！"
 CODE = "def f(x):\n    return x ** 2  # square\n\n\nprint(f(3), [1, 2, 3])\n"
 
+# Library entry points banned in several exercises: (owner, attribute, label)
+TOKENIZER = ("tokenizers", "Tokenizer", "tokenizers.Tokenizer")
+GPT2_FAST = ("transformers", "GPT2TokenizerFast", "GPT2TokenizerFast")
+AUTO = ("transformers", "AutoTokenizer", "AutoTokenizer")
+
+# Mutants are edits of the solution's own functions (read from the solution notebook); a snippet used twice:
+DECODE = ('data = bytes(byte_decoder[ch] for i in ids for ch in id_to_token[i])\n'
+          '    return data.decode("utf-8", errors="replace")')
+
 EXERCISES = [
     Exercise(
         grade_id="ch10_pretokenize_test", functions=("gpt2_pretokenize",), points=2,
-        bans=(("tokenizers.pre_tokenizers", "ByteLevel", "the ByteLevel pre-tokenizer"),
-              ("tokenizers", "Tokenizer", "tokenizers.Tokenizer"),
-              ("transformers", "GPT2TokenizerFast", "GPT2TokenizerFast"),
-              ("transformers", "AutoTokenizer", "AutoTokenizer"),),
+        bans=(("tokenizers.pre_tokenizers", "ByteLevel", "the ByteLevel pre-tokenizer"), TOKENIZER, GPT2_FAST, AUTO),
         cases=(
             Case("English prose with contractions", {"text": ENGLISH}),
             Case("upper-case contractions", {"text": "DON'T SHOUT, I'M HERE. She'S fine, isn'T she? 'tis 'll"},
@@ -583,14 +526,9 @@ EXERCISES = [
             "symbols never take the leading space": mutate(r"| ?[^\s\p{L}\p{N}]+|", r"|[^\s\p{L}\p{N}]+|",
                 hint=Hint("符号串不带前导空格；GPT-2 允许符号串和字母、数字串一样带一个空格。",
                     "Symbol runs never take a leading space; in GPT-2 they may, like letter and digit runs.")),
-            "ported to the standard re module (\\w, \\d)": whole(r'''
-                import re as _re
-
-                _PAT = _re.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?[^\W\d_]+| ?\d+| ?[^\s\w]+|\s+(?!\S)|\s+""")
-
-                def gpt2_pretokenize(text):
-                    return _PAT.findall(text)
-            ''',
+            "ported to the standard re module (\\w, \\d)": mutate({
+                r" ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|": r" ?[^\W\d_]+| ?\d+| ?[^\s\w]+|",
+                "return regex.findall": "import re\n    return re.findall"},
                 hint=Hint("换成标准 re 的 word/digit 类并不等价：上标数字、罗马数字等非十进制数字被当成了字母。",
                     "The standard re classes are not Unicode letters and numbers: some numerals join the letters.")),
         },
@@ -674,8 +612,7 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch10_train_bpe_test", functions=("train_bpe",), points=3,
-        bans=(("tokenizers.trainers", "BpeTrainer", "tokenizers' BpeTrainer"),
-              ("tokenizers", "Tokenizer", "tokenizers.Tokenizer"),),
+        bans=(("tokenizers.trainers", "BpeTrainer", "tokenizers' BpeTrainer"), TOKENIZER),
         cases=(
             Case("low, lower, newest, widest", {"word_counts": {"low": 5, "lower": 2, "newest": 6, "widest": 3},
                                                 "num_merges": 10}),
@@ -718,53 +655,16 @@ EXERCISES = [
                 "                i += 2 if symbols[i] == symbols[i + 1] else 1\n",
                 hint=Hint("重叠出现只算了一次：a a a 中相邻位置有两处 (a, a)，每处都要计数。",
                     "Overlapping occurrences are counted once; in a a a the pair (a, a) occurs at two adjacent positions.")),
-            "merges right to left (aaa becomes a + aa)": whole('''
-                def train_bpe(word_counts, num_merges):
-                    from collections import Counter
-                    def merge_rtl(s, pair):
-                        out, i = [], len(s) - 1
-                        while i >= 0:
-                            if i > 0 and (s[i - 1], s[i]) == pair:
-                                out.append(s[i - 1] + s[i])
-                                i -= 2
-                            else:
-                                out.append(s[i])
-                                i -= 1
-                        return out[::-1]
-                    words = [(list(w), c) for w, c in word_counts.items()]
-                    merges = []
-                    for _ in range(num_merges):
-                        counts = Counter()
-                        for s, c in words:
-                            for p in zip(s, s[1:]):
-                                counts[p] += c
-                        if not counts:
-                            break
-                        best = max(counts, key=lambda p: (counts[p], p))
-                        merges.append(best)
-                        words = [(merge_rtl(s, best), c) for s, c in words]
-                    return merges
-            ''',
+            "merges right to left (aaa becomes a + aa)": mutate({  # the merge scans the reversed symbols
+                "out, i = [], 0": "out, i, symbols = [], 0, symbols[::-1]",
+                "(symbols[i], symbols[i + 1]) == pair": "(symbols[i + 1], symbols[i]) == pair",
+                "out.append(symbols[i] + symbols[i + 1])": "out.append(symbols[i + 1] + symbols[i])",
+                "return out": "return out[::-1]"},
                 hint=Hint("合并从右往左扫描：a a a 变成 a + aa，应从左往右合并。",
                     "The merge scans right to left, so a a a becomes a + aa instead of aa + a.")),
-            "string replace on space-joined symbols (crosses boundaries)": whole('''
-                def train_bpe(word_counts, num_merges):
-                    from collections import Counter
-                    words = {" ".join(w): c for w, c in word_counts.items()}
-                    merges = []
-                    for _ in range(num_merges):
-                        counts = Counter()
-                        for w, c in words.items():
-                            s = w.split(" ")
-                            for p in zip(s, s[1:]):
-                                counts[p] += c
-                        if not counts:
-                            break
-                        best = max(counts, key=lambda p: (counts[p], p))
-                        merges.append(best)
-                        words = {w.replace(" ".join(best), "".join(best)): c for w, c in words.items()}
-                    return merges
-            ''',
+            "string replace on space-joined symbols (crosses boundaries)": mutate(
+                "words = [(merge(s, best), c) for s, c in words]",
+                'words = [(" ".join(s).replace(" ".join(best), "".join(best)).split(" "), c) for s, c in words]',
                 hint=Hint("在空格连接的字符串上做 replace，会跨越符号边界匹配到不该合并的位置。",
                     "String replace on the space-joined symbols also matches across symbol boundaries.")),
             "does not stop when no pair is left": mutate("        if not counts:\n            break\n", "",
@@ -811,10 +711,7 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch10_bpe_encode_test", functions=("bpe_encode",), points=3,
-        bans=(("tokenizers.models", "BPE", "tokenizers' BPE model"),
-              ("tokenizers", "Tokenizer", "tokenizers.Tokenizer"),
-              ("transformers", "GPT2TokenizerFast", "GPT2TokenizerFast"),
-              ("transformers", "AutoTokenizer", "AutoTokenizer"),),
+        bans=(("tokenizers.models", "BPE", "tokenizers' BPE model"), TOKENIZER, GPT2_FAST, AUTO),
         cases=(
             Case("GPT-2 merges on English prose", {"text": ENGLISH}),
             Case("GPT-2 merges on Chinese", {"text": CHINESE}),
@@ -828,36 +725,15 @@ EXERCISES = [
         ),
         probe=probe_bpe_encode, judge=judge_tokens,
         mutants={
-            "leftmost mergeable pair instead of the lowest rank": whole('''
-                def bpe_encode(word, ranks):
-                    parts = list(word)
-                    while True:
-                        i = next((i for i in range(len(parts) - 1) if (parts[i], parts[i + 1]) in ranks), None)
-                        if i is None:
-                            return parts
-                        parts[i:i + 2] = [parts[i] + parts[i + 1]]
-            ''',
+            "leftmost mergeable pair instead of the lowest rank": mutate("best = min(pairs, key=ranks.__getitem__)",
+                                                                         "best = pairs[0]",
                 hint=Hint("每步合并最左边的可合并 pair，而不是 rank 最低（最早学到）的那个。",
                     "Each step merges the leftmost mergeable pair instead of the one with the lowest rank.")),
-            "repeated pairs merged right to left": whole('''
-                def bpe_encode(word, ranks):
-                    parts = list(word)
-                    while len(parts) > 1:
-                        pairs = [p for p in zip(parts, parts[1:]) if p in ranks]
-                        if not pairs:
-                            break
-                        best = min(pairs, key=ranks.__getitem__)
-                        out, i = [], len(parts) - 1
-                        while i >= 0:
-                            if i > 0 and (parts[i - 1], parts[i]) == best:
-                                out.append(parts[i - 1] + parts[i])
-                                i -= 2
-                            else:
-                                out.append(parts[i])
-                                i -= 1
-                        parts = out[::-1]
-                    return parts
-            ''',
+            "repeated pairs merged right to left": mutate({  # the merge scans the reversed parts
+                "merged, i = [], 0": "merged, i, parts = [], 0, parts[::-1]",
+                "(parts[i], parts[i + 1]) == best": "(parts[i + 1], parts[i]) == best",
+                "merged.append(parts[i] + parts[i + 1])": "merged.append(parts[i + 1] + parts[i])",
+                "parts = merged": "parts = merged[::-1]"},
                 hint=Hint("同一 pair 多次出现时从右往左合并；应从左往右。",
                     "Repeated occurrences of a pair are merged right to left instead of left to right.")),
             "one merge step only": mutate("while len(parts) > 1:", "for _ in range(1 if len(parts) > 1 else 0):",
@@ -881,10 +757,7 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch10_decode_test", functions=("decode_ids",), points=2,
-        bans=(("tokenizers", "Tokenizer", "tokenizers.Tokenizer"),
-              ("tokenizers", "decoders", "tokenizers.decoders"),
-              ("transformers", "GPT2TokenizerFast", "GPT2TokenizerFast"),
-              ("transformers", "AutoTokenizer", "AutoTokenizer"),),
+        bans=(TOKENIZER, ("tokenizers", "decoders", "tokenizers.decoders"), GPT2_FAST, AUTO),
         cases=(
             Case("English round trip", {"text": ENGLISH, "slices": [[0, 1000], [3, 17]]}),
             Case("Chinese cut inside characters", {"text": CHINESE,
@@ -901,11 +774,9 @@ EXERCISES = [
         ),
         probe=probe_decode, judge=judge_texts,
         mutants={
-            "each token decoded on its own": whole('''
-                def decode_ids(ids, id_to_token, byte_decoder):
-                    return "".join(bytes(byte_decoder[c] for c in id_to_token[i]).decode("utf-8", errors="replace")
-                                   for i in ids)
-            ''',
+            "each token decoded on its own": mutate(
+                DECODE, 'return "".join(bytes(byte_decoder[ch] for ch in id_to_token[i])'
+                        '.decode("utf-8", errors="replace") for i in ids)',
                 hint=Hint("逐个 token 解码：跨 token 的多字节 UTF-8 字符被拆坏。",
                     "Each token is decoded on its own, so a multi-byte UTF-8 character split across tokens breaks.")),
             "invalid bytes dropped (errors='ignore')": mutate('errors="replace"', 'errors="ignore"',
@@ -920,10 +791,8 @@ EXERCISES = [
                 '    return text',
                 hint=Hint("解码后又删掉了标点前的空格（旧的 clean-up）；解码必须逐字节还原原文。",
                     "The old clean-up removes spaces before punctuation; decoding must give back the exact original text.")),
-            "only Ġ mapped back to a space": whole('''
-                def decode_ids(ids, id_to_token, byte_decoder):
-                    return "".join(id_to_token[i] for i in ids).replace("\\u0120", " ")
-            ''',
+            "only Ġ mapped back to a space": mutate(
+                DECODE, 'return "".join(id_to_token[i] for i in ids).replace("\\u0120", " ")',
                 hint=Hint("只把 Ġ 换回空格，其他被映射的字节（换行、非 ASCII 字节等）没有还原。",
                     "Only the space stand-in is mapped back; other remapped bytes (newlines, non-ASCII) stay as they are.")),
         },
@@ -941,11 +810,9 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch10_wordpiece_test", functions=("wordpiece",), points=2,
-        bans=(("tokenizers.models", "WordPiece", "tokenizers' WordPiece model"),
-              ("tokenizers", "Tokenizer", "tokenizers.Tokenizer"),
+        bans=(("tokenizers.models", "WordPiece", "tokenizers' WordPiece model"), TOKENIZER,
               ("transformers", "BertTokenizerFast", "BertTokenizerFast"),
-              ("transformers", "BertTokenizer", "BertTokenizer"),
-              ("transformers", "AutoTokenizer", "AutoTokenizer"),),
+              ("transformers", "BertTokenizer", "BertTokenizer"), AUTO),
         cases=(
             Case("English words split into pieces", {"text": "Tokenization is unaffable; preprocessing embeddings "
                                                              "rehearsed quickly by transformers."}),
@@ -957,22 +824,8 @@ EXERCISES = [
         ),
         probe=probe_wordpiece, judge=judge_wordpiece,
         mutants={
-            "shortest match first": whole('''
-                def wordpiece(word, vocab, unk_token="[UNK]", max_chars=100):
-                    if len(word) > max_chars:
-                        return [unk_token]
-                    pieces, start = [], 0
-                    while start < len(word):
-                        for end in range(start + 1, len(word) + 1):
-                            piece = word[start:end] if start == 0 else "##" + word[start:end]
-                            if piece in vocab:
-                                break
-                        else:
-                            return [unk_token]
-                        pieces.append(piece)
-                        start = end
-                    return pieces
-            ''',
+            "shortest match first": mutate({"end, found = len(word), None": "end, found = start + 1, None",
+                                            "while start < end:": "while end <= len(word):", "end -= 1": "end += 1"},
                 hint=Hint("先匹配最短的片段；WordPiece 是贪心的最长匹配优先。",
                     "The shortest piece is matched first; WordPiece is greedy longest-match-first.")),
             "only the unmatched part becomes [UNK]": mutate(
@@ -1042,45 +895,25 @@ EXERCISES = [
         ),
         probe=probe_chat, judge=judge_chat,
         mutants={
-            "no default system message": whole('''
-                def render_chat(messages, add_generation_prompt=False):
-                    text = "".join(f"<|im_start|>{m['role']}\\n{m['content']}<|im_end|>\\n" for m in messages)
-                    return text + ("<|im_start|>assistant\\n" if add_generation_prompt else "")
-
-                def tokenize_chat(messages, tokenizer, add_generation_prompt=False):
-                    ids, mask = [], []
-                    for m in messages:
-                        for text, flag in ((f"<|im_start|>{m['role']}\\n", 0),
-                                           (f"{m['content']}<|im_end|>\\n", int(m["role"] == "assistant"))):
-                            piece = tokenizer.encode(text, add_special_tokens=False)
-                            ids += piece
-                            mask += [flag] * len(piece)
-                    if add_generation_prompt:
-                        piece = tokenizer.encode("<|im_start|>assistant\\n", add_special_tokens=False)
-                        ids += piece
-                        mask += [0] * len(piece)
-                    return ids, mask
-            ''',
+            "no default system message": mutate('if messages and messages[0]["role"] != "system":', "if False:",
+                                                count=2,
                 hint=Hint("第一条消息不是 system 时，没有先插入默认的 system 消息。",
                     "When the first message is not a system message, the default system message is not added.")),
-            "generation prompt ignored": whole('''
-                _right_render, _right_tokenize = render_chat, tokenize_chat
-
-                def render_chat(messages, add_generation_prompt=False):
-                    return _right_render(messages, False)
-
-                def tokenize_chat(messages, tokenizer, add_generation_prompt=False):
-                    return _right_tokenize(messages, tokenizer, False)
-            ''',
+            "generation prompt ignored": mutate("if add_generation_prompt:", "if False:", count=2,
                 hint=Hint("add_generation_prompt 被忽略，结尾没有加上 assistant 的开头。",
                     "add_generation_prompt is ignored, so the assistant header is never appended at the end.")),
-            "mask covers the assistant header too": whole(_chat_variant(header_flag=True),
+            "mask covers the assistant header too": mutate(r'''{m['role']}\n", 0)''',
+                                                           r'''{m['role']}\n", int(m["role"] == "assistant"))''',
                 hint=Hint("mask 把 assistant 的头部（im_start 和角色名）也标成了 1；它不是模型要学的输出。",
                     "The mask also covers the assistant header; the model does not learn to produce it.")),
-            "mask stops before <|im_end|>": whole(_chat_variant(end_flag=False),
+            "mask stops before <|im_end|>": mutate(
+                r'''add(f"{m['content']}<|im_end|>\n", int(m["role"] == "assistant"))''',
+                'add(m["content"], int(m["role"] == "assistant"))\n        add("<|im_end|>\\n", 0)',
                 hint=Hint("mask 在 <|im_end|> 之前就结束了；结束符和其后的换行也要学（学会何时停）。",
                     "The mask stops before <|im_end|>; the closing token and its newline must be learned too (when to stop).")),
-            "every turn's content masked in (user and system too)": whole(_chat_variant(all_turns=True),
+            "every turn's content masked in (user and system too)": mutate({
+                r'''Hugging Face<|im_end|>\n", 0)''': r'''Hugging Face<|im_end|>\n", 1)''',
+                'int(m["role"] == "assistant")': "1"},
                 hint=Hint("所有轮次的内容都被标成 1；只有 assistant 的内容才计入 loss。",
                     "Every turn's content is masked in, user and system too; only assistant content counts in the loss.")),
         },

@@ -11,14 +11,8 @@ Oracles run in the trusted test process: ``model.generate`` (greedy decoding of 
 min-max quantizer, and, where no library exists (speculative sampling, the allocator, the scheduler, the roofline),
 a trusted reference written in another style than the solution (the same source as the alternative-correct fixture).
 """
-import textwrap
-
-from llmprep.grading.spec import (Case, Chapter, Exercise, Hint, Rule, compare_arrays, json_list, mutate, ordered,
-                                  sequence_diff, whole)
-
-
-
-# ============================================================================ judging helpers
+from llmprep.grading.spec import (Case, Chapter, Exercise, Hint, Rule, compare_arrays, json_lists, mutate,
+                                  oracle_from_source, ordered, sequence_diff, whole)
 
 # ============================================================================ 1 greedy speculative verification
 
@@ -173,18 +167,6 @@ SPECULATIVE_REFERENCE = """
 """
 
 
-def _from_source(source):
-    import torch
-
-    ns = {"torch": torch}
-    exec(textwrap.dedent(source), ns)  # noqa: S102 - trusted reference source of this spec
-    return ns
-
-
-def oracle_speculative_accept():
-    return {"speculative_accept": _from_source(SPECULATIVE_REFERENCE)["speculative_accept"]}
-
-
 # ============================================================================ 3 paged KV cache
 
 def probe_block_manager(ns, params):
@@ -230,10 +212,9 @@ _ARTICLE = {"alloc": "an allocate", "append": "an append", "fork": "a fork", "fr
 
 
 def judge_block_manager(got, want, params):
-    mine, why = json_list(got["trace"], "the trace of your block manager")
+    mine, expected, why = json_lists(got, want, "trace", "the trace of your block manager")
     if why:
         return why
-    expected, _ = json_list(want["trace"], "expected")
     if len(mine) != len(expected):
         return "the operations could not all be replayed"
     for i, (g, w) in enumerate(zip(mine, expected)):
@@ -319,10 +300,6 @@ BLOCK_MANAGER_REFERENCE = """
 """
 
 
-def oracle_block_manager():
-    return {"BlockManager": _from_source(BLOCK_MANAGER_REFERENCE)["BlockManager"]}
-
-
 # ============================================================================ 4 continuous-batching scheduler
 
 def probe_schedule(ns, params):
@@ -372,10 +349,9 @@ def probe_schedule(ns, params):
 
 
 def judge_schedule(got, want, params):
-    mine, why = json_list(got["trace"], "the trace of your scheduler")
+    mine, expected, why = json_lists(got, want, "trace", "the trace of your scheduler")
     if why:
         return why
-    expected, _ = json_list(want["trace"], "expected")
     if len(mine) != len(expected):
         return "the simulation could not run every step with your decisions"
     words = {"decode": "the decoded requests", "prefill": "the admitted (prefill) requests",
@@ -422,10 +398,6 @@ SCHEDULER_REFERENCE = """
             free -= blocks(n)
         return {"decode": decode, "prefill": prefill, "preempted": preempted, "free_blocks": free}
 """
-
-
-def oracle_schedule():
-    return {"schedule_step": _from_source(SCHEDULER_REFERENCE)["schedule_step"]}
 
 
 # ============================================================================ 5 int4 group-wise quantization
@@ -534,11 +506,6 @@ INT4_REFERENCE = """
 """
 
 
-def oracle_int4():
-    ns = _from_source(INT4_REFERENCE)
-    return {"quantize_int4": ns["quantize_int4"], "dequantize_int4": ns["dequantize_int4"]}
-
-
 # ============================================================================ 6 FlashAttention forward
 
 def probe_flash(ns, params):
@@ -615,11 +582,6 @@ ROOFLINE_REFERENCE = """
         moved = 2 * batch * num_kv_heads * context * head_dim * bytes_per_element
         return _verdict(flops, moved, peak_flops, bandwidth)
 """
-
-
-def oracle_roofline():
-    ns = _from_source(ROOFLINE_REFERENCE)
-    return {"matmul_roofline": ns["matmul_roofline"], "decode_attention_roofline": ns["decode_attention_roofline"]}
 
 
 # ============================================================================ the spec
@@ -890,26 +852,16 @@ EXERCISES = [
                 "torch.round(g / scale[..., None])": "torch.sign(g) * torch.floor(g.abs() / scale[..., None] + 0.5)"},
                 hint=Hint("取整用了四舍五入（远离零），而规定是 round half to even（torch.round）。",
                     "Rounding is half away from zero; the stated rounding is half to even.")),
-            "groups run down the columns (dim 0)": whole("""
-                def quantize_int4(w, group_size):
-                    rows, cols = w.shape
-                    if cols % group_size:
-                        raise ValueError()
-                    g = w.T.reshape(cols, -1, group_size) if rows % group_size == 0 else w.reshape(rows, -1, group_size)
-                    lo, hi = g.amin(-1).clamp_max(0), g.amax(-1).clamp_min(0)
-                    scale = (hi - lo) / 15
-                    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
-                    zero = torch.round(-lo / scale)
-                    q = (torch.round(g / scale[..., None]) + zero[..., None]).clamp(0, 15)
-                    q = q.reshape(cols, rows).T if rows % group_size == 0 else q.reshape(rows, cols)
-                    return q.to(torch.uint8), scale, zero
-                def dequantize_int4(q, scale, zero, group_size):
-                    rows, cols = q.shape
-                    if scale.shape[0] == cols and rows % group_size == 0:
-                        g = q.T.reshape(cols, -1, group_size).float()
-                        return ((g - zero[..., None]) * scale[..., None]).reshape(cols, rows).T
-                    return ((q.reshape(rows, -1, group_size).float() - zero[..., None]) * scale[..., None]).reshape(rows, cols)
-            """,
+            "groups run down the columns (dim 0)": mutate({  # where the rows split into groups; else along the rows
+                "g = w.reshape(rows, cols // group_size, group_size)": "down = rows % group_size == 0\n"
+                    "    g = w.T.reshape(cols, -1, group_size) if down else w.reshape(rows, -1, group_size)",
+                "return q.to(torch.uint8).reshape(rows, cols), scale": "q = q.reshape(cols, rows).T if down "
+                    "else q.reshape(rows, cols)\n    return q.to(torch.uint8), scale",
+                "g = q.reshape(rows, cols // group_size, group_size).float()": "down = rows % group_size == 0\n"
+                    "    g = (q.T.reshape(cols, -1, group_size) if down else q.reshape(rows, -1, group_size)).float()",
+                "return ((g - zero[..., None].float()) * scale[..., None]).reshape(rows, cols)":
+                    "g = (g - zero[..., None].float()) * scale[..., None]\n"
+                    "    return g.reshape(cols, rows).T if down else g.reshape(rows, cols)"},
                 hint=Hint("分组沿列方向（dim 0）取；每组应是同一行里连续的输入列。",
                     "The groups run down the columns (dim 0); a group is consecutive input columns of one row.")),
             "symmetric: no zero point": mutate({
@@ -1194,12 +1146,12 @@ ALTERNATIVES = {
 # Oracles: the library or trusted reference each exercise is compared with (used by the test suite).
 ORACLES = {
     "ch12_verify_greedy_test": oracle_verify_greedy,
-    "ch12_speculative_accept_test": oracle_speculative_accept,
-    "ch12_block_manager_test": oracle_block_manager,
-    "ch12_schedule_step_test": oracle_schedule,
-    "ch12_quantize_int4_test": oracle_int4,
+    "ch12_speculative_accept_test": oracle_from_source(SPECULATIVE_REFERENCE, "speculative_accept"),
+    "ch12_block_manager_test": oracle_from_source(BLOCK_MANAGER_REFERENCE, "BlockManager"),
+    "ch12_schedule_step_test": oracle_from_source(SCHEDULER_REFERENCE, "schedule_step"),
+    "ch12_quantize_int4_test": oracle_from_source(INT4_REFERENCE, "quantize_int4", "dequantize_int4"),
     "ch12_flash_attention_test": oracle_flash,
-    "ch12_roofline_test": oracle_roofline,
+    "ch12_roofline_test": oracle_from_source(ROOFLINE_REFERENCE, "matmul_roofline", "decode_attention_roofline"),
 }
 
 CHAPTER = Chapter("ch12_inference", "ch12_exercises.ipynb", EXERCISES, rules=RULES, alternatives=ALTERNATIVES, oracles=ORACLES)

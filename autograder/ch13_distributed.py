@@ -14,7 +14,6 @@ the rule is broken and maps each mutant that breaks it to a word its feedback mu
 from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate, whole
 
 
-
 # ============================================================================ 1 ring all-reduce
 
 def probe_ring(ns, params):
@@ -382,31 +381,13 @@ EXERCISES = [
                 "    chunks = [[b[i * step:(i + 1) * step] for i in range(n)] for b in buffers]",
                 hint=Hint("按 ceil(size/N) 切块（torch.chunk 的方式），块的大小和 tensor_split 的规定不同。",
                     "Chunks of ceil(size / N) elements (as torch.chunk cuts) differ from the stated tensor_split chunks.")),
-            "naive all-reduce: every rank sends its whole tensor to every other rank": whole("""
-                def ring_all_reduce(tensors):
-                    n = len(tensors)
-                    total = tensors[0].clone()
-                    for t in tensors[1:]:
-                        total = total + t
-                    nbytes = tensors[0].numel() * tensors[0].element_size()
-                    return [total.clone() for _ in range(n)], [(n - 1) * nbytes] * n
-            """,
+            "naive all-reduce: every rank sends its whole tensor to every other rank": mutate(
+                "for b in buffers], bytes_sent", "for b in buffers], [(n - 1) * t.numel() * t.element_size() for t in tensors]",
                 hint=Hint("朴素 all-reduce：每个 rank 把整个张量发给所有其他 rank；环形中只发给下一个 rank，每次一块。",
                     "Naive all-reduce: each rank sends its whole tensor to all others; in a ring, chunks go to one neighbour.")),
-            "every rank sums the tensors in its own order": whole("""
-                def ring_all_reduce(tensors):
-                    n = len(tensors)
-                    sizes = [c.numel() for c in torch.tensor_split(torch.empty(tensors[0].numel()), n)]
-                    item = tensors[0].element_size()
-                    results, sent = [], []
-                    for r in range(n):
-                        acc = tensors[r].clone()
-                        for j in range(1, n):
-                            acc = acc + tensors[(r + j) % n]
-                        results.append(acc)
-                        sent.append((2 * sum(sizes) - sizes[(r + 1) % n] - sizes[(r + 2) % n]) * item if n > 1 else 0)
-                    return results, sent
-            """,
+            "every rank sums the tensors in its own order": mutate(  # the ring's traffic, then each rank's own sum
+                "[b.reshape(shape) for b in buffers]",
+                "[sum((tensors[(r + j) % n] for j in range(1, n)), tensors[r].clone()) for r in range(n)]",
                 hint=Hint("每个 rank 按自己的顺序求和，浮点舍入不同，结果在各 rank 间不再逐位相同。",
                     "Every rank sums in its own order, so rounding differs and the results are not bit-identical across ranks.")),
             "accumulates into the input tensors": mutate({
@@ -609,26 +590,7 @@ EXERCISES = [
             "bubble_matches_events": ("your bubble is not the idle fraction of the schedule in your events "
                                       "(idle time / (num_stages x makespan), measured on them)", "")}),
         mutants={
-            "GPipe order (all forwards, then all backwards)": whole("""
-                def one_f_one_b(num_stages, num_microbatches, t_forward=1, t_backward=2):
-                    p, m = num_stages, num_microbatches
-                    if p < 1 or m < 1:
-                        raise ValueError("bad")
-                    f_end, b_end, events = {}, {}, []
-                    for s in range(p):
-                        t = 0
-                        for i in range(m):
-                            t = max(t, f_end.get((s - 1, i), 0))
-                            events.append((t, s, i, "F")); t += t_forward; f_end[(s, i)] = t
-                        f_end[(s, "free")] = t
-                    for s in reversed(range(p)):
-                        t = f_end[(s, "free")]
-                        for i in range(m):
-                            t = max(t, b_end.get((s + 1, i), 0))
-                            events.append((t, s, i, "B")); t += t_backward; b_end[(s, i)] = t
-                    span = max(b_end.values())
-                    return sorted(events), 1 - m * (t_forward + t_backward) / span, [m] * p
-            """,
+            "GPipe order (all forwards, then all backwards)": mutate("warmup = min(p - s - 1, m)", "warmup = m",
                 hint=Hint("用了 GPipe 的顺序（先全部前向再全部反向），不是 1F1B 的交替。",
                     "This is GPipe's order (all forwards, then all backwards), not 1F1B's alternation.")),
             "a warm-up of p - s forwards (one too many)": mutate("warmup = min(p - s - 1, m)", "warmup = min(p - s, m)",

@@ -501,3 +501,47 @@ def json_list(value, what: str, hint: str = "") -> tuple[list | None, str | None
     if not isinstance(data, list):
         return None, f"{what} is not a list"
     return data, None
+
+
+# ---- shared judge helpers (specA)
+
+def first_difference(got: Sequence, want: Sequence) -> int | None:
+    """The index of the first element (or character) at which two sequences differ, a missing one counting as
+    different: the common length when one is a prefix of the other; None when they are equal."""
+    n = max(len(got), len(want))
+    return next((i for i in range(n) if i >= len(got) or i >= len(want) or got[i] != want[i]), None)
+
+
+def text_diff(got: str, want: str, what: str) -> str | None:
+    """None when two texts are equal, else "<what> at character j (N characters, expected M)", j being the first
+    character that differs (``what`` names the text and says that it differs)."""
+    j = first_difference(got, want)
+    if j is None:
+        return None
+    return f"{what} at character {j} ({len(got)} characters, expected {len(want)})"
+
+
+def json_lists(got: Outputs, want: Outputs, key: str, what: str, hint: str = "") -> tuple[list, list, str | None]:
+    """The submission's and the reference's lists that a probe sent JSON-encoded under ``key`` (``json_list``):
+    (mine, expected, None), or ([], [], a reason) when the submission's cannot be read back as a list."""
+    mine, why = json_list(got[key], what, hint)
+    if why:
+        return [], [], why
+    expected, _ = json_list(want[key], "expected")
+    return mine, expected, None
+
+
+def oracle_from_source(source: str, *names: str) -> Callable[[], dict]:
+    """An oracle made of a trusted reference written as source text in the spec (the same text may serve as an
+    alternative-correct fixture): ``() -> {name: what the text defines}``, the text run with ``torch`` bound, as a
+    notebook cell would see it. Trusted side only."""
+
+    def oracle() -> dict:
+        import torch
+
+        scope = {"torch": torch}
+        exec(textwrap.dedent(source), scope)  # noqa: S102 - trusted reference source of a spec
+        return {name: scope[name] for name in names}
+
+    oracle.__name__ = f"oracle_from_source({', '.join(names)})"
+    return oracle

@@ -87,3 +87,52 @@ def test_a_students_grading_job_holds_no_mutant_and_no_solution_code(root, chapt
             assert ex.mutant_source(name) not in text, f"{ex.grade_id}: mutant {name!r} is in the job"
         if any(m.edits for m in ex.mutants.values()):
             assert solution_source(chapter, spec.notebook, ex.functions) not in text
+
+
+# ---- shared judge helpers (specA)
+
+def test_first_difference_counts_a_missing_element_as_different():
+    from llmprep.grading.spec import first_difference
+
+    assert first_difference([1, 2, 3], [1, 2, 3]) is None
+    assert first_difference([1, 5, 3], [1, 2, 3]) == 1
+    assert first_difference([1, 2], [1, 2, 3]) == 2 and first_difference([1, 2, 3, 4], [1, 2, 3]) == 3
+    assert first_difference("abc", "abd") == 2 and first_difference("", "") is None
+
+
+def test_text_diff_names_the_first_character_and_both_lengths():
+    from llmprep.grading.spec import text_diff
+
+    assert text_diff("héllo", "héllo", "the text differs") is None
+    assert text_diff("hello", "help", "slice 0 of 2: decoded text differs") == \
+        "slice 0 of 2: decoded text differs at character 3 (5 characters, expected 4)"
+    assert text_diff("ab", "abc", "x differs") == "x differs at character 2 (2 characters, expected 3)"
+
+
+def test_json_lists_reads_both_lists_or_says_why_the_submissions_cannot_be_read():
+    import numpy as np
+
+    from llmprep.grading.spec import json_lists
+
+    want = {"tokens": np.array(json.dumps(["a", "b"]))}
+    mine = {"tokens": np.array(json.dumps(["a"]))}
+    assert json_lists(mine, want, "tokens", "your tokens") == (["a"], ["a", "b"], None)
+    assert json_lists({"tokens": np.array("{not json")}, want, "tokens", "your tokens", " (return a list)") == \
+        ([], [], "your tokens could not be read back (return a list)")
+    assert json_lists({"tokens": np.array(json.dumps({"a": 1}))}, want, "tokens", "your tokens")[2] == \
+        "your tokens is not a list"
+
+
+def test_oracle_from_source_runs_the_text_with_torch_bound_and_returns_the_names():
+    from llmprep.grading.spec import oracle_from_source
+
+    oracle = oracle_from_source("""
+        def double(x):
+            return torch.as_tensor(x) * 2
+
+        class Unused:
+            pass
+    """, "double")
+    found = oracle()
+    assert list(found) == ["double"] and found["double"](3).item() == 6
+    assert oracle()["double"] is not found["double"]  # built afresh on every call, like a notebook cell
