@@ -501,3 +501,11 @@ def json_list(value, what: str, hint: str = "") -> tuple[list | None, str | None
     if not isinstance(data, list):
         return None, f"{what} is not a list"
     return data, None
+
+
+# ---- shared judge helpers (specB)
+
+def with_defaults(defaults: Mapping, *cases: Case) -> tuple[Case, ...]:
+    """Cases that share most of their parameters: each case's own ``params`` laid over ``defaults`` (its name and
+    edge kept), so that a case lists only what makes it the case it is."""
+    return tuple(replace(case, params={**defaults, **case.params}) for case in cases)

@@ -87,3 +87,13 @@ def test_a_students_grading_job_holds_no_mutant_and_no_solution_code(root, chapt
             assert ex.mutant_source(name) not in text, f"{ex.grade_id}: mutant {name!r} is in the job"
         if any(m.edits for m in ex.mutants.values()):
             assert solution_source(chapter, spec.notebook, ex.functions) not in text
+
+
+def test_with_defaults_lays_each_cases_params_over_the_shared_ones():
+    from llmprep.grading.spec import with_defaults
+
+    shared = {"B": 2, "causal": True}
+    cases = with_defaults(shared, Case("plain", {"seed": 0}), Case("no mask", {"seed": 1, "causal": False}, edge="e"))
+    assert cases == (Case("plain", {"B": 2, "causal": True, "seed": 0}),
+                     Case("no mask", {"B": 2, "causal": False, "seed": 1}, edge="e"))
+    assert shared == {"B": 2, "causal": True}  # the shared dict is not modified
