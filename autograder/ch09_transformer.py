@@ -12,7 +12,7 @@ import numpy as np
 from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, mutate, ordered, with_defaults
 
 
-# ============================================================================ judging helpers
+# ============================================================================ oracle helpers
 
 def _causal_additive(batch, length):
     import torch
@@ -45,10 +45,7 @@ def probe_attention(ns, params):
     v = torch.randn(b, h, lk, d, generator=g)
     keep = None
     if "lengths" in params:  # real tokens per row; padding on the given side
-        keep = torch.zeros(b, lk, dtype=torch.bool)
-        for row, n in enumerate(params["lengths"]):
-            if n:
-                keep[row, :n] = True
+        keep = torch.arange(lk)[None, :] < torch.tensor(params["lengths"])[:, None]
         if params.get("side") == "left":
             keep = keep.flip(-1)
     out = fn(q, k, v, causal=params["causal"], key_padding_mask=keep)
