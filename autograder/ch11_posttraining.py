@@ -120,26 +120,21 @@ def probe_logprobs(ns, params):
     g = torch.Generator().manual_seed(params["seed"] + 1)
     prompts, completions = params["prompt_lens"], params["completion_lens"]
     width = max(p + c for p, c in zip(prompts, completions))
-    ids = torch.zeros(len(prompts), width, dtype=torch.long)
-    att = torch.zeros_like(ids)
-    comp = torch.zeros_like(ids)
+    ids, att, comp = (torch.zeros(len(prompts), width, dtype=torch.long) for _ in range(3))
     for row, (p, c) in enumerate(zip(prompts, completions)):
         start = width - p - c if params.get("side") == "left" else 0
         ids[row, start:start + p + c] = torch.randint(3, 48, (p + c,), generator=g)
         att[row, start:start + p + c] = 1
         comp[row, start + p:start + p + c] = 1
     snapshot = (ids.clone(), att.clone(), comp.clone())
-    out = fn(model, ids, att, comp)
-    out = torch.as_tensor(out)
-    result = {"logps": out.detach().float()}
+    out = torch.as_tensor(fn(model, ids, att, comp))
     differentiable = bool(getattr(out, "requires_grad", False))
     if differentiable:
         out.sum().backward()
     grad = model.lm_head.weight.grad
-    result["differentiable"] = differentiable
-    result["grad_lm_head"] = grad.clone() if grad is not None else torch.zeros_like(model.lm_head.weight)
-    result["inputs_untouched"] = all(torch.equal(a, b) for a, b in zip(snapshot, (ids, att, comp)))
-    return result
+    return {"logps": out.detach().float(), "differentiable": differentiable,
+            "grad_lm_head": grad.clone() if grad is not None else torch.zeros_like(model.lm_head.weight),
+            "inputs_untouched": all(torch.equal(a, b) for a, b in zip(snapshot, (ids, att, comp)))}
 
 
 def oracle_logprobs():
