@@ -114,9 +114,7 @@ def probe_evaluate(ns, params):
     model.train(params["start_training"])
     grad_seen = []
     model.register_forward_pre_hook(lambda m, inp: grad_seen.append(torch.is_grad_enabled()))
-    batches = []
-    for size in params["sizes"]:
-        batches.append((torch.randn(size, 5) * 2 + 1, torch.randint(0, 3, (size,))))
+    batches = [(torch.randn(size, 5) * 2 + 1, torch.randint(0, 3, (size,))) for size in params["sizes"]]
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rng_before = torch.get_rng_state()
     loss, acc = fn(model, batches, nn.CrossEntropyLoss())
@@ -163,8 +161,7 @@ def oracle_warmup_cosine():
     def via_transformers(step, base_lr, warmup_steps, total_steps, min_lr=0.0):
         opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr)
         sched = get_cosine_with_min_lr_schedule_with_warmup(opt, warmup_steps, total_steps, min_lr=min_lr)
-        lam = sched.lr_lambdas[0]
-        return base_lr * lam(step)
+        return base_lr * sched.lr_lambdas[0](step)
 
     return {"warmup_cosine_lr": via_transformers}
 
@@ -178,8 +175,7 @@ def probe_adamw(ns, params):
     g = torch.Generator().manual_seed(params["seed"])
     shape = params["shape"]
     p = torch.randn(*shape, generator=g)
-    m = torch.zeros(*shape)
-    v = torch.zeros(*shape)
+    m, v = torch.zeros(*shape), torch.zeros(*shape)
     hp = dict(lr=params["lr"], betas=tuple(params["betas"]), eps=params["eps"], weight_decay=params["wd"])
     untouched = True
     for t in range(1, params["steps"] + 1):
