@@ -480,7 +480,8 @@ EXERCISES = [
                 hint=Hint("labels 被提前左移了一位；模型在计算 loss 时自己会做移位，labels 应与 input_ids 对齐。",
                     "The labels are shifted left by one; the model shifts them itself, so labels must line up with input_ids.")),
             "padding found by the pad id (hides every <|im_end|>)": mutate(
-                "return input_ids, attention_mask, labels", "pad = input_ids == tokenizer.pad_token_id\n"
+                "return input_ids, attention_mask, labels",
+                "pad = input_ids == tokenizer.pad_token_id\n"
                 "    return input_ids, (~pad).long(), labels.masked_fill(pad, -100)",
                 hint=Hint("按 pad id 找 padding：pad token 就是 <|im_end|>，于是每个真实的结束符也被当成了 padding。",
                     "Padding is found by the pad id, which is also <|im_end|>, so every real end token is taken for padding.")),
