@@ -1,9 +1,9 @@
 """Trusted spec of Chapter 1's graded cells (solutions/ch01_training/ch01_exercises.ipynb).
 
-Probes run inside the sandbox next to the student's code and must be self-contained
-(imports inside the function). Oracles run in the trusted test process and give the
-library implementation each exercise imitates; the test suite proves the solution
-agrees with them on every case.
+Probes run inside the sandbox next to the student's code and are self-contained (imports inside). Oracles run in
+the trusted test process: ``torch.log_softmax``, ``F.cross_entropy``, one step on the whole batch (what gradient
+accumulation must equal), a reference evaluation loop, transformers' cosine schedule with a floor and
+``torch.optim.AdamW``; the test suite proves the solution agrees with them on every case.
 """
 import textwrap
 
