@@ -1,14 +1,13 @@
 """Trusted spec of Chapter 1's graded cells (solutions/ch01_training/ch01_exercises.ipynb).
 
-Probes run inside the sandbox next to the student's code and must be self-contained
-(imports inside the function). Oracles run in the trusted test process and give the
-library implementation each exercise imitates; the test suite proves the solution
-agrees with them on every case.
+Probes run inside the sandbox next to the student's code and are self-contained (imports inside). Oracles run in
+the trusted test process: ``torch.log_softmax``, ``F.cross_entropy``, one step on the whole batch (what gradient
+accumulation must equal), a reference evaluation loop, transformers' cosine schedule with a floor and
+``torch.optim.AdamW``; the test suite proves the solution agrees with them on every case.
 """
 import textwrap
 
-from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate, whole
-
+from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate, whole, with_defaults
 
 
 # ============================================================================ 1 log_softmax
@@ -115,9 +114,7 @@ def probe_evaluate(ns, params):
     model.train(params["start_training"])
     grad_seen = []
     model.register_forward_pre_hook(lambda m, inp: grad_seen.append(torch.is_grad_enabled()))
-    batches = []
-    for size in params["sizes"]:
-        batches.append((torch.randn(size, 5) * 2 + 1, torch.randint(0, 3, (size,))))
+    batches = [(torch.randn(size, 5) * 2 + 1, torch.randint(0, 3, (size,))) for size in params["sizes"]]
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rng_before = torch.get_rng_state()
     loss, acc = fn(model, batches, nn.CrossEntropyLoss())
@@ -164,8 +161,7 @@ def oracle_warmup_cosine():
     def via_transformers(step, base_lr, warmup_steps, total_steps, min_lr=0.0):
         opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr)
         sched = get_cosine_with_min_lr_schedule_with_warmup(opt, warmup_steps, total_steps, min_lr=min_lr)
-        lam = sched.lr_lambdas[0]
-        return base_lr * lam(step)
+        return base_lr * sched.lr_lambdas[0](step)
 
     return {"warmup_cosine_lr": via_transformers}
 
@@ -179,8 +175,7 @@ def probe_adamw(ns, params):
     g = torch.Generator().manual_seed(params["seed"])
     shape = params["shape"]
     p = torch.randn(*shape, generator=g)
-    m = torch.zeros(*shape)
-    v = torch.zeros(*shape)
+    m, v = torch.zeros(*shape), torch.zeros(*shape)
     hp = dict(lr=params["lr"], betas=tuple(params["betas"]), eps=params["eps"], weight_decay=params["wd"])
     untouched = True
     for t in range(1, params["steps"] + 1):
@@ -291,25 +286,20 @@ EXERCISES = [
         grade_id="ch01_cross_entropy_test", functions=("cross_entropy",), points=2,
         bans=(("torch.nn.functional", "cross_entropy", "F.cross_entropy"), ("torch.nn.functional", "nll_loss", "F.nll_loss"),
               ("torch.nn.CrossEntropyLoss", "forward", "nn.CrossEntropyLoss"), ("torch.nn.NLLLoss", "forward", "nn.NLLLoss")),
-        cases=(
-            Case("plain, no ignored rows", {"seed": 0, "n": 8, "c": 5, "scale": 2.0, "ignore_frac": 0.0,
-                                            "ignore_index": -100, "eps": 0.0}),
-            Case("ignored rows", {"seed": 1, "n": 12, "c": 4, "scale": 2.0, "ignore_frac": 0.4,
-                                  "ignore_index": -100, "eps": 0.0}),
-            Case("label smoothing 0.1", {"seed": 2, "n": 10, "c": 6, "scale": 3.0, "ignore_frac": 0.0,
-                                         "ignore_index": -100, "eps": 0.1}),
-            Case("smoothing and ignored rows, custom ignore index", {"seed": 3, "n": 16, "c": 7, "scale": 2.0,
-                                                                     "ignore_frac": 0.3, "ignore_index": 3,
-                                                                     "eps": 0.2},
+        cases=with_defaults(
+            {"scale": 2.0, "ignore_frac": 0.0, "ignore_index": -100, "eps": 0.0},
+            Case("plain, no ignored rows", {"seed": 0, "n": 8, "c": 5}),
+            Case("ignored rows", {"seed": 1, "n": 12, "c": 4, "ignore_frac": 0.4}),
+            Case("label smoothing 0.1", {"seed": 2, "n": 10, "c": 6, "scale": 3.0, "eps": 0.1}),
+            Case("smoothing and ignored rows, custom ignore index",
+                 {"seed": 3, "n": 16, "c": 7, "ignore_frac": 0.3, "ignore_index": 3, "eps": 0.2},
                  edge="ignore_index = 3, a valid class id: rows whose target is 3 are dropped"),
-            Case("logits of magnitude 1e4", {"seed": 4, "n": 6, "c": 5, "scale": 1e4, "ignore_frac": 0.0,
-                                             "ignore_index": -100, "eps": 0.05},
+            Case("logits of magnitude 1e4", {"seed": 4, "n": 6, "c": 5, "scale": 1e4, "eps": 0.05},
                  edge="|logits| ~ 1e4 with smoothing: -log p of the losing classes in the thousands"),
-            Case("every row but one ignored", {"seed": 5, "n": 9, "c": 4, "scale": 2.0, "ignore_frac": 0.0,
-                                               "keep_one": True, "ignore_index": -100, "eps": 0.1},
+            Case("every row but one ignored", {"seed": 5, "n": 9, "c": 4, "keep_one": True, "eps": 0.1},
                  edge="n = 1 of N = 9 rows kept"),
             Case("label smoothing 1 (uniform target)", {"seed": 6, "n": 8, "c": 5, "scale": 3.0, "ignore_frac": 0.25,
-                                                        "ignore_index": -100, "eps": 1.0},
+                                                        "eps": 1.0},
                  edge="epsilon = 1: the whole mass is spread, the target class gets only 1/C"),
         ),
         probe=probe_cross_entropy, judge=allclose(rtol=1e-4, atol=1e-4),
@@ -327,10 +317,9 @@ EXERCISES = [
             "ignore index hard-coded to -100": mutate("keep = targets != ignore_index", "keep = targets != -100",
                 hint=Hint("ignore_index 被写死为 -100，传入的值被忽略。",
                     "The ignore index is hard-coded to -100; the ignore_index argument is ignored.")),
-            "uses F.cross_entropy": whole("""
-                def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0):
-                    return F.cross_entropy(logits, targets, ignore_index=ignore_index, label_smoothing=label_smoothing)
-            """,
+            "uses F.cross_entropy": mutate(
+                "return (per_row * keep).sum() / keep.sum()",
+                "return F.cross_entropy(logits, targets, ignore_index=ignore_index, label_smoothing=label_smoothing)",
                 hint=Hint("直接调用了 F.cross_entropy；本练习要求自己实现，评分时它被禁用。",
                     "It calls F.cross_entropy, which this exercise asks you to write (it is blocked when graded).")),
         },
@@ -450,20 +439,18 @@ EXERCISES = [
         grade_id="ch01_adamw_test", functions=("adamw_update",), points=3,
         bans=(("torch.optim.AdamW", "step", "torch.optim.AdamW"), ("torch.optim.Adam", "step", "torch.optim.Adam"),
               ("torch.optim.adamw", "adamw", "torch.optim.adamw.adamw")),
-        cases=(
-            Case("5 steps, default betas", {"seed": 0, "shape": [7], "steps": 5, "lr": 1e-2, "betas": [0.9, 0.999],
-                                            "eps": 1e-8, "wd": 0.01, "grad_scale": 1.0}),
+        cases=with_defaults(
+            {"lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-8, "grad_scale": 1.0},
+            Case("5 steps, default betas", {"seed": 0, "shape": [7], "steps": 5, "wd": 0.01}),
             Case("strong weight decay", {"seed": 1, "shape": [3, 4], "steps": 8, "lr": 5e-2, "betas": [0.9, 0.99],
-                                         "eps": 1e-8, "wd": 0.5, "grad_scale": 0.1},
+                                         "wd": 0.5, "grad_scale": 0.1},
                  edge="weight decay 0.5 against gradients of 0.1: the decay dominates the update"),
-            Case("tiny gradients (eps matters)", {"seed": 2, "shape": [6], "steps": 4, "lr": 1e-3,
-                                                  "betas": [0.8, 0.95], "eps": 1e-3, "wd": 0.0, "grad_scale": 1e-4},
+            Case("tiny gradients (eps matters)", {"seed": 2, "shape": [6], "steps": 4, "lr": 1e-3, "betas": [0.8, 0.95],
+                                                  "eps": 1e-3, "wd": 0.0, "grad_scale": 1e-4},
                  edge="gradients of 1e-4 with eps = 1e-3: eps dominates the denominator"),
-            Case("a single step", {"seed": 4, "shape": [5], "steps": 1, "lr": 1e-2, "betas": [0.9, 0.999],
-                                   "eps": 1e-8, "wd": 0.05, "grad_scale": 1.0},
+            Case("a single step", {"seed": 4, "shape": [5], "steps": 1, "wd": 0.05},
                  edge="t = 1 only: 1 - beta^t at its smallest (0.1 and 0.001)"),
-            Case("many steps", {"seed": 3, "shape": [2, 3], "steps": 30, "lr": 3e-3, "betas": [0.9, 0.999],
-                                "eps": 1e-8, "wd": 0.1, "grad_scale": 2.0}),
+            Case("many steps", {"seed": 3, "shape": [2, 3], "steps": 30, "lr": 3e-3, "wd": 0.1, "grad_scale": 2.0}),
         ),
         probe=probe_adamw, judge=allclose(rtol=1e-4, atol=1e-6),
         mutants={
@@ -511,22 +498,20 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch01_early_stopping_test", functions=("EarlyStopping",), points=3,
-        cases=(
-            Case("loss improves then plateaus", {"patience": 2, "min_delta": 0.0, "mode": "min",
-                                                 "history": [1.0, 0.8, 0.7, 0.75, 0.72, 0.71, 0.6]}),
-            Case("accuracy (mode max)", {"patience": 3, "min_delta": 0.0, "mode": "max",
+        cases=with_defaults(
+            {"patience": 2, "min_delta": 0.0, "mode": "min"},
+            Case("loss improves then plateaus", {"history": [1.0, 0.8, 0.7, 0.75, 0.72, 0.71, 0.6]}),
+            Case("accuracy (mode max)", {"patience": 3, "mode": "max",
                                          "history": [0.5, 0.6, 0.58, 0.65, 0.64, 0.64, 0.63, 0.9]},
                  edge="mode max with min_delta = 0 and a repeated metric"),
-            Case("min_delta decides", {"patience": 2, "min_delta": 0.05, "mode": "min",
-                                       "history": [1.0, 0.97, 0.96, 0.9, 0.89, 0.88]}),
-            Case("patience 1", {"patience": 1, "min_delta": 0.0, "mode": "min", "history": [0.5, 0.4, 0.45, 0.3]},
+            Case("min_delta decides", {"min_delta": 0.05, "history": [1.0, 0.97, 0.96, 0.9, 0.89, 0.88]}),
+            Case("patience 1", {"patience": 1, "history": [0.5, 0.4, 0.45, 0.3]},
                  edge="patience = 1: the first bad epoch stops"),
-            Case("never stops", {"patience": 3, "min_delta": 0.0, "mode": "min", "history": [5.0, 4.0, 3.0, 2.0]},
+            Case("never stops", {"patience": 3, "history": [5.0, 4.0, 3.0, 2.0]},
                  edge="never stops: the best epoch is the last one, restored after the loop"),
-            Case("a gain of exactly min_delta (mode min)", {"patience": 2, "min_delta": 0.25, "mode": "min",
-                                                            "history": [1.0, 0.75, 0.75, 0.5, 0.5]},
+            Case("a gain of exactly min_delta (mode min)", {"min_delta": 0.25, "history": [1.0, 0.75, 0.75, 0.5, 0.5]},
                  edge="metric = best - min_delta exactly (0.75 = 1.0 - 0.25): not an improvement"),
-            Case("a gain of exactly min_delta (mode max)", {"patience": 2, "min_delta": 0.25, "mode": "max",
+            Case("a gain of exactly min_delta (mode max)", {"min_delta": 0.25, "mode": "max",
                                                             "history": [0.5, 0.75, 0.75, 1.0, 1.0]},
                  edge="metric = best + min_delta exactly (0.75 = 0.5 + 0.25): not an improvement"),
         ),
@@ -575,9 +560,8 @@ RULES = {
           {"ignored rows counted in the mean": "loss"}),
         R("whose target is not `ignore_index`", ("smoothing and ignored rows, custom ignore index",),
           {"ignore index hard-coded to -100": "loss"}),
-        R(r"the smoothing mass $\varepsilon$ is spread over **all** $C$ classes", ("label smoothing 0.1",
-                                                                                 "label smoothing 1 (uniform target)",
-                                                                                 "logits of magnitude 1e4"),
+        R(r"the smoothing mass $\varepsilon$ is spread over **all** $C$ classes",
+          ("label smoothing 0.1", "label smoothing 1 (uniform target)", "logits of magnitude 1e4"),
           {"smoothing spread over the C-1 wrong classes": "loss", "smoothing ignored": "loss"}),
         R("not `F.cross_entropy` or `F.nll_loss`", ("plain, no ignored rows", "every row but one ignored"),
           {"uses F.cross_entropy": "calls"}),
@@ -637,8 +621,7 @@ RULES = {
         R("The copy must be a real copy", ("loss improves then plateaus", "never stops"),
           {"keeps a reference to the live weights, not a copy": "restored_weight"}),
         R("Return `True` when the count of consecutive bad epochs has reached `patience`",
-          ("patience 1", "never stops"),
-          {"patience off by one (stops one epoch late)": "stopped_at"}),
+          ("patience 1", "never stops"), {"patience off by one (stops one epoch late)": "stopped_at"}),
         R("`metric < best - min_delta`", ("min_delta decides", "a gain of exactly min_delta (mode min)"),
           {"min_delta ignored": "stopped_at", "a gain of exactly min_delta counts (<= and >=)": "stopped_at"}),
         R("`metric > best + min_delta` (mode `\"max\"`)", ("accuracy (mode max)", "a gain of exactly min_delta (mode max)"),
@@ -734,13 +717,9 @@ ALTERNATIVES = {
 
 
 # Library implementations the exercises imitate (used by the test suite, in the trusted process).
-ORACLES = {
-    "ch01_log_softmax_test": oracle_log_softmax,
-    "ch01_cross_entropy_test": oracle_cross_entropy,
-    "ch01_accumulated_step_test": oracle_accumulated_step,
-    "ch01_evaluate_test": oracle_evaluate,
-    "ch01_warmup_cosine_test": oracle_warmup_cosine,
-    "ch01_adamw_test": oracle_adamw,
-}
+ORACLES = {"ch01_log_softmax_test": oracle_log_softmax, "ch01_cross_entropy_test": oracle_cross_entropy,
+           "ch01_accumulated_step_test": oracle_accumulated_step, "ch01_evaluate_test": oracle_evaluate,
+           "ch01_warmup_cosine_test": oracle_warmup_cosine, "ch01_adamw_test": oracle_adamw}
 
-CHAPTER = Chapter("ch01_training", "ch01_exercises.ipynb", EXERCISES, rules=RULES, alternatives=ALTERNATIVES, oracles=ORACLES)
+CHAPTER = Chapter("ch01_training", "ch01_exercises.ipynb", EXERCISES, rules=RULES, alternatives=ALTERNATIVES,
+                  oracles=ORACLES)

@@ -1,11 +1,10 @@
 """Trusted spec of Chapter 2's graded cells (solutions/ch02_imbalance/ch02_exercises.ipynb).
 
-Probes run inside the sandbox next to the student's code and must be self-contained
-(imports inside the function). Oracles run in the trusted test process and give the
-library implementation each exercise imitates; the test suite proves the solution
-agrees with them on every case.
+Probes run inside the sandbox next to the student's code and are self-contained (imports inside). Oracles run in
+the trusted test process: scikit-learn's class and sample weights, F1 and precision-recall curve, torchvision's
+sigmoid focal loss (as documented) and cross-entropy; the test suite proves the solution agrees with them.
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate
+from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate, with_defaults
 
 
 # ============================================================================ 1 class weights
@@ -87,34 +86,24 @@ def probe_sigmoid_focal(ns, params):
     return result
 
 
-def _torchvision_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="mean"):
-    """torchvision.ops.sigmoid_focal_loss, as documented (torchvision is not installable here)."""
-    import torch
-    import torch.nn.functional as F
-
-    p = torch.sigmoid(inputs)
-    ce_loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
-    p_t = p * targets + (1 - p) * (1 - targets)
-    loss = ce_loss * ((1 - p_t) ** gamma)
-    if alpha >= 0:
-        alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
-        loss = alpha_t * loss
-    if reduction == "mean":
-        loss = loss.mean()
-    elif reduction == "sum":
-        loss = loss.sum()
-    return loss
-
-
 def oracle_sigmoid_focal():
+    import torch
     import torch.nn.functional as F
 
     bce = F.binary_cross_entropy_with_logits
 
     def reference(inputs, targets, alpha=0.25, gamma=2.0, reduction="mean"):
+        """torchvision.ops.sigmoid_focal_loss, as documented (torchvision is not installable here)."""
         if gamma == 0 and alpha < 0:  # the focal loss reduces to binary cross-entropy
             return bce(inputs, targets, reduction=reduction)
-        return _torchvision_sigmoid_focal_loss(inputs, targets, alpha, gamma, reduction)
+        p = torch.sigmoid(inputs)
+        p_t = p * targets + (1 - p) * (1 - targets)
+        loss = bce(inputs, targets, reduction="none") * ((1 - p_t) ** gamma)
+        if alpha >= 0:
+            loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+        if reduction in ("mean", "sum"):
+            return loss.mean() if reduction == "mean" else loss.sum()
+        return loss
 
     return {"sigmoid_focal_loss": reference}
 
@@ -166,13 +155,9 @@ def oracle_macro_f1():
 
     def reference(confusion):
         c = np.asarray(confusion)
-        k = c.shape[0]
-        y_true, y_pred = [], []
-        for i in range(k):
-            for j in range(k):
-                y_true += [i] * int(c[i, j])
-                y_pred += [j] * int(c[i, j])
-        return f1_score(y_true, y_pred, labels=np.arange(k), average="macro", zero_division=0)
+        true, pred = np.indices(c.shape)  # one example per count in each cell: y_true = row, y_pred = column
+        y_true, y_pred = np.repeat(true.ravel(), c.ravel()), np.repeat(pred.ravel(), c.ravel())
+        return f1_score(y_true, y_pred, labels=np.arange(len(c)), average="macro", zero_division=0)
 
     return {"macro_f1": reference}
 
@@ -348,26 +333,21 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch02_sigmoid_focal_test", functions=("sigmoid_focal_loss",), points=3,
-        cases=(
-            Case("defaults (alpha 0.25, gamma 2), mean", {"seed": 0, "shape": [64], "scale": 2.0, "pos_frac": 0.1,
-                                                          "alpha": 0.25, "gamma": 2.0, "reduction": "mean",
-                                                          "grad": True}),
+        cases=with_defaults(
+            {"scale": 2.0, "pos_frac": 0.3, "alpha": 0.25, "gamma": 2.0, "reduction": "none"},
+            Case("defaults (alpha 0.25, gamma 2), mean", {"seed": 0, "shape": [64], "pos_frac": 0.1,
+                                                          "reduction": "mean", "grad": True}),
             Case("gamma 0, alpha -1 (plain BCE), no reduction", {"seed": 1, "shape": [8, 5], "scale": 3.0,
-                                                                  "pos_frac": 0.3, "alpha": -1.0, "gamma": 0.0,
-                                                                  "reduction": "none", "grad": True}),
+                                                                  "alpha": -1.0, "gamma": 0.0, "grad": True}),
             Case("alpha 0.75, gamma 0.5, sum", {"seed": 2, "shape": [10, 3], "scale": 1.5, "pos_frac": 0.5,
                                                 "alpha": 0.75, "gamma": 0.5, "reduction": "sum", "grad": True}),
-            Case("alpha -1 (no class weighting), gamma 2", {"seed": 3, "shape": [32], "scale": 2.0,
-                                                            "pos_frac": 0.2, "alpha": -1.0, "gamma": 2.0,
+            Case("alpha -1 (no class weighting), gamma 2", {"seed": 3, "shape": [32], "pos_frac": 0.2, "alpha": -1.0,
                                                             "reduction": "mean", "grad": True}),
-            Case("alpha 0 (negatives only), gamma 1, none", {"seed": 5, "shape": [12], "scale": 2.0, "pos_frac": 0.5,
-                                                             "alpha": 0.0, "gamma": 1.0, "reduction": "none"},
-                 edge="alpha exactly 0 (weighting on)"),
-            Case("alpha -0.5 (no class weighting), gamma 2", {"seed": 6, "shape": [3, 7], "scale": 2.0, "pos_frac": 0.3,
-                                                              "alpha": -0.5, "gamma": 2.0, "reduction": "none"},
+            Case("alpha 0 (negatives only), gamma 1, none", {"seed": 5, "shape": [12], "pos_frac": 0.5, "alpha": 0.0,
+                                                             "gamma": 1.0}, edge="alpha exactly 0 (weighting on)"),
+            Case("alpha -0.5 (no class weighting), gamma 2", {"seed": 6, "shape": [3, 7], "alpha": -0.5},
                  edge="a negative alpha other than -1"),
-            Case("logits of magnitude 100", {"seed": 4, "shape": [4, 6], "scale": 100.0, "pos_frac": 0.3,
-                                             "alpha": 0.25, "gamma": 2.0, "reduction": "none"},
+            Case("logits of magnitude 100", {"seed": 4, "shape": [4, 6], "scale": 100.0},
                  edge="sigmoid saturates to 0 or 1 in float32"),
         ),
         probe=probe_sigmoid_focal, judge=allclose(rtol=1e-4, atol=1e-6),
@@ -495,8 +475,7 @@ EXERCISES = [
                  edge="four examples (two of each class) share the best score 0.5"),
             Case("best is to predict everything positive", {"scores": [0.3, 0.1, 0.2], "labels": [1, 1, 0]},
                  edge="the best threshold is the smallest score"),
-            Case("imbalanced, many shared scores", {"seed": 0, "n": 400, "pos_frac": 0.05, "shift": 1.5,
-                                                     "grid": 4.0}),
+            Case("imbalanced, many shared scores", {"seed": 0, "n": 400, "pos_frac": 0.05, "shift": 1.5, "grid": 4.0}),
             Case("balanced, fine grid", {"seed": 1, "n": 300, "pos_frac": 0.5, "shift": 1.0, "grid": 20.0}),
             Case("all labels negative", {"scores": [0.2, 0.4, 0.1], "labels": [0, 0, 0]}, edge="only class 0"),
             Case("all labels positive", {"scores": [0.2, 0.4, 0.1], "labels": [1, 1, 1]}, edge="only class 1"),
@@ -530,13 +509,13 @@ RULES = {
           {"inverse frequency not normalised (1/n_c)": "weights"}),
         R(r"The weight is $1/E_c", ("effective, beta 0.999", "effective, beta 1 - 1e-7, counts 1 to 1e6"),
           {"effective number used as the weight (not its inverse)": "weights"}),
-        R("normalised so that the weights sum to $K$", ("effective, beta 0.999", "effective, default beta",
-                                                        "a single class (effective)",
-                                                        "effective, beta 1 - 1e-7, counts 1 to 1e6"),
+        R("normalised so that the weights sum to $K$",
+          ("effective, beta 0.999", "effective, default beta", "a single class (effective)",
+           "effective, beta 1 - 1e-7, counts 1 to 1e6"),
           {"effective weights not normalised to sum to K": "weights"}),
         R("(compute in float64)", ("effective, beta 1 - 1e-7, counts 1 to 1e6",), {"computes in float32": "weights"}),
-        R("Raise `ValueError` if any count is 0", ("a class with no examples (inverse)",
-                                                   "a class with no examples (effective)"),
+        R("Raise `ValueError` if any count is 0",
+          ("a class with no examples (inverse)", "a class with no examples (effective)"),
           {"a zero count gives inf instead of ValueError": "ValueError"}),
         R("or if `scheme` is unknown", ("unknown scheme",), {"unknown scheme falls back to inverse": "ValueError"}),
     ),
@@ -594,8 +573,7 @@ RULES = {
           {"strict > instead of >=": "threshold"}),
         R("so all examples sharing a score fall on the same side", ("tied scores", "imbalanced, many shared scores"),
           {"cuts between tied scores (one example at a time)": "f1"}),
-        R("return the **smallest** one", ("tie between two thresholds",),
-          {"ties broken by the largest threshold": "threshold"}),
+        R("return the **smallest** one", ("tie between two thresholds",), {"ties broken by the largest threshold": "threshold"}),
         R("Raise `ValueError` when `labels` contains only one class", ("all labels negative", "all labels positive"),
           {"no check for a single class": "ValueError"}),
     ),
@@ -664,14 +642,9 @@ ALTERNATIVES = {
 
 
 # Library implementations the exercises imitate (used by the test suite, in the trusted process).
-ORACLES = {
-    "ch02_class_weights_test": oracle_class_weights,
-    "ch02_sampler_weights_test": oracle_sampler_weights,
-    "ch02_sigmoid_focal_test": oracle_sigmoid_focal,
-    "ch02_softmax_focal_test": oracle_softmax_focal,
-    "ch02_macro_f1_test": oracle_macro_f1,
-    "ch02_logit_adjusted_test": oracle_logit_adjusted,
-    "ch02_best_threshold_test": oracle_best_threshold,
-}
+ORACLES = {"ch02_class_weights_test": oracle_class_weights, "ch02_sampler_weights_test": oracle_sampler_weights,
+           "ch02_sigmoid_focal_test": oracle_sigmoid_focal, "ch02_softmax_focal_test": oracle_softmax_focal,
+           "ch02_macro_f1_test": oracle_macro_f1, "ch02_logit_adjusted_test": oracle_logit_adjusted,
+           "ch02_best_threshold_test": oracle_best_threshold}
 
 CHAPTER = Chapter("ch02_imbalance", "ch02_exercises.ipynb", EXERCISES, rules=RULES, alternatives=ALTERNATIVES, oracles=ORACLES)

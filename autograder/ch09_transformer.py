@@ -1,25 +1,18 @@
 """Trusted spec of Chapter 9's graded cells (solutions/ch09_transformer/ch09_exercises.ipynb).
 
-Probes run inside the sandbox next to the student's code and must be self-contained (imports
-inside the function). Every tensor is built on the spot from a seeded generator; the models are
-small random configurations (never SmolLM2), so each case takes milliseconds. While the student's
-function runs, the library implementation the exercise imitates is banned (``Exercise.bans``). Oracles
-run in the trusted test process and call that very library implementation
-(``F.scaled_dot_product_attention``, ``nn.MultiheadAttention``, transformers' Llama modules, Mixtral's
-router and ``load_balancing_loss_func``).
-
-``RULES`` at the bottom is the shared rule table (``llmprep.grading.spec.Rule``): every rule the
-instructions state, quoted from them, with the hidden cases that exercise it and the mutants that break
-it, each mapped to a word its feedback must contain (tests/test_exercise_rules.py, tests/test_mutants.py).
+Probes run in the sandbox and are self-contained; every tensor comes from a seeded generator and every model is a
+small random configuration (never SmolLM2), so a case takes milliseconds. The library implementation an exercise
+imitates is banned while it is probed (``Exercise.bans``); the oracles, in the trusted test process, call it:
+``F.scaled_dot_product_attention``, ``nn.MultiheadAttention``, ``nn.RMSNorm``, transformers' Llama modules,
+Mixtral's router and ``load_balancing_loss_func``.
 """
 
 import numpy as np
 
-from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, mutate, ordered, whole
+from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, mutate, ordered, with_defaults
 
 
-
-# ============================================================================ judging helpers
+# ============================================================================ oracle helpers
 
 def _causal_additive(batch, length):
     import torch
@@ -52,10 +45,7 @@ def probe_attention(ns, params):
     v = torch.randn(b, h, lk, d, generator=g)
     keep = None
     if "lengths" in params:  # real tokens per row; padding on the given side
-        keep = torch.zeros(b, lk, dtype=torch.bool)
-        for row, n in enumerate(params["lengths"]):
-            if n:
-                keep[row, :n] = True
+        keep = torch.arange(lk)[None, :] < torch.tensor(params["lengths"])[:, None]
         if params.get("side") == "left":
             keep = keep.flip(-1)
     out = fn(q, k, v, causal=params["causal"], key_padding_mask=keep)
@@ -365,25 +355,23 @@ EXERCISES = [
         grade_id="ch09_attention_test", functions=("attention",), points=3,
         bans=(("torch.nn.functional", "scaled_dot_product_attention", "F.scaled_dot_product_attention"),
               ("torch.nn.functional", "multi_head_attention_forward", "F.multi_head_attention_forward"),),
-        cases=(
-            Case("no mask", {"seed": 0, "B": 2, "H": 3, "Lq": 5, "Lk": 5, "D": 8, "causal": False}),
-            Case("causal, square", {"seed": 1, "B": 2, "H": 2, "Lq": 6, "Lk": 6, "D": 16, "causal": True},
-                 edge="Lq = Lk: the causal offset is 0"),
-            Case("causal after a cached prefix (fewer queries than keys)",
-                 {"seed": 2, "B": 2, "H": 2, "Lq": 3, "Lk": 7, "D": 8, "causal": True},
+        cases=with_defaults(
+            {"B": 2, "H": 2, "D": 8, "causal": True},
+            Case("no mask", {"seed": 0, "H": 3, "Lq": 5, "Lk": 5, "causal": False}),
+            Case("causal, square", {"seed": 1, "Lq": 6, "Lk": 6, "D": 16}, edge="Lq = Lk: the causal offset is 0"),
+            Case("causal after a cached prefix (fewer queries than keys)", {"seed": 2, "Lq": 3, "Lk": 7},
                  edge="Lq < Lk: the causal offset Lk - Lq is positive"),
-            Case("right padding", {"seed": 3, "B": 3, "H": 2, "Lq": 5, "Lk": 6, "D": 8, "causal": False,
-                                   "lengths": [6, 2, 4], "side": "right"}, edge="a row with 2 real keys of 6"),
+            Case("right padding", {"seed": 3, "B": 3, "Lq": 5, "Lk": 6, "causal": False, "lengths": [6, 2, 4],
+                                   "side": "right"}, edge="a row with 2 real keys of 6"),
             Case("left padding with causal: early queries see no key",
-                 {"seed": 4, "B": 2, "H": 2, "Lq": 6, "Lk": 6, "D": 8, "causal": True, "lengths": [6, 3],
-                  "side": "left"}, edge="a query left with no allowed key (left padding under a causal mask)"),
-            Case("a row that is all padding", {"seed": 5, "B": 2, "H": 1, "Lq": 4, "Lk": 5, "D": 4, "causal": False,
+                 {"seed": 4, "Lq": 6, "Lk": 6, "lengths": [6, 3], "side": "left"},
+                 edge="a query left with no allowed key (left padding under a causal mask)"),
+            Case("a row that is all padding", {"seed": 5, "H": 1, "Lq": 4, "Lk": 5, "D": 4, "causal": False,
                                                "lengths": [5, 0], "side": "right"},
                  edge="a key_padding_mask row that is all False"),
-            Case("scores of magnitude ~1000", {"seed": 6, "B": 1, "H": 2, "Lq": 4, "Lk": 4, "D": 16, "causal": True,
-                                               "scale": 16.0}, edge="scores in the thousands (exp overflows float32)"),
-            Case("causal with more queries than keys: the first queries see no key",
-                 {"seed": 7, "B": 2, "H": 2, "Lq": 7, "Lk": 4, "D": 8, "causal": True},
+            Case("scores of magnitude ~1000", {"seed": 6, "B": 1, "Lq": 4, "Lk": 4, "D": 16, "scale": 16.0},
+                 edge="scores in the thousands (exp overflows float32)"),
+            Case("causal with more queries than keys: the first queries see no key", {"seed": 7, "Lq": 7, "Lk": 4},
                  edge="Lq > Lk: the offset Lk - Lq is negative and queries 0..Lq-Lk-1 have no allowed key"),
         ),
         probe=probe_attention, judge=judge_attention,
@@ -438,15 +426,16 @@ EXERCISES = [
         grade_id="ch09_mha_test", functions=("multi_head_attention",), points=3,
         bans=(("torch.nn.MultiheadAttention", "forward", "nn.MultiheadAttention"),
               ("torch.nn.functional", "multi_head_attention_forward", "F.multi_head_attention_forward"),),
-        cases=(
-            Case("self-attention, 4 heads", {"seed": 0, "B": 2, "Lq": 5, "Lk": 5, "E": 16, "heads": 4, "self": True}),
-            Case("cross-attention, different lengths", {"seed": 1, "B": 2, "Lq": 3, "Lk": 6, "E": 12, "heads": 3},
+        cases=with_defaults(
+            {"B": 2},
+            Case("self-attention, 4 heads", {"seed": 0, "Lq": 5, "Lk": 5, "E": 16, "heads": 4, "self": True}),
+            Case("cross-attention, different lengths", {"seed": 1, "Lq": 3, "Lk": 6, "E": 12, "heads": 3},
                  edge="Lq != Lk (3 queries, 6 keys)"),
             Case("key padding (True = ignore)", {"seed": 2, "B": 3, "Lq": 4, "Lk": 5, "E": 16, "heads": 2,
                                                   "lengths": [5, 2, 3]}, edge="a row with 2 real keys of 5"),
             Case("one head", {"seed": 3, "B": 1, "Lq": 4, "Lk": 4, "E": 8, "heads": 1, "self": True},
                  edge="num_heads = 1: head_dim = embed_dim"),
-            Case("8 heads, peaked attention", {"seed": 4, "B": 2, "Lq": 6, "Lk": 6, "E": 32, "heads": 8, "w": 0.6,
+            Case("8 heads, peaked attention", {"seed": 4, "Lq": 6, "Lk": 6, "E": 32, "heads": 8, "w": 0.6,
                                                "lengths": [6, 4]},
                  edge="8 heads of dim 4: sqrt(head_dim) and sqrt(embed_dim) differ by sqrt(8)"),
         ),
@@ -506,21 +495,19 @@ EXERCISES = [
         bans=(("transformers.models.llama.modeling_llama", "apply_rotary_pos_emb", "transformers' apply_rotary_pos_emb"),
               ("transformers.models.llama.modeling_llama", "rotate_half", "transformers' rotate_half"),
               ("transformers.models.llama.modeling_llama.LlamaRotaryEmbedding", "forward", "LlamaRotaryEmbedding"),),
-        cases=(
-            Case("positions from 0, theta 10000", {"seed": 0, "B": 1, "H": 2, "Hkv": 2, "L": 6, "D": 8,
-                                                   "offsets": [0], "theta": 10000.0},
+        cases=with_defaults(
+            {"B": 1, "H": 2, "Hkv": 2, "theta": 10000.0},
+            Case("positions from 0, theta 10000", {"seed": 0, "L": 6, "D": 8, "offsets": [0]},
                  edge="position 0: the first token is not rotated"),
-            Case("one decode step at position 37", {"seed": 1, "B": 2, "H": 4, "Hkv": 2, "L": 1, "D": 16,
-                                                    "offsets": [37, 37], "theta": 10000.0},
+            Case("one decode step at position 37", {"seed": 1, "B": 2, "H": 4, "L": 1, "D": 16, "offsets": [37, 37]},
                  edge="L = 1: a single position that is not 0"),
-            Case("rows at different offsets", {"seed": 2, "B": 3, "H": 2, "Hkv": 1, "L": 4, "D": 8,
-                                               "offsets": [0, 5, 123], "theta": 10000.0},
+            Case("rows at different offsets", {"seed": 2, "B": 3, "Hkv": 1, "L": 4, "D": 8, "offsets": [0, 5, 123]},
                  edge="each batch row at its own offset (0, 5, 123)"),
-            Case("theta 100000 (SmolLM2), positions near 1000", {"seed": 3, "B": 1, "H": 3, "Hkv": 1, "L": 5, "D": 32,
-                                                                  "offsets": [1000], "theta": 100000.0},
+            Case("theta 100000 (SmolLM2), positions near 1000",
+                 {"seed": 3, "H": 3, "Hkv": 1, "L": 5, "D": 32, "offsets": [1000], "theta": 100000.0},
                  edge="positions near 1000: angles of many turns"),
-            Case("theta 500000, head_dim 64", {"seed": 4, "B": 2, "H": 2, "Hkv": 2, "L": 3, "D": 64,
-                                               "offsets": [7, 300], "theta": 500000.0},
+            Case("theta 500000, head_dim 64", {"seed": 4, "B": 2, "L": 3, "D": 64, "offsets": [7, 300],
+                                               "theta": 500000.0},
                  edge="head_dim 64 with theta 500000: the lowest frequencies"),
         ),
         probe=probe_rope, judge=ordered(("q_rot", "the rotated query tensor", 1e-4, 1e-3),
@@ -565,19 +552,19 @@ EXERCISES = [
               ("torch", "rms_norm", "torch.rms_norm"),
               ("torch.nn.RMSNorm", "forward", "nn.RMSNorm"),
               ("transformers.models.llama.modeling_llama.LlamaRMSNorm", "forward", "LlamaRMSNorm"),),
-        cases=(
-            Case("float32, rows of very different scale", {"seed": 0, "shape": [5, 16], "scale": 1.0,
-                                                            "row_scales": True, "dtype": "float32", "eps": 1e-6},
+        cases=with_defaults(
+            {"dtype": "float16", "eps": 1e-5},
+            Case("float32, rows of very different scale",
+                 {"seed": 0, "shape": [5, 16], "scale": 1.0, "row_scales": True, "dtype": "float32", "eps": 1e-6},
                  edge="rows whose scales differ by orders of magnitude"),
             Case("float16 with values near 500 (x^2 overflows float16)",
-                 {"seed": 1, "shape": [3, 64], "scale": 500.0, "dtype": "float16", "eps": 1e-6},
+                 {"seed": 1, "shape": [3, 64], "scale": 500.0, "eps": 1e-6},
                  edge="x^2 above float16's maximum (65504)"),
-            Case("bfloat16, 3-D input", {"seed": 2, "shape": [2, 3, 32], "scale": 2.0, "dtype": "bfloat16",
-                                         "eps": 1e-5}, edge="bfloat16 and a 3-D input"),
-            Case("tiny inputs: eps matters", {"seed": 3, "shape": [4, 8], "scale": 1e-3, "dtype": "float32",
-                                              "eps": 1e-5}, edge="mean of x^2 comparable to eps"),
-            Case("float16, 3-D, eps 1e-5", {"seed": 4, "shape": [2, 4, 48], "scale": 3.0, "dtype": "float16",
-                                            "eps": 1e-5}),
+            Case("bfloat16, 3-D input", {"seed": 2, "shape": [2, 3, 32], "scale": 2.0, "dtype": "bfloat16"},
+                 edge="bfloat16 and a 3-D input"),
+            Case("tiny inputs: eps matters", {"seed": 3, "shape": [4, 8], "scale": 1e-3, "dtype": "float32"},
+                 edge="mean of x^2 comparable to eps"),
+            Case("float16, 3-D, eps 1e-5", {"seed": 4, "shape": [2, 4, 48], "scale": 3.0}),
         ),
         probe=probe_rms_norm,
         judge=judge_rms_norm,
@@ -737,15 +724,13 @@ EXERCISES = [
         ),
         probe=probe_decoder_layer, judge=ordered(("out", "the layer's output", 1e-4, 1e-4)),
         mutants={
-            "post-norm (normalises after adding the residual)": whole("""
-                def decoder_layer(x, weights, num_heads, num_kv_heads, cos, sin, eps=1e-6):
-                    w = weights
-                    h = rms_norm(x + gqa_attention(x, w["self_attn.q_proj.weight"], w["self_attn.k_proj.weight"],
-                                                   w["self_attn.v_proj.weight"], w["self_attn.o_proj.weight"],
-                                                   num_heads, num_kv_heads, cos, sin), w["input_layernorm.weight"], eps)
-                    return rms_norm(h + swiglu_mlp(h, w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"],
-                                                   w["mlp.down_proj.weight"]), w["post_attention_layernorm.weight"], eps)
-            """,
+            "post-norm (normalises after adding the residual)": mutate({
+                'attn_in = rms_norm(x, w["input_layernorm.weight"], eps)': "attn_in = x",
+                "cos, sin)\n": 'cos, sin)\n    h = rms_norm(h, w["input_layernorm.weight"], eps)\n',
+                'mlp_in = rms_norm(h, w["post_attention_layernorm.weight"], eps)': "mlp_in = h",
+                "return h + swiglu_mlp(": "out = h + swiglu_mlp(",
+                'w["mlp.down_proj.weight"])':
+                    'w["mlp.down_proj.weight"])\n    return rms_norm(out, w["post_attention_layernorm.weight"], eps)'},
                 hint=Hint("写成了 post-norm：加完残差后再归一化；Llama 是 pre-norm，残差流本身不归一化。",
                     "This is post-norm (normalise after adding the residual); Llama is pre-norm, the stream stays raw.")),
             "residual adds the normalised input": mutate({"h = x + gqa_attention(": "h = attn_in + gqa_attention(",
@@ -853,21 +838,13 @@ EXERCISES = [
 ]
 
 # Library implementations the exercises imitate (used by the test suite, in the trusted process).
-ORACLES = {
-    "ch09_attention_test": oracle_attention,
-    "ch09_mha_test": oracle_mha,
-    "ch09_rope_test": oracle_rope,
-    "ch09_rms_norm_test": oracle_rms_norm,
-    "ch09_gqa_test": oracle_gqa,
-    "ch09_swiglu_test": oracle_swiglu,
-    "ch09_decoder_layer_test": oracle_decoder_layer,
-    "ch09_router_test": oracle_router,
-}
-
-R = Rule
+ORACLES = {"ch09_attention_test": oracle_attention, "ch09_mha_test": oracle_mha, "ch09_rope_test": oracle_rope,
+           "ch09_rms_norm_test": oracle_rms_norm, "ch09_gqa_test": oracle_gqa, "ch09_swiglu_test": oracle_swiglu,
+           "ch09_decoder_layer_test": oracle_decoder_layer, "ch09_router_test": oracle_router}
 
 # Every rule the instructions state, quoted from them: the hidden cases that break when it is broken, and the
-# mutants that break it, each with a word its feedback must contain (tests/test_exercise_rules.py, test_mutants.py).
+# mutants that break it, each with a word its feedback must contain (tests/chapters/test_exercise_rules.py).
+R = Rule
 RULES = {
     "ch09_attention_test": (
         R(r"scores are scaled by $1/\sqrt{d}$", ("no mask", "causal, square", "scores of magnitude ~1000"),

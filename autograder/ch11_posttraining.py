@@ -1,23 +1,16 @@
 """Trusted spec of Chapter 11's graded cells (solutions/ch11_posttraining/ch11_exercises.ipynb).
 
-Probes run inside the sandbox next to the student's code and are self-contained (imports inside). Every
-tensor is built on the spot from a seeded generator; exercise 2 runs a tiny random Llama (never SmolLM2's
-weights), exercise 1 the real SmolLM2 tokenizer from the offline asset cache. While the student's function
-runs, the TRL function it imitates is banned (``Exercise.bans``; a TRL module the notebook has not imported is
-gated by the import that loads it, so a probe never pays TRL's import time itself).
+Probes run in the sandbox and are self-contained; their tensors come from seeded generators, exercise 2's model
+is a tiny random Llama, exercise 1 uses SmolLM2's real tokenizer (offline asset). The TRL function an exercise
+imitates is banned while it is probed (a TRL module not yet imported is gated by the import that loads it).
 
 Oracles run in the trusted test process and are TRL 1.16's own code where TRL has it: ``selective_log_softmax``,
-``RewardTrainer.compute_loss``, ``DPOTrainer._compute_loss`` and ``GRPOTrainer._compute_loss`` (called on a
-minimal stand-in for the trainer whose "model" returns the given log-probabilities or rewards, so the loss
-arithmetic is TRL's, line for line), TRL's ``nanstd`` and group normalisation for the GRPO advantages,
-SmolLM2's chat template for the SFT spans; a float64 reference for GAE (TRL 1.16 has no PPO trainer) and
-the exact KL of categorical distributions (``torch.distributions.kl_divergence``) for the KL estimators.
-
-``RULES`` at the bottom quotes every rule the instructions state, with the hidden cases that exercise it and
-the mutants that break it (the shared format of ``llmprep.grading.spec.Rule``).
+``RewardTrainer.compute_loss``, ``DPOTrainer._compute_loss``, ``GRPOTrainer._compute_loss`` (on a stand-in
+trainer whose "model" returns the given log-probabilities or rewards) and ``nanstd``; SmolLM2's chat template for
+the SFT spans; a float64 reference for GAE (TRL 1.16 has no PPO trainer) and closed forms for the KL estimators,
+whose expectations the probe checks against ``torch.distributions.kl_divergence``.
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate, whole
-
+from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate, with_defaults
 
 
 # ============================================================================ a stand-in for a TRL trainer
@@ -127,26 +120,21 @@ def probe_logprobs(ns, params):
     g = torch.Generator().manual_seed(params["seed"] + 1)
     prompts, completions = params["prompt_lens"], params["completion_lens"]
     width = max(p + c for p, c in zip(prompts, completions))
-    ids = torch.zeros(len(prompts), width, dtype=torch.long)
-    att = torch.zeros_like(ids)
-    comp = torch.zeros_like(ids)
+    ids, att, comp = (torch.zeros(len(prompts), width, dtype=torch.long) for _ in range(3))
     for row, (p, c) in enumerate(zip(prompts, completions)):
         start = width - p - c if params.get("side") == "left" else 0
         ids[row, start:start + p + c] = torch.randint(3, 48, (p + c,), generator=g)
         att[row, start:start + p + c] = 1
         comp[row, start + p:start + p + c] = 1
     snapshot = (ids.clone(), att.clone(), comp.clone())
-    out = fn(model, ids, att, comp)
-    out = torch.as_tensor(out)
-    result = {"logps": out.detach().float()}
+    out = torch.as_tensor(fn(model, ids, att, comp))
     differentiable = bool(getattr(out, "requires_grad", False))
     if differentiable:
         out.sum().backward()
     grad = model.lm_head.weight.grad
-    result["differentiable"] = differentiable
-    result["grad_lm_head"] = grad.clone() if grad is not None else torch.zeros_like(model.lm_head.weight)
-    result["inputs_untouched"] = all(torch.equal(a, b) for a, b in zip(snapshot, (ids, att, comp)))
-    return result
+    return {"logps": out.detach().float(), "differentiable": differentiable,
+            "grad_lm_head": grad.clone() if grad is not None else torch.zeros_like(model.lm_head.weight),
+            "inputs_untouched": all(torch.equal(a, b) for a, b in zip(snapshot, (ids, att, comp)))}
 
 
 def oracle_logprobs():
@@ -487,40 +475,23 @@ EXERCISES = [
                 "            labels = [-100] * len(ids)\n            labels[start:end] = ids[start:end]",
                 hint=Hint("多轮对话里只有最后一个 assistant 回合被学习，前面的回合都被屏蔽了。",
                     "Only the last assistant turn is learned; the earlier assistant turns of the conversation are masked out.")),
-            "labels shifted left by one": whole('''
-                _right_sft = sft_batch
-
-                def sft_batch(conversations, tokenizer, max_length=None):
-                    ids, att, lab = _right_sft(conversations, tokenizer, max_length)
-                    shifted = torch.full_like(lab, -100)
-                    shifted[:, :-1] = lab[:, 1:]
-                    return ids, att, shifted
-            ''',
+            "labels shifted left by one": mutate("rows.append((ids, labels))",
+                                                 "rows.append((ids, labels[1:] + [-100]))",
                 hint=Hint("labels 被提前左移了一位；模型在计算 loss 时自己会做移位，labels 应与 input_ids 对齐。",
                     "The labels are shifted left by one; the model shifts them itself, so labels must line up with input_ids.")),
-            "padding found by the pad id (hides every <|im_end|>)": whole('''
-                _right_sft = sft_batch
-
-                def sft_batch(conversations, tokenizer, max_length=None):
-                    ids, att, lab = _right_sft(conversations, tokenizer, max_length)
-                    pad = ids == tokenizer.pad_token_id
-                    return ids, (~pad).long(), lab.masked_fill(pad, -100)
-            ''',
+            "padding found by the pad id (hides every <|im_end|>)": mutate(
+                "return input_ids, attention_mask, labels",
+                "pad = input_ids == tokenizer.pad_token_id\n"
+                "    return input_ids, (~pad).long(), labels.masked_fill(pad, -100)",
                 hint=Hint("按 pad id 找 padding：pad token 就是 <|im_end|>，于是每个真实的结束符也被当成了 padding。",
                     "Padding is found by the pad id, which is also <|im_end|>, so every real end token is taken for padding.")),
             "padding labelled with the pad id": mutate(
                 "labels = torch.full((len(rows), width), -100, dtype=torch.long)", "labels = input_ids.clone()",
                 hint=Hint("padding 位置的 label 用了 pad id，而不是被忽略的 -100，模型会去学预测 padding。",
                     "Padding is labelled with the pad id instead of -100, so the model is trained to predict padding.")),
-            "padded on the left": whole('''
-                _right_sft = sft_batch
-
-                def sft_batch(conversations, tokenizer, max_length=None):
-                    ids, att, lab = _right_sft(conversations, tokenizer, max_length)
-                    shifts = [int((att[r] == 0).sum()) for r in range(ids.shape[0])]
-                    return tuple(torch.stack([torch.roll(x[r], shifts[r], dims=0) for r in range(x.shape[0])])
-                                 for x in (ids, att, lab))
-            ''',
+            "padded on the left": mutate({"input_ids[r, :len(ids)]": "input_ids[r, width - len(ids):]",
+                                          "attention_mask[r, :len(ids)]": "attention_mask[r, width - len(ids):]",
+                                          "labels[r, :len(lab)]": "labels[r, width - len(lab):]"},
                 hint=Hint("在左侧做了 padding；这里要求右侧 padding。",
                     "The batch is padded on the left; the instructions ask for padding on the right.")),
             "max_length ignored": mutate("if max_length is not None:", "if False:",
@@ -532,15 +503,16 @@ EXERCISES = [
         grade_id="ch11_completion_logprobs_test", functions=("completion_logprobs",), points=3,
         bans=(("trl.trainer.utils", "selective_log_softmax", "TRL's selective_log_softmax"),
               ("trl.trainer.utils", "selective_log_softmax_and_entropy", "TRL's selective_log_softmax"),),
-        cases=(
-            Case("right padding, prompts of different lengths",
-                 {"seed": 0, "prompt_lens": [3, 5, 2], "completion_lens": [4, 2, 6], "side": "right"}),
+        cases=with_defaults(
+            {"side": "right"},
+            Case("right padding, prompts of different lengths", {"seed": 0, "prompt_lens": [3, 5, 2],
+                                                                 "completion_lens": [4, 2, 6]}),
             Case("left padding", {"seed": 1, "prompt_lens": [2, 6], "completion_lens": [3, 5], "side": "left"},
                  edge="padding on the left"),
-            Case("a one-token completion", {"seed": 2, "prompt_lens": [4, 1], "completion_lens": [1, 7],
-                                            "side": "right"}, edge="a completion of one token"),
+            Case("a one-token completion", {"seed": 2, "prompt_lens": [4, 1], "completion_lens": [1, 7]},
+                 edge="a completion of one token"),
             Case("logits of magnitude ~1000 (probabilities below 1e-40)",
-                 {"seed": 3, "prompt_lens": [3, 3], "completion_lens": [4, 3], "side": "right", "head_scale": 300.0},
+                 {"seed": 3, "prompt_lens": [3, 3], "completion_lens": [4, 3], "head_scale": 300.0},
                  edge="probabilities below 1e-40 (softmax underflows)"),
         ),
         probe=probe_logprobs,
@@ -660,19 +632,18 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch11_gae_test", functions=("gae",), points=3,
-        cases=(
-            Case("no episode ends (bootstrap from last_value)", {"seed": 0, "B": 3, "T": 8, "gamma": 0.99,
-                                                                 "lam": 0.95, "dones": [[], [], []]},
+        cases=with_defaults(
+            {"B": 2, "T": 6, "gamma": 0.95},
+            Case("no episode ends (bootstrap from last_value)",
+                 {"seed": 0, "B": 3, "T": 8, "gamma": 0.99, "lam": 0.95, "dones": [[], [], []]},
                  edge="no done at all: every row bootstraps from last_value"),
-            Case("done on the last token (an LLM completion)", {"seed": 1, "B": 2, "T": 10, "gamma": 1.0,
-                                                                "lam": 0.95, "dones": [[9], [9]]},
+            Case("done on the last token (an LLM completion)", {"seed": 1, "T": 10, "gamma": 1.0, "lam": 0.95,
+                                                                "dones": [[9], [9]]},
                  edge="done at t = T - 1 with gamma = 1"),
-            Case("an episode ends in the middle", {"seed": 2, "B": 2, "T": 9, "gamma": 0.9, "lam": 0.8,
-                                                   "dones": [[3], [2, 6]]}, edge="dones inside the rollout (two in one row)"),
-            Case("lambda 1 (Monte-Carlo returns)", {"seed": 3, "B": 2, "T": 6, "gamma": 0.95, "lam": 1.0,
-                                                    "dones": [[5], [2]]}, edge="lambda = 1"),
-            Case("lambda 0 (one-step TD errors)", {"seed": 4, "B": 2, "T": 6, "gamma": 0.95, "lam": 0.0,
-                                                   "dones": [[], [3]]}, edge="lambda = 0"),
+            Case("an episode ends in the middle", {"seed": 2, "T": 9, "gamma": 0.9, "lam": 0.8, "dones": [[3], [2, 6]]},
+                 edge="dones inside the rollout (two in one row)"),
+            Case("lambda 1 (Monte-Carlo returns)", {"seed": 3, "lam": 1.0, "dones": [[5], [2]]}, edge="lambda = 1"),
+            Case("lambda 0 (one-step TD errors)", {"seed": 4, "lam": 0.0, "dones": [[], [3]]}, edge="lambda = 0"),
         ),
         probe=probe_gae,
         judge=allclose(1e-4, 1e-5, keys=("advantages", "returns", "inputs_untouched")),
@@ -688,17 +659,13 @@ EXERCISES = [
                                                                      "gamma * lam * next_adv",
                 hint=Hint("done 只切断了 bootstrap 的价值，没有切断优势的递推，回合之间互相泄漏。",
                     "done stops the bootstrap value but not the advantage recursion, so episodes leak into each other.")),
-            "returns are discounted reward sums": whole('''
-                _right_gae = gae
-
-                def gae(rewards, values, dones, last_value, gamma=1.0, lam=0.95):
-                    adv, _ = _right_gae(rewards, values, dones, last_value, gamma, lam)
-                    ret, run = torch.zeros_like(rewards), torch.zeros_like(last_value)
-                    for t in reversed(range(rewards.shape[1])):
-                        run = rewards[:, t] + gamma * run * (1.0 - dones[:, t])
-                        ret[:, t] = run
-                    return adv, ret
-            ''',
+            "returns are discounted reward sums": mutate(
+                "return advantages, advantages + values",
+                "returns, running = torch.zeros_like(rewards), torch.zeros_like(last_value)\n"
+                "    for t in reversed(range(T)):\n"
+                "        running = rewards[:, t] + gamma * running * (1.0 - dones[:, t])\n"
+                "        returns[:, t] = running\n"
+                "    return advantages, returns",
                 hint=Hint("returns 用了折扣奖励和，而不是 advantage 加上 value。",
                     "The returns are discounted reward sums instead of the advantages plus the values.")),
             "values modified in place": mutate("return advantages, advantages + values",
@@ -711,19 +678,19 @@ EXERCISES = [
         bans=(("trl.trainer.grpo_trainer.GRPOTrainer", "_compute_loss", "TRL's GRPOTrainer"),
               ("trl.trainer.utils", "nanstd", "TRL's nanstd"),
               ("trl.trainer.grpo_trainer", "nanstd", "TRL's nanstd"),),
-        cases=(
+        cases=with_defaults(
+            {"epsilon": 0.2, "beta": 0.04},
             Case("binary rewards, one group all equal",
-                 {"seed": 0, "groups": 3, "group_size": 4, "T": 5, "epsilon": 0.2, "beta": 0.04,
-                  "rewards": [1, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 1], "lengths": [5, 3, 5, 1, 4, 5, 2, 5, 5, 5, 3, 5]},
-                 edge="a group whose rewards are all equal (std 0)"),
+                 {"seed": 0, "groups": 3, "group_size": 4, "T": 5, "rewards": [1, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 1],
+                  "lengths": [5, 3, 5, 1, 4, 5, 2, 5, 5, 5, 3, 5]}, edge="a group whose rewards are all equal (std 0)"),
             Case("real-valued rewards, large policy drift (clipping active)",
-                 {"seed": 1, "groups": 2, "group_size": 3, "T": 6, "epsilon": 0.2, "beta": 0.04, "drift": 1.0,
-                  "lengths": [6, 2, 4, 6, 1, 3]}, edge="ratios beyond 1 +- epsilon: clipping active"),
+                 {"seed": 1, "groups": 2, "group_size": 3, "T": 6, "drift": 1.0, "lengths": [6, 2, 4, 6, 1, 3]},
+                 edge="ratios beyond 1 +- epsilon: clipping active"),
             Case("no KL term, epsilon 0.1", {"seed": 2, "groups": 4, "group_size": 2, "T": 4, "epsilon": 0.1,
-                                             "beta": 0.0, "drift": 0.5, "lengths": [4, 1, 2, 4, 3, 4, 4, 2]}, edge="beta = 0"),
-            Case("beta 0.1, on-policy (ratio 1)", {"seed": 3, "groups": 2, "group_size": 4, "T": 5, "epsilon": 0.2,
-                                                   "beta": 0.1, "drift": 0.0, "ref_drift": 1.0,
-                                                   "lengths": [5, 5, 2, 3, 5, 1, 5, 4]},
+                                             "beta": 0.0, "drift": 0.5, "lengths": [4, 1, 2, 4, 3, 4, 4, 2]},
+                 edge="beta = 0"),
+            Case("beta 0.1, on-policy (ratio 1)", {"seed": 3, "groups": 2, "group_size": 4, "T": 5, "beta": 0.1,
+                                                   "drift": 0.0, "ref_drift": 1.0, "lengths": [5, 5, 2, 3, 5, 1, 5, 4]},
                  edge="ratio exactly 1 (on-policy): only the KL term moves"),
         ),
         probe=probe_grpo,
@@ -780,11 +747,8 @@ EXERCISES = [
             "k3 without the -1": mutate("torch.expm1(log_r) - log_r", "torch.exp(log_r) - log_r",
                 hint=Hint("k3 漏了 -1：估计量有偏，p 等于 q 时也不为 0。",
                     "k3 is missing the -1, so the estimator is biased and no longer zero when p equals q.")),
-            "ratio of probabilities (0/0 for tiny probabilities)": whole('''
-                def kl_estimators(logq, logp):
-                    r = torch.exp(logp) / torch.exp(logq)
-                    return -torch.log(r), 0.5 * torch.log(r) ** 2, r - 1 - torch.log(r)
-            ''',
+            "ratio of probabilities (0/0 for tiny probabilities)": mutate(
+                "log_r = logp - logq", "log_r = torch.log(torch.exp(logp) / torch.exp(logq))",
                 hint=Hint("先把对数概率 exp 成概率再相除：极小的概率下溢为 0，得到 0/0。",
                     "Probabilities are divided after exp: tiny probabilities underflow to 0 and give 0/0.")),
         },
@@ -827,8 +791,7 @@ RULES = {
           {"prompt tokens counted too (attention_mask instead of completion_mask)": "logps"}),
         R("a sum, not a mean", ("right padding, prompts of different lengths", "left padding", "a one-token completion",),
           {"mean over the completion instead of the sum": "logps"}),
-        R("**the model must see the padding**", ("left padding",),
-          {"attention_mask not passed to the model": "logps"}),
+        R("**the model must see the padding**", ("left padding",), {"attention_mask not passed to the model": "logps"}),
         R("compute in log space (`log_softmax`)", ("logits of magnitude ~1000 (probabilities below 1e-40)",),
           {"log of softmax (underflows to -inf)": "infinities"}),
         R("keep the graph: the result must be differentiable with respect to the model's parameters",
@@ -836,9 +799,8 @@ RULES = {
           {"computed under torch.no_grad()": "no gradient"}),
     ),
     "ch11_reward_loss_test": (
-        R(r"loss = mean of $-\log\sigma(r_c - r_r - m)$ over the pairs", ("plain pairs", "reward gaps of hundreds",
-                                                                          "with a margin",),
-          {"sum over pairs instead of the mean": "loss"}),
+        R(r"loss = mean of $-\log\sigma(r_c - r_r - m)$ over the pairs",
+          ("plain pairs", "reward gaps of hundreds", "with a margin"), {"sum over pairs instead of the mean": "loss"}),
         R("is subtracted inside", ("with a margin",), {"margin added instead of subtracted": "loss"}),
         R("reward gaps of ±200 give a finite loss", ("reward gaps of hundreds",),
           {"log of sigmoid (infinite for large gaps)": "infinities"}),
@@ -1012,14 +974,9 @@ ALTERNATIVES = {
 
 
 # Library implementations the exercises imitate (used by the test suite, in the trusted process).
-ORACLES = {
-    "ch11_sft_labels_test": oracle_sft,
-    "ch11_completion_logprobs_test": oracle_logprobs,
-    "ch11_reward_loss_test": oracle_reward,
-    "ch11_dpo_loss_test": oracle_dpo,
-    "ch11_gae_test": oracle_gae,
-    "ch11_grpo_test": oracle_grpo,
-    "ch11_kl_estimators_test": oracle_kl,
-}
+ORACLES = {"ch11_sft_labels_test": oracle_sft, "ch11_completion_logprobs_test": oracle_logprobs,
+           "ch11_reward_loss_test": oracle_reward, "ch11_dpo_loss_test": oracle_dpo, "ch11_gae_test": oracle_gae,
+           "ch11_grpo_test": oracle_grpo, "ch11_kl_estimators_test": oracle_kl}
 
-CHAPTER = Chapter("ch11_posttraining", "ch11_exercises.ipynb", EXERCISES, rules=RULES, alternatives=ALTERNATIVES, oracles=ORACLES)
+CHAPTER = Chapter("ch11_posttraining", "ch11_exercises.ipynb", EXERCISES, rules=RULES, alternatives=ALTERNATIVES,
+                  oracles=ORACLES)

@@ -18,7 +18,9 @@ oracles=...)``; ``load_spec(name)`` returns that object. Its words:
   - ``judge`` — a trusted callable ``judge(got, want, params) -> None | str``: None when the submission's
     outputs agree with the reference's (the solution run the same way), else one line in words, the returned
     value first. Shared judges live below: ``allclose``, ``ordered`` (labelled keys, each its own tolerance),
-    ``sequence_diff`` (token sequences), ``json_list`` (traces sent as JSON);
+    ``sequence_diff`` (token sequences), ``json_list`` / ``json_lists`` (traces sent as JSON), ``first_difference``
+    and ``text_diff`` (where two sequences or texts part); ``oracle_from_source`` makes an oracle of a trusted
+    reference written as text, ``with_defaults`` cases that share most parameters;
   - ``mutants`` — known-wrong variants the judge must reject, ``name -> Mutant`` (or a plain source string);
   - ``bans`` — the library calls the exercise asks the student to write themselves, ``(owner dotted path,
     attribute, label)``, each public equivalent listed too (``torch.log_softmax`` and ``torch.special.log_softmax``
@@ -503,7 +505,7 @@ def json_list(value, what: str, hint: str = "") -> tuple[list | None, str | None
     return data, None
 
 
-# ---- shared judge helpers (specA)
+# ---- shared helpers for judges, oracles and cases
 
 def first_difference(got: Sequence, want: Sequence) -> int | None:
     """The index of the first element (or character) at which two sequences differ, a missing one counting as
@@ -545,3 +547,9 @@ def oracle_from_source(source: str, *names: str) -> Callable[[], dict]:
 
     oracle.__name__ = f"oracle_from_source({', '.join(names)})"
     return oracle
+
+
+def with_defaults(defaults: Mapping, *cases: Case) -> tuple[Case, ...]:
+    """Cases that share most of their parameters: each case's own ``params`` laid over ``defaults`` (its name and
+    edge kept), so that a case lists only what makes it the case it is."""
+    return tuple(replace(case, params={**defaults, **case.params}) for case in cases)

@@ -89,7 +89,7 @@ def test_a_students_grading_job_holds_no_mutant_and_no_solution_code(root, chapt
             assert solution_source(chapter, spec.notebook, ex.functions) not in text
 
 
-# ---- shared judge helpers (specA)
+# ---- shared helpers for judges, oracles and cases
 
 def test_first_difference_counts_a_missing_element_as_different():
     from llmprep.grading.spec import first_difference
@@ -136,3 +136,13 @@ def test_oracle_from_source_runs_the_text_with_torch_bound_and_returns_the_names
     found = oracle()
     assert list(found) == ["double"] and found["double"](3).item() == 6
     assert oracle()["double"] is not found["double"]  # built afresh on every call, like a notebook cell
+
+
+def test_with_defaults_lays_each_cases_params_over_the_shared_ones():
+    from llmprep.grading.spec import with_defaults
+
+    shared = {"B": 2, "causal": True}
+    cases = with_defaults(shared, Case("plain", {"seed": 0}), Case("no mask", {"seed": 1, "causal": False}, edge="e"))
+    assert cases == (Case("plain", {"B": 2, "causal": True, "seed": 0}),
+                     Case("no mask", {"B": 2, "causal": False, "seed": 1}, edge="e"))
+    assert shared == {"B": 2, "causal": True}  # the shared dict is not modified
