@@ -1,14 +1,10 @@
 """Trusted spec of Chapter 4's graded cells (solutions/ch04_applications/ch04_exercises.ipynb).
 
-Probes run inside the sandbox next to the student's code and must be self-contained
-(imports inside the function). Oracles run in the trusted test process: cosine top-k is
-compared with a brute-force normalised dot product followed by ``torch.topk``; BM25,
-recall@k / MRR, span selection and reciprocal-rank fusion have no library that is a dependency of
-the course (rank_bm25 is not), so their oracles are independent, deliberately naive reference
-implementations (explicit loops over documents, queries, span pairs and rank positions), and the
-visible tests carry hand-computed values.
+Probes are self-contained (they run in the sandbox). Oracles (trusted side): cosine top-k is a normalised dot product
+and ``torch.topk``; BM25, recall@k / MRR, span selection and reciprocal-rank fusion have no library among the course's
+dependencies, so their oracles are deliberately naive loops (over documents, queries, span pairs, rank positions).
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate
+from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate, ranking
 
 
 # ============================================================================ 1 cosine top-k
@@ -227,42 +223,6 @@ def oracle_rrf():
     return {"reciprocal_rank_fusion": reciprocal_rank_fusion}
 
 
-def judge_rrf(got, want, params):
-    """The ids must be the expected documents, ordered by fused score (ties within 1e-12 by ascending id); the scores
-    must match the expected score of each id. Float sums in another order may swap two tied documents only if their
-    scores differ by rounding, so near-ties are judged on the scores, not on one summation order."""
-    import numpy as np
-
-    from llmprep.grading.spec import compare_arrays
-
-    g_ids, w_ids = list(got.get("ids", [])), list(want["ids"])
-    if "ids" not in got or "scores" not in got:
-        return "no value for 'ids' or 'scores'"
-    if len(g_ids) != len(w_ids):
-        return f"the fused ranking (ids) has {len(g_ids)} documents, expected {len(w_ids)}"
-    if len(got["scores"]) != len(g_ids):
-        return "ids and scores must have the same length"
-    if g_ids != w_ids:
-        want_score = dict(zip(w_ids, want["scores"]))
-        if set(g_ids) != set(w_ids):
-            return "the fused ranking (ids) holds different documents than expected"
-        for a, b in zip(g_ids, g_ids[1:]):
-            sa, sb = want_score[a], want_score[b]
-            if not (sa > sb + 1e-12 or (abs(sa - sb) <= 1e-12 and a < b)):
-                bad = sum(x != y for x, y in zip(g_ids, w_ids))
-                return (f"the fused ranking (ids) is not in the expected order: {bad} of {len(w_ids)} positions differ "
-                        f"(highest fused score first, equal scores by ascending id)")
-        expected = [want_score[d] for d in g_ids]
-    else:
-        expected = list(want["scores"])
-    reason = compare_arrays("fused scores", np.asarray(got["scores"], dtype=np.float64), np.asarray(expected),
-                            1e-9, 1e-12)
-    if reason:
-        return reason
-    return compare_arrays("inputs_untouched", np.asarray(got["inputs_untouched"]), np.asarray(want["inputs_untouched"]),
-                          0, 0)
-
-
 # ============================================================================ the spec
 
 _HAND_DOCS = [["the", "cat", "sat"], ["the", "dog", "sat", "down"], ["a", "cat", "and", "a", "dog"]]
@@ -276,19 +236,18 @@ EXERCISES = [
     Exercise(
         grade_id="ch04_cosine_top_k_test", functions=("cosine_top_k",), points=2,
         cases=(
-            Case("one query, unit-ish corpus", {"seed": 0, "n": 50, "d": 16, "k": 5, "norm_spread": 0.0,
-                                                "query_scale": 1.0}),
-            Case("batch of queries, corpus norms spread widely", {"seed": 1, "n": 80, "d": 8, "m": 4, "k": 10,
-                                                                  "norm_spread": 1.5, "query_scale": 3.0}),
-            Case("k equals the corpus size", {"seed": 2, "n": 7, "d": 5, "k": 7, "norm_spread": 1.0,
-                                              "query_scale": 0.2}, edge="k = n"),
-            Case("k = 1, long vectors", {"seed": 3, "n": 30, "d": 384, "m": 3, "k": 1, "norm_spread": 2.0,
-                                         "query_scale": 10.0}, edge="k = 1"),
-            Case("a batch of one query", {"seed": 4, "n": 20, "d": 8, "m": 1, "k": 3, "norm_spread": 1.0,
-                                          "query_scale": 1.0}, edge="a batch (m, d) with m = 1"),
-            Case("vectors shorter than eps", {"seed": 5, "n": 12, "d": 16, "m": 3, "k": 4, "norm_spread": 1.0,
-                                              "query_scale": 1.0, "query_norms": [1.0, 1e-10, 1e-14],
-                                              "corpus_norms": [[0, 1e-14], [1, 1e-11], [2, 3e-13]]},
+            Case("one query, unit-ish corpus", dict(seed=0, n=50, d=16, k=5, norm_spread=0.0, query_scale=1.0)),
+            Case("batch of queries, corpus norms spread widely",
+                 dict(seed=1, n=80, d=8, m=4, k=10, norm_spread=1.5, query_scale=3.0)),
+            Case("k equals the corpus size", dict(seed=2, n=7, d=5, k=7, norm_spread=1.0, query_scale=0.2),
+                 edge="k = n"),
+            Case("k = 1, long vectors", dict(seed=3, n=30, d=384, m=3, k=1, norm_spread=2.0, query_scale=10.0),
+                 edge="k = 1"),
+            Case("a batch of one query", dict(seed=4, n=20, d=8, m=1, k=3, norm_spread=1.0, query_scale=1.0),
+                 edge="a batch (m, d) with m = 1"),
+            Case("vectors shorter than eps", dict(seed=5, n=12, d=16, m=3, k=4, norm_spread=1.0, query_scale=1.0,
+                                                  query_norms=[1.0, 1e-10, 1e-14],
+                                                  corpus_norms=[[0, 1e-14], [1, 1e-11], [2, 3e-13]]),
                  edge="norms on both sides of F.normalize's eps = 1e-12 (1e-10, 1e-11 above; 3e-13, 1e-14 below)"),
         ),
         probe=probe_cosine_top_k, judge=allclose(rtol=1e-4, atol=1e-5),
@@ -346,11 +305,11 @@ EXERCISES = [
             Case("random corpus, b=0 (no length normalisation)",
                  {"seed": 2, "vocab": 30, "zipf": 1.0, "n_docs": 10, "min_len": 2, "max_len": 20, "query_len": 3,
                   "extra_query": ["w0"], "k1": 0.9, "b": 0.0}, edge="b = 0 (no length normalisation)"),
-            Case("an empty document in the corpus", {"docs": [["x", "y", "x"], [], ["y", "z"], ["z", "z", "w", "x"]],
-                                                     "query": ["x", "z"], "k1": 1.2, "b": 0.75},
+            Case("an empty document in the corpus",
+                 dict(docs=[["x", "y", "x"], [], ["y", "z"], ["z", "z", "w", "x"]], query=["x", "z"], k1=1.2, b=0.75),
                  edge="an empty document (|D| = 0; the corpus need only have one non-empty document)"),
-            Case("an empty document with b = 1", {"docs": [["a", "b", "a"], [], ["b", "c"], ["c"]],
-                                                  "query": ["a", "c", "c"], "k1": 1.5, "b": 1.0},
+            Case("an empty document with b = 1",
+                 dict(docs=[["a", "b", "a"], [], ["b", "c"], ["c"]], query=["a", "c", "c"], k1=1.5, b=1.0),
                  edge="|D| = 0 with b = 1: the fraction reads 0/0 for every term"),
             Case("k1 = 0 (binary term frequency)",
                  {"seed": 3, "vocab": 12, "zipf": 1.0, "n_docs": 8, "min_len": 1, "max_len": 10, "query_len": 4,
@@ -384,9 +343,8 @@ EXERCISES = [
                           en="A term with f(q, D) = 0 contributes 0; for an empty document with b = 1 (or k1 = 0) the "
                              "fraction reads 0/0, so skip such terms first.")),
             "sorts the query in place": mutate("    n = len(docs_tokens)\n",
-                                               "    query_tokens.sort()\n    n = len(docs_tokens)\n",
-                hint=Hint("原地对查询 token 排序，修改了输入列表。",
-                    "The query tokens are sorted in place, modifying the input list.")),
+                                               "    query_tokens.sort()\n    n = len(docs_tokens)\n", hint=Hint(
+                "原地对查询 token 排序，修改了输入列表。", "The query tokens are sorted in place, modifying the input list.")),
             "avgdl over the non-empty documents only": mutate(
                 "avgdl = sum(len(doc) for doc in docs_tokens) / n",
                 "avgdl = sum(len(doc) for doc in docs_tokens) / sum(1 for doc in docs_tokens if doc)",
@@ -415,9 +373,8 @@ EXERCISES = [
                     "Recall is divided by k, which is precision at k; it is divided by the number of relevant documents.")),
             "recall counts hits beyond k": mutate("for doc in ids[:k]", "for doc in ids",
                 hint=Hint("recall 统计了前 k 个之外的命中。", "Recall counts hits beyond the first k results.")),
-            "MRR with a 0-based rank": mutate("total += 1.0 / rank", "total += 1.0 / max(rank - 1, 1)",
-                hint=Hint("MRR 用了从 0 开始的名次；第一个结果的名次是 1。",
-                    "MRR uses a 0-based rank; the first result has rank 1.")),
+            "MRR with a 0-based rank": mutate("total += 1.0 / rank", "total += 1.0 / max(rank - 1, 1)", hint=Hint(
+                "MRR 用了从 0 开始的名次；第一个结果的名次是 1。", "MRR uses a 0-based rank; the first result has rank 1.")),
             "MRR averaged over queries with a hit only": mutate(
                 "                break\n    return total / len(ranked)",
                 "                break\n"
@@ -481,18 +438,15 @@ EXERCISES = [
                  edge="c = 0 (plain reciprocal ranks: rank 0 would divide by zero) and k = 1"),
             Case("exact ties between mirrored rankings", {"rankings": [[8, 3, 5, 1], [1, 5, 3, 8], [6]]},
                  edge="equal fused scores"),
-            Case("random: three rankings over 40 documents", {"seed": 0, "n_docs": 40, "lists": 3, "min_len": 5,
-                                                              "max_len": 20}),
-            Case("random: two rankings, c=0.5 and top k=6", {"seed": 1, "n_docs": 25, "lists": 2, "min_len": 8,
-                                                             "max_len": 15, "c": 0.5, "k": 6}),
-            Case("random: five short rankings, default c", {"seed": 2, "n_docs": 12, "lists": 5, "min_len": 1,
-                                                            "max_len": 6}),
+            Case("random: three rankings over 40 documents", dict(seed=0, n_docs=40, lists=3, min_len=5, max_len=20)),
+            Case("random: two rankings, c=0.5 and top k=6",
+                 dict(seed=1, n_docs=25, lists=2, min_len=8, max_len=15, c=0.5, k=6)),
+            Case("random: five short rankings, default c", dict(seed=2, n_docs=12, lists=5, min_len=1, max_len=6)),
         ),
-        probe=probe_rrf, judge=judge_rrf,
+        probe=probe_rrf, judge=ranking("the fused ranking (ids)", "documents", "fused score"),
         mutants={
-            "ranks counted from 0": mutate("enumerate(ranking, start=1)", "enumerate(ranking)",
-                hint=Hint("名次从 0 开始计；RRF 的第一名是 1。",
-                    "Ranks are counted from 0; in RRF the first result has rank 1.")),
+            "ranks counted from 0": mutate("enumerate(ranking, start=1)", "enumerate(ranking)", hint=Hint(
+                "名次从 0 开始计；RRF 的第一名是 1。", "Ranks are counted from 0; in RRF the first result has rank 1.")),
             "best rank only (max instead of sum)": mutate(ADD, "fused[doc] = max(fused.get(doc, 0.0), 1.0 / (c + rank))",
                 hint=Hint("只取了最好的一项（max），而不是把各个排名的贡献相加。",
                     "Only the best contribution is kept (max) instead of summing over the rankings.")),
@@ -504,9 +458,8 @@ EXERCISES = [
             "ties kept in order of first appearance": mutate("key=lambda d: (-fused[d], d)", "key=lambda d: -fused[d]",
                 hint=Hint("分数相同时保持首次出现的顺序；规则要求按文档 id 打破平局。",
                     "Tied documents keep their order of first appearance; ties must be broken by document id.")),
-            "c ignored (always 60)": mutate("1.0 / (c + rank)", "1.0 / (60 + rank)",
-                hint=Hint("常数 c 被写死为 60，c 参数被忽略。",
-                    "The constant c is hard-wired to 60; the c argument is ignored.")),
+            "c ignored (always 60)": mutate("1.0 / (c + rank)", "1.0 / (60 + rank)", hint=Hint(
+                "常数 c 被写死为 60，c 参数被忽略。", "The constant c is hard-wired to 60; the c argument is ignored.")),
             "k ignored": mutate("    if k is not None:\n        ids = ids[:k]\n", "",
                 hint=Hint("忽略了 k，没有截断为前 k 个结果。", "k is ignored, so the result is not cut to the top k.")),
             "sorts the input rankings in place": mutate("    ids = sorted(fused",
@@ -606,9 +559,8 @@ RULES = {
             "closed form: two rankings of different lengths, c=1", "random: two rankings, c=0.5 and top k=6",
             "closed form: c = 0 and k = 1"),
           {"c ignored (always 60)": "fused"}),
-        R("with `k` given, return only the first `k` documents", ("random: two rankings, c=0.5 and top k=6",
-                                                                    "closed form: c = 0 and k = 1"),
-          {"k ignored": "documents"}),
+        R("with `k` given, return only the first `k` documents",
+          ("random: two rankings, c=0.5 and top k=6", "closed form: c = 0 and k = 1"), {"k ignored": "documents"}),
         R("Do not modify the inputs", ("closed form: two rankings of different lengths, c=1",
                                        "exact ties between mirrored rankings"),
           {"sorts the input rankings in place": "modified its inputs in place"}),

@@ -501,3 +501,44 @@ def json_list(value, what: str, hint: str = "") -> tuple[list | None, str | None
     if not isinstance(data, list):
         return None, f"{what} is not a list"
     return data, None
+
+
+# ---- shared judge helpers (specC)
+
+def ranking(what: str, items: str, score: str, rtol: float = 1e-9, atol: float = 1e-12, tie: float = 1e-12,
+            ids: str = "ids", scores: str = "scores") -> Judge:
+    """Judge: ``ids`` ranked by descending score, equal scores (within ``tie``) by ascending id, each with its score
+    in ``scores``; then any other output (side-effect flags) exactly. Two ids whose expected scores differ by
+    rounding only may come in either order (a float sum in another order may swap them), so near-ties are judged
+    on the scores, not on one summation order. ``what`` names the ranking in feedback ("the fused ranking (ids)"),
+    ``items`` its entries ("documents") and ``score`` one score ("fused score")."""
+
+    def judge(got, want, params):
+        if ids not in got or scores not in got:
+            return f"no value for '{ids}' or '{scores}'"
+        g_ids, w_ids = list(got[ids]), list(want[ids])
+        if len(g_ids) != len(w_ids):
+            return f"{what} has {len(g_ids)} {items}, expected {len(w_ids)}"
+        if len(got[scores]) != len(g_ids):
+            return f"{ids} and {scores} must have the same length"
+        expected = list(want[scores])
+        if g_ids != w_ids:
+            want_score = dict(zip(w_ids, want[scores]))
+            if set(g_ids) != set(w_ids):
+                return f"{what} holds different {items} than expected"
+            for a, b in zip(g_ids, g_ids[1:]):
+                sa, sb = want_score[a], want_score[b]
+                if not (sa > sb + tie or (abs(sa - sb) <= tie and a < b)):
+                    bad = sum(x != y for x, y in zip(g_ids, w_ids))
+                    return (f"{what} is not in the expected order: {bad} of {len(w_ids)} positions differ "
+                            f"(highest {score} first, equal scores by ascending id)")
+            expected = [want_score[d] for d in g_ids]
+        reason = compare_arrays(f"{score}s", np.asarray(got[scores], dtype=np.float64), np.asarray(expected), rtol, atol)
+        for key in [k for k in want if k not in (ids, scores)]:
+            if reason:
+                break
+            reason = f"no value for '{key}'" if key not in got else compare_arrays(key, got[key], want[key], 0, 0)
+        return reason
+
+    judge.__name__ = f"ranking({ids}, {scores})"
+    return judge

@@ -87,3 +87,29 @@ def test_a_students_grading_job_holds_no_mutant_and_no_solution_code(root, chapt
             assert ex.mutant_source(name) not in text, f"{ex.grade_id}: mutant {name!r} is in the job"
         if any(m.edits for m in ex.mutants.values()):
             assert solution_source(chapter, spec.notebook, ex.functions) not in text
+
+
+# ---- shared judge helpers (specC)
+
+def test_ranking_accepts_ties_in_either_rounding_order_and_names_the_first_wrong_thing():
+    import numpy as np
+
+    from llmprep.grading.spec import ranking
+
+    judge = ranking("the ranking (ids)", "documents", "fused score")
+    want = {"ids": np.array([4, 2, 7]), "scores": np.array([0.5, 0.25, 0.25]), "inputs_untouched": np.array(True)}
+
+    def got(ids, scores, untouched=True):
+        return {"ids": np.array(ids), "scores": np.array(scores), "inputs_untouched": np.array(untouched)}
+
+    assert judge(got([4, 2, 7], [0.5, 0.25, 0.25]), want, {}) is None
+    # expected scores that tie up to rounding put 7 first; the stated order (ties by ascending id) passes too
+    near = dict(want, ids=np.array([4, 7, 2]), scores=np.array([0.5, 0.25 + 1e-13, 0.25]))
+    assert judge(got([4, 2, 7], [0.5, 0.25, 0.25 + 1e-13]), near, {}) is None
+    assert "not in the expected order: 2 of 3 positions differ" in judge(got([4, 7, 2], [0.5, 0.25, 0.25]), want, {})
+    assert judge(got([4, 2], [0.5, 0.25]), want, {}) == "the ranking (ids) has 2 documents, expected 3"
+    assert "holds different documents" in judge(got([4, 2, 9], [0.5, 0.25, 0.25]), want, {})
+    assert judge(got([4, 2, 7], [0.5, 0.25]), want, {}) == "ids and scores must have the same length"
+    assert judge(got([4, 2, 7], [0.5, 0.3, 0.25]), want, {}).startswith("fused scores: 1 of 3 values differ")
+    assert "modified its inputs in place" in judge(got([4, 2, 7], [0.5, 0.25, 0.25], False), want, {})
+    assert judge({"ids": np.array([4])}, want, {}) == "no value for 'ids' or 'scores'"
