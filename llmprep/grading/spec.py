@@ -542,3 +542,15 @@ def ranking(what: str, items: str, score: str, rtol: float = 1e-9, atol: float =
 
     judge.__name__ = f"ranking({ids}, {scores})"
     return judge
+
+
+def banned(*dotted: str) -> tuple[tuple[str, str, str], ...]:
+    """``Exercise.bans`` for library calls named by their dotted path, each its own label:
+    ``banned("torch.quantize_per_channel")`` is ``(("torch", "quantize_per_channel", "torch.quantize_per_channel"),)``."""
+    bans = []
+    for path in dotted:
+        owner, dot, attribute = path.rpartition(".")
+        if not dot or not owner or not attribute:
+            raise SpecError(f"banned({path!r}): give the owner's dotted path and the attribute, e.g. 'torch.topk'")
+        bans.append((owner, attribute, path))
+    return tuple(bans)

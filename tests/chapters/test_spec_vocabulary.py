@@ -113,3 +113,13 @@ def test_ranking_accepts_ties_in_either_rounding_order_and_names_the_first_wrong
     assert judge(got([4, 2, 7], [0.5, 0.3, 0.25]), want, {}).startswith("fused scores: 1 of 3 values differ")
     assert "modified its inputs in place" in judge(got([4, 2, 7], [0.5, 0.25, 0.25], False), want, {})
     assert judge({"ids": np.array([4])}, want, {}) == "no value for 'ids' or 'scores'"
+
+
+def test_banned_spells_each_dotted_path_as_owner_attribute_and_label():
+    from llmprep.grading.spec import banned
+
+    assert banned("torch.quantize_per_channel", "jax.scipy.special.logsumexp") == (
+        ("torch", "quantize_per_channel", "torch.quantize_per_channel"),
+        ("jax.scipy.special", "logsumexp", "jax.scipy.special.logsumexp"))
+    with pytest.raises(SpecError, match="give the owner's dotted path"):
+        banned("topk")
