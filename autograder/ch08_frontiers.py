@@ -203,7 +203,7 @@ def oracle_dp_sgd():
 
 # ============================================================================ the spec
 
-_KV = {"layers": 32, "kv_heads": 32, "head_dim": 128, "seq_len": 4096, "batch": 1, "bytes_per_elem": 2}
+_KV = dict(layers=32, kv_heads=32, head_dim=128, seq_len=4096, batch=1, bytes_per_elem=2)
 
 EXERCISES = [
     Exercise(
@@ -211,7 +211,7 @@ EXERCISES = [
         functions=("training_flops", "training_memory_bytes", "kv_cache_bytes"), points=2,
         cases=(
             Case("7B model, 2T tokens, mixed precision, MHA cache",
-                 {"n_params": 7e9, "n_tokens": 2e12, "precision": "mixed", **_KV}),
+                 dict(n_params=7e9, n_tokens=2e12, precision="mixed", **_KV)),
             Case("MiniLM-sized model, fp32, small cache", dict(n_params=22_713_216, n_tokens=1e9, precision="fp32",
                                                                layers=6, kv_heads=12, head_dim=32, seq_len=256,
                                                                batch=64, bytes_per_elem=4)),
@@ -249,8 +249,8 @@ EXERCISES = [
                  edge="an all-zero row (scale 0/0)"),
             Case("single column, large values", dict(seed=3, shape=[4, 1], scale=50.0),
                  edge="in_features = 1: every code is +-127"),
-            Case("exact .5 ties", {"seed": 4, "shape": [2, 6], "rows": [[127.0, 2.5, -3.5, 0.5, 1.5, -0.5],
-                                                                      [63.5, 1.25, -0.75, 0.25, 2.25, 0.0]]},
+            Case("exact .5 ties", dict(seed=4, shape=[2, 6], rows=[[127.0, 2.5, -3.5, 0.5, 1.5, -0.5],
+                                                                   [63.5, 1.25, -0.75, 0.25, 2.25, 0.0]]),
                  edge="w / s exactly k + 0.5 (ties to even)"),
         ),
         probe=probe_quantize, judge=allclose(rtol=1e-6, atol=1e-7),
