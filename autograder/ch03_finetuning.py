@@ -1,12 +1,8 @@
 """Trusted spec of Chapter 3's graded cells (solutions/ch03_finetuning/ch03_exercises.ipynb).
 
-Probes run inside the sandbox next to the student's code and must be self-contained
-(imports inside the function). Models are tiny: the real all-MiniLM-L6-v2 config with
-2-3 layers and a seeded random init, except one pooling case that runs the real pretrained
-encoder on four short sentences. Oracles run in the trusted test process and give the
-library implementation each exercise imitates (peft's parameter count, peft's LoRA ``Linear``
-layer, ``get_peft_model``, sentence-transformers' mean pooling); the test suite proves the
-solution agrees with them on every case.
+Probes (self-contained: they run in the sandbox) build the real all-MiniLM-L6-v2 config with 2-3 layers and a seeded
+random init; one pooling case runs the pretrained encoder. Oracles (trusted side) are the libraries the exercises
+imitate: peft's parameter count, LoRA ``Linear`` layer and ``get_peft_model``, sentence-transformers' mean pooling.
 """
 from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate
 
@@ -321,13 +317,12 @@ EXERCISES = [
             Case("everything frozen beforehand, head unfrozen", dict(_MINI, seed=2, heads=["classifier"],
                                                                        freeze_first=True),
                  edge="every parameter frozen before the call"),
-            Case("tied weights and look-alike names", {"model": "toy", "seed": 3, "heads": ["head", "body.1"]},
+            Case("tied weights and look-alike names", dict(model="toy", seed=3, heads=["head", "body.1"]),
                  edge="a head name that is a prefix of another module's name"),
-            Case("a head name that is a parameter's own name", {"model": "toy", "seed": 5,
-                                                                "heads": ["head.bias", "body.0"]},
+            Case("a head name that is a parameter's own name", dict(model="toy", seed=5, heads=["head.bias", "body.0"]),
                  edge="a head name equal to a parameter name (no dot after it)"),
-            Case("count a peft-wrapped model", {"model": "bert_lora", "layers": 2, "seed": 4, "heads": None}),
-            Case("no head names (everything frozen)", {"model": "toy", "seed": 6, "heads": []},
+            Case("count a peft-wrapped model", dict(model="bert_lora", layers=2, seed=4, heads=None)),
+            Case("no head names (everything frozen)", dict(model="toy", seed=6, heads=[]),
                  edge="an empty head list: trainable = 0"),
         ),
         probe=probe_freeze_count, judge=allclose(rtol=0, atol=0),
@@ -361,18 +356,18 @@ EXERCISES = [
     Exercise(
         grade_id="ch03_lora_linear_test", functions=("LoRALinear",), points=3,
         cases=(
-            Case("r=4, alpha=8, with bias", {"seed": 0, "fin": 12, "fout": 10, "r": 4, "alpha": 8, "bias": True,
-                                             "dropout": 0.0, "batch": [5]}),
-            Case("r=1, alpha=1, no bias, 3-d input", {"seed": 1, "fin": 7, "fout": 9, "r": 1, "alpha": 1,
-                                                      "bias": False, "dropout": 0.0, "batch": [2, 3]},
+            Case("r=4, alpha=8, with bias",
+                 dict(seed=0, fin=12, fout=10, r=4, alpha=8, bias=True, dropout=0.0, batch=[5])),
+            Case("r=1, alpha=1, no bias, 3-d input",
+                 dict(seed=1, fin=7, fout=9, r=1, alpha=1, bias=False, dropout=0.0, batch=[2, 3]),
                  edge="r = 1, a base without bias, two leading dimensions"),
-            Case("r=8, alpha=32, dropout 0.3", {"seed": 2, "fin": 16, "fout": 6, "r": 8, "alpha": 32,
-                                                         "bias": True, "dropout": 0.3, "batch": [4]}),
-            Case("dropout 0.5 in train mode", {"seed": 4, "fin": 9, "fout": 7, "r": 3, "alpha": 6, "bias": True,
-                                               "dropout": 0.5, "batch": [6]},
+            Case("r=8, alpha=32, dropout 0.3",
+                 dict(seed=2, fin=16, fout=6, r=8, alpha=32, bias=True, dropout=0.3, batch=[4])),
+            Case("dropout 0.5 in train mode",
+                 dict(seed=4, fin=9, fout=7, r=3, alpha=6, bias=True, dropout=0.5, batch=[6]),
                  edge="train mode with dropout 0.5: half the LoRA inputs dropped"),
-            Case("r larger than alpha (scaling 0.25)", {"seed": 3, "fin": 5, "fout": 5, "r": 8, "alpha": 2,
-                                                        "bias": True, "dropout": 0.0, "batch": [3]},
+            Case("r larger than alpha (scaling 0.25)",
+                 dict(seed=3, fin=5, fout=5, r=8, alpha=2, bias=True, dropout=0.0, batch=[3]),
                  edge="alpha / r below 1 (integer division gives 0)"),
         ),
         probe=probe_lora_linear, judge=allclose(rtol=1e-5, atol=1e-5, messages={
@@ -388,9 +383,8 @@ EXERCISES = [
             "B not zero-initialised": mutate("torch.zeros(base.out_features, r)", "torch.randn(base.out_features, r) / r",
                 hint=Hint("B 没有初始化为 0，加了 LoRA 的模型在第 0 步就不再等于预训练模型。",
                     "B is not zero-initialised, so at step 0 the adapted model no longer equals the pretrained one.")),
-            "scaling r/alpha": mutate("self.scaling = alpha / r", "self.scaling = r / alpha",
-                hint=Hint("缩放系数写反了，用了 r/α 而不是 α/r。",
-                    "The scaling is upside down: r over alpha instead of alpha over r.")),
+            "scaling r/alpha": mutate("self.scaling = alpha / r", "self.scaling = r / alpha", hint=Hint(
+                "缩放系数写反了，用了 r/α 而不是 α/r。", "The scaling is upside down: r over alpha instead of alpha over r.")),
             "merge without scaling": mutate("(self.lora_B @ self.lora_A) * self.scaling", "(self.lora_B @ self.lora_A)",
                                             count=2,
                 hint=Hint("merge 时没有乘缩放系数，合并后的输出和合并前不同。",
@@ -422,13 +416,12 @@ EXERCISES = [
     Exercise(
         grade_id="ch03_inject_lora_test", functions=("inject_lora",), points=3,
         cases=(
-            Case("query and value, 2 layers, r=8", {"seed": 0, "layers": 2, "r": 8, "alpha": 16,
-                                                    "targets": ["query", "value"]}),
-            Case("value only, 3 layers, r=2", {"seed": 1, "layers": 3, "r": 2, "alpha": 4, "targets": ["value"]}),
-            Case("query, key and value, 2 layers, r=4", {"seed": 2, "layers": 2, "r": 4, "alpha": 4,
-                                                         "targets": ["query", "key", "value"]}),
-            Case("dense layers everywhere (attention output, MLP, pooler)", {"seed": 3, "layers": 2, "r": 2, "alpha": 8,
-                                                                             "targets": ["dense"]},
+            Case("query and value, 2 layers, r=8", dict(seed=0, layers=2, r=8, alpha=16, targets=["query", "value"])),
+            Case("value only, 3 layers, r=2", dict(seed=1, layers=3, r=2, alpha=4, targets=["value"])),
+            Case("query, key and value, 2 layers, r=4",
+                 dict(seed=2, layers=2, r=4, alpha=4, targets=["query", "key", "value"])),
+            Case("dense layers everywhere (attention output, MLP, pooler)",
+                 dict(seed=3, layers=2, r=2, alpha=8, targets=["dense"]),
                  edge="targets outside the attention projections"),
         ),
         probe=probe_inject_lora, judge=allclose(rtol=0, atol=1e-5),
@@ -453,16 +446,16 @@ EXERCISES = [
     Exercise(
         grade_id="ch03_mean_pool_test", functions=("masked_mean_pool",), points=2,
         cases=(
-            Case("ragged lengths", {"seed": 0, "shape": [4, 7, 5], "lengths": [7, 3, 1, 5], "dtype": "float32"}),
-            Case("a row that is all padding", {"seed": 1, "shape": [3, 4, 6], "lengths": [4, 0, 2],
-                                               "dtype": "float32"}, edge="a row with no tokens (0 / 1e-9)"),
-            Case("bool mask, float64", {"seed": 2, "shape": [2, 5, 3], "lengths": [2, 5], "dtype": "float64",
-                                        "bool_mask": True}, edge="the other allowed dtypes: bool mask, float64 states"),
-            Case("left-padded masks", {"seed": 3, "shape": [3, 6, 4], "lengths": [6, 2, 4], "dtype": "float32",
-                                       "left_padded": True}, edge="left padding: the real tokens are the last ones"),
+            Case("ragged lengths", dict(seed=0, shape=[4, 7, 5], lengths=[7, 3, 1, 5], dtype="float32")),
+            Case("a row that is all padding", dict(seed=1, shape=[3, 4, 6], lengths=[4, 0, 2], dtype="float32"),
+                 edge="a row with no tokens (0 / 1e-9)"),
+            Case("bool mask, float64", dict(seed=2, shape=[2, 5, 3], lengths=[2, 5], dtype="float64", bool_mask=True),
+                 edge="the other allowed dtypes: bool mask, float64 states"),
+            Case("left-padded masks",
+                 dict(seed=3, shape=[3, 6, 4], lengths=[6, 2, 4], dtype="float32", left_padded=True),
+                 edge="left padding: the real tokens are the last ones"),
             Case("real MiniLM, padded batch", {"real_model": True, "sentences": [
-                "A gripping, beautifully acted film.",
-                "Dull.",
+                "A gripping, beautifully acted film.", "Dull.",
                 "The plot wanders for two hours and never arrives anywhere worth the trip.",
                 "Not bad at all, honestly."]}),
         ),
@@ -484,9 +477,8 @@ EXERCISES = [
                     "It assumes right padding (the first n tokens); the mask may mark any positions.")),
             "zeroes the padding in place": mutate(f"    summed = {SUMMED}",
                                                   "    last_hidden_state[attention_mask == 0] = 0\n"
-                                                  "    summed = last_hidden_state.sum(dim=1)",
-                hint=Hint("原地把输入中的 padding 置零，修改了输入张量。",
-                    "The padding is zeroed in place, modifying the input tensor.")),
+                                                  "    summed = last_hidden_state.sum(dim=1)", hint=Hint(
+                "原地把输入中的 padding 置零，修改了输入张量。", "The padding is zeroed in place, modifying the input tensor.")),
             "returns float32 whatever the input dtype": mutate(
                 "mask = attention_mask.unsqueeze(-1).to(last_hidden_state.dtype)",
                 "mask = attention_mask.unsqueeze(-1).float()\n    last_hidden_state = last_hidden_state.float()",
@@ -497,21 +489,19 @@ EXERCISES = [
     Exercise(
         grade_id="ch03_llrd_test", functions=("layerwise_lr_groups",), points=3,
         cases=(
-            Case("BertModel, 2 layers", {"seed": 0, "layers": 2, "classifier": False, "frozen": [],
-                                         "base_lr": 1e-3, "decay": 0.8, "weight_decay": 0.01}),
-            Case("classifier on 3 layers", {"seed": 1, "layers": 3, "classifier": True, "frozen": [],
-                                            "base_lr": 2e-5, "decay": 0.9, "weight_decay": 0.05}),
-            Case("frozen embeddings are left out", {"seed": 2, "layers": 2, "classifier": True,
-                                                    "frozen": ["bert.embeddings."], "base_lr": 5e-4,
-                                                    "decay": 0.5, "weight_decay": 0.1},
+            Case("BertModel, 2 layers",
+                 dict(seed=0, layers=2, classifier=False, frozen=[], base_lr=1e-3, decay=0.8, weight_decay=0.01)),
+            Case("classifier on 3 layers",
+                 dict(seed=1, layers=3, classifier=True, frozen=[], base_lr=2e-5, decay=0.9, weight_decay=0.05)),
+            Case("frozen embeddings are left out", dict(seed=2, layers=2, classifier=True, frozen=["bert.embeddings."],
+                                                        base_lr=5e-4, decay=0.5, weight_decay=0.1),
                  edge="a whole block frozen: its parameters belong to no group"),
-            Case("decay 1.0 is plain AdamW", {"seed": 3, "layers": 2, "classifier": False, "frozen": [],
-                                              "base_lr": 1e-4, "decay": 1.0, "weight_decay": 0.0},
+            Case("decay 1.0 is plain AdamW",
+                 dict(seed=3, layers=2, classifier=False, frozen=[], base_lr=1e-4, decay=1.0, weight_decay=0.0),
                  edge="decay = 1 and weight_decay = 0: every group has the same settings"),
-            Case("12 layers, a narrow encoder", {"seed": 4, "layers": 12, "classifier": True, "frozen": [],
-                                                 "base_lr": 1e-3, "decay": 0.9, "weight_decay": 0.01,
-                                                 "config": {"hidden_size": 32, "num_attention_heads": 2,
-                                                            "intermediate_size": 64, "vocab_size": 200}},
+            Case("12 layers, a narrow encoder",
+                 dict(seed=4, layers=12, classifier=True, frozen=[], base_lr=1e-3, decay=0.9, weight_decay=0.01,
+                      config=dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, vocab_size=200)),
                  edge="layer indices of two digits (encoder.layer.10, .11)"),
         ),
         probe=probe_llrd, judge=allclose(rtol=1e-9, atol=0),
@@ -552,9 +542,8 @@ RULES = {
         R("a parameter is trainable when `requires_grad` is True", ("count a peft-wrapped model",
                                                                      "no head names (everything frozen)"),
           {"counts frozen parameters as trainable": "trainable"}),
-        R("numbers of scalar entries (`numel`) over `model.parameters()`", ("BERT classifier, head only",
-                                                                             "tied weights and look-alike names"),
-          {"forgets the biases": "trainable"}),
+        R("numbers of scalar entries (`numel`) over `model.parameters()`",
+          ("BERT classifier, head only", "tied weights and look-alike names"), {"forgets the biases": "trainable"}),
         R("so tied weights count once", ("tied weights and look-alike names",), {"counts tied weights twice": "total"}),
     ),
     "ch03_lora_linear_test": (
@@ -564,9 +553,8 @@ RULES = {
           {"scaling r/alpha": "scaling"}),
         R("freeze all parameters of `base`", ("r=4, alpha=8, with bias", "r=1, alpha=1, no bias, 3-d input"),
           {"base weights left trainable": "base layer"}),
-        R("keep that same object as `self.base`; do not copy it", ("r=4, alpha=8, with bias",
-                                                                    "r=1, alpha=1, no bias, 3-d input"),
-          {"copies the base layer": "base layer"}),
+        R("keep that same object as `self.base`; do not copy it",
+          ("r=4, alpha=8, with bias", "r=1, alpha=1, no bias, 3-d input"), {"copies the base layer": "base layer"}),
         R("`merge()`: add `B @ A * scaling` to `base.weight` in place", ("r=4, alpha=8, with bias",
                                                                           "r larger than alpha (scaling 0.25)"),
           {"merge without scaling": "merged_weight"}),

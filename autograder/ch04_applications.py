@@ -1,14 +1,10 @@
 """Trusted spec of Chapter 4's graded cells (solutions/ch04_applications/ch04_exercises.ipynb).
 
-Probes run inside the sandbox next to the student's code and must be self-contained
-(imports inside the function). Oracles run in the trusted test process: cosine top-k is
-compared with a brute-force normalised dot product followed by ``torch.topk``; BM25,
-recall@k / MRR, span selection and reciprocal-rank fusion have no library that is a dependency of
-the course (rank_bm25 is not), so their oracles are independent, deliberately naive reference
-implementations (explicit loops over documents, queries, span pairs and rank positions), and the
-visible tests carry hand-computed values.
+Probes are self-contained (they run in the sandbox). Oracles (trusted side): cosine top-k is a normalised dot product
+and ``torch.topk``; BM25, recall@k / MRR, span selection and reciprocal-rank fusion have no library among the course's
+dependencies, so their oracles are deliberately naive loops (over documents, queries, span pairs, rank positions).
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate
+from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate, ranking
 
 
 # ============================================================================ 1 cosine top-k
@@ -227,42 +223,6 @@ def oracle_rrf():
     return {"reciprocal_rank_fusion": reciprocal_rank_fusion}
 
 
-def judge_rrf(got, want, params):
-    """The ids must be the expected documents, ordered by fused score (ties within 1e-12 by ascending id); the scores
-    must match the expected score of each id. Float sums in another order may swap two tied documents only if their
-    scores differ by rounding, so near-ties are judged on the scores, not on one summation order."""
-    import numpy as np
-
-    from llmprep.grading.spec import compare_arrays
-
-    g_ids, w_ids = list(got.get("ids", [])), list(want["ids"])
-    if "ids" not in got or "scores" not in got:
-        return "no value for 'ids' or 'scores'"
-    if len(g_ids) != len(w_ids):
-        return f"the fused ranking (ids) has {len(g_ids)} documents, expected {len(w_ids)}"
-    if len(got["scores"]) != len(g_ids):
-        return "ids and scores must have the same length"
-    if g_ids != w_ids:
-        want_score = dict(zip(w_ids, want["scores"]))
-        if set(g_ids) != set(w_ids):
-            return "the fused ranking (ids) holds different documents than expected"
-        for a, b in zip(g_ids, g_ids[1:]):
-            sa, sb = want_score[a], want_score[b]
-            if not (sa > sb + 1e-12 or (abs(sa - sb) <= 1e-12 and a < b)):
-                bad = sum(x != y for x, y in zip(g_ids, w_ids))
-                return (f"the fused ranking (ids) is not in the expected order: {bad} of {len(w_ids)} positions differ "
-                        f"(highest fused score first, equal scores by ascending id)")
-        expected = [want_score[d] for d in g_ids]
-    else:
-        expected = list(want["scores"])
-    reason = compare_arrays("fused scores", np.asarray(got["scores"], dtype=np.float64), np.asarray(expected),
-                            1e-9, 1e-12)
-    if reason:
-        return reason
-    return compare_arrays("inputs_untouched", np.asarray(got["inputs_untouched"]), np.asarray(want["inputs_untouched"]),
-                          0, 0)
-
-
 # ============================================================================ the spec
 
 _HAND_DOCS = [["the", "cat", "sat"], ["the", "dog", "sat", "down"], ["a", "cat", "and", "a", "dog"]]
@@ -276,19 +236,18 @@ EXERCISES = [
     Exercise(
         grade_id="ch04_cosine_top_k_test", functions=("cosine_top_k",), points=2,
         cases=(
-            Case("one query, unit-ish corpus", {"seed": 0, "n": 50, "d": 16, "k": 5, "norm_spread": 0.0,
-                                                "query_scale": 1.0}),
-            Case("batch of queries, corpus norms spread widely", {"seed": 1, "n": 80, "d": 8, "m": 4, "k": 10,
-                                                                  "norm_spread": 1.5, "query_scale": 3.0}),
-            Case("k equals the corpus size", {"seed": 2, "n": 7, "d": 5, "k": 7, "norm_spread": 1.0,
-                                              "query_scale": 0.2}, edge="k = n"),
-            Case("k = 1, long vectors", {"seed": 3, "n": 30, "d": 384, "m": 3, "k": 1, "norm_spread": 2.0,
-                                         "query_scale": 10.0}, edge="k = 1"),
-            Case("a batch of one query", {"seed": 4, "n": 20, "d": 8, "m": 1, "k": 3, "norm_spread": 1.0,
-                                          "query_scale": 1.0}, edge="a batch (m, d) with m = 1"),
-            Case("vectors shorter than eps", {"seed": 5, "n": 12, "d": 16, "m": 3, "k": 4, "norm_spread": 1.0,
-                                              "query_scale": 1.0, "query_norms": [1.0, 1e-10, 1e-14],
-                                              "corpus_norms": [[0, 1e-14], [1, 1e-11], [2, 3e-13]]},
+            Case("one query, unit-ish corpus", dict(seed=0, n=50, d=16, k=5, norm_spread=0.0, query_scale=1.0)),
+            Case("batch of queries, corpus norms spread widely",
+                 dict(seed=1, n=80, d=8, m=4, k=10, norm_spread=1.5, query_scale=3.0)),
+            Case("k equals the corpus size", dict(seed=2, n=7, d=5, k=7, norm_spread=1.0, query_scale=0.2),
+                 edge="k = n"),
+            Case("k = 1, long vectors", dict(seed=3, n=30, d=384, m=3, k=1, norm_spread=2.0, query_scale=10.0),
+                 edge="k = 1"),
+            Case("a batch of one query", dict(seed=4, n=20, d=8, m=1, k=3, norm_spread=1.0, query_scale=1.0),
+                 edge="a batch (m, d) with m = 1"),
+            Case("vectors shorter than eps", dict(seed=5, n=12, d=16, m=3, k=4, norm_spread=1.0, query_scale=1.0,
+                                                  query_norms=[1.0, 1e-10, 1e-14],
+                                                  corpus_norms=[[0, 1e-14], [1, 1e-11], [2, 3e-13]]),
                  edge="norms on both sides of F.normalize's eps = 1e-12 (1e-10, 1e-11 above; 3e-13, 1e-14 below)"),
         ),
         probe=probe_cosine_top_k, judge=allclose(rtol=1e-4, atol=1e-5),
@@ -332,29 +291,29 @@ EXERCISES = [
     Exercise(
         grade_id="ch04_bm25_test", functions=("bm25_scores",), points=3,
         cases=(
-            Case("hand-computed: three short documents", {"docs": _HAND_DOCS, "query": ["cat", "sat"]}),
+            Case("hand-computed: three short documents", dict(docs=_HAND_DOCS, query=["cat", "sat"])),
             Case("hand-computed: repeated query term, term in every document, unknown term",
-                 {"docs": [["x", "y"], ["x", "x", "x", "z"], ["x", "y", "z", "w", "v", "u"]],
-                  "query": ["x", "y", "y", "nowhere"], "k1": 1.2, "b": 0.5},
+                 dict(docs=[["x", "y"], ["x", "x", "x", "z"], ["x", "y", "z", "w", "v", "u"]],
+                      query=["x", "y", "y", "nowhere"], k1=1.2, b=0.5),
                  edge="df = N (idf at its smallest), df = 0 (a token in no document), a query token repeated, "
                       "f(q, D) = 3 in one document"),
             Case("random Zipf corpus, default parameters",
-                 {"seed": 0, "vocab": 40, "zipf": 1.1, "n_docs": 25, "min_len": 3, "max_len": 30, "query_len": 4}),
+                 dict(seed=0, vocab=40, zipf=1.1, n_docs=25, min_len=3, max_len=30, query_len=4)),
             Case("random corpus, b=1 and k1=2",
-                 {"seed": 1, "vocab": 15, "zipf": 0.8, "n_docs": 12, "min_len": 1, "max_len": 60, "query_len": 6,
-                  "k1": 2.0, "b": 1.0}, edge="b = 1 (full length normalisation), documents of 1 to 60 tokens"),
+                 dict(seed=1, vocab=15, zipf=0.8, n_docs=12, min_len=1, max_len=60, query_len=6, k1=2.0, b=1.0),
+                 edge="b = 1 (full length normalisation), documents of 1 to 60 tokens"),
             Case("random corpus, b=0 (no length normalisation)",
-                 {"seed": 2, "vocab": 30, "zipf": 1.0, "n_docs": 10, "min_len": 2, "max_len": 20, "query_len": 3,
-                  "extra_query": ["w0"], "k1": 0.9, "b": 0.0}, edge="b = 0 (no length normalisation)"),
-            Case("an empty document in the corpus", {"docs": [["x", "y", "x"], [], ["y", "z"], ["z", "z", "w", "x"]],
-                                                     "query": ["x", "z"], "k1": 1.2, "b": 0.75},
+                 dict(seed=2, vocab=30, zipf=1.0, n_docs=10, min_len=2, max_len=20, query_len=3, extra_query=["w0"],
+                      k1=0.9, b=0.0), edge="b = 0 (no length normalisation)"),
+            Case("an empty document in the corpus",
+                 dict(docs=[["x", "y", "x"], [], ["y", "z"], ["z", "z", "w", "x"]], query=["x", "z"], k1=1.2, b=0.75),
                  edge="an empty document (|D| = 0; the corpus need only have one non-empty document)"),
-            Case("an empty document with b = 1", {"docs": [["a", "b", "a"], [], ["b", "c"], ["c"]],
-                                                  "query": ["a", "c", "c"], "k1": 1.5, "b": 1.0},
+            Case("an empty document with b = 1",
+                 dict(docs=[["a", "b", "a"], [], ["b", "c"], ["c"]], query=["a", "c", "c"], k1=1.5, b=1.0),
                  edge="|D| = 0 with b = 1: the fraction reads 0/0 for every term"),
             Case("k1 = 0 (binary term frequency)",
-                 {"seed": 3, "vocab": 12, "zipf": 1.0, "n_docs": 8, "min_len": 1, "max_len": 10, "query_len": 4,
-                  "k1": 0.0, "b": 0.75}, edge="k1 = 0: every f(q, D) = 0 reads 0/0, every f > 0 counts idf once"),
+                 dict(seed=3, vocab=12, zipf=1.0, n_docs=8, min_len=1, max_len=10, query_len=4, k1=0.0, b=0.75),
+                 edge="k1 = 0: every f(q, D) = 0 reads 0/0, every f > 0 counts idf once"),
         ),
         probe=probe_bm25, judge=allclose(rtol=1e-6, atol=1e-9),  # float32 arithmetic passes
         mutants={
@@ -384,9 +343,8 @@ EXERCISES = [
                           en="A term with f(q, D) = 0 contributes 0; for an empty document with b = 1 (or k1 = 0) the "
                              "fraction reads 0/0, so skip such terms first.")),
             "sorts the query in place": mutate("    n = len(docs_tokens)\n",
-                                               "    query_tokens.sort()\n    n = len(docs_tokens)\n",
-                hint=Hint("原地对查询 token 排序，修改了输入列表。",
-                    "The query tokens are sorted in place, modifying the input list.")),
+                                               "    query_tokens.sort()\n    n = len(docs_tokens)\n", hint=Hint(
+                "原地对查询 token 排序，修改了输入列表。", "The query tokens are sorted in place, modifying the input list.")),
             "avgdl over the non-empty documents only": mutate(
                 "avgdl = sum(len(doc) for doc in docs_tokens) / n",
                 "avgdl = sum(len(doc) for doc in docs_tokens) / sum(1 for doc in docs_tokens if doc)",
@@ -398,15 +356,15 @@ EXERCISES = [
         grade_id="ch04_retrieval_metrics_test", functions=("recall_at_k", "mrr"), points=2,
         cases=(
             Case("closed form: three queries, one finds nothing",
-                 {"ranked": [[3, 1, 2], [5, 6, 7], [9, 8]], "relevant": [[1], [7, 4], [0]], "ks": [1, 2, 3]},
+                 dict(ranked=[[3, 1, 2], [5, 6, 7], [9, 8]], relevant=[[1], [7, 4], [0]], ks=[1, 2, 3]),
                  edge="a query with no relevant id in its list (reciprocal rank 0); k = 1 where no hit is at rank 1"),
             Case("closed form: relevant documents beyond k and lists shorter than k",
-                 {"ranked": [[0, 1, 2, 3, 4, 5], [10, 11]], "relevant": [[0, 5], [11, 12, 13]], "ks": [1, 3, 5, 10]},
+                 dict(ranked=[[0, 1, 2, 3, 4, 5], [10, 11]], relevant=[[0, 5], [11, 12, 13]], ks=[1, 3, 5, 10]),
                  edge="k = 10 beyond every list (6 and 2 ids); a hit at rank 1; a relevant id at rank k + 1"),
             Case("random: 40 queries, up to 3 relevant each",
-                 {"seed": 0, "queries": 40, "n_docs": 30, "list_len": 12, "max_relevant": 3, "ks": [1, 5, 10]}),
+                 dict(seed=0, queries=40, n_docs=30, list_len=12, max_relevant=3, ks=[1, 5, 10])),
             Case("random: 25 queries, long lists",
-                 {"seed": 1, "queries": 25, "n_docs": 60, "list_len": 40, "max_relevant": 6, "ks": [1, 4, 20]}),
+                 dict(seed=1, queries=25, n_docs=60, list_len=40, max_relevant=6, ks=[1, 4, 20])),
         ),
         probe=probe_retrieval_metrics, judge=allclose(rtol=1e-6, atol=1e-9),  # float32 means pass
         mutants={
@@ -415,9 +373,8 @@ EXERCISES = [
                     "Recall is divided by k, which is precision at k; it is divided by the number of relevant documents.")),
             "recall counts hits beyond k": mutate("for doc in ids[:k]", "for doc in ids",
                 hint=Hint("recall 统计了前 k 个之外的命中。", "Recall counts hits beyond the first k results.")),
-            "MRR with a 0-based rank": mutate("total += 1.0 / rank", "total += 1.0 / max(rank - 1, 1)",
-                hint=Hint("MRR 用了从 0 开始的名次；第一个结果的名次是 1。",
-                    "MRR uses a 0-based rank; the first result has rank 1.")),
+            "MRR with a 0-based rank": mutate("total += 1.0 / rank", "total += 1.0 / max(rank - 1, 1)", hint=Hint(
+                "MRR 用了从 0 开始的名次；第一个结果的名次是 1。", "MRR uses a 0-based rank; the first result has rank 1.")),
             "MRR averaged over queries with a hit only": mutate(
                 "                break\n    return total / len(ranked)",
                 "                break\n"
@@ -429,19 +386,18 @@ EXERCISES = [
     Exercise(
         grade_id="ch04_best_span_test", functions=("best_span",), points=3,
         cases=(
-            Case("random logits, max_len 5", {"seed": 0, "length": 20, "max_len": 5, "mode": "random"}),
-            Case("best end lies before best start", {"seed": 1, "length": 12, "max_len": 12, "mode": "crossing"},
+            Case("random logits, max_len 5", dict(seed=0, length=20, max_len=5, mode="random")),
+            Case("best end lies before best start", dict(seed=1, length=12, max_len=12, mode="crossing"),
                  edge="j < i: the separate argmaxes form an invalid span"),
-            Case("best pair longer than max_len", {"seed": 2, "length": 15, "max_len": 4, "mode": "long"}),
-            Case("integer logits with ties", {"seed": 3, "length": 16, "max_len": 3, "mode": "ties"},
+            Case("best pair longer than max_len", dict(seed=2, length=15, max_len=4, mode="long")),
+            Case("integer logits with ties", dict(seed=3, length=16, max_len=3, mode="ties"),
                  edge="exact ties between spans (integer logits)"),
-            Case("best valid span exactly max_len long", {"seed": 7, "length": 12, "max_len": 5, "mode": "boundary"},
+            Case("best valid span exactly max_len long", dict(seed=7, length=12, max_len=5, mode="boundary"),
                  edge="j - i + 1 = max_len, and the span one token longer scores higher"),
-            Case("max_len 1 (single tokens)", {"seed": 4, "length": 9, "max_len": 1, "mode": "random"},
-                 edge="max_len = 1"),
-            Case("max_len longer than the passage", {"seed": 5, "length": 6, "max_len": 50, "mode": "ties"},
+            Case("max_len 1 (single tokens)", dict(seed=4, length=9, max_len=1, mode="random"), edge="max_len = 1"),
+            Case("max_len longer than the passage", dict(seed=5, length=6, max_len=50, mode="ties"),
                  edge="max_len > L"),
-            Case("every logit negative", {"seed": 6, "length": 10, "max_len": 4, "mode": "negative"},
+            Case("every logit negative", dict(seed=6, length=10, max_len=4, mode="negative"),
                  edge="every span scores below 0"),
         ),
         probe=probe_best_span, judge=allclose(rtol=1e-6, atol=1e-6),
@@ -474,25 +430,21 @@ EXERCISES = [
     Exercise(
         grade_id="ch04_rrf_test", functions=("reciprocal_rank_fusion",), points=2,
         cases=(
-            Case("closed form: two rankings of different lengths, c=1",
-                 {"rankings": [[7, 2, 9], [2, 5]], "c": 1},
+            Case("closed form: two rankings of different lengths, c=1", dict(rankings=[[7, 2, 9], [2, 5]], c=1),
                  edge="rankings of different lengths, each with a document the other lacks"),
-            Case("closed form: c = 0 and k = 1", {"rankings": [[4, 2, 7], [2, 9], [9, 4, 2]], "c": 0, "k": 1},
+            Case("closed form: c = 0 and k = 1", dict(rankings=[[4, 2, 7], [2, 9], [9, 4, 2]], c=0, k=1),
                  edge="c = 0 (plain reciprocal ranks: rank 0 would divide by zero) and k = 1"),
-            Case("exact ties between mirrored rankings", {"rankings": [[8, 3, 5, 1], [1, 5, 3, 8], [6]]},
+            Case("exact ties between mirrored rankings", dict(rankings=[[8, 3, 5, 1], [1, 5, 3, 8], [6]]),
                  edge="equal fused scores"),
-            Case("random: three rankings over 40 documents", {"seed": 0, "n_docs": 40, "lists": 3, "min_len": 5,
-                                                              "max_len": 20}),
-            Case("random: two rankings, c=0.5 and top k=6", {"seed": 1, "n_docs": 25, "lists": 2, "min_len": 8,
-                                                             "max_len": 15, "c": 0.5, "k": 6}),
-            Case("random: five short rankings, default c", {"seed": 2, "n_docs": 12, "lists": 5, "min_len": 1,
-                                                            "max_len": 6}),
+            Case("random: three rankings over 40 documents", dict(seed=0, n_docs=40, lists=3, min_len=5, max_len=20)),
+            Case("random: two rankings, c=0.5 and top k=6",
+                 dict(seed=1, n_docs=25, lists=2, min_len=8, max_len=15, c=0.5, k=6)),
+            Case("random: five short rankings, default c", dict(seed=2, n_docs=12, lists=5, min_len=1, max_len=6)),
         ),
-        probe=probe_rrf, judge=judge_rrf,
+        probe=probe_rrf, judge=ranking("the fused ranking (ids)", "documents", "fused score"),
         mutants={
-            "ranks counted from 0": mutate("enumerate(ranking, start=1)", "enumerate(ranking)",
-                hint=Hint("名次从 0 开始计；RRF 的第一名是 1。",
-                    "Ranks are counted from 0; in RRF the first result has rank 1.")),
+            "ranks counted from 0": mutate("enumerate(ranking, start=1)", "enumerate(ranking)", hint=Hint(
+                "名次从 0 开始计；RRF 的第一名是 1。", "Ranks are counted from 0; in RRF the first result has rank 1.")),
             "best rank only (max instead of sum)": mutate(ADD, "fused[doc] = max(fused.get(doc, 0.0), 1.0 / (c + rank))",
                 hint=Hint("只取了最好的一项（max），而不是把各个排名的贡献相加。",
                     "Only the best contribution is kept (max) instead of summing over the rankings.")),
@@ -504,9 +456,8 @@ EXERCISES = [
             "ties kept in order of first appearance": mutate("key=lambda d: (-fused[d], d)", "key=lambda d: -fused[d]",
                 hint=Hint("分数相同时保持首次出现的顺序；规则要求按文档 id 打破平局。",
                     "Tied documents keep their order of first appearance; ties must be broken by document id.")),
-            "c ignored (always 60)": mutate("1.0 / (c + rank)", "1.0 / (60 + rank)",
-                hint=Hint("常数 c 被写死为 60，c 参数被忽略。",
-                    "The constant c is hard-wired to 60; the c argument is ignored.")),
+            "c ignored (always 60)": mutate("1.0 / (c + rank)", "1.0 / (60 + rank)", hint=Hint(
+                "常数 c 被写死为 60，c 参数被忽略。", "The constant c is hard-wired to 60; the c argument is ignored.")),
             "k ignored": mutate("    if k is not None:\n        ids = ids[:k]\n", "",
                 hint=Hint("忽略了 k，没有截断为前 k 个结果。", "k is ignored, so the result is not cut to the top k.")),
             "sorts the input rankings in place": mutate("    ids = sorted(fused",
@@ -606,9 +557,8 @@ RULES = {
             "closed form: two rankings of different lengths, c=1", "random: two rankings, c=0.5 and top k=6",
             "closed form: c = 0 and k = 1"),
           {"c ignored (always 60)": "fused"}),
-        R("with `k` given, return only the first `k` documents", ("random: two rankings, c=0.5 and top k=6",
-                                                                    "closed form: c = 0 and k = 1"),
-          {"k ignored": "documents"}),
+        R("with `k` given, return only the first `k` documents",
+          ("random: two rankings, c=0.5 and top k=6", "closed form: c = 0 and k = 1"), {"k ignored": "documents"}),
         R("Do not modify the inputs", ("closed form: two rankings of different lengths, c=1",
                                        "exact ties between mirrored rankings"),
           {"sorts the input rankings in place": "modified its inputs in place"}),

@@ -1,12 +1,9 @@
 """Trusted spec of Chapter 5's graded cells (solutions/ch05_sentiment/ch05_exercises.ipynb).
 
-Probes run inside the sandbox next to the student's code and must be self-contained
-(imports inside the function). Oracles run in the trusted test process and give the
-library (or independent reference) implementation each exercise imitates; the test suite
-proves the solution agrees with them on every case.
+Probes are self-contained (they run in the sandbox). Oracles (trusted side): a Counter-based vocabulary,
+``pad_sequence``, an LSTM run one sequence at a time, ``sklearn``'s ``accuracy_score`` and a plain training loop.
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate, whole
-
+from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate
 
 
 # ============================================================================ 1 build_vocab
@@ -228,30 +225,27 @@ EXERCISES = [
     Exercise(
         grade_id="ch05_build_vocab_test", functions=("build_vocab",), points=2,
         cases=(
-            Case("min_freq 1, default specials", {"seed": 0, "n": 12, "max_len": 6, "min_freq": 1, "specials": None,
-                                                  "words": ["the", "movie", "is", "not", "good", "bad", "plot",
-                                                            "dull", "fun", "acting", "great", "a"]}),
-            Case("min_freq 2 with many ties", {"seed": 1, "n": 20, "max_len": 5, "min_freq": 2, "specials": None,
-                                               "words": ["zebra", "yak", "apple", "mango", "kiwi", "fig", "date",
-                                                         "lime", "pear", "plum", "grape", "melon", "berry"]},
-                 edge="tokens whose count is exactly min_freq = 2, many of them tied"),
+            Case("min_freq 1, default specials", dict(seed=0, n=12, max_len=6, min_freq=1, specials=None, words=[
+                "the", "movie", "is", "not", "good", "bad", "plot", "dull", "fun", "acting", "great", "a"])),
+            Case("min_freq 2 with many ties", dict(seed=1, n=20, max_len=5, min_freq=2, specials=None, words=[
+                "zebra", "yak", "apple", "mango", "kiwi", "fig", "date", "lime", "pear", "plum", "grape", "melon",
+                "berry"]), edge="tokens whose count is exactly min_freq = 2, many of them tied"),
             Case("min_freq 3, extra special that occurs in the text",
-                 {"seed": 2, "n": 30, "max_len": 7, "min_freq": 3, "specials": ["<pad>", "<unk>", "<cls>"],
-                  "words": ["film", "<cls>", "was", "boring", "<unk>", "superb", "script", "x", "y", "z", "w"]},
+                 dict(seed=2, n=30, max_len=7, min_freq=3, specials=["<pad>", "<unk>", "<cls>"],
+                      words=["film", "<cls>", "was", "boring", "<unk>", "superb", "script", "x", "y", "z", "w"]),
                  edge="specials that also occur in the text, given out of sorted order"),
-            Case("min_freq above every count", {"seed": 3, "n": 4, "max_len": 3, "min_freq": 50, "specials": None,
-                                                "words": ["only", "specials", "remain"]},
+            Case("min_freq above every count",
+                 dict(seed=3, n=4, max_len=3, min_freq=50, specials=None, words=["only", "specials", "remain"]),
                  edge="min_freq above every count: only the specials remain"),
             Case("ties between tokens that differ only in case",
-                 {"seed": 4, "n": 0, "max_len": 1, "min_freq": 1, "specials": None, "words": ["x"],
-                  "texts": [["b", "B", "a", "Zed", "A", "zed"], ["zed", "A", "a", "B", "b", "Zed"]]},
+                 dict(seed=4, n=0, max_len=1, min_freq=1, specials=None, words=["x"],
+                      texts=[["b", "B", "a", "Zed", "A", "zed"], ["zed", "A", "a", "B", "b", "Zed"]]),
                  edge="a tie in count between tokens Python orders by case (uppercase first)"),
         ),
         probe=probe_build_vocab, judge=allclose(rtol=0, atol=0),
         mutants={
-            "forgets <unk>": mutate("for s in specials:", "for s in specials[:1]:",
-                hint=Hint("漏掉了 <unk>：只加入了第一个特殊 token。",
-                    "<unk> is forgotten: only the first special token is added.")),
+            "forgets <unk>": mutate("for s in specials:", "for s in specials[:1]:", hint=Hint(
+                "漏掉了 <unk>：只加入了第一个特殊 token。", "<unk> is forgotten: only the first special token is added.")),
             "min_freq off by one (count > min_freq)": mutate("c >= min_freq", "c > min_freq",
                 hint=Hint("min_freq 差一：恰好出现 min_freq 次的词也应收录。",
                     "min_freq is off by one: a token seen exactly min_freq times must be kept.")),
@@ -275,20 +269,17 @@ EXERCISES = [
     Exercise(
         grade_id="ch05_collate_test", functions=("collate",), points=2,
         cases=(
-            Case("lists, pad index 0", {"seed": 0, "lengths": [3, 1, 5, 2], "pad_index": 0, "as_tensor": False}),
-            Case("tensors, pad index 1", {"seed": 1, "lengths": [2, 6, 6, 1, 4], "pad_index": 1, "as_tensor": True},
+            Case("lists, pad index 0", dict(seed=0, lengths=[3, 1, 5, 2], pad_index=0, as_tensor=False)),
+            Case("tensors, pad index 1", dict(seed=1, lengths=[2, 6, 6, 1, 4], pad_index=1, as_tensor=True),
                  edge="1-d LongTensors, two sequences of the maximum length, pad_index = 1"),
-            Case("pad index 7, longest sequence last", {"seed": 2, "lengths": [1, 2, 3, 8], "pad_index": 7,
-                                                        "as_tensor": False},
+            Case("pad index 7, longest sequence last", dict(seed=2, lengths=[1, 2, 3, 8], pad_index=7, as_tensor=False),
                  edge="a one-token sequence padded with 7 positions; the longest one last"),
-            Case("batch of one", {"seed": 3, "lengths": [4], "pad_index": 1, "as_tensor": True},
-                 edge="B = 1: nothing to pad"),
+            Case("batch of one", dict(seed=3, lengths=[4], pad_index=1, as_tensor=True), edge="B = 1: nothing to pad"),
         ),
         probe=probe_collate, judge=allclose(rtol=0, atol=0),
         mutants={
-            "pads on the left": mutate("padded[i, :len(s)] = s", "padded[i, padded.shape[1] - len(s):] = s",
-                hint=Hint("在左侧做了 padding；这里要求右侧 padding。",
-                    "Sequences are padded on the left; padding goes on the right.")),
+            "pads on the left": mutate("padded[i, :len(s)] = s", "padded[i, padded.shape[1] - len(s):] = s", hint=Hint(
+                "在左侧做了 padding；这里要求右侧 padding。", "Sequences are padded on the left; padding goes on the right.")),
             "lengths measured after padding": mutate("return padded, lengths, labels",
                                                      "return padded, torch.full_like(lengths, padded.shape[1]), labels",
                 hint=Hint("长度是 padding 之后的长度，而不是每条序列的真实长度。",
@@ -304,19 +295,16 @@ EXERCISES = [
     Exercise(
         grade_id="ch05_last_real_hidden_test", functions=("last_real_hidden",), points=3,
         cases=(
-            Case("unidirectional, one layer", {"seed": 0, "emb": 5, "hidden": 4, "layers": 1, "bidirectional": False,
-                                               "lengths": [3, 7, 1, 5], "extra_pad": 0}),
-            Case("bidirectional, unsorted lengths", {"seed": 1, "emb": 4, "hidden": 3, "layers": 1,
-                                                     "bidirectional": True, "lengths": [2, 6, 4, 6, 1],
-                                                     "extra_pad": 0},
+            Case("unidirectional, one layer",
+                 dict(seed=0, emb=5, hidden=4, layers=1, bidirectional=False, lengths=[3, 7, 1, 5], extra_pad=0)),
+            Case("bidirectional, unsorted lengths",
+                 dict(seed=1, emb=4, hidden=3, layers=1, bidirectional=True, lengths=[2, 6, 4, 6, 1], extra_pad=0),
                  edge="unsorted lengths with a tie (6, 6) and a length of 1"),
-            Case("bidirectional, two layers, extra padding", {"seed": 2, "emb": 6, "hidden": 5, "layers": 2,
-                                                              "bidirectional": True, "lengths": [5, 1, 3],
-                                                              "extra_pad": 2},
+            Case("bidirectional, two layers, extra padding",
+                 dict(seed=2, emb=6, hidden=5, layers=2, bidirectional=True, lengths=[5, 1, 3], extra_pad=2),
                  edge="T = longest length + 2: no sequence reaches the last position"),
-            Case("unidirectional, two layers, ascending lengths", {"seed": 3, "emb": 3, "hidden": 4, "layers": 2,
-                                                                   "bidirectional": False, "lengths": [1, 2, 4, 8],
-                                                                   "extra_pad": 1},
+            Case("unidirectional, two layers, ascending lengths",
+                 dict(seed=3, emb=3, hidden=4, layers=2, bidirectional=False, lengths=[1, 2, 4, 8], extra_pad=1),
                  edge="two stacked layers, lengths already ascending"),
         ),
         probe=probe_last_real_hidden, judge=allclose(rtol=1e-4, atol=1e-5),
@@ -335,14 +323,10 @@ EXERCISES = [
             "forward direction only": mutate("return torch.cat([h_n[-2], h_n[-1]], dim=-1)", "return h_n[-2]",
                 hint=Hint("只返回了前向方向的状态，漏了反向方向。",
                     "Only the forward direction's state is returned; the backward direction is missing.")),
-            "output at position length-1 for both directions": whole("""
-                def last_real_hidden(lstm, embedded, lengths):
-                    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-                    packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-                    out, _ = lstm(packed)
-                    out, _ = pad_packed_sequence(out, batch_first=True)
-                    return out[torch.arange(len(lengths)), lengths - 1]
-            """,
+            "output at position length-1 for both directions": mutate(
+                "    _, (h_n, _) = lstm(packed)\n",
+                "    out, _ = torch.nn.utils.rnn.pad_packed_sequence(lstm(packed)[0], batch_first=True)\n"
+                "    return out[torch.arange(len(lengths)), lengths - 1]\n",
                 hint=Hint("两个方向都取 length−1 位置的输出；反向方向的最终状态在位置 0。",
                     "Both directions are read at position length - 1; the backward direction ends at position 0.")),
             "first layer's state in a stacked LSTM": mutate({"h_n[-2], h_n[-1]": "h_n[0], h_n[1]",
@@ -354,21 +338,19 @@ EXERCISES = [
     Exercise(
         grade_id="ch05_accuracy_test", functions=("binary_accuracy", "multiclass_accuracy"), points=2,
         cases=(
-            Case("[N] logits, [N] integer labels", {"seed": 0, "n": 40, "c": 3, "pos_rate": 0.5,
-                                                    "logit_shape": "flat", "label_shape": "flat",
-                                                    "label_dtype": "long"},
+            Case("[N] logits, [N] integer labels",
+                 dict(seed=0, n=40, c=3, pos_rate=0.5, logit_shape="flat", label_shape="flat", label_dtype="long"),
                  edge="about a fifth of the logits exactly 0 (they predict 0)"),
-            Case("[N, 1] logits, [N] float labels", {"seed": 1, "n": 33, "c": 5, "pos_rate": 0.7,
-                                                     "logit_shape": "column", "label_shape": "flat",
-                                                     "label_dtype": "float"}, edge="logits of shape [N, 1]"),
-            Case("[N] logits, [N, 1] float labels", {"seed": 2, "n": 25, "c": 4, "pos_rate": 0.4,
-                                                     "logit_shape": "flat", "label_shape": "column",
-                                                     "label_dtype": "float"}, edge="labels of shape [N, 1] against [N] logits"),
-            Case("[N, 1] logits, [N, 1] integer labels", {"seed": 3, "n": 50, "c": 2, "pos_rate": 0.3,
-                                                          "logit_shape": "column", "label_shape": "column",
-                                                          "label_dtype": "long"}),
-            Case("tiny positive logits", {"seed": 4, "n": 40, "c": 3, "pos_rate": 0.6, "logit_shape": "flat",
-                                          "label_shape": "flat", "label_dtype": "long", "tiny": True},
+            Case("[N, 1] logits, [N] float labels",
+                 dict(seed=1, n=33, c=5, pos_rate=0.7, logit_shape="column", label_shape="flat", label_dtype="float"),
+                 edge="logits of shape [N, 1]"),
+            Case("[N] logits, [N, 1] float labels",
+                 dict(seed=2, n=25, c=4, pos_rate=0.4, logit_shape="flat", label_shape="column", label_dtype="float"),
+                 edge="labels of shape [N, 1] against [N] logits"),
+            Case("[N, 1] logits, [N, 1] integer labels",
+                 dict(seed=3, n=50, c=2, pos_rate=0.3, logit_shape="column", label_shape="column", label_dtype="long")),
+            Case("tiny positive logits", dict(seed=4, n=40, c=3, pos_rate=0.6, logit_shape="flat", label_shape="flat",
+                                              label_dtype="long", tiny=True),
                  edge="logits just above 0 (1e-9), where a float32 sigmoid is exactly 0.5"),
         ),
         probe=probe_accuracy, judge=allclose(rtol=1e-6, atol=1e-6, messages={
@@ -404,23 +386,20 @@ EXERCISES = [
         grade_id="ch05_train_epoch_test", functions=("train_epoch",), points=3,
         cases=(
             Case("SGD, model arrives in eval mode with stale gradients",
-                 {"seed": 0, "sizes": [5, 3, 4], "max_len": 6, "optimizer": "sgd", "lr": 0.5,
-                  "stale_grads": True, "start_eval": True},
+                 dict(seed=0, sizes=[5, 3, 4], max_len=6, optimizer="sgd", lr=0.5, stale_grads=True, start_eval=True),
                  edge="eval mode on arrival and stale gradients, both at once"),
-            Case("Adam, train mode, stale gradients", {"seed": 1, "sizes": [4, 4, 2, 6], "max_len": 5,
-                                                       "optimizer": "adam", "lr": 0.05, "stale_grads": True,
-                                                       "start_eval": False},
+            Case("Adam, train mode, stale gradients", dict(seed=1, sizes=[4, 4, 2, 6], max_len=5, optimizer="adam",
+                                                           lr=0.05, stale_grads=True, start_eval=False),
                  edge="Adam (stateful) and batches of 2 to 6 examples"),
-            Case("SGD, eval mode, no stale gradients", {"seed": 2, "sizes": [6, 2], "max_len": 7, "optimizer": "sgd",
-                                                        "lr": 0.3, "stale_grads": False, "start_eval": True},
+            Case("SGD, eval mode, no stale gradients",
+                 dict(seed=2, sizes=[6, 2], max_len=7, optimizer="sgd", lr=0.3, stale_grads=False, start_eval=True),
                  edge="eval mode on arrival without stale gradients: only model.train() repairs it"),
         ),
         probe=probe_train_epoch, judge=allclose(rtol=1e-4, atol=1e-6, messages={
             "training_after": "the model must be left in training mode"}),
         mutants={
-            "never clears gradients (no zero_grad)": mutate("        optimizer.zero_grad()\n", "",
-                hint=Hint("从不清零梯度，各 batch 的梯度不断累加。",
-                    "Gradients are never cleared, so they pile up across batches.")),
+            "never clears gradients (no zero_grad)": mutate("        optimizer.zero_grad()\n", "", hint=Hint(
+                "从不清零梯度，各 batch 的梯度不断累加。", "Gradients are never cleared, so they pile up across batches.")),
             "calls the model without lengths (reads output[:, -1] of the padding)": mutate("model(padded, lengths)",
                                                                                            "model(padded)",
                 hint=Hint("调用模型时没有传 lengths，模型读到的是 padding 位置的输出。",

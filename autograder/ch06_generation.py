@@ -1,15 +1,10 @@
 """Trusted spec of Chapter 6's graded cells (solutions/ch06_generation/ch06_exercises.ipynb).
 
-Probes run inside the sandbox next to the student's code and must be self-contained
-(imports inside the function). The models they use are tiny, seeded ``GPT2LMHeadModel``s
-built on the spot (never a pretrained checkpoint), so every case takes milliseconds.
-Oracles run in the trusted test process and give the library implementation each
-exercise imitates (``transformers`` logits processors and ``model.generate``); where a
-probe blocks a library entry point while the student's function runs, the oracle binds
-the real one when it is built, i.e. before the probe runs.
+Probes are self-contained (they run in the sandbox); their models are tiny seeded ``GPT2LMHeadModel``s. Oracles
+(trusted side) are ``transformers``' logits processors, ``model.generate`` and its causal-LM loss; where the probe
+blocks a library entry point while the student's function runs, the oracle binds the real one before the probe runs.
 """
 from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate, whole
-
 
 
 # ============================================================================ 1 top-k
@@ -33,11 +28,8 @@ def oracle_top_k():
     from transformers import TopKLogitsWarper
 
     call = TopKLogitsWarper.__call__  # bound now: the probe blocks the attribute while it runs
-
-    def top_k_filter(logits, k, min_tokens_to_keep=1):
-        return call(TopKLogitsWarper(top_k=k, min_tokens_to_keep=min_tokens_to_keep), None, logits.clone())
-
-    return {"top_k_filter": top_k_filter}
+    return {"top_k_filter": lambda logits, k, min_tokens_to_keep=1: call(
+        TopKLogitsWarper(top_k=k, min_tokens_to_keep=min_tokens_to_keep), None, logits.clone())}
 
 
 # ============================================================================ 2 top-p
@@ -65,11 +57,8 @@ def oracle_top_p():
     from transformers import TopPLogitsWarper
 
     call = TopPLogitsWarper.__call__
-
-    def top_p_filter(logits, p, min_tokens_to_keep=1):
-        return call(TopPLogitsWarper(top_p=p, min_tokens_to_keep=min_tokens_to_keep), None, logits.clone())
-
-    return {"top_p_filter": top_p_filter}
+    return {"top_p_filter": lambda logits, p, min_tokens_to_keep=1: call(
+        TopPLogitsWarper(top_p=p, min_tokens_to_keep=min_tokens_to_keep), None, logits.clone())}
 
 
 # ============================================================================ 3 repetition penalty
@@ -92,11 +81,8 @@ def oracle_repetition_penalty():
     from transformers import RepetitionPenaltyLogitsProcessor
 
     call = RepetitionPenaltyLogitsProcessor.__call__
-
-    def apply_repetition_penalty(logits, input_ids, penalty):
-        return call(RepetitionPenaltyLogitsProcessor(penalty=penalty), input_ids, logits.clone())
-
-    return {"apply_repetition_penalty": apply_repetition_penalty}
+    return {"apply_repetition_penalty": lambda logits, input_ids, penalty: call(
+        RepetitionPenaltyLogitsProcessor(penalty=penalty), input_ids, logits.clone())}
 
 
 # ============================================================================ 4 temperature
@@ -109,19 +95,17 @@ def probe_temperature(ns, params):
     logits = torch.randn(*params["shape"], generator=g) * params["scale"]
     x = logits.clone()
     try:
-        out = fn(x, params["t"])
+        out, raised = fn(x, params["t"]), False
     except ValueError:
-        return {"raised_value_error": True, "scaled": torch.zeros(0), "input_untouched": bool(torch.equal(x, logits))}
-    return {"raised_value_error": False, "scaled": out, "input_untouched": bool(torch.equal(x, logits))}
+        out, raised = torch.zeros(0), True
+    return {"raised_value_error": raised, "scaled": out, "input_untouched": bool(torch.equal(x, logits))}
 
 
 def oracle_temperature():
     from transformers import TemperatureLogitsWarper
 
-    def apply_temperature(logits, t):
-        return TemperatureLogitsWarper(t)(None, logits.clone())  # raises ValueError for t <= 0
-
-    return {"apply_temperature": apply_temperature}
+    # raises ValueError for t <= 0
+    return {"apply_temperature": lambda logits, t: TemperatureLogitsWarper(t)(None, logits.clone())}
 
 
 # ============================================================================ 5 sampling
@@ -280,15 +264,13 @@ EXERCISES = [
         grade_id="ch06_top_k_test", functions=("top_k_filter",), points=2,
         bans=(("transformers.generation.logits_process.TopKLogitsWarper", "__call__", "TopKLogitsWarper"),),
         cases=(
-            Case("random logits, k=5", {"seed": 0, "shape": [3, 20], "scale": 2.0, "k": 5, "min_keep": 1}),
-            Case("ties at the k-th value", {"seed": 1, "shape": [4, 16], "ties": 4, "k": 3, "min_keep": 1},
+            Case("random logits, k=5", dict(seed=0, shape=[3, 20], scale=2.0, k=5, min_keep=1)),
+            Case("ties at the k-th value", dict(seed=1, shape=[4, 16], ties=4, k=3, min_keep=1),
                  edge="several logits equal to the k-th largest"),
-            Case("k larger than the vocabulary", {"seed": 2, "shape": [2, 6], "scale": 1.0, "k": 10, "min_keep": 1},
-                 edge="k > V"),
-            Case("min_tokens_to_keep above k", {"seed": 3, "shape": [3, 12], "scale": 3.0, "k": 2, "min_keep": 5},
+            Case("k larger than the vocabulary", dict(seed=2, shape=[2, 6], scale=1.0, k=10, min_keep=1), edge="k > V"),
+            Case("min_tokens_to_keep above k", dict(seed=3, shape=[3, 12], scale=3.0, k=2, min_keep=5),
                  edge="min_tokens_to_keep > k"),
-            Case("k=1 on large logits", {"seed": 4, "shape": [5, 30], "scale": 100.0, "k": 1, "min_keep": 1},
-                 edge="k = 1"),
+            Case("k=1 on large logits", dict(seed=4, shape=[5, 30], scale=100.0, k=1, min_keep=1), edge="k = 1"),
         ),
         probe=probe_top_k, judge=allclose(rtol=0, atol=0),
         mutants={
@@ -316,24 +298,24 @@ EXERCISES = [
         grade_id="ch06_top_p_test", functions=("top_p_filter",), points=3,
         bans=(("transformers.generation.logits_process.TopPLogitsWarper", "__call__", "TopPLogitsWarper"),),
         cases=(
-            Case("random logits, p=0.9", {"seed": 0, "shape": [4, 25], "scale": 2.0, "p": 0.9, "min_keep": 1}),
-            Case("cumulative mass hits p exactly", {"probs": [[0.5, 0.25, 0.125, 0.125], [0.125, 0.5, 0.125, 0.25]],
-                                                    "p": 0.75, "min_keep": 1},
+            Case("random logits, p=0.9", dict(seed=0, shape=[4, 25], scale=2.0, p=0.9, min_keep=1)),
+            Case("cumulative mass hits p exactly",
+                 dict(probs=[[0.5, 0.25, 0.125, 0.125], [0.125, 0.5, 0.125, 0.25]], p=0.75, min_keep=1),
                  edge="the mass below the nucleus is exactly 1 - p (dyadic probabilities)"),
-            Case("exact boundary, shifted logits", {"probs": [[0.0625, 0.25, 0.5, 0.0625, 0.125]], "shift": 3.0,
-                                                    "p": 0.5, "min_keep": 1},
+            Case("exact boundary, shifted logits",
+                 dict(probs=[[0.0625, 0.25, 0.5, 0.0625, 0.125]], shift=3.0, p=0.5, min_keep=1),
                  edge="an exact boundary with two tied least likely tokens, logits shifted by 3"),
-            Case("min_tokens_to_keep=3, small p", {"seed": 1, "shape": [3, 15], "scale": 4.0, "p": 0.2,
-                                                   "min_keep": 3}, edge="min_tokens_to_keep = 3 above the nucleus size"),
-            Case("already masked tokens, p=0.6", {"seed": 2, "shape": [2, 10], "scale": 1.5, "p": 0.6, "min_keep": 1,
-                                                  "masked": [[0, 1], [0, 4], [1, 7]]},
+            Case("min_tokens_to_keep=3, small p", dict(seed=1, shape=[3, 15], scale=4.0, p=0.2, min_keep=3),
+                 edge="min_tokens_to_keep = 3 above the nucleus size"),
+            Case("already masked tokens, p=0.6",
+                 dict(seed=2, shape=[2, 10], scale=1.5, p=0.6, min_keep=1, masked=[[0, 1], [0, 4], [1, 7]]),
                  edge="-inf logits in the input (probability 0)"),
-            Case("peaked logits, p=0.95", {"seed": 3, "shape": [3, 40], "scale": 6.0, "p": 0.95, "min_keep": 1},
+            Case("peaked logits, p=0.95", dict(seed=3, shape=[3, 40], scale=6.0, p=0.95, min_keep=1),
                  edge="a peaked row: the nucleus is one or two tokens of 40"),
-            Case("p = 0, min_tokens_to_keep=2", {"seed": 4, "shape": [3, 12], "scale": 2.0, "p": 0.0, "min_keep": 2},
+            Case("p = 0, min_tokens_to_keep=2", dict(seed=4, shape=[3, 12], scale=2.0, p=0.0, min_keep=2),
                  edge="p = 0, the lower end of the range: only the m most likely tokens survive"),
-            Case("p = 1, one token already masked", {"seed": 5, "shape": [2, 10], "scale": 1.0, "p": 1.0, "min_keep": 1,
-                                                     "masked": [[0, 8]]},
+            Case("p = 1, one token already masked",
+                 dict(seed=5, shape=[2, 10], scale=1.0, p=1.0, min_keep=1, masked=[[0, 8]]),
                  edge="p = 1, the upper end of the range: nothing is removed, a -inf logit stays -inf"),
         ),
         probe=probe_top_p, judge=allclose(rtol=0, atol=0),
@@ -371,16 +353,14 @@ EXERCISES = [
         bans=(("transformers.generation.logits_process.RepetitionPenaltyLogitsProcessor", "__call__",
                "RepetitionPenaltyLogitsProcessor"),),
         cases=(
-            Case("penalty 1.3, mixed signs", {"seed": 0, "batch": 2, "vocab": 12, "length": 6, "scale": 2.0,
-                                              "penalty": 1.3}),
-            Case("tokens repeated many times", {"seed": 1, "batch": 3, "vocab": 20, "length": 15, "distinct": 4,
-                                                "scale": 1.0, "penalty": 2.0},
+            Case("penalty 1.3, mixed signs", dict(seed=0, batch=2, vocab=12, length=6, scale=2.0, penalty=1.3)),
+            Case("tokens repeated many times",
+                 dict(seed=1, batch=3, vocab=20, length=15, distinct=4, scale=1.0, penalty=2.0),
                  edge="4 distinct ids over 15 positions: every id repeated"),
-            Case("all logits negative", {"seed": 2, "batch": 2, "vocab": 10, "length": 5, "scale": 0.5,
-                                         "offset": -3.0, "penalty": 1.5}, edge="every logit below 0"),
-            Case("penalty below 1 (encourages repeats)", {"seed": 3, "batch": 2, "vocab": 9, "length": 7,
-                                                          "distinct": 5, "scale": 2.0, "penalty": 0.7},
-                 edge="penalty < 1"),
+            Case("all logits negative", dict(seed=2, batch=2, vocab=10, length=5, scale=0.5, offset=-3.0, penalty=1.5),
+                 edge="every logit below 0"),
+            Case("penalty below 1 (encourages repeats)",
+                 dict(seed=3, batch=2, vocab=9, length=7, distinct=5, scale=2.0, penalty=0.7), edge="penalty < 1"),
         ),
         probe=probe_repetition_penalty, judge=allclose(rtol=1e-6, atol=1e-6),
         mutants={
@@ -416,13 +396,13 @@ EXERCISES = [
     Exercise(
         grade_id="ch06_temperature_test", functions=("apply_temperature",), points=1,
         cases=(
-            Case("t=0.5", {"seed": 0, "shape": [3, 10], "scale": 2.0, "t": 0.5}),
-            Case("t=2.0", {"seed": 1, "shape": [2, 7], "scale": 1.0, "t": 2.0}),
-            Case("t=1 changes nothing", {"seed": 2, "shape": [4, 5], "scale": 3.0, "t": 1.0}, edge="t = 1"),
-            Case("t=0 is an error", {"seed": 3, "shape": [2, 4], "scale": 1.0, "t": 0.0}, edge="t = 0 exactly"),
-            Case("a tiny temperature", {"seed": 5, "shape": [3, 8], "scale": 2.0, "t": 0.01},
+            Case("t=0.5", dict(seed=0, shape=[3, 10], scale=2.0, t=0.5)),
+            Case("t=2.0", dict(seed=1, shape=[2, 7], scale=1.0, t=2.0)),
+            Case("t=1 changes nothing", dict(seed=2, shape=[4, 5], scale=3.0, t=1.0), edge="t = 1"),
+            Case("t=0 is an error", dict(seed=3, shape=[2, 4], scale=1.0, t=0.0), edge="t = 0 exactly"),
+            Case("a tiny temperature", dict(seed=5, shape=[3, 8], scale=2.0, t=0.01),
                  edge="t = 0.01: logits scaled to the hundreds (near greedy), just above the error region"),
-            Case("negative t is an error", {"seed": 4, "shape": [2, 6], "scale": 1.0, "t": -0.5},
+            Case("negative t is an error", dict(seed=4, shape=[2, 6], scale=1.0, t=-0.5),
                  edge="t < 0: the other side of t <= 0 (dividing would reverse the ranking)"),
         ),
         probe=probe_temperature, judge=allclose(rtol=1e-6, atol=1e-6),
@@ -446,16 +426,16 @@ EXERCISES = [
     Exercise(
         grade_id="ch06_sample_next_test", functions=("sample_next",), points=2,
         cases=(
-            Case("banned tokens never drawn", {"rows": [[1.0, 0.0, 0.5, -1.0, 0.0, 2.0]], "banned": [[0, 1], [0, 4]],
-                                               "n": 20000, "seed": 0, "tol": 0.02},
+            Case("banned tokens never drawn",
+                 dict(rows=[[1.0, 0.0, 0.5, -1.0, 0.0, 2.0]], banned=[[0, 1], [0, 4]], n=20000, seed=0, tol=0.02),
                  edge="-inf logits (probability exactly 0)"),
-            Case("two different rows in one batch", {"rows": [[2.0, 0.0, -1.0, 1.0], [-1.0, 1.0, 3.0, 0.5]],
-                                                     "n": 20000, "seed": 1, "tol": 0.02}),
-            Case("logits of magnitude 1000", {"rows": [[1.0, 0.999, 0.995, -1.0]], "scale": 1000.0, "n": 20000,
-                                              "seed": 2, "tol": 0.02},
+            Case("two different rows in one batch",
+                 dict(rows=[[2.0, 0.0, -1.0, 1.0], [-1.0, 1.0, 3.0, 0.5]], n=20000, seed=1, tol=0.02)),
+            Case("logits of magnitude 1000",
+                 dict(rows=[[1.0, 0.999, 0.995, -1.0]], scale=1000.0, n=20000, seed=2, tol=0.02),
                  edge="logits of 1e3: exp overflows float32"),
-            Case("nearly flat distribution", {"rows": [[0.1, 0.0, -0.1, 0.05, 0.02, -0.05, 0.0, 0.08]],
-                                              "n": 30000, "seed": 3, "tol": 0.02}),
+            Case("nearly flat distribution",
+                 dict(rows=[[0.1, 0.0, -0.1, 0.05, 0.02, -0.05, 0.0, 0.08]], n=30000, seed=3, tol=0.02)),
         ),
         probe=probe_sample_next, judge=allclose(rtol=0, atol=0, messages={
             "shape_ok": "the result must be an int64 tensor of shape (batch,)",
@@ -484,12 +464,12 @@ EXERCISES = [
         grade_id="ch06_greedy_cache_test", functions=("greedy_generate_with_cache",), points=3,
         bans=(("transformers.generation.utils.GenerationMixin", "generate", "model.generate"),),
         cases=(
-            Case("batch of 2, 8 new tokens", {"seed": 0, "vocab": 300, "batch": 2, "prompt": 5, "new": 8}),
-            Case("one prompt token, 12 new", {"seed": 1, "vocab": 200, "batch": 1, "prompt": 1, "new": 12},
+            Case("batch of 2, 8 new tokens", dict(seed=0, vocab=300, batch=2, prompt=5, new=8)),
+            Case("one prompt token, 12 new", dict(seed=1, vocab=200, batch=1, prompt=1, new=12),
                  edge="a prompt of one token (the prefill is itself of length 1)"),
-            Case("one new token", {"seed": 2, "vocab": 150, "batch": 3, "prompt": 4, "new": 1},
+            Case("one new token", dict(seed=2, vocab=150, batch=3, prompt=4, new=1),
                  edge="max_new_tokens = 1: the prefill alone decides"),
-            Case("longer prompt", {"seed": 3, "vocab": 400, "batch": 1, "prompt": 20, "new": 6}),
+            Case("longer prompt", dict(seed=3, vocab=400, batch=1, prompt=20, new=6)),
         ),
         probe=probe_greedy_cache, judge=allclose(rtol=0, atol=0, messages={
             "prompt_once": "the first model call must take the whole prompt",
@@ -529,13 +509,12 @@ EXERCISES = [
         grade_id="ch06_beam_search_test", functions=("beam_search",), points=3,
         bans=(("transformers.generation.utils.GenerationMixin", "generate", "model.generate"),),
         cases=(
-            Case("3 beams, 7 new tokens", {"seed": 1, "vocab": 300, "prompt": 4, "beams": 3, "new": 7}),
-            Case("2 beams", {"seed": 2, "vocab": 300, "prompt": 4, "beams": 2, "new": 7},
+            Case("3 beams, 7 new tokens", dict(seed=1, vocab=300, prompt=4, beams=3, new=7)),
+            Case("2 beams", dict(seed=2, vocab=300, prompt=4, beams=2, new=7),
                  edge="num_beams = 2, the narrowest search that differs from greedy"),
-            Case("4 beams, short prompt", {"seed": 3, "vocab": 300, "prompt": 4, "beams": 4, "new": 7}),
-            Case("1 beam is greedy", {"seed": 4, "vocab": 200, "prompt": 3, "beams": 1, "new": 6},
-                 edge="num_beams = 1"),
-            Case("5 beams, one new token", {"seed": 5, "vocab": 250, "prompt": 6, "beams": 5, "new": 1},
+            Case("4 beams, short prompt", dict(seed=3, vocab=300, prompt=4, beams=4, new=7)),
+            Case("1 beam is greedy", dict(seed=4, vocab=200, prompt=3, beams=1, new=6), edge="num_beams = 1"),
+            Case("5 beams, one new token", dict(seed=5, vocab=250, prompt=6, beams=5, new=1),
                  edge="max_new_tokens = 1: only the first expansion"),
         ),
         probe=probe_beam_search, judge=allclose(rtol=0, atol=0),
@@ -566,19 +545,18 @@ EXERCISES = [
     Exercise(
         grade_id="ch06_perplexity_test", functions=("perplexity",), points=2,
         cases=(
-            Case("no padding", {"seed": 0, "vocab": 100, "T": 12, "lengths": [12, 12], "init": 0.02,
-                                "ignore_index": -100}),
-            Case("right padding of different lengths", {"seed": 1, "vocab": 120, "T": 16, "lengths": [16, 5, 9],
-                                                        "init": 0.3, "ignore_index": -100}),
-            Case("custom ignore_index", {"seed": 2, "vocab": 80, "T": 10, "lengths": [4, 10], "init": 0.3,
-                                         "ignore_index": -1}, edge="ignore_index = -1, not the default -100"),
-            Case("two positions per row", {"seed": 4, "vocab": 60, "T": 2, "lengths": [2, 2, 2], "init": 0.4,
-                                           "ignore_index": -100}, edge="T = 2: one scored target per row"),
-            Case("a row with a single real token", {"seed": 5, "vocab": 90, "T": 9, "lengths": [1, 9, 6], "init": 0.4,
-                                                    "ignore_index": -100},
+            Case("no padding", dict(seed=0, vocab=100, T=12, lengths=[12, 12], init=0.02, ignore_index=-100)),
+            Case("right padding of different lengths",
+                 dict(seed=1, vocab=120, T=16, lengths=[16, 5, 9], init=0.3, ignore_index=-100)),
+            Case("custom ignore_index", dict(seed=2, vocab=80, T=10, lengths=[4, 10], init=0.3, ignore_index=-1),
+                 edge="ignore_index = -1, not the default -100"),
+            Case("two positions per row", dict(seed=4, vocab=60, T=2, lengths=[2, 2, 2], init=0.4, ignore_index=-100),
+                 edge="T = 2: one scored target per row"),
+            Case("a row with a single real token",
+                 dict(seed=5, vocab=90, T=9, lengths=[1, 9, 6], init=0.4, ignore_index=-100),
                  edge="a row of one real token: none of its targets is scored"),
-            Case("peaked model (large weights)", {"seed": 3, "vocab": 150, "T": 20, "lengths": [20, 13, 3, 17],
-                                                  "init": 0.5, "ignore_index": -100}),
+            Case("peaked model (large weights)",
+                 dict(seed=3, vocab=150, T=20, lengths=[20, 13, 3, 17], init=0.5, ignore_index=-100)),
         ),
         probe=probe_perplexity, judge=allclose(rtol=1e-4, atol=1e-6, messages={
             "zero_d_tensor": "perplexity must return a 0-d tensor (not a Python float or a 1-element tensor)"}),
@@ -626,9 +604,8 @@ RULES = {
           ("cumulative mass hits p exactly", "p = 1, one token already masked", "p = 0, min_tokens_to_keep=2"),
           {"strict comparison at the boundary (keeps one token too many)": "filtered",
            "p = 0 switches the filter off (as top_k = 0 does)": "filtered"}),
-        R("so the token that makes the running total reach $p$ is **kept**", ("random logits, p=0.9",
-                                                                              "peaked logits, p=0.95"),
-          {"drops the token that crosses p": "filtered"}),
+        R("so the token that makes the running total reach $p$ is **kept**",
+          ("random logits, p=0.9", "peaked logits, p=0.95"), {"drops the token that crosses p": "filtered"}),
         R("the $m$ most likely tokens are never removed", ("min_tokens_to_keep=3, small p", "p = 0, min_tokens_to_keep=2"),
           {"min_tokens_to_keep ignored by top-p": "filtered"}),
         R("sort the probabilities in **ascending** order", ("random logits, p=0.9", "exact boundary, shifted logits"),

@@ -1,12 +1,9 @@
 """Trusted spec of Chapter 7's graded cells (solutions/ch07_jax/ch07_exercises.ipynb).
 
-Probes run inside the sandbox next to the student's code and must be self-contained
-(imports inside the function). Oracles run in the trusted test process and give the
-library implementation (or the precisely specified reference scheme) each exercise
-imitates; the test suite proves the solution agrees with them on every case.
+Probes are self-contained (they run in the sandbox). Oracles (trusted side): ``optax``'s integer-label
+cross-entropy, a jitted ``optax`` step, ``jax.vmap`` and the stated key-splitting scheme.
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate
-
+from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, banned, mutate
 
 
 # ============================================================================ 1 cross-entropy
@@ -257,27 +254,19 @@ SPLIT = "key, shuffle_key, dropout_key = jax.random.split(key, 3)"
 EXERCISES = [
     Exercise(
         grade_id="ch07_cross_entropy_test", functions=("softmax_cross_entropy_int",), points=2,
-        bans=(("optax", "softmax_cross_entropy_with_integer_labels", "optax.softmax_cross_entropy_with_integer_labels"),
-              ("optax", "softmax_cross_entropy", "optax.softmax_cross_entropy"),
-              ("optax.losses", "softmax_cross_entropy_with_integer_labels",
-               "optax.losses.softmax_cross_entropy_with_integer_labels"),
-              ("optax.losses", "softmax_cross_entropy", "optax.losses.softmax_cross_entropy"),
-              ("jax.nn", "log_softmax", "jax.nn.log_softmax"),
-              ("jax.nn", "logsumexp", "jax.nn.logsumexp"),
-              ("jax.scipy.special", "logsumexp", "jax.scipy.special.logsumexp"),
-              ("jax.scipy.special", "log_softmax", "jax.scipy.special.log_softmax"),
-              ("optax.losses", "safe_softmax_cross_entropy", "optax.losses.safe_softmax_cross_entropy"),
-              ("optax", "safe_softmax_cross_entropy", "optax.safe_softmax_cross_entropy"),
-              ("optax.losses", "poly_loss_cross_entropy", "optax.losses.poly_loss_cross_entropy"),),
+        bans=banned("optax.softmax_cross_entropy_with_integer_labels", "optax.softmax_cross_entropy",
+                    "optax.losses.softmax_cross_entropy_with_integer_labels", "optax.losses.softmax_cross_entropy",
+                    "jax.nn.log_softmax", "jax.nn.logsumexp", "jax.scipy.special.logsumexp",
+                    "jax.scipy.special.log_softmax", "optax.losses.safe_softmax_cross_entropy",
+                    "optax.safe_softmax_cross_entropy", "optax.losses.poly_loss_cross_entropy"),
         cases=(
-            Case("small logits", {"seed": 0, "shape": [6, 10], "scale": 1.0}),
-            Case("logits of magnitude 1e4", {"seed": 1, "shape": [5, 7], "scale": 1e4},
+            Case("small logits", dict(seed=0, shape=[6, 10], scale=1.0)),
+            Case("logits of magnitude 1e4", dict(seed=1, shape=[5, 7], scale=1e4),
                  edge="exp(z) overflows float32, and rows' maxima differ by ~1e4 (one shared maximum underflows)"),
-            Case("batch x time x classes", {"seed": 2, "shape": [3, 4, 9], "scale": 3.0},
-                 edge="two leading axes"),
-            Case("very negative logits", {"seed": 3, "shape": [8, 3], "scale": -1e4},
+            Case("batch x time x classes", dict(seed=2, shape=[3, 4, 9], scale=3.0), edge="two leading axes"),
+            Case("very negative logits", dict(seed=3, shape=[8, 3], scale=-1e4),
                  edge="logits around -1e4: every exp underflows to 0 without the shift"),
-            Case("one position, no leading axis", {"seed": 4, "shape": [7], "scale": 2.0},
+            Case("one position, no leading axis", dict(seed=4, shape=[7], scale=2.0),
                  edge="zero leading axes: logits (C,), a 0-d label"),
         ),
         probe=probe_cross_entropy, judge=allclose(rtol=1e-5, atol=1e-4),
@@ -315,9 +304,9 @@ EXERCISES = [
     Exercise(
         grade_id="ch07_mlp_fn_test", functions=("mlp_fn",), points=2,
         cases=(
-            Case("5 images", {"seed": 0, "n": 5, "scale": 0.3}),
-            Case("one image", {"seed": 1, "n": 1, "scale": 1.0}, edge="N = 1"),
-            Case("17 images, larger weights", {"seed": 2, "n": 17, "scale": 2.0}),
+            Case("5 images", dict(seed=0, n=5, scale=0.3)),
+            Case("one image", dict(seed=1, n=1, scale=1.0), edge="N = 1"),
+            Case("17 images, larger weights", dict(seed=2, n=17, scale=2.0)),
         ),
         probe=probe_mlp_fn, judge=allclose(rtol=1e-5, atol=1e-4),
         mutants={
@@ -337,13 +326,10 @@ EXERCISES = [
     Exercise(
         grade_id="ch07_update_test", functions=("make_update",), points=3,
         cases=(
-            Case("SGD, one batch repeated", {"seed": 0, "steps": 4, "batch": 8, "lr": 0.5, "optimizer": "sgd",
-                                             "varying": False}),
-            Case("Adam, fresh batches", {"seed": 1, "steps": 4, "batch": 12, "lr": 0.01, "optimizer": "adam",
-                                         "varying": True},
+            Case("SGD, one batch repeated", dict(seed=0, steps=4, batch=8, lr=0.5, optimizer="sgd", varying=False)),
+            Case("Adam, fresh batches", dict(seed=1, steps=4, batch=12, lr=0.01, optimizer="adam", varying=True),
                  edge="a new batch every step (new values, same shapes: no retrace allowed)"),
-            Case("clip + AdamW chain", {"seed": 2, "steps": 5, "batch": 6, "lr": 0.02, "optimizer": "chain",
-                                        "varying": False},
+            Case("clip + AdamW chain", dict(seed=2, steps=5, batch=6, lr=0.02, optimizer="chain", varying=False),
                  edge="a chained transformation that clips and whose weight decay needs params"),
         ),
         probe=probe_update, judge=allclose(rtol=1e-4, atol=1e-5, messages={
@@ -378,19 +364,18 @@ EXERCISES = [
     Exercise(
         grade_id="ch07_accuracy_test", functions=("batched_accuracy",), points=2,
         cases=(
-            Case("37 images, 30% wrong labels", {"seed": 0, "n": 37, "noise": 0.3}),
-            Case("one image", {"seed": 1, "n": 1, "noise": 0.0}, edge="N = 1"),
-            Case("100 images, 60% wrong labels", {"seed": 2, "n": 100, "noise": 0.6}),
-            Case("10 images (as many as classes)", {"seed": 3, "n": 10, "noise": 0.5},
+            Case("37 images, 30% wrong labels", dict(seed=0, n=37, noise=0.3)),
+            Case("one image", dict(seed=1, n=1, noise=0.0), edge="N = 1"),
+            Case("100 images, 60% wrong labels", dict(seed=2, n=100, noise=0.6)),
+            Case("10 images (as many as classes)", dict(seed=3, n=10, noise=0.5),
                  edge="N = 10 = the number of classes: an axis mix-up keeps the shape"),
         ),
         probe=probe_accuracy, judge=allclose(rtol=0, atol=1e-6, messages={
             "apply_fn_traced_once": "apply_fn was called once per image (a Python loop): map it over the batch "
                                     "with jax.vmap, which calls it once"}),
         mutants={
-            "argmax over the wrong axis": mutate("axis=-1", "axis=0",
-                hint=Hint("argmax 做在了 batch 轴上，而不是类别轴上。",
-                    "The argmax runs over the batch axis instead of the class axis.")),
+            "argmax over the wrong axis": mutate("axis=-1", "axis=0", hint=Hint(
+                "argmax 做在了 batch 轴上，而不是类别轴上。", "The argmax runs over the batch axis instead of the class axis.")),
             "count instead of fraction": mutate("jnp.mean(", "jnp.sum(",
                 hint=Hint("返回的是正确的个数而不是比例。", "It returns the number correct instead of the fraction.")),
             "apply_fn called on the whole batch (no vmap)": mutate(VMAPPED, "apply_fn(params, images)",
@@ -404,10 +389,10 @@ EXERCISES = [
     Exercise(
         grade_id="ch07_split_test", functions=("split_for_epochs",), points=2,
         cases=(
-            Case("3 epochs", {"seed": 0, "epochs": 3}),
-            Case("1 epoch", {"seed": 7, "epochs": 1}, edge="n_epochs = 1"),
-            Case("10 epochs", {"seed": 42, "epochs": 10}),
-            Case("0 epochs", {"seed": 3, "epochs": 0}, edge="n_epochs = 0: the key comes back untouched"),
+            Case("3 epochs", dict(seed=0, epochs=3)),
+            Case("1 epoch", dict(seed=7, epochs=1), edge="n_epochs = 1"),
+            Case("10 epochs", dict(seed=42, epochs=10)),
+            Case("0 epochs", dict(seed=3, epochs=0), edge="n_epochs = 0: the key comes back untouched"),
         ),
         probe=probe_split, judge=allclose(rtol=0, atol=0),
         mutants={
@@ -455,9 +440,8 @@ RULES = {
         R("checks the parameter names and shapes", ("one image",), {"default module names": "layout"}),
     ),
     "ch07_update_test": (
-        R("`optax.apply_updates(params,\nupdates)` adds them to the parameters", ("SGD, one batch repeated",
-                                                                                  "clip + AdamW chain"),
-          {"params - updates (wrong sign)": "losses"}),
+        R("`optax.apply_updates(params,\nupdates)` adds them to the parameters",
+          ("SGD, one batch repeated", "clip + AdamW chain"), {"params - updates (wrong sign)": "losses"}),
         R("`loss` is the mean softmax cross-entropy", ("SGD, one batch repeated", "clip + AdamW chain"),
           {"loss summed over the batch instead of averaged": "losses"}),
         R("go through `optimizer.update(grads, opt_state, params)`", ("clip + AdamW chain",),

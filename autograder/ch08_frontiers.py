@@ -1,15 +1,10 @@
 """Trusted spec of Chapter 8's graded cells (solutions/ch08_frontiers/ch08_exercises.ipynb).
 
-Probes run inside the sandbox next to the student's code and must be self-contained
-(imports inside the function). Oracles run in the trusted test process and give the
-library implementation each exercise imitates (``torch.quantize_per_channel``,
-``F.kl_div`` + ``F.cross_entropy``, ``F.cross_entropy`` on the similarity matrix,
-``torch.func.vmap(grad(...))`` per-sample gradients); the test suite proves the solution
-agrees with them on every case. The cost estimators and FedAvg are closed-form and have
-no library counterpart (captum and opacus are not dependencies of the course).
+Probes are self-contained (they run in the sandbox). Oracles (trusted side): ``torch.quantize_per_channel``,
+``F.kl_div`` + ``F.cross_entropy``, ``F.cross_entropy`` on the similarity matrix, ``torch.func.vmap(grad(...))``
+per-sample gradients. The cost estimators and FedAvg are closed-form, with no library among the course's dependencies.
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate, whole
-
+from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, banned, mutate, whole
 
 
 # ============================================================================ 1 cost estimators
@@ -208,7 +203,7 @@ def oracle_dp_sgd():
 
 # ============================================================================ the spec
 
-_KV = {"layers": 32, "kv_heads": 32, "head_dim": 128, "seq_len": 4096, "batch": 1, "bytes_per_elem": 2}
+_KV = dict(layers=32, kv_heads=32, head_dim=128, seq_len=4096, batch=1, bytes_per_elem=2)
 
 EXERCISES = [
     Exercise(
@@ -216,17 +211,16 @@ EXERCISES = [
         functions=("training_flops", "training_memory_bytes", "kv_cache_bytes"), points=2,
         cases=(
             Case("7B model, 2T tokens, mixed precision, MHA cache",
-                 {"n_params": 7e9, "n_tokens": 2e12, "precision": "mixed", **_KV}),
-            Case("MiniLM-sized model, fp32, small cache",
-                 {"n_params": 22_713_216, "n_tokens": 1e9, "precision": "fp32", "layers": 6, "kv_heads": 12,
-                  "head_dim": 32, "seq_len": 256, "batch": 64, "bytes_per_elem": 4}),
-            Case("70B model, grouped-query cache, int8",
-                 {"n_params": 7e10, "n_tokens": 1.5e13, "precision": "mixed", "layers": 80, "kv_heads": 8,
-                  "head_dim": 128, "seq_len": 32768, "batch": 4, "bytes_per_elem": 1},
+                 dict(n_params=7e9, n_tokens=2e12, precision="mixed", **_KV)),
+            Case("MiniLM-sized model, fp32, small cache", dict(n_params=22_713_216, n_tokens=1e9, precision="fp32",
+                                                               layers=6, kv_heads=12, head_dim=32, seq_len=256,
+                                                               batch=64, bytes_per_elem=4)),
+            Case("70B model, grouped-query cache, int8", dict(n_params=7e10, n_tokens=1.5e13, precision="mixed",
+                                                              layers=80, kv_heads=8, head_dim=128, seq_len=32768,
+                                                              batch=4, bytes_per_elem=1),
                  edge="1 byte per element, 8 KV heads (GQA), 1.5e13 tokens"),
-            Case("tiny numbers, fp32", {"n_params": 1000, "n_tokens": 50, "precision": "fp32", "layers": 1,
-                                        "kv_heads": 1, "head_dim": 1, "seq_len": 1, "batch": 1,
-                                        "bytes_per_elem": 2},
+            Case("tiny numbers, fp32", dict(n_params=1000, n_tokens=50, precision="fp32", layers=1, kv_heads=1,
+                                            head_dim=1, seq_len=1, batch=1, bytes_per_elem=2),
                  edge="every cache dimension 1: only the factor 2 and the bytes remain"),
         ),
         probe=probe_costs, judge=allclose(rtol=1e-9, atol=0.0),
@@ -234,9 +228,8 @@ EXERCISES = [
             "forward pass only (2ND)": mutate("return 6 * n_params * n_tokens", "return 2 * n_params * n_tokens",
                 hint=Hint("只算了前向（2ND）；训练还包含反向传播，约为前向的两倍。",
                     "Only the forward pass is counted (2ND); training adds the backward pass, about twice the forward.")),
-            "KV cache without the factor 2 (only K or only V)": mutate("return 2 * layers", "return layers",
-                hint=Hint("KV cache 漏了系数 2：K 和 V 都要缓存。",
-                    "The KV cache is missing the factor 2: both K and V are cached.")),
+            "KV cache without the factor 2 (only K or only V)": mutate("return 2 * layers", "return layers", hint=Hint(
+                "KV cache 漏了系数 2：K 和 V 都要缓存。", "The KV cache is missing the factor 2: both K and V are cached.")),
             "Adam states counted once": mutate('{"fp32": (4, 4, 8), "mixed": (2, 2, 12)}',
                                                '{"fp32": (4, 4, 4), "mixed": (2, 2, 8)}',
                 hint=Hint("Adam 的状态只算了一份；它有一阶矩和二阶矩两份状态。",
@@ -247,18 +240,17 @@ EXERCISES = [
     ),
     Exercise(
         grade_id="ch08_quantize_test", functions=("quantize_per_channel_int8", "dequantize_int8"), points=3,
-        bans=(("torch", "quantize_per_channel", "torch.quantize_per_channel"),
-              ("torch", "fake_quantize_per_channel_affine", "torch.fake_quantize_per_channel_affine")),
+        bans=banned("torch.quantize_per_channel", "torch.fake_quantize_per_channel_affine"),
         cases=(
-            Case("random 6x10 weight", {"seed": 0, "shape": [6, 10], "scale": 1.0}),
-            Case("rows spanning four orders of magnitude", {"seed": 1, "shape": [8, 16], "spread": True},
+            Case("random 6x10 weight", dict(seed=0, shape=[6, 10], scale=1.0)),
+            Case("rows spanning four orders of magnitude", dict(seed=1, shape=[8, 16], spread=True),
                  edge="row maxima four orders of magnitude apart"),
-            Case("an all-zero row", {"seed": 2, "shape": [5, 7], "scale": 0.3, "zero_rows": [2]},
+            Case("an all-zero row", dict(seed=2, shape=[5, 7], scale=0.3, zero_rows=[2]),
                  edge="an all-zero row (scale 0/0)"),
-            Case("single column, large values", {"seed": 3, "shape": [4, 1], "scale": 50.0},
+            Case("single column, large values", dict(seed=3, shape=[4, 1], scale=50.0),
                  edge="in_features = 1: every code is +-127"),
-            Case("exact .5 ties", {"seed": 4, "shape": [2, 6], "rows": [[127.0, 2.5, -3.5, 0.5, 1.5, -0.5],
-                                                                      [63.5, 1.25, -0.75, 0.25, 2.25, 0.0]]},
+            Case("exact .5 ties", dict(seed=4, shape=[2, 6], rows=[[127.0, 2.5, -3.5, 0.5, 1.5, -0.5],
+                                                                   [63.5, 1.25, -0.75, 0.25, 2.25, 0.0]]),
                  edge="w / s exactly k + 0.5 (ties to even)"),
         ),
         probe=probe_quantize, judge=allclose(rtol=1e-6, atol=1e-7),
@@ -273,9 +265,8 @@ EXERCISES = [
                 hint=Hint("除以了 128；对称 int8 的最大量化值是 127。",
                     "The scale divides by 128; symmetric int8 uses 127 as the largest level.")),
             "zero row gives NaN (scale 0)": mutate("torch.where(amax > 0, amax / 127, torch.ones_like(amax))",
-                                                   "amax / 127",
-                hint=Hint("全零行的 scale 为 0，除以 0 得到 NaN。",
-                    "An all-zero row gets scale 0 and dividing by it gives NaN.")),
+                                                   "amax / 127", hint=Hint(
+                "全零行的 scale 为 0，除以 0 得到 NaN。", "An all-zero row gets scale 0 and dividing by it gives NaN.")),
             "rounds half away from zero": mutate("torch.round(w.detach() / scale[:, None])",
                                                  "torch.sign(w) * torch.floor((w.detach() / scale[:, None]).abs() + 0.5)",
                 hint=Hint("取整用了远离零的四舍五入，而规定是 round half to even（torch.round）。",
@@ -287,16 +278,13 @@ EXERCISES = [
     Exercise(
         grade_id="ch08_distillation_test", functions=("distillation_loss",), points=2,
         cases=(
-            Case("T=2, alpha=0.5", {"seed": 0, "n": 8, "c": 5, "scale": 2.0, "T": 2.0, "alpha": 0.5}),
-            Case("T=4, pure distillation (alpha=1)", {"seed": 1, "n": 6, "c": 10, "scale": 3.0, "T": 4.0,
-                                                      "alpha": 1.0}, edge="alpha = 1: the hard term vanishes"),
-            Case("T=1, alpha=0.3", {"seed": 2, "n": 12, "c": 4, "scale": 1.0, "T": 1.0, "alpha": 0.3},
-                 edge="T = 1: no softening"),
-            Case("T=3, pure cross-entropy (alpha=0)", {"seed": 4, "n": 7, "c": 6, "scale": 2.0, "T": 3.0,
-                                                       "alpha": 0.0},
+            Case("T=2, alpha=0.5", dict(seed=0, n=8, c=5, scale=2.0, T=2.0, alpha=0.5)),
+            Case("T=4, pure distillation (alpha=1)", dict(seed=1, n=6, c=10, scale=3.0, T=4.0, alpha=1.0),
+                 edge="alpha = 1: the hard term vanishes"),
+            Case("T=1, alpha=0.3", dict(seed=2, n=12, c=4, scale=1.0, T=1.0, alpha=0.3), edge="T = 1: no softening"),
+            Case("T=3, pure cross-entropy (alpha=0)", dict(seed=4, n=7, c=6, scale=2.0, T=3.0, alpha=0.0),
                  edge="alpha = 0: only the hard term, with T far from 1"),
-            Case("T=8, alpha=0.9, large logits", {"seed": 3, "n": 5, "c": 7, "scale": 10.0, "T": 8.0,
-                                                  "alpha": 0.9}),
+            Case("T=8, alpha=0.9, large logits", dict(seed=3, n=5, c=7, scale=10.0, T=8.0, alpha=0.9)),
         ),
         probe=probe_distillation, judge=allclose(rtol=1e-4, atol=1e-6),
         mutants={
@@ -321,15 +309,14 @@ EXERCISES = [
     Exercise(
         grade_id="ch08_info_nce_test", functions=("info_nce",), points=2,
         cases=(
-            Case("8 pairs, tau=0.07", {"seed": 0, "n": 8, "d": 16, "norm": 1.0, "noise": 0.3, "norm_jitter": 0.0,
-                                       "temperature": 0.07}),
-            Case("unnormalised inputs of varied length", {"seed": 1, "n": 6, "d": 12, "norm": 5.0, "noise": 0.5,
-                                                           "norm_jitter": 3.0, "temperature": 0.1},
+            Case("8 pairs, tau=0.07", dict(seed=0, n=8, d=16, norm=1.0, noise=0.3, norm_jitter=0.0, temperature=0.07)),
+            Case("unnormalised inputs of varied length",
+                 dict(seed=1, n=6, d=12, norm=5.0, noise=0.5, norm_jitter=3.0, temperature=0.1),
                  edge="vectors far from unit length, their norms varying fourfold"),
-            Case("tau=1, very noisy pairs", {"seed": 2, "n": 10, "d": 8, "norm": 2.0, "noise": 2.0,
-                                             "norm_jitter": 1.0, "temperature": 1.0}, edge="tau = 1"),
-            Case("two pairs", {"seed": 3, "n": 2, "d": 4, "norm": 0.5, "noise": 0.1, "norm_jitter": 0.5,
-                               "temperature": 0.5}, edge="N = 2: one negative per row"),
+            Case("tau=1, very noisy pairs",
+                 dict(seed=2, n=10, d=8, norm=2.0, noise=2.0, norm_jitter=1.0, temperature=1.0), edge="tau = 1"),
+            Case("two pairs", dict(seed=3, n=2, d=4, norm=0.5, noise=0.1, norm_jitter=0.5, temperature=0.5),
+                 edge="N = 2: one negative per row"),
         ),
         probe=probe_info_nce, judge=allclose(rtol=1e-4, atol=1e-6),
         mutants={
@@ -341,9 +328,8 @@ EXERCISES = [
                 "F.cross_entropy(logits, target)",
                 hint=Hint("只算了 a→b 一个方向；对称的 InfoNCE 要平均两个方向的损失。",
                     "Only the a-to-b direction is used; the symmetric InfoNCE averages both directions.")),
-            "temperature multiplied": mutate("a @ b.T / temperature", "a @ b.T * temperature",
-                hint=Hint("乘以了温度而不是除以温度。",
-                    "The similarities are multiplied by the temperature instead of divided by it.")),
+            "temperature multiplied": mutate("a @ b.T / temperature", "a @ b.T * temperature", hint=Hint(
+                "乘以了温度而不是除以温度。", "The similarities are multiplied by the temperature instead of divided by it.")),
             "text tower detached (no gradient to b)": mutate("F.normalize(b, dim=-1)", "F.normalize(b.detach(), dim=-1)",
                 hint=Hint("b 被 detach 了，梯度传不到第二个塔（文本塔）。",
                     "b is detached, so no gradient reaches the second (text) tower.")),
@@ -352,13 +338,13 @@ EXERCISES = [
     Exercise(
         grade_id="ch08_fedavg_test", functions=("fedavg",), points=2,
         cases=(
-            Case("three clients of unequal size", {"seed": 0, "sizes": [10, 30, 60], "bn_steps": [1, 3, 2]}),
-            Case("two clients, one tiny", {"seed": 1, "sizes": [1, 99], "bn_steps": [5, 1]},
+            Case("three clients of unequal size", dict(seed=0, sizes=[10, 30, 60], bn_steps=[1, 3, 2])),
+            Case("two clients, one tiny", dict(seed=1, sizes=[1, 99], bn_steps=[5, 1]),
                  edge="sizes 1 and 99; the largest step count on the first client"),
-            Case("four equal clients", {"seed": 2, "sizes": [25, 25, 25, 25], "bn_steps": [2, 2, 4, 1]},
+            Case("four equal clients", dict(seed=2, sizes=[25, 25, 25, 25], bn_steps=[2, 2, 4, 1]),
                  edge="equal sizes: weighted and unweighted means agree"),
-            Case("one client", {"seed": 3, "sizes": [7], "bn_steps": [3]}, edge="a single client"),
-            Case("two clients in float64", {"seed": 4, "sizes": [3, 5], "bn_steps": [1, 2], "dtype": "float64"},
+            Case("one client", dict(seed=3, sizes=[7], bn_steps=[3]), edge="a single client"),
+            Case("two clients in float64", dict(seed=4, sizes=[3, 5], bn_steps=[1, 2], dtype="float64"),
                  edge="float64 entries: the average must keep the entries' dtype (every other case is float32)"),
         ),
         probe=probe_fedavg, judge=allclose(rtol=1e-5, atol=1e-6),
@@ -393,17 +379,14 @@ EXERCISES = [
     Exercise(
         grade_id="ch08_dp_sgd_test", functions=("dp_sgd_step",), points=3,
         cases=(
-            Case("no noise, clipping active", {"seed": 0, "batch": 8, "max_norm": 0.1, "sigma": 0.0,
-                                               "lr": 0.5, "noise_seed": 0},
+            Case("no noise, clipping active", dict(seed=0, batch=8, max_norm=0.1, sigma=0.0, lr=0.5, noise_seed=0),
                  edge="sigma = 0: the update is exactly the mean of the clipped gradients"),
-            Case("no noise, loose clipping", {"seed": 1, "batch": 6, "max_norm": 100.0, "sigma": 0.0,
-                                              "lr": 0.3, "noise_seed": 0},
+            Case("no noise, loose clipping", dict(seed=1, batch=6, max_norm=100.0, sigma=0.0, lr=0.3, noise_seed=0),
                  edge="max_norm above every per-sample norm: plain SGD"),
-            Case("seeded noise, sigma 1", {"seed": 2, "batch": 10, "max_norm": 0.5, "sigma": 1.0,
-                                           "lr": 0.2, "noise_seed": 7},
+            Case("seeded noise, sigma 1", dict(seed=2, batch=10, max_norm=0.5, sigma=1.0, lr=0.2, noise_seed=7),
                  edge="sigma = 1 with max_norm = 0.5: the noise std is max_norm, not sigma"),
-            Case("seeded noise, sigma 0.5, mixed clipping", {"seed": 3, "batch": 12, "max_norm": 1.0, "sigma": 0.5,
-                                                             "lr": 0.1, "noise_seed": 11}),
+            Case("seeded noise, sigma 0.5, mixed clipping",
+                 dict(seed=3, batch=12, max_norm=1.0, sigma=0.5, lr=0.1, noise_seed=11)),
         ),
         probe=probe_dp_sgd, judge=allclose(rtol=1e-4, atol=1e-6),
         mutants={

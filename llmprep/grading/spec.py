@@ -20,7 +20,8 @@ oracles=...)``; ``load_spec(name)`` returns that object. Its words:
     value first. Shared judges live below: ``allclose``, ``ordered`` (labelled keys, each its own tolerance),
     ``sequence_diff`` (token sequences), ``json_list`` / ``json_lists`` (traces sent as JSON), ``first_difference``
     and ``text_diff`` (where two sequences or texts part); ``oracle_from_source`` makes an oracle of a trusted
-    reference written as text, ``with_defaults`` cases that share most parameters;
+    reference written as text, ``with_defaults`` cases that share most parameters, ``ranking`` judges a list
+    ranked by score (ties by id), ``banned`` writes ``bans`` from dotted paths;
   - ``mutants`` — known-wrong variants the judge must reject, ``name -> Mutant`` (or a plain source string);
   - ``bans`` — the library calls the exercise asks the student to write themselves, ``(owner dotted path,
     attribute, label)``, each public equivalent listed too (``torch.log_softmax`` and ``torch.special.log_softmax``
@@ -553,3 +554,54 @@ def with_defaults(defaults: Mapping, *cases: Case) -> tuple[Case, ...]:
     """Cases that share most of their parameters: each case's own ``params`` laid over ``defaults`` (its name and
     edge kept), so that a case lists only what makes it the case it is."""
     return tuple(replace(case, params={**defaults, **case.params}) for case in cases)
+
+
+def ranking(what: str, items: str, score: str, rtol: float = 1e-9, atol: float = 1e-12, tie: float = 1e-12,
+            ids: str = "ids", scores: str = "scores") -> Judge:
+    """Judge: ``ids`` ranked by descending score, equal scores (within ``tie``) by ascending id, each with its score
+    in ``scores``; then any other output (side-effect flags) exactly. Two ids whose expected scores differ by
+    rounding only may come in either order (a float sum in another order may swap them), so near-ties are judged
+    on the scores, not on one summation order. ``what`` names the ranking in feedback ("the fused ranking (ids)"),
+    ``items`` its entries ("documents") and ``score`` one score ("fused score")."""
+
+    def judge(got, want, params):
+        if ids not in got or scores not in got:
+            return f"no value for '{ids}' or '{scores}'"
+        g_ids, w_ids = list(got[ids]), list(want[ids])
+        if len(g_ids) != len(w_ids):
+            return f"{what} has {len(g_ids)} {items}, expected {len(w_ids)}"
+        if len(got[scores]) != len(g_ids):
+            return f"{ids} and {scores} must have the same length"
+        expected = list(want[scores])
+        if g_ids != w_ids:
+            want_score = dict(zip(w_ids, want[scores]))
+            if set(g_ids) != set(w_ids):
+                return f"{what} holds different {items} than expected"
+            for a, b in zip(g_ids, g_ids[1:]):
+                sa, sb = want_score[a], want_score[b]
+                if not (sa > sb + tie or (abs(sa - sb) <= tie and a < b)):
+                    bad = sum(x != y for x, y in zip(g_ids, w_ids))
+                    return (f"{what} is not in the expected order: {bad} of {len(w_ids)} positions differ "
+                            f"(highest {score} first, equal scores by ascending id)")
+            expected = [want_score[d] for d in g_ids]
+        reason = compare_arrays(f"{score}s", np.asarray(got[scores], dtype=np.float64), np.asarray(expected), rtol, atol)
+        for key in [k for k in want if k not in (ids, scores)]:
+            if reason:
+                break
+            reason = f"no value for '{key}'" if key not in got else compare_arrays(key, got[key], want[key], 0, 0)
+        return reason
+
+    judge.__name__ = f"ranking({ids}, {scores})"
+    return judge
+
+
+def banned(*dotted: str) -> tuple[tuple[str, str, str], ...]:
+    """``Exercise.bans`` for library calls named by their dotted path, each its own label:
+    ``banned("torch.quantize_per_channel")`` is ``(("torch", "quantize_per_channel", "torch.quantize_per_channel"),)``."""
+    bans = []
+    for path in dotted:
+        owner, dot, attribute = path.rpartition(".")
+        if not dot or not owner or not attribute:
+            raise SpecError(f"banned({path!r}): give the owner's dotted path and the attribute, e.g. 'torch.topk'")
+        bans.append((owner, attribute, path))
+    return tuple(bans)

@@ -146,3 +146,37 @@ def test_with_defaults_lays_each_cases_params_over_the_shared_ones():
     assert cases == (Case("plain", {"B": 2, "causal": True, "seed": 0}),
                      Case("no mask", {"B": 2, "causal": False, "seed": 1}, edge="e"))
     assert shared == {"B": 2, "causal": True}  # the shared dict is not modified
+
+
+def test_ranking_accepts_ties_in_either_rounding_order_and_names_the_first_wrong_thing():
+    import numpy as np
+
+    from llmprep.grading.spec import ranking
+
+    judge = ranking("the ranking (ids)", "documents", "fused score")
+    want = {"ids": np.array([4, 2, 7]), "scores": np.array([0.5, 0.25, 0.25]), "inputs_untouched": np.array(True)}
+
+    def got(ids, scores, untouched=True):
+        return {"ids": np.array(ids), "scores": np.array(scores), "inputs_untouched": np.array(untouched)}
+
+    assert judge(got([4, 2, 7], [0.5, 0.25, 0.25]), want, {}) is None
+    # expected scores that tie up to rounding put 7 first; the stated order (ties by ascending id) passes too
+    near = dict(want, ids=np.array([4, 7, 2]), scores=np.array([0.5, 0.25 + 1e-13, 0.25]))
+    assert judge(got([4, 2, 7], [0.5, 0.25, 0.25 + 1e-13]), near, {}) is None
+    assert "not in the expected order: 2 of 3 positions differ" in judge(got([4, 7, 2], [0.5, 0.25, 0.25]), want, {})
+    assert judge(got([4, 2], [0.5, 0.25]), want, {}) == "the ranking (ids) has 2 documents, expected 3"
+    assert "holds different documents" in judge(got([4, 2, 9], [0.5, 0.25, 0.25]), want, {})
+    assert judge(got([4, 2, 7], [0.5, 0.25]), want, {}) == "ids and scores must have the same length"
+    assert judge(got([4, 2, 7], [0.5, 0.3, 0.25]), want, {}).startswith("fused scores: 1 of 3 values differ")
+    assert "modified its inputs in place" in judge(got([4, 2, 7], [0.5, 0.25, 0.25], False), want, {})
+    assert judge({"ids": np.array([4])}, want, {}) == "no value for 'ids' or 'scores'"
+
+
+def test_banned_spells_each_dotted_path_as_owner_attribute_and_label():
+    from llmprep.grading.spec import banned
+
+    assert banned("torch.quantize_per_channel", "jax.scipy.special.logsumexp") == (
+        ("torch", "quantize_per_channel", "torch.quantize_per_channel"),
+        ("jax.scipy.special", "logsumexp", "jax.scipy.special.logsumexp"))
+    with pytest.raises(SpecError, match="give the owner's dotted path"):
+        banned("topk")
