@@ -38,9 +38,11 @@ def stage_folder(folder: Path | None, into: Path) -> None:
     if folder is None or not folder.is_dir():
         return
     budget, count = STAGE_BYTES, 0
+    own = into.resolve()  # a folder that holds the staging folder itself (e.g. /tmp) must not copy it into itself
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         rel = Path(dirpath).relative_to(folder)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not (Path(dirpath) / d).is_symlink())
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not (Path(dirpath) / d).is_symlink()
+                             and not own.is_relative_to((Path(dirpath) / d).resolve()))
         (into / rel).mkdir(exist_ok=True, mode=0o755)
         for name in sorted(filenames):
             src = Path(dirpath) / name

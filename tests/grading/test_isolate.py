@@ -85,3 +85,18 @@ def test_make_test_grades_in_the_sandbox_it_promises():
         pytest.skip("only where the sandbox is required (make test on Linux)")
     isolation = engine.isolation()
     assert isolation.strong, f"no sandbox: {isolation.why}"
+
+
+def test_staging_a_folder_that_holds_the_staging_folder_does_not_copy_it_into_itself(tmp_path):
+    """Grading a notebook that lies in a folder such as /tmp, where the grader's own staging folder is made too:
+    the student's files are copied, the staging folder is not (it once recursed until the path was too long)."""
+    from llmprep.grading.run import stage_folder
+
+    (tmp_path / "answer.ipynb").write_text("{}")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.csv").write_text("1,2\n")
+    into = tmp_path / "llmprep-stage-1" / "s"
+    into.parent.mkdir()
+    stage_folder(tmp_path, into)
+    copied = sorted(p.relative_to(into).as_posix() for p in into.rglob("*"))
+    assert copied == ["answer.ipynb", "data", "data/x.csv"]
