@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import threading
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
@@ -31,9 +32,21 @@ def cache_dir() -> Path:
     return format_path("grading-cache")
 
 
-@lru_cache(maxsize=None)
+# A batch grades in threads, and each one matches its notebook against every chapter's spec. Loading a spec
+# parses its solution notebook with ast.parse, which CPython 3.11 cannot run in two threads at once
+# ("SystemError: AST constructor recursion depth mismatch", python/cpython#106905): one spec loads at a time,
+# once (re-entrant: a spec may load another's).
+_spec_lock = threading.RLock()
+
+
 def spec_module(chapter: str) -> ModuleType:
     """The module ``autograder/<chapter>.py`` itself (for tests of its helpers); graders use ``load_spec``."""
+    with _spec_lock:
+        return _spec_module(chapter)
+
+
+@lru_cache(maxsize=None)
+def _spec_module(chapter: str) -> ModuleType:
     path = autograder_dir() / f"{chapter}.py"
     if not path.is_file():
         raise GradingError(f"no trusted spec {path}")

@@ -14,7 +14,7 @@ from llmprep.grading.late import DAY, LatePenalties, PercentPerStartedDay, perce
 from llmprep.grading.record import gradebook_url, record
 from llmprep.nbgrader_wiring import nbgrader
 
-CH01 = "ch01_training"
+CH = "ch15_agents"  # a workflow test: ch15 grades in 0.3 s of CPU (pure Python; ch01 imports torch)
 DUE = "2026-12-01 12:00:00 UTC"
 
 
@@ -66,21 +66,21 @@ def test_penalties_in_the_gradebook_agree_with_nbgrader_export(tmp_path, monkeyp
     """No due date: nobody is late. With one (set as an instructor does, `nbgrader db assignment add --duedate`):
     on time 0, 1.5 days late 20 %, 20 days late the 50 % cap, no timestamp 0; `nbgrader export` reads the same."""
     course = tmp_path / "course_root"
-    db, notebook = _gradebook(course, CH01, monkeypatch)
-    result = _full_marks(CH01)
+    db, notebook = _gradebook(course, CH, monkeypatch)
+    result = _full_marks(CH)
     stamps = {"ontime": "2026-12-01 11:00:00.000000 UTC", "late": "2026-12-03 00:00:00.000000 UTC",
               "verylate": "2026-12-21 12:00:00.000000 UTC", "nostamp": None}
     for student, stamp in stamps.items():
-        folder = course / "submitted" / student / CH01
+        folder = course / "submitted" / student / CH
         folder.mkdir(parents=True)
         if stamp:
             (folder / "timestamp.txt").write_text(stamp)
-        record(db, CH01, student, notebook, result, folder=folder)
+        record(db, CH, student, notebook, result, folder=folder)
     late = LatePenalties(course)
-    assert {s: late.apply(db, CH01, s, notebook) for s in stamps} == dict.fromkeys(stamps, 0.0)  # no due date
+    assert {s: late.apply(db, CH, s, notebook) for s in stamps} == dict.fromkeys(stamps, 0.0)  # no due date
 
-    nbgrader(["db", "assignment", "add", CH01, f"--duedate={DUE}"], course)
-    got = {s: late.apply(db, CH01, s, notebook) for s in stamps}
+    nbgrader(["db", "assignment", "add", CH, f"--duedate={DUE}"], course)
+    got = {s: late.apply(db, CH, s, notebook) for s in stamps}
     full = result.max_score
     assert got == pytest.approx({"ontime": 0.0, "late": 0.2 * full, "verylate": 0.5 * full, "nostamp": 0.0})
 
@@ -97,7 +97,7 @@ def test_penalties_in_the_gradebook_agree_with_nbgrader_export(tmp_path, monkeyp
 
 
 @pytest.mark.sandbox
-def test_grade_applies_the_penalty_in_csv_feedback_and_autograde(root, tmp_path, ch01_reference):
+def test_grade_applies_the_penalty_in_csv_feedback_and_autograde(root, tmp_path, reference):
     """`llmprep grade --feedback` on a late submission: the CSV's late_penalty and final_score, nbgrader's gradebook
     and the feedback page agree, and nbgrader's own autograde (Formgrader's button) assigns the same."""
     from nbgrader.api import Gradebook
@@ -107,29 +107,30 @@ def test_grade_applies_the_penalty_in_csv_feedback_and_autograde(root, tmp_path,
 
     if not isolation().strong:
         pytest.skip("no sandbox on this machine")
+    reference(CH)
     course = tmp_path / "course_root"
-    shutil.copytree(root / "solutions" / CH01, course / "solutions" / CH01)
-    nbgrader(["db", "assignment", "add", CH01, f"--duedate={DUE}"], course)  # `llmprep grade` adds its notebooks
-    nb_name = load_spec(CH01).notebook
-    folder = course / "submitted" / "late" / CH01  # (on time, very late and no due date: the test above)
+    shutil.copytree(root / "solutions" / CH, course / "solutions" / CH)
+    nbgrader(["db", "assignment", "add", CH, f"--duedate={DUE}"], course)  # `llmprep grade` adds its notebooks
+    nb_name = load_spec(CH).notebook
+    folder = course / "submitted" / "late" / CH  # (on time, very late and no due date: the test above)
     folder.mkdir(parents=True)
-    shutil.copy(root / "solutions" / CH01 / nb_name, folder / nb_name)
+    shutil.copy(root / "solutions" / CH / nb_name, folder / nb_name)
     (folder / "timestamp.txt").write_text("2026-12-03 13:00:00.000000 UTC")
-    assert grade_assignment(CH01, root=course, jobs=1, feedback=True) == 0
+    assert grade_assignment(CH, root=course, jobs=1, feedback=True) == 0
 
-    full = sum(ex.points for ex in load_spec(CH01).exercises)
-    rows = {r["student"]: r for r in csv.DictReader(open(course / "build" / "grades" / f"{CH01}.csv"))}
+    full = sum(ex.points for ex in load_spec(CH).exercises)
+    rows = {r["student"]: r for r in csv.DictReader(open(course / "build" / "grades" / f"{CH}.csv"))}
     assert float(rows["late"]["score"]) == full  # what the judge gave; 3 started days late: -30 %
     assert float(rows["late"]["late_penalty"]) == pytest.approx(0.3 * full)
     assert float(rows["late"]["final_score"]) == pytest.approx(0.7 * full)
     with Gradebook(gradebook_url(course)) as gb:
-        assert gb.find_submission(CH01, "late").late_submission_penalty == pytest.approx(0.3 * full)
-    page = (course / "feedback" / "late" / CH01 / nb_name.replace(".ipynb", ".html")).read_text()
+        assert gb.find_submission(CH, "late").late_submission_penalty == pytest.approx(0.3 * full)
+    page = (course / "feedback" / "late" / CH / nb_name.replace(".ipynb", ".html")).read_text()
     assert "Late submission penalty" in page and f"-{0.3 * full:g}" in page
 
     with Gradebook(gradebook_url(course)) as gb:  # forget it, then let nbgrader's autograde assign it again
-        gb.find_submission_notebook(nb_name.removesuffix(".ipynb"), CH01, "late").late_submission_penalty = None
+        gb.find_submission_notebook(nb_name.removesuffix(".ipynb"), CH, "late").late_submission_penalty = None
         gb.db.commit()
-    nbgrader(["autograde", CH01, "--force"], course)
+    nbgrader(["autograde", CH, "--force"], course)
     with Gradebook(gradebook_url(course)) as gb:
-        assert gb.find_submission(CH01, "late").late_submission_penalty == pytest.approx(0.3 * full)
+        assert gb.find_submission(CH, "late").late_submission_penalty == pytest.approx(0.3 * full)
