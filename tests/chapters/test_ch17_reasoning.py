@@ -170,3 +170,96 @@ def test_budget_forcing_equals_the_reference_processor_token_for_token():
                                pad_token_id=0, eos_token_id=None,
                                logits_processor=LogitsProcessorList([theirs(5, 7, cap)]))
         assert torch.equal(joint[i * 4:(i + 1) * 4], alone)
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dapo", "dr_grpo"])
+def test_library_grpo_loss_equals_trl(loss_type):
+    """llmprep.reasoning's loss (section 2.5 trains with it) against TRL 1.16's GRPOTrainer loss on the same tensors."""
+    ref = oracle("oracle_grpo")
+    g = torch.Generator().manual_seed(10 + len(loss_type))
+    for trial in range(6):
+        b, t, group = 8, int(torch.randint(1, 9, (1,), generator=g)), [2, 4][trial % 2]
+        rewards = torch.randint(0, 2, (b,), generator=g).float()
+        for scale in (True, False):
+            torch.testing.assert_close(reasoning.group_advantages(rewards, group, scale=scale),
+                                       ref["grpo_advantages"](rewards, group, scale=scale))
+        logps = -torch.rand(b, t, generator=g) * 3
+        old = logps + torch.randn(b, t, generator=g) * 0.5
+        mask = (torch.arange(t)[None] < torch.randint(0, t + 1, (b, 1), generator=g)).long()
+        adv = ref["grpo_advantages"](rewards, group)
+        eps_low, eps_high = 0.2, [0.2, 0.28, 0.4][trial % 3]
+        mcl = None if trial % 2 else t + 2
+        x, y = logps.clone().requires_grad_(), logps.clone().requires_grad_()
+        mine = reasoning.grpo_loss(x, old, adv, mask, loss_type, eps_low, eps_high, mcl)
+        theirs = ref["grpo_loss"](y, old, adv, mask, loss_type, eps_low, eps_high, mcl)
+        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
+        mine.backward()
+        theirs.backward()
+        torch.testing.assert_close(x.grad, y.grad, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="loss_type"):
+        reasoning.grpo_loss(logps, old, adv, mask, "ppo")
+    with pytest.raises(ValueError, match="groups of 3"):
+        reasoning.group_advantages(rewards, 3)
+
+
+def test_grpo_reductions_differ_where_they_should():
+    """Equal lengths: GRPO's sequence mean equals DAPO's token mean; ragged lengths: they differ. Clip-higher changes
+    the loss only through tokens with a positive advantage and a ratio above 1 + eps_low."""
+    logps = torch.zeros(2, 4)
+    adv = torch.tensor([1.0, -1.0])
+    full = torch.ones(2, 4, dtype=torch.long)
+    old = torch.full((2, 4), -0.1)
+    same = [reasoning.grpo_loss(logps, old, adv, full, kind) for kind in ("grpo", "dapo")]
+    torch.testing.assert_close(same[0], same[1])
+    ragged = torch.tensor([[1, 1, 1, 1], [1, 0, 0, 0]])
+    assert not torch.isclose(reasoning.grpo_loss(logps, old, adv, ragged, "grpo"),
+                             reasoning.grpo_loss(logps, old, adv, ragged, "dapo"))
+    for o, moves in ((torch.full((2, 4), -0.1), False), (torch.full((2, 4), -0.22), True)):   # ratio 1.105, 1.246
+        sym, high = (reasoning.grpo_loss(logps, o, adv, full, "dapo", 0.2, e) for e in (0.2, 0.28))
+        assert torch.isclose(sym, high) != moves
+    neg = torch.tensor([-1.0, -1.0])   # a negative advantage is never clipped from above
+    torch.testing.assert_close(reasoning.grpo_loss(logps, torch.full((2, 4), -0.22), neg, full, "dapo", 0.2, 0.2),
+                               reasoning.grpo_loss(logps, torch.full((2, 4), -0.22), neg, full, "dapo", 0.2, 0.28))
+
+
+def test_completion_logps_equal_a_full_forward_with_gradients():
+    """Prefilling each prompt once for its group gives the log-probs and the gradients of one forward pass per row."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from llmprep.assets import load_smollm2_tokenizer
+
+    tok = load_smollm2_tokenizer()
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32,
+                                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                                         max_position_embeddings=128)).float()
+    prompts = ["What is 12 + 34?", "Hi", "A longer prompt about 7 + 8 and more words"]
+    g = torch.Generator().manual_seed(1)
+    comp = torch.randint(5, 1000, (3, 2, 4), generator=g)
+    comp[0, 1, 2:] = tok.eos_token_id
+    shared = reasoning.completion_logps(model, tok, prompts, comp, temperature=0.8)
+    shared.sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    rows = []
+    for i, p in enumerate(prompts):
+        ids = tok(p, add_special_tokens=False).input_ids
+        for j in range(2):
+            full = torch.tensor([ids + comp[i, j].tolist()])
+            logits = model(input_ids=full).logits[0, len(ids) - 1:-1] / 0.8
+            rows.append(torch.log_softmax(logits, -1).gather(-1, comp[i, j][:, None]).squeeze(-1))
+    plain = torch.stack(rows)
+    torch.testing.assert_close(shared, plain, rtol=1e-4, atol=1e-5)
+    plain.sum().backward()
+    for a, b in zip(grads, (p.grad for p in model.parameters())):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+    mask = reasoning.completion_mask(comp, tok.eos_token_id)
+    assert mask[0, 1].tolist() == [1, 1, 1, 0] and mask[1, 0].tolist() == [1, 1, 1, 1]
+    # the sampler's per-token log-probs (the behaviour policy GRPO's ratios divide by) are the teacher-forced ones
+    with torch.no_grad():
+        s = reasoning.sample_n(model, tok, prompts, n=3, max_new_tokens=5, temperature=0.7, seed=2,
+                               stop_id=int(comp[0, 0, 0]))
+        forced = reasoning.completion_logps(model, tok, prompts, s.tokens, temperature=0.7)
+    m = reasoning.completion_mask(s.tokens, int(comp[0, 0, 0])).view(9, -1)
+    assert m.sum(1).tolist() == s.lengths.view(-1).tolist()
+    torch.testing.assert_close(s.token_logps.view(9, -1), forced * m, rtol=1e-4, atol=1e-5)
