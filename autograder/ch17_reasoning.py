@@ -9,7 +9,7 @@ for the advantages (4); ``transformers`` generation with the reference budget-fo
 ``RULES`` at the bottom quotes each rule the instructions state, names the hidden cases that break when the rule is
 broken and maps each mutant that breaks it to a word its feedback must contain.
 """
-from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, mutate
+from llmprep.grading.spec import Case, Chapter, Exercise, Hint, Rule, allclose, banned, mutate
 
 # ============================================================================ 1 extraction + majority vote
 
@@ -478,6 +478,7 @@ EXERCISES = [
                 "maj@k 是 k 个样本的投票，不能用全部 n 个样本的投票代替。",
                 "The budget is k samples; the vote over all n samples answers another question.")),
         },
+        bans=banned("llmprep.reasoning.pass_at_k", "llmprep.reasoning.maj_at_k"),
     ),
     Exercise(
         grade_id="ch17_grpo_loss_test", functions=("grpo_advantages", "grpo_loss"), points=3,
@@ -529,6 +530,7 @@ EXERCISES = [
                 "不认识的 loss_type 应该报错，而不是悄悄给一个默认值。",
                 "An unknown loss type should fail loudly instead of silently picking a reduction.")),
         },
+        bans=banned("llmprep.reasoning.group_advantages", "llmprep.reasoning.grpo_loss"),
     ),
     Exercise(
         grade_id="ch17_dynamic_sampling_test", functions=("dynamic_sampling",), points=2,
@@ -661,6 +663,7 @@ EXERCISES = [
                 "generate 传进来的 scores 可能被别的处理器共用，返回新张量。",
                 "Other processors may share the incoming tensor, so build and return a new one.")),
         },
+        bans=banned("llmprep.reasoning.BudgetForcing"),
     ),
 ]
 
