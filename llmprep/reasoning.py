@@ -95,8 +95,9 @@ def sample_n(model, tok, prompts: list[str], n: int, max_new_tokens: int, temper
                    torch.cat([p.lengths for p in parts]), tokens, token_logps)
 
 
-@torch.no_grad()
-def _sample_chunk(model, tok, prompts, n, max_new_tokens, temperature, g, stop_id) -> Samples:
+def _prefill(model, tok, prompts, n):
+    """Each prompt, left-padded, through the model once; its KV cache, last logits, attention mask and next
+    position repeated ``n`` times (row p * n + j continues prompt p): (logits [P * n, V], cache, att, next_pos)."""
     side = tok.padding_side
     tok.padding_side = "left"
     batch = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -107,9 +108,13 @@ def _sample_chunk(model, tok, prompts, n, max_new_tokens, temperature, g, stop_i
                 logits_to_keep=1)
     cache = out.past_key_values
     cache.batch_repeat_interleave(n)
-    logits = out.logits[:, -1].repeat_interleave(n, 0)
-    att = att.repeat_interleave(n, 0)
-    next_pos = pos[:, -1:].repeat_interleave(n, 0) + 1
+    return (out.logits[:, -1].repeat_interleave(n, 0), cache, att.repeat_interleave(n, 0),
+            pos[:, -1:].repeat_interleave(n, 0) + 1)
+
+
+@torch.no_grad()
+def _sample_chunk(model, tok, prompts, n, max_new_tokens, temperature, g, stop_id) -> Samples:
+    logits, cache, att, next_pos = _prefill(model, tok, prompts, n)
     rows = len(prompts) * n
     done = torch.zeros(rows, dtype=torch.bool)
     tokens, logps, logps_t, alive = [], [], [], []
@@ -295,22 +300,13 @@ def completion_logps(model, tok, prompts: list[str], completions: torch.Tensor,
     if completions.dim() != 3 or completions.shape[0] != len(prompts) or temperature <= 0:
         raise ValueError("need completions [P, G, T] for P prompts and temperature > 0")
     n_prompts, group, width = completions.shape
-    side = tok.padding_side
-    tok.padding_side = "left"
-    batch = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-    tok.padding_side = side
-    att = batch["attention_mask"]
-    pos = (att.cumsum(1) - 1).clamp(min=0)
-    out = model(input_ids=batch["input_ids"], attention_mask=att, position_ids=pos, use_cache=True,
-                logits_to_keep=1)
-    cache = out.cache
-    cache.batch_repeat_interleave(group)
+    last, cache, att, next_pos = _prefill(model, tok, prompts, group)
     ids = completions.reshape(n_prompts * group, width)
-    first = out.logits[:, -1:].repeat_interleave(group, 0)
+    first = last[:, None]
     if width > 1:
-        att = torch.cat([att.repeat_interleave(group, 0), torch.ones(len(ids), width, dtype=att.dtype)], 1)
-        steps = pos[:, -1:].repeat_interleave(group, 0) + 1 + torch.arange(width)[None]
-        rest = model(input_ids=ids, attention_mask=att, position_ids=steps, cache=cache,
+        att = torch.cat([att, torch.ones(len(ids), width, dtype=att.dtype)], 1)
+        steps = next_pos + torch.arange(width)[None]
+        rest = model(input_ids=ids, attention_mask=att, position_ids=steps, past_key_values=cache,
                      logits_to_keep=width).logits[:, :-1]
         first = torch.cat([first, rest], 1)
     logp = torch.log_softmax(first.float() / temperature, -1)
